@@ -1,0 +1,255 @@
+"""Golden references for sparse decode attention (SPEC section 2), vectorized over tokens and heads.
+
+Three references, same arguments as the kernel (SPEC section 6):
+- `sparse_attention_fp64`: the exact math in float64, no tiling, no rounding of P.
+- `sparse_attention_golden`: the tiled online softmax of a kernel, every recipe field honoured.
+  Each fp32 step is modelled as one correctly rounded fp32 operation: dot products and tile sums
+  are formed in float64 (exact or nearly so for bf16 operands) and rounded once to fp32.
+- `sparse_attention_fp32_full`: the textbook fp32 softmax (no tiles, no BF16 P), kept to show how
+  far a golden that ignores the kernel's roundings sits from it.
+Only the loop over tiles is in Python; everything inside is batched over [T, H, tile].
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from golden.recipes import AttnRecipe
+from golden.rounding import round_to_bf16
+
+
+@dataclass(frozen=True)
+class GatheredKV:
+    """The rows each token's indices name, with their validity."""
+
+    rows: torch.Tensor   # [T, K, D] bf16 rows (zeros where invalid)
+    valid: torch.Tensor  # [T, K] bool
+
+
+def _check_shapes(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_indices,
+                  seqused_kv, attn_sink, window, tokens_per_batch) -> None:
+    if q.dim() != 3:
+        raise ValueError(f"q must be [T, H, D], got shape {tuple(q.shape)}")
+    T, H, D = q.shape
+    if not isinstance(tokens_per_batch, int) or tokens_per_batch < 1 or T % tokens_per_batch:
+        raise ValueError(f"tokens_per_batch must be a positive int dividing T={T}, got {tokens_per_batch!r}")
+    if not isinstance(window, int) or window < 1:
+        raise ValueError(f"window must be a positive int, got {window!r}")
+    B = T // tokens_per_batch
+    for name, pool in (("ori_kv", ori_kv), ("cmp_kv", cmp_kv)):
+        if pool.dim() != 3 or pool.shape[2] != D:
+            raise ValueError(f"{name} must be [N, BS, D={D}], got shape {tuple(pool.shape)}")
+    if ori_kv.shape[1] != cmp_kv.shape[1]:
+        raise ValueError(f"cmp_kv page size {cmp_kv.shape[1]} differs from ori_kv's {ori_kv.shape[1]}")
+    for name, table in (("ori_block_table", ori_block_table), ("cmp_block_table", cmp_block_table)):
+        if table.dim() != 2 or table.shape[0] != B:
+            raise ValueError(f"{name} must be [B={B}, blocks], got shape {tuple(table.shape)}")
+    if sparse_indices.dim() != 2 or sparse_indices.shape[0] != T:
+        raise ValueError(f"sparse_indices must be [T={T}, K], got shape {tuple(sparse_indices.shape)}")
+    if tuple(seqused_kv.shape) != (B,):
+        raise ValueError(f"seqused_kv must be [B={B}], got shape {tuple(seqused_kv.shape)}")
+    if tuple(attn_sink.shape) != (H,):
+        raise ValueError(f"attn_sink must be [H={H}], got shape {tuple(attn_sink.shape)}")
+
+
+def visible_lengths(seqused_kv: torch.Tensor, T: int, tokens_per_batch: int, window: int):
+    """Per token: (batch id [T], win_valid [T], cmp_valid [T]) as in SPEC section 2."""
+    token = torch.arange(T, device=seqused_kv.device)
+    batch = token // tokens_per_batch
+    used = seqused_kv.long()[batch] - tokens_per_batch + 1 + token % tokens_per_batch
+    win_valid = torch.clamp(used, max=window)
+    cmp_valid = torch.clamp(used - win_valid, min=0)
+    return batch, win_valid, cmp_valid
+
+
+def valid_index_mask(sparse_indices, seqused_kv, *, window, tokens_per_batch) -> torch.Tensor:
+    """[T, K] bool: which indices are valid for their token (SPEC section 2)."""
+    T = sparse_indices.shape[0]
+    _, win_valid, cmp_valid = visible_lengths(seqused_kv, T, tokens_per_batch, window)
+    r = sparse_indices.long()
+    in_window = (r >= 0) & (r < win_valid[:, None])
+    in_cmp = (r >= window) & (r - window < cmp_valid[:, None])
+    return in_window | in_cmp
+
+
+def gather_kv(ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_indices, seqused_kv, *,
+              window, tokens_per_batch) -> GatheredKV:
+    """Gather every token's key rows; a valid index naming a page outside its pool raises."""
+    T, K = sparse_indices.shape
+    BS, D = ori_kv.shape[1], ori_kv.shape[2]
+    batch, win_valid, cmp_valid = visible_lengths(seqused_kv, T, tokens_per_batch, window)
+    r = sparse_indices.long()
+    in_window = (r >= 0) & (r < win_valid[:, None])
+    in_cmp = (r >= window) & (r - window < cmp_valid[:, None])
+    rows = torch.zeros(T, K, D, dtype=ori_kv.dtype, device=ori_kv.device)
+    for name, pool, table, mask, slot in (
+        ("ori_block_table", ori_kv, ori_block_table, in_window, r),
+        ("cmp_block_table", cmp_kv, cmp_block_table, in_cmp, r - window),
+    ):
+        block = torch.where(mask, slot // BS, 0)
+        if bool((block >= table.shape[1]).any()):
+            t, k = (block >= table.shape[1]).nonzero()[0].tolist()
+            raise ValueError(f"{name} has {table.shape[1]} blocks per batch but token {t} index "
+                             f"{int(r[t, k])} needs block {int(block[t, k])}")
+        page = table.long()[batch[:, None].expand(T, K), block]
+        bad = mask & ((page < 0) | (page >= pool.shape[0]))
+        if bool(bad.any()):
+            t, k = bad.nonzero()[0].tolist()
+            raise ValueError(f"{name} names page {int(page[t, k])} for token {t} index {int(r[t, k])}, "
+                             f"outside the pool of {pool.shape[0]} pages")
+        flat = torch.where(mask, page * BS + slot % BS, 0)
+        picked = pool.reshape(-1, D)[flat.reshape(-1)].reshape(T, K, D)
+        rows = torch.where(mask[..., None], picked, rows)
+    return GatheredKV(rows=rows, valid=in_window | in_cmp)
+
+
+def _scale(softmax_scale: Optional[float], D: int) -> float:
+    scale = D ** -0.5 if softmax_scale is None else float(softmax_scale)
+    if not (scale > 0 and scale != float("inf")):
+        raise ValueError(f"softmax_scale must be a finite positive float, got {softmax_scale!r}")
+    return scale
+
+
+def fp32_scores(q: torch.Tensor, rows: torch.Tensor, scale: float) -> torch.Tensor:
+    """s = fp32(fp32(q . k) * fp32(scale)); the dot is formed in fp64 (exact for bf16 operands
+    up to D ~ 2^20 when exponents are moderate) and rounded once. [T, H, K] fp32."""
+    dots = torch.einsum("thd,tkd->thk", q.double(), rows.double()).float()
+    return dots * torch.tensor(scale, dtype=torch.float32, device=q.device)
+
+
+def sparse_attention_fp64(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_indices,
+                          seqused_kv, attn_sink, *, window, tokens_per_batch,
+                          softmax_scale=None) -> torch.Tensor:
+    """Exact-math truth in float64: o = sum_j exp(s_j - M) k_j / (sum_j exp(s_j - M) + exp(sink - M)).
+    Returns [T, H, D] float64; tokens with no valid key give zeros."""
+    _check_shapes(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_indices,
+                  seqused_kv, attn_sink, window, tokens_per_batch)
+    kv = gather_kv(ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_indices, seqused_kv,
+                   window=window, tokens_per_batch=tokens_per_batch)
+    scale = _scale(softmax_scale, q.shape[2])
+    rows = kv.rows.double()                                             # [T, K, D]
+    s = torch.einsum("thd,tkd->thk", q.double(), rows) * scale          # [T, H, K]
+    valid = kv.valid[:, None, :]                                        # [T, 1, K]
+    s = torch.where(valid, s, -torch.inf)
+    M = s.amax(-1, keepdim=True)                                        # [T, H, 1]
+    has = valid.any(-1, keepdim=True)
+    M_safe = torch.where(has, M, 0.0)
+    e = torch.where(valid, torch.exp(s - M_safe), 0.0)                  # [T, H, K]
+    sink = torch.exp(attn_sink.double()[None, :, None] - M_safe)        # [T, H, 1]
+    o = torch.einsum("thk,tkd->thd", e, rows) / (e.sum(-1, keepdim=True) + sink)
+    return torch.where(has, o, 0.0)
+
+
+def sparse_attention_fp32_full(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_indices,
+                               seqused_kv, attn_sink, *, window, tokens_per_batch,
+                               softmax_scale=None) -> torch.Tensor:
+    """Textbook fp32 softmax over all valid rows at once, P never rounded. [T, H, D] fp32."""
+    _check_shapes(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_indices,
+                  seqused_kv, attn_sink, window, tokens_per_batch)
+    kv = gather_kv(ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_indices, seqused_kv,
+                   window=window, tokens_per_batch=tokens_per_batch)
+    rows = kv.rows.float()
+    s = torch.einsum("thd,tkd->thk", q.float(), rows) * _scale(softmax_scale, q.shape[2])
+    valid = kv.valid[:, None, :]
+    s = torch.where(valid, s, -torch.inf)
+    has = valid.any(-1, keepdim=True)
+    M = torch.where(has, s.amax(-1, keepdim=True), 0.0)
+    e = torch.where(valid, torch.exp(s - M), 0.0)
+    denom = e.sum(-1, keepdim=True) + torch.exp(attn_sink.float()[None, :, None] - M)
+    return torch.where(has, torch.einsum("thk,tkd->thd", e, rows) / denom, 0.0)
+
+
+@dataclass(frozen=True)
+class TiledTrace:
+    """What the tiled golden computed, for error bounds: everything per (t, h) or (t, h, j).
+
+    Positions j are in tiling order (index order for positional tiling, compacted order otherwise).
+    """
+
+    o: torch.Tensor            # [T, H, D] fp32 output
+    rows: torch.Tensor         # [T, K, D] bf16 key rows in tiling order (zeros where invalid)
+    valid: torch.Tensor        # [T, K] bool, tiling order
+    scores: torch.Tensor       # [T, H, K] fp32 scores (meaningless where invalid)
+    e: torch.Tensor            # [T, H, K] fp32 exp(s_j - m_tile) (0 where invalid)
+    p: torch.Tensor            # [T, H, K] fp32 P as used in P.V (rounded or not; 0 where invalid)
+    tile_max: torch.Tensor     # [T, H, K] fp32 max score of j's tile
+    M: torch.Tensor            # [T, H] fp32 final running max (-inf: no valid key)
+    L: torch.Tensor            # [T, H] fp32 final running denominator without the sink
+    denom: torch.Tensor        # [T, H] fp32 L + exp(sink - M)
+    tiles_used: torch.Tensor   # [T, H] int64 number of non-empty tiles merged
+    tile: int
+
+
+def _tiling_order(valid: torch.Tensor, tiling: str):
+    """Permutation [T, K] that puts positions in tiling order, and validity in that order."""
+    T, K = valid.shape
+    if tiling == "positional":
+        order = torch.arange(K, device=valid.device).expand(T, K)
+        return order, valid
+    order = torch.sort((~valid).to(torch.int8), dim=1, stable=True).indices
+    return order, torch.gather(valid, 1, order)
+
+
+def sparse_attention_trace(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_indices,
+                           seqused_kv, attn_sink, *, window, tokens_per_batch, softmax_scale=None,
+                           recipe: AttnRecipe = AttnRecipe()) -> TiledTrace:
+    """The tiled BF16 golden of SPEC section 2 with its intermediates (see `TiledTrace`)."""
+    if not isinstance(recipe, AttnRecipe):
+        raise TypeError(f"recipe must be an AttnRecipe, got {type(recipe).__name__}")
+    _check_shapes(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_indices,
+                  seqused_kv, attn_sink, window, tokens_per_batch)
+    kv = gather_kv(ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_indices, seqused_kv,
+                   window=window, tokens_per_batch=tokens_per_batch)
+    T, H, D = q.shape
+    K = sparse_indices.shape[1]
+    order, valid = _tiling_order(kv.valid, recipe.tiling)
+    rows = torch.gather(kv.rows, 1, order[..., None].expand(T, K, D))    # [T, K, D]
+    scores = fp32_scores(q, rows, _scale(softmax_scale, D))              # [T, H, K]
+    dev = q.device
+    M = torch.full((T, H), -torch.inf, device=dev)
+    L = torch.zeros(T, H, device=dev)
+    O = torch.zeros(T, H, D, device=dev)
+    e_all = torch.zeros(T, H, K, device=dev)
+    p_all = torch.zeros(T, H, K, device=dev)
+    tile_max = torch.full((T, H, K), -torch.inf, device=dev)
+    tiles_used = torch.zeros(T, H, dtype=torch.int64, device=dev)
+    for start in range(0, K, recipe.tile):
+        cols = slice(start, min(start + recipe.tile, K))
+        lane_ok = valid[:, None, cols]                                   # [T, 1, n]
+        s = torch.where(lane_ok, scores[:, :, cols], -torch.inf)         # [T, H, n]
+        m = s.amax(-1)                                                   # [T, H]
+        has = lane_ok.any(-1).expand(T, H)                               # [T, H]
+        m_safe = torch.where(has, m, 0.0)
+        e = torch.where(lane_ok, torch.exp(s - m_safe[..., None]), 0.0)  # [T, H, n] fp32
+        p = round_to_bf16(e, recipe.rounding) if recipe.p_dtype == "bf16" else e
+        summed = p if recipe.l_from == "rounded" else e
+        l = summed.double().sum(-1).float()                              # one rounding
+        o_tile = torch.einsum("thn,tnd->thd", p.double(), rows[:, cols].double()).float()
+        M_new = torch.where(has, torch.maximum(M, m_safe), M)
+        a = torch.where(M == -torch.inf, 0.0, torch.exp(M - M_new))      # [T, H]
+        b = torch.exp(m_safe - M_new)
+        L = torch.where(has, a * L + b * l, L)
+        O = torch.where(has[..., None], a[..., None] * O + b[..., None] * o_tile, O)
+        M = M_new
+        tiles_used += has.long()
+        e_all[:, :, cols], p_all[:, :, cols] = e, p
+        tile_max[:, :, cols] = torch.where(lane_ok, m[..., None], -torch.inf)
+    any_valid = M > -torch.inf
+    M_safe = torch.where(any_valid, M, 0.0)
+    denom = L + torch.exp(attn_sink.float()[None, :] - M_safe)
+    o = torch.where(any_valid[..., None], O / denom[..., None], 0.0)
+    return TiledTrace(o=o, rows=rows, valid=valid, scores=scores, e=e_all, p=p_all,
+                      tile_max=tile_max, M=M, L=L, denom=denom, tiles_used=tiles_used,
+                      tile=recipe.tile)
+
+
+def sparse_attention_golden(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_indices,
+                            seqused_kv, attn_sink, *, window, tokens_per_batch, softmax_scale=None,
+                            recipe: AttnRecipe = AttnRecipe()) -> torch.Tensor:
+    """The tiled BF16 golden of SPEC section 2: [T, H, D] fp32, mirroring `recipe`."""
+    return sparse_attention_trace(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table,
+                                  sparse_indices, seqused_kv, attn_sink, window=window,
+                                  tokens_per_batch=tokens_per_batch, softmax_scale=softmax_scale,
+                                  recipe=recipe).o

@@ -1,0 +1,331 @@
+"""Typed inputs and seeded generators: every tensor is a pure function of a frozen case (with seed).
+
+`AttnCase` / `NormCase` describe an example compactly (what a counterexample report prints);
+`make_attn_inputs(case)` / `make_norm_inputs(case)` build the tensors from the case's seed in a
+handful of vectorized torch calls, never element by element. Generators are adversarial in the
+FlashMLA way: permuted page tables, unused pages, pads and out-of-range indices, and optionally
+NaN in every pool row no valid index reaches and strided (non-contiguous) views.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+from typing import Optional
+
+import torch
+
+DATA_KINDS = ("normal", "uniform", "heavy", "large_logits", "near_ties")
+SINK_KINDS = ("finite", "zero", "large", "neg_inf", "pos_inf")
+
+
+@dataclass(frozen=True)
+class AttnCase:
+    """One sparse-attention example. All tensors follow from these fields and `seed`."""
+
+    seed: int = 0
+    batches: int = 2
+    tokens_per_batch: int = 2
+    heads: int = 3
+    head_dim: int = 40
+    page_size: int = 8
+    window: int = 16
+    topk: int = 24                  # compressed indices per token (K = window + topk + extra)
+    extra: int = 0                  # extra index positions (filled with pads / junk)
+    max_cmp_len: int = 48           # compressed cache length upper bound per batch
+    min_used: int = 1               # seqused_kv lower bound (MTP: the first token sees used - S + 1)
+    pad_prob: float = 0.0           # chance an index is replaced by -1
+    oob_prob: float = 0.0           # chance an index is replaced by an out-of-range value
+    dup_prob: float = 0.0           # chance an index is replaced by a copy of another in its row
+    shuffle: bool = False           # permute each token's indices
+    spare_pages: int = 1            # unused pages in each pool
+    data: str = "normal"
+    sink: str = "finite"
+    softmax_scale: Optional[float] = None
+    nan_unused: bool = True         # NaN in pool rows that no valid index reaches
+    strided: bool = False           # q and pools as non-contiguous views (last dim stride 1)
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        for name in ("batches", "tokens_per_batch", "heads", "head_dim", "page_size", "window"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("topk", "extra", "max_cmp_len", "spare_pages"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.data not in DATA_KINDS:
+            raise ValueError(f"data must be one of {DATA_KINDS}, got {self.data!r}")
+        if self.sink not in SINK_KINDS:
+            raise ValueError(f"sink must be one of {SINK_KINDS}, got {self.sink!r}")
+
+    @property
+    def tokens(self) -> int:
+        return self.batches * self.tokens_per_batch
+
+    @property
+    def num_indices(self) -> int:
+        return self.window + self.topk + self.extra
+
+    def replace(self, **changes) -> "AttnCase":
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class AttnInputs:
+    """The kernel's arguments (SPEC section 6) as one value."""
+
+    q: torch.Tensor
+    ori_kv: torch.Tensor
+    ori_block_table: torch.Tensor
+    cmp_kv: torch.Tensor
+    cmp_block_table: torch.Tensor
+    sparse_indices: torch.Tensor
+    seqused_kv: torch.Tensor
+    attn_sink: torch.Tensor
+    window: int
+    tokens_per_batch: int
+    softmax_scale: Optional[float] = None
+
+    TENSORS = ("q", "ori_kv", "ori_block_table", "cmp_kv", "cmp_block_table", "sparse_indices",
+               "seqused_kv", "attn_sink")
+
+    def args(self) -> tuple:
+        return tuple(getattr(self, name) for name in self.TENSORS)
+
+    def kwargs(self) -> dict:
+        return dict(window=self.window, tokens_per_batch=self.tokens_per_batch,
+                    softmax_scale=self.softmax_scale)
+
+    def call(self, fn, **extra):
+        return fn(*self.args(), **self.kwargs(), **extra)
+
+    def replace(self, **changes) -> "AttnInputs":
+        return replace(self, **changes)
+
+    def to(self, device) -> "AttnInputs":
+        return replace(self, **{n: getattr(self, n).to(device) for n in self.TENSORS})
+
+    def state_dict(self) -> dict:
+        """Plain dict of tensors and scalars (what a report saves with torch.save)."""
+        out = {n: getattr(self, n).detach().cpu() for n in self.TENSORS}
+        out.update(self.kwargs())
+        return out
+
+    @classmethod
+    def from_state_dict(cls, state: dict) -> "AttnInputs":
+        return cls(**{k: state[k] for k in cls.TENSORS}, window=int(state["window"]),
+                   tokens_per_batch=int(state["tokens_per_batch"]),
+                   softmax_scale=state.get("softmax_scale"))
+
+
+def _values(gen: torch.Generator, shape, kind: str, scale: float = 1.0) -> torch.Tensor:
+    """fp32 values of a data kind, before the bf16 cast."""
+    if kind == "uniform":
+        x = torch.rand(shape, generator=gen) * 2 - 1
+    elif kind == "heavy":  # Student-t-like: normal / sqrt(chi2_1-ish), clipped to stay finite
+        x = torch.randn(shape, generator=gen) / torch.rand(shape, generator=gen).clamp_min(1e-3).sqrt()
+    elif kind == "large_logits":
+        x = torch.randn(shape, generator=gen) * 6
+    elif kind == "near_ties":  # few distinct values: many equal or nearly equal scores
+        x = torch.randint(-2, 3, shape, generator=gen).float() * 0.5
+        x = x + torch.randn(shape, generator=gen) * 1e-3
+    else:
+        x = torch.randn(shape, generator=gen)
+    return x * scale
+
+
+def _sink(gen: torch.Generator, heads: int, kind: str) -> torch.Tensor:
+    if kind == "neg_inf":
+        return torch.full((heads,), -math.inf)
+    if kind == "pos_inf":
+        return torch.full((heads,), math.inf)
+    if kind == "zero":
+        return torch.zeros(heads)
+    if kind == "large":
+        return torch.randn(heads, generator=gen) * 30
+    return torch.randn(heads, generator=gen) * 2
+
+
+def _strided(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """The same values as a non-contiguous view (padded leading dims, last-dim stride 1)."""
+    shape = list(x.shape)
+    padded = shape[:-1] + [shape[-1] + 3]
+    padded[0] += 1
+    big = torch.empty(padded, dtype=x.dtype).normal_(generator=gen) if x.is_floating_point() \
+        else torch.zeros(padded, dtype=x.dtype)
+    view = big[1:, ..., 1:shape[-1] + 1] if x.dim() > 1 else big[1:shape[-1] + 1]
+    view.copy_(x)
+    return view
+
+
+def make_attn_inputs(case: AttnCase) -> AttnInputs:
+    """Build the tensors of `case` from its seed (CPU generation, then moved to case.device)."""
+    gen = torch.Generator().manual_seed(case.seed)
+    B, S, H, D, BS, W = (case.batches, case.tokens_per_batch, case.heads, case.head_dim,
+                         case.page_size, case.window)
+    T, K = case.tokens, case.num_indices
+    # Visible lengths: the batch's last token sees seqused rows; W of them form the window ring.
+    seqused = torch.randint(max(case.min_used, 0), W + case.max_cmp_len + 1, (B,), generator=gen)
+    ori_blocks = -(-W // BS)
+    cmp_blocks = max(1, -(-case.max_cmp_len // BS))
+    n_ori = B * ori_blocks + case.spare_pages
+    n_cmp = B * cmp_blocks + case.spare_pages
+    ori_table = torch.randperm(n_ori, generator=gen)[: B * ori_blocks].reshape(B, ori_blocks)
+    cmp_table = torch.randperm(n_cmp, generator=gen)[: B * cmp_blocks].reshape(B, cmp_blocks)
+    # Indices: the window slots in order, then top-k compressed slots (some beyond cmp_valid),
+    # then `extra` junk positions.
+    token = torch.arange(T)
+    used = seqused[token // S] - S + 1 + token % S
+    cmp_valid = (used - used.clamp(max=W)).clamp(min=0)
+    window_part = torch.arange(W).expand(T, W)
+    reach = (cmp_valid + 2).clamp(min=1)[:, None]
+    cmp_part = W + (torch.rand(T, case.topk, generator=gen) * reach).long()
+    extra_part = torch.full((T, case.extra), -1)
+    idx = torch.cat([window_part, cmp_part, extra_part], dim=1)
+    junk = torch.tensor([-1, -2, -(2**31), 2**31 - 1, W - 1 + 10**6])
+    if case.pad_prob > 0:
+        idx = torch.where(torch.rand(T, K, generator=gen) < case.pad_prob, -1, idx)
+    if case.oob_prob > 0:
+        pick = junk[torch.randint(len(junk), (T, K), generator=gen)]
+        # out of range for this token: just past the window or just past the compressed cache
+        past = torch.where(torch.rand(T, K, generator=gen) < 0.5, used.clamp(min=0, max=W)[:, None],
+                           W + cmp_valid[:, None])
+        pick = torch.where(torch.rand(T, K, generator=gen) < 0.5, pick, past.expand(T, K))
+        idx = torch.where(torch.rand(T, K, generator=gen) < case.oob_prob, pick, idx)
+    if case.dup_prob > 0 and K > 0:
+        src = torch.randint(K, (T, K), generator=gen)
+        idx = torch.where(torch.rand(T, K, generator=gen) < case.dup_prob, idx.gather(1, src), idx)
+    if case.shuffle and K > 0:
+        idx = idx.gather(1, torch.rand(T, K, generator=gen).argsort(dim=1))
+    scale_q = 1.0
+    q = _values(gen, (T, H, D), case.data, scale_q).to(torch.bfloat16)
+    ori_kv = _values(gen, (n_ori, BS, D), case.data).to(torch.bfloat16)
+    cmp_kv = _values(gen, (n_cmp, BS, D), case.data).to(torch.bfloat16)
+    sink = _sink(gen, H, case.sink)
+    inputs = AttnInputs(q=q, ori_kv=ori_kv, ori_block_table=ori_table.int(), cmp_kv=cmp_kv,
+                        cmp_block_table=cmp_table.int(), sparse_indices=idx.int(),
+                        seqused_kv=seqused.int(), attn_sink=sink.float(), window=W,
+                        tokens_per_batch=S, softmax_scale=case.softmax_scale)
+    if case.nan_unused:
+        inputs = poison_unread_rows(inputs)
+    if case.strided:
+        inputs = inputs.replace(q=_strided(inputs.q, gen), ori_kv=_strided(inputs.ori_kv, gen),
+                                cmp_kv=_strided(inputs.cmp_kv, gen),
+                                sparse_indices=_strided(inputs.sparse_indices, gen))
+    return inputs.to(case.device) if case.device != "cpu" else inputs
+
+
+def read_rows(inputs: AttnInputs):
+    """Boolean masks [N_ori, BS] and [N_cmp, BS] of the pool rows some valid index reaches."""
+    from golden.attention import visible_lengths  # local: golden.attention imports nothing here
+
+    T = inputs.q.shape[0]
+    BS = inputs.ori_kv.shape[1]
+    W = inputs.window
+    batch, win_valid, cmp_valid = visible_lengths(inputs.seqused_kv, T, inputs.tokens_per_batch, W)
+    r = inputs.sparse_indices.long()
+    masks = []
+    for pool, table, ok, slot in (
+        (inputs.ori_kv, inputs.ori_block_table, (r >= 0) & (r < win_valid[:, None]), r),
+        (inputs.cmp_kv, inputs.cmp_block_table, (r >= W) & (r - W < cmp_valid[:, None]), r - W),
+    ):
+        block = torch.where(ok, slot // BS, 0).clamp(max=table.shape[1] - 1)
+        page = table.long()[batch[:, None].expand_as(r), block]
+        ok = ok & (page >= 0) & (page < pool.shape[0])
+        flat = torch.where(ok, page * BS + slot % BS, 0)
+        mask = torch.zeros(pool.shape[0] * BS, dtype=torch.bool, device=pool.device)
+        mask[flat[ok]] = True
+        masks.append(mask.reshape(pool.shape[0], BS))
+    return masks[0], masks[1]
+
+
+def poison_unread_rows(inputs: AttnInputs) -> AttnInputs:
+    """Fill every pool row no valid index reaches with NaN (a kernel that reads one shows it)."""
+    read_ori, read_cmp = read_rows(inputs)
+    nan = torch.tensor(math.nan, dtype=inputs.ori_kv.dtype, device=inputs.ori_kv.device)
+    ori = torch.where(read_ori[..., None], inputs.ori_kv, nan)
+    cmp = torch.where(read_cmp[..., None], inputs.cmp_kv, nan)
+    return inputs.replace(ori_kv=ori, cmp_kv=cmp)
+
+
+NORM_DATA_KINDS = ("normal", "tiny", "huge", "zero", "int8", "heavy", "uniform")
+
+
+@dataclass(frozen=True)
+class NormCase:
+    """One RMSNorm example: x [rows, dim] (or [tokens, heads, head_dim] when heads > 0)."""
+
+    seed: int = 0
+    rows: int = 4
+    dim: int = 64
+    heads: int = 0                   # > 0: x is [rows, heads, dim], the per-head q norm
+    dtype: str = "bf16"
+    data: str = "normal"
+    weight: bool = True
+    eps: float = 1e-6
+    strided: bool = False
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.rows < 0 or self.dim < 1 or self.heads < 0:
+            raise ValueError(f"rows >= 0, dim >= 1, heads >= 0 required, got {self.rows}, {self.dim}, {self.heads}")
+        if self.dtype not in ("bf16", "fp32"):
+            raise ValueError(f"dtype must be 'bf16' or 'fp32', got {self.dtype!r}")
+        if self.data not in NORM_DATA_KINDS:
+            raise ValueError(f"data must be one of {NORM_DATA_KINDS}, got {self.data!r}")
+
+    def replace(self, **changes) -> "NormCase":
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class NormInputs:
+    x: torch.Tensor
+    weight: Optional[torch.Tensor]
+    eps: float
+
+    def call(self, fn, **extra):
+        return fn(self.x, self.weight, eps=self.eps, **extra)
+
+    def replace(self, **changes) -> "NormInputs":
+        return replace(self, **changes)
+
+    def state_dict(self) -> dict:
+        return {"x": self.x.detach().cpu(),
+                "weight": None if self.weight is None else self.weight.detach().cpu(),
+                "eps": self.eps}
+
+    @classmethod
+    def from_state_dict(cls, state: dict) -> "NormInputs":
+        return cls(x=state["x"], weight=state["weight"], eps=float(state["eps"]))
+
+
+def make_norm_inputs(case: NormCase) -> NormInputs:
+    gen = torch.Generator().manual_seed(case.seed)
+    shape = (case.rows, case.heads, case.dim) if case.heads else (case.rows, case.dim)
+    kind = case.data
+    if kind == "tiny":
+        x = torch.randn(shape, generator=gen) * 1e-20
+    elif kind == "huge":
+        x = torch.randn(shape, generator=gen) * 1e15
+    elif kind == "zero":
+        x = torch.zeros(shape)
+    elif kind == "int8":  # int8 codes times a per-row power-of-two-free scale (dequantized)
+        codes = torch.randint(-127, 128, shape, generator=gen).float()
+        x = codes * (torch.rand(shape[:-1] + (1,), generator=gen) * 0.05 + 1e-3)
+    else:
+        x = _values(gen, shape, kind)
+    dtype = torch.bfloat16 if case.dtype == "bf16" else torch.float32
+    x = x.to(dtype)
+    weight = (1 + 0.5 * torch.randn(case.dim, generator=gen)).to(dtype) if case.weight else None
+    if case.strided:
+        x = _strided(x, gen)
+    if case.device != "cpu":
+        x = x.to(case.device)
+        weight = None if weight is None else weight.to(case.device)
+    return NormInputs(x=x, weight=weight, eps=case.eps)

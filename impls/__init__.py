@@ -1,0 +1,1 @@
+"""Implementations other than the bundled kernels: an independent torch one, and planted mutants."""
