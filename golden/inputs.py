@@ -167,7 +167,8 @@ def make_attn_inputs(case: AttnCase) -> AttnInputs:
                          case.page_size, case.window)
     T, K = case.tokens, case.num_indices
     # Visible lengths: the batch's last token sees seqused rows; W of them form the window ring.
-    seqused = torch.randint(max(case.min_used, 0), W + case.max_cmp_len + 1, (B,), generator=gen)
+    top = W + case.max_cmp_len
+    seqused = torch.randint(min(max(case.min_used, 0), top), top + 1, (B,), generator=gen)
     ori_blocks = -(-W // BS)
     cmp_blocks = max(1, -(-case.max_cmp_len // BS))
     n_ori = B * ori_blocks + case.spare_pages

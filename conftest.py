@@ -1,0 +1,116 @@
+"""pytest wiring: hypothesis profiles, backend selection, --impl plug-ins, evidence for reports.
+
+Options:
+  --backend auto|cpu|cuda      CUDA when available, else the Triton interpreter (KERNELPROP_BACKEND)
+  --impl KIND=PATH_OR_MODULE:CALLABLE   implementation under test (KIND: sparse_attention, rms_norm)
+  --hypothesis-profile NAME    ci | dev | nightly | replay (or KERNELPROP_PROFILE; default dev)
+  --reports-dir DIR            where counterexample reports go (default reports/)
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+if str(ROOT) not in sys.path[:1]:
+    sys.path.insert(0, str(ROOT))  # this repo's `kernels`, never the PyPI package of that name
+
+import pytest  # noqa: E402
+from hypothesis import settings  # noqa: E402
+
+from kernelprop import evidence, profiles  # noqa: E402
+from kernelprop.backend import choose_backend, device_name  # noqa: E402
+from kernelprop.impl import KINDS, make_impl, parse_impl_option  # noqa: E402
+
+profiles.register_profiles()
+settings.load_profile(os.environ.get("KERNELPROP_PROFILE", "dev"))
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("kernelprop")
+    group.addoption("--backend", default=None, choices=["auto", "cpu", "cuda"],
+                    help="kernel backend: CUDA if available, else the Triton CPU interpreter")
+    group.addoption("--impl", action="append", default=[], metavar="KIND=PATH_OR_MODULE:CALLABLE",
+                    help="implementation under test, KIND in sparse_attention, rms_norm (repeatable)")
+    group.addoption("--reports-dir", default=os.environ.get("KERNELPROP_REPORTS", "reports"),
+                    help="directory for counterexample reports")
+
+
+def pytest_configure(config):
+    backend = choose_backend(config.getoption("--backend"))
+    config.kernelprop_backend = backend
+    targets = {}
+    for value in config.getoption("--impl"):
+        try:
+            kind, target = parse_impl_option(value)
+        except ValueError as err:
+            raise pytest.UsageError(str(err)) from err
+        targets[kind] = target
+    config.kernelprop_impl_targets = targets
+    profile = config.getoption("--hypothesis-profile", default=None) or \
+        os.environ.get("KERNELPROP_PROFILE", "dev")
+    os.environ["KERNELPROP_PROFILE_ACTIVE"] = profile
+
+
+def pytest_report_header(config):
+    targets = getattr(config, "kernelprop_impl_targets", {})
+    impls = ", ".join(f"{k}={targets.get(k, 'bundled')}" for k in KINDS)
+    return [f"kernelprop: backend={config.kernelprop_backend} "
+            f"({device_name(config.kernelprop_backend)}), profile="
+            f"{os.environ.get('KERNELPROP_PROFILE_ACTIVE')}, impl: {impls}"]
+
+
+def _impl(config, kind):
+    try:
+        return make_impl(kind, config.kernelprop_impl_targets.get(kind))
+    except (ValueError, ImportError) as err:
+        raise pytest.UsageError(f"--impl {kind}: {err}") from err
+
+
+@pytest.fixture(scope="session")
+def backend(pytestconfig) -> str:
+    return pytestconfig.kernelprop_backend
+
+
+@pytest.fixture(scope="session")
+def device(backend) -> str:
+    return "cuda" if backend == "cuda" else "cpu"
+
+
+@pytest.fixture(scope="session")
+def attn_impl(pytestconfig):
+    return _impl(pytestconfig, "sparse_attention")
+
+
+@pytest.fixture(scope="session")
+def norm_impl(pytestconfig):
+    return _impl(pytestconfig, "rms_norm")
+
+
+def pytest_runtest_setup(item):
+    evidence.begin(item.nodeid)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call" and report.failed:
+        try:
+            from kernelprop.report import write_failure_report
+        except ImportError:
+            return
+        path = write_failure_report(item, call, report)
+        if path is not None:
+            report.user_properties.append(("kernelprop_report", str(path)))
+            report.sections.append(("kernelprop report", f"counterexample report: {path}"))
+
+
+def pytest_terminal_summary(terminalreporter):
+    paths = [value for rep in terminalreporter.stats.get("failed", [])
+             for name, value in getattr(rep, "user_properties", []) if name == "kernelprop_report"]
+    if paths:
+        terminalreporter.section("kernelprop counterexample reports")
+        for path in paths:
+            terminalreporter.write_line(f"{path}  (replay: python -m kernelprop replay {path}/report.json)")

@@ -1,0 +1,64 @@
+"""What a property saw on its latest example, kept for the counterexample report and replay.
+
+Every property computes its comparison through a *replay function*: a plain function (in a module
+that does not import hypothesis) `fn(inputs: dict[str, inputs object], impl: Impl, params: dict)
+-> Outcome`. The test calls it on generated inputs; `python -m kernelprop replay` calls the same
+function on the saved tensors, so a replay recomputes exactly what the test checked.
+
+Hypothesis replays the shrunk failing example last, so when a test fails the latest `record()`
+holds the minimal counterexample; kernelprop.report turns it into reports/<run>/<test>/.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import torch
+
+
+@dataclass
+class Outcome:
+    """One comparison: |actual - expected| <= bound elementwise (bound None: bitwise equality)."""
+
+    actual: torch.Tensor
+    expected: torch.Tensor
+    bound: Optional[torch.Tensor]
+    bound_doc: str                       # the bound's derivation in one line
+    truth: Optional[torch.Tensor] = None  # fp64 truth where the property has one
+    metrics: dict = field(default_factory=dict)  # extra numbers for the report (P4 ratios, ...)
+
+
+@dataclass
+class Evidence:
+    property_id: str                    # "P1", ...
+    check: str                          # what was compared, one line
+    outcome: Outcome
+    impl: Optional[str] = None          # the implementation under test (its --impl spec)
+    impl_kind: Optional[str] = None     # "sparse_attention" / "rms_norm"
+    recipe: Any = None                  # AttnRecipe / NormRecipe used
+    case: Any = None                    # AttnCase / NormCase (compact description, with seed)
+    inputs: dict = field(default_factory=dict)  # name -> AttnInputs / NormInputs
+    replay_fn: Optional[str] = None     # "module:function" of the replay function
+    replay_params: dict = field(default_factory=dict)  # JSON-able params for it
+
+
+def resolve(name: str) -> Callable:
+    module, _, attr = name.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+_state: dict = {"nodeid": None, "last": None}
+
+
+def begin(nodeid: str) -> None:
+    _state["nodeid"], _state["last"] = nodeid, None
+
+
+def record(evidence: Evidence) -> Evidence:
+    _state["last"] = evidence
+    return evidence
+
+
+def latest() -> Optional[Evidence]:
+    return _state["last"]

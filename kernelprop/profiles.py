@@ -1,0 +1,47 @@
+"""Hypothesis profiles: ci (derandomized, bounded, no database writes), dev (default, local database),
+nightly (many examples, targeted phase, persistent database), replay (database replay only).
+Select with --hypothesis-profile NAME or KERNELPROP_PROFILE=NAME. Deadlines are off: a kernel
+call's time depends on compilation and the interpreter, not on the example."""
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, Phase, Verbosity, settings
+from hypothesis.database import DirectoryBasedExampleDatabase
+
+PROFILES = ("ci", "dev", "nightly", "replay")
+_SUPPRESSED = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example,
+               HealthCheck.function_scoped_fixture]
+
+
+def database_path() -> str:
+    return os.environ.get("KERNELPROP_DATABASE", ".hypothesis/examples")
+
+
+def make_database(path_or_url: str | None = None):
+    """A directory database, or a Redis one for redis:// URLs (needs the `redis` package)."""
+    target = path_or_url or database_path()
+    if target.startswith("redis://"):
+        import redis  # optional: only for users who ask for a shared database
+        from hypothesis.extra.redis import RedisExampleDatabase
+
+        return RedisExampleDatabase(redis.Redis.from_url(target))
+    return DirectoryBasedExampleDatabase(target)
+
+
+def register_profiles() -> None:
+    common = dict(deadline=None, suppress_health_check=_SUPPRESSED, print_blob=True)
+    db = make_database()
+    settings.register_profile("ci", derandomize=True, database=None, max_examples=50,
+                              phases=[Phase.explicit, Phase.generate, Phase.target, Phase.shrink],
+                              **common)
+    settings.register_profile("dev", max_examples=50, database=db, **common)
+    settings.register_profile("nightly", max_examples=int(os.environ.get("KERNELPROP_NIGHTLY_EXAMPLES", 2000)),
+                              database=db, phases=list(Phase), **common)
+    settings.register_profile("replay", max_examples=1, database=db,
+                              phases=[Phase.explicit, Phase.reuse], verbosity=Verbosity.normal,
+                              **common)
+
+
+def current_profile_name() -> str:
+    return settings._current_profile or "default"  # noqa: SLF001 (hypothesis exposes no getter)

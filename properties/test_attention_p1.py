@@ -1,0 +1,20 @@
+"""P1 for sparse attention: the implementation equals the golden of its recipe, within the bound
+of golden/attention_bounds.py (sound: any correct implementation passes; tight: one that rounds P
+the wrong way fails)."""
+import pytest
+from hypothesis import given, strategies as st
+
+from golden.inputs import make_attn_inputs
+from properties.checks import run_property
+from properties.replays_attention import recipe_params
+from properties.strategies import attn_cases, attn_recipes, recipes_for
+
+
+@pytest.mark.spec("P1")
+@given(data=st.data())
+def test_p1_kernel_matches_golden(attn_impl, device, data):
+    case = data.draw(attn_cases().map(lambda c: c.replace(device=device)), label="case")
+    recipe = data.draw(recipes_for(attn_impl, attn_recipes()), label="recipe")
+    run_property("P1", "impl vs golden, same recipe", "properties.replays_attention:p1",
+                 inputs={"inputs": make_attn_inputs(case)}, impl=attn_impl,
+                 params=recipe_params(recipe), recipe=recipe, case=case)
