@@ -1,0 +1,28 @@
+"""python -m kernelprop <command> ...
+
+  replay REPORT.json [--impl ...]     rerun a saved counterexample; exit 1 while it still fails
+  fuzz --minutes N [--workers W] [--impl ...] [--database PATH_OR_REDIS_URL]   nightly fuzzing
+  mutants [--profile ci] [--only NAME ...]   the kill matrix of the planted-bug catalogue
+"""
+from __future__ import annotations
+
+import importlib
+import pathlib
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path[:1]:
+    sys.path.insert(0, str(ROOT))  # this repo's `kernels`, never the PyPI package of that name
+
+COMMANDS = {"replay": "kernelprop.replay", "fuzz": "kernelprop.fuzz", "mutants": "kernelprop.mutants"}
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        print(__doc__.strip())
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    return importlib.import_module(COMMANDS[argv[0]]).main(argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
