@@ -26,11 +26,11 @@ from kernels._checks import check_device, check_last_stride, check_tensor, inter
 # %% kernel
 
 @triton.jit
-def _gather_tile(
-    pos,               # [BLOCK_N] int32: index positions of the lanes within sparse_indices[t]
+def _gather_rows(
+    pos,               # [BLOCK_N] int64: index positions of the lanes within sparse_indices[t]
     lane_on,           # [BLOCK_N] bool: lane lies inside the current tile and inside [0, K)
     idx_row_ptr,       # pointer to sparse_indices[t, 0]
-    stride_idx_k,      # stride of sparse_indices along K
+    stride_idx_k,      # sparse_indices stride along K
     ori_kv_ptr,        # window pool [N_ori, BS, D] bf16
     stride_ori_page,   # ori_kv stride between pages
     stride_ori_row,    # ori_kv stride between rows of a page (last dim is contiguous)
@@ -41,81 +41,40 @@ def _gather_tile(
     stride_ori_tab,    # ori_block_table stride along its columns
     cmp_tab_row_ptr,   # pointer to cmp_block_table[b, 0]
     stride_cmp_tab,    # cmp_block_table stride along its columns
-    win_valid,         # int32 scalar: window slots [0, win_valid) are visible
-    cmp_valid,         # int32 scalar: compressed slots [0, cmp_valid) are visible
+    win_valid,         # int64 scalar: window slots [0, win_valid) are visible
+    cmp_valid,         # int64 scalar: compressed slots [0, cmp_valid) are visible
     W,                 # window size: index W + j is compressed slot j
     BS,                # rows per page
     N_ORI,             # pages in ori_kv
     N_CMP,             # pages in cmp_kv
     ORI_WIDTH,         # columns of ori_block_table
     CMP_WIDTH,         # columns of cmp_block_table
-    offs_d,            # [BLOCK_D] int32 column offsets
+    offs_d,            # [BLOCK_D] column offsets
     d_mask,            # [BLOCK_D] bool: column < D
 ):
-    """Load the key rows of one lane block: ([BLOCK_N, BLOCK_D] bf16, zero where invalid; valid).
+    """Key rows of one lane block: ([BLOCK_N, BLOCK_D] bf16, zero where invalid; [BLOCK_N] valid).
 
     A lane is valid iff its index is visible (SPEC 2) and its table column and page id are in
     range; every other lane is masked on every load, so no memory outside the pools is touched.
+    Index arithmetic is int64: no int32 overflow, and the interpreter's per-op int32 overflow
+    sanitizer (several extra numpy ops per add) is skipped for 64-bit integers.
     """
-    idx = tl.load(idx_row_ptr + pos * stride_idx_k, mask=lane_on, other=-1)
+    idx = tl.load(idx_row_ptr + pos * stride_idx_k, mask=lane_on, other=-1).to(tl.int64)
+    slot_cmp = idx - W
     is_win = (idx >= 0) & (idx < win_valid)
-    is_cmp = (idx >= W) & (idx - W < cmp_valid)
-    slot = tl.where(is_win, idx, idx - W)                      # row number inside its cache
-    blk = slot // BS                                           # column of the block table
+    is_cmp = (slot_cmp >= 0) & (slot_cmp < cmp_valid)
+    slot = tl.where(is_win, idx, slot_cmp)                     # row number inside its cache
+    blk = slot // BS                                           # column of its block table
     row = slot % BS                                            # row inside the page
-    blk_ok = (is_win & (blk < ORI_WIDTH)) | (is_cmp & (blk < CMP_WIDTH))
+    blk_ok = (is_win | is_cmp) & (blk < tl.where(is_win, ORI_WIDTH, CMP_WIDTH))
     tab_ptr = tl.where(is_win, ori_tab_row_ptr + blk * stride_ori_tab, cmp_tab_row_ptr + blk * stride_cmp_tab)
-    page = tl.load(tab_ptr, mask=blk_ok, other=-1)
+    page = tl.load(tab_ptr, mask=blk_ok, other=-1).to(tl.int64)
     valid = blk_ok & (page >= 0) & (page < tl.where(is_win, N_ORI, N_CMP))
-    page = tl.where(valid, page, 0).to(tl.int64)               # int64: pools may exceed 2^31 elements
     row_ptr = tl.where(is_win,
                        ori_kv_ptr + page * stride_ori_page + row * stride_ori_row,
                        cmp_kv_ptr + page * stride_cmp_page + row * stride_cmp_row)
     k = tl.load(row_ptr[:, None] + offs_d[None, :], mask=valid[:, None] & d_mask[None, :], other=0.0)
     return k, valid
-
-
-@triton.jit
-def _tile_scores(q, k, valid, scale, BF16_DOT: tl.constexpr):
-    """[BLOCK_H, BLOCK_N] fp32 scores: bf16 x bf16 dot with fp32 accumulation, then one fp32
-    multiply by the fp32 scale; invalid lanes are -inf. Without BF16_DOT (interpreter) the same
-    dot runs on fp32 copies (bf16 products are exact in fp32; see the launch configuration)."""
-    if BF16_DOT:
-        s = tl.dot(q, tl.trans(k), out_dtype=tl.float32)
-    else:
-        s = tl.dot(q.to(tl.float32), tl.trans(k.to(tl.float32)), input_precision="ieee", out_dtype=tl.float32)
-    return tl.where(valid[None, :], s * scale, float("-inf"))
-
-
-@triton.jit
-def _tile_weights(s, m, P_BF16: tl.constexpr, L_ROUNDED: tl.constexpr, ROUND_MODE: tl.constexpr):
-    """Exp weights of one lane block against the tile max m: (P as the P.V operand, its l term).
-
-    e = exp(s - m) in fp32 (invalid lanes: exp(-inf) = 0); p = round_bf16(e) when P_BF16.
-    """
-    e = tl.exp(s - m[:, None])
-    if P_BF16:
-        p = _round_to_bf16(e, ROUND_MODE)                      # exact bf16 values held in fp32
-        if L_ROUNDED:
-            l = tl.sum(p, axis=1)
-        else:
-            l = tl.sum(e, axis=1)
-        p_op = p.to(tl.bfloat16)                               # exact: p is bf16-representable
-    else:
-        l = tl.sum(e, axis=1)
-        p_op = e
-    return p_op, l
-
-
-@triton.jit
-def _pv(p_op, k, P_BF16: tl.constexpr, BF16_DOT: tl.constexpr):
-    """o_tile contribution sum_j p_j k_j in fp32: bf16 x bf16 dot, or an IEEE fp32 dot (no TF32)."""
-    if P_BF16 and BF16_DOT:
-        return tl.dot(p_op, k, out_dtype=tl.float32)
-    elif P_BF16:
-        return tl.dot(p_op.to(tl.float32), k.to(tl.float32), input_precision="ieee", out_dtype=tl.float32)
-    else:
-        return tl.dot(p_op, k.to(tl.float32), input_precision="ieee", out_dtype=tl.float32)
 
 
 @triton.jit
@@ -160,112 +119,117 @@ def _sparse_decode_attn_kernel(
     BLOCK_H: tl.constexpr,     # heads per program (>= 16 for tl.dot; heads >= H masked)
     BLOCK_D: tl.constexpr,     # next power of two >= max(D, 16); columns >= D masked
     BLOCK_N: tl.constexpr,     # lanes per gathered block (power of two >= 16)
-    TWO_PASS: tl.constexpr,    # TILE > BLOCK_N: tile max in a first pass over its lane blocks
+    TWO_PASS: tl.constexpr,    # TILE > BLOCK_N: a first pass over the tile's lane blocks finds m
     P_BF16: tl.constexpr,      # recipe.p_dtype == "bf16"
     L_ROUNDED: tl.constexpr,   # recipe.l_from == "rounded"
     ROUND_MODE: tl.constexpr,  # recipe.rounding code (kernels._bf16.ROUNDING_CODE)
-    BF16_DOT: tl.constexpr,    # tl.dot on bf16 operands (False on the interpreter, see below)
+    BF16_DOT: tl.constexpr,    # tl.dot on bf16 operands (False on the interpreter, see config)
 ):
-    """One program per (token t, block of BLOCK_H heads); o[t, heads] for the module's math.
+    """One program per (token t, block of BLOCK_H heads): o[t, heads] for the module's math.
 
-    Rounding points: q and k stay bf16 (loaded as is); scores, exp, l, M, L, O are fp32; P is
-    rounded to bf16 by bit arithmetic (P_BF16) before the P.V dot (fp32 accumulate); o is stored
-    in fp32. Every gathered row is loaded once per lane block and shared by all heads of the
-    program (two tl.dot: [BLOCK_H, BLOCK_D] x [BLOCK_D, BLOCK_N], [BLOCK_H, BLOCK_N] x
-    [BLOCK_N, BLOCK_D]). With TWO_PASS a tile spans several lane blocks, whose rows are gathered
-    twice (max, then weights); only then does l sum per block before summing the blocks.
+    Rounding points: q and k load as bf16; scores = fp32 dot (fp32 accumulation) times the fp32
+    scale; exp, m, l, M, L, O in fp32; P rounded to bf16 by bit arithmetic (P_BF16) before the
+    P.V dot (fp32 accumulation; p_dtype fp32: an IEEE fp32 dot, no TF32); o stored in fp32.
+    Every gathered row is loaded once per lane block and shared by the BLOCK_H heads through
+    two tl.dot: [BLOCK_H, BLOCK_D] x [BLOCK_D, BLOCK_N] and [BLOCK_H, BLOCK_N] x [BLOCK_N, BLOCK_D].
+    A tile is one lane block unless TWO_PASS; then its rows are gathered twice (tile max first)
+    and l, o_tile are sums of per-block partials.
+    An empty tile (no valid lane) is skipped arithmetically: m = -inf gives e = 0, l = 0,
+    o_tile = 0, beta = 0 and alpha = 1 (or 0 while M = -inf), so M, L, O stay bitwise unchanged
+    and no exp(-inf + inf) is ever formed.
     """
-    t = tl.program_id(0)
+    NEG_INF: tl.constexpr = float("-inf")
+    t = tl.program_id(0).to(tl.int64)
     offs_h = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)
     h_mask = offs_h < H
     offs_d = tl.arange(0, BLOCK_D)
     d_mask = offs_d < D
-    lanes = tl.arange(0, BLOCK_N)
-    t64 = t.to(tl.int64)
+    lanes = tl.arange(0, BLOCK_N).to(tl.int64)
 
-    # Visible part of the caches for this token (SPEC 2).
+    # Visible part of the caches for this token (SPEC 2), in int64.
     b = t // S
-    used = tl.load(seqused_ptr + b * stride_seqused).to(tl.int64) - S + 1 + (t % S)  # no int32 overflow
+    used = tl.load(seqused_ptr + b * stride_seqused).to(tl.int64) - S + 1 + t % S
     win_valid = tl.minimum(used, W)
     cmp_valid = tl.maximum(used - win_valid, 0)
 
-    q = tl.load(q_ptr + t64 * stride_qt + offs_h[:, None] * stride_qh + offs_d[None, :],
+    q = tl.load(q_ptr + t * stride_qt + offs_h[:, None] * stride_qh + offs_d[None, :],
                 mask=h_mask[:, None] & d_mask[None, :], other=0.0)
-    idx_row_ptr = idx_ptr + t64 * stride_idx_t
+    if not BF16_DOT:
+        q = q.to(tl.float32)                                   # exact upcast for the IEEE dot
+    idx_row_ptr = idx_ptr + t * stride_idx_t
     ori_tab_row_ptr = ori_tab_ptr + b * stride_ori_tab_b
     cmp_tab_row_ptr = cmp_tab_ptr + b * stride_cmp_tab_b
 
-    M = tl.full([BLOCK_H], float("-inf"), tl.float32)
+    M = tl.full([BLOCK_H], NEG_INF, tl.float32)
     L = tl.zeros([BLOCK_H], tl.float32)
     O = tl.zeros([BLOCK_H, BLOCK_D], tl.float32)
     for start in range(0, K, TILE):
+        m = tl.full([BLOCK_H], NEG_INF, tl.float32)            # tile max (-inf: empty tile)
         if TWO_PASS:
-            # Pass 1: the tile max over its lane blocks.
-            m = tl.full([BLOCK_H], float("-inf"), tl.float32)
-            n_valid = 0
             for sub in range(0, TILE, BLOCK_N):
                 pos = start + sub + lanes
-                lane_on = (sub + lanes < TILE) & (pos < K)
-                k, valid = _gather_tile(pos, lane_on, idx_row_ptr, stride_idx_k,
+                k, valid = _gather_rows(pos, (sub + lanes < TILE) & (pos < K), idx_row_ptr, stride_idx_k,
                                         ori_kv_ptr, stride_ori_page, stride_ori_row,
                                         cmp_kv_ptr, stride_cmp_page, stride_cmp_row,
                                         ori_tab_row_ptr, stride_ori_tab_j, cmp_tab_row_ptr, stride_cmp_tab_j,
                                         win_valid, cmp_valid, W, BS, N_ORI, N_CMP, ORI_WIDTH, CMP_WIDTH,
                                         offs_d, d_mask)
-                n_valid += tl.sum(valid.to(tl.int32), axis=0)
-                m = tl.maximum(m, tl.max(_tile_scores(q, k, valid, scale, BF16_DOT), axis=1))
-            if n_valid > 0:
-                # Pass 2: weights, l and o_tile against the tile max.
-                l = tl.zeros([BLOCK_H], tl.float32)
-                o_tile = tl.zeros([BLOCK_H, BLOCK_D], tl.float32)
-                for sub in range(0, TILE, BLOCK_N):
-                    pos = start + sub + lanes
-                    lane_on = (sub + lanes < TILE) & (pos < K)
-                    k, valid = _gather_tile(pos, lane_on, idx_row_ptr, stride_idx_k,
-                                            ori_kv_ptr, stride_ori_page, stride_ori_row,
-                                            cmp_kv_ptr, stride_cmp_page, stride_cmp_row,
-                                            ori_tab_row_ptr, stride_ori_tab_j, cmp_tab_row_ptr, stride_cmp_tab_j,
-                                            win_valid, cmp_valid, W, BS, N_ORI, N_CMP, ORI_WIDTH, CMP_WIDTH,
-                                            offs_d, d_mask)
-                    s = _tile_scores(q, k, valid, scale, BF16_DOT)
-                    p_op, l_sub = _tile_weights(s, m, P_BF16, L_ROUNDED, ROUND_MODE)
-                    l += l_sub
-                    o_tile += _pv(p_op, k, P_BF16, BF16_DOT)
-                M_new = tl.maximum(M, m)
-                alpha = tl.exp(M - M_new)                      # 0 while M is still -inf
-                beta = tl.exp(m - M_new)
-                L = alpha * L + beta * l
-                O = alpha[:, None] * O + beta[:, None] * o_tile
-                M = M_new
-        else:
-            pos = start + lanes
-            lane_on = (lanes < TILE) & (pos < K)
-            k, valid = _gather_tile(pos, lane_on, idx_row_ptr, stride_idx_k,
+                if BF16_DOT:
+                    s = tl.dot(q, tl.trans(k), out_dtype=tl.float32) * scale
+                else:
+                    s = tl.dot(q, tl.trans(k.to(tl.float32)), input_precision="ieee", out_dtype=tl.float32) * scale
+                m = tl.maximum(m, tl.max(tl.where(valid[None, :], s, NEG_INF), axis=1))
+        l = tl.zeros([BLOCK_H], tl.float32)
+        o_tile = tl.zeros([BLOCK_H, BLOCK_D], tl.float32)
+        for sub in range(0, TILE, BLOCK_N):                    # one lane block unless TWO_PASS
+            pos = start + sub + lanes
+            k, valid = _gather_rows(pos, (sub + lanes < TILE) & (pos < K), idx_row_ptr, stride_idx_k,
                                     ori_kv_ptr, stride_ori_page, stride_ori_row,
                                     cmp_kv_ptr, stride_cmp_page, stride_cmp_row,
                                     ori_tab_row_ptr, stride_ori_tab_j, cmp_tab_row_ptr, stride_cmp_tab_j,
                                     win_valid, cmp_valid, W, BS, N_ORI, N_CMP, ORI_WIDTH, CMP_WIDTH,
                                     offs_d, d_mask)
-            n_valid = tl.sum(valid.to(tl.int32), axis=0)
-            if n_valid > 0:
-                s = _tile_scores(q, k, valid, scale, BF16_DOT)
+            if not BF16_DOT:
+                k = k.to(tl.float32)                           # exact upcast for the IEEE dots
+            # s_j = fp32(q . k_j) * c; invalid lanes -inf
+            if BF16_DOT:
+                s = tl.dot(q, tl.trans(k), out_dtype=tl.float32) * scale
+            else:
+                s = tl.dot(q, tl.trans(k), input_precision="ieee", out_dtype=tl.float32) * scale
+            s = tl.where(valid[None, :], s, NEG_INF)
+            if not TWO_PASS:
                 m = tl.max(s, axis=1)
-                p_op, l = _tile_weights(s, m, P_BF16, L_ROUNDED, ROUND_MODE)
-                o_tile = _pv(p_op, k, P_BF16, BF16_DOT)
-                M_new = tl.maximum(M, m)
-                alpha = tl.exp(M - M_new)                      # 0 while M is still -inf
-                beta = tl.exp(m - M_new)
-                L = alpha * L + beta * l
-                O = alpha[:, None] * O + beta[:, None] * o_tile
-                M = M_new
+            e = tl.exp(s - tl.where(m > NEG_INF, m, 0.0)[:, None])   # fp32; 0 on invalid lanes
+            if P_BF16:
+                p = _round_to_bf16(e, ROUND_MODE)              # bf16 values held in fp32
+                if L_ROUNDED:
+                    l += tl.sum(p, axis=1)
+                else:
+                    l += tl.sum(e, axis=1)
+            else:
+                p = e
+                l += tl.sum(e, axis=1)
+            if P_BF16 and BF16_DOT:
+                # bf16 x bf16 P.V; the cast is exact: p is bf16-representable
+                o_tile += tl.dot(p.to(tl.bfloat16), k, out_dtype=tl.float32)
+            else:
+                # IEEE fp32 P.V (p_dtype fp32, or any P on the interpreter); never TF32
+                o_tile += tl.dot(p, k.to(tl.float32), input_precision="ieee", out_dtype=tl.float32)
+        # merge: M' = max(M, m), a = exp(M - M'), b = exp(m - M')
+        M_new = tl.maximum(M, m)
+        M_ref = tl.where(M_new > NEG_INF, M_new, 0.0)
+        alpha = tl.exp(M - M_ref)
+        beta = tl.exp(m - M_ref)
+        L = alpha * L + beta * l
+        O = alpha[:, None] * O + beta[:, None] * o_tile
+        M = M_new
 
     # o = O / (L + exp(sink - M)); the sink never enters M. No valid row (M = -inf): zeros.
-    sink = tl.load(sink_ptr + offs_h * stride_sink, mask=h_mask, other=float("-inf"))
-    has_rows = M > float("-inf")
+    sink = tl.load(sink_ptr + offs_h * stride_sink, mask=h_mask, other=NEG_INF)
+    has_rows = M > NEG_INF
     denom = L + tl.exp(sink - tl.where(has_rows, M, 0.0))     # +inf sink: denom inf, o = 0
-    out = tl.math.div_rn(O, denom[:, None])                    # IEEE division, like torch
-    out = tl.where(has_rows[:, None], out, 0.0)
-    tl.store(o_ptr + t64 * stride_ot + offs_h[:, None] * stride_oh + offs_d[None, :], out,
+    out = tl.where(has_rows[:, None], tl.math.div_rn(O, denom[:, None]), 0.0)   # IEEE division
+    tl.store(o_ptr + t * stride_ot + offs_h[:, None] * stride_oh + offs_d[None, :], out,
              mask=h_mask[:, None] & d_mask[None, :])
 
 
