@@ -1,1 +1,199 @@
-rms_norm=None
+"""RMSNorm (SPEC section 3): y = round_out((x * INV(sum(x^2) / D + eps)) * weight), fp32 inside.
+
+.. math::
+    ss = \\sum_{c} \\sum_{i \\in chunk_c} x_i^2 \\ (\\text{fp32, chunks added left to right}),\\quad
+    v = ss / D + eps,\\quad y = round_{out}((x \\cdot INV(v)) \\cdot w)
+
+INV is the recipe's: rsqrt (tl.math.rsqrt), recip_sqrt (1.0 / tl.sqrt), recip_sqrt_rn
+(div_rn(1, sqrt_rn)). The output is rounded once, to bf16 by bit arithmetic (recipe.rounding) or
+kept in fp32 (recipe.out_dtype).
+"""
+import math
+
+import torch
+import triton
+import triton.language as tl
+
+from golden.recipes import NormRecipe
+from kernels._bf16 import ROUNDING_CODE, _round_to_bf16
+from kernels._checks import check_device, check_last_stride, interpreted
+
+INV_CODE = {"rsqrt": 0, "recip_sqrt": 1, "recip_sqrt_rn": 2}
+
+
+# %% kernel
+
+@triton.jit
+def _rms_norm_kernel(
+    x_ptr,             # x viewed as [R, D], bf16 or fp32
+    stride_xr,         # x stride between rows (columns are contiguous)
+    w_ptr,             # weight [D] (x's dtype or fp32); unused without HAS_WEIGHT
+    stride_w,          # weight stride
+    y_ptr,             # y [R, D] contiguous, bf16 or fp32
+    stride_yr,         # y stride between rows
+    R,                 # rows
+    D,                 # columns (the normalized dim)
+    D_F,               # D as fp32 (exact for D < 2^24), the divisor of the mean
+    CHUNK,             # columns per fp32 partial sum of squares (D: one reduction)
+    eps,               # fp32 epsilon
+    BLOCK_R: tl.constexpr,     # rows per program
+    BLOCK_C: tl.constexpr,     # columns per block (power of two)
+    ONE_BLOCK: tl.constexpr,   # the whole row is one chunk and fits one block: load x once
+    HAS_WEIGHT: tl.constexpr,  # multiply by weight
+    INV_MODE: tl.constexpr,    # 0 rsqrt, 1 recip_sqrt, 2 recip_sqrt_rn (INV_CODE)
+    OUT_BF16: tl.constexpr,    # round the output to bf16 (else store fp32)
+    ROUND_MODE: tl.constexpr,  # recipe.rounding code (kernels._bf16.ROUNDING_CODE)
+):
+    """BLOCK_R rows per program.
+
+    Rounding points: x (and weight) upcast to fp32 on load; x^2 and every partial sum in fp32;
+    each chunk of CHUNK columns is one tl.sum (in blocks of BLOCK_C summed elementwise first
+    when CHUNK > BLOCK_C), chunk partials are added to ss left to right; v = div_rn(ss, D) + eps;
+    INV per INV_MODE; y = (x * inv) * w in fp32; one output rounding (bf16 bit arithmetic).
+    ONE_BLOCK keeps x in registers; otherwise x is read twice (sum of squares, then output).
+    """
+    rows = tl.program_id(0).to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R).to(tl.int64)
+    r_mask = rows < R
+    x_rows = x_ptr + rows * stride_xr
+    y_rows = y_ptr + rows * stride_yr
+    offs = tl.arange(0, BLOCK_C)
+
+    if ONE_BLOCK:
+        c_mask = offs < D
+        mask = r_mask[:, None] & c_mask[None, :]
+        x = tl.load(x_rows[:, None] + offs[None, :], mask=mask, other=0.0).to(tl.float32)
+        ss = tl.sum(x * x, axis=1)
+    else:
+        ss = tl.zeros([BLOCK_R], tl.float32)
+        for c0 in range(0, D, CHUNK):                          # chunks, left to right
+            acc = tl.zeros([BLOCK_R, BLOCK_C], tl.float32)
+            for j in range(0, CHUNK, BLOCK_C):                 # one block unless CHUNK > BLOCK_C
+                cols = c0 + j + offs
+                mask = r_mask[:, None] & ((j + offs < CHUNK) & (cols < D))[None, :]
+                xc = tl.load(x_rows[:, None] + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+                acc += xc * xc
+            ss += tl.sum(acc, axis=1)
+
+    v = tl.math.div_rn(ss, D_F) + eps                          # IEEE division, like the golden
+    if INV_MODE == 0:
+        inv = tl.math.rsqrt(v)
+    elif INV_MODE == 1:
+        inv = 1.0 / tl.sqrt(v)
+    else:
+        inv = tl.math.div_rn(tl.full(v.shape, 1.0, tl.float32), tl.math.sqrt_rn(v))
+
+    if ONE_BLOCK:
+        y = x * inv[:, None]
+        if HAS_WEIGHT:
+            w = tl.load(w_ptr + offs * stride_w, mask=c_mask, other=0.0).to(tl.float32)
+            y = y * w[None, :]
+        if OUT_BF16:
+            y = _round_to_bf16(y, ROUND_MODE).to(tl.bfloat16)  # exact cast of a bf16 value
+        tl.store(y_rows[:, None] + offs[None, :], y, mask=mask)
+    else:
+        for c0 in range(0, D, BLOCK_C):
+            cols = c0 + offs
+            c_mask = cols < D
+            mask = r_mask[:, None] & c_mask[None, :]
+            y = tl.load(x_rows[:, None] + cols[None, :], mask=mask, other=0.0).to(tl.float32) * inv[:, None]
+            if HAS_WEIGHT:
+                w = tl.load(w_ptr + cols * stride_w, mask=c_mask, other=0.0).to(tl.float32)
+                y = y * w[None, :]
+            if OUT_BF16:
+                y = _round_to_bf16(y, ROUND_MODE).to(tl.bfloat16)
+            tl.store(y_rows[:, None] + cols[None, :], y, mask=mask)
+
+
+# %% launch configuration
+# ONE_BLOCK when the row is one chunk (chunk None or >= D) and next_pow2(D) <= 16384 (64 KiB of
+#   fp32 registers a program); otherwise chunks are streamed in blocks of
+#   min(next_pow2(chunk), 4096) columns.
+# BLOCK_R: rows per program so that a block holds about 4096 elements (small D: several rows
+#   share a program; large D: one row), at most 64 and never more than the rows there are.
+# num_warps: one warp per 1024 elements of the block, between 4 and 16.
+_MAX_ONE_BLOCK = 16384
+_MAX_CHUNK_BLOCK = 4096
+_ELEMS_PER_PROGRAM = 4096
+
+
+def _norm_config(R: int, D: int, chunk) -> dict:
+    whole_row = chunk is None or chunk >= D
+    one_block = whole_row and triton.next_power_of_2(D) <= _MAX_ONE_BLOCK
+    if one_block:
+        block_c = triton.next_power_of_2(D)
+    else:
+        block_c = min(triton.next_power_of_2(D if whole_row else chunk), _MAX_CHUNK_BLOCK)
+    block_r = max(1, min(64, _ELEMS_PER_PROGRAM // block_c, triton.next_power_of_2(R)))
+    num_warps = max(4, min(16, block_r * block_c // 1024))
+    return dict(BLOCK_R=block_r, BLOCK_C=block_c, ONE_BLOCK=one_block, num_warps=num_warps,
+                CHUNK=D if whole_row else chunk)
+
+
+# %% wrapper
+
+def rms_norm(x, weight=None, *, eps=1e-6, recipe=None):
+    """RMSNorm over the last dim of x [..., D] (bf16 or fp32) with optional weight [D].
+
+    Returns y with x's shape, bf16 if recipe.out_dtype == "bf16" else fp32.
+    x needs a contiguous last dim (ValueError otherwise); leading dims are flattened with
+    reshape (a copy only when they cannot be viewed as rows, which does not change any value).
+    recipe: NormRecipe (None: NormRecipe()); inv "rsqrt_approx" is golden-only.
+    """
+    recipe = NormRecipe() if recipe is None else recipe
+    if not isinstance(recipe, NormRecipe):
+        raise TypeError(f"recipe must be a NormRecipe or None, got {type(recipe).__name__}")
+    if recipe.inv not in INV_CODE:
+        raise NotImplementedError(
+            f"recipe.inv={recipe.inv!r} is a modelled hardware rsqrt for the golden only; the Triton "
+            f"kernel implements {tuple(INV_CODE)}")
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a torch.Tensor [..., D], got {type(x).__name__}")
+    if x.dtype not in (torch.bfloat16, torch.float32):
+        raise TypeError(f"x must have dtype bfloat16 or float32, got {str(x.dtype).replace('torch.', '')}")
+    if x.dim() < 1 or x.shape[-1] < 1:
+        raise ValueError(f"x must be [..., D] with D >= 1, got shape {tuple(x.shape)}")
+    D = x.shape[-1]
+    if weight is not None:
+        if not isinstance(weight, torch.Tensor):
+            raise TypeError(f"weight must be a torch.Tensor [D] or None, got {type(weight).__name__}")
+        if weight.dtype not in (x.dtype, torch.float32):
+            raise TypeError(f"weight must have x's dtype ({str(x.dtype).replace('torch.', '')}) or float32, "
+                            f"got {str(weight.dtype).replace('torch.', '')}")
+        if tuple(weight.shape) != (D,):
+            raise ValueError(f"weight must have shape [D] = [{D}], got {tuple(weight.shape)}")
+        check_device("weight", weight, "x", x)
+    check_device("x", x, "x", x)
+    check_last_stride("x", x)
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)):
+        raise TypeError(f"eps must be a float, got {type(eps).__name__}")
+    eps32 = float(torch.tensor(float(eps), dtype=torch.float32))
+    if not (math.isfinite(eps32) and eps >= 0):
+        raise ValueError(f"eps must be finite and >= 0 (in fp32), got {eps!r}")
+    if D >= 2 ** 24:
+        raise ValueError(f"x: D={D} must be < 2^24 (the mean divides by D in fp32)")
+
+    out_dtype = torch.bfloat16 if recipe.out_dtype == "bf16" else torch.float32
+    x2 = x.reshape(-1, D)
+    R = x2.shape[0]
+    y = torch.empty((R, D), dtype=out_dtype, device=x.device)
+    if R == 0:
+        return y.reshape(x.shape)
+    cfg = _norm_config(R, D, recipe.chunk)
+    w = weight if weight is not None else x2  # placeholder pointer, never read without HAS_WEIGHT
+    grid = (triton.cdiv(R, cfg["BLOCK_R"]),)
+    _rms_norm_kernel[grid](
+        x2, x2.stride(0),
+        w, w.stride(0) if weight is not None else 0,
+        y, y.stride(0),
+        R, D, float(D), cfg["CHUNK"], eps32,
+        BLOCK_R=cfg["BLOCK_R"], BLOCK_C=cfg["BLOCK_C"], ONE_BLOCK=cfg["ONE_BLOCK"],
+        HAS_WEIGHT=weight is not None, INV_MODE=INV_CODE[recipe.inv],
+        OUT_BF16=recipe.out_dtype == "bf16", ROUND_MODE=ROUNDING_CODE[recipe.rounding],
+        num_warps=cfg["num_warps"],
+        enable_fp_fusion=False,  # x * x + acc stays a multiply then an add, like the golden
+    )
+    return y.reshape(x.shape)
+
+
+rms_norm.recipe = NormRecipe()
+rms_norm.accepts_recipe = True
