@@ -75,6 +75,7 @@ def _rms_norm_kernel(
             ss += tl.sum(acc, axis=1)
 
     v = tl.math.div_rn(ss, D_F) + eps                          # IEEE division, like the golden
+    v = tl.where(r_mask, v, 1.0)                               # rows past R: no 1/0 (never stored)
     if INV_MODE == 0:
         inv = tl.math.rsqrt(v)
     elif INV_MODE == 1:

@@ -228,6 +228,7 @@ def _sparse_decode_attn_kernel(
     sink = tl.load(sink_ptr + offs_h * stride_sink, mask=h_mask, other=NEG_INF)
     has_rows = M > NEG_INF
     denom = L + tl.exp(sink - tl.where(has_rows, M, 0.0))     # +inf sink: denom inf, o = 0
+    denom = tl.where(has_rows, denom, 1.0)                     # no rows: no 0/0 (output is 0)
     out = tl.where(has_rows[:, None], tl.math.div_rn(O, denom[:, None]), 0.0)   # IEEE division
     tl.store(o_ptr + t * stride_ot + offs_h[:, None] * stride_oh + offs_d[None, :], out,
              mask=h_mask[:, None] & d_mask[None, :])
