@@ -64,9 +64,9 @@ def _rms_norm_kernel(
         x = tl.load(x_rows[:, None] + offs[None, :], mask=mask, other=0.0).to(tl.float32)
         ss = tl.sum(x * x, axis=1)
     else:
-        ss = tl.zeros([BLOCK_R], tl.float32)
+        ss = tl.full([BLOCK_R], 0.0, tl.float32)
         for c0 in range(0, D, CHUNK):                          # chunks, left to right
-            acc = tl.zeros([BLOCK_R, BLOCK_C], tl.float32)
+            acc = tl.full([BLOCK_R, BLOCK_C], 0.0, tl.float32)
             for j in range(0, CHUNK, BLOCK_C):                 # one block unless CHUNK > BLOCK_C
                 cols = c0 + j + offs
                 mask = r_mask[:, None] & ((j + offs < CHUNK) & (cols < D))[None, :]

@@ -161,8 +161,8 @@ def _sparse_decode_attn_kernel(
     cmp_tab_row_ptr = cmp_tab_ptr + b * stride_cmp_tab_b
 
     M = tl.full([BLOCK_H], NEG_INF, tl.float32)
-    L = tl.zeros([BLOCK_H], tl.float32)
-    O = tl.zeros([BLOCK_H, BLOCK_D], tl.float32)
+    L = tl.full([BLOCK_H], 0.0, tl.float32)
+    O = tl.full([BLOCK_H, BLOCK_D], 0.0, tl.float32)
     for start in range(0, K, TILE):
         m = tl.full([BLOCK_H], NEG_INF, tl.float32)            # tile max (-inf: empty tile)
         if TWO_PASS:
@@ -179,8 +179,8 @@ def _sparse_decode_attn_kernel(
                 else:
                     s = tl.dot(q, tl.trans(k.to(tl.float32)), input_precision="ieee", out_dtype=tl.float32) * scale
                 m = tl.maximum(m, tl.max(tl.where(valid[None, :], s, NEG_INF), axis=1))
-        l = tl.zeros([BLOCK_H], tl.float32)
-        o_tile = tl.zeros([BLOCK_H, BLOCK_D], tl.float32)
+        l = tl.full([BLOCK_H], 0.0, tl.float32)
+        o_tile = tl.full([BLOCK_H, BLOCK_D], 0.0, tl.float32)
         for sub in range(0, TILE, BLOCK_N):                    # one lane block unless TWO_PASS
             pos = start + sub + lanes
             k, valid = _gather_rows(pos, (sub + lanes < TILE) & (pos < K), idx_row_ptr, stride_idx_k,
@@ -211,10 +211,10 @@ def _sparse_decode_attn_kernel(
                 l += tl.sum(e, axis=1)
             if P_BF16 and BF16_DOT:
                 # bf16 x bf16 P.V; the cast is exact: p is bf16-representable
-                o_tile += tl.dot(p.to(tl.bfloat16), k, out_dtype=tl.float32)
+                o_tile = tl.dot(p.to(tl.bfloat16), k, o_tile, out_dtype=tl.float32)
             else:
                 # IEEE fp32 P.V (p_dtype fp32, or any P on the interpreter); never TF32
-                o_tile += tl.dot(p, k.to(tl.float32), input_precision="ieee", out_dtype=tl.float32)
+                o_tile = tl.dot(p, k.to(tl.float32), o_tile, input_precision="ieee", out_dtype=tl.float32)
         # merge: M' = max(M, m), a = exp(M - M'), b = exp(m - M')
         M_new = tl.maximum(M, m)
         M_ref = tl.where(M_new > NEG_INF, M_new, 0.0)
