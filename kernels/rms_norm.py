@@ -9,6 +9,7 @@ INV is the recipe's: rsqrt (tl.math.rsqrt), recip_sqrt (1.0 / tl.sqrt), recip_sq
 kept in fp32 (recipe.out_dtype).
 """
 import math
+import numbers
 
 import torch
 import triton
@@ -165,7 +166,7 @@ def rms_norm(x, weight=None, *, eps=1e-6, recipe=None):
         check_device("weight", weight, "x", x)
     check_device("x", x, "x", x)
     check_last_stride("x", x)
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)):
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real):
         raise TypeError(f"eps must be a float, got {type(eps).__name__}")
     eps32 = float(torch.tensor(float(eps), dtype=torch.float32))
     if not (math.isfinite(eps32) and eps >= 0):

@@ -10,9 +10,15 @@ k_1..k_n of sparse_indices[t] taken in index order (keys and values are the same
     o = O / (L + exp(sink_h - M))                        zeros if the token has no valid row
 
 Tiling is positional: tile i covers positions [i * tile, (i + 1) * tile) of sparse_indices[t];
-invalid lanes are masked, and a tile with no valid lane is skipped (no exp(-inf + inf)).
+invalid lanes are masked, and a tile with no valid lane is skipped (it leaves M, L, O bitwise
+unchanged; no exp(-inf + inf) is formed). "compacted" tiling is golden-only (NotImplementedError).
+
+Interpreter notes (triton 3.6.0, TRITON_INTERPRET=1): tl.dot on bf16 operands multiplies the raw
+uint16 bit patterns, so on the interpreter both dots run on exact fp32 upcasts (BF16_DOT=False);
+the interpreter's fp32 -> bf16 cast truncates, so P is rounded by bit arithmetic (kernels._bf16).
 """
 import math
+import numbers
 
 import torch
 import triton
@@ -277,7 +283,7 @@ def _fp32_scale(softmax_scale, D: int) -> float:
     """The softmax scale as the fp32 value the kernel multiplies by (default D**-0.5)."""
     if softmax_scale is None:
         softmax_scale = D ** -0.5
-    elif isinstance(softmax_scale, bool) or not isinstance(softmax_scale, (int, float)):
+    elif isinstance(softmax_scale, bool) or not isinstance(softmax_scale, numbers.Real):
         raise TypeError(f"softmax_scale must be a float or None, got {type(softmax_scale).__name__}")
     scale = float(torch.tensor(float(softmax_scale), dtype=torch.float32))
     if not (math.isfinite(scale) and scale > 0.0):
