@@ -1,0 +1,129 @@
+"""The planted-bug catalogue: implementations with one realistic kernel bug each, and the controls.
+
+Each `Mutant` names a module-level callable (`--impl KIND=TARGET`), the bug in one line and the
+SPEC section 4 properties expected to catch it. `python -m kernelprop mutants` runs the suite
+against every entry and prints the kill matrix (docs/mutants.md). Controls are correct
+implementations: every property must pass on them (a failure is a false alarm of the suite).
+
+`expected_killers=()` marks a mutant that no sound property can tell from a correct kernel
+(`equivalent` says why); it is reported but its survival does not fail the run.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ATTN = "impls/mutants/attention.py"
+NORM = "impls/mutants/rmsnorm.py"
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    kind: str                      # "sparse_attention" or "rms_norm" (the --impl KIND)
+    target: str                    # PATH:CALLABLE, PATH relative to the repository root
+    description: str               # the bug, one line
+    expected_killers: tuple = ()   # SPEC P ids expected to fail on it
+    equivalent: str = ""           # why no sound property can catch it (expected_killers empty)
+
+
+@dataclass(frozen=True)
+class Control:
+    name: str
+    kind: str
+    target: str
+    description: str
+
+
+def _attn(fn, description, killers, equivalent=""):
+    return Mutant(fn, "sparse_attention", f"{ATTN}:{fn}", description, killers, equivalent)
+
+
+def _norm(fn, description, killers):
+    return Mutant(fn, "rms_norm", f"{NORM}:{fn}", description, killers)
+
+
+MUTANTS = [
+    # rounding and precision of the softmax
+    _attn("p_rtz", "P rounded toward zero, not with recipe.rounding", ("P1", "P2")),
+    _attn("p_rna", "P rounded ties-away, not nearest-even", (),
+          equivalent="e lands exactly on a bf16 tie only by fp32 exp error, and any correct exp "
+                     "may round it either way, so P1's sound bound must allow both candidates"),
+    _attn("p_fp32", "P kept in fp32 when recipe.p_dtype is bf16", ("P1",)),
+    _attn("l_unrounded", "L sums the fp32 exp when recipe.l_from is rounded", ("P1",)),
+    _attn("scores_bf16", "scores q.k rounded to bf16 before the softmax (bf16 dot output)",
+          ("P1", "P2")),
+    _attn("scale_bf16", "softmax_scale cast to bf16", ("P1", "P2")),
+    _attn("pv_bf16_acc", "P.V accumulated in bf16", ("P1", "P2")),
+    _attn("recipe_ignored", "recipe keyword accepted but the default recipe always used",
+          ("P1", "P3")),
+    # sink
+    _attn("sink_in_max", "sink logit included in every tile's max", ("P1", "P6")),
+    _attn("sink_ignored", "sink left out of the denominator", ("P1", "P6")),
+    _attn("sink_no_max", "denominator adds exp(sink), not exp(sink - M)", ("P1", "P6")),
+    # visible window, indices, pages
+    _attn("visible_off_by_one", "used = seqused - S + s (the + 1 dropped)", ("P1",)),
+    _attn("window_le", "window index valid for r <= win_valid, not r < win_valid",
+          ("P1", "P10")),
+    _attn("mtp_offset_ignored", "every token sees seqused rows (position s ignored)", ("P1",)),
+    _attn("pads_row0", "-1 pads read as window row 0", ("P1", "P5")),
+    _attn("pads_wrap", "negative indices wrap to the window's last rows (Python indexing)",
+          ("P1", "P5")),
+    _attn("dups_once", "a duplicated index counted once", ("P1", "P5")),
+    _attn("cmp_plus_one", "compressed slot r - W + 1", ("P1", "P10")),
+    _attn("cmp_no_offset", "compressed slot r (the - W dropped)", ("P1",)),
+    _attn("cmp_ori_table", "compressed rows looked up through ori_block_table", ("P1", "P8")),
+    _attn("page_table_ignored", "page = batch * blocks + r // BS (identity page table assumed)",
+          ("P1", "P8")),
+    _attn("unmasked_rows", "rows of invalid lanes loaded unmasked, P masked after: 0 * NaN leaks",
+          ("P1", "P10")),
+    _attn("batch_modulo", "token's batch b = t % B instead of t // S", ("P1", "P9")),
+    # tiles and merges
+    _attn("partial_tile_dropped", "last tile skipped when K % tile != 0", ("P1", "P3")),
+    _attn("empty_tile_nan", "all-masked tile not skipped: exp(-inf - -inf) = NaN",
+          ("P1", "P5", "P7")),
+    _attn("empty_row_unguarded", "no guard for rows without valid keys: NaN when sink is -inf",
+          ("P1", "P7")),
+    _attn("merge_swapped", "merge factors a and b swapped", ("P1", "P3")),
+    _attn("o_not_rescaled", "O not multiplied by a when the running max grows", ("P1", "P3")),
+    # RMSNorm
+    _norm("rsqrt_12bit", "INV is a hardware rsqrt with 12 correct bits", ("P1", "P4")),
+    _norm("rsqrt_10bit", "INV is a hardware rsqrt with 10 correct bits", ("P1", "P4")),
+    _norm("eps_after_sqrt", "inv = 1 / (sqrt(ss / D) + eps)", ("P1", "P12")),
+    _norm("eps_dropped", "eps left out: all-zero rows give 0 * inf = NaN", ("P1",)),
+    _norm("eps_in_sum", "inv = INV((ss + eps) / D): eps added before the mean", ("P1",)),
+    _norm("mean_padded", "mean divides by the next power of two of D", ("P1",)),
+    _norm("ss_bf16_acc", "sum of squares accumulated in bf16", ("P1", "P12")),
+    _norm("fp32_input_as_bf16", "fp32 x rounded to bf16 on load", ("P1",)),
+    _norm("bf16_before_weight", "x * inv rounded to bf16 before the weight (Llama casting)",
+          ("P1",)),
+    _norm("out_rtz", "output truncated to bf16 instead of recipe.rounding", ("P1",)),
+    _norm("out_via_fp16", "output rounded fp32 -> fp16 -> bf16 (double rounding)", ("P1",)),
+    _norm("norm_recipe_ignored", "recipe keyword accepted but the default recipe always used",
+          ("P1",)),
+]
+
+CONTROLS = [
+    Control("bundled_attention", "sparse_attention", "kernels:sparse_decode_attention",
+            "the bundled Triton kernel"),
+    Control("bundled_rms_norm", "rms_norm", "kernels:rms_norm", "the bundled Triton kernel"),
+    Control("torch_reference_attention", "sparse_attention",
+            "impls/torch_reference.py:sparse_decode_attention", "independent torch implementation"),
+    Control("torch_reference_rms_norm", "rms_norm", "impls/torch_reference.py:rms_norm",
+            "independent torch implementation"),
+    Control("catalogue_base_attention", "sparse_attention", f"{ATTN}:reference",
+            "the mutants' common base, no bug"),
+    Control("catalogue_base_rms_norm", "rms_norm", f"{NORM}:reference",
+            "the mutants' common base, no bug"),
+    Control("negative_zero", "sparse_attention", f"{ATTN}:negative_zero",
+            "benign: -0.0 for tokens with no valid key (IEEE-equal to the exact zero)"),
+    Control("reverse_chunks", "rms_norm", f"{NORM}:reverse_chunks",
+            "benign: sum-of-squares chunks added right to left (within fp32 bounds)"),
+]
+
+
+def by_name(name: str):
+    """The mutant or control called `name` (KeyError naming the known ones otherwise)."""
+    for entry in MUTANTS + CONTROLS:
+        if entry.name == name:
+            return entry
+    raise KeyError(f"no mutant or control {name!r}; known: {[e.name for e in MUTANTS + CONTROLS]}")

@@ -1,0 +1,392 @@
+"""Planted-bug sparse decode attention: a correct base and one subclass per bug.
+
+`SparseAttention` is impls/torch_reference.py's algorithm (fp32 bmm scores, exp as exp2(x log2 e),
+positional tiles, online merge, sink in the denominator) split into the steps a kernel engineer
+writes, plus the bundled wrapper's argument checks and "compacted" tiling, so that it takes every
+recipe the suite draws. Each mutant overrides the one step its bug lives in and passes every
+recipe field through untouched, bugs aside. Module-level instances are the `--impl` targets, e.g.
+`--impl sparse_attention=impls/mutants/attention.py:p_rtz`; the registry with descriptions and
+expected killers is impls/mutants/__init__.py.
+
+Math of the base, token t (batch b = t // S, position s = t % S), head h, SPEC section 2:
+    used = seqused[b] - S + 1 + s, valid r: 0 <= r < min(W, used) or 0 <= r - W < used - min(W, used)
+    per tile: m = max s_j, e_j = exp(s_j - m), p_j = round(e_j), l = sum p_j | e_j, o_t = sum p_j k_j
+    merge:    M' = max(M, m), a = exp(M - M'), b = exp(m - M'), L = a L + b l, O = a O + b o_t
+    o = O / (L + exp(sink - M)), zeros for a token with no valid row.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from golden.recipes import AttnRecipe
+from golden.rounding import round_to_bf16
+from impls.mutants._args import check_attention_args
+
+LOG2E = 1.4426950408889634  # exp(x) = exp2(x * log2 e), as GPU kernels compute it
+
+
+def _exp(x: torch.Tensor) -> torch.Tensor:
+    return torch.exp2(x * LOG2E)
+
+
+class SparseAttention:
+    """The correct base (a catalogue control: it must pass the whole suite)."""
+
+    recipe = AttnRecipe()
+    accepts_recipe = True
+
+    def __call__(self, q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_indices,
+                 seqused_kv, attn_sink, *, window, tokens_per_batch, softmax_scale=None,
+                 recipe=None):
+        scale = check_attention_args(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table,
+                                     sparse_indices, seqused_kv, attn_sink, window=window,
+                                     tokens_per_batch=tokens_per_batch, softmax_scale=softmax_scale)
+        recipe = self.effective_recipe(recipe)
+        T, H, D = q.shape
+        S, W = tokens_per_batch, window
+        b, s = self.token_coords(torch.arange(T, device=q.device), S, T // S)   # [T], [T]
+        used = self.visible(seqused_kv.long()[b], S, s)                          # [T]
+        win = used.clamp(max=W)
+        cmpv = (used - win).clamp(min=0)
+        r = self.indices(sparse_indices.long())                                  # [T, K]
+        in_win, slot_w = self.window_slots(r, win[:, None])
+        in_cmp, slot_c = self.cmp_slots(r, W, cmpv[:, None])
+        k_ori = self.read(ori_kv, ori_block_table, b, slot_w, in_win)            # [T, K, D]
+        k_cmp = self.read(cmp_kv, self.cmp_table(ori_block_table, cmp_block_table), b, slot_c,
+                          in_cmp)
+        valid = in_win | in_cmp
+        keys = self.mask_keys(torch.where(in_win[..., None], k_ori, k_cmp), valid)
+        if recipe.tiling == "compacted":  # valid rows first, in index order
+            order = torch.sort((~valid).to(torch.int8), dim=1, stable=True).indices
+            valid = valid.gather(1, order)
+            keys = keys.gather(1, order[..., None].expand_as(keys))
+        sink = attn_sink.float().to(q.device)
+        m, l, o = self.online_softmax(q.float(), keys, valid, self.scale(scale, q.device), sink,
+                                      recipe)
+        return self.normalize(o, l, m, sink)
+
+    # -- steps (each mutant overrides one) --------------------------------------------------
+
+    def effective_recipe(self, recipe):
+        return self.recipe if recipe is None else recipe
+
+    def scale(self, scale: float, device) -> torch.Tensor:
+        return torch.tensor(scale, dtype=torch.float32, device=device)
+
+    def token_coords(self, t, S, B):
+        """(batch, position) of each token."""
+        return t // S, t % S
+
+    def visible(self, seqused_b, S, s):
+        """Visible length of each token (MTP: token s of S sees S - 1 - s rows fewer)."""
+        return seqused_b - S + 1 + s
+
+    def indices(self, r):
+        return r
+
+    def window_slots(self, r, win):
+        """(valid, slot) of window indices: 0 <= r < win_valid."""
+        return (r >= 0) & (r < win), r
+
+    def cmp_slots(self, r, W, cmpv):
+        """(valid, slot) of compressed indices: W <= r, r - W < cmp_valid; slot r - W."""
+        return (r >= W) & (r - W < cmpv), r - W
+
+    def cmp_table(self, ori_block_table, cmp_block_table):
+        return cmp_block_table
+
+    def page(self, table, b, block, n_pages):
+        """Page id of (batch, block column); invalid lanes read block 0."""
+        return table.long()[b[:, None], block.clamp(0, table.shape[1] - 1)]
+
+    def read(self, pool, table, b, slot, ok):
+        """[T, K, D] fp32 rows; invalid lanes read row 0 of the pool (masked later)."""
+        BS, D = pool.shape[1], pool.shape[2]
+        if table.shape[1] == 0:
+            return torch.zeros(*slot.shape, D, device=pool.device)
+        slot = torch.where(ok, slot, 0)
+        flat = torch.where(ok, self.page(table, b, slot // BS, pool.shape[0]) * BS + slot % BS, 0)
+        return pool.reshape(-1, D)[flat].float()
+
+    def mask_keys(self, keys, valid):
+        """Zero the rows of invalid lanes (their memory is never used, even if it holds NaN)."""
+        return torch.where(valid[..., None], keys, 0.0)
+
+    def tile_bounds(self, K: int, tile: int):
+        return [(start, min(start + tile, K)) for start in range(0, K, tile)]
+
+    def scores(self, q, k_t, scale):
+        return torch.bmm(q, k_t.transpose(1, 2)) * scale                        # [T, H, n]
+
+    def tile_max(self, s, sink):
+        """(max score, tile has a valid lane); the max is 0 for empty tiles (skipped)."""
+        m = s.amax(-1)
+        live = torch.isfinite(m)
+        return torch.where(live, m, 0.0), live
+
+    def round_p(self, e, recipe):
+        return round_to_bf16(e, recipe.rounding) if recipe.p_dtype == "bf16" else e
+
+    def tile_sum(self, p, e, recipe):
+        return (p if recipe.l_from == "rounded" else e).sum(-1)
+
+    def pv(self, p, k_t, recipe):
+        return torch.bmm(p, k_t)                                                 # [T, H, D]
+
+    def merge(self, M, L, O, m, live, l, o):
+        M_new = torch.where(live, torch.maximum(M, m), M)
+        a = torch.where(torch.isfinite(M), _exp(M - M_new), 0.0)
+        b = _exp(m - M_new)
+        L = torch.where(live, a * L + b * l, L)
+        O = torch.where(live[..., None], a[..., None] * O + b[..., None] * o, O)
+        return M_new, L, O
+
+    def online_softmax(self, q, keys, valid, scale, sink, recipe):
+        T, H, D = q.shape
+        M = torch.full((T, H), -math.inf, device=q.device)
+        L = torch.zeros(T, H, device=q.device)
+        O = torch.zeros(T, H, D, device=q.device)
+        for start, stop in self.tile_bounds(keys.shape[1], recipe.tile):
+            k_t = keys[:, start:stop]                                            # [T, n, D]
+            s = self.scores(q, k_t, scale).masked_fill(~valid[:, None, start:stop], -math.inf)
+            m, live = self.tile_max(s, sink)
+            e = _exp(s - m[..., None])
+            p = self.round_p(e, recipe)
+            M, L, O = self.merge(M, L, O, m, live, self.tile_sum(p, e, recipe),
+                                 self.pv(p, k_t, recipe))
+        return M, L, O
+
+    def normalize(self, O, L, M, sink):
+        seen = torch.isfinite(M)
+        denom = L + _exp(sink[None] - torch.where(seen, M, 0.0))
+        return torch.where(seen[..., None], O / denom[..., None], 0.0)
+
+
+reference = SparseAttention()
+
+
+# -- rounding of P ---------------------------------------------------------------------------
+
+class PRoundTowardZero(SparseAttention):
+    def round_p(self, e, recipe):
+        return round_to_bf16(e, "rtz") if recipe.p_dtype == "bf16" else e
+
+
+class PRoundTiesAway(SparseAttention):
+    def round_p(self, e, recipe):
+        return round_to_bf16(e, "rna") if recipe.p_dtype == "bf16" else e
+
+
+class PKeptInFp32(SparseAttention):
+    def round_p(self, e, recipe):
+        return e
+
+
+class LFromUnrounded(SparseAttention):
+    def tile_sum(self, p, e, recipe):
+        return e.sum(-1)
+
+
+class ScoresRoundedToBf16(SparseAttention):
+    def scores(self, q, k_t, scale):
+        return round_to_bf16(super().scores(q, k_t, scale), "rne")
+
+
+class ScaleRoundedToBf16(SparseAttention):
+    def scale(self, scale, device):
+        return super().scale(scale, device).to(torch.bfloat16).float()
+
+
+class PVAccumulatedInBf16(SparseAttention):
+    def pv(self, p, k_t, recipe):
+        acc = torch.zeros(p.shape[0], p.shape[1], k_t.shape[2], dtype=torch.bfloat16,
+                          device=p.device)
+        for j in range(p.shape[2]):
+            acc = acc + (p[..., j, None] * k_t[:, None, j, :]).to(torch.bfloat16)
+        return acc.float()
+
+
+class RecipeIgnored(SparseAttention):
+    def effective_recipe(self, recipe):
+        return AttnRecipe()
+
+
+# -- sink ------------------------------------------------------------------------------------
+
+class SinkInTileMax(SparseAttention):
+    def tile_max(self, s, sink):
+        m, live = super().tile_max(s, sink)
+        return torch.where(live, torch.maximum(m, sink[None]), m), live
+
+
+class SinkIgnored(SparseAttention):
+    def normalize(self, O, L, M, sink):
+        return super().normalize(O, L, M, torch.full_like(sink, -math.inf))
+
+
+class SinkWithoutMax(SparseAttention):
+    def normalize(self, O, L, M, sink):
+        seen = torch.isfinite(M)
+        denom = L + _exp(sink[None].expand_as(L))
+        return torch.where(seen[..., None], O / denom[..., None], 0.0)
+
+
+# -- visible window, indices, pages ----------------------------------------------------------
+
+class VisibleOffByOne(SparseAttention):
+    def visible(self, seqused_b, S, s):
+        return seqused_b - S + s
+
+
+class WindowInclusiveBound(SparseAttention):
+    def window_slots(self, r, win):
+        return (r >= 0) & (r <= win), r
+
+
+class MtpOffsetIgnored(SparseAttention):
+    def token_coords(self, t, S, B):
+        return t // S, torch.full_like(t, S - 1)
+
+
+class PadsReadAsRowZero(SparseAttention):
+    def indices(self, r):
+        return torch.where(r == -1, 0, r)
+
+
+class PadsWrapToLastRow(SparseAttention):
+    def window_slots(self, r, win):
+        r = torch.where(r < 0, r + win, r)  # Python-style negative indexing of the window
+        return (r >= 0) & (r < win), r
+
+
+class DuplicatesCountedOnce(SparseAttention):
+    def indices(self, r):
+        K = r.shape[1]
+        earlier = torch.ones(K, K, dtype=torch.bool, device=r.device).tril(-1)
+        repeat = ((r[:, :, None] == r[:, None, :]) & earlier).any(-1)
+        return torch.where(repeat, -1, r)
+
+
+class CmpOffsetOffByOne(SparseAttention):
+    def cmp_slots(self, r, W, cmpv):
+        return (r >= W) & (r - W < cmpv), r - W + 1
+
+
+class CmpOffsetMissing(SparseAttention):
+    def cmp_slots(self, r, W, cmpv):
+        return (r >= W) & (r - W < cmpv), r
+
+
+class CmpThroughOriTable(SparseAttention):
+    def cmp_table(self, ori_block_table, cmp_block_table):
+        return ori_block_table
+
+    def page(self, table, b, block, n_pages):
+        return super().page(table, b, block, n_pages) % n_pages
+
+
+class PageTableIgnored(SparseAttention):
+    def page(self, table, b, block, n_pages):
+        return (b[:, None] * table.shape[1] + block) % n_pages
+
+
+class UnmaskedValueRows(SparseAttention):
+    """Loads every lane's row at its unmasked address (clamped into the pool) and relies on P = 0
+    for invalid lanes: 0 * NaN leaks the NaN of rows no valid index reaches."""
+
+    def read(self, pool, table, b, slot, ok):
+        BS, D = pool.shape[1], pool.shape[2]
+        if table.shape[1] == 0:
+            return torch.zeros(*slot.shape, D, device=pool.device)
+        slot = slot.clamp(0, table.shape[1] * BS - 1)
+        page = self.page(table, b, slot // BS, pool.shape[0]).clamp(0, pool.shape[0] - 1)
+        return pool.reshape(-1, D)[page * BS + slot % BS].float()
+
+    def mask_keys(self, keys, valid):
+        return keys
+
+
+class BatchFromModulo(SparseAttention):
+    def token_coords(self, t, S, B):
+        return t % B, t % S
+
+
+# -- tiles and merges ------------------------------------------------------------------------
+
+class PartialTileDropped(SparseAttention):
+    def tile_bounds(self, K, tile):
+        return [(start, start + tile) for start in range(0, K - tile + 1, tile)]
+
+
+class EmptyTileNaN(SparseAttention):
+    def tile_max(self, s, sink):
+        m = s.amax(-1)
+        return m, torch.ones_like(m, dtype=torch.bool)
+
+
+class EmptyRowUnguarded(SparseAttention):
+    def normalize(self, O, L, M, sink):
+        return O / (L + _exp(sink[None] - M))[..., None]
+
+
+class MergeFactorsSwapped(SparseAttention):
+    def merge(self, M, L, O, m, live, l, o):
+        M_new = torch.where(live, torch.maximum(M, m), M)
+        a = torch.where(torch.isfinite(M), _exp(M - M_new), 0.0)
+        b = _exp(m - M_new)
+        L = torch.where(live, b * L + a * l, L)
+        O = torch.where(live[..., None], b[..., None] * O + a[..., None] * o, O)
+        return M_new, L, O
+
+
+class OutputNotRescaled(SparseAttention):
+    def merge(self, M, L, O, m, live, l, o):
+        M_new = torch.where(live, torch.maximum(M, m), M)
+        a = torch.where(torch.isfinite(M), _exp(M - M_new), 0.0)
+        b = _exp(m - M_new)
+        L = torch.where(live, a * L + b * l, L)
+        O = torch.where(live[..., None], O + b[..., None] * o, O)
+        return M_new, L, O
+
+
+# -- benign variant (a control: NOT a bug) ---------------------------------------------------
+
+class NegativeZeroEmptyRows(SparseAttention):
+    """Writes -0.0 for tokens with no valid row: IEEE-equal to the exact zero SPEC 2 asks for."""
+
+    def normalize(self, O, L, M, sink):
+        o = super().normalize(O, L, M, sink)
+        return torch.where(torch.isfinite(M)[..., None], o, -0.0)
+
+
+p_rtz = PRoundTowardZero()
+p_rna = PRoundTiesAway()
+p_fp32 = PKeptInFp32()
+l_unrounded = LFromUnrounded()
+scores_bf16 = ScoresRoundedToBf16()
+scale_bf16 = ScaleRoundedToBf16()
+pv_bf16_acc = PVAccumulatedInBf16()
+recipe_ignored = RecipeIgnored()
+sink_in_max = SinkInTileMax()
+sink_ignored = SinkIgnored()
+sink_no_max = SinkWithoutMax()
+visible_off_by_one = VisibleOffByOne()
+window_le = WindowInclusiveBound()
+mtp_offset_ignored = MtpOffsetIgnored()
+pads_row0 = PadsReadAsRowZero()
+pads_wrap = PadsWrapToLastRow()
+dups_once = DuplicatesCountedOnce()
+cmp_plus_one = CmpOffsetOffByOne()
+cmp_no_offset = CmpOffsetMissing()
+cmp_ori_table = CmpThroughOriTable()
+page_table_ignored = PageTableIgnored()
+unmasked_rows = UnmaskedValueRows()
+batch_modulo = BatchFromModulo()
+partial_tile_dropped = PartialTileDropped()
+empty_tile_nan = EmptyTileNaN()
+empty_row_unguarded = EmptyRowUnguarded()
+merge_swapped = MergeFactorsSwapped()
+o_not_rescaled = OutputNotRescaled()
+negative_zero = NegativeZeroEmptyRows()

@@ -1,0 +1,185 @@
+"""Planted-bug RMSNorm: a correct base and one subclass per bug.
+
+`RMSNorm` is impls/torch_reference.py's rms_norm (torch fp32 reductions, torch rsqrt / 1 / sqrt)
+split into the steps a kernel engineer writes, plus the bundled wrapper's argument checks. Each
+mutant overrides the one step its bug lives in and passes every recipe field through untouched,
+bugs aside. Module-level instances are the `--impl` targets, e.g.
+`--impl rms_norm=impls/mutants/rmsnorm.py:rsqrt_12bit`; the registry is impls/mutants/__init__.py.
+
+Math of the base (SPEC section 3), fp32 throughout:
+    ss = sum x^2 (chunk partials added left to right), inv = INV(ss / D + eps),
+    y = round_out((x * inv) * w), rounded once to recipe.out_dtype with recipe.rounding.
+"""
+from __future__ import annotations
+
+import torch
+
+from golden.recipes import NormRecipe
+from golden.rounding import round_to_bf16
+from impls.mutants._args import check_norm_args
+
+
+def _keep_bits(x: torch.Tensor, bits: int) -> torch.Tensor:
+    """x (fp32, positive) rounded to `bits` significant bits: a hardware rsqrt's precision."""
+    drop = 24 - bits
+    raw = x.contiguous().view(torch.int32)
+    return ((raw + (1 << (drop - 1))) & ~((1 << drop) - 1)).view(torch.float32)
+
+
+class RMSNorm:
+    """The correct base (a catalogue control: it must pass the whole suite)."""
+
+    recipe = NormRecipe()
+    accepts_recipe = True
+
+    def __call__(self, x, weight=None, *, eps=1e-6, recipe=None):
+        check_norm_args(x, weight, eps)
+        recipe = self.effective_recipe(recipe)
+        if recipe.inv == "rsqrt_approx":
+            raise NotImplementedError("rsqrt_approx is a golden-only model of a hardware rsqrt")
+        xf = self.load(x)
+        ss = self.sum_of_squares(xf, recipe.chunk)
+        eps32 = torch.tensor(float(eps), dtype=torch.float32, device=x.device)
+        inv = self.inv_rms(ss, x.shape[-1], eps32, recipe)
+        y = self.apply(xf, inv, weight, x.dtype)
+        return self.store(y, recipe)
+
+    # -- steps (each mutant overrides one) --------------------------------------------------
+
+    def effective_recipe(self, recipe):
+        return self.recipe if recipe is None else recipe
+
+    def load(self, x):
+        return x.float()
+
+    def sum_of_squares(self, xf, chunk):
+        sq = xf * xf
+        if chunk is None:
+            return sq.sum(-1)
+        ss = torch.zeros(xf.shape[:-1], device=xf.device)
+        for start in range(0, xf.shape[-1], chunk):
+            ss = ss + sq[..., start:start + chunk].sum(-1)
+        return ss
+
+    def mean(self, ss, D):
+        return ss / D
+
+    def inv_rms(self, ss, D, eps, recipe):
+        return self.inverse(self.mean(ss, D) + eps, recipe)
+
+    def inverse(self, v, recipe):
+        return torch.rsqrt(v) if recipe.inv == "rsqrt" else 1.0 / torch.sqrt(v)
+
+    def apply(self, xf, inv, weight, in_dtype):
+        y = xf * inv[..., None]
+        return y if weight is None else y * weight.float()
+
+    def store(self, y, recipe):
+        if recipe.out_dtype == "fp32":
+            return y
+        return round_to_bf16(y, recipe.rounding).to(torch.bfloat16)
+
+
+reference = RMSNorm()
+
+
+class Rsqrt12Bits(RMSNorm):
+    def inverse(self, v, recipe):
+        return _keep_bits(torch.rsqrt(v), 12)
+
+
+class Rsqrt10Bits(RMSNorm):
+    def inverse(self, v, recipe):
+        return _keep_bits(torch.rsqrt(v), 10)
+
+
+class EpsAfterSqrt(RMSNorm):
+    def inv_rms(self, ss, D, eps, recipe):
+        return 1.0 / (torch.sqrt(self.mean(ss, D)) + eps)
+
+
+class EpsDropped(RMSNorm):
+    def inv_rms(self, ss, D, eps, recipe):
+        return self.inverse(self.mean(ss, D), recipe)
+
+
+class EpsAddedToSum(RMSNorm):
+    def inv_rms(self, ss, D, eps, recipe):
+        return self.inverse((ss + eps) / D, recipe)
+
+
+class MeanOverPaddedLength(RMSNorm):
+    def mean(self, ss, D):
+        return ss / (1 << (D - 1).bit_length())  # the kernel's BLOCK size, not D
+
+
+class SquaresAccumulatedInBf16(RMSNorm):
+    def sum_of_squares(self, xf, chunk):
+        acc = torch.zeros(xf.shape[:-1], dtype=torch.bfloat16, device=xf.device)
+        for i in range(xf.shape[-1]):
+            acc = acc + (xf[..., i] * xf[..., i]).to(torch.bfloat16)
+        return acc.float()
+
+
+class Fp32InputReadAsBf16(RMSNorm):
+    def load(self, x):
+        return x.to(torch.bfloat16).float()
+
+
+class BF16BeforeWeight(RMSNorm):
+    """Llama's casting mode: (x * inv) cast to x's dtype, then times the weight."""
+
+    def apply(self, xf, inv, weight, in_dtype):
+        y = xf * inv[..., None]
+        if in_dtype == torch.bfloat16:
+            y = round_to_bf16(y, "rne")
+        return y if weight is None else y * weight.float()
+
+
+class OutputTruncated(RMSNorm):
+    def store(self, y, recipe):
+        if recipe.out_dtype == "fp32":
+            return y
+        return round_to_bf16(y, "rtz").to(torch.bfloat16)
+
+
+class OutputThroughFp16(RMSNorm):
+    def store(self, y, recipe):
+        if recipe.out_dtype == "fp32":
+            return y
+        return y.to(torch.float16).to(torch.bfloat16)
+
+
+class RecipeIgnored(RMSNorm):
+    def effective_recipe(self, recipe):
+        return NormRecipe()
+
+
+# -- benign variant (a control: NOT a bug) ---------------------------------------------------
+
+class ChunksSummedRightToLeft(RMSNorm):
+    """Chunk partials added right to left: another order of an fp32 sum, within its error bound."""
+
+    def sum_of_squares(self, xf, chunk):
+        sq = xf * xf
+        if chunk is None:
+            return sq.sum(-1)
+        ss = torch.zeros(xf.shape[:-1], device=xf.device)
+        for start in reversed(range(0, xf.shape[-1], chunk)):
+            ss = ss + sq[..., start:start + chunk].sum(-1)
+        return ss
+
+
+rsqrt_12bit = Rsqrt12Bits()
+rsqrt_10bit = Rsqrt10Bits()
+eps_after_sqrt = EpsAfterSqrt()
+eps_dropped = EpsDropped()
+eps_in_sum = EpsAddedToSum()
+mean_padded = MeanOverPaddedLength()
+ss_bf16_acc = SquaresAccumulatedInBf16()
+fp32_input_as_bf16 = Fp32InputReadAsBf16()
+bf16_before_weight = BF16BeforeWeight()
+out_rtz = OutputTruncated()
+out_via_fp16 = OutputThroughFp16()
+norm_recipe_ignored = RecipeIgnored()
+reverse_chunks = ChunksSummedRightToLeft()
