@@ -3,12 +3,16 @@ this after any hypothesis upgrade). Each is `fn(inputs, impl, params) -> Outcome
 names to AttnInputs, `params` is JSON-able (recipes as dicts)."""
 from __future__ import annotations
 
+import math
 from dataclasses import asdict
+from typing import Optional
 
 import torch
 
-from golden.attention import sparse_attention_trace
-from golden.attention_bounds import attention_p1_bound
+from golden.attention import (gather_kv, sparse_attention_fp64, sparse_attention_trace,
+                              valid_index_mask)
+from golden.attention_bounds import attention_p1_bound, attention_p2_bound
+from golden.metrics import ratio_rule
 from golden.recipes import AttnRecipe
 from kernelprop.evidence import Outcome
 
@@ -33,3 +37,350 @@ def p1(inputs: dict, impl, params: dict) -> Outcome:
     trace = x.call(sparse_attention_trace, recipe=recipe)
     bound = attention_p1_bound(trace, x.q, x.attn_sink, recipe, softmax_scale=x.softmax_scale)
     return Outcome(actual=actual, expected=trace.o, bound=bound, bound_doc=P1_DOC)
+
+
+# %% shared helpers (P2-P11)
+
+U32 = 2.0 ** -24  # fp32 unit roundoff
+
+
+def _recipe_b(params: dict) -> AttnRecipe:
+    """The second recipe of a two-recipe property (defaults to the first)."""
+    return AttnRecipe(**params["recipe_b"]) if params.get("recipe_b") else _recipe(params)
+
+
+def _pair(inputs: dict):
+    """(inputs, inputs_b): the two input sets a metamorphic property compares (b defaults to a)."""
+    x = inputs["inputs"]
+    return x, inputs.get("inputs_b", x)
+
+
+def _trace(x, recipe: AttnRecipe):
+    return x.call(sparse_attention_trace, recipe=recipe)
+
+
+def _p1(x, trace, recipe: AttnRecipe) -> torch.Tensor:
+    return attention_p1_bound(trace, x.q, x.attn_sink, recipe, softmax_scale=x.softmax_scale)
+
+
+def _p2(x, trace, recipe: AttnRecipe) -> torch.Tensor:
+    return attention_p2_bound(trace, x.attn_sink, recipe)
+
+
+def _truth(x) -> torch.Tensor:
+    return x.call(sparse_attention_fp64)
+
+
+def weighted_truth(x, weights: Optional[torch.Tensor] = None, *, sink: bool = True) -> torch.Tensor:
+    """fp64 softmax with a multiplicity per index position, independent of the tiled golden:
+        o = sum_j c_j exp(s_j - M) k_j / (sum_j c_j exp(s_j - M) + [sink] exp(sink - M)).
+    weights: [T, K] multiplicities c_j (None: all 1); sink False drops the sink term entirely
+    ("no sink"). Tokens with no valid key give zeros. Returns [T, H, D] float64."""
+    kv = gather_kv(x.ori_kv, x.ori_block_table, x.cmp_kv, x.cmp_block_table, x.sparse_indices,
+                   x.seqused_kv, window=x.window, tokens_per_batch=x.tokens_per_batch)
+    D = x.q.shape[-1]
+    scale = D ** -0.5 if x.softmax_scale is None else float(x.softmax_scale)
+    rows = kv.rows.double()                                               # [T, K, D]
+    c = torch.ones(kv.valid.shape, dtype=torch.float64, device=rows.device) if weights is None \
+        else weights.double()                                             # [T, K]
+    s = torch.einsum("thd,tkd->thk", x.q.double(), rows) * scale         # [T, H, K]
+    valid = kv.valid[:, None, :]                                          # [T, 1, K]
+    has = valid.any(-1, keepdim=True)                                     # [T, 1, 1]
+    M = torch.where(has, torch.where(valid, s, -torch.inf).amax(-1, keepdim=True), 0.0)
+    e = torch.where(valid, c[:, None, :] * torch.exp(s - M), 0.0)        # [T, H, K]
+    denom = e.sum(-1, keepdim=True)
+    if sink:
+        denom = denom + torch.exp(x.attn_sink.double()[None, :, None] - M)
+    return torch.where(has, torch.einsum("thk,tkd->thd", e, rows) / denom, 0.0)
+
+
+def _finite_image(o: torch.Tensor) -> torch.Tensor:
+    """o with every NaN / +-inf replaced by 0: o is finite iff it equals this bitwise."""
+    return torch.where(torch.isfinite(o), o, torch.zeros_like(o))
+
+
+# %% P2: golden vs fp64 truth; the ratio rule for the implementation
+
+P2_DOC = ("P2: |golden - fp64| <= first-order propagation of u_p e_j (P rounding) + fp32 score/exp "
+          "errors + tiles x merge error; golden/attention_bounds.py")
+P2_RATIO_DOC = ("P2 ratio rule: max|impl - fp64| <= k max|golden - fp64| + floor with k = 1, "
+                "floor = max P1 bound (triangle inequality: |impl - t| <= |golden - t| + P1); "
+                "docs/bounds-attention-props.md#p2-ratio")
+
+
+def p2_golden(inputs: dict, impl, params: dict) -> Outcome:
+    """The golden of a recipe against the fp64 truth, within the analytic P2 bound."""
+    x = inputs["inputs"]
+    recipe = _recipe(params)
+    trace = _trace(x, recipe)
+    truth = _truth(x)
+    return Outcome(actual=trace.o, expected=truth, bound=_p2(x, trace, recipe), bound_doc=P2_DOC,
+                   truth=truth)
+
+
+def p2_ratio(inputs: dict, impl, params: dict) -> Outcome:
+    """err(impl) <= 1 * err(golden) + max P1, all against the fp64 truth. Encoded elementwise:
+    |impl - truth| <= limit everywhere iff max|impl - truth| <= limit."""
+    x = inputs["inputs"]
+    recipe = _recipe(params)
+    actual = x.call(impl, recipe=recipe)
+    trace = _trace(x, recipe)
+    truth = _truth(x)
+    p1 = _p1(x, trace, recipe)
+    floor = float(p1.max()) if p1.numel() else 0.0
+    rule = ratio_rule(actual, trace.o, truth, k=1.0, floor=floor)
+    limit = rule.limit if math.isfinite(rule.limit) else 0.0  # a broken golden says nothing: fail
+    return Outcome(actual=actual, expected=truth,
+                   bound=torch.full(actual.shape, limit, dtype=torch.float64, device=actual.device),
+                   bound_doc=P2_RATIO_DOC, truth=truth, metrics={"ratio_rule": rule.to_dict()})
+
+
+# %% P3 and P5: two computations of the same exact math
+
+P3_GOLDEN_DOC = ("P3/P5 golden: |g_a - g_b| <= P2(trace_a) + P2(trace_b) (both traces bound their "
+                 "distance to one exact value); docs/bounds-attention-props.md#p3")
+P3_IMPL_DOC = ("P3/P5 impl: |impl_a - impl_b| <= P1(a) + P1(b) + P2(a) + P2(b) (triangle inequality "
+               "through golden_a, truth, golden_b); docs/bounds-attention-props.md#p3-impl")
+P3_SIZE_DOC = ("P3 fp32 P: each P2 bound <= 40 u32 kappa (tiles + 1)(1 + S + |sink - M|), kappa = "
+               "max|k| of the token, S = max|s|: a few fp32 ulps x tiles, not vacuous; "
+               "docs/bounds-attention-props.md#p3-size")
+
+
+def golden_agree(inputs: dict, impl, params: dict) -> Outcome:
+    """Golden on (inputs, recipe) vs golden on (inputs_b, recipe_b), whose exact values coincide
+    (other tile size or tiling: P3; pads inserted or indices permuted: P5)."""
+    xa, xb = _pair(inputs)
+    ra, rb = _recipe(params), _recipe_b(params)
+    ta, tb = _trace(xa, ra), _trace(xb, rb)
+    return Outcome(actual=ta.o, expected=tb.o, bound=_p2(xa, ta, ra) + _p2(xb, tb, rb),
+                   bound_doc=P3_GOLDEN_DOC, truth=_truth(xa))
+
+
+def impl_agree(inputs: dict, impl, params: dict) -> Outcome:
+    """The implementation on (inputs, recipe) vs on (inputs_b, recipe_b), same exact math."""
+    xa, xb = _pair(inputs)
+    ra, rb = _recipe(params), _recipe_b(params)
+    oa, ob = xa.call(impl, recipe=ra), xb.call(impl, recipe=rb)
+    ta, tb = _trace(xa, ra), _trace(xb, rb)
+    bound = _p1(xa, ta, ra) + _p1(xb, tb, rb) + _p2(xa, ta, ra) + _p2(xb, tb, rb)
+    return Outcome(actual=oa, expected=ob, bound=bound, bound_doc=P3_IMPL_DOC, truth=_truth(xa))
+
+
+def _p2_size_limit(x, trace) -> torch.Tensor:
+    """[T, H, 1] (tiles + 1)(1 + S + |sink - M|) kappa: the scale of an fp32-P P2 bound."""
+    valid = trace.valid[:, None, :]                                                  # [T, 1, K]
+    S = torch.where(valid, trace.scores.double().abs(), 0.0).amax(-1, keepdim=True) \
+        if valid.shape[-1] else torch.zeros(trace.M.shape + (1,), dtype=torch.float64)
+    kappa = torch.where(trace.valid[..., None], trace.rows.double().abs(), 0.0)     # [T, K, D]
+    kappa = kappa.flatten(1).amax(-1) if kappa.numel() else torch.zeros(trace.M.shape[0])
+    M = trace.M.double()
+    sink = x.attn_sink.double()[None, :].expand_as(M)
+    sink_arg = torch.where(torch.isfinite(M) & torch.isfinite(sink), (sink - M).abs(), 0.0)
+    tiles = trace.tiles_used.double()
+    return ((tiles + 1) * (1 + S[..., 0] + sink_arg) * kappa[:, None].to(M.device))[..., None]
+
+
+def p3_fp32_bound_size(inputs: dict, impl, params: dict) -> Outcome:
+    """With fp32 P the P3 bound is small: P2(a) + P2(b) <= 40 u32 (size_a + size_b)."""
+    x = inputs["inputs"]
+    ra, rb = _recipe(params), _recipe_b(params)
+    ta, tb = _trace(x, ra), _trace(x, rb)
+    bound = _p2(x, ta, ra) + _p2(x, tb, rb)
+    limit = 40 * U32 * (_p2_size_limit(x, ta) + _p2_size_limit(x, tb)).expand_as(bound)
+    return Outcome(actual=bound, expected=torch.zeros_like(bound), bound=limit,
+                   bound_doc=P3_SIZE_DOC)
+
+
+# %% P5: duplicated indices count twice
+
+P5_DUP_GOLDEN_DOC = ("P5 duplicates: |golden(dup) - weighted fp64 truth (duplicated row weight 1 + "
+                     "copies)| <= P2(dup); docs/bounds-attention-props.md#p5-dup")
+P5_DUP_IMPL_DOC = ("P5 duplicates: |impl(dup) - weighted fp64 truth| <= P1(dup) + P2(dup) "
+                   "(through golden(dup)); docs/bounds-attention-props.md#p5-dup")
+
+
+def _dup_weights(x, params: dict) -> torch.Tensor:
+    """[T, K] multiplicities of the original index positions: 1, plus the copies inserted."""
+    T, K = x.sparse_indices.shape
+    w = torch.ones(T, K, dtype=torch.float64, device=x.q.device)
+    pos = torch.tensor(params["dup_pos"], dtype=torch.long, device=w.device)
+    copies = torch.tensor(params["dup_copies"], dtype=torch.float64, device=w.device)
+    return w.scatter_add(1, pos[:, None], copies[:, None])
+
+
+def p5_dup_golden(inputs: dict, impl, params: dict) -> Outcome:
+    """inputs: original list; inputs_b: the list with copies inserted (params dup_pos, dup_copies)."""
+    x, x_dup = inputs["inputs"], inputs["inputs_b"]
+    recipe = _recipe(params)
+    trace = _trace(x_dup, recipe)
+    truth = weighted_truth(x, _dup_weights(x, params))
+    return Outcome(actual=trace.o, expected=truth, bound=_p2(x_dup, trace, recipe),
+                   bound_doc=P5_DUP_GOLDEN_DOC, truth=truth)
+
+
+def p5_dup_impl(inputs: dict, impl, params: dict) -> Outcome:
+    x, x_dup = inputs["inputs"], inputs["inputs_b"]
+    recipe = _recipe(params)
+    actual = x_dup.call(impl, recipe=recipe)
+    trace = _trace(x_dup, recipe)
+    truth = weighted_truth(x, _dup_weights(x, params))
+    return Outcome(actual=actual, expected=truth,
+                   bound=_p1(x_dup, trace, recipe) + _p2(x_dup, trace, recipe),
+                   bound_doc=P5_DUP_IMPL_DOC, truth=truth)
+
+
+# %% bitwise relations (P5 compacted pads, P8, P10, P11)
+
+BITWISE_GOLDEN_DOC = ("P5: compacted tiling sees the same valid list, so the same tiles: "
+                      "golden(padded) == golden(original) bitwise")
+BITWISE_IMPL_DOC = "bitwise: impl(inputs) == impl(inputs_b) (P8 pages, P10 unread rows, P11 rerun)"
+FINITE_DOC = "finite: every output element is finite (compared bitwise with NaN/inf -> 0)"
+
+
+def golden_bitwise(inputs: dict, impl, params: dict) -> Outcome:
+    xa, xb = _pair(inputs)
+    recipe = _recipe(params)
+    return Outcome(actual=_trace(xa, recipe).o, expected=_trace(xb, recipe).o, bound=None,
+                   bound_doc=BITWISE_GOLDEN_DOC)
+
+
+def impl_bitwise(inputs: dict, impl, params: dict) -> Outcome:
+    """impl on inputs and on inputs_b (the same object when absent: a rerun) are bitwise equal;
+    params "tokens" restricts the comparison to those tokens (P9)."""
+    xa, xb = _pair(inputs)
+    recipe = _recipe(params)
+    oa = xa.call(impl, recipe=recipe)
+    ob = xb.call(impl, recipe=recipe)
+    if params.get("tokens") is not None:
+        keep = torch.tensor(params["tokens"], dtype=torch.long, device=oa.device)
+        oa, ob = oa[keep], ob[keep]
+    return Outcome(actual=oa, expected=ob, bound=None, bound_doc=params.get("doc", BITWISE_IMPL_DOC))
+
+
+def impl_finite(inputs: dict, impl, params: dict) -> Outcome:
+    o = inputs["inputs"].call(impl, recipe=_recipe(params))
+    return Outcome(actual=o, expected=_finite_image(o), bound=None, bound_doc=FINITE_DOC)
+
+
+# %% P6: sink semantics
+
+P6_NOSINK_DOC = ("P6: impl(sink=-inf) vs fp64 softmax with no sink term <= P1 + P2 (exp(-inf) = 0 "
+                 "makes the -inf-sink truth the no-sink truth); docs/bounds-attention-props.md#p6")
+P6_SCALE_GOLDEN_DOC = ("P6: golden o(sink) vs o(-inf) L / (L + exp(sink - M)) <= |pred| ((1+u)/((1-u)^2"
+                       "(1-r)) - 1) + 2^-148, r = sigma err / (L + sigma); exactly 0 where the fp32 "
+                       "denominator overflows; docs/bounds-attention-props.md#p6-scaling")
+P6_SCALE_IMPL_DOC = ("P6: impl o(sink) vs impl o(-inf) f, f = L / (L + exp(sink - M)) of the golden: "
+                     "<= P1(sink) + golden scaling bound + f P1(-inf); both finite; docs/bounds-attention-props.md#p6")
+
+
+def _without_sink(x):
+    return x.replace(attn_sink=torch.full_like(x.attn_sink, -math.inf))
+
+
+def p6_no_sink(inputs: dict, impl, params: dict) -> Outcome:
+    """inputs has every sink -inf."""
+    x = inputs["inputs"]
+    recipe = _recipe(params)
+    actual = x.call(impl, recipe=recipe)
+    trace = _trace(x, recipe)
+    truth = weighted_truth(x, sink=False)
+    return Outcome(actual=actual, expected=truth,
+                   bound=_p1(x, trace, recipe) + _p2(x, trace, recipe),
+                   bound_doc=P6_NOSINK_DOC, truth=truth)
+
+
+def _sink_scaling(x, trace):
+    """(f [T, H, 1], bound factor pieces) for the golden's sink scaling, all float64.
+
+    f = L / (L + sigma), sigma = exp(sink - M) in fp64 from the golden's fp32 L and M (0 where the
+    token is empty or sigma = inf); r bounds |sigma32 - sigma| / (L + sigma32)."""
+    M, L = trace.M.double(), trace.L.double()
+    has = torch.isfinite(M)
+    M0 = torch.where(has, M, 0.0)
+    x_arg = x.attn_sink.double()[None, :] - M0                               # [T, H]
+    sigma = torch.exp(x_arg)
+    f = torch.where(has & torch.isfinite(sigma), L / (L + sigma), 0.0)
+    pos = has & (sigma > 0) & torch.isfinite(sigma)
+    ux = torch.where(pos, U32 * x_arg.abs(), 0.0)
+    d_sigma = torch.where(pos, sigma * (torch.expm1(ux) + 2.0 ** -22 * torch.exp(ux)), 0.0) \
+        + 2.0 ** -148                                                        # fl(x), expf, subnormal
+    r = torch.where(pos, d_sigma / (L + sigma - d_sigma).clamp_min(1e-300), 2.0 ** -148 / L.clamp_min(1e-300))
+    r = torch.where(has, r, 0.0).clamp(max=0.5)
+    return f[..., None], r[..., None]
+
+
+def _golden_scaling_bound(trace, pred: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """|o_golden(sink) - pred| <= this, where the golden's fp32 denominator is finite; where it
+    overflowed o = O / inf = 0 exactly and the distance is |pred| itself."""
+    u = U32
+    rel = (1 + u) / ((1 - u) ** 2 * (1 - r)) - 1
+    bound = pred.abs() * (rel + 2.0 ** -50) + 2.0 ** -148
+    bound = torch.where(_overflowed(trace), pred.abs(), bound)
+    return torch.where(torch.isfinite(trace.M)[..., None], bound, 0.0)    # empty: both exactly 0
+
+
+def _overflowed(trace) -> torch.Tensor:
+    """[T, H, 1] the fp32 L + exp(sink - M) is +inf (a +inf or huge sink, or exp overflow)."""
+    return ~torch.isfinite(trace.denom.double())[..., None]
+
+
+def p6_sink_scaling_golden(inputs: dict, impl, params: dict) -> Outcome:
+    """o(sink) = o(-inf) L / (L + exp(sink - M)) on the golden (O, L, M do not depend on the sink);
+    where the fp32 denominator overflows, exactly 0 (as for a +inf sink)."""
+    x = inputs["inputs"]
+    recipe = _recipe(params)
+    ts, tn = _trace(x, recipe), _trace(_without_sink(x), recipe)
+    f, r = _sink_scaling(x, ts)
+    pred = tn.o.double() * f
+    bound = torch.where(_overflowed(ts), 0.0, _golden_scaling_bound(ts, pred, r))
+    expected = torch.where(_overflowed(ts), 0.0, pred)
+    return Outcome(actual=ts.o, expected=expected, bound=bound, bound_doc=P6_SCALE_GOLDEN_DOC)
+
+
+def p6_sink_scaling_impl(inputs: dict, impl, params: dict) -> Outcome:
+    x = inputs["inputs"]
+    xn = _without_sink(x)
+    recipe = _recipe(params)
+    o_s, o_n = x.call(impl, recipe=recipe), xn.call(impl, recipe=recipe)
+    ts, tn = _trace(x, recipe), _trace(xn, recipe)
+    f, r = _sink_scaling(x, ts)
+    expected = o_n.double() * f
+    g = _golden_scaling_bound(ts, tn.o.double() * f, r)
+    bound = _p1(x, ts, recipe) + g + f * _p1(xn, tn, recipe) + 2.0 ** -50 * expected.abs()
+    # never NaN/Inf: a non-finite o(sink) meets a finite 0, a non-finite o(-inf) a finite o(sink)
+    expected = torch.where(torch.isfinite(o_s), expected, 0.0)
+    return Outcome(actual=o_s, expected=expected, bound=bound, bound_doc=P6_SCALE_IMPL_DOC)
+
+
+# %% P7: empty rows
+
+P7_DOC = ("P7: tokens with no valid key output exact zeros (value 0: +0.0 or -0.0, never NaN); other "
+          "tokens within P1 of the golden")
+P7_GOLDEN_DOC = "P7: the golden's tokens with no valid key are exact zeros (value 0, never NaN)"
+
+
+def _empty_tokens(x) -> torch.Tensor:
+    """[T, 1, 1] bool: tokens with no valid index."""
+    valid = valid_index_mask(x.sparse_indices, x.seqused_kv, window=x.window,
+                             tokens_per_batch=x.tokens_per_batch)
+    return ~valid.any(-1)[:, None, None]
+
+
+def p7_empty_rows(inputs: dict, impl, params: dict) -> Outcome:
+    x = inputs["inputs"]
+    recipe = _recipe(params)
+    actual = x.call(impl, recipe=recipe)
+    trace = _trace(x, recipe)
+    empty = _empty_tokens(x)
+    expected = torch.where(empty, 0.0, trace.o)
+    bound = torch.where(empty, 0.0, _p1(x, trace, recipe))
+    return Outcome(actual=actual, expected=expected, bound=bound, bound_doc=P7_DOC)
+
+
+def p7_golden_empty_rows(inputs: dict, impl, params: dict) -> Outcome:
+    x = inputs["inputs"]
+    o = _trace(x, _recipe(params)).o
+    empty = _empty_tokens(x)
+    expected = torch.where(empty, 0.0, _finite_image(o))
+    return Outcome(actual=o, expected=expected, bound=torch.zeros_like(o, dtype=torch.float64),
+                   bound_doc=P7_GOLDEN_DOC)

@@ -1,0 +1,86 @@
+"""P2 and P3 for sparse attention: the golden against the fp64 truth (analytic bound, every recipe,
+compacted tiling included), the ratio rule for the implementation, and invariance of the online
+merge to tile size and tiling (golden: P2 + P2; implementation: P1 + P1 + P2 + P2). Bounds:
+golden/attention_bounds.py and docs/bounds-attention-props.md."""
+import pytest
+from hypothesis import given, strategies as st
+
+from golden.inputs import make_attn_inputs
+from properties.checks import run_property
+from properties.replays_attention import recipe_params
+from properties.strategies import Limits, attn_cases, attn_recipes, current_limits, recipes_for, tiles
+
+# Properties that call the implementation twice with any tile size (tile 1 costs one interpreter
+# iteration per index position) draw smaller cases on the CPU interpreter.
+TWO_CALL_CPU_LIMITS = Limits(batches=1, tokens_per_batch=2, heads=3, head_dim=24, page_size=8,
+                             window=6, topk=6, extra=2, cmp_len=16)
+ONE_CALL_CPU_LIMITS = Limits(batches=2, tokens_per_batch=2, heads=3, head_dim=32, page_size=8,
+                             window=12, topk=16, extra=4, cmp_len=32)
+BOTH_TILINGS = ("positional", "compacted")
+
+
+def _limits(backend: str, cpu: Limits) -> Limits:
+    return current_limits() if backend == "cuda" else cpu
+
+
+def _case(data, device, **kw):
+    return data.draw(attn_cases(**kw).map(lambda c: c.replace(device=device)), label="case")
+
+
+def _recipe_pair(data, tilings, max_tile=100):
+    """A recipe and a second one differing in tile size (1, odd, > K, non-divisors) and tiling."""
+    recipe = data.draw(attn_recipes(tilings=tilings, max_tile=max_tile), label="recipe")
+    other = recipe.replace(tile=data.draw(tiles(max_tile=max_tile), label="tile_b"),
+                           tiling=data.draw(st.sampled_from(tilings), label="tiling_b"))
+    return recipe, other
+
+
+@pytest.mark.spec("P2")
+@given(data=st.data())
+def test_p2_golden_within_analytic_bound_of_fp64(device, data):
+    case = _case(data, device)
+    recipe = data.draw(attn_recipes(tilings=BOTH_TILINGS), label="recipe")
+    run_property("P2", "golden vs fp64 truth, analytic bound", "properties.replays_attention:p2_golden",
+                 inputs={"inputs": make_attn_inputs(case)}, params=recipe_params(recipe),
+                 recipe=recipe, case=case)
+
+
+@pytest.mark.spec("P2")
+@given(data=st.data())
+def test_p2_ratio_rule_impl_vs_fp64(attn_impl, backend, device, data):
+    case = _case(data, device, limits=_limits(backend, ONE_CALL_CPU_LIMITS))
+    recipe = data.draw(recipes_for(attn_impl, attn_recipes()), label="recipe")
+    run_property("P2", "ratio rule: err(impl) <= err(golden) + max P1",
+                 "properties.replays_attention:p2_ratio", inputs={"inputs": make_attn_inputs(case)},
+                 impl=attn_impl, params=recipe_params(recipe), recipe=recipe, case=case)
+
+
+@pytest.mark.spec("P3")
+@given(data=st.data())
+def test_p3_golden_tile_and_tiling_invariance(device, data):
+    case = _case(data, device)
+    recipe, other = _recipe_pair(data, BOTH_TILINGS)
+    inputs = {"inputs": make_attn_inputs(case)}
+    params = {**recipe_params(recipe), "recipe_b": recipe_params(other)["recipe"]}
+    run_property("P3", "golden, two tile sizes and tilings",
+                 "properties.replays_attention:golden_agree", inputs=inputs, params=params,
+                 recipe=recipe, case=case)
+    if recipe.p_dtype == "fp32":
+        run_property("P3", "fp32 P: the P3 bound is a few fp32 ulps x tiles",
+                     "properties.replays_attention:p3_fp32_bound_size", inputs=inputs,
+                     params=params, recipe=recipe, case=case)
+
+
+@pytest.mark.spec("P3")
+@given(data=st.data())
+def test_p3_impl_tile_invariance(attn_impl, backend, device, data):
+    if not attn_impl.accepts_recipe:
+        pytest.skip(attn_impl.unsupported_reason(attn_impl.recipe.replace(tile=1)))
+    case = _case(data, device, limits=_limits(backend, TWO_CALL_CPU_LIMITS))
+    # positional only: the bundled kernels and impls/torch_reference.py raise NotImplementedError
+    # for compacted tiling (the golden's P3 covers compacted)
+    recipe, other = _recipe_pair(data, ("positional",), max_tile=2 * case.num_indices + 1)
+    params = {**recipe_params(recipe), "recipe_b": recipe_params(other)["recipe"]}
+    run_property("P3", "impl, two tile sizes",
+                 "properties.replays_attention:impl_agree", inputs={"inputs": make_attn_inputs(case)},
+                 impl=attn_impl, params=params, recipe=recipe, case=case)

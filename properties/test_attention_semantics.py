@@ -1,0 +1,223 @@
+"""P5, P6, P7 for sparse attention: index semantics (pads anywhere, permuted and duplicated
+indices), sink semantics (-inf = no sink, the L / (L + exp(sink - M)) scaling, +inf gives zeros,
+never NaN/Inf), and empty rows (exact zeros). Every transformed index tensor is built from a drawn
+seed in a few vectorized torch calls. Bounds: docs/bounds-attention-props.md."""
+import math
+
+import pytest
+import torch
+from hypothesis import given, strategies as st
+
+from golden.attention import valid_index_mask, visible_lengths
+from golden.inputs import AttnInputs, make_attn_inputs
+from properties.checks import run_property
+from properties.replays_attention import recipe_params
+from properties.strategies import Limits, attn_cases, attn_recipes, current_limits, recipes_for, seeds
+
+CPU_LIMITS = Limits(batches=2, tokens_per_batch=2, heads=3, head_dim=24, page_size=8, window=8,
+                    topk=12, extra=3, cmp_len=24)
+MAX_TILES_CPU = 3   # interpreter cost is one iteration per tile and token: cap tiles per token
+R = "properties.replays_attention:"
+
+
+def _limits(backend: str) -> Limits:
+    return current_limits() if backend == "cuda" else CPU_LIMITS
+
+
+def _draw(data, impl, backend, device, k_extra=0, **case_kw):
+    """A case and a recipe for `impl` (positional tiling), the tile capped on the interpreter."""
+    case = data.draw(attn_cases(limits=_limits(backend), **case_kw)
+                     .map(lambda c: c.replace(device=device)), label="case")
+    recipe = data.draw(recipes_for(impl, attn_recipes()), label="recipe")
+    if impl.accepts_recipe:  # tiles that cut the index list (pads then move tile boundaries)
+        K = case.num_indices + k_extra
+        low = -(-K // MAX_TILES_CPU) if backend != "cuda" else 1
+        recipe = recipe.replace(tile=data.draw(st.one_of(st.integers(low, max(low, K)), st.just(64)),
+                                               label="tile"))
+    return case, recipe
+
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _with_indices(x: AttnInputs, idx: torch.Tensor) -> AttnInputs:
+    return x.replace(sparse_indices=idx.to(torch.int32).to(x.sparse_indices.device).contiguous())
+
+
+def _invalid_values(x: AttnInputs) -> torch.Tensor:
+    """[T, 6] int64 indices invalid for each token: -1, other negatives, int32 extremes, the first
+    slot past the compressed cache, and the first window slot not yet visible (or -1)."""
+    T = x.q.shape[0]
+    _, win_valid, cmp_valid = visible_lengths(x.seqused_kv.cpu(), T, x.tokens_per_batch, x.window)
+    W = x.window
+    const = torch.tensor([-1, -7, -(2 ** 31), 2 ** 31 - 1]).expand(T, 4)
+    past_cmp = (W + cmp_valid)[:, None]
+    past_win = torch.where(win_valid < W, win_valid, -1)[:, None]
+    return torch.cat([const, past_cmp, past_win], dim=1)
+
+
+def insert_positions(idx: torch.Tensor, new: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Insert the columns of `new` [T, E] into each row of idx [T, K] at random places, keeping
+    the order of idx's own entries: a stable sort of (position keys, random keys in [-0.5, K])."""
+    T, K = idx.shape
+    keys = torch.cat([torch.arange(K, dtype=torch.float64).expand(T, K),
+                      torch.randint(0, K + 1, new.shape, generator=gen).double() - 0.5], dim=1)
+    order = torch.sort(keys, dim=1, stable=True).indices
+    return torch.cat([idx, new], dim=1).gather(1, order)
+
+
+def insert_pads(x: AttnInputs, seed: int, count: int) -> AttnInputs:
+    """`count` invalid indices (-1, out-of-range, int32 extremes) inserted anywhere in every row."""
+    gen = _gen(seed)
+    bad = _invalid_values(x)
+    pads = bad.gather(1, torch.randint(0, bad.shape[1], (bad.shape[0], count), generator=gen))
+    return _with_indices(x, insert_positions(x.sparse_indices.cpu().long(), pads, gen))
+
+
+def permute_indices(x: AttnInputs, seed: int) -> AttnInputs:
+    """Every token's index list (valid and invalid entries) in a random order."""
+    idx = x.sparse_indices.cpu().long()
+    perm = torch.rand(idx.shape, generator=_gen(seed)).argsort(dim=1)
+    return _with_indices(x, idx.gather(1, perm))
+
+
+def duplicate_index(x: AttnInputs, seed: int, max_copies: int = 2):
+    """Per token, 1..max_copies extra copies of one index (a valid one when the token has any),
+    inserted anywhere; unused copy slots become -1. Returns (inputs, positions, copies)."""
+    gen = _gen(seed)
+    idx = x.sparse_indices.cpu().long()
+    T, K = idx.shape
+    valid = valid_index_mask(x.sparse_indices.cpu(), x.seqused_kv.cpu(), window=x.window,
+                             tokens_per_batch=x.tokens_per_batch)
+    pos = (torch.rand(T, K, generator=gen) + valid.double()).argmax(dim=1)           # [T]
+    copies = torch.randint(1, max_copies + 1, (T,), generator=gen)                   # [T]
+    slot = torch.arange(max_copies).expand(T, max_copies)
+    new = torch.where(slot < copies[:, None], idx.gather(1, pos[:, None]), -1)       # [T, C]
+    return (_with_indices(x, insert_positions(idx, new, gen)), pos.tolist(), copies.tolist())
+
+
+# %% P5 index semantics
+
+@pytest.mark.spec("P5")
+@given(data=st.data())
+def test_p5_pads_anywhere(attn_impl, backend, device, data):
+    count = data.draw(st.integers(1, 6), label="pads per token")
+    case, recipe = _draw(data, attn_impl, backend, device, k_extra=count)
+    x = make_attn_inputs(case)
+    x_pad = insert_pads(x, data.draw(seeds, label="pad seed"), count)
+    inputs = {"inputs": x_pad, "inputs_b": x}
+    golden_recipe = recipe.replace(tiling="compacted")
+    run_property("P5", "golden compacted: pads are bitwise neutral", R + "golden_bitwise",
+                 inputs=inputs, params=recipe_params(golden_recipe), recipe=golden_recipe, case=case)
+    run_property("P5", "golden positional: padded vs original within P2 + P2", R + "golden_agree",
+                 inputs=inputs, params=recipe_params(recipe), recipe=recipe, case=case)
+    run_property("P5", "impl: padded vs original within P1 + P1 + P2 + P2", R + "impl_agree",
+                 inputs=inputs, impl=attn_impl, params=recipe_params(recipe), recipe=recipe,
+                 case=case)
+
+
+@pytest.mark.spec("P5")
+@given(data=st.data())
+def test_p5_permuted_indices(attn_impl, backend, device, data):
+    case, recipe = _draw(data, attn_impl, backend, device)
+    x = make_attn_inputs(case)
+    inputs = {"inputs": permute_indices(x, data.draw(seeds, label="permutation seed")), "inputs_b": x}
+    tiling = data.draw(st.sampled_from(["positional", "compacted"]), label="golden tiling")
+    golden_recipe = recipe.replace(tiling=tiling)
+    run_property("P5", "golden: permuted vs original within P2 + P2", R + "golden_agree",
+                 inputs=inputs, params=recipe_params(golden_recipe), recipe=golden_recipe, case=case)
+    run_property("P5", "impl: permuted vs original within P1 + P1 + P2 + P2", R + "impl_agree",
+                 inputs=inputs, impl=attn_impl, params=recipe_params(recipe), recipe=recipe,
+                 case=case)
+
+
+@pytest.mark.spec("P5")
+@given(data=st.data())
+def test_p5_duplicate_counts_twice(attn_impl, backend, device, data):
+    case, recipe = _draw(data, attn_impl, backend, device, k_extra=2)
+    x = make_attn_inputs(case)
+    x_dup, pos, copies = duplicate_index(x, data.draw(seeds, label="duplicate seed"))
+    inputs = {"inputs": x, "inputs_b": x_dup}
+    params = {**recipe_params(recipe), "dup_pos": pos, "dup_copies": copies}
+    tiling = data.draw(st.sampled_from(["positional", "compacted"]), label="golden tiling")
+    golden_params = {**params, **recipe_params(recipe.replace(tiling=tiling))}
+    run_property("P5", "golden(dup) vs fp64 truth weighting the duplicate (1 + copies)",
+                 R + "p5_dup_golden", inputs=inputs, params=golden_params, recipe=recipe, case=case)
+    run_property("P5", "impl(dup) vs fp64 truth weighting the duplicate, P1 + P2", R + "p5_dup_impl",
+                 inputs=inputs, impl=attn_impl, params=params, recipe=recipe, case=case)
+
+
+# %% P6 sink semantics
+
+SPECIAL_SINKS = [-math.inf, math.inf, 0.0, 1e30, -1e30]
+
+
+def sink_values(heads: int) -> st.SearchStrategy[list]:
+    """Per-head sinks: +-inf, 0, +-1e30, and finite values around typical running maxima."""
+    one = st.one_of(st.sampled_from(SPECIAL_SINKS),
+                    st.floats(-30, 30, allow_nan=False, width=32),
+                    st.floats(-200, 200, allow_nan=False, width=32))
+    return st.lists(one, min_size=heads, max_size=heads)
+
+
+def _with_sinks(x: AttnInputs, sinks: list) -> AttnInputs:
+    return x.replace(attn_sink=torch.tensor(sinks, dtype=torch.float32, device=x.attn_sink.device))
+
+
+@pytest.mark.spec("P6")
+@given(data=st.data())
+def test_p6_neg_inf_sink_is_no_sink(attn_impl, backend, device, data):
+    case, recipe = _draw(data, attn_impl, backend, device)
+    x = make_attn_inputs(case)
+    x = _with_sinks(x, [-math.inf] * case.heads)
+    run_property("P6", "impl(sink=-inf) vs fp64 softmax without a sink term", R + "p6_no_sink",
+                 inputs={"inputs": x}, impl=attn_impl, params=recipe_params(recipe), recipe=recipe,
+                 case=case)
+
+
+@pytest.mark.spec("P6")
+@given(data=st.data())
+def test_p6_sink_scaling(attn_impl, backend, device, data):
+    case, recipe = _draw(data, attn_impl, backend, device)
+    x = _with_sinks(make_attn_inputs(case), data.draw(sink_values(case.heads), label="sinks"))
+    inputs, params = {"inputs": x}, recipe_params(recipe)
+    golden_recipe = recipe.replace(tiling=data.draw(st.sampled_from(["positional", "compacted"]),
+                                                    label="golden tiling"))
+    run_property("P6", "golden o(sink) = o(-inf) L / (L + exp(sink - M))", R + "p6_sink_scaling_golden",
+                 inputs=inputs, params=recipe_params(golden_recipe), recipe=golden_recipe, case=case)
+    run_property("P6", "impl o(sink) = impl o(-inf) L / (L + exp(sink - M)), finite; +inf: zeros",
+                 R + "p6_sink_scaling_impl", inputs=inputs, impl=attn_impl, params=params,
+                 recipe=recipe, case=case)
+
+
+# %% P7 empty rows
+
+def empty_some_tokens(x: AttnInputs, seed: int) -> AttnInputs:
+    """Make tokens see nothing: each token's list becomes all pads with probability 1/3, and each
+    batch's seqused_kv drops to a value in [0, S - 1] with probability 1/2 (its first tokens then
+    have used <= 0). Visibility only shrinks, so the NaN-poisoned rows stay unread."""
+    gen = _gen(seed)
+    T, K = x.sparse_indices.shape
+    B, S = x.seqused_kv.shape[0], x.tokens_per_batch
+    bad = _invalid_values(x)
+    pads = bad.gather(1, torch.randint(0, bad.shape[1], (T, K), generator=gen))
+    wipe = torch.rand(T, generator=gen) < 1 / 3
+    idx = torch.where(wipe[:, None], pads, x.sparse_indices.cpu().long())
+    small = torch.randint(0, S, (B,), generator=gen)
+    shrink = torch.rand(B, generator=gen) < 0.5
+    seqused = torch.where(shrink, torch.minimum(small, x.seqused_kv.cpu().long()), x.seqused_kv.cpu().long())
+    return _with_indices(x, idx).replace(seqused_kv=seqused.to(torch.int32).to(x.seqused_kv.device))
+
+
+@pytest.mark.spec("P7")
+@given(data=st.data())
+def test_p7_empty_rows_are_exact_zeros(attn_impl, backend, device, data):
+    case, recipe = _draw(data, attn_impl, backend, device)
+    x = empty_some_tokens(make_attn_inputs(case), data.draw(seeds, label="empty seed"))
+    inputs, params = {"inputs": x}, recipe_params(recipe)
+    run_property("P7", "golden: tokens without a valid key give exact zeros",
+                 R + "p7_golden_empty_rows", inputs=inputs, params=params, recipe=recipe, case=case)
+    run_property("P7", "impl: tokens without a valid key give exact zeros, others P1",
+                 R + "p7_empty_rows", inputs=inputs, impl=attn_impl, params=params, recipe=recipe,
+                 case=case)
