@@ -257,6 +257,20 @@ def impl_bitwise(inputs: dict, impl, params: dict) -> Outcome:
     return Outcome(actual=oa, expected=ob, bound=None, bound_doc=params.get("doc", BITWISE_IMPL_DOC))
 
 
+P10_DOC = ("P10: impl(NaN in unread rows) == finite image of impl(finite garbage there), bitwise: "
+           "equal where the latter is finite, and finite everywhere")
+
+
+def p10_unread_rows(inputs: dict, impl, params: dict) -> Outcome:
+    """inputs: unread pool rows NaN; inputs_b: the same rows finite garbage. The NaN run must be
+    finite and bitwise equal to the garbage run (non-finite garbage-run elements count as 0)."""
+    x_nan, x_garbage = inputs["inputs"], inputs["inputs_b"]
+    recipe = _recipe(params)
+    o_nan = x_nan.call(impl, recipe=recipe)
+    o_garbage = x_garbage.call(impl, recipe=recipe)
+    return Outcome(actual=o_nan, expected=_finite_image(o_garbage), bound=None, bound_doc=P10_DOC)
+
+
 def impl_finite(inputs: dict, impl, params: dict) -> Outcome:
     o = inputs["inputs"].call(impl, recipe=_recipe(params))
     return Outcome(actual=o, expected=_finite_image(o), bound=None, bound_doc=FINITE_DOC)
