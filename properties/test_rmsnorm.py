@@ -1,0 +1,206 @@
+"""RMSNorm properties: P1 (implementation == golden of its recipe), P4 (rsqrt vs recip-sqrt: fp32 ulp
+distance and BF16 mismatch between INV variants, and the modelled low-precision rsqrt of SPEC
+section 1 that must violate that bound), P12 (scale invariance with an eps-aware bound, exact golden
+invariance at eps = 0, chunk orders within their fp32 bounds). Bounds: docs/bounds-rmsnorm.md.
+"""
+import itertools
+import math
+
+import pytest
+import torch
+from hypothesis import assume, event, given, note, strategies as st
+
+from golden.inputs import NormCase, make_norm_inputs
+from golden.recipes import NormRecipe
+from properties.checks import run_property
+from properties.replays_norm import (
+    INV_ULPS,
+    npu_measurement,
+    recipe_params,
+)
+from properties.strategies import norm_cases, norm_recipes, recipes_for
+
+REAL_INVS = ("recip_sqrt", "rsqrt", "recip_sqrt_rn")
+INV_PAIRS = list(itertools.permutations(REAL_INVS, 2))
+NPU_SHAPE = dict(rows=128, heads=64, dim=512)   # per-head q norm of the reference decode shape
+NPU_K = 8      # approx_bits whose modelled mismatch (26%) is nearest the NPU's 20.686% (SPEC 1)
+
+
+def _need_recipes(impl) -> None:
+    if not impl.accepts_recipe:
+        pytest.skip(impl.unsupported_reason("other NormRecipe variants (INV / chunk)"))
+
+
+def _case(draw, device, **kw):
+    return draw.draw(norm_cases(**kw).map(lambda c: c.replace(device=device)), label="case")
+
+
+def _chunks(dim: int):
+    """None, or a chunk size: 1, odd, non-divisors of dim, and larger than dim."""
+    return st.one_of(st.none(), st.sampled_from([1, 3, 7, 64]), st.integers(1, dim + 5))
+
+
+# %% P1
+
+@pytest.mark.spec("P1")
+@given(data=st.data())
+def test_p1_norm_matches_golden(norm_impl, backend, device, data):
+    case = _case(data, device)
+    recipe = data.draw(recipes_for(norm_impl, norm_recipes()), label="recipe")
+    run_property("P1", "rms_norm impl vs golden, same recipe", "properties.replays_norm:p1",
+                 inputs={"inputs": make_norm_inputs(case)}, impl=norm_impl,
+                 params=recipe_params(recipe, backend), recipe=recipe, case=case)
+
+
+# %% P4
+
+@pytest.mark.spec("P4")
+@given(data=st.data())
+def test_p4a_inv_variants_fp32_ulps(norm_impl, backend, device, data):
+    _need_recipes(norm_impl)
+    case = _case(data, device).replace(weight=False)
+    recipe = data.draw(norm_recipes(out_dtypes=("fp32",)), label="recipe")
+    inv_a, inv_b = data.draw(st.sampled_from(INV_PAIRS), label="variants")
+    run_property("P4", "fp32 ulps of y between INV variants", "properties.replays_norm:p4_ulp",
+                 inputs={"inputs": make_norm_inputs(case)}, impl=norm_impl,
+                 params=recipe_params(recipe, backend, inv_a=inv_a, inv_b=inv_b),
+                 recipe=recipe, case=case)
+
+
+@pytest.mark.spec("P4")
+@given(data=st.data())
+def test_p4b_inv_variants_bf16_mismatch(norm_impl, backend, device, data):
+    _need_recipes(norm_impl)
+    case = _case(data, device)
+    recipe = data.draw(norm_recipes(out_dtypes=("bf16",)), label="recipe")
+    inv_a, inv_b = data.draw(st.sampled_from(INV_PAIRS), label="variants")
+    out = run_property("P4", "bf16 mismatches between INV variants",
+                       "properties.replays_norm:p4_mismatch",
+                       inputs={"inputs": make_norm_inputs(case)}, impl=norm_impl,
+                       params=recipe_params(recipe, backend, inv_a=inv_a, inv_b=inv_b),
+                       recipe=recipe, case=case)
+    event(f"P4b mismatches {'> 0' if out.metrics['mismatches'] else '= 0'}")
+
+
+def modelled_cases():
+    """Per-head q norm cases where the modelled rsqrt must fail: Dh = 512, >= 64 rows (T x H) of
+    generic data (rows with distinct mean squares; zero / tiny data make every row's v equal to eps
+    and the k-bit rounding error of that one value may vanish)."""
+    return st.builds(NormCase, seed=st.integers(0, 2**32 - 1), rows=st.integers(4, 8),
+                     heads=st.integers(16, 32), dim=st.just(512),
+                     dtype=st.sampled_from(["bf16", "fp32"]),
+                     data=st.sampled_from(["normal", "uniform", "heavy", "int8", "huge"]),
+                     weight=st.just(False), eps=st.sampled_from([1e-6, 0.0, 1e-5, 1e-3]))
+
+
+@pytest.mark.spec("P4")
+@given(data=st.data())
+def test_p4c_modelled_low_precision_rsqrt_violates(backend, device, data):
+    case = data.draw(modelled_cases().map(lambda c: c.replace(device=device)), label="case")
+    k = data.draw(st.integers(8, 12), label="approx_bits")
+    recipe = data.draw(st.builds(NormRecipe, inv=st.sampled_from(REAL_INVS),
+                                 chunk=st.sampled_from([None, 64, 100, 512])), label="recipe")
+    out = run_property("P4", "modelled k-bit rsqrt must exceed the P4b count",
+                       "properties.replays_norm:p4_modelled_rsqrt",
+                       inputs={"inputs": make_norm_inputs(case)}, impl=None,
+                       params=recipe_params(recipe, backend, approx_bits=k), recipe=recipe,
+                       case=case)
+    m = out.metrics
+    note(f"counterexample to the P4b bound: {k}-bit rsqrt mismatches {m['mismatches']}/{m['total']} "
+         f"({m['mismatch_pct']:.3f}%) vs allowed {m['allowed']} ({m['allowed_pct']:.4f}%)")
+    event(f"P4c k={k}: mismatch / allowed > {10 ** math.floor(math.log10(m['mismatches'] / max(m['allowed'], 1)))}")
+
+
+@pytest.mark.spec("P4")
+def test_p4_npu_shape_measured(device):
+    """SPEC section 1 in software, at the reference per-head q shape T=128, H=64, Dh=512 (bf16, no
+    weight): golden rsqrt_approx at the NPU-like k mismatches > 1% of BF16 outputs; the real
+    variants recip_sqrt vs rsqrt < 0.01% (measured: docs/bounds-rmsnorm.md#p4-table)."""
+    x = make_norm_inputs(NormCase(seed=0, weight=False, device=device, **NPU_SHAPE))
+    recip = NormRecipe()
+    real, modelled, allowed = npu_measurement(x, recip, [NPU_K], INV_ULPS["cuda"])
+    count, total = modelled[NPU_K], x.x.numel()
+    print(f"\nP4 at T=128 H=64 Dh=512: recip_sqrt vs rsqrt {real:.5%}; {NPU_K}-bit rsqrt "
+          f"{count / total:.3%} (P4b allows {allowed / total:.4%} at 3 ulp)")
+    assert real < 1e-4, f"recip_sqrt vs rsqrt mismatch {real:.5%} >= 0.01%"
+    assert count / total > 0.01, f"{NPU_K}-bit rsqrt mismatch {count / total:.3%} <= 1%"
+    assert count > allowed
+
+
+# %% P12
+
+def _log2_range(x: torch.Tensor, lo: float, hi: float, ss_max: float):
+    """Integer j such that every nonzero |2^j x| lies in [lo, hi] and 2^2j * (row sum of x^2) <=
+    ss_max, intersected with [-12, 12]; (jmin, jmax), possibly empty (jmin > jmax)."""
+    a = x.double().abs()
+    nz = a[a > 0]
+    if nz.numel() == 0:
+        return -12, 12
+    ss = (a * a).sum(-1).max().item()
+    jmin = math.ceil(math.log2(lo) - math.log2(nz.min().item()))
+    jmax = min(math.floor(math.log2(hi) - math.log2(nz.max().item())),
+               math.floor((math.log2(ss_max) - math.log2(ss)) / 2))
+    return max(jmin, -12), min(jmax, 12)
+
+
+def _draw_log2_scale(data, jmin: int, jmax: int) -> int:
+    choices = [j for j in range(jmin, jmax + 1) if j != 0] or [0]
+    return data.draw(st.sampled_from(choices), label="log2_scale")
+
+
+@pytest.mark.spec("P12")
+@given(data=st.data())
+def test_p12_scale_invariance(norm_impl, backend, device, data):
+    case = _case(data, device)
+    recipe = data.draw(recipes_for(norm_impl, norm_recipes()), label="recipe")
+    x = make_norm_inputs(case)
+    # 2^j x is exact (no bf16/fp32 overflow, no new subnormals) and its sum of squares stays finite
+    jmin, jmax = _log2_range(x.x, 2.0**-126, 2.0**126, 2.0**126)
+    assume(jmin <= jmax)
+    j = _draw_log2_scale(data, jmin, jmax)
+    run_property("P12", "rms_norm(2^j x) vs rms_norm(x), eps-aware",
+                 "properties.replays_norm:p12_scale", inputs={"inputs": x}, impl=norm_impl,
+                 params=recipe_params(recipe, backend, log2_scale=j), recipe=recipe, case=case)
+
+
+@pytest.mark.spec("P12")
+@given(data=st.data())
+def test_p12_golden_exact_scale_invariance_eps0(backend, device, data):
+    """eps = 0: the golden is bitwise invariant under 2^j x as long as nothing over- or underflows
+    (data "tiny" squares into fp32 subnormals: excluded, see docs/bounds-rmsnorm.md#p12)."""
+    case = _case(data, device, data=("normal", "huge", "zero", "int8", "heavy", "uniform"))
+    case = case.replace(eps=0.0)
+    recipe = data.draw(norm_recipes(invs=("recip_sqrt", "rsqrt", "recip_sqrt_rn", "rsqrt_approx")),
+                       label="recipe")
+    x = make_norm_inputs(case)
+    jmin, jmax = _log2_range(x.x, 2.0**-56, 2.0**56, 2.0**125)
+    assume(jmin <= 0 <= jmax)  # x itself must be in the safe range too
+    j = _draw_log2_scale(data, jmin, jmax)
+    run_property("P12", "golden(2^j x) == golden(x) bitwise at eps 0",
+                 "properties.replays_norm:p12_golden_exact", inputs={"inputs": x}, impl=None,
+                 params=recipe_params(recipe, backend, log2_scale=j), recipe=recipe, case=case)
+
+
+@pytest.mark.spec("P12")
+@given(data=st.data())
+def test_p12_golden_chunk_orders(backend, device, data):
+    case = _case(data, device)
+    recipe = data.draw(norm_recipes(), label="recipe")
+    c1, c2 = data.draw(_chunks(case.dim), label="chunk_a"), data.draw(_chunks(case.dim), label="chunk_b")
+    run_property("P12", "golden chunk c1 vs chunk c2", "properties.replays_norm:p12_chunks",
+                 inputs={"inputs": make_norm_inputs(case)}, impl=None,
+                 params=recipe_params(recipe, backend, chunk_a=c1, chunk_b=c2, who="golden"),
+                 recipe=recipe, case=case)
+
+
+@pytest.mark.spec("P12")
+@given(data=st.data())
+def test_p12_impl_chunk_orders(norm_impl, backend, device, data):
+    _need_recipes(norm_impl)
+    case = _case(data, device)
+    recipe = data.draw(norm_recipes(), label="recipe")
+    c1, c2 = data.draw(_chunks(case.dim), label="chunk_a"), data.draw(_chunks(case.dim), label="chunk_b")
+    run_property("P12", "impl chunk c1 vs chunk c2", "properties.replays_norm:p12_chunks",
+                 inputs={"inputs": make_norm_inputs(case)}, impl=norm_impl,
+                 params=recipe_params(recipe, backend, chunk_a=c1, chunk_b=c2, who="impl"),
+                 recipe=recipe, case=case)
