@@ -1,0 +1,336 @@
+"""Replay functions of P13 (bad input), for both kernels (no hypothesis here).
+
+A corruption is a JSON-able dict `params` applied to VALID inputs (AttnInputs / NormInputs), so a
+counterexample report saves the valid tensors plus the dict and a replay rebuilds the same bad call.
+Each corruption either
+  * must raise: TypeError or ValueError (NotImplementedError where `params["unsupported"]`) whose
+    message names one of the arguments in `expect_names` (as a whole word), within TIMEOUT_S
+    (a hang, any other exception, or a returned result fails), or
+  * is accepted semantics ("accept"): the call must succeed and equal, bitwise, the call on an
+    equivalent valid input (out-of-range indices are ignored, as if they were -1), or
+  * may do either ("raise_or_same"): a non-unit last-dim stride may be rejected (naming the
+    argument) or accepted with the result of the contiguous input, bitwise.
+
+Outcomes are bitwise: for raising checks, actual = [0] when the verdict holds, [1] otherwise, with
+the verdict (what was raised or returned) in `bound_doc` and `metrics`.
+"""
+from __future__ import annotations
+
+import re
+import threading
+
+import torch
+
+from golden.attention import valid_index_mask, visible_lengths
+from golden.recipes import AttnRecipe, NormRecipe
+from kernelprop.evidence import Outcome
+
+TIMEOUT_S = 120.0   # a call that takes longer is a hang (first GPU compile included)
+ATTN_TENSORS = ("q", "ori_kv", "ori_block_table", "cmp_kv", "cmp_block_table", "sparse_indices",
+                "seqused_kv", "attn_sink")
+NORM_TENSORS = ("x", "weight")
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "float64": torch.float64,
+          "bfloat16": torch.bfloat16, "int8": torch.int8, "int16": torch.int16,
+          "int32": torch.int32, "int64": torch.int64, "bool": torch.bool}
+BAD_DTYPES = {  # per argument: dtypes the contract (SPEC 2, 3) excludes
+    "q": ("float32", "float16", "float64", "int32"),
+    "ori_kv": ("float32", "float16", "int8"),
+    "cmp_kv": ("float32", "float16", "int8"),
+    "ori_block_table": ("int64", "int16", "float32"),
+    "cmp_block_table": ("int64", "int16", "float32"),
+    "sparse_indices": ("int64", "int16", "float32"),
+    "seqused_kv": ("int64", "float32"),
+    "attn_sink": ("bfloat16", "float64", "float16"),
+    "x": ("float16", "float64", "int32", "int8"),
+    "weight": ("int32", "int64", "bool"),
+}
+# one size mismatch per argument: (dim, names a message may use: the argument or its partner)
+SIZE_MISMATCH = {
+    "q": ((-1, ("q", "ori_kv", "cmp_kv")), (1, ("q", "attn_sink"))),
+    "ori_kv": ((-1, ("ori_kv", "q")), (1, ("ori_kv", "cmp_kv"))),
+    "cmp_kv": ((-1, ("cmp_kv", "q")), (1, ("cmp_kv", "ori_kv"))),
+    "ori_block_table": ((0, ("ori_block_table",)),),
+    "cmp_block_table": ((0, ("cmp_block_table",)),),
+    "sparse_indices": ((0, ("sparse_indices", "q")),),
+    "seqused_kv": ((0, ("seqused_kv",)),),
+    "attn_sink": ((0, ("attn_sink", "q")),),
+    "x": (),
+    "weight": ((0, ("weight", "x")),),
+}
+BAD_SCALARS = {
+    "tokens_per_batch": ("nondivisor", 0, -1, 2.0, True, "2"),
+    "window": (0, -3, 1.5, None, "8"),
+    "softmax_scale": (-1.0, 0.0, float("nan"), float("inf"), "0.1"),
+    "eps": (-1e-6, -1.0, float("nan"), float("inf"), float("-inf"), "1e-6", None),
+}
+BAD_RECIPES = {"sparse_attention": ("NormRecipe", "str", "dict", "int"),
+               "rms_norm": ("AttnRecipe", "str", "dict", "int")}
+
+
+# %% the verdict
+
+def names_any(message: str, names) -> bool:
+    """True when the message names one of `names` as a whole identifier (q is not in seqused_kv)."""
+    return any(re.search(rf"(?<![A-Za-z0-9_]){re.escape(n)}(?![A-Za-z0-9_])", message) for n in names)
+
+
+def call_with_timeout(fn, args, kwargs, timeout: float = TIMEOUT_S):
+    """("ok", result) | ("raised", exception) | ("hang", None); the call runs in a daemon thread."""
+    box = {}
+
+    def run():
+        try:
+            box["ok"] = fn(*args, **kwargs)
+        except BaseException as err:  # noqa: BLE001  (a crash is an outcome here)
+            box["raised"] = err
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        return "hang", None
+    return ("raised", box["raised"]) if "raised" in box else ("ok", box.get("ok"))
+
+
+def _describe(status: str, value) -> str:
+    if status == "hang":
+        return f"no answer within {TIMEOUT_S:.0f} s (hang)"
+    if status == "raised":
+        return f"raised {type(value).__name__}: {str(value)[:300]}"
+    shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+    return f"returned {shape} instead of raising"
+
+
+def _raise_outcome(desc: str, status: str, value, names, unsupported: bool) -> Outcome:
+    allowed = (TypeError, ValueError) + ((NotImplementedError,) if unsupported else ())
+    ok = status == "raised" and isinstance(value, allowed) and (
+        isinstance(value, NotImplementedError) or names_any(str(value), names))
+    want = "/".join(t.__name__ for t in allowed)
+    doc = (f"P13 {desc}: expected {want} naming {' or '.join(names)}; "
+           f"{_describe(status, value)}")
+    flag = torch.tensor([0.0 if ok else 1.0])
+    return Outcome(actual=flag, expected=torch.zeros(1), bound=None, bound_doc=doc,
+                   metrics={"verdict": "ok" if ok else "bad", "got": _describe(status, value)})
+
+
+def _same_outcome(desc: str, status: str, value, reference, names, may_raise: bool) -> Outcome:
+    """Accepted input: the result must equal `reference` bitwise (or, if may_raise, a clear error)."""
+    if status == "ok" and isinstance(value, torch.Tensor) and isinstance(reference, torch.Tensor) \
+            and value.shape == reference.shape and value.dtype == reference.dtype:
+        return Outcome(actual=value, expected=reference, bound=None,
+                       bound_doc=f"P13 {desc}: accepted, so equal bitwise to the equivalent valid call")
+    if may_raise and status == "raised":
+        return _raise_outcome(desc, status, value, names, False)
+    doc = (f"P13 {desc}: expected {'a clear error naming ' + ' or '.join(names) + ' or ' if may_raise else ''}"
+           f"the result of the equivalent valid call; {_describe(status, value)}")
+    return Outcome(actual=torch.ones(1), expected=torch.zeros(1), bound=None, bound_doc=doc,
+                   metrics={"verdict": "bad", "got": _describe(status, value)})
+
+
+# %% tensor corruptions (shared)
+
+def _other_device(t: torch.Tensor) -> torch.Tensor:
+    return t.to("cpu") if t.device.type == "cuda" else t.to("cuda")
+
+
+def _strided_last(t: torch.Tensor) -> torch.Tensor:
+    """Same values, last-dim stride 2 (a view into a wider buffer)."""
+    big = torch.zeros(*t.shape[:-1], 2 * t.shape[-1], dtype=t.dtype, device=t.device)
+    big[..., ::2] = t
+    return big[..., ::2]
+
+
+def _grow(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """One more slice along `dim` (a copy of the last one, or zeros if the dim is empty)."""
+    if t.shape[dim] == 0:
+        shape = list(t.shape)
+        shape[dim] = 1
+        return torch.zeros(shape, dtype=t.dtype, device=t.device)
+    return torch.cat([t, t.narrow(dim, t.shape[dim] - 1, 1)], dim=dim)
+
+
+def _corrupt_tensor(t: torch.Tensor, params: dict):
+    kind = params["kind"]
+    if kind == "not_tensor":
+        return t.tolist()
+    if kind == "dtype":
+        return t.to(DTYPES[params["dtype"]])
+    if kind == "rank":  # add: a leading dim; drop: the first dim; scalar: a 0-dim tensor
+        how = params["how"]
+        if how == "add":
+            return t.unsqueeze(0)
+        return t.reshape(-1)[0] if how == "scalar" or t.dim() == 1 else t[0]
+    if kind == "size":
+        return _grow(t, params["dim"])
+    if kind == "stride":
+        return _strided_last(t)
+    if kind == "device":
+        return _other_device(t)
+    raise ValueError(f"unknown tensor corruption kind {kind!r}")
+
+
+def _tensor_names(arg: str, params: dict):
+    if params["kind"] == "size":
+        for dim, names in SIZE_MISMATCH[arg]:
+            if dim == params["dim"]:
+                return names
+    if params["kind"] == "device":
+        return (arg, "q", "x")  # a mismatch involves the reference tensor too
+    return (arg,)
+
+
+def _bad_recipe(name: str):
+    return {"NormRecipe": NormRecipe(), "AttnRecipe": AttnRecipe(), "str": "recip_sqrt",
+            "dict": {"tile": 64, "inv": "rsqrt"}, "int": 1}[name]
+
+
+def _bad_scalar(name: str, value, T: int):
+    if value == "nondivisor":  # a tokens_per_batch that does not divide T
+        return T + 1
+    return value
+
+
+# %% attention
+
+def _attn_call(x, recipe=None, **overrides):
+    args = [overrides.pop(n, getattr(x, n)) for n in ATTN_TENSORS]
+    kwargs = dict(window=x.window, tokens_per_batch=x.tokens_per_batch, softmax_scale=x.softmax_scale)
+    kwargs.update(overrides)
+    if recipe is not None:
+        kwargs["recipe"] = recipe
+    return args, kwargs
+
+
+def _valid_positions(x):
+    """[T, K] valid mask and, per valid position, (is_window [T, K], block column [T, K])."""
+    valid = valid_index_mask(x.sparse_indices, x.seqused_kv, window=x.window,
+                             tokens_per_batch=x.tokens_per_batch)
+    r = x.sparse_indices.long()
+    is_win = valid & (r < x.window)
+    slot = torch.where(is_win, r, r - x.window)
+    return valid, is_win, slot // x.ori_kv.shape[1]
+
+
+def _oob_indices(x, seed: int):
+    """sparse_indices with some positions replaced by out-of-range values (never valid ones), and
+    the same positions replaced by -1 instead."""
+    gen = torch.Generator().manual_seed(seed)
+    T, K = x.sparse_indices.shape
+    _, win_valid, cmp_valid = visible_lengths(x.seqused_kv.cpu(), T, x.tokens_per_batch, x.window)
+    W = x.window
+    candidates = torch.stack([
+        torch.full((T,), -2), torch.full((T,), -(2**31)), torch.full((T,), 2**31 - 1),
+        W + cmp_valid,                                   # first compressed slot not yet visible
+        W + cmp_valid + 1000,
+        torch.where(win_valid < W, win_valid.clamp(min=0), torch.full((T,), -7)),  # window slot past used
+    ], dim=1)                                                                       # [T, 6]
+    pick = candidates.gather(1, torch.randint(candidates.shape[1], (T, K), generator=gen))
+    where = torch.rand(T, K, generator=gen) < 0.4
+    where[torch.randint(T, (1,), generator=gen), torch.randint(K, (1,), generator=gen)] = True
+    idx = x.sparse_indices.cpu().long()
+    bad = torch.where(where, pick, idx)
+    # keep only replacements that are out of range for their token
+    still_valid = valid_index_mask(bad, x.seqused_kv.cpu(), window=W, tokens_per_batch=x.tokens_per_batch)
+    where = where & ~still_valid
+    bad = torch.where(where, pick, idx)
+    pads = torch.where(where, torch.full_like(idx, -1), idx)
+    dev = x.sparse_indices.device
+    return bad.int().to(dev), pads.int().to(dev)
+
+
+def _bad_table(x, params: dict):
+    """A valid index whose page id (or block column) lies outside its pool (or table)."""
+    valid, is_win, blk = _valid_positions(x)
+    which = params.get("which", "ori")
+    mask = valid & (is_win if which == "ori" else ~is_win)
+    if not bool(mask.any()):
+        which = "cmp" if which == "ori" else "ori"
+        mask = valid & (is_win if which == "ori" else ~is_win)
+    if not bool(mask.any()):
+        return None
+    name = f"{which}_block_table"
+    table = getattr(x, name).clone()
+    pool = x.ori_kv if which == "ori" else x.cmp_kv
+    if params["kind"] == "bad_column":      # drop the block columns the valid indices need
+        need = int(blk[mask].max())
+        return name, {name: table[:, :need]}
+    t, k = (int(v) for v in mask.nonzero()[0])
+    b = t // x.tokens_per_batch
+    page = {"n_pages": pool.shape[0], "n_pages+5": pool.shape[0] + 5, "-1": -1,
+            "int_max": 2**31 - 1}[params["page"]]
+    table[b, int(blk[t, k])] = page
+    return name, {name: table}
+
+
+def p13_attention(inputs: dict, impl, params: dict) -> Outcome:
+    """P13 for sparse_decode_attention: apply the corruption `params` to the valid inputs."""
+    x = inputs["inputs"]
+    fn = impl.fn
+    kind, arg = params["kind"], params.get("arg")
+    desc = f"{kind} {arg or ''} {params.get('detail', '')}".strip()
+    if kind == "oob_index":
+        bad, pads = _oob_indices(x, params["seed"])
+        got = call_with_timeout(fn, *_attn_call(x, sparse_indices=bad))
+        ref = call_with_timeout(fn, *_attn_call(x, sparse_indices=pads))
+        if ref[0] != "ok":
+            return _same_outcome(desc + " (the -1 reference call failed)", *ref, None, (), False)
+        return _same_outcome(desc + ": out-of-range indices are ignored like -1", *got, ref[1], (),
+                             False)
+    if kind in ("bad_page", "bad_column"):
+        found = _bad_table(x, params)
+        if found is None:
+            raise ValueError("P13 bad_page needs inputs with at least one valid index")
+        name, override = found
+        got = call_with_timeout(fn, *_attn_call(x, **override))
+        return _raise_outcome(f"{desc} in {name}", *got, (name,), False)
+    if kind == "scalar":
+        value = _bad_scalar(arg, params["value"], x.q.shape[0])
+        got = call_with_timeout(fn, *_attn_call(x, **{arg: value}))
+        return _raise_outcome(f"{arg}={value!r}", *got, (arg,), False)
+    if kind == "recipe":
+        got = call_with_timeout(fn, *_attn_call(x, recipe=_bad_recipe(params["value"])))
+        return _raise_outcome(f"recipe of type {params['value']}", *got, ("recipe",), False)
+    bad = _corrupt_tensor(getattr(x, arg), params)
+    got = call_with_timeout(fn, *_attn_call(x, **{arg: bad}))
+    names = _tensor_names(arg, params)
+    if kind == "stride":
+        ref = call_with_timeout(fn, *_attn_call(x))
+        return _same_outcome(desc, *got, ref[1] if ref[0] == "ok" else None, names, True)
+    return _raise_outcome(desc, *got, names, False)
+
+
+# %% rms_norm
+
+def p13_norm(inputs: dict, impl, params: dict) -> Outcome:
+    """P13 for rms_norm: apply the corruption `params` to the valid inputs."""
+    x = inputs["inputs"]
+    fn = impl.fn
+    kind, arg = params["kind"], params.get("arg")
+    desc = f"{kind} {arg or ''} {params.get('detail', '')}".strip()
+    xt = x.x
+    w = x.weight
+    if arg == "weight" and w is None:  # weight corruptions need a weight
+        w = torch.ones(xt.shape[-1], dtype=xt.dtype, device=xt.device)
+    call = lambda **kw: call_with_timeout(fn, (kw.pop("x", xt), kw.pop("weight", w)),  # noqa: E731
+                                          dict(eps=kw.pop("eps", x.eps), **kw))
+    if kind == "scalar":
+        value = params["value"]
+        return _raise_outcome(f"eps={value!r}", *call(eps=value), ("eps",), False)
+    if kind == "recipe":
+        return _raise_outcome(f"recipe of type {params['value']}",
+                              *call(recipe=_bad_recipe(params["value"])), ("recipe",), False)
+    if kind == "unsupported_recipe":
+        recipe = NormRecipe(inv="rsqrt_approx", approx_bits=params["approx_bits"])
+        return _raise_outcome("recipe inv='rsqrt_approx' (golden only)", *call(recipe=recipe),
+                              ("recipe", "inv", "rsqrt_approx"), True)
+    if kind == "empty_last_dim":
+        return _raise_outcome("x with last dim 0", *call(x=xt[..., :0]), ("x",), False)
+    target = xt if arg == "x" else w
+    bad = _corrupt_tensor(target, params)
+    got = call(**{arg: bad})
+    names = _tensor_names(arg, params)
+    if kind == "stride":
+        ref = call()
+        return _same_outcome(desc, *got, ref[1] if ref[0] == "ok" else None, names, True)
+    return _raise_outcome(desc, *got, names, False)
