@@ -38,6 +38,10 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(1)  # one xdist worker per core: intra-op threads only contend
     backend = choose_backend(config.getoption("--backend"))
     config.kernelprop_backend = backend
     targets = {}

@@ -83,7 +83,8 @@ def gather_kv(ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_indices, 
     r = sparse_indices.long()
     in_window = (r >= 0) & (r < win_valid[:, None])
     in_cmp = (r >= window) & (r - window < cmp_valid[:, None])
-    rows = torch.zeros(T, K, D, dtype=ori_kv.dtype, device=ori_kv.device)
+    flat_index = torch.full((T, K), -1, dtype=torch.long, device=r.device)  # -1: the zero row
+    offset = 0
     for name, pool, table, mask, slot in (
         ("ori_block_table", ori_kv, ori_block_table, in_window, r),
         ("cmp_block_table", cmp_kv, cmp_block_table, in_cmp, r - window),
@@ -99,9 +100,12 @@ def gather_kv(ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_indices, 
             t, k = bad.nonzero()[0].tolist()
             raise ValueError(f"{name} names page {int(page[t, k])} for token {t} index {int(r[t, k])}, "
                              f"outside the pool of {pool.shape[0]} pages")
-        flat = torch.where(mask, page * BS + slot % BS, 0)
-        picked = pool.reshape(-1, D)[flat.reshape(-1)].reshape(T, K, D)
-        rows = torch.where(mask[..., None], picked, rows)
+        flat_index = torch.where(mask, offset + page * BS + slot % BS, flat_index)
+        offset += pool.shape[0] * BS
+    # one gather from [ori rows; cmp rows; a zero row] (index -1 picks the zero row)
+    table_rows = torch.cat([ori_kv.reshape(-1, D), cmp_kv.reshape(-1, D),
+                            torch.zeros(1, D, dtype=ori_kv.dtype, device=ori_kv.device)])
+    rows = table_rows[flat_index.reshape(-1)].reshape(T, K, D)
     return GatheredKV(rows=rows, valid=in_window | in_cmp)
 
 
@@ -115,7 +119,7 @@ def _scale(softmax_scale: Optional[float], D: int) -> float:
 def fp32_scores(q: torch.Tensor, rows: torch.Tensor, scale: float) -> torch.Tensor:
     """s = fp32(fp32(q . k) * fp32(scale)); the dot is formed in fp64 (exact for bf16 operands
     up to D ~ 2^20 when exponents are moderate) and rounded once. [T, H, K] fp32."""
-    dots = torch.einsum("thd,tkd->thk", q.double(), rows.double()).float()
+    dots = torch.einsum("thd,tkd->thk", q.double(), rows.double()).float()  # no copy if fp64
     return dots * torch.tensor(scale, dtype=torch.float32, device=q.device)
 
 
@@ -130,6 +134,8 @@ def sparse_attention_fp64(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, s
                    window=window, tokens_per_batch=tokens_per_batch)
     scale = _scale(softmax_scale, q.shape[2])
     rows = kv.rows.double()                                             # [T, K, D]
+    if rows.shape[1] == 0:
+        return torch.zeros(q.shape, dtype=torch.float64, device=q.device)
     s = torch.einsum("thd,tkd->thk", q.double(), rows) * scale          # [T, H, K]
     valid = kv.valid[:, None, :]                                        # [T, 1, K]
     s = torch.where(valid, s, -torch.inf)
@@ -151,6 +157,8 @@ def sparse_attention_fp32_full(q, ori_kv, ori_block_table, cmp_kv, cmp_block_tab
     kv = gather_kv(ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_indices, seqused_kv,
                    window=window, tokens_per_batch=tokens_per_batch)
     rows = kv.rows.float()
+    if rows.shape[1] == 0:
+        return torch.zeros(q.shape, dtype=torch.float32, device=q.device)
     s = torch.einsum("thd,tkd->thk", q.float(), rows) * _scale(softmax_scale, q.shape[2])
     valid = kv.valid[:, None, :]
     s = torch.where(valid, s, -torch.inf)
@@ -205,8 +213,10 @@ def sparse_attention_trace(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, 
     T, H, D = q.shape
     K = sparse_indices.shape[1]
     order, valid = _tiling_order(kv.valid, recipe.tiling)
-    rows = torch.gather(kv.rows, 1, order[..., None].expand(T, K, D))    # [T, K, D]
-    scores = fp32_scores(q, rows, _scale(softmax_scale, D))              # [T, H, K]
+    rows = kv.rows if recipe.tiling == "positional" else \
+        torch.gather(kv.rows, 1, order[..., None].expand(T, K, D))      # [T, K, D]
+    rows64 = rows.double()
+    scores = fp32_scores(q, rows64, _scale(softmax_scale, D))            # [T, H, K]
     dev = q.device
     M = torch.full((T, H), -torch.inf, device=dev)
     L = torch.zeros(T, H, device=dev)
@@ -226,7 +236,7 @@ def sparse_attention_trace(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, 
         p = round_to_bf16(e, recipe.rounding) if recipe.p_dtype == "bf16" else e
         summed = p if recipe.l_from == "rounded" else e
         l = summed.double().sum(-1).float()                              # one rounding
-        o_tile = torch.einsum("thn,tnd->thd", p.double(), rows[:, cols].double()).float()
+        o_tile = torch.einsum("thn,tnd->thd", p.double(), rows64[:, cols]).float()
         M_new = torch.where(has, torch.maximum(M, m_safe), M)
         a = torch.where(M == -torch.inf, 0.0, torch.exp(M - M_new))      # [T, H]
         b = torch.exp(m_safe - M_new)
