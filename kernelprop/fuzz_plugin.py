@@ -1,0 +1,167 @@
+"""pytest plugin of `python -m kernelprop fuzz` (loaded with `-p kernelprop.fuzz_plugin`).
+
+Per test it counts the examples hypothesis ran (through hypothesis' observability callbacks: one
+observation per test case), the failing ones, and every `target()` score (the properties target
+their worst error/bound ratio), and appends JSON lines to $KERNELPROP_FUZZ_STATS/<process>.jsonl:
+
+  {"type": "progress", "nodeid", "examples", "failed", "max": {label: score}}   every few seconds
+  {"type": "test", "nodeid", "spec", "outcome", "interrupted", "examples", "failed", "gave_up",
+   "phases": {phase: n}, "max": {label: score}, "scores": {label: [score, ...]}, "seconds"}
+  {"type": "collect_error", "nodeid", "message"}
+  {"type": "collected", "nodeids": [...], "backend", "device"}  the tests this round selected
+
+$KERNELPROP_FUZZ_PRIORITY (a JSON file {nodeid: examples run so far}) reorders the collected
+tests, fewest examples first (a stable sort, identical on every xdist worker), so that rounds cut
+short by the deadline still reach every test in turn.
+
+A test interrupted by the fuzz deadline (SIGINT) still writes its line, with "interrupted": true.
+Without KERNELPROP_FUZZ_STATS the plugin does nothing.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+
+import pytest
+
+PROGRESS_EVERY_S = 5.0
+MAX_SCORES = 50_000  # per test and label; later scores only update the count and the max
+
+
+def _out_path():
+    base = os.environ.get("KERNELPROP_FUZZ_STATS")
+    if not base:
+        return None
+    os.makedirs(base, exist_ok=True)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    return os.path.join(base, f"stats-{worker}-{os.getpid()}.jsonl")
+
+
+def _write(record: dict) -> None:
+    path = _out_path()
+    if path is None:
+        return
+    with open(path, "a") as f:
+        f.write(json.dumps(record, allow_nan=False, default=str) + "\n")
+
+
+def _finite(x: float) -> float:
+    return x if math.isfinite(x) else (1e300 if x > 0 else -1e300)
+
+
+class _TestStats:
+    def __init__(self, item):
+        self.nodeid = item.nodeid
+        self.spec = [str(a) for m in item.iter_markers("spec") for a in m.args]
+        self.examples = self.failed = self.gave_up = 0
+        self.phases: dict = {}
+        self.max: dict = {}
+        self.scores: dict = {}
+        self.outcome = "unknown"
+        self.started = self.last_progress = time.monotonic()
+
+    def observe(self, obs) -> None:
+        if getattr(obs, "type", None) != "test_case":
+            return
+        status = getattr(obs, "status", None)
+        if status == "gave_up":
+            self.gave_up += 1
+            return
+        self.examples += 1
+        self.failed += status == "failed"
+        phase = getattr(getattr(obs, "metadata", None), "phase", None) or "unknown"
+        self.phases[phase] = self.phases.get(phase, 0) + 1
+        for key, value in (getattr(obs, "features", None) or {}).items():
+            if not key.startswith("target:") or not isinstance(value, (int, float)):
+                continue
+            label, value = key[len("target:"):], _finite(float(value))
+            self.max[label] = max(self.max.get(label, -math.inf), value)
+            kept = self.scores.setdefault(label, [])
+            if len(kept) < MAX_SCORES:
+                kept.append(float(f"{value:.5g}"))
+        now = time.monotonic()
+        if now - self.last_progress >= PROGRESS_EVERY_S:
+            self.last_progress = now
+            _write({"type": "progress", "nodeid": self.nodeid, "spec": self.spec,
+                    "examples": self.examples, "failed": self.failed, "max": self.max})
+
+    def record(self, interrupted: bool) -> dict:
+        return {"type": "test", "nodeid": self.nodeid, "spec": self.spec, "outcome": self.outcome,
+                "interrupted": interrupted, "examples": self.examples, "failed": self.failed,
+                "gave_up": self.gave_up, "phases": self.phases, "max": self.max,
+                "scores": self.scores, "seconds": round(time.monotonic() - self.started, 3)}
+
+
+_current: dict = {"stats": None}
+
+
+def _observe(obs) -> None:
+    stats = _current["stats"]
+    if stats is not None:
+        stats.observe(obs)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    if _out_path() is None:
+        return (yield)
+    from hypothesis.internal.observability import with_observability_callback
+
+    stats = _current["stats"] = _TestStats(item)
+    interrupted = True
+    try:
+        with with_observability_callback(_observe):
+            result = yield
+        interrupted = False
+        return result
+    finally:
+        _current["stats"] = None
+        if interrupted and stats.outcome == "unknown":
+            stats.outcome = "interrupted"
+        _write(stats.record(interrupted))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    stats = _current["stats"]
+    if stats is None:
+        return
+    report = outcome.get_result()
+    if call.excinfo is not None and call.excinfo.errisinstance(KeyboardInterrupt):
+        stats.outcome = "interrupted"
+    elif report.when == "call":
+        stats.outcome = report.outcome  # passed / failed / skipped
+    elif report.failed:
+        stats.outcome = "error"           # setup or teardown
+    elif report.skipped and report.when == "setup":
+        stats.outcome = "skipped"
+
+
+def pytest_collection_modifyitems(session, config, items):
+    path = os.environ.get("KERNELPROP_FUZZ_PRIORITY")
+    if not path or _out_path() is None:
+        return
+    try:
+        with open(path) as f:
+            seen = json.load(f)
+    except (OSError, ValueError):
+        return
+    items.sort(key=lambda item: seen.get(item.nodeid, 0))
+
+
+def pytest_collection_finish(session):
+    if session.items and _out_path() is not None:
+        from kernelprop.backend import device_name
+
+        backend = os.environ.get("KERNELPROP_BACKEND", "cpu")
+        _write({"type": "collected", "nodeids": [item.nodeid for item in session.items],
+                "backend": backend, "device": device_name(backend)})
+
+
+def pytest_collectreport(report):
+    if report.failed and _out_path() is not None:
+        _write({"type": "collect_error", "nodeid": report.nodeid,
+                "message": str(report.longrepr)[-2000:]})

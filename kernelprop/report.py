@@ -1,0 +1,637 @@
+"""Counterexample reports: reports/<run-id>/<test-id>/{report.md, report.json, inputs.pt}.
+
+conftest's makereport hook calls `write_failure_report(item, call, report)` when a test's call
+phase fails. The latest `kernelprop.evidence.record()` then holds the shrunk example (hypothesis
+replays the minimal failing example last); this module saves it:
+
+  report.md    what a kernel engineer reads first: the violated bound, the worst element, the
+               shrunk input, the implementation and recipe, versions, and the replay command
+  report.json  the same for machines (schema "kernelprop-report/1"; non-finite floats as strings)
+  inputs.pt    one torch.save file: {"inputs": {name: {"type", "state"}}, "outcome": tensors},
+               loadable with torch.load(path, weights_only=True)
+
+Run id: one per pytest session, shared by xdist workers. KERNELPROP_RUN_ID wins when set (the
+fuzz command and CI set it); on an xdist worker the first worker to write a report names the run
+and records the name under <reports>/.runs/<testrunuid> for the others; otherwise
+<UTC date-time>-<6 hex>. Test id: the node id made file-name safe; a directory that already
+exists (two node ids that sanitize alike, a rerun plugin) gets a -2, -3 ... suffix, created with
+an atomic mkdir, so xdist workers never collide.
+
+No hypothesis import here: `python -m kernelprop replay` shares `check_outcome` and must run
+after any hypothesis upgrade.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import re
+import secrets
+import shlex
+import sys
+import traceback
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+SCHEMA = "kernelprop-report/1"
+INPUTS_FORMAT = "kernelprop-inputs/1"
+SMALL = 256          # tensors with at most this many elements are printed in full
+MAX_NAME = 120       # longest test-id before it is cut and a hash appended
+
+_REPRODUCE = re.compile(r"@reproduce_failure\('([^']+)', (b'[^']*')\)")
+
+
+# %% run id and test id
+
+def _now_id() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+
+
+def new_run_id() -> str:
+    """<UTC yyyymmdd-HHMMSS>-<6 hex>: sorts by time, unique across concurrent sessions."""
+    return f"{_now_id()}-{secrets.token_hex(3)}"
+
+
+def _shared_run_id(base: Path, testrunuid: str) -> str:
+    """The run id every xdist worker of one session agrees on (first writer names it)."""
+    runs = base / ".runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    marker = runs / re.sub(r"[^A-Za-z0-9]", "", testrunuid)[:64]
+    if not marker.exists():
+        tmp = runs / f".{marker.name}.{os.getpid()}.{secrets.token_hex(4)}"
+        tmp.write_text(f"{_now_id()}-{testrunuid[:6]}\n")
+        try:
+            os.link(tmp, marker)  # atomic: exactly one worker's name wins, complete on arrival
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink(missing_ok=True)
+    return marker.read_text().strip()
+
+
+def run_id(config) -> str:
+    """This session's run id (see the module docstring); cached on the config."""
+    cached = getattr(config, "_kernelprop_run_id", None)
+    if cached:
+        return cached
+    rid = os.environ.get("KERNELPROP_RUN_ID", "").strip()
+    workerinput = getattr(config, "workerinput", None)
+    if not rid and workerinput and workerinput.get("testrunuid"):
+        rid = _shared_run_id(reports_base(config), str(workerinput["testrunuid"]))
+    rid = sanitize(rid) if rid else new_run_id()
+    config._kernelprop_run_id = rid
+    return rid
+
+
+def configure(config) -> str:
+    """Optional, for conftest's pytest_configure on the controller: fix the run id before xdist
+    starts its workers (they inherit KERNELPROP_RUN_ID), so every report of a session shares it."""
+    if getattr(config, "workerinput", None) is None and not os.environ.get("KERNELPROP_RUN_ID"):
+        os.environ["KERNELPROP_RUN_ID"] = new_run_id()
+    return run_id(config)
+
+
+def reports_base(config) -> Path:
+    try:
+        base = config.getoption("--reports-dir")
+    except ValueError:
+        base = None
+    return Path(base or os.environ.get("KERNELPROP_REPORTS", "reports"))
+
+
+def sanitize(text: str) -> str:
+    """A file-name-safe form: path separators to '.', '::' to '__', anything else odd to '_'."""
+    text = text.replace("::", "__").replace("/", ".").replace("\\", ".")
+    text = re.sub(r"[^A-Za-z0-9._=+-]", "_", text).lstrip(".") or "test"
+    if len(text) > MAX_NAME:
+        import hashlib
+
+        text = text[:MAX_NAME] + "-" + hashlib.sha1(text.encode()).hexdigest()[:8]
+    return text
+
+
+def nodeid_name(nodeid: str) -> str:
+    """The test-id directory name of a pytest node id."""
+    return sanitize(nodeid)
+
+
+def _unique_dir(base: Path, name: str) -> Path:
+    base.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 10_000):
+        path = base / (name if n == 1 else f"{name}-{n}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise RuntimeError(f"no free report directory for {name} under {base}")
+
+
+# %% the verdict of an outcome (shared with replay)
+
+_BITS = {torch.float32: torch.int32, torch.bfloat16: torch.int16, torch.float16: torch.int16,
+         torch.float64: torch.int64}
+
+
+def _same_bits(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Elementwise bit equality (as properties.checks.same_bits; NaN payloads and -0 count)."""
+    if a.dtype != b.dtype or a.shape != b.shape:
+        raise ValueError(f"bitwise comparison needs equal dtype and shape, got "
+                         f"{a.dtype}{tuple(a.shape)} and {b.dtype}{tuple(b.shape)}")
+    if a.dtype not in _BITS:
+        return a == b
+    return a.contiguous().view(_BITS[a.dtype]) == b.contiguous().view(_BITS[b.dtype])
+
+
+def _g(x) -> str:
+    return "None" if x is None else f"{x:.9g}"
+
+
+def _val(x: torch.Tensor, index) -> Optional[float]:
+    return None if index is None else float(x[index].item())
+
+
+@dataclass
+class Verdict:
+    """Did the outcome violate its check, and where worst (the same rule as properties.checks)."""
+
+    failing: bool
+    kind: str                    # "bound" | "bitwise" | "exception"
+    worst: float                 # max |a - e| / bound, or the count of differing elements
+    violations: int              # elements over the bound / differing bitwise
+    total: int
+    index: Optional[tuple] = None
+    actual: Optional[float] = None
+    expected: Optional[float] = None
+    bound: Optional[float] = None
+    bound_doc: str = ""
+    error: Optional[str] = None  # the exception, for kind "exception"
+    truth: Optional[float] = None  # fp64 truth at `index`, where one is known
+
+    def add_truth(self, truth: Optional[torch.Tensor]) -> "Verdict":
+        if truth is not None and self.index is not None and len(self.index) == truth.dim():
+            self.truth = float(truth[self.index].item())
+        return self
+
+    def line(self) -> str:
+        if self.kind == "exception":
+            return f"raised {self.error}"
+        if self.kind == "bitwise":
+            s = f"{self.violations}/{self.total} elements differ bitwise (expected bit-equality)"
+            if self.index is not None:
+                s += f"; first at {self.index}: actual {_g(self.actual)}, expected {_g(self.expected)}"
+            return s
+        s = (f"{self.violations}/{self.total} elements exceed |actual - expected| <= bound; "
+             f"worst |a - e| / bound = {self.worst:.4g}")
+        if self.index is not None:
+            s += (f" at {self.index}: actual (kernel) {_g(self.actual)}, expected {_g(self.expected)}"
+                  f", bound {_g(self.bound)}")
+            if self.truth is not None:
+                s += f", fp64 truth {_g(self.truth)}"
+        return s
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def check_outcome(outcome) -> Verdict:
+    """The check properties.checks.assert_outcome makes, as data: bitwise when bound is None,
+    else |actual - expected| <= bound elementwise (golden.metrics.bound_ratio <= 1)."""
+    from golden.metrics import bound_ratio
+
+    a, e = outcome.actual, outcome.expected
+    if outcome.bound is None:
+        differ = ~_same_bits(a, e)
+        count = int(differ.sum())
+        index = tuple(int(i) for i in differ.nonzero()[0]) if count else None
+        return Verdict(count > 0, "bitwise", float(count), count, differ.numel(), index,
+                       _val(a, index), _val(e, index), 0.0 if count else None, outcome.bound_doc)
+    ratio = bound_ratio(a, e, outcome.bound)
+    count = int((ratio > 1).sum())
+    worst, index = 0.0, None
+    if ratio.numel():
+        flat = int(torch.argmax(ratio.reshape(-1)))
+        index = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), ratio.shape))
+        worst = float(ratio[index])
+    bound = torch.as_tensor(outcome.bound).double().expand(a.shape) if ratio.numel() else None
+    return Verdict(count > 0, "bound", worst, count, ratio.numel(), index, _val(a, index),
+                   _val(e, index), None if bound is None else _val(bound, index),
+                   outcome.bound_doc)
+
+
+def exception_verdict(err: BaseException, bound_doc: str = "") -> Verdict:
+    text = f"{type(err).__name__}: {err}".strip()
+    return Verdict(True, "exception", math.inf, 0, 0, bound_doc=bound_doc, error=text[:2000])
+
+
+def comparison(outcome, truth: Optional[torch.Tensor] = None) -> dict:
+    """golden.metrics.compare of the outcome as {"text": str, "metrics": to_dict()}."""
+    from golden.metrics import compare
+
+    truth = outcome.truth if outcome.truth is not None else truth
+    a, e = outcome.actual, outcome.expected
+    if truth is not None and tuple(truth.shape) != tuple(a.shape):
+        truth = None
+    result = compare(a.float() if a.dtype != torch.float64 else a,
+                     e.float() if e.dtype != torch.float64 else e,
+                     truth=None if truth is None else truth.to(a.device))
+    return {"text": str(result), "metrics": result.to_dict()}
+
+
+def derived_truth(inputs: dict, outcome) -> tuple[Optional[torch.Tensor], Optional[str]]:
+    """An fp64 truth of the op on the example's inputs, where the outcome has none and its shape
+    is the op's output shape (so compare() can show kernel, golden and truth at the worst element)."""
+    if outcome is None or outcome.truth is not None or not inputs:
+        return None, None
+    name = "inputs" if "inputs" in inputs else (next(iter(inputs)) if len(inputs) == 1 else None)
+    if name is None:
+        return None, None
+    x = inputs[name]
+    kind = type(x).__name__
+    try:
+        if kind == "AttnInputs":
+            from golden.attention import sparse_attention_fp64
+
+            truth, how = x.call(sparse_attention_fp64), f"sparse_attention_fp64(inputs[{name!r}])"
+        elif kind == "NormInputs":
+            from golden.rmsnorm import rms_norm_fp64
+
+            truth, how = x.call(rms_norm_fp64), f"rms_norm_fp64(inputs[{name!r}])"
+        else:
+            return None, None
+    except Exception:  # noqa: BLE001 (bad-input properties: no truth exists)
+        return None, None
+    if tuple(truth.shape) != tuple(outcome.actual.shape):
+        return None, None
+    return truth, how
+
+
+# %% plain values for JSON
+
+def plain(obj: Any) -> Any:
+    """JSON-able form: dataclasses and dicts recurse, tensors summarized, non-finite floats as
+    the strings "inf", "-inf", "nan" (strict JSON)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {str(k): plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [plain(v) for v in obj]
+    if isinstance(obj, torch.Tensor):
+        return tensor_summary(obj)
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else ("nan" if math.isnan(obj) else
+                                               ("inf" if obj > 0 else "-inf"))
+    if obj is None or isinstance(obj, (bool, int, str)):
+        return obj
+    return repr(obj)
+
+
+def tensor_summary(x: torch.Tensor) -> dict:
+    out = {"shape": list(x.shape), "dtype": str(x.dtype).replace("torch.", ""),
+           "stride": list(x.stride()), "contiguous": x.is_contiguous(), "device": str(x.device)}
+    if x.numel() <= SMALL:
+        out["values"] = plain(x.detach().cpu().tolist())
+    elif x.is_floating_point():
+        finite = x[torch.isfinite(x)].double()
+        out["nan"] = int(torch.isnan(x).sum())
+        out["absmax"] = float(finite.abs().max()) if finite.numel() else None
+    return out
+
+
+def describe_inputs(x) -> dict:
+    """Compact description of one inputs object: every tensor's shape/dtype/stride; the indices,
+    tables, lengths and sink in full when small, and which indices were valid per token."""
+    kind = type(x).__name__
+    desc: dict = {"type": f"{type(x).__module__}:{kind}"}
+    if kind == "AttnInputs":
+        for name in x.TENSORS:
+            t = getattr(x, name)
+            summary = tensor_summary(t)
+            if name in ("q", "ori_kv", "cmp_kv"):
+                summary.pop("values", None)  # data: in inputs.pt
+            desc[name] = summary
+        desc.update(window=x.window, tokens_per_batch=x.tokens_per_batch,
+                    softmax_scale=plain(x.softmax_scale))
+        try:
+            from golden.attention import valid_index_mask
+
+            valid = valid_index_mask(x.sparse_indices, x.seqused_kv, window=x.window,
+                                     tokens_per_batch=x.tokens_per_batch)
+            desc["valid_per_token"] = [int(v) for v in valid.sum(1)]
+            if valid.numel() <= SMALL:
+                desc["valid_positions"] = [[int(i) for i in row.nonzero().flatten()]
+                                           for row in valid]
+        except Exception as err:  # noqa: BLE001 (bad-input properties)
+            desc["valid_error"] = str(err)
+    elif kind == "NormInputs":
+        desc["x"] = tensor_summary(x.x)
+        if x.x.numel() > 16:
+            desc["x"].pop("values", None)
+        desc["weight"] = None if x.weight is None else tensor_summary(x.weight)
+        if x.weight is not None and x.weight.numel() > 16:
+            desc["weight"].pop("values", None)
+        desc["eps"] = plain(x.eps)
+    else:
+        desc["repr"] = repr(x)[:500]
+    return desc
+
+
+# %% environment
+
+def versions() -> dict:
+    out = {"python": platform.python_version()}
+    for dist in ("torch", "triton", "hypothesis", "numpy", "pytest", "pytest-xdist"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = None
+    return out
+
+
+def environment() -> dict:
+    from kernelprop.backend import device_name
+
+    backend = os.environ.get("KERNELPROP_BACKEND") or ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = device_name(backend)
+    except Exception as err:  # noqa: BLE001
+        device = f"unknown ({err})"
+    return {"backend": backend, "device": device, "platform": platform.platform(),
+            "triton_interpret": os.environ.get("TRITON_INTERPRET"),
+            "xdist_worker": os.environ.get("PYTEST_XDIST_WORKER"),
+            "profile": os.environ.get("KERNELPROP_PROFILE_ACTIVE"),
+            "versions": versions()}
+
+
+# %% hypothesis' own words about the failure
+
+def _exception_texts(err: Optional[BaseException]) -> list[str]:
+    texts, stack, seen = [], [err], set()
+    while stack:
+        e = stack.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        texts.extend(str(n) for n in getattr(e, "__notes__", []) or [])
+        stack.extend(getattr(e, "exceptions", []) or [])
+        stack.append(e.__cause__)
+        stack.append(e.__context__)
+    return texts
+
+
+def hypothesis_info(call, report) -> dict:
+    """The reproduce blob, the draws, target scores and notes, from the exception's notes (where
+    hypothesis puts them) or else the failure text."""
+    err = call.excinfo.value if getattr(call, "excinfo", None) else None
+    notes = _exception_texts(err)
+    text = "\n".join(notes) + "\n" + (getattr(report, "longreprtext", "") or "")
+    found = _REPRODUCE.findall(text)
+    lines = [ln.strip() for ln in text.splitlines()]
+    draws = [ln for ln in lines if ln.startswith("Draw ")]
+    targets = [ln for ln in lines if ln.startswith("Highest target score")]
+    info = {"version": found[-1][0] if found else None, "blob": found[-1][1] if found else None,
+            "decorator": f"@reproduce_failure({found[-1][0]!r}, {found[-1][1]})" if found else None,
+            "draws": list(dict.fromkeys(draws)), "target_scores": list(dict.fromkeys(targets)),
+            "multiple_failures": len(set(found)) > 1,
+            "notes": [n[:4000] for n in notes[:20]]}
+    if err is not None:
+        info["exception"] = f"{type(err).__name__}: {str(err)[:2000]}"
+    return info
+
+
+# %% writing
+
+def replay_command(report_json: Path) -> str:
+    return f"python -m kernelprop replay {shlex.quote(str(report_json))}"
+
+
+def _impl_info(ev) -> dict:
+    info = {"kind": ev.impl_kind, "spec": ev.impl, "cwd": os.getcwd()}
+    if ev.impl_kind and ev.impl:
+        try:
+            from kernelprop.impl import BUNDLED, make_impl
+
+            impl = make_impl(ev.impl_kind, ev.impl)
+            info.update(bundled=ev.impl == BUNDLED.get(ev.impl_kind),
+                        declared_recipe=plain(impl.recipe), accepts_recipe=impl.accepts_recipe,
+                        source=_source_of(impl.fn))
+        except Exception as err:  # noqa: BLE001
+            info["error"] = str(err)
+    return info
+
+
+def _source_of(fn) -> Optional[str]:
+    import inspect
+
+    try:
+        return inspect.getsourcefile(fn)
+    except TypeError:
+        return None
+
+
+def _spec_ids(item) -> list[str]:
+    ids = []
+    for mark in item.iter_markers("spec"):
+        ids.extend(str(a) for a in mark.args)
+    return ids
+
+
+def write_failure_report(item, call, report) -> Optional[Path]:
+    """Write reports/<run-id>/<test-id>/ for a failed call phase; None when the test recorded no
+    evidence (not a property, or it failed before its first comparison). Never raises."""
+    from kernelprop import evidence
+
+    ev = evidence.latest()
+    if ev is None:
+        return None
+    try:
+        return _write(item, call, report, ev)
+    except Exception:  # noqa: BLE001 (a broken report must not break the pytest run)
+        sys.stderr.write(f"kernelprop: could not write the counterexample report of "
+                         f"{item.nodeid}:\n{traceback.format_exc()}")
+        return None
+
+
+def _write(item, call, report, ev) -> Path:
+    config = item.config
+    rid = run_id(config)
+    out = _unique_dir(reports_base(config) / rid, nodeid_name(item.nodeid))
+    report_json = out / "report.json"
+    outcome = ev.outcome
+    hyp = hypothesis_info(call, report)
+
+    if outcome is not None:
+        try:
+            verdict = check_outcome(outcome)
+        except Exception as err:  # noqa: BLE001 (an outcome the check cannot read: say so)
+            verdict = exception_verdict(err, outcome.bound_doc)
+        if not verdict.failing:  # the failing example raised before its comparison
+            err = call.excinfo.value if call.excinfo else None
+            verdict = exception_verdict(err or RuntimeError("unknown"), outcome.bound_doc)
+            stale = True
+        else:
+            stale = False
+    else:  # evidence recorded before the comparison, which raised
+        err = call.excinfo.value if call.excinfo else RuntimeError("unknown")
+        verdict, stale = exception_verdict(err), False
+
+    truth, truth_source = (None, None)
+    metrics: dict = {}
+    if outcome is not None and not stale:
+        try:
+            truth, truth_source = derived_truth(ev.inputs, outcome)
+            verdict.add_truth(outcome.truth if outcome.truth is not None else truth)
+            metrics = comparison(outcome, truth)
+            if outcome.truth is not None:
+                truth_source = "the property's own fp64 truth"
+            metrics["truth_source"] = truth_source
+        except Exception as err:  # noqa: BLE001
+            metrics = {"error": f"{type(err).__name__}: {err}"}
+
+    if stale:  # these inputs are not the failing example's: do not offer them for replay
+        ev = dataclasses.replace(ev, inputs={}, case=None, recipe=None)
+    payload = {"format": INPUTS_FORMAT,
+               "inputs": {name: {"type": f"{type(x).__module__}:{type(x).__name__}",
+                                 "state": x.state_dict()} for name, x in ev.inputs.items()}}
+    if outcome is not None and not stale:
+        payload["outcome"] = {k: (None if v is None else v.detach().cpu()) for k, v in
+                              (("actual", outcome.actual), ("expected", outcome.expected),
+                               ("bound", outcome.bound), ("truth", outcome.truth if
+                                                          outcome.truth is not None else truth))}
+    torch.save(payload, out / "inputs.pt")
+
+    data = {
+        "schema": SCHEMA,
+        "run_id": rid,
+        "test_id": out.name,
+        "nodeid": item.nodeid,
+        "spec_marks": _spec_ids(item),
+        "property_id": ev.property_id,
+        "check": ev.check,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "failure": {**verdict.to_dict(), "summary": verdict.line()},
+        "stale_evidence": stale,
+        "bound_doc": outcome.bound_doc if outcome is not None else None,
+        "metrics": metrics.get("metrics"),
+        "metrics_text": metrics.get("text"),
+        "metrics_error": metrics.get("error"),
+        "truth_source": metrics.get("truth_source"),
+        "extra_metrics": plain(outcome.metrics) if outcome is not None else {},
+        "impl": _impl_info(ev),
+        "recipe": plain(ev.recipe),
+        "recipe_type": type(ev.recipe).__name__ if ev.recipe is not None else None,
+        "case": plain(ev.case),
+        "case_type": type(ev.case).__name__ if ev.case is not None else None,
+        "case_repr": repr(ev.case) if ev.case is not None else None,
+        "inputs": {name: describe_inputs(x) for name, x in ev.inputs.items()},
+        "inputs_file": "inputs.pt",
+        "replay": {"function": ev.replay_fn, "params": plain(ev.replay_params),
+                   "command": replay_command(report_json)},
+        "hypothesis": hyp,
+        "environment": environment(),
+        "duration_s": round(getattr(report, "duration", 0.0), 3),
+    }
+    data = plain(data)
+    report_json.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
+    (out / "report.md").write_text(render_markdown(data))
+    return out
+
+
+# %% markdown
+
+def _fmt_case(data: dict) -> str:
+    return data.get("case_repr") or json.dumps(data.get("case"))
+
+
+def _fmt_tensor(name: str, s: dict) -> str:
+    if not isinstance(s, dict) or "shape" not in s:
+        return f"- {name}: {s}"
+    text = f"- `{name}` {s['dtype']}{s['shape']}"
+    if not s.get("contiguous", True):
+        text += f" strided {s['stride']}"
+    if "values" in s:
+        text += f" = `{json.dumps(s['values'])}`"
+    return text
+
+
+def render_markdown(d: dict) -> str:
+    f = d["failure"]
+    env = d["environment"]
+    v = env["versions"]
+    impl = d["impl"]
+    hyp = d["hypothesis"]
+    title = f"{d['property_id']} failed: {d['check']}"
+    lines = [f"# {title}", "",
+             f"`{d['nodeid']}`  ",
+             f"run `{d['run_id']}`, {d['created']}, worker {env.get('xdist_worker') or '-'}, "
+             f"profile {env.get('profile') or '-'}", "",
+             "**Replay** (no hypothesis needed; exit 1 while it fails, 0 once fixed):", "",
+             f"    {d['replay']['command']}", ""]
+    if hyp.get("decorator"):
+        lines += ["**Hypothesis** (add to the test to replay through hypothesis "
+                  f"{hyp['version']}):", "", f"    {hyp['decorator']}", ""]
+    lines += ["## What failed", "", f"- violated ({f['kind']}): {f['summary']}"]
+    if d.get("bound_doc"):
+        lines.append(f"- the bound: {d['bound_doc']}")
+    if d.get("stale_evidence"):
+        lines.append("- note: the failing example raised before its comparison, so its tensors "
+                     "were never recorded and this report cannot replay it: use the hypothesis "
+                     "decorator above (kernelprop.evidence records only completed comparisons)")
+    for t in hyp.get("target_scores", []):
+        t = t.replace("1e+300", "inf")
+        lines.append(f"- hypothesis: {t} (worst example seen, before shrinking)")
+    if hyp.get("multiple_failures"):
+        lines.append("- hypothesis found several distinct failures; this report holds the last")
+    lines += ["", "## Implementation", "",
+              f"- {impl.get('kind')} = `{impl.get('spec')}`"
+              + (" (bundled)" if impl.get("bundled") else ""),
+              f"- declared recipe: `{json.dumps(impl.get('declared_recipe'))}`, accepts_recipe "
+              f"{impl.get('accepts_recipe')}",
+              f"- recipe under test ({d.get('recipe_type')}): `{json.dumps(d.get('recipe'))}`",
+              f"- replay function `{d['replay']['function']}`", "",
+              "## Shrunk input", ""]
+    if d.get("case") is not None:
+        lines.append(f"- case: `{_fmt_case(d)}`")
+    else:  # the failing example's own draws, as hypothesis printed them
+        lines += [f"- hypothesis {draw}" for draw in hyp.get("draws", [])]
+    for name, desc in d["inputs"].items():
+        lines.append(f"- inputs[{name!r}] ({desc.get('type', '?').split(':')[-1]}):")
+        for key, value in desc.items():
+            if key == "type":
+                continue
+            if isinstance(value, dict):
+                lines.append("  " + _fmt_tensor(key, value))
+            elif key == "valid_positions":
+                lines.append(f"  - valid index positions per token: `{json.dumps(value)}`")
+            elif key == "valid_per_token":
+                lines.append(f"  - valid indices per token: `{json.dumps(value)}`")
+            else:
+                lines.append(f"  - {key} = `{json.dumps(value)}`")
+    lines += ["", "## Metrics (golden.metrics.compare)", ""]
+    if d.get("metrics_text"):
+        lines += ["```text", d["metrics_text"], "```"]
+        if d.get("truth_source"):
+            lines.append(f"truth: {d['truth_source']}")
+    elif d.get("metrics_error"):
+        lines.append(f"metrics unavailable: {d['metrics_error']}")
+    else:
+        lines.append("none (no comparison completed)")
+    if d.get("extra_metrics"):
+        lines += ["", f"extra: `{json.dumps(d['extra_metrics'])}`"]
+    lines += ["", "## Environment", "",
+              f"- backend {env['backend']} on {env['device']}; {env['platform']}",
+              "- " + ", ".join(f"{k} {val}" for k, val in v.items()), "",
+              "## Files", "",
+              "- `report.json`: this report for machines (schema " + d["schema"] + ")",
+              "- `inputs.pt`: `torch.load(path, weights_only=True)` -> {'inputs': {name: "
+              "{'type', 'state'}}, 'outcome': {'actual', 'expected', 'bound', 'truth'}}; "
+              "rebuild with `<type>.from_state_dict(state)`", ""]
+    return "\n".join(lines)

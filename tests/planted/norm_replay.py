@@ -1,0 +1,22 @@
+"""Replay function of the planted RMSNorm property (no hypothesis here, like properties/replays_*).
+
+Kept beside the planted property so the report tests do not depend on the catalogue's own RMSNorm
+properties; `python -m kernelprop replay` imports it as tests.planted.norm_replay.
+"""
+from __future__ import annotations
+
+from golden.recipes import NormRecipe
+from golden.rmsnorm import norm_p1_bound, rms_norm_trace
+from kernelprop.evidence import Outcome
+
+DOC = ("P1 (planted copy): |impl - golden| <= the output roundings that the fp32 relative gap "
+       "(sum of squares, INV, two products, both sides) makes possible; golden/rmsnorm.py")
+
+
+def norm_p1(inputs: dict, impl, params: dict) -> Outcome:
+    x = inputs["inputs"]
+    recipe = NormRecipe(**params["recipe"]) if params.get("recipe") else NormRecipe()
+    actual = x.call(impl, recipe=recipe)
+    trace = x.call(rms_norm_trace, recipe=recipe)
+    bound = norm_p1_bound(trace, x.x, recipe)
+    return Outcome(actual=actual.float(), expected=trace.y.float(), bound=bound, bound_doc=DOC)
