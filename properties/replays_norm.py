@@ -67,6 +67,24 @@ P12C_DOC = ("P12 chunks: y(chunk c1) vs y(chunk c2): both within r_c of exact, r
             "docs/bounds-rmsnorm.md#p12")
 
 
+# %% the model's domain
+
+V_MIN = 2.0 ** -136   # smallest nonzero v = mean(x^2) + eps the first-order model is sound for
+
+
+def in_domain(x: torch.Tensor, eps: float) -> bool:
+    """True when every row's exact v = mean(x^2) + fp32(eps) is 0 (then y is 0 / 0 = NaN on every
+    side) or >= V_MIN. Below V_MIN the squares' subnormal roundings (<= 2^-150 each, <= D 2^-150 in
+    all against D v) exceed 2^-14 relative, and as v -> 0 an fp32 sum of squares may flush to 0
+    while the exact one does not (y = inf vs finite): fp32 RMSNorm itself is then ill-posed, and
+    the properties draw no such rows (docs/bounds-rmsnorm.md#domain)."""
+    if x.numel() == 0:
+        return True
+    xd = x.double()
+    v = (xd * xd).mean(-1) + _eps32(eps)
+    return bool(((v == 0) | (v >= V_MIN)).all())
+
+
 # %% params
 
 def recipe_params(recipe: NormRecipe, backend: str, **extra) -> dict:
