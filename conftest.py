@@ -44,6 +44,9 @@ def pytest_configure(config):
         torch.set_num_threads(1)  # one xdist worker per core: intra-op threads only contend
     backend = choose_backend(config.getoption("--backend"))
     config.kernelprop_backend = backend
+    from kernelprop.report import configure as configure_reports
+
+    configure_reports(config)  # one run id for the session, inherited by xdist workers
     targets = {}
     for value in config.getoption("--impl"):
         try:

@@ -33,7 +33,7 @@ class Outcome:
 class Evidence:
     property_id: str                    # "P1", ...
     check: str                          # what was compared, one line
-    outcome: Outcome
+    outcome: Optional[Outcome]          # None while (or if) the replay function has not returned
     impl: Optional[str] = None          # the implementation under test (its --impl spec)
     impl_kind: Optional[str] = None     # "sparse_attention" / "rms_norm"
     recipe: Any = None                  # AttnRecipe / NormRecipe used

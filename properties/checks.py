@@ -54,14 +54,16 @@ def run_property(pid: str, check: str, replay_fn: str, *, inputs: dict, impl=Non
     """Compute the property through `replay_fn` ("module:function"), record, target, assert."""
     __tracebackhide__ = True
     params = params or {}
+    evidence = record(Evidence(property_id=pid, check=check, outcome=None,
+                               impl=getattr(impl, "label", None),
+                               impl_kind=getattr(impl, "kind", None), recipe=recipe, case=case,
+                               inputs=inputs, replay_fn=replay_fn, replay_params=params))
+    # recorded before the call: an implementation that raises still leaves its inputs for the report
     outcome = resolve(replay_fn)(inputs, impl, params)
+    evidence.outcome = outcome
     worst = worst_ratio(outcome)
     label = "differing elements" if outcome.bound is None else "error/bound"
     target(worst if math.isfinite(worst) else 1e300, label=f"{pid} {check} {label}")
-    record(Evidence(property_id=pid, check=check, outcome=outcome,
-                    impl=getattr(impl, "label", None), impl_kind=getattr(impl, "kind", None),
-                    recipe=recipe, case=case, inputs=inputs, replay_fn=replay_fn,
-                    replay_params=params))
     if worst > (0.0 if outcome.bound is None else 1.0):
         note(f"{pid} {check}: worst {label} = {worst:.4g}; {outcome.bound_doc}\n"
              f"{compare(outcome.actual.float(), outcome.expected.float(), truth=outcome.truth)}")

@@ -107,7 +107,10 @@ def test_planted_attention_bug_gives_a_shrunk_report_that_replays(tmp_path, caps
     case, recipe = data["case"], data["recipe"]
     assert case["batches"] * case["tokens_per_batch"] == 1
     assert case["heads"] <= 3 and case["head_dim"] == 1
-    assert data["inputs"]["inputs"]["valid_per_token"] == [2]
+    # 2 keys is the least that shows the bug (one key has P = exp(0) = 1, exact in every rounding);
+    # the shrinker may stop one key above it: shrinking the window re-draws the seeded data, and
+    # the smaller window's data need not fail.
+    assert data["inputs"]["inputs"]["valid_per_token"][0] in (2, 3)
     assert recipe == {"tile": 64, "tiling": "positional", "p_dtype": "bf16",
                       "l_from": "rounded", "rounding": "rne"}
 
