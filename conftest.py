@@ -38,11 +38,13 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
-    if os.environ.get("PYTEST_XDIST_WORKER"):
+    backend = choose_backend(config.getoption("--backend"))
+    if backend == "cpu":
         import torch
 
-        torch.set_num_threads(1)  # one xdist worker per core: intra-op threads only contend
-    backend = choose_backend(config.getoption("--backend"))
+        # Examples are small: torch's intra-op threads only contend, with xdist workers (one per
+        # core) or with the interpreter, and stall badly on a loaded machine (measured 50x).
+        torch.set_num_threads(1)
     config.kernelprop_backend = backend
     from kernelprop.report import configure as configure_reports
 

@@ -106,6 +106,9 @@ class NormBackend:
       H100 measured <= 3 ulp for rsqrt / 1/sqrt / div_rn(1, sqrt_rn) (SPEC 5); the interpreter and
       torch are correctly rounded per op (1/sqrt: two roundings, 1 ulp).
     sum_depth: additions on the longest path of its sum of squares (None: D - 1, any order).
+      `norm_relative_gap` charges the golden's sum one rounding (chunk None); for chunked recipes
+      the caller folds the golden's ceil(D / chunk) partial roundings and the implementation's
+      fp32 x * x rounding into sum_depth (properties/replays_norm.py: p1_relative_gap).
     """
 
     inv_ulps: float = 3.0
@@ -152,5 +155,8 @@ def norm_p1_bound(trace: NormTrace, x: torch.Tensor, recipe: NormRecipe,
     fp32 output: rel * |y|; bf16 output: the rounding flips that rel makes possible, exactly."""
     rel = norm_relative_gap(trace, x, backend)[..., None]
     if recipe.out_dtype == "fp32":
-        return (trace.y_fp32.double().abs() * rel).float()
-    return rounding_interval_gap(trace.y_fp32, rel, recipe.rounding)
+        bound = (trace.y_fp32.double().abs() * rel).float()
+    else:
+        bound = rounding_interval_gap(trace.y_fp32, rel, recipe.rounding)
+    # 0 / 0 rows (x = 0, eps = 0) are NaN on both sides; metrics match NaN positions separately
+    return torch.nan_to_num(bound, nan=0.0)
