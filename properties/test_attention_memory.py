@@ -130,9 +130,9 @@ def change_other_tokens(x: AttnInputs, keep: torch.Tensor, seed: int, garbage: s
 def test_p9_token_independence(attn_impl, backend, device, data):
     case, recipe = _draw(data, attn_impl, backend, device)
     T = case.tokens
-    first = data.draw(st.integers(0, T - 1), label="a kept token")
-    keep = data.draw(st.lists(st.booleans(), min_size=T, max_size=T), label="other kept tokens")
-    keep[first] = True
+    # one or two kept tokens: most of the data (other batches included) then changes
+    kept = data.draw(st.sets(st.integers(0, T - 1), min_size=1, max_size=2), label="kept tokens")
+    keep = [t in kept for t in range(T)]
     garbage = data.draw(st.sampled_from(GARBAGE), label="garbage")
     x = make_attn_inputs(case)
     x_b = change_other_tokens(x, torch.tensor(keep), data.draw(seeds, label="change seed"), garbage)
