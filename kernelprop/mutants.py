@@ -8,6 +8,7 @@ impls/mutants/ through `--impl KIND=TARGET`, as one pytest subprocess per entry,
 no -x so every property of the entry's kind gets its chance. Prints the kill matrix: one row per
 mutant, one column per SPEC property P1..P13, a cell being
     K killed (a test of that property failed)   . survived (its tests passed)
+    x failed on a control where the catalogue says why (Control.exempt): not a false alarm
     s skipped (all its tests skipped)           E error (a test errored in setup)
     - no test of that property exercises this kind's implementation
 and, per mutant, the search time and example count hypothesis needed for the first falsifying
@@ -72,6 +73,7 @@ class RunResult:
     description: str
     expected_killers: tuple = ()
     equivalent: str = ""
+    exempt: dict = field(default_factory=dict)   # controls: P id -> why it may fail there
     tests: list = field(default_factory=list)
     wall_s: float = 0.0
     returncode: Optional[int] = None
@@ -85,7 +87,7 @@ class RunResult:
     def cell(self, pid: str) -> str:
         outcomes = {t.outcome for t in self.tests if pid in t.specs}
         if "failed" in outcomes:
-            return "K"
+            return "x" if pid in self.exempt else "K"
         if "error" in outcomes:
             return "E"
         if "passed" in outcomes:
@@ -94,7 +96,9 @@ class RunResult:
 
     @property
     def failures(self) -> list:
-        return [t for t in self.tests if t.outcome in ("failed", "error")]
+        """Failed or errored tests, except those of exempt properties only."""
+        return [t for t in self.tests if t.outcome in ("failed", "error")
+                and not (t.specs and set(t.specs) <= set(self.exempt))]
 
     @property
     def verdict(self) -> str:
@@ -154,7 +158,8 @@ def run_entry(entry, *, role: str, profile: str = "ci", workdir: pathlib.Path,
     run = RunResult(name=entry.name, role=role, kind=entry.kind, target=entry.target,
                     description=entry.description,
                     expected_killers=tuple(getattr(entry, "expected_killers", ())),
-                    equivalent=getattr(entry, "equivalent", ""))
+                    equivalent=getattr(entry, "equivalent", ""),
+                    exempt=dict(getattr(entry, "exempt", ())))
     start = time.monotonic()
     try:
         proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
@@ -196,6 +201,16 @@ def _fmt_s(value: Optional[float]) -> str:
     return "" if value is None else f"{value:.1f}s"
 
 
+def _kill_columns(run: RunResult) -> tuple[str, str, str]:
+    """(first kill 'search time (P ids)', examples to it, shrunk case shape) of a run."""
+    first = run.first_kill()
+    if first is None:
+        return "", "", ""
+    seconds = first.search_s if first.search_s is not None else first.duration_s
+    examples = "" if first.examples_to_fail is None else str(first.examples_to_fail)
+    return f"{_fmt_s(seconds)} ({','.join(first.specs)})", examples, case_size(first.case)[1]
+
+
 def matrix_lines(runs: list) -> list:
     name_w = max([len(r.name) for r in runs] + [8])
     head = f"{'mutant':<{name_w}} {'kind':<5} " + " ".join(f"{p:>3}" for p in PROPERTY_IDS)
@@ -203,18 +218,24 @@ def matrix_lines(runs: list) -> list:
     lines = [head, "-" * len(head)]
     for r in runs:
         cells = " ".join(f"{r.cell(p):>3}" for p in PROPERTY_IDS)
-        first = r.first_kill()
-        kill = "" if first is None else \
-            f"{_fmt_s(first.search_s if first.search_s is not None else first.duration_s)} " \
-            f"({','.join(first.specs)})"
-        examples = "" if first is None or first.examples_to_fail is None else str(first.examples_to_fail)
-        shape = case_size(first.case if first else None)[1]
+        kill, examples, shape = _kill_columns(r)
         missed = ",".join(p for p in r.expected_killers if r.cell(p) != "K")
         verdict = r.verdict + ("*" if r.verdict == "survived" and r.equivalent else "")
         kind = "attn" if r.kind == "sparse_attention" else "norm"
         lines.append(f"{r.name:<{name_w}} {kind:<5} {cells}  {verdict:<11} {kill:<15} "
                      f"{examples:>8}  {shape:<20} {missed}")
     return lines
+
+
+def markdown_table(runs: list) -> str:
+    """The kill matrix as a markdown table (docs/mutants.md)."""
+    head = ["entry", "kind", *PROPERTY_IDS, "verdict", "first kill", "examples", "shrunk case"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in runs:
+        row = [f"`{r.name}`", "attn" if r.kind == "sparse_attention" else "norm",
+               *(r.cell(p) for p in PROPERTY_IDS), r.verdict, *_kill_columns(r)]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
 
 
 def summarize(mutant_runs: list, control_runs: list) -> dict:
@@ -259,6 +280,7 @@ def main(argv: list) -> int:
     parser.add_argument("--timeout-per-mutant", type=float, default=1800.0, metavar="S",
                         help="seconds before a subprocess is killed (default 1800)")
     parser.add_argument("--json", metavar="PATH", help="write the full results as JSON")
+    parser.add_argument("--markdown", metavar="PATH", help="write the kill matrix as markdown")
     parser.add_argument("--no-controls", action="store_true", help="skip the controls")
     parser.add_argument("--keep", metavar="DIR",
                         help="keep per-entry reports and results in DIR (default: a temp dir)")
@@ -298,6 +320,9 @@ def main(argv: list) -> int:
     for r in control_runs:
         for t in r.failures:
             print(f"FALSE ALARM {r.name}: {t.nodeid} [{','.join(t.specs)}] {t.message}")
+        for pid, why in r.exempt.items():
+            if r.cell(pid) == "x":
+                print(f"exempt {r.name} {pid}: {why}")
     stats = summarize(mutant_runs, control_runs)
     stats["wall_s"] = wall
     print(f"\nprofile {args.profile}, {args.workers} workers, {wall:.0f}s wall; first kill "
@@ -310,6 +335,9 @@ def main(argv: list) -> int:
                                   cells={p: r.cell(p) for p in PROPERTY_IDS})
                              for r in mutant_runs + control_runs])
         pathlib.Path(args.json).write_text(json.dumps(payload, indent=1, default=str))
+    if args.markdown:
+        pathlib.Path(args.markdown).write_text(
+            f"{markdown_table(mutant_runs)}\n\n{markdown_table(control_runs)}\n\n{summary_line(stats)}\n")
     unexpected = [name for name in stats["survivors"] if name not in stats["expected_survivors"]]
     return 1 if unexpected or stats["false_alarms"] else 0
 

@@ -7,8 +7,6 @@ sinks or bf16 P) or drops the test fails here. About 30 s on 2 cores.
 """
 import concurrent.futures
 
-import pytest
-
 from impls.mutants import by_name
 from kernelprop.mutants import run_entry
 
@@ -17,35 +15,35 @@ CONTROLS = ("torch_reference_attention", "torch_reference_rms_norm")
 TIMEOUT_S = 120
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("mutants")
+def _explain(run) -> str:
+    tests = "\n".join(f"    {t.nodeid}: {t.outcome} {t.message}" for t in run.tests) or "    (none)"
+    return f"  {run.name} ({run.target}):\n{tests}\n    output tail: {run.output_tail[-1500:]}"
+
+
+def _problem(run, role) -> str:
+    """Why this run breaks the suite's promise, or '' if it keeps it."""
+    if run.timed_out:
+        return f"timed out after {TIMEOUT_S}s"
+    if not run.tests:
+        return f"no P1 test of kind {run.kind} ran"
+    if role == "mutant" and run.cell("P1") != "K":
+        return f"P1 no longer catches: {run.description}"
+    if role == "control" and (run.verdict != "passed" or run.cell("P1") != "."):
+        return "false alarm on a correct implementation"
+    return ""
+
+
+def test_planted_bugs_die_and_correct_implementations_pass(tmp_path):
+    # One test, not one per entry: under pytest-xdist a shared fixture would rerun every
+    # subprocess on each worker.
     jobs = [(name, "mutant", ("-x",)) for name in MUST_DIE] + \
         [(name, "control", ()) for name in CONTROLS]
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {name: pool.submit(run_entry, by_name(name), role=role, profile="ci",
-                                     workdir=workdir, specs=("P1",), extra_args=extra,
-                                     timeout=TIMEOUT_S, threads=1)
-                   for name, role, extra in jobs}
-        return {name: future.result() for name, future in futures.items()}
-
-
-def _explain(run) -> str:
-    tests = "\n".join(f"  {t.nodeid}: {t.outcome} {t.message}" for t in run.tests) or "  (none)"
-    return f"{run.name} ({run.target}):\n{tests}\n--- output tail ---\n{run.output_tail[-2000:]}"
-
-
-@pytest.mark.parametrize("name", MUST_DIE)
-def test_planted_bug_is_killed_by_p1(runs, name):
-    run = runs[name]
-    assert not run.timed_out, f"timed out after {TIMEOUT_S}s\n{_explain(run)}"
-    assert run.tests, f"no P1 test of kind {run.kind} ran\n{_explain(run)}"
-    assert run.cell("P1") == "K", f"P1 no longer catches {name}: {run.description}\n{_explain(run)}"
-
-
-@pytest.mark.parametrize("name", CONTROLS)
-def test_correct_implementation_passes_p1(runs, name):
-    run = runs[name]
-    assert not run.timed_out, f"timed out after {TIMEOUT_S}s\n{_explain(run)}"
-    assert run.tests, f"no P1 test of kind {run.kind} ran\n{_explain(run)}"
-    assert run.verdict == "passed" and run.cell("P1") == ".", f"false alarm\n{_explain(run)}"
+        futures = [(role, pool.submit(run_entry, by_name(name), role=role, profile="ci",
+                                      workdir=tmp_path, specs=("P1",), extra_args=extra,
+                                      timeout=TIMEOUT_S, threads=1))
+                   for name, role, extra in jobs]
+        runs = [(role, future.result()) for role, future in futures]
+    problems = [f"{run.name}: {why}\n{_explain(run)}" for role, run in runs
+                if (why := _problem(run, role))]
+    assert not problems, "\n".join(problems)

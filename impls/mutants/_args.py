@@ -10,13 +10,21 @@ import math
 
 import torch
 
+from golden.recipes import AttnRecipe, NormRecipe
 from kernels._checks import check_device, check_last_stride, check_tensor
 from kernels.sparse_attention import _check_int, _check_pages, _fp32_scale
 
 
+def check_recipe(recipe, recipe_type) -> None:
+    if recipe is not None and not isinstance(recipe, recipe_type):
+        raise TypeError(f"recipe must be a {recipe_type.__name__} or None, got {type(recipe).__name__}")
+
+
 def check_attention_args(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_indices,
-                         seqused_kv, attn_sink, *, window, tokens_per_batch, softmax_scale) -> float:
+                         seqused_kv, attn_sink, *, window, tokens_per_batch, softmax_scale,
+                         recipe) -> float:
     """Raise like kernels.sparse_decode_attention on bad input; return the fp32 softmax scale."""
+    check_recipe(recipe, AttnRecipe)
     _check_int("window", window, 1)
     S = _check_int("tokens_per_batch", tokens_per_batch, 1)
     check_tensor("q", q, (torch.bfloat16,), 3, "[T, H, D]")
@@ -59,8 +67,9 @@ def check_attention_args(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, sp
     return scale
 
 
-def check_norm_args(x, weight, eps) -> None:
+def check_norm_args(x, weight, eps, recipe) -> None:
     """Raise like kernels.rms_norm on bad input."""
+    check_recipe(recipe, NormRecipe)
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x must be a torch.Tensor [..., D], got {type(x).__name__}")
     if x.dtype not in (torch.bfloat16, torch.float32):

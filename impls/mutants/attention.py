@@ -42,7 +42,8 @@ class SparseAttention:
                  recipe=None):
         scale = check_attention_args(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table,
                                      sparse_indices, seqused_kv, attn_sink, window=window,
-                                     tokens_per_batch=tokens_per_batch, softmax_scale=softmax_scale)
+                                     tokens_per_batch=tokens_per_batch, softmax_scale=softmax_scale,
+                                     recipe=recipe)
         recipe = self.effective_recipe(recipe)
         T, H, D = q.shape
         S, W = tokens_per_batch, window
@@ -170,13 +171,17 @@ reference = SparseAttention()
 # -- rounding of P ---------------------------------------------------------------------------
 
 class PRoundTowardZero(SparseAttention):
+    """Truncation whatever the recipe says (the Triton interpreter's fp32 -> bf16 cast, SPEC 5)."""
+
     def round_p(self, e, recipe):
         return round_to_bf16(e, "rtz") if recipe.p_dtype == "bf16" else e
 
 
 class PRoundTiesAway(SparseAttention):
+    """Ties away from zero where the recipe asks nearest-even (an NPU default); other modes kept."""
+
     def round_p(self, e, recipe):
-        return round_to_bf16(e, "rna") if recipe.p_dtype == "bf16" else e
+        return super().round_p(e, recipe.replace(rounding="rna") if recipe.rounding == "rne" else recipe)
 
 
 class PKeptInFp32(SparseAttention):

@@ -33,7 +33,7 @@ class RMSNorm:
     accepts_recipe = True
 
     def __call__(self, x, weight=None, *, eps=1e-6, recipe=None):
-        check_norm_args(x, weight, eps)
+        check_norm_args(x, weight, eps, recipe)
         recipe = self.effective_recipe(recipe)
         if recipe.inv == "rsqrt_approx":
             raise NotImplementedError("rsqrt_approx is a golden-only model of a hardware rsqrt")
