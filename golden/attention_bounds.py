@@ -7,7 +7,9 @@ tile sum by a relative rho (merges, accumulation), and sigma by a relative rho_s
 order
     |d o_d| <= (sum_j w_j dp_j |k_jd| + rho A_d + |o_d| dLt) / Lt,   A_d = sum_j w_j p_j |k_jd|,
     dLt = sum_j w_j dl_j + rho sum_j w_j l_j + rho_sigma sigma + 2u Lt,
-and the second-order remainder is covered by dividing by (1 - dLt / Lt).
+and the second-order remainder is covered by dividing by (1 - dLt / Lt). Where a side's fp32
+denominator can overflow (sink - M > ~88.7) that side returns exactly 0: the bound then also
+allows the whole (tiny) output, A_d / Lt.
 
 - P1 (implementation vs golden, same recipe): p_j can move only where the golden's e_j is close
   enough to a rounding boundary that the two implementations' fp32 errors can put them on
@@ -29,6 +31,7 @@ from golden.attention import TiledTrace
 from golden.recipes import AttnRecipe
 from golden.rmsnorm import U_FP32 as U, gamma, rounding_interval_gap
 
+FP32_MAX = torch.finfo(torch.float32).max
 P_ROUNDOFF = {"rne": 2.0 ** -8, "rna": 2.0 ** -8, "rtz": 2.0 ** -7}
 
 
@@ -101,6 +104,11 @@ def _propagate(trace: TiledTrace, sens: Sensitivity, recipe: AttnRecipe, dp, dl,
     shrink = 1 - (dLt / safe_Lt).clamp(max=0.5)
     bound = (flips + rho[..., None] * mass + o * dLt[..., None]) / (safe_Lt * shrink)[..., None]
     bound = bound + 2 * U * o
+    # fp32 overflow of L + exp(sink - M) (sink - M > ~88.7): that side returns exactly 0 while the
+    # exact output is tiny but not 0, which no relative model covers. Allow the whole magnitude
+    # there, |o_d| <= A_d / Lt, wherever either side's denominator can reach the fp32 maximum.
+    may_overflow = trace.L.double() + sens.sigma * (1 + rho_sigma) >= FP32_MAX * (1 - 2.0 ** -23)
+    bound = bound + torch.where(may_overflow[..., None], mass / safe_Lt[..., None], 0.0)
     empty = ~torch.isfinite(trace.M.double()) | ~torch.isfinite(Lt)
     return torch.where(empty[..., None], 0.0, bound)
 

@@ -64,26 +64,7 @@ def _p1(x, trace, recipe: AttnRecipe) -> torch.Tensor:
 
 
 def _p2(x, trace, recipe: AttnRecipe) -> torch.Tensor:
-    """attention_p2_bound plus the overflow term below (a local workaround: see its docstring)."""
-    return attention_p2_bound(trace, x.attn_sink, recipe) + _sink_overflow_term(x, trace)
-
-
-def _sink_overflow_term(x, trace) -> torch.Tensor:
-    """[T, H, D] bound on |o_fp64| where the golden's fp32 L + exp(sink - M) overflowed to +inf
-    while the exact denominator is finite (sink - M > ~88.72): the golden then returns exactly 0,
-    an absolute error attention_p2_bound's relative model misses (it ratio-fails at 230x there).
-    With e_j = exp(s_j - M_exact) <= 1 and n valid rows (duplicates counted),
-        |o_d| <= max_j |k_jd| n / exp(sink - M_exact) <= max_j |k_jd| n exp(-(sink - M - 3u S)),
-    M the golden's fp32 max, 3u S its score error bound (S = max |s_j|). 0 elsewhere."""
-    valid = trace.valid[:, None, :]                                             # [T, 1, K]
-    M = trace.M.double()
-    over = ~torch.isfinite(trace.denom.double()) & torch.isfinite(M)             # [T, H]
-    S = torch.where(valid, trace.scores.double().abs(), 0.0).amax(-1)            # [T, H]
-    gap = x.attn_sink.double()[None, :] - torch.where(over, M, 0.0) - 3 * U32 * S
-    n = trace.valid.sum(-1).double()[:, None]                                    # [T, 1]
-    kmax = torch.where(trace.valid[..., None], trace.rows.double().abs(), 0.0).amax(1)  # [T, D]
-    term = kmax[:, None, :] * (n * torch.exp(-gap))[..., None]
-    return torch.where(over[..., None], term, 0.0)
+    return attention_p2_bound(trace, x.attn_sink, recipe)
 
 
 def _truth(x) -> torch.Tensor:
