@@ -105,6 +105,8 @@ def pytest_runtest_setup(item):
 def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
+    if report.when == "call" and evidence.examples_run():
+        report.user_properties.append(("kernelprop_examples", evidence.examples_run()))
     if report.when == "call" and report.failed:
         try:
             from kernelprop.report import write_failure_report
@@ -117,6 +119,16 @@ def pytest_runtest_makereport(item, call):
 
 
 def pytest_terminal_summary(terminalreporter):
+    rows = [(rep.nodeid, value, rep.duration)
+            for key in ("passed", "failed") for rep in terminalreporter.stats.get(key, [])
+            if getattr(rep, "when", "") == "call"
+            for name, value in getattr(rep, "user_properties", []) if name == "kernelprop_examples"]
+    if rows:
+        terminalreporter.section("kernelprop examples per second")
+        terminalreporter.write_line(f"{'examples':>8} {'seconds':>8} {'ex/s':>7}  test")
+        for nodeid, count, seconds in sorted(rows):
+            rate = count / seconds if seconds else float("inf")
+            terminalreporter.write_line(f"{count:>8} {seconds:>8.1f} {rate:>7.1f}  {nodeid}")
     paths = [value for rep in terminalreporter.stats.get("failed", [])
              for name, value in getattr(rep, "user_properties", []) if name == "kernelprop_report"]
     if paths:

@@ -48,16 +48,22 @@ def resolve(name: str) -> Callable:
     return getattr(importlib.import_module(module), attr)
 
 
-_state: dict = {"nodeid": None, "last": None}
+_state: dict = {"nodeid": None, "last": None, "examples": 0}
 
 
 def begin(nodeid: str) -> None:
-    _state["nodeid"], _state["last"] = nodeid, None
+    _state["nodeid"], _state["last"], _state["examples"] = nodeid, None, 0
 
 
 def record(evidence: Evidence) -> Evidence:
     _state["last"] = evidence
+    _state["examples"] += 1
     return evidence
+
+
+def examples_run() -> int:
+    """Examples the current test has checked (every run_property call counts one)."""
+    return _state["examples"]
 
 
 def latest() -> Optional[Evidence]:
