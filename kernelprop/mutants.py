@@ -1,7 +1,8 @@
 """python -m kernelprop mutants: the suite's power, measured on the planted-bug catalogue.
 
     python -m kernelprop mutants [--profile ci] [--only NAME ...] [--workers W]
-                                 [--timeout-per-mutant S] [--json PATH] [--no-controls] [--keep DIR]
+                                 [--timeout-per-mutant S] [--json PATH] [--markdown PATH]
+                                 [--no-controls] [--keep DIR] [--from-json PATH]
 
 Runs properties/ (hypothesis profile `--profile`, default ci) once per catalogue entry of
 impls/mutants/ through `--impl KIND=TARGET`, as one pytest subprocess per entry, W at a time, with
@@ -105,8 +106,8 @@ class RunResult:
         if self.role == "control":
             if self.failures:
                 return "FALSE ALARM"
-            if self.timed_out or self.returncode not in (0, 5) or not self.tests:
-                return "no result"
+            if self.timed_out or self.returncode not in (0, 1) or not self.tests:
+                return "no result"  # 1 without failures: only exempt properties failed
             return "passed"
         if any(t.outcome == "failed" for t in self.tests):
             return "killed"
@@ -203,7 +204,7 @@ def _fmt_s(value: Optional[float]) -> str:
 
 def _kill_columns(run: RunResult) -> tuple[str, str, str]:
     """(first kill 'search time (P ids)', examples to it, shrunk case shape) of a run."""
-    first = run.first_kill()
+    first = run.first_kill() if run.role == "mutant" else None
     if first is None:
         return "", "", ""
     seconds = first.search_s if first.search_s is not None else first.duration_s
@@ -268,6 +269,37 @@ def select(entries: list, patterns: Optional[list]) -> list:
     return [e for e in entries if any(fnmatch.fnmatchcase(e.name, p) for p in patterns)]
 
 
+def run_catalogue(jobs: list, *, profile: str, workers: int, timeout: float,
+                  workdir: pathlib.Path) -> dict:
+    """Run (entry, role) jobs, `workers` subprocesses at a time; {name: RunResult}."""
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    results = {}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(run_entry, entry, role=role, profile=profile, workdir=workdir,
+                               timeout=timeout, threads=threads) for entry, role in jobs]
+        for done, future in enumerate(concurrent.futures.as_completed(futures), 1):
+            run = future.result()
+            results[run.name] = run
+            print(f"[{done}/{len(jobs)}] {run.role} {run.name}: {run.verdict} (failing "
+                  f"properties: {','.join(run.killers) or '-'}) in {run.wall_s:.0f}s",
+                  file=sys.stderr, flush=True)
+            if run.verdict in ("no result", "FALSE ALARM", "timeout"):
+                print(_indent(run.output_tail[-1500:]), file=sys.stderr, flush=True)
+    return results
+
+
+def load_runs(path: str) -> tuple[list, dict]:
+    """The runs and header of a --json file (to re-render a measured matrix)."""
+    payload = json.loads(pathlib.Path(path).read_text())
+    runs = []
+    for raw in payload["runs"]:
+        fields = {k: v for k, v in raw.items() if k in RunResult.__dataclass_fields__}
+        fields["tests"] = [TestResult(**t) for t in fields.get("tests", [])]
+        fields["expected_killers"] = tuple(fields.get("expected_killers", ()))
+        runs.append(RunResult(**fields))
+    return runs, payload
+
+
 def main(argv: list) -> int:
     from impls.mutants import CONTROLS, MUTANTS
 
@@ -284,35 +316,32 @@ def main(argv: list) -> int:
     parser.add_argument("--no-controls", action="store_true", help="skip the controls")
     parser.add_argument("--keep", metavar="DIR",
                         help="keep per-entry reports and results in DIR (default: a temp dir)")
+    parser.add_argument("--from-json", metavar="PATH",
+                        help="re-render a saved --json run instead of running the suite")
     args = parser.parse_args(argv)
     if args.workers < 1:
         parser.error("--workers must be >= 1")
-    mutants = select(MUTANTS, args.only)
-    controls = [] if args.no_controls else (select(CONTROLS, args.only) if args.only else CONTROLS)
-    if not mutants and not controls:
-        parser.error(f"--only {args.only} matches no mutant or control")
-    threads = max(1, (os.cpu_count() or 1) // args.workers)
-    jobs = [(c, "control") for c in controls] + [(m, "mutant") for m in mutants]
-    with tempfile.TemporaryDirectory(prefix="kernelprop-mutants-") as tmp:
-        workdir = pathlib.Path(args.keep) if args.keep else pathlib.Path(tmp)
+    if args.from_json:
+        runs, payload = load_runs(args.from_json)
+        mutant_runs = [r for r in runs if r.role == "mutant"]
+        control_runs = [r for r in runs if r.role == "control"]
+        profile, workers = payload.get("profile"), payload.get("workers")
+        wall = payload.get("summary", {}).get("wall_s", 0.0)
+    else:
+        mutants = select(MUTANTS, args.only)
+        controls = [] if args.no_controls else select(CONTROLS, args.only)
+        if not mutants and not controls:
+            parser.error(f"--only {args.only} matches no mutant or control")
+        profile, workers = args.profile, args.workers
+        jobs = [(c, "control") for c in controls] + [(m, "mutant") for m in mutants]
         start = time.monotonic()
-        results = {}
-        with concurrent.futures.ThreadPoolExecutor(max_workers=args.workers) as pool:
-            futures = {pool.submit(run_entry, entry, role=role, profile=args.profile,
-                                   workdir=workdir, timeout=args.timeout_per_mutant,
-                                   threads=threads): entry.name for entry, role in jobs}
-            for done, future in enumerate(concurrent.futures.as_completed(futures), 1):
-                run = future.result()
-                results[run.name] = run
-                note = ",".join(run.killers) or "-"
-                print(f"[{done}/{len(jobs)}] {run.role} {run.name}: {run.verdict} "
-                      f"(failing properties: {note}) in {run.wall_s:.0f}s", file=sys.stderr,
-                      flush=True)
-                if run.verdict in ("no result", "FALSE ALARM", "timeout"):
-                    print(_indent(run.output_tail[-1500:]), file=sys.stderr, flush=True)
+        with tempfile.TemporaryDirectory(prefix="kernelprop-mutants-") as tmp:
+            results = run_catalogue(jobs, profile=profile, workers=workers,
+                                    timeout=args.timeout_per_mutant,
+                                    workdir=pathlib.Path(args.keep or tmp))
         wall = time.monotonic() - start
-    mutant_runs = [results[m.name] for m in mutants]
-    control_runs = [results[c.name] for c in controls]
+        mutant_runs = [results[m.name] for m in mutants]
+        control_runs = [results[c.name] for c in controls]
     print("\n".join(matrix_lines(mutant_runs)))
     if control_runs:
         print()
@@ -325,19 +354,20 @@ def main(argv: list) -> int:
                 print(f"exempt {r.name} {pid}: {why}")
     stats = summarize(mutant_runs, control_runs)
     stats["wall_s"] = wall
-    print(f"\nprofile {args.profile}, {args.workers} workers, {wall:.0f}s wall; first kill "
+    print(f"\nprofile {profile}, {workers} workers, {wall:.0f}s wall; first kill "
           f"{stats['first_kill_s']} s of search; shrunk sizes {stats['shrunk_size']} "
           f"(attention T*K, RMSNorm elements); * = equivalent mutant, survival expected")
     print(summary_line(stats))
     if args.json:
-        payload = dict(profile=args.profile, workers=args.workers, summary=stats,
+        payload = dict(profile=profile, workers=workers, summary=stats,
                        runs=[dict(asdict(r), verdict=r.verdict, killers=r.killers,
                                   cells={p: r.cell(p) for p in PROPERTY_IDS})
                              for r in mutant_runs + control_runs])
         pathlib.Path(args.json).write_text(json.dumps(payload, indent=1, default=str))
     if args.markdown:
         pathlib.Path(args.markdown).write_text(
-            f"{markdown_table(mutant_runs)}\n\n{markdown_table(control_runs)}\n\n{summary_line(stats)}\n")
+            f"{markdown_table(mutant_runs)}\n\n{markdown_table(control_runs)}\n\n"
+            f"{summary_line(stats)}\n")
     unexpected = [name for name in stats["survivors"] if name not in stats["expected_survivors"]]
     return 1 if unexpected or stats["false_alarms"] else 0
 

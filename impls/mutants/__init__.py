@@ -86,6 +86,10 @@ MUTANTS = [
           ("P7",)),
     _attn("merge_swapped", "merge factors a and b swapped", ("P1", "P3")),
     _attn("o_not_rescaled", "O not multiplied by a when the running max grows", ("P1", "P3")),
+    _attn("merge_order_random", "tiles merged in a run-dependent order (split-K with atomics)",
+          ("P11",)),
+    _attn("empty_rows_unwritten", "tokens without a valid key never stored (NaN from torch.empty)",
+          ("P7",)),
     # RMSNorm
     _norm("rsqrt_12bit", "INV is a hardware rsqrt with 12 correct bits", ("P1", "P12")),
     _norm("rsqrt_10bit", "INV is a hardware rsqrt with 10 correct bits", ("P1", "P12")),

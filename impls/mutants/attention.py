@@ -17,6 +17,7 @@ Math of the base, token t (batch b = t // S, position s = t % S), head h, SPEC s
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 
@@ -356,6 +357,39 @@ class OutputNotRescaled(SparseAttention):
         return M_new, L, O
 
 
+class MergeOrderNondeterministic(SparseAttention):
+    """Split-K with atomics: tiles are merged in an order that changes from run to run. Exact in
+    real arithmetic, so only the fp32 rounding of the merges differs between reruns."""
+
+    def online_softmax(self, q, keys, valid, scale, sink, recipe):
+        T, H, D = q.shape
+        parts = []
+        for start, stop in self.tile_bounds(keys.shape[1], recipe.tile):
+            k_t = keys[:, start:stop]
+            s = self.scores(q, k_t, scale).masked_fill(~valid[:, None, start:stop], -math.inf)
+            m, live = self.tile_max(s, sink)
+            e = _exp(s - m[..., None])
+            p = self.round_p(e, recipe)
+            parts.append((m, live, self.tile_sum(p, e, recipe), self.pv(p, k_t, recipe)))
+        M = torch.full((T, H), -math.inf, device=q.device)
+        L = torch.zeros(T, H, device=q.device)
+        O = torch.zeros(T, H, D, device=q.device)
+        order = torch.randperm(len(parts), generator=torch.Generator().manual_seed(
+            int.from_bytes(os.urandom(4), "little")))
+        for i in order.tolist():
+            M, L, O = self.merge(M, L, O, *parts[i])
+        return M, L, O
+
+
+class EmptyRowsUnwritten(SparseAttention):
+    """Tokens without a valid key return early and never store: their output keeps what
+    torch.empty gave, NaN under torch's fill-uninitialized-memory (deterministic) mode."""
+
+    def normalize(self, O, L, M, sink):
+        o = super().normalize(O, L, M, sink)
+        return torch.where(torch.isfinite(M)[..., None], o, math.nan)
+
+
 # -- benign variant (a control: NOT a bug) ---------------------------------------------------
 
 class NegativeZeroEmptyRows(SparseAttention):
@@ -394,4 +428,6 @@ empty_tile_nan = EmptyTileNaN()
 empty_row_unguarded = EmptyRowUnguarded()
 merge_swapped = MergeFactorsSwapped()
 o_not_rescaled = OutputNotRescaled()
+merge_order_random = MergeOrderNondeterministic()
+empty_rows_unwritten = EmptyRowsUnwritten()
 negative_zero = NegativeZeroEmptyRows()
