@@ -126,7 +126,7 @@ class RunResult:
 
 
 def suite_command(kind: str, target: str, *, profile: str, reports_dir: pathlib.Path,
-                   paths=("properties",), extra_args=()) -> list:
+                  paths=("properties",), extra_args=()) -> list:
     return [sys.executable, "-m", "pytest", *paths, "-p", "no:cacheprovider",
             "-p", "kernelprop.mutants", f"--hypothesis-profile={profile}",
             f"--impl={kind}={target}", f"--reports-dir={reports_dir}", "-q", "--no-header",
@@ -147,7 +147,7 @@ def run_entry(entry, *, role: str, profile: str = "ci", workdir: pathlib.Path,
         target = f"{ROOT / where}:{attr}"
     env = dict(os.environ, KERNELPROP_PROFILE=profile, **{ENV_KIND: entry.kind,
                                                           ENV_RESULTS: str(results)})
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env.pop(ENV_SPECS, None)
     if specs:
         env[ENV_SPECS] = ",".join(specs)
@@ -155,7 +155,7 @@ def run_entry(entry, *, role: str, profile: str = "ci", workdir: pathlib.Path,
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             env[var] = str(threads)
     cmd = suite_command(entry.kind, target, profile=profile, reports_dir=out / "reports",
-                         paths=paths, extra_args=extra_args)
+                        paths=paths, extra_args=extra_args)
     run = RunResult(name=entry.name, role=role, kind=entry.kind, target=entry.target,
                     description=entry.description,
                     expected_killers=tuple(getattr(entry, "expected_killers", ())),
