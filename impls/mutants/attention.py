@@ -46,7 +46,7 @@ class SparseAttention:
                                      tokens_per_batch=tokens_per_batch, softmax_scale=softmax_scale,
                                      recipe=recipe)
         recipe = self.effective_recipe(recipe)
-        T, H, D = q.shape
+        T = q.shape[0]
         S, W = tokens_per_batch, window
         b, s = self.token_coords(torch.arange(T, device=q.device), S, T // S)   # [T], [T]
         used = self.visible(seqused_kv.long()[b], S, s)                          # [T]
@@ -145,19 +145,26 @@ class SparseAttention:
         O = torch.where(live[..., None], a[..., None] * O + b[..., None] * o, O)
         return M_new, L, O
 
-    def online_softmax(self, q, keys, valid, scale, sink, recipe):
-        T, H, D = q.shape
-        M = torch.full((T, H), -math.inf, device=q.device)
-        L = torch.zeros(T, H, device=q.device)
-        O = torch.zeros(T, H, D, device=q.device)
+    def tile_parts(self, q, keys, valid, scale, sink, recipe):
+        """Per tile, left to right: (max, has a valid lane, l, o_tile)."""
         for start, stop in self.tile_bounds(keys.shape[1], recipe.tile):
             k_t = keys[:, start:stop]                                            # [T, n, D]
             s = self.scores(q, k_t, scale).masked_fill(~valid[:, None, start:stop], -math.inf)
             m, live = self.tile_max(s, sink)
             e = _exp(s - m[..., None])
             p = self.round_p(e, recipe)
-            M, L, O = self.merge(M, L, O, m, live, self.tile_sum(p, e, recipe),
-                                 self.pv(p, k_t, recipe))
+            yield m, live, self.tile_sum(p, e, recipe), self.pv(p, k_t, recipe)
+
+    def merge_order(self, parts: list) -> list:
+        return parts
+
+    def online_softmax(self, q, keys, valid, scale, sink, recipe):
+        T, H, D = q.shape
+        M = torch.full((T, H), -math.inf, device=q.device)
+        L = torch.zeros(T, H, device=q.device)
+        O = torch.zeros(T, H, D, device=q.device)
+        for part in self.merge_order(list(self.tile_parts(q, keys, valid, scale, sink, recipe))):
+            M, L, O = self.merge(M, L, O, *part)
         return M, L, O
 
     def normalize(self, O, L, M, sink):
@@ -361,24 +368,10 @@ class MergeOrderNondeterministic(SparseAttention):
     """Split-K with atomics: tiles are merged in an order that changes from run to run. Exact in
     real arithmetic, so only the fp32 rounding of the merges differs between reruns."""
 
-    def online_softmax(self, q, keys, valid, scale, sink, recipe):
-        T, H, D = q.shape
-        parts = []
-        for start, stop in self.tile_bounds(keys.shape[1], recipe.tile):
-            k_t = keys[:, start:stop]
-            s = self.scores(q, k_t, scale).masked_fill(~valid[:, None, start:stop], -math.inf)
-            m, live = self.tile_max(s, sink)
-            e = _exp(s - m[..., None])
-            p = self.round_p(e, recipe)
-            parts.append((m, live, self.tile_sum(p, e, recipe), self.pv(p, k_t, recipe)))
-        M = torch.full((T, H), -math.inf, device=q.device)
-        L = torch.zeros(T, H, device=q.device)
-        O = torch.zeros(T, H, D, device=q.device)
-        order = torch.randperm(len(parts), generator=torch.Generator().manual_seed(
-            int.from_bytes(os.urandom(4), "little")))
-        for i in order.tolist():
-            M, L, O = self.merge(M, L, O, *parts[i])
-        return M, L, O
+    def merge_order(self, parts):
+        seed = int.from_bytes(os.urandom(4), "little")
+        order = torch.randperm(len(parts), generator=torch.Generator().manual_seed(seed))
+        return [parts[i] for i in order.tolist()]
 
 
 class EmptyRowsUnwritten(SparseAttention):
