@@ -133,21 +133,9 @@ def _norm_config(R: int, D: int, chunk) -> dict:
 
 # %% wrapper
 
-def rms_norm(x, weight=None, *, eps=1e-6, recipe=None):
-    """RMSNorm over the last dim of x [..., D] (bf16 or fp32) with optional weight [D].
-
-    Returns y with x's shape, bf16 if recipe.out_dtype == "bf16" else fp32.
-    x needs a contiguous last dim (ValueError otherwise); leading dims are flattened with
-    reshape (a copy only when they cannot be viewed as rows, which does not change any value).
-    recipe: NormRecipe (None: NormRecipe()); inv "rsqrt_approx" is golden-only.
-    """
-    recipe = NormRecipe() if recipe is None else recipe
-    if not isinstance(recipe, NormRecipe):
-        raise TypeError(f"recipe must be a NormRecipe or None, got {type(recipe).__name__}")
-    if recipe.inv not in INV_CODE:
-        raise NotImplementedError(
-            f"recipe.inv={recipe.inv!r} is a modelled hardware rsqrt for the golden only; the Triton "
-            f"kernel implements {tuple(INV_CODE)}")
+def check_norm_args(x, weight, eps) -> float:
+    """Raise TypeError / ValueError naming the argument for bad rms_norm input (SPEC P13);
+    returns eps rounded to fp32. Shared by the wrapper and the planted-bug catalogue's bases."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x must be a torch.Tensor [..., D], got {type(x).__name__}")
     if x.dtype not in (torch.bfloat16, torch.float32):
@@ -173,6 +161,26 @@ def rms_norm(x, weight=None, *, eps=1e-6, recipe=None):
         raise ValueError(f"eps must be finite and >= 0 (in fp32), got {eps!r}")
     if D >= 2 ** 24:
         raise ValueError(f"x: D={D} must be < 2^24 (the mean divides by D in fp32)")
+    return eps32
+
+
+def rms_norm(x, weight=None, *, eps=1e-6, recipe=None):
+    """RMSNorm over the last dim of x [..., D] (bf16 or fp32) with optional weight [D].
+
+    Returns y with x's shape, bf16 if recipe.out_dtype == "bf16" else fp32.
+    x needs a contiguous last dim (ValueError otherwise); leading dims are flattened with
+    reshape (a copy only when they cannot be viewed as rows, which does not change any value).
+    recipe: NormRecipe (None: NormRecipe()); inv "rsqrt_approx" is golden-only.
+    """
+    recipe = NormRecipe() if recipe is None else recipe
+    if not isinstance(recipe, NormRecipe):
+        raise TypeError(f"recipe must be a NormRecipe or None, got {type(recipe).__name__}")
+    if recipe.inv not in INV_CODE:
+        raise NotImplementedError(
+            f"recipe.inv={recipe.inv!r} is a modelled hardware rsqrt for the golden only; the Triton "
+            f"kernel implements {tuple(INV_CODE)}")
+    eps32 = check_norm_args(x, weight, eps)
+    D = x.shape[-1]
 
     out_dtype = torch.bfloat16 if recipe.out_dtype == "bf16" else torch.float32
     x2 = x.reshape(-1, D)

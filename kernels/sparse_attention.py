@@ -330,25 +330,12 @@ def _check_pages(sparse_indices, seqused_kv, ori_block_table, cmp_block_table, n
                 f"sparse_indices[{tt}, {kk}] = {int(idx[tt, kk])}")
 
 
-def sparse_decode_attention(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_indices,
-                            seqused_kv, attn_sink, *, window, tokens_per_batch, softmax_scale=None,
-                            recipe=None, check_indices=True):
-    """Sparse decode attention of SPEC section 2; returns o [T, H, D] fp32.
-
-    Strides: q, ori_kv and cmp_kv need a contiguous last dim (ValueError otherwise); all other
-    strides, and all strides of the integer tensors and attn_sink, are passed to the kernel as is.
-    check_indices=True verifies that every valid index reaches an existing block column and page
-    (ValueError naming the table, the token and the index; it synchronizes with the device).
-    With False, such lanes are masked out (ignored): memory is never read out of bounds.
-    recipe: AttnRecipe (None: AttnRecipe()); only tiling "positional" is implemented here.
-    """
-    recipe = AttnRecipe() if recipe is None else recipe
-    if not isinstance(recipe, AttnRecipe):
-        raise TypeError(f"recipe must be an AttnRecipe or None, got {type(recipe).__name__}")
-    if recipe.tiling != "positional":
-        raise NotImplementedError(
-            f"recipe.tiling={recipe.tiling!r} is not implemented by the bundled Triton kernel "
-            "(positional tiling only; the golden implements 'compacted')")
+def check_attention_args(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_indices,
+                         seqused_kv, attn_sink, *, window, tokens_per_batch, softmax_scale=None,
+                         check_indices=True) -> float:
+    """Raise TypeError / ValueError naming the argument for bad sparse_decode_attention input
+    (SPEC P13); returns the fp32 softmax scale. Shared by the wrapper and the planted-bug
+    catalogue's bases, so every implementation under test is held to one input contract."""
     window = _check_int("window", window, 1)
     S = _check_int("tokens_per_batch", tokens_per_batch, 1)
 
@@ -392,11 +379,39 @@ def sparse_decode_attention(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table,
     if bool(torch.isnan(attn_sink).any()):
         raise ValueError("attn_sink must not contain NaN (use -inf for 'no sink')")
     scale = _fp32_scale(softmax_scale, D)
-    if not interpreted() and D > _MAX_D_CUDA:
-        raise ValueError(f"q: head dim D={D} exceeds the {_MAX_D_CUDA} this kernel supports on GPU")
     if check_indices and T > 0 and K > 0:
         _check_pages(sparse_indices, seqused_kv, ori_block_table, cmp_block_table,
                      ori_kv.shape[0], cmp_kv.shape[0], window=window, tokens_per_batch=S, page_rows=BS)
+    return scale
+
+
+def sparse_decode_attention(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_indices,
+                            seqused_kv, attn_sink, *, window, tokens_per_batch, softmax_scale=None,
+                            recipe=None, check_indices=True):
+    """Sparse decode attention of SPEC section 2; returns o [T, H, D] fp32.
+
+    Strides: q, ori_kv and cmp_kv need a contiguous last dim (ValueError otherwise); all other
+    strides, and all strides of the integer tensors and attn_sink, are passed to the kernel as is.
+    check_indices=True verifies that every valid index reaches an existing block column and page
+    (ValueError naming the table, the token and the index; it synchronizes with the device).
+    With False, such lanes are masked out (ignored): memory is never read out of bounds.
+    recipe: AttnRecipe (None: AttnRecipe()); only tiling "positional" is implemented here.
+    """
+    recipe = AttnRecipe() if recipe is None else recipe
+    if not isinstance(recipe, AttnRecipe):
+        raise TypeError(f"recipe must be an AttnRecipe or None, got {type(recipe).__name__}")
+    if recipe.tiling != "positional":
+        raise NotImplementedError(
+            f"recipe.tiling={recipe.tiling!r} is not implemented by the bundled Triton kernel "
+            "(positional tiling only; the golden implements 'compacted')")
+    scale = check_attention_args(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table,
+                                 sparse_indices, seqused_kv, attn_sink, window=window,
+                                 tokens_per_batch=tokens_per_batch, softmax_scale=softmax_scale,
+                                 check_indices=check_indices)
+    if not interpreted() and q.shape[2] > _MAX_D_CUDA:
+        raise ValueError(f"q: head dim D={q.shape[2]} exceeds the {_MAX_D_CUDA} this kernel supports on GPU")
+    T, H, D = q.shape
+    K, S, BS = sparse_indices.shape[1], tokens_per_batch, ori_kv.shape[1]
 
     o = torch.zeros((T, H, D), dtype=torch.float32, device=q.device)
     if T == 0 or H == 0 or D == 0 or K == 0:
