@@ -75,7 +75,7 @@ def test_p3_golden_tile_and_tiling_invariance(device, data):
 @given(data=st.data())
 def test_p3_impl_tile_invariance(attn_impl, backend, device, data):
     if not attn_impl.accepts_recipe:
-        pytest.skip(attn_impl.unsupported_reason(attn_impl.recipe.replace(tile=1)))
+        pytest.skip(reason=attn_impl.unsupported_reason(attn_impl.recipe.replace(tile=1)))
     case = _case(data, device, limits=_limits(backend, TWO_CALL_CPU_LIMITS))
     # positional only: the bundled kernels and impls/torch_reference.py raise NotImplementedError
     # for compacted tiling (the golden's P3 covers compacted)

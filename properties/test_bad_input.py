@@ -77,9 +77,9 @@ def norm_corruption_list(*, recipes: bool, cuda: bool) -> list:
 
 def _skip_unless_possible(params: dict, impl) -> None:
     if params["kind"] == "device" and not CUDA:
-        pytest.skip(NO_CUDA)
+        pytest.skip(reason=NO_CUDA)
     if params["kind"] in ("recipe", "unsupported_recipe") and not impl.accepts_recipe:
-        pytest.skip(f"{impl.spec} takes no recipe keyword (accepts_recipe is not True)")
+        pytest.skip(reason=f"{impl.spec} takes no recipe keyword (accepts_recipe is not True)")
 
 
 # %% hypothesis: any argument, any corruption

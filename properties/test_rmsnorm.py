@@ -30,7 +30,7 @@ NPU_K = 8      # approx_bits whose modelled mismatch (26%) is nearest the NPU's 
 
 def _need_recipes(impl) -> None:
     if not impl.accepts_recipe:
-        pytest.skip(impl.unsupported_reason("other NormRecipe variants (INV / chunk)"))
+        pytest.skip(reason=impl.unsupported_reason("other NormRecipe variants (INV / chunk)"))
 
 
 def _case(draw, device, **kw):
