@@ -124,8 +124,10 @@ def pytest_terminal_summary(terminalreporter):
             if getattr(rep, "when", "") == "call"
             for name, value in getattr(rep, "user_properties", []) if name == "kernelprop_examples"]
     if rows:
-        terminalreporter.section("kernelprop examples per second")
-        terminalreporter.write_line(f"{'examples':>8} {'seconds':>8} {'ex/s':>7}  test")
+        # a check is one run_property call: one per example, or 2-3 where a test checks several
+        # relations on each example (P5, P6, P7); hypothesis' own counts: --hypothesis-show-statistics
+        terminalreporter.section("kernelprop checks per second")
+        terminalreporter.write_line(f"{'checks':>8} {'seconds':>8} {'per s':>7}  test")
         for nodeid, count, seconds in sorted(rows):
             rate = count / seconds if seconds else float("inf")
             terminalreporter.write_line(f"{count:>8} {seconds:>8.1f} {rate:>7.1f}  {nodeid}")

@@ -62,7 +62,8 @@ def record(evidence: Evidence) -> Evidence:
 
 
 def examples_run() -> int:
-    """Examples the current test has checked (every run_property call counts one)."""
+    """Checks the current test has run (every run_property call counts one; a test may check
+    several relations per hypothesis example)."""
     return _state["examples"]
 
 
