@@ -64,13 +64,21 @@ def visible_lengths(seqused_kv: torch.Tensor, T: int, tokens_per_batch: int, win
     return batch, win_valid, cmp_valid
 
 
-def valid_index_mask(sparse_indices, seqused_kv, *, window, tokens_per_batch) -> torch.Tensor:
-    """[T, K] bool: which indices are valid for their token (SPEC section 2)."""
+def index_masks(sparse_indices, seqused_kv, *, window, tokens_per_batch):
+    """Per token: (batch id [T], in_window [T, K], in_cmp [T, K]): which indices name a visible
+    window slot and which a visible compressed slot (SPEC section 2)."""
     T = sparse_indices.shape[0]
-    _, win_valid, cmp_valid = visible_lengths(seqused_kv, T, tokens_per_batch, window)
+    batch, win_valid, cmp_valid = visible_lengths(seqused_kv, T, tokens_per_batch, window)
     r = sparse_indices.long()
     in_window = (r >= 0) & (r < win_valid[:, None])
     in_cmp = (r >= window) & (r - window < cmp_valid[:, None])
+    return batch, in_window, in_cmp
+
+
+def valid_index_mask(sparse_indices, seqused_kv, *, window, tokens_per_batch) -> torch.Tensor:
+    """[T, K] bool: which indices are valid for their token (SPEC section 2)."""
+    _, in_window, in_cmp = index_masks(sparse_indices, seqused_kv, window=window,
+                                       tokens_per_batch=tokens_per_batch)
     return in_window | in_cmp
 
 
@@ -79,10 +87,9 @@ def gather_kv(ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_indices, 
     """Gather every token's key rows; a valid index naming a page outside its pool raises."""
     T, K = sparse_indices.shape
     BS, D = ori_kv.shape[1], ori_kv.shape[2]
-    batch, win_valid, cmp_valid = visible_lengths(seqused_kv, T, tokens_per_batch, window)
+    batch, in_window, in_cmp = index_masks(sparse_indices, seqused_kv, window=window,
+                                           tokens_per_batch=tokens_per_batch)
     r = sparse_indices.long()
-    in_window = (r >= 0) & (r < win_valid[:, None])
-    in_cmp = (r >= window) & (r - window < cmp_valid[:, None])
     flat_index = torch.full((T, K), -1, dtype=torch.long, device=r.device)  # -1: the zero row
     offset = 0
     for name, pool, table, mask, slot in (
@@ -123,50 +130,45 @@ def fp32_scores(q: torch.Tensor, rows: torch.Tensor, scale: float) -> torch.Tens
     return dots * torch.tensor(scale, dtype=torch.float32, device=q.device)
 
 
-def sparse_attention_fp64(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_indices,
-                          seqused_kv, attn_sink, *, window, tokens_per_batch,
-                          softmax_scale=None) -> torch.Tensor:
-    """Exact-math truth in float64: o = sum_j exp(s_j - M) k_j / (sum_j exp(s_j - M) + exp(sink - M)).
-    Returns [T, H, D] float64; tokens with no valid key give zeros."""
+def _untiled_softmax(dtype, q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_indices,
+                     seqused_kv, attn_sink, *, window, tokens_per_batch, softmax_scale):
+    """o = sum_j exp(s_j - M) k_j / (sum_j exp(s_j - M) + exp(sink - M)) over all valid rows at
+    once, every step in `dtype`, P never rounded. [T, H, D]; tokens with no valid key give zeros."""
     _check_shapes(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_indices,
                   seqused_kv, attn_sink, window, tokens_per_batch)
     kv = gather_kv(ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_indices, seqused_kv,
                    window=window, tokens_per_batch=tokens_per_batch)
     scale = _scale(softmax_scale, q.shape[2])
-    rows = kv.rows.double()                                             # [T, K, D]
+    rows = kv.rows.to(dtype)                                            # [T, K, D]
     if rows.shape[1] == 0:
-        return torch.zeros(q.shape, dtype=torch.float64, device=q.device)
-    s = torch.einsum("thd,tkd->thk", q.double(), rows) * scale          # [T, H, K]
+        return torch.zeros(q.shape, dtype=dtype, device=q.device)
+    s = torch.einsum("thd,tkd->thk", q.to(dtype), rows) * scale         # [T, H, K]
     valid = kv.valid[:, None, :]                                        # [T, 1, K]
     s = torch.where(valid, s, -torch.inf)
-    M = s.amax(-1, keepdim=True)                                        # [T, H, 1]
     has = valid.any(-1, keepdim=True)
-    M_safe = torch.where(has, M, 0.0)
-    e = torch.where(valid, torch.exp(s - M_safe), 0.0)                  # [T, H, K]
-    sink = torch.exp(attn_sink.double()[None, :, None] - M_safe)        # [T, H, 1]
+    M = torch.where(has, s.amax(-1, keepdim=True), 0.0)                 # [T, H, 1]
+    e = torch.where(valid, torch.exp(s - M), 0.0)                       # [T, H, K]
+    sink = torch.exp(attn_sink.to(dtype)[None, :, None] - M)            # [T, H, 1]
     o = torch.einsum("thk,tkd->thd", e, rows) / (e.sum(-1, keepdim=True) + sink)
     return torch.where(has, o, 0.0)
+
+
+def sparse_attention_fp64(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_indices,
+                          seqused_kv, attn_sink, *, window, tokens_per_batch,
+                          softmax_scale=None) -> torch.Tensor:
+    """Exact-math truth in float64, no tiling, no rounding of P. [T, H, D] float64."""
+    return _untiled_softmax(torch.float64, q, ori_kv, ori_block_table, cmp_kv, cmp_block_table,
+                            sparse_indices, seqused_kv, attn_sink, window=window,
+                            tokens_per_batch=tokens_per_batch, softmax_scale=softmax_scale)
 
 
 def sparse_attention_fp32_full(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_indices,
                                seqused_kv, attn_sink, *, window, tokens_per_batch,
                                softmax_scale=None) -> torch.Tensor:
     """Textbook fp32 softmax over all valid rows at once, P never rounded. [T, H, D] fp32."""
-    _check_shapes(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_indices,
-                  seqused_kv, attn_sink, window, tokens_per_batch)
-    kv = gather_kv(ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_indices, seqused_kv,
-                   window=window, tokens_per_batch=tokens_per_batch)
-    rows = kv.rows.float()
-    if rows.shape[1] == 0:
-        return torch.zeros(q.shape, dtype=torch.float32, device=q.device)
-    s = torch.einsum("thd,tkd->thk", q.float(), rows) * _scale(softmax_scale, q.shape[2])
-    valid = kv.valid[:, None, :]
-    s = torch.where(valid, s, -torch.inf)
-    has = valid.any(-1, keepdim=True)
-    M = torch.where(has, s.amax(-1, keepdim=True), 0.0)
-    e = torch.where(valid, torch.exp(s - M), 0.0)
-    denom = e.sum(-1, keepdim=True) + torch.exp(attn_sink.float()[None, :, None] - M)
-    return torch.where(has, torch.einsum("thk,tkd->thd", e, rows) / denom, 0.0)
+    return _untiled_softmax(torch.float32, q, ori_kv, ori_block_table, cmp_kv, cmp_block_table,
+                            sparse_indices, seqused_kv, attn_sink, window=window,
+                            tokens_per_batch=tokens_per_batch, softmax_scale=softmax_scale)
 
 
 @dataclass(frozen=True)

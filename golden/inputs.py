@@ -220,17 +220,17 @@ def make_attn_inputs(case: AttnCase) -> AttnInputs:
 
 def read_rows(inputs: AttnInputs):
     """Boolean masks [N_ori, BS] and [N_cmp, BS] of the pool rows some valid index reaches."""
-    from golden.attention import visible_lengths  # local: golden.attention imports nothing here
+    from golden.attention import index_masks  # local: golden.attention imports nothing here
 
-    T = inputs.q.shape[0]
     BS = inputs.ori_kv.shape[1]
     W = inputs.window
-    batch, win_valid, cmp_valid = visible_lengths(inputs.seqused_kv, T, inputs.tokens_per_batch, W)
+    batch, in_window, in_cmp = index_masks(inputs.sparse_indices, inputs.seqused_kv, window=W,
+                                           tokens_per_batch=inputs.tokens_per_batch)
     r = inputs.sparse_indices.long()
     masks = []
     for pool, table, ok, slot in (
-        (inputs.ori_kv, inputs.ori_block_table, (r >= 0) & (r < win_valid[:, None]), r),
-        (inputs.cmp_kv, inputs.cmp_block_table, (r >= W) & (r - W < cmp_valid[:, None]), r - W),
+        (inputs.ori_kv, inputs.ori_block_table, in_window, r),
+        (inputs.cmp_kv, inputs.cmp_block_table, in_cmp, r - W),
     ):
         block = torch.where(ok, slot // BS, 0).clamp(max=table.shape[1] - 1)
         page = table.long()[batch[:, None].expand_as(r), block]

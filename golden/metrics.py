@@ -495,6 +495,20 @@ def _ratio(err: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.where(torch.isnan(ratio), math.inf, ratio)  # inf error over inf bound
 
 
+_BIT_VIEWS = {torch.float32: torch.int32, torch.bfloat16: torch.int16, torch.float16: torch.int16,
+              torch.float64: torch.int64}
+
+
+def same_bits(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Elementwise bit equality (NaN payloads and signed zeros count; other dtypes compare ==)."""
+    if a.dtype != b.dtype or a.shape != b.shape:
+        raise ValueError(f"bitwise comparison needs equal dtype and shape, got "
+                         f"{a.dtype}{tuple(a.shape)} and {b.dtype}{tuple(b.shape)}")
+    if a.dtype not in _BIT_VIEWS:
+        return a == b
+    return a.contiguous().view(_BIT_VIEWS[a.dtype]) == b.contiguous().view(_BIT_VIEWS[b.dtype])
+
+
 def bound_ratio(actual: torch.Tensor, expected: torch.Tensor, bound) -> torch.Tensor:
     """|a - e| / bound per element, float64; bound is >= 0 and broadcasts to actual's shape.
 

@@ -4,7 +4,8 @@ A recipe is a frozen, validated dataclass; every field is a named rounding or or
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+import dataclasses
+from dataclasses import dataclass
 from typing import Optional
 
 ROUNDINGS = ("rne", "rtz", "rna")
@@ -42,9 +43,7 @@ class AttnRecipe:
         _choice("rounding", self.rounding, ROUNDINGS)
 
     def replace(self, **changes) -> "AttnRecipe":
-        values = {f.name: getattr(self, f.name) for f in fields(self)}
-        values.update(changes)
-        return AttnRecipe(**values)
+        return dataclasses.replace(self, **changes)  # re-runs __post_init__ validation
 
 
 INV_VARIANTS = ("rsqrt", "recip_sqrt", "recip_sqrt_rn", "rsqrt_approx")
@@ -81,6 +80,4 @@ class NormRecipe:
         _choice("rounding", self.rounding, ROUNDINGS)
 
     def replace(self, **changes) -> "NormRecipe":
-        values = {f.name: getattr(self, f.name) for f in fields(self)}
-        values.update(changes)
-        return NormRecipe(**values)
+        return dataclasses.replace(self, **changes)  # re-runs __post_init__ validation

@@ -42,6 +42,3 @@ def register_profiles() -> None:
                               phases=[Phase.explicit, Phase.reuse], verbosity=Verbosity.normal,
                               **common)
 
-
-def current_profile_name() -> str:
-    return settings._current_profile or "default"  # noqa: SLF001 (hypothesis exposes no getter)

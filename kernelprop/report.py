@@ -136,20 +136,6 @@ def _unique_dir(base: Path, name: str) -> Path:
 
 # %% the verdict of an outcome (shared with replay)
 
-_BITS = {torch.float32: torch.int32, torch.bfloat16: torch.int16, torch.float16: torch.int16,
-         torch.float64: torch.int64}
-
-
-def _same_bits(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Elementwise bit equality (as properties.checks.same_bits; NaN payloads and -0 count)."""
-    if a.dtype != b.dtype or a.shape != b.shape:
-        raise ValueError(f"bitwise comparison needs equal dtype and shape, got "
-                         f"{a.dtype}{tuple(a.shape)} and {b.dtype}{tuple(b.shape)}")
-    if a.dtype not in _BITS:
-        return a == b
-    return a.contiguous().view(_BITS[a.dtype]) == b.contiguous().view(_BITS[b.dtype])
-
-
 def _g(x) -> str:
     return "None" if x is None else f"{x:.9g}"
 
@@ -204,11 +190,11 @@ class Verdict:
 def check_outcome(outcome) -> Verdict:
     """The check properties.checks.assert_outcome makes, as data: bitwise when bound is None,
     else |actual - expected| <= bound elementwise (golden.metrics.bound_ratio <= 1)."""
-    from golden.metrics import bound_ratio
+    from golden.metrics import bound_ratio, same_bits
 
     a, e = outcome.actual, outcome.expected
     if outcome.bound is None:
-        differ = ~_same_bits(a, e)
+        differ = ~same_bits(a, e)
         count = int(differ.sum())
         index = tuple(int(i) for i in differ.nonzero()[0]) if count else None
         return Verdict(count > 0, "bitwise", float(count), count, differ.numel(), index,

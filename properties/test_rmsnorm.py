@@ -58,15 +58,20 @@ def _affordable(recipe: NormRecipe, dim: int, backend: str) -> NormRecipe:
     return recipe.replace(chunk=-(-dim // MAX_CHUNKS_CPU))
 
 
+def _draw_recipe(data, impl, dim: int, backend: str) -> NormRecipe:
+    """A recipe the implementation can run (its declared one unless it accepts a recipe),
+    with its chunk count capped on the CPU backend."""
+    recipe = data.draw(recipes_for(impl, norm_recipes()), label="recipe")
+    return _affordable(recipe, dim, backend) if impl.accepts_recipe else recipe
+
+
 # %% P1
 
 @pytest.mark.spec("P1")
 @given(data=st.data())
 def test_p1_norm_matches_golden(norm_impl, backend, device, data):
     case = _case(data, device)
-    recipe = data.draw(recipes_for(norm_impl, norm_recipes()), label="recipe")
-    if norm_impl.accepts_recipe:
-        recipe = _affordable(recipe, case.dim, backend)
+    recipe = _draw_recipe(data, norm_impl, case.dim, backend)
     x = make_norm_inputs(case)
     assume(in_domain(x.x, x.eps))
     run_property("P1", "rms_norm impl vs golden, same recipe", "properties.replays_norm:p1",
@@ -184,9 +189,7 @@ def _draw_log2_scale(data, jmin: int, jmax: int) -> int:
 @given(data=st.data())
 def test_p12_scale_invariance(norm_impl, backend, device, data):
     case = _case(data, device)
-    recipe = data.draw(recipes_for(norm_impl, norm_recipes()), label="recipe")
-    if norm_impl.accepts_recipe:
-        recipe = _affordable(recipe, case.dim, backend)
+    recipe = _draw_recipe(data, norm_impl, case.dim, backend)
     x = make_norm_inputs(case)
     # 2^j x is exact (no bf16/fp32 overflow, no new subnormals), its sum of squares stays finite,
     # and x and 2^j x stay in the model's domain (at eps = 0: every nonzero mean square >= V_MIN)
