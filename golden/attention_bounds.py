@@ -105,12 +105,30 @@ def _propagate(trace: TiledTrace, sens: Sensitivity, recipe: AttnRecipe, dp, dl,
     bound = (flips + rho[..., None] * mass + o * dLt[..., None]) / (safe_Lt * shrink)[..., None]
     bound = bound + 2 * U * o
     # fp32 overflow of L + exp(sink - M) (sink - M > ~88.7): that side returns exactly 0 while the
-    # exact output is tiny but not 0, which no relative model covers. Allow the whole magnitude
-    # there, |o_d| <= A_d / Lt, wherever either side's denominator can reach the fp32 maximum.
+    # exact output is tiny but not 0, which no relative model covers. Wherever either side's
+    # denominator can reach the fp32 maximum, allow the other side's whole magnitude: its exact
+    # value is <= A_d / Lt, its own fp32 errors add the relative terms above (rho A_d, flips, the
+    # 1/shrink factor), and its roundings in the subnormal range an absolute floor (`subnormal_floor`).
     may_overflow = trace.L.double() + sens.sigma * (1 + rho_sigma) >= FP32_MAX * (1 - 2.0 ** -23)
-    bound = bound + torch.where(may_overflow[..., None], mass / safe_Lt[..., None], 0.0)
+    overflow_term = mass / (safe_Lt * shrink)[..., None] + subnormal_floor(mass)
+    bound = bound + torch.where(may_overflow[..., None], overflow_term, 0.0)
     empty = ~torch.isfinite(trace.M.double()) | ~torch.isfinite(Lt)
     return torch.where(empty[..., None], 0.0, bound)
+
+
+SUBNORMAL_ULP = 2.0 ** -149  # spacing of fp32 numbers below 2^-126
+
+
+def subnormal_floor(mass: torch.Tensor) -> torch.Tensor:
+    """[T, H, D] absolute error an implementation may add where o is subnormal (docs/bounds.md#sink).
+
+    Any fp32 result below 2^-126 lies on the 2^-149 grid, so each operation that lands there may
+    lose up to one grid step (2^-149: nearest rounding loses half, an approximate exp or a
+    division by reciprocal up to one). Allowed: 4 such steps on o itself (the final division or
+    product, an exp(M - M') or sigmoid factor, the sink fold, the output), and a subnormal factor
+    f = exp(M - max(M, sink)) applied to an unnormalized numerator O_d <= A_d (the logsumexp
+    folds: o = O f / (L f + 1)) loses <= 2^-149 relative to 1, i.e. A_d 2^-149 absolute."""
+    return 4 * SUBNORMAL_ULP + SUBNORMAL_ULP * mass
 
 
 def _score_gap(trace: TiledTrace, q: torch.Tensor, scale: float, backend: Optional[AttnBackend]):
