@@ -310,10 +310,14 @@ def attention_p1_bound(trace: TiledTrace, q, attn_sink, recipe: AttnRecipe, *,
     dl = dp if recipe.l_from == "rounded" else eta * e
     dp, dl = torch.where(valid, dp, 0.0), torch.where(valid, dl, 0.0)
     tiles = trace.tiles_used.double()
-    omega = 2 * ds_max + 2 * U * sens.arg_mag + _exp_rel(sens.arg_mag, backend) + 2.0 ** -22
+    # Merge factors: tile t's final weight is b_t times the later a's, exp(m_t - M_t') prod
+    # exp(M_{i-1} - M_i): the exponents telescope to m_t - M on each side, so the score errors of
+    # the maxima enter once (2 max ds), not once per merge; each factor adds only its own argument
+    # rounding and exp error (docs/bounds.md#p1-telescoping).
+    omega = 2 * U * sens.arg_mag + _exp_rel(sens.arg_mag, backend) + 2.0 ** -22
     tile_depth = trace.tile - 1 if backend.tile_depth is None else backend.tile_depth
     acc = gamma(tile_depth) + 2 * U + (U if recipe.p_dtype == "fp32" else 0.0)
-    rho = tiles * (omega + 6 * U) + acc
+    rho = tiles * (omega + 6 * U) + 2 * ds_max + acc
     rho_sigma = ds_max + 2 * U * sens.sink_arg + _exp_rel(sens.sink_arg, backend) + 2.0 ** -22
     bound = _propagate(trace, sens, recipe, dp, dl, rho, rho_sigma, directed)
     if backend.ftz:  # an o_d that may be subnormal may be flushed to 0 on that side
