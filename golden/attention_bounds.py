@@ -13,8 +13,11 @@ allows the whole (tiny) output, A_d / Lt.
 
 - P1 (implementation vs golden, same recipe): p_j can move only where the golden's e_j is close
   enough to a rounding boundary that the two implementations' fp32 errors can put them on
-  different sides; then it moves by exactly the gap between the two candidates
-  (`rounding_interval_gap`). Elsewhere the rounded P agree bit for bit and only fp32 noise is left.
+  different sides; then it moves by exactly the gap between the two candidates, and only in the
+  direction(s) its interval allows (`_interval_moves`, `_directed_flips`). Elsewhere the rounded P
+  agree bit for bit and only fp32 noise is left. The score error that decides this comes from the
+  implementation's declared or assumed accumulation model (`AttnBackend`, `MODELS`: worst case,
+  Higham-Mary, random order, CUDA), docs/bounds.md#p1-model.
 - P2 (golden vs fp64 truth): every p_j is off by its rounding (<= u_p e_j: u_p = 2^-8 for rne and
   rna, 2^-7 for rtz, 0 for fp32 P) plus the golden's fp32 errors.
 - P3 (tile size / tiling invariance): |o_1 - o_2| <= P2(trace_1) + P2(trace_2).
