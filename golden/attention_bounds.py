@@ -233,9 +233,13 @@ def _score_gap(trace: TiledTrace, q: torch.Tensor, scale: float, backend: Option
         sq = torch.einsum("thd,tkd->thk", q.double() ** 2, trace.rows.double() ** 2)
         raw = trace.scores.double() / scale                      # the dot, to fp32 accuracy
         spread = (depth * (raw * raw / 3 + sq / 6)).sqrt() * (1 + 2.0 ** -10)
-        abs_dot = torch.einsum("thd,tkd->thk", q.double().abs(), trace.rows.double().abs())
-        worst = gamma(depth, backend.dot_unit) * abs_dot           # never above the sure bound
-        return torch.minimum(backend.dot_lambda * backend.dot_unit * spread, worst) * scale + rest
+        random = backend.dot_lambda * backend.dot_unit * spread
+        # s^2 / 3 + sum x^2 / 6 <= (sum |x|)^2 / 2, so random <= lambda u sqrt(depth / 2) sum|x|,
+        # below gamma_depth sum|x| once depth >= lambda^2 / 2: the min is needed only below that
+        if depth < backend.dot_lambda ** 2 / 2 + 1:
+            abs_dot = torch.einsum("thd,tkd->thk", q.double().abs(), trace.rows.double().abs())
+            random = torch.minimum(random, gamma(depth, backend.dot_unit) * abs_dot)
+        return random * scale + rest
     abs_dot = torch.einsum("thd,tkd->thk", q.double().abs(), trace.rows.double().abs()) * scale
     return backend.dot_rel(D) * abs_dot + rest
 

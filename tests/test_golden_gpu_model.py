@@ -133,3 +133,35 @@ def test_truncating_accumulation_error_within_cuda_dot_model():
     valid = trace.valid[:, None, :].expand_as(err)
     assert bool((err[valid] <= allowed[valid]).all())
     assert float(U) > 0
+
+
+def test_norm_p1_under_ftz_allows_flushed_tiny_rows_and_still_rejects_12bit_rsqrt():
+    """RMSNorm on CUDA (ftz): an emulated implementation that flushes subnormal squares and
+    outputs passes P1 on rows with subnormal squares (SPEC 5's failure, emulated), and the
+    12-bit rsqrt is still caught at D = 8192 under the CUDA parameters."""
+    from golden.inputs import NormCase, make_norm_inputs
+    from golden.recipes import NormRecipe
+    from golden.rmsnorm import rms_norm_golden, rms_norm_trace
+    from properties.replays_norm import SUM_LAMBDA, V_MIN_BY_BACKEND, p1_bound
+    recipe = NormRecipe()
+    x = torch.randn(6, 64, generator=torch.Generator().manual_seed(1))
+    x[:, :8] *= 2.0 ** -70                      # squares below 2^-126: flushed on CUDA
+    x = (x * 2.0 ** -50).to(torch.bfloat16)     # v ~ 2^-100 >= the cuda domain 2^-112
+    assert bool(((x.double() ** 2).mean(-1) >= V_MIN_BY_BACKEND["cuda"]).all())
+    inputs = make_norm_inputs(NormCase(seed=0, rows=6, dim=64, weight=False)).replace(x=x, eps=0.0)
+    xf = x.float()
+    sq = xf * xf
+    sq = torch.where(sq < 2.0 ** -126, 0.0, sq)                              # FTZ squares
+    y = xf / torch.sqrt(sq.sum(-1, keepdim=True) / 64)
+    y = torch.where((y.abs() < 2.0 ** -126) | (xf.abs() < 2.0 ** -126), 0.0, y)  # FTZ in / out
+    trace = inputs.call(rms_norm_trace, recipe=recipe)
+    bound = p1_bound(trace, inputs, recipe, INV_ULPS["cuda"], SUM_LAMBDA, ftz=True)
+    err = (round_to_bf16(y, "rne").double() - trace.y.double()).abs()
+    assert bool((err <= bound).all())
+    cpu_bound = p1_bound(trace, inputs, recipe, INV_ULPS["cuda"], SUM_LAMBDA, ftz=False)
+    assert not bool((err <= cpu_bound).all())   # the flushes are what the cuda model allows
+    big = make_norm_inputs(NormCase(seed=1, rows=4, dim=8192, weight=True))
+    trace = big.call(rms_norm_trace, recipe=recipe)
+    bound = p1_bound(trace, big, recipe, INV_ULPS["cuda"], SUM_LAMBDA, ftz=True)
+    bad = big.call(rms_norm_golden, recipe=NormRecipe(inv="rsqrt_approx", approx_bits=12))
+    assert bool(((bad.double() - trace.y.double()).abs() > bound).any())
