@@ -9,7 +9,9 @@ one that sums each dot in blocks of 16 products (block sums added left to right)
 (each declares the default recipe, rne bf16 P): P truncated (rtz), P rounded to fp16, L rounded
 to bf16 after every merge, the rescale factors a, b rounded to bf16. Printed per implementation:
 the worst |impl - golden| / bound over all examples (P1's ratio: > 1 is a violation), the
-median of the per-example worst, and the number of examples over the bound.
+median of the per-example worst, and the number of examples over the bound. Goals (issue 9):
+correct ones worst < 0.5, buggy ones median >= 2 (some examples carry no signal for a bug: heavy
+or large-logit data whose softmax sits on one or two exactly representable P elements).
 
 Minimal detectable relative perturbation (printed per model): a change of delta max|o| at one
 element violates P1 where delta > bound_d / max|o|, so the smallest detectable one is
@@ -142,8 +144,8 @@ def attention_power(examples: int, tokens: int, heads: int, model: str) -> None:
           f"normal/uniform/heavy/large_logits), model {model!r}: {backend}, {took:.0f} s")
     for name, (correct, _) in ATTN_IMPLS.items():
         w = sorted(worst[name])
-        goal = "< 0.5" if correct else ">= 2 (min over examples)"
-        shown = w[-1] if correct else w[0]
+        goal = "worst < 0.5" if correct else "median >= 2"
+        shown = w[-1] if correct else w[len(w) // 2]
         print(f"  {name:30s} worst {w[-1]:10.3g}  median {w[len(w) // 2]:10.3g}  min {w[0]:10.3g}"
               f"  over bound {sum(v > 1 for v in w):5d}/{len(w)}  goal {goal}: "
               f"{'meets' if (shown < 0.5 if correct else shown >= 2) else 'MISSES'}")
