@@ -50,7 +50,7 @@ class AttnBackend:
     dot_unit:   relative error of one of those additions: u for IEEE round to nearest, 2u for
                 truncating accumulation (tensor cores, Fasi et al. 2021).
     dot_lambda: None: worst-case score error gamma_depth sum|q k| (sound for every input and order).
-                A number lambda: the probabilistic bound of Higham & Mary (2019, Thm 3.1),
+                A number lambda: the probabilistic inner-product bound of Higham & Mary (2019),
                 (exp(lambda sqrt(depth) unit + depth unit^2 / (1 - unit)) - 1) sum|q k|, which
                 holds with probability >= 1 - 2 depth exp(-lambda^2 (1 - unit)^2 / 2) per dot when
                 the rounding errors are independent and mean zero (`dot_failure_probability`).
@@ -111,11 +111,12 @@ def probabilistic_gamma(n: int, lam: float, unit: float = U) -> float:
     return math.expm1(lam * math.sqrt(n) * unit + n * unit * unit / (1 - unit))
 
 
-# P1's default: Higham & Mary's model at lambda = 10 (any summation order, any D): a dot escapes it
-# with probability <= 2 (D - 1) e^-50 < 2e-19 per dot (docs/bounds.md#p1-model). WORST_CASE keeps
-# the deterministic gamma_{D-1} model (every input, every rounding error aligned).
-P1_LAMBDA = 10.0
-PROBABILISTIC = AttnBackend(dot_lambda=P1_LAMBDA)
+# The score models (docs/bounds.md#p1-model). WORST_CASE: the deterministic gamma_{D-1} model
+# (every input, every rounding error aligned). PROBABILISTIC: Higham & Mary at lambda = 10 (any
+# summation order): a dot escapes it with probability <= 2 (D - 1) e^-50 < 2e-19. RANDOM_ORDER,
+# P1's cpu default: the order is independent of the data's arrangement along D, lambda = 6: a dot
+# escapes it with probability <= 2 e^-18 = 3.0e-8.
+PROBABILISTIC = AttnBackend(dot_lambda=10.0)
 WORST_CASE = AttnBackend()
 RANDOM_ORDER = AttnBackend(dot_lambda=6.0, dot_order="random")
 
