@@ -189,7 +189,14 @@ class TiledTrace:
     L: torch.Tensor            # [T, H] fp32 final running denominator without the sink
     denom: torch.Tensor        # [T, H] fp32 L + exp(sink - M)
     tiles_used: torch.Tensor   # [T, H] int64 number of non-empty tiles merged
-    tile: int
+    tile: int                  # rows per tile as run: min(recipe tile, K), K when untiled
+
+
+def tile_rows(recipe, K: int) -> int:
+    """Rows per tile of `recipe` over K index positions: recipe.tile, or K (at least 1) when the
+    recipe is untiled (tile None: one tile spanning every position), never more than needed."""
+    tile = getattr(recipe, "tile")
+    return max(K, 1) if tile is None else min(tile, max(K, 1))
 
 
 def _tiling_order(valid: torch.Tensor, tiling: str):
@@ -227,8 +234,9 @@ def sparse_attention_trace(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, 
     p_all = torch.zeros(T, H, K, device=dev)
     tile_max = torch.full((T, H, K), -torch.inf, device=dev)
     tiles_used = torch.zeros(T, H, dtype=torch.int64, device=dev)
-    for start in range(0, K, recipe.tile):
-        cols = slice(start, min(start + recipe.tile, K))
+    tile = tile_rows(recipe, K)
+    for start in range(0, K, tile):
+        cols = slice(start, min(start + tile, K))
         lane_ok = valid[:, None, cols]                                   # [T, 1, n]
         s = torch.where(lane_ok, scores[:, :, cols], -torch.inf)         # [T, H, n]
         m = s.amax(-1)                                                   # [T, H]
@@ -254,7 +262,7 @@ def sparse_attention_trace(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, 
     o = torch.where(any_valid[..., None], O / denom[..., None], 0.0)
     return TiledTrace(o=o, rows=rows, valid=valid, scores=scores, e=e_all, p=p_all,
                       tile_max=tile_max, M=M, L=L, denom=denom, tiles_used=tiles_used,
-                      tile=recipe.tile)
+                      tile=tile)
 
 
 def sparse_attention_golden(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_indices,

@@ -13,8 +13,11 @@ allows the whole (tiny) output, A_d / Lt.
 
 - P1 (implementation vs golden, same recipe): p_j can move only where the golden's e_j is close
   enough to a rounding boundary that the two implementations' fp32 errors can put them on
-  different sides; then it moves by exactly the gap between the two candidates
-  (`rounding_interval_gap`). Elsewhere the rounded P agree bit for bit and only fp32 noise is left.
+  different sides; then it moves by exactly the gap between the two candidates, and only in the
+  direction(s) its interval allows (`_interval_moves`, `_directed_flips`). Elsewhere the rounded P
+  agree bit for bit and only fp32 noise is left. The score error that decides this comes from the
+  implementation's declared or assumed accumulation model (`AttnBackend`, `MODELS`: worst case,
+  Higham-Mary, random order, CUDA), docs/bounds.md#p1-model.
 - P2 (golden vs fp64 truth): every p_j is off by its rounding (<= u_p e_j: u_p = 2^-8 for rne and
   rna, 2^-7 for rtz, 0 for fp32 P) plus the golden's fp32 errors.
 - P3 (tile size / tiling invariance): |o_1 - o_2| <= P2(trace_1) + P2(trace_2).
@@ -30,30 +33,107 @@ import torch
 from golden.attention import TiledTrace
 from golden.recipes import AttnRecipe
 from golden.rmsnorm import U_FP32 as U, gamma, rounding_interval_gap
+from golden.rounding import round_to_bf16
 
 FP32_MAX = torch.finfo(torch.float32).max
+FP32_TINY = 2.0 ** -126  # smallest normal fp32
 P_ROUNDOFF = {"rne": 2.0 ** -8, "rna": 2.0 ** -8, "rtz": 2.0 ** -7}
 
 
 @dataclass(frozen=True)
 class AttnBackend:
-    """Error model of an implementation's fp32 steps (per side; see docs/bounds.md).
+    """Error model of an implementation's fp32 steps (per side; see docs/bounds.md#p1).
 
-    dot_depth:  additions on the longest path of its q.k sums (None: D - 1, any order).
+    dot_depth:  additions on the longest path of its q.k sums (None: D - 1, any order). A declared
+                accumulation shortens it: blocked sums of k products then k-block partials added
+                left to right (tensor-core MMA, a K-split) have depth (k - 1) + (ceil(D / k) - 1).
+    dot_unit:   relative error of one of those additions: u for IEEE round to nearest, 2u for
+                truncating accumulation (tensor cores, Fasi et al. 2021).
+    dot_lambda: None: worst-case score error gamma_depth sum|q k| (sound for every input and order).
+                A number lambda: the probabilistic inner-product bound of Higham & Mary (2019),
+                (exp(lambda sqrt(depth) unit + depth unit^2 / (1 - unit)) - 1) sum|q k|, which
+                holds with probability >= 1 - 2 depth exp(-lambda^2 (1 - unit)^2 / 2) per dot when
+                the rounding errors are independent and mean zero (`dot_failure_probability`).
+    dot_order:  "any": the bounds above hold for every summation order. "random": the order is
+                independent of how the data is arranged along D (the suite's generators draw the
+                D coordinates i.i.d., so any fixed order is a uniformly random one) and the
+                rounding errors are independent and mean zero; the score error is then
+                sub-Gaussian with variance proxy unit^2 sum_k S_k^2 over its partial sums S_k,
+                whose mean over orders is depth (s^2 / 3 + sum (q k)^2 / 6): ds <= dot_lambda x
+                unit x sqrt of that (`dot_failure_probability`: 2 exp(-lambda^2 / 2) per dot).
     tile_depth: additions on the longest path of its per-tile sums (None: tile - 1, any order).
     exp_base:   relative error of its exp apart from argument rounding: ex2.approx.f32 is within
                 2^-22 (PTX ISA) plus the final rounding; 2^-21 covers it and every libm expf.
     exp_arg:    its exp(x) may round x * log2(e) first, a relative error of u |x| in the result.
+    exp_arg_units: that argument error in units of u |x| (2 on CUDA: log2(e) as an fp32
+                constant adds a second u |x|).
+    ftz:        subnormal fp32 results flush to zero (libdevice / .ftz PTX on CUDA, SPEC 5): an
+                e_j or an o_d below 2^-126 may be 0 on that side.
     """
 
     dot_depth: Optional[int] = None
+    dot_unit: float = U
+    dot_lambda: Optional[float] = None
+    dot_order: str = "any"
     tile_depth: Optional[int] = None
     exp_base: float = 2.0 ** -21
     exp_arg: bool = True
+    exp_arg_units: float = 1.0
+    ftz: bool = False
+
+    def dot_rel(self, D: int) -> float:
+        """Bound on |fl(q.k) - q.k| / sum|q k| for head dim D under this model."""
+        depth = (D - 1) if self.dot_depth is None else self.dot_depth
+        if depth <= 0:
+            return 0.0
+        if self.dot_lambda is None:
+            return gamma(depth, self.dot_unit)
+        return probabilistic_gamma(depth, self.dot_lambda, self.dot_unit)
+
+    def dot_failure_probability(self, D: int) -> float:
+        """Per dot: the chance the score model fails (0 for the worst-case model)."""
+        depth = (D - 1) if self.dot_depth is None else self.dot_depth
+        if self.dot_lambda is None or depth <= 0:
+            return 0.0
+        if self.dot_order == "random":
+            return min(1.0, 2 * math.exp(-self.dot_lambda ** 2 / 2))
+        return min(1.0, 2 * depth * math.exp(-(self.dot_lambda * (1 - self.dot_unit)) ** 2 / 2))
+
+    def __post_init__(self) -> None:
+        if self.dot_order not in ("any", "random"):
+            raise ValueError(f"dot_order must be 'any' or 'random', got {self.dot_order!r}")
+        if self.dot_order == "random" and self.dot_lambda is None:
+            raise ValueError("dot_order 'random' needs dot_lambda (its tail parameter)")
+
+
+def probabilistic_gamma(n: int, lam: float, unit: float = U) -> float:
+    """Higham & Mary's gamma~_n(lambda) = exp(lambda sqrt(n) u + n u^2 / (1 - u)) - 1."""
+    return math.expm1(lam * math.sqrt(n) * unit + n * unit * unit / (1 - unit))
+
+
+# The score models (docs/bounds.md#p1-model). WORST_CASE: the deterministic gamma_{D-1} model
+# (every input, every rounding error aligned). PROBABILISTIC: Higham & Mary at lambda = 10 (any
+# summation order): a dot escapes it with probability <= 2 (D - 1) e^-50 < 2e-19. RANDOM_ORDER,
+# P1's cpu default: the order is independent of the data's arrangement along D, lambda = 6: a dot
+# escapes it with probability <= 2 e^-18 = 3.0e-8.
+PROBABILISTIC = AttnBackend(dot_lambda=10.0)
+WORST_CASE = AttnBackend()
+RANDOM_ORDER = AttnBackend(dot_lambda=6.0, dot_order="random")
+
+# CUDA (Triton on H100; docs/bounds.md#gpu-model, sources there): tensor-core dots with truncating
+# fp32 accumulation (2u per addition, any order, Fasi et al. 2021), tl.exp = ex2.approx.ftz.f32
+# (2 ulp <= 2^-22 relative, allowed 2^-21) of x * log2(e) with log2(e) an fp32 constant (2u|x|),
+# subnormal results flushed to zero. At |x| = 30: 2^-21 + 60u = 68u = 34 x 2^-23, above SPEC 5's
+# measured 28 ulp; the score model is the random-order one with the doubled unit.
+CUDA_MODEL = AttnBackend(dot_lambda=6.0, dot_order="random", dot_unit=2 * U, exp_base=2.0 ** -21,
+                         exp_arg_units=2.0, ftz=True)
+MODELS = {"worst": WORST_CASE, "hm": PROBABILISTIC, "random": RANDOM_ORDER, "cuda": CUDA_MODEL}
+# the model P1 uses per suite backend (kernelprop.backend names)
+BACKEND_MODELS = {"cpu": "random", "cuda": "cuda"}
 
 
 def _exp_rel(x: torch.Tensor, backend: AttnBackend) -> torch.Tensor:
-    return backend.exp_base + (U * x.abs() if backend.exp_arg else 0.0)
+    return backend.exp_base + (backend.exp_arg_units * U * x.abs() if backend.exp_arg else 0.0)
 
 
 def _golden_exp_rel(x: torch.Tensor) -> torch.Tensor:
@@ -87,30 +167,59 @@ def sensitivity(trace: TiledTrace, attn_sink: torch.Tensor) -> Sensitivity:
 
 
 def _propagate(trace: TiledTrace, sens: Sensitivity, recipe: AttnRecipe, dp, dl, rho,
-               rho_sigma) -> torch.Tensor:
-    """The first-order rule of the module docstring; returns [T, H, D] float64."""
+               rho_sigma, directed: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """The first-order rule of the module docstring; returns [T, H, D] float64.
+
+    directed: the P flips' exact first-order effect max|sum_j dp_j w_j (k_jd - o_d)| (or with k_jd
+    alone when L sums the fp32 exp), from `_directed_flips`; it then replaces the symmetric term
+    sum_j w_j dp_j |k_jd| and, when L sums the same P, the flips' share of |o_d| dLt."""
     p = trace.p.double()
     l_terms = p if recipe.l_from == "rounded" else trace.e.double()
     w = sens.w
     o = trace.o.double().abs()
     finite_sigma = torch.isfinite(sens.sigma)
     Lt = torch.where(finite_sigma, trace.L.double() + sens.sigma, math.inf)
-    flips = torch.einsum("thk,tkd->thd", w * dp, sens.abs_rows)
     mass = torch.einsum("thk,tkd->thd", w * p, sens.abs_rows)
     l_sum = (w * l_terms).sum(-1)
-    dLt = (w * dl).sum(-1) + rho * l_sum \
-        + rho_sigma * torch.where(finite_sigma, sens.sigma, 0.0) + 2 * U * trace.L.double()
+    flip_l = (w * dl).sum(-1)
+    noise_Lt = rho * l_sum + rho_sigma * torch.where(finite_sigma, sens.sigma, 0.0) \
+        + 2 * U * trace.L.double()
+    dLt = flip_l + noise_Lt                       # every way Lt can move: for the quotient's shrink
+    if directed is None:
+        flips, dLt_o = torch.einsum("thk,tkd->thd", w * dp, sens.abs_rows), dLt
+    else:
+        flips = directed
+        # centred on the golden's fp32 o = (O / denom)(1 + delta), |delta| <= u: 2^-20 covers it
+        dLt_o = noise_Lt + 2.0 ** -20 * flip_l if recipe.l_from == "rounded" else dLt
     safe_Lt = torch.where(torch.isfinite(Lt) & (Lt > 0), Lt, 1.0)
     shrink = 1 - (dLt / safe_Lt).clamp(max=0.5)
-    bound = (flips + rho[..., None] * mass + o * dLt[..., None]) / (safe_Lt * shrink)[..., None]
+    bound = (flips + rho[..., None] * mass + o * dLt_o[..., None]) / (safe_Lt * shrink)[..., None]
     bound = bound + 2 * U * o
     # fp32 overflow of L + exp(sink - M) (sink - M > ~88.7): that side returns exactly 0 while the
-    # exact output is tiny but not 0, which no relative model covers. Allow the whole magnitude
-    # there, |o_d| <= A_d / Lt, wherever either side's denominator can reach the fp32 maximum.
+    # exact output is tiny but not 0, which no relative model covers. Wherever either side's
+    # denominator can reach the fp32 maximum, allow the other side's whole magnitude: its exact
+    # value is <= A_d / Lt, its own fp32 errors add the relative terms above (rho A_d, flips, the
+    # 1/shrink factor), and its roundings in the subnormal range an absolute floor (`subnormal_floor`).
     may_overflow = trace.L.double() + sens.sigma * (1 + rho_sigma) >= FP32_MAX * (1 - 2.0 ** -23)
-    bound = bound + torch.where(may_overflow[..., None], mass / safe_Lt[..., None], 0.0)
+    overflow_term = mass / (safe_Lt * shrink)[..., None] + subnormal_floor(mass)
+    bound = bound + torch.where(may_overflow[..., None], overflow_term, 0.0)
     empty = ~torch.isfinite(trace.M.double()) | ~torch.isfinite(Lt)
     return torch.where(empty[..., None], 0.0, bound)
+
+
+SUBNORMAL_ULP = 2.0 ** -149  # spacing of fp32 numbers below 2^-126
+
+
+def subnormal_floor(mass: torch.Tensor) -> torch.Tensor:
+    """[T, H, D] absolute error an implementation may add where o is subnormal (docs/bounds.md#sink).
+
+    Any fp32 result below 2^-126 lies on the 2^-149 grid, so each operation that lands there may
+    lose up to one grid step (2^-149: nearest rounding loses half, an approximate exp or a
+    division by reciprocal up to one). Allowed: 4 such steps on o itself (the final division or
+    product, an exp(M - M') or sigmoid factor, the sink fold, the output), and a subnormal factor
+    f = exp(M - max(M, sink)) applied to an unnormalized numerator O_d <= A_d (the logsumexp
+    folds: o = O f / (L f + 1)) loses <= 2^-149 relative to 1, i.e. A_d 2^-149 absolute."""
+    return 4 * SUBNORMAL_ULP + SUBNORMAL_ULP * mass
 
 
 def _score_gap(trace: TiledTrace, q: torch.Tensor, scale: float, backend: Optional[AttnBackend]):
@@ -118,9 +227,65 @@ def _score_gap(trace: TiledTrace, q: torch.Tensor, scale: float, backend: Option
     s = trace.scores.double().abs()
     if backend is None:  # golden: dot rounded once, * fp32(scale) rounded once, fp32(scale) itself
         return 3 * U * s
+    rest = (4 + (backend.exp_arg_units if backend.exp_arg else 0)) * U * s
+    D = q.shape[-1]
+    if backend.dot_order == "random":
+        depth = (D - 1) if backend.dot_depth is None else backend.dot_depth
+        sq = torch.einsum("thd,tkd->thk", q.double() ** 2, trace.rows.double() ** 2)
+        raw = trace.scores.double() / scale                      # the dot, to fp32 accuracy
+        spread = (depth * (raw * raw / 3 + sq / 6)).sqrt() * (1 + 2.0 ** -10)
+        random = backend.dot_lambda * backend.dot_unit * spread
+        # s^2 / 3 + sum x^2 / 6 <= (sum |x|)^2 / 2, so random <= lambda u sqrt(depth / 2) sum|x|,
+        # below gamma_depth sum|x| once depth >= lambda^2 / 2: the min is needed only below that
+        if depth < backend.dot_lambda ** 2 / 2 + 1:
+            abs_dot = torch.einsum("thd,tkd->thk", q.double().abs(), trace.rows.double().abs())
+            random = torch.minimum(random, gamma(depth, backend.dot_unit) * abs_dot)
+        return random * scale + rest
     abs_dot = torch.einsum("thd,tkd->thk", q.double().abs(), trace.rows.double().abs()) * scale
-    depth = (q.shape[-1] - 1) if backend.dot_depth is None else backend.dot_depth
-    return gamma(depth) * abs_dot + (5 if backend.exp_arg else 4) * U * s
+    return backend.dot_rel(D) * abs_dot + rest
+
+
+def _directed_flips(trace: TiledTrace, w: torch.Tensor, up: torch.Tensor, down: torch.Tensor,
+                    centred: bool, chunk_elems: int = 1 << 22) -> torch.Tensor:
+    """[T, H, D] max over flip patterns of |sum_j dp_j w_j c_jd|, dp_j in {-down_j, 0, +up_j},
+    c_jd = k_jd - o_d (centred: L sums the same P, so a flip moves N and L together) or k_jd.
+
+    Each undecided P element can move in the direction(s) its interval allows only, so the worst
+    case takes, per output element, the larger of the all-positive and all-negative sums
+    (docs/bounds.md#p1-directed). Only undecided (t, h, j) are visited, in chunks."""
+    T, H, K = up.shape
+    D = trace.rows.shape[-1]
+    pos = torch.zeros(T * H, D, dtype=torch.float64, device=up.device)
+    neg = torch.zeros_like(pos)
+    t, h, j = ((up > 0) | (down > 0)).nonzero(as_tuple=True)
+    o = trace.o.double().reshape(T * H, D)
+    step = max(1, chunk_elems // max(D, 1))
+    for start in range(0, t.numel(), step):
+        tt, hh, jj = t[start:start + step], h[start:start + step], j[start:start + step]
+        row = tt * H + hh
+        c = trace.rows[tt, jj].double()                                 # [n, D]
+        if centred:
+            c = c - o[row]
+        weight = w[tt, hh, jj][:, None]
+        hi = (weight * up[tt, hh, jj][:, None]) * c                    # move up
+        lo = -(weight * down[tt, hh, jj][:, None]) * c                 # move down
+        pos.index_add_(0, row, torch.maximum(torch.maximum(hi, lo), torch.zeros_like(hi)))
+        neg.index_add_(0, row, torch.maximum(torch.maximum(-hi, -lo), torch.zeros_like(hi)))
+    return torch.maximum(pos, neg).reshape(T, H, D)
+
+
+def _interval_moves(e: torch.Tensor, p: torch.Tensor, eta: torch.Tensor, mode: str):
+    """(up, down) [T, H, K]: how far round(e') can lie above / below the golden's p for any
+    e' in e (1 +- eta) (endpoints widened by one fp32 ulp for their own rounding)."""
+    ed = e.double()
+    hi = (ed + ed.abs() * eta).float()
+    lo = (ed - ed.abs() * eta).float()
+    hi = torch.nextafter(hi, torch.full_like(hi, float("inf")))
+    lo = torch.nextafter(lo, torch.full_like(lo, -float("inf")))
+    pd = p.double()
+    up = (round_to_bf16(hi, mode).double() - pd).clamp(min=0)
+    down = (pd - round_to_bf16(lo, mode).double()).clamp(min=0)
+    return up, down
 
 
 def attention_p1_bound(trace: TiledTrace, q, attn_sink, recipe: AttnRecipe, *,
@@ -138,20 +303,35 @@ def attention_p1_bound(trace: TiledTrace, q, attn_sink, recipe: AttnRecipe, *,
     dx = ds + ds_max[..., None] + 2 * U * x
     eta = (dx + _exp_rel(x, backend) + _golden_exp_rel(x)) * (1 + 2 * dx.clamp(max=0.5))
     e = trace.e.double()
+    sens = sensitivity(trace, attn_sink)
+    directed = None
     if recipe.p_dtype == "bf16":
-        dp = rounding_interval_gap(trace.e, eta, recipe.rounding).double()
+        up, down = _interval_moves(trace.e, trace.p, eta, recipe.rounding)
+        if backend.ftz:  # a subnormal e_j (s_j - m < -87.3) may be 0 on that side: p_j drops
+            tiny = trace.e.double() < FP32_TINY * (1 + 2 * eta)
+            down = torch.where(tiny, torch.maximum(down, trace.p.double()), down)
+        up, down = torch.where(valid, up, 0.0), torch.where(valid, down, 0.0)
+        dp = torch.maximum(up, down)
+        directed = _directed_flips(trace, sens.w, up, down, centred=recipe.l_from == "rounded")
     else:
         dp = eta * e
     dl = dp if recipe.l_from == "rounded" else eta * e
     dp, dl = torch.where(valid, dp, 0.0), torch.where(valid, dl, 0.0)
-    sens = sensitivity(trace, attn_sink)
     tiles = trace.tiles_used.double()
-    omega = 2 * ds_max + 2 * U * sens.arg_mag + _exp_rel(sens.arg_mag, backend) + 2.0 ** -22
+    # Merge factors: tile t's final weight is b_t times the later a's, exp(m_t - M_t') prod
+    # exp(M_{i-1} - M_i): the exponents telescope to m_t - M on each side, so the score errors of
+    # the maxima enter once (2 max ds), not once per merge; each factor adds only its own argument
+    # rounding and exp error (docs/bounds.md#p1-telescoping).
+    omega = 2 * U * sens.arg_mag + _exp_rel(sens.arg_mag, backend) + 2.0 ** -22
     tile_depth = trace.tile - 1 if backend.tile_depth is None else backend.tile_depth
     acc = gamma(tile_depth) + 2 * U + (U if recipe.p_dtype == "fp32" else 0.0)
-    rho = tiles * (omega + 6 * U) + acc
+    rho = tiles * (omega + 6 * U) + 2 * ds_max + acc
     rho_sigma = ds_max + 2 * U * sens.sink_arg + _exp_rel(sens.sink_arg, backend) + 2.0 ** -22
-    return _propagate(trace, sens, recipe, dp, dl, rho, rho_sigma)
+    bound = _propagate(trace, sens, recipe, dp, dl, rho, rho_sigma, directed)
+    if backend.ftz:  # an o_d that may be subnormal may be flushed to 0 on that side
+        o = trace.o.double().abs()
+        bound = torch.where(o - bound < FP32_TINY, o + bound, bound)  # 0 stays 0 (empty, +inf sink)
+    return bound
 
 
 def attention_p2_bound(trace: TiledTrace, attn_sink, recipe: AttnRecipe) -> torch.Tensor:

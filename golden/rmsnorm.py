@@ -12,6 +12,7 @@ rounds the exact 1/sqrt to `approx_bits` significand bits: a hardware rsqrt with
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Optional
 
@@ -113,6 +114,22 @@ class NormBackend:
 
     inv_ulps: float = 3.0
     sum_depth: Optional[int] = None
+    sum_lambda: Optional[float] = None
+
+    def sum_rel(self, D: int) -> float:
+        """Relative error bound of its sum of squares (positive terms) for row length D.
+
+        sum_lambda None: gamma(depth), every order and input. A number lambda: the rounding errors
+        delta_k of the additions are independent and mean zero, so the error sum_k delta_k S_k
+        is a martingale with increments |delta_k S_k| <= u S_k <= u ss (partial sums of positive
+        terms never exceed the total, whatever the order), and Azuma-Hoeffding gives
+        |error| <= lambda u sqrt(depth) ss except with probability 2 exp(-lambda^2 / 2) per row
+        (docs/bounds-rmsnorm.md#p1-model). The smaller of the two is used."""
+        depth = D - 1 if self.sum_depth is None else self.sum_depth
+        worst = gamma(depth)
+        if self.sum_lambda is None:
+            return worst
+        return min(worst, self.sum_lambda * math.sqrt(depth) * U_FP32 * (1 + 2.0 ** -10))
 
 
 def gamma(n, u: float = U_FP32):
@@ -130,9 +147,8 @@ def norm_relative_gap(trace: NormTrace, x: torch.Tensor, backend: NormBackend = 
     one rounding each, each side.
     """
     D = x.shape[-1]
-    depth = D - 1 if backend.sum_depth is None else backend.sum_depth
     share = torch.where(trace.v > 0, (trace.ss / D) / trace.v, torch.ones_like(trace.v)).double()
-    rel_v = (gamma(depth) + U_FP32) * share + 4 * U_FP32
+    rel_v = (backend.sum_rel(D) + U_FP32) * share + 4 * U_FP32
     rel_inv = 0.5 * rel_v + (backend.inv_ulps + 1) * 2.0 ** -23
     return (rel_inv + 4 * U_FP32) * (1 + 1e-3)   # 1e-3: second-order terms, all << 1
 

@@ -11,18 +11,30 @@ import torch
 
 from golden.attention import (gather_kv, sparse_attention_fp64, sparse_attention_trace,
                               valid_index_mask)
-from golden.attention_bounds import attention_p1_bound, attention_p2_bound
+import os
+
+from golden.attention_bounds import BACKEND_MODELS, MODELS, attention_p1_bound, attention_p2_bound
 from golden.metrics import ratio_rule
 from golden.recipes import AttnRecipe
 from kernelprop.evidence import Outcome
 
-P1_DOC = ("P1: |impl - golden| <= flips the fp32 error model makes possible (gamma_D score error, "
-          "2^-21 + u|x| exp error, both sides) + fp32 noise (tile count x merge error); "
+P1_DOC = ("P1: |impl - golden| <= the worst direction of the P flips the fp32 error model makes "
+          "possible (score error of the backend's model: random-order lambda = 6 on cpu, tensor-core "
+          "+ ex2.approx + FTZ on cuda; 2^-21 + u|x| exp error) + fp32 noise (tiles x merge error); "
           "docs/bounds.md#p1")
 
 
-def recipe_params(recipe: AttnRecipe) -> dict:
-    return {"recipe": asdict(recipe)}
+def recipe_params(recipe: AttnRecipe, error_model: Optional[str] = None) -> dict:
+    """JSON-able params: the recipe and the name of the P1 error model (golden.attention_bounds
+    MODELS; default: the one of the suite's backend), kept so a replay checks the same bound."""
+    if error_model is None:
+        error_model = BACKEND_MODELS.get(os.environ.get("KERNELPROP_BACKEND", "cpu"), "random")
+    return {"recipe": asdict(recipe), "error_model": error_model}
+
+
+def _model(params: dict):
+    """The P1 error model of params (reports written before it was stored: the worst case)."""
+    return MODELS[params.get("error_model", "worst")]
 
 
 def _recipe(params: dict) -> AttnRecipe:
@@ -35,7 +47,8 @@ def p1(inputs: dict, impl, params: dict) -> Outcome:
     recipe = _recipe(params)
     actual = x.call(impl, recipe=recipe)
     trace = x.call(sparse_attention_trace, recipe=recipe)
-    bound = attention_p1_bound(trace, x.q, x.attn_sink, recipe, softmax_scale=x.softmax_scale)
+    bound = attention_p1_bound(trace, x.q, x.attn_sink, recipe, softmax_scale=x.softmax_scale,
+                               backend=_model(params))
     return Outcome(actual=actual, expected=trace.o, bound=bound, bound_doc=P1_DOC)
 
 
@@ -59,8 +72,9 @@ def _trace(x, recipe: AttnRecipe):
     return x.call(sparse_attention_trace, recipe=recipe)
 
 
-def _p1(x, trace, recipe: AttnRecipe) -> torch.Tensor:
-    return attention_p1_bound(trace, x.q, x.attn_sink, recipe, softmax_scale=x.softmax_scale)
+def _p1(x, trace, recipe: AttnRecipe, params: Optional[dict] = None) -> torch.Tensor:
+    return attention_p1_bound(trace, x.q, x.attn_sink, recipe, softmax_scale=x.softmax_scale,
+                              backend=_model(params or {}))
 
 
 def _p2(x, trace, recipe: AttnRecipe) -> torch.Tensor:
@@ -126,7 +140,7 @@ def p2_ratio(inputs: dict, impl, params: dict) -> Outcome:
     actual = x.call(impl, recipe=recipe)
     trace = _trace(x, recipe)
     truth = _truth(x)
-    p1 = _p1(x, trace, recipe)
+    p1 = _p1(x, trace, recipe, params)
     floor = float(p1.max()) if p1.numel() else 0.0
     rule = ratio_rule(actual, trace.o, truth, k=1.0, floor=floor)
     limit = rule.limit if math.isfinite(rule.limit) else 0.0  # a broken golden says nothing: fail
@@ -162,7 +176,7 @@ def impl_agree(inputs: dict, impl, params: dict) -> Outcome:
     ra, rb = _recipe(params), _recipe_b(params)
     oa, ob = xa.call(impl, recipe=ra), xb.call(impl, recipe=rb)
     ta, tb = _trace(xa, ra), _trace(xb, rb)
-    bound = _p1(xa, ta, ra) + _p1(xb, tb, rb) + _p2(xa, ta, ra) + _p2(xb, tb, rb)
+    bound = _p1(xa, ta, ra, params) + _p1(xb, tb, rb, params) + _p2(xa, ta, ra) + _p2(xb, tb, rb)
     return Outcome(actual=oa, expected=ob, bound=bound, bound_doc=P3_IMPL_DOC, truth=_truth(xa))
 
 
@@ -230,7 +244,7 @@ def p5_dup_impl(inputs: dict, impl, params: dict) -> Outcome:
     trace = _trace(x_dup, recipe)
     truth = weighted_truth(x, _dup_weights(x, params))
     return Outcome(actual=actual, expected=truth,
-                   bound=_p1(x_dup, trace, recipe) + _p2(x_dup, trace, recipe),
+                   bound=_p1(x_dup, trace, recipe, params) + _p2(x_dup, trace, recipe),
                    bound_doc=P5_DUP_IMPL_DOC, truth=truth)
 
 
@@ -304,7 +318,7 @@ def p6_no_sink(inputs: dict, impl, params: dict) -> Outcome:
     trace = _trace(x, recipe)
     truth = weighted_truth(x, sink=False)
     return Outcome(actual=actual, expected=truth,
-                   bound=_p1(x, trace, recipe) + _p2(x, trace, recipe),
+                   bound=_p1(x, trace, recipe, params) + _p2(x, trace, recipe),
                    bound_doc=P6_NOSINK_DOC, truth=truth)
 
 
@@ -365,7 +379,7 @@ def p6_sink_scaling_impl(inputs: dict, impl, params: dict) -> Outcome:
     f, r = _sink_scaling(x, ts)
     expected = o_n.double() * f
     g = _golden_scaling_bound(ts, tn.o.double() * f, r)
-    bound = _p1(x, ts, recipe) + g + f * _p1(xn, tn, recipe) + 2.0 ** -50 * expected.abs()
+    bound = _p1(x, ts, recipe, params) + g + f * _p1(xn, tn, recipe, params) + 2.0 ** -50 * expected.abs()
     # never NaN/Inf: a non-finite o(sink) meets a finite 0, a non-finite o(-inf) a finite o(sink)
     expected = torch.where(torch.isfinite(o_s), expected, 0.0)
     return Outcome(actual=o_s, expected=expected, bound=bound, bound_doc=P6_SCALE_IMPL_DOC)
@@ -392,7 +406,7 @@ def p7_empty_rows(inputs: dict, impl, params: dict) -> Outcome:
     trace = _trace(x, recipe)
     empty = _empty_tokens(x)
     expected = torch.where(empty, 0.0, trace.o)
-    bound = torch.where(empty, 0.0, _p1(x, trace, recipe))
+    bound = torch.where(empty, 0.0, _p1(x, trace, recipe, params))
     return Outcome(actual=actual, expected=expected, bound=bound, bound_doc=P7_DOC)
 
 

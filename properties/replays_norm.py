@@ -14,6 +14,7 @@ Error model shared by all bounds (u = 2^-24, fp32 unit roundoff; "ulp" = 2^-23 r
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict
 from typing import Optional
 
@@ -35,6 +36,7 @@ from kernelprop.evidence import Outcome
 
 ULP = 2.0 ** -23          # the relative size of one fp32 ulp, at most
 HALF_SUBNORMAL = 2.0 ** -150  # absolute error of one fp32 rounding in the subnormal range
+FLUSHED = 2.0 ** -126         # absolute error of one result flushed to zero (FTZ, CUDA: SPEC 5)
 SLACK = 1 + 1e-3          # second-order terms (products of relative errors, all << 1e-3)
 
 # INV error bounds per backend, in units of 2^-23 relative (see docs/bounds-rmsnorm.md#backends).
@@ -70,7 +72,10 @@ P12C_DOC = ("P12 chunks: y(chunk c1) vs y(chunk c2): both within r_c of exact, r
 
 # %% the model's domain
 
-V_MIN = 2.0 ** -136   # smallest nonzero v = mean(x^2) + eps the first-order model is sound for
+# smallest nonzero v = mean(x^2) + eps the first-order model is sound for: D roundings of <= 2^-150
+# (cpu) or D flushed squares of < 2^-126 (cuda, FTZ) stay <= 2^-14 of D v
+V_MIN_BY_BACKEND = {"cpu": 2.0 ** -136, "cuda": 2.0 ** -112}
+V_MIN = V_MIN_BY_BACKEND["cuda" if os.environ.get("KERNELPROP_BACKEND") == "cuda" else "cpu"]
 
 
 def in_domain(x: torch.Tensor, eps: float) -> bool:
@@ -91,7 +96,14 @@ def in_domain(x: torch.Tensor, eps: float) -> bool:
 def recipe_params(recipe: NormRecipe, backend: str, **extra) -> dict:
     """JSON-able params: the recipe as a dict and the backend's INV ulp bound (kept in the report,
     so a replay on another machine checks the same bound)."""
-    return {"recipe": asdict(recipe), "inv_ulps": INV_ULPS[backend], **extra}
+    return {"recipe": asdict(recipe), "inv_ulps": INV_ULPS[backend], "sum_lambda": SUM_LAMBDA,
+            "ftz": backend == "cuda", **extra}
+
+
+def _sub(params: dict) -> float:
+    """Absolute loss of one implementation result in the subnormal range: 2^-150 (nearest
+    rounding) or 2^-126 (flushed to zero: CUDA's libdevice and .ftz instructions, SPEC 5)."""
+    return FLUSHED if params.get("ftz") else HALF_SUBNORMAL
 
 
 def _recipe(params: dict, key: str = "recipe") -> NormRecipe:
@@ -125,16 +137,17 @@ def _eps32(eps: float) -> float:
     return float(torch.tensor(eps, dtype=torch.float32))
 
 
-def _underflow_rel(ss: torch.Tensor, D: int, v: torch.Tensor, n_round: int) -> torch.Tensor:
+def _underflow_rel(ss: torch.Tensor, D: int, v: torch.Tensor, n_round: int,
+                   sub: float = HALF_SUBNORMAL) -> torch.Tensor:
     """[...] relative error of v from roundings in the subnormal range: each of `n_round` squares or
     partials, and the division by D, may lose up to 2^-150 absolutely (additions of subnormals are
     exact). 0 where v == 0 (the row is 0 / 0 on every side: NaN)."""
-    abs_v = n_round * HALF_SUBNORMAL / D + HALF_SUBNORMAL
+    abs_v = n_round * sub / D + sub
     return torch.where(v > 0, abs_v / v.clamp_min(1e-300), torch.zeros_like(v))
 
 
 def error_vs_exact(x: torch.Tensor, weight, eps: float, *, depth: int, n_round: int,
-                   inv_ulps: float) -> torch.Tensor:
+                   inv_ulps: float, sub: float = HALF_SUBNORMAL) -> torch.Tensor:
     """[...] bound on |y - y_exact| / |y_exact| before the output rounding, for one fp32
     implementation whose sum of squares has `depth` chained roundings and `n_round` roundings that
     may underflow; y_exact = x w / sqrt(sum x^2 / D + fp32(eps)) in exact arithmetic."""
@@ -142,7 +155,7 @@ def error_vs_exact(x: torch.Tensor, weight, eps: float, *, depth: int, n_round: 
     ss = _rows(x)
     v = ss / D + _eps32(eps)
     share = torch.where(v > 0, (ss / D) / v.clamp_min(1e-300), torch.ones_like(v))
-    rel_v = gamma(depth) * share + 2 * U_FP32 + _underflow_rel(ss, D, v, n_round)
+    rel_v = gamma(depth) * share + 2 * U_FP32 + _underflow_rel(ss, D, v, n_round, sub)
     products = 1 + (weight is not None)
     return (0.5 * rel_v + inv_ulps * ULP + products * U_FP32) * SLACK
 
@@ -186,37 +199,58 @@ def _nan_free(bound: torch.Tensor) -> torch.Tensor:
     return torch.where(torch.isnan(bound), torch.zeros_like(bound), bound)
 
 
-def _abs_products(weight) -> float:
+def _abs_products(weight, sub: float = HALF_SUBNORMAL) -> float:
     """Absolute error of the y products if they land in the subnormals, both sides."""
-    return 2 * (1 + (weight is not None)) * HALF_SUBNORMAL
+    return 2 * (1 + (weight is not None)) * sub
+
+
+def _with_flush(iv, x: torch.Tensor, ftz: bool):
+    """Under FTZ an element whose x is subnormal (flushed on input) or whose y may be subnormal
+    (flushed on output) may be 0: widen its interval to contain 0 (no-op without FTZ)."""
+    if not ftz:
+        return iv
+    lo, hi = iv
+    may = (x.double().abs() < FLUSHED) | ((lo.abs() < FLUSHED) | (hi.abs() < FLUSHED) | (lo * hi <= 0))
+    return torch.where(may, torch.minimum(lo, torch.zeros_like(lo)), lo), \
+        torch.where(may, torch.maximum(hi, torch.zeros_like(hi)), hi)
 
 
 # %% P1
 
+SUM_LAMBDA = 6.0  # P1's probabilistic sum-of-squares model: 2 e^-18 = 3e-8 per row escapes it
+
+
 def p1_relative_gap(trace, x: torch.Tensor, eps: float, recipe: NormRecipe,
-                    inv_ulps: float) -> torch.Tensor:
+                    inv_ulps: float, sum_lambda: Optional[float] = SUM_LAMBDA,
+                    sub: float = HALF_SUBNORMAL) -> torch.Tensor:
     """[...] norm_relative_gap with the sum-of-squares term made sound for every recipe, plus
     the subnormal terms. golden.rmsnorm.norm_relative_gap charges the golden's sum one rounding (u)
     and the implementation gamma(sum_depth); the golden with chunk c rounds ceil(D/c) partials
     (gamma(n_chunks)), and an fp32 x's squares round in the implementation. Passing sum_depth =
     depth_impl + n_golden - 1 makes gamma(sum_depth) + u >= gamma(depth_impl) + gamma(n_golden)
-    (gamma is convex: (a + b - 1, 1) majorizes (a, b))."""
+    (gamma is convex: (a + b - 1, 1) majorizes (a, b)). With sum_lambda the sum's term is
+    min(gamma, lambda u sqrt(depth)) (NormBackend.sum_rel): the golden's n_golden roundings are
+    then counted as further martingale increments of the same size bound (u ss each)."""
     D = x.shape[-1]
     n_golden = golden_sum_roundings(D, recipe.chunk)
     depth = impl_sum_depth(D, recipe.chunk, x.dtype) + n_golden - 1
-    rel = norm_relative_gap(trace, x, NormBackend(inv_ulps=inv_ulps, sum_depth=depth))
+    rel = norm_relative_gap(trace, x, NormBackend(inv_ulps=inv_ulps, sum_depth=depth,
+                                                  sum_lambda=sum_lambda))
     ss = _rows(x)
     v = ss / D + _eps32(eps)
-    under = 0.5 * (_underflow_rel(ss, D, v, D) + _underflow_rel(ss, D, v, n_golden))
+    under = 0.5 * (_underflow_rel(ss, D, v, D, sub) + _underflow_rel(ss, D, v, n_golden))
     return rel + under * SLACK
 
 
-def p1_bound(trace, inputs, recipe: NormRecipe, inv_ulps: float) -> torch.Tensor:
-    """Elementwise P1 bound: both fp32 y lie in y_golden (1 +- rel) +- subnormal product errors."""
-    rel = p1_relative_gap(trace, inputs.x, inputs.eps, recipe, inv_ulps)[..., None]
-    iv = _interval(trace.y_fp32, rel, _abs_products(inputs.weight))
+def p1_bound(trace, inputs, recipe: NormRecipe, inv_ulps: float,
+             sum_lambda: Optional[float] = SUM_LAMBDA, ftz: bool = False) -> torch.Tensor:
+    """Elementwise P1 bound: both fp32 y lie in y_golden (1 +- rel) +- subnormal product errors
+    (and, under FTZ, may be 0 where x or y is subnormal)."""
+    sub = FLUSHED if ftz else HALF_SUBNORMAL
+    rel = p1_relative_gap(trace, inputs.x, inputs.eps, recipe, inv_ulps, sum_lambda, sub)[..., None]
+    iv = _with_flush(_interval(trace.y_fp32, rel, _abs_products(inputs.weight, sub)), inputs.x, ftz)
     if recipe.out_dtype == "fp32":
-        return _nan_free(iv[1] - trace.y_fp32.double())
+        return _nan_free(torch.maximum(iv[1] - trace.y_fp32.double(), trace.y_fp32.double() - iv[0]))
     # both the implementation's and the golden's fp32 y lie in iv: bound OUT(hi) - OUT(lo)
     return pair_bound(iv, iv, recipe)
 
@@ -227,7 +261,8 @@ def p1(inputs: dict, impl, params: dict) -> Outcome:
     recipe = _recipe(params)
     actual = x.call(impl, recipe=recipe)
     trace = x.call(rms_norm_trace, recipe=recipe)
-    bound = p1_bound(trace, x, recipe, params["inv_ulps"])
+    bound = p1_bound(trace, x, recipe, params["inv_ulps"], params.get("sum_lambda"),
+                     bool(params.get("ftz")))
     return Outcome(actual=actual, expected=trace.y, bound=bound, bound_doc=P1_DOC,
                    metrics={"undecided": int((bound > 0).sum())} if recipe.out_dtype == "bf16" else {})
 
@@ -347,8 +382,10 @@ def p12_scale(inputs: dict, impl, params: dict) -> Outcome:
     ends = []
     for inp in (x, ax):
         r = error_vs_exact(inp.x, inp.weight, inp.eps, depth=depth, n_round=D,
-                           inv_ulps=params["inv_ulps"])[..., None]
-        ends.append(_interval(exact_y(inp.x, inp.weight, inp.eps), r, _abs_products(inp.weight) / 2))
+                           inv_ulps=params["inv_ulps"], sub=_sub(params))[..., None]
+        ends.append(_with_flush(_interval(exact_y(inp.x, inp.weight, inp.eps), r,
+                                          _abs_products(inp.weight, _sub(params)) / 2),
+                                inp.x, bool(params.get("ftz"))))
     bound = pair_bound(ends[0], ends[1], recipe)
     return Outcome(actual=y2, expected=y1, bound=bound, bound_doc=P12S_DOC)
 
@@ -379,9 +416,11 @@ def p12_chunks(inputs: dict, impl, params: dict) -> Outcome:
         else:
             y = x.call(impl, recipe=recipe)
             r = error_vs_exact(x.x, x.weight, x.eps, depth=impl_sum_depth(D, chunk, x.x.dtype),
-                               n_round=D, inv_ulps=params["inv_ulps"])
+                               n_round=D, inv_ulps=params["inv_ulps"], sub=_sub(params))
         outs.append(y)
-        ivs.append(_interval(exact_y(x.x, x.weight, x.eps), r[..., None],
-                             _abs_products(x.weight) / 2))
+        sub = HALF_SUBNORMAL if golden else _sub(params)
+        ivs.append(_with_flush(_interval(exact_y(x.x, x.weight, x.eps), r[..., None],
+                                         _abs_products(x.weight, sub) / 2),
+                               x.x, bool(params.get("ftz")) and not golden))
     bound = pair_bound(ivs[0], ivs[1], base)
     return Outcome(actual=outs[1], expected=outs[0], bound=bound, bound_doc=P12C_DOC)

@@ -149,6 +149,7 @@ def loop_attention(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_i
     `tokens` only). `recipe` is any object with tile / tiling / p_dtype / l_from / rounding (an
     AttnRecipe); None = SPEC defaults. use_sink=False drops the sink term (o = O / L)."""
     tile = getattr(recipe, "tile", 64)
+    tile = max(sparse_indices.shape[1], 1) if tile is None else tile  # untiled: one tile
     tiling = getattr(recipe, "tiling", "positional")
     p_dtype = getattr(recipe, "p_dtype", "bf16")
     l_from = getattr(recipe, "l_from", "rounded")

@@ -400,3 +400,24 @@ def test_valid_index_with_page_outside_pool_raises(table, batch, block, page):
     for fn in (sparse_attention_golden, sparse_attention_fp64, sparse_attention_trace, loop_attention):
         with pytest.raises(ValueError, match=table):
             bad.call(fn)
+
+
+def _untiled(recipe: AttnRecipe) -> AttnRecipe:
+    """recipe with tile None (untiled, SPEC 2), set past validation until golden/recipes.py accepts
+    it (the plugins branch adds it)."""
+    object.__setattr__(recipe, "tile", None)
+    return recipe
+
+
+def test_untiled_recipe_is_one_tile_of_k_rows_and_bound_uses_min_tile_k():
+    x = make_attn_inputs(AttnCase(seed=5, topk=40))
+    K = x.sparse_indices.shape[1]
+    untiled = x.call(sparse_attention_trace, recipe=_untiled(AttnRecipe()))
+    one_tile = x.call(sparse_attention_trace, recipe=AttnRecipe(tile=K))
+    huge_tile = x.call(sparse_attention_trace, recipe=AttnRecipe(tile=1024))
+    assert untiled.tile == K == huge_tile.tile
+    assert torch.equal(untiled.o, one_tile.o) and torch.equal(untiled.o, huge_tile.o)
+    bounds = [attention_p1_bound(t, x.q, x.attn_sink, AttnRecipe()) for t in (untiled, huge_tile)]
+    assert torch.equal(bounds[0], bounds[1])  # tile 1024 no longer charges gamma_1023
+    loop = x.call(loop_attention, recipe=_untiled(AttnRecipe()))
+    assert bool(((loop.double() - untiled.o.double()).abs() <= bounds[0]).all())

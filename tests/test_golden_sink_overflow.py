@@ -1,0 +1,63 @@
+"""Issue 10's false alarm, shrunk: sink - M > ~88.7 overflows the golden's fp32 L + exp(sink - M),
+the golden returns 0, and an implementation that folds the sink in through logsumexp returns the
+exact subnormal value rounded to the 2^-149 grid. The bound there must allow that value with its
+relative slack and an absolute subnormal floor (golden.attention_bounds.subnormal_floor), and still
+reject a wrong one. Counterexample: one key row k = 3 (D = 1), sink = s + 102, so o = 3 e^-102.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from golden.attention import sparse_attention_fp64, sparse_attention_trace
+from golden.attention_bounds import attention_p1_bound, sensitivity
+from golden.inputs import AttnInputs
+from golden.recipes import AttnRecipe
+from kernelprop.report import check_outcome
+from properties.replays_attention import p1, p6_sink_scaling_impl, p7_empty_rows, recipe_params
+from tests.lse_sink_impl import lse_sink_attention
+
+
+def _one_key(k_value: float, sink_offset: float) -> AttnInputs:
+    """T = H = D = K = 1: q = 1, the one key row k_value, sink = score + sink_offset."""
+    kv = torch.full((1, 1, 1), k_value, dtype=torch.bfloat16)
+    table = torch.zeros(1, 1, dtype=torch.int32)
+    return AttnInputs(q=torch.ones(1, 1, 1, dtype=torch.bfloat16), ori_kv=kv, ori_block_table=table,
+                      cmp_kv=kv.clone(), cmp_block_table=table.clone(),
+                      sparse_indices=torch.zeros(1, 1, dtype=torch.int32),
+                      seqused_kv=torch.ones(1, dtype=torch.int32),
+                      attn_sink=torch.tensor([k_value + sink_offset]), window=1, tokens_per_batch=1,
+                      softmax_scale=None)
+
+
+SHRUNK = _one_key(3.0, 102.0)
+
+
+def test_golden_overflows_and_lse_fold_returns_the_subnormal_value():
+    recipe = AttnRecipe()
+    trace = SHRUNK.call(sparse_attention_trace, recipe=recipe)
+    assert math.isinf(float(trace.denom)) and float(trace.o) == 0.0
+    exact = float(SHRUNK.call(sparse_attention_fp64))
+    got = float(SHRUNK.call(lse_sink_attention, recipe=recipe))
+    assert 0 < exact < 2.0 ** -140 and abs(got - exact) <= 2 * 2.0 ** -149  # 1.2 steps
+    # the pre-fix allowance was exactly the exact magnitude A / Lt: the rounded value exceeds it
+    sens = sensitivity(trace, SHRUNK.attn_sink)
+    old = float((sens.w * trace.p.double()).sum() * 3.0 / (trace.L.double() + sens.sigma))
+    assert got > old
+
+
+def test_p1_p7_p6_pass_on_the_lse_fold():
+    params = recipe_params(AttnRecipe())
+    for replay in (p1, p7_empty_rows, p6_sink_scaling_impl):
+        verdict = check_outcome(replay({"inputs": SHRUNK}, lse_sink_attention, params))
+        assert not verdict.failing, (replay.__name__, verdict)
+
+
+def test_overflow_bound_still_rejects_a_wrong_tiny_value():
+    recipe = AttnRecipe()
+    trace = SHRUNK.call(sparse_attention_trace, recipe=recipe)
+    bound = float(attention_p1_bound(trace, SHRUNK.q, SHRUNK.attn_sink, recipe))
+    exact = float(SHRUNK.call(sparse_attention_fp64))
+    assert exact <= bound < 2 * exact   # twice the value (e.g. the sink counted half) fails
+    assert bound < 2.0 ** -140          # a floor, not a hole: a normal-range value fails
