@@ -93,7 +93,8 @@ MUTANTS = [
     # real shapes (issue 9): each needs a shape class of properties/strategies.py to show
     _attn("fixed64_max_not_rescaled", "fixed tile 64 (no recipe keyword): O and L not rescaled "
           "when a later tile raises the running max", ("P1",)),
-    _attn("fixed64_merge_swapped", "fixed tile 64: merge factors a and b swapped", ("P1",)),
+    _attn("fixed64_merge_swapped", "fixed tile 64: first tile peeled, later merges with factors "
+          "a and b swapped", ("P1",)),
     _attn("fixed64_rescale_bf16", "fixed tile 64: merge factors a, b rounded to bf16", ("P1",)),
     _attn("fixed64_sink_stale_max", "fixed tile 64: sink term exp(sink - m) with the first "
           "tile's max, not the final M", ("P1", "P6")),

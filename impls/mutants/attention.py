@@ -410,9 +410,15 @@ class FixedTileMaxNotRescaled(FixedTile64):
 
 
 class FixedTileMergeSwapped(FixedTile64):
-    """Merge factors a and b swapped (the new tile weighted as the running state)."""
+    """The first non-empty tile initializes the state (M, L, O = m, l, o_tile, as kernels that
+    peel the first tile do); every later merge has its factors a and b swapped. Needs >= 2
+    tiles with rows: with one tile it is the correct kernel."""
 
-    merge = MergeFactorsSwapped.merge
+    def merge(self, M, L, O, m, live, l, o):
+        first = live & ~torch.isfinite(M)
+        M_s, L_s, O_s = MergeFactorsSwapped.merge(self, M, L, O, m, live, l, o)
+        return (torch.where(first, m, M_s), torch.where(first, l, L_s),
+                torch.where(first[..., None], o, O_s))
 
 
 class FixedTileRescaleBf16(FixedTile64):
@@ -473,13 +479,21 @@ class MtpDepthTwoOnly(SparseAttention):
         return seqused_b - S + 1 + s.clamp(max=1)
 
 
+def _head_dim(args):
+    """D of a well-formed q (else None: the base's argument checks then name the problem, so
+    that P13 judges the checks, not this mutant's scale)."""
+    q = args[0] if args else None
+    ok = isinstance(q, torch.Tensor) and q.dim() == 3 and q.shape[-1] >= 1
+    return int(q.shape[-1]) if ok else None
+
+
 class DefaultScaleIntSqrt(SparseAttention):
     """Default softmax scale 1 / isqrt(D) (integer square root): wrong for D not a perfect
     square (every non-power-of-two D the suite draws, and D = 2^odd)."""
 
     def __call__(self, *args, softmax_scale=None, **kwargs):
-        if softmax_scale is None:
-            softmax_scale = 1.0 / math.isqrt(args[0].shape[-1])
+        if softmax_scale is None and _head_dim(args) is not None:
+            softmax_scale = 1.0 / math.isqrt(_head_dim(args))
         return super().__call__(*args, softmax_scale=softmax_scale, **kwargs)
 
 
@@ -488,9 +502,8 @@ class DefaultScalePaddedD(SparseAttention):
     D not a power of two."""
 
     def __call__(self, *args, softmax_scale=None, **kwargs):
-        if softmax_scale is None:
-            D = args[0].shape[-1]
-            softmax_scale = (1 << (D - 1).bit_length()) ** -0.5
+        if softmax_scale is None and _head_dim(args) is not None:
+            softmax_scale = (1 << (_head_dim(args) - 1).bit_length()) ** -0.5
         return super().__call__(*args, softmax_scale=softmax_scale, **kwargs)
 
 
