@@ -221,9 +221,13 @@ def class_cases(shape_class: str, *, limits: Limits, tile: Optional[int] = None,
                      heads=st.integers(1, 4), softmax_scale=None)
     if shape_class == "reference":
         batches = REFERENCE_BATCHES.get(current_sizes(), 1)
+        shape = dict(REFERENCE)
+        if current_sizes() == "large":  # CUDA: also the larger variants of the decode shape
+            shape.update(heads=st.sampled_from([64, 128]), head_dim=st.sampled_from([512, 576]),
+                         topk=st.sampled_from([512, 1024]))
         return _tiny(pads, data, sinks, strided, batches=st.integers(1, batches), extra=0,
-                     max_cmp_len=st.integers(REFERENCE["topk"], 2 * REFERENCE["topk"]),
-                     min_used=REFERENCE["window"] + REFERENCE["topk"], **REFERENCE)
+                     max_cmp_len=st.integers(2 * REFERENCE["topk"], 4 * REFERENCE["topk"]),
+                     min_used=REFERENCE["window"] + 2 * REFERENCE["topk"], **shape)
     raise ValueError(f"shape_class must be 'plain' or one of {coverage.ATTN_CLASSES}, "
                      f"got {shape_class!r}")
 
@@ -329,6 +333,15 @@ def restrict_to_domain(classes: tuple, domain) -> tuple:
     raise NotImplementedError("implementation domains are not wired into the strategies yet")
 
 
+def tile_is_free(impl) -> bool:
+    """Whether the suite may choose the tile: golden-only (impl None), `accepts_recipe = True`,
+    or a tuple of variable recipe fields that names "tile" (SPEC 6)."""
+    if impl is None:
+        return True
+    accepts = impl.accepts_recipe
+    return accepts is True or (isinstance(accepts, (tuple, list, frozenset, set)) and "tile" in accepts)
+
+
 def _inside_domain(shape_class: str, domain) -> None:
     """Skip (with the reason) a class parametrization the implementation's domain excludes."""
     if shape_class != "plain" and shape_class not in restrict_to_domain((shape_class,), domain):
@@ -353,10 +366,9 @@ def draw_attn(data, shape_class: str = "plain", *, impl=None, backend: str = "cp
     _inside_domain(shape_class, domain)
     coverage.expect(() if shape_class == "plain" else (shape_class,))
     strategy = recipes if recipes is not None else attn_recipes()
-    fixed = impl is not None and not impl.accepts_recipe
-    recipe = data.draw(st.just(impl.recipe) if fixed else strategy, label="recipe")
+    recipe = data.draw(strategy if impl is None else recipes_for(impl, strategy), label="recipe")
     tile = recipe.tile
-    if shape_class == "multi_tile" and not fixed:
+    if shape_class == "multi_tile" and tile_is_free(impl):
         tile = data.draw(st.integers(*MULTI_TILE_TILES), label="multi-tile tile")
         recipe = recipe.replace(tile=tile)
     case = data.draw(class_cases(shape_class, limits=limits or current_limits(), tile=tile,
