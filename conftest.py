@@ -5,6 +5,7 @@ Options:
   --impl KIND=PATH_OR_MODULE:CALLABLE   implementation under test (KIND: sparse_attention, rms_norm)
   --hypothesis-profile NAME    ci | dev | nightly | replay (or KERNELPROP_PROFILE; default dev)
   --reports-dir DIR            where counterexample reports go (default reports/)
+  --sizes small|reference|large   how large examples get (KERNELPROP_SIZES; kernelprop/sizes.py)
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ if str(ROOT) not in sys.path[:1]:
 import pytest  # noqa: E402
 from hypothesis import settings  # noqa: E402
 
-from kernelprop import evidence, profiles  # noqa: E402
+from kernelprop import coverage, evidence, profiles, sizes  # noqa: E402
 from kernelprop.backend import choose_backend, device_name  # noqa: E402
 from kernelprop.impl import KINDS, make_impl, parse_impl_option  # noqa: E402
 
@@ -35,9 +36,13 @@ def pytest_addoption(parser):
                     help="implementation under test, KIND in sparse_attention, rms_norm (repeatable)")
     group.addoption("--reports-dir", default=os.environ.get("KERNELPROP_REPORTS", "reports"),
                     help="directory for counterexample reports")
+    group.addoption("--sizes", default=None, choices=list(sizes.SIZES),
+                    help="example sizes: small (default), reference (nightly default), large (CUDA)")
 
 
 def pytest_configure(config):
+    config.addinivalue_line("markers", "shape_classes(kind, not_applicable): parametrized over "
+                            "shape classes (properties.strategies.over_shape_classes)")
     backend = choose_backend(config.getoption("--backend"))
     if backend == "cpu":
         import torch
@@ -60,6 +65,12 @@ def pytest_configure(config):
     profile = config.getoption("--hypothesis-profile", default=None) or \
         os.environ.get("KERNELPROP_PROFILE", "dev")
     os.environ["KERNELPROP_PROFILE_ACTIVE"] = profile
+    config.kernelprop_sizes = sizes.resolve_sizes(config.getoption("--sizes"), profile)
+    os.environ[sizes.ENV] = config.kernelprop_sizes  # read by the strategies and xdist workers
+    for kind in KINDS:
+        default = sizes.default_target(kind, config.kernelprop_sizes, backend)
+        if kind not in targets and default:
+            targets[kind] = default
 
 
 def pytest_report_header(config):
@@ -67,7 +78,8 @@ def pytest_report_header(config):
     impls = ", ".join(f"{k}={targets.get(k, 'bundled')}" for k in KINDS)
     return [f"kernelprop: backend={config.kernelprop_backend} "
             f"({device_name(config.kernelprop_backend)}), profile="
-            f"{os.environ.get('KERNELPROP_PROFILE_ACTIVE')}, impl: {impls}"]
+            f"{os.environ.get('KERNELPROP_PROFILE_ACTIVE')}, impl: {impls}",
+            sizes.header(config.kernelprop_sizes, config.kernelprop_backend, targets)]
 
 
 def _impl(config, kind):
@@ -99,6 +111,7 @@ def norm_impl(pytestconfig):
 
 def pytest_runtest_setup(item):
     evidence.begin(item.nodeid)
+    coverage.begin(item.nodeid, item.get_closest_marker("shape_classes"))
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -107,6 +120,8 @@ def pytest_runtest_makereport(item, call):
     report = outcome.get_result()
     if report.when == "call" and evidence.examples_run():
         report.user_properties.append(("kernelprop_examples", evidence.examples_run()))
+    if report.when == "call" and coverage.snapshot() is not None:
+        report.user_properties.append((coverage.USER_PROPERTY, coverage.snapshot()))
     if report.when == "call" and report.failed:
         try:
             from kernelprop.report import write_failure_report
@@ -131,6 +146,7 @@ def pytest_terminal_summary(terminalreporter):
         for nodeid, count, seconds in sorted(rows):
             rate = count / seconds if seconds else float("inf")
             terminalreporter.write_line(f"{count:>8} {seconds:>8.1f} {rate:>7.1f}  {nodeid}")
+    coverage.terminal_summary(terminalreporter)
     paths = [value for rep in terminalreporter.stats.get("failed", [])
              for name, value in getattr(rep, "user_properties", []) if name == "kernelprop_report"]
     if paths:

@@ -68,6 +68,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="first round's --hypothesis-seed (later rounds +1). Note: hypothesis "
                         "neither reads nor saves the example database under a forced seed")
     p.add_argument("--backend", default=None, choices=["auto", "cpu", "cuda"])
+    p.add_argument("--sizes", default=None, choices=["small", "reference", "large"],
+                   help="example sizes (kernelprop/sizes.py; default: reference, the nightly's)")
     p.add_argument("--reports-dir", default=os.environ.get("KERNELPROP_REPORTS", "reports"))
     p.add_argument("--history-dir", default="fuzz-history")
     p.add_argument("--progress", type=float, default=15.0, help="seconds between progress lines")
@@ -466,6 +468,8 @@ def main(argv: list[str]) -> int:
                                                          if os.environ.get("PYTHONPATH") else [])))
     if args.backend:
         env["KERNELPROP_BACKEND"] = args.backend
+    if args.sizes:
+        env["KERNELPROP_SIZES"] = args.sizes
     seed = args.seed
     examples = args.examples or DEFAULT_EXAMPLES
 

@@ -1,7 +1,10 @@
 """Hypothesis profiles: ci (derandomized, bounded, no database writes), dev (default, local database),
 nightly (many examples, targeted phase, persistent database), replay (database replay only).
 Select with --hypothesis-profile NAME or KERNELPROP_PROFILE=NAME. Deadlines are off: a kernel
-call's time depends on compilation and the interpreter, not on the example."""
+call's time depends on compilation and the interpreter, not on the example. The nightly profile
+also draws the reference decode shape: its default sizes are `reference` (kernelprop/sizes.py).
+Every property test splits max_examples evenly over its shape classes
+(properties.strategies.over_shape_classes)."""
 from __future__ import annotations
 
 import os

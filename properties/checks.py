@@ -3,8 +3,9 @@
 `run_property` calls the property's replay function (see kernelprop.evidence) on the example's
 inputs, records what it saw (the counterexample report's content), calls hypothesis' `target()`
 with the worst error/bound ratio so the targeted phase climbs toward the worst case, `note()`s the
-metrics of golden/ when it fails, and asserts: |actual - expected| <= bound elementwise, or bitwise
-equality when the outcome's bound is None.
+metrics of golden/ when it fails, counts the example's shape classes (kernelprop.coverage), and
+asserts: |actual - expected| <= bound elementwise, or bitwise equality when the outcome's bound is
+None.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import math
 from hypothesis import currently_in_test_context, note, target
 
 from golden.metrics import assert_within, compare
+from kernelprop import coverage
 from kernelprop.evidence import Evidence, Outcome, record, resolve
 from kernelprop.report import Verdict, check_outcome
 
@@ -32,6 +34,7 @@ def run_property(pid: str, check: str, replay_fn: str, *, inputs: dict, impl=Non
     """Compute the property through `replay_fn` ("module:function"), record, target, assert."""
     __tracebackhide__ = True
     params = params or {}
+    coverage.observe(case, inputs, recipe)  # once per example: its shape classes (counted, event())
     evidence = record(Evidence(property_id=pid, check=check, outcome=None,
                                impl=getattr(impl, "label", None),
                                impl_kind=getattr(impl, "kind", None), recipe=recipe, case=case,

@@ -9,7 +9,7 @@ from hypothesis import given, strategies as st
 from golden.inputs import AttnInputs, make_attn_inputs, read_rows
 from properties.checks import run_property
 from properties.replays_attention import recipe_params
-from properties.strategies import Limits, attn_cases, attn_recipes, current_limits, recipes_for, seeds
+from properties.strategies import Limits, backend_limits, draw_attn, over_shape_classes, seeds
 
 CPU_LIMITS = Limits(batches=2, tokens_per_batch=2, heads=3, head_dim=24, page_size=8, window=8,
                     topk=12, extra=3, cmp_len=24)
@@ -18,14 +18,10 @@ R = "properties.replays_attention:"
 GARBAGE = ("zeros", "normal", "huge", "bf16_max")
 
 
-def _limits(backend: str) -> Limits:
-    return current_limits() if backend == "cuda" else CPU_LIMITS
-
-
-def _draw(data, impl, backend, device, **case_kw):
-    case = data.draw(attn_cases(limits=_limits(backend), **case_kw)
-                     .map(lambda c: c.replace(device=device)), label="case")
-    recipe = data.draw(recipes_for(impl, attn_recipes()), label="recipe")
+def _draw(data, shape_class, impl, backend, device, **draw_kw):
+    drawn = draw_attn(data, shape_class, impl=impl, backend=backend, device=device,
+                      limits=backend_limits(backend, CPU_LIMITS), **draw_kw)
+    case, recipe = drawn.case, drawn.recipe
     if impl.accepts_recipe and backend != "cuda":
         recipe = recipe.replace(tile=max(recipe.tile, -(-case.num_indices // MAX_TILES_CPU)))
     return case, recipe
@@ -77,9 +73,10 @@ def permute_pages(x: AttnInputs, seed: int) -> AttnInputs:
 
 
 @pytest.mark.spec("P8")
+@over_shape_classes("attn")
 @given(data=st.data())
-def test_p8_page_permutation_is_bitwise_neutral(attn_impl, backend, device, data):
-    case, recipe = _draw(data, attn_impl, backend, device)
+def test_p8_page_permutation_is_bitwise_neutral(attn_impl, backend, device, shape_class, data):
+    case, recipe = _draw(data, shape_class, attn_impl, backend, device)
     x = make_attn_inputs(case)
     x_b = permute_pages(x, data.draw(seeds, label="page permutation seed"))
     run_property("P8", "pages relabeled (pools and block tables) give bitwise equal output",
@@ -126,9 +123,10 @@ def change_other_tokens(x: AttnInputs, keep: torch.Tensor, seed: int, garbage: s
 
 
 @pytest.mark.spec("P9")
+@over_shape_classes("attn")
 @given(data=st.data())
-def test_p9_token_independence(attn_impl, backend, device, data):
-    case, recipe = _draw(data, attn_impl, backend, device)
+def test_p9_token_independence(attn_impl, backend, device, shape_class, data):
+    case, recipe = _draw(data, shape_class, attn_impl, backend, device)
     T = case.tokens
     # one or two kept tokens: most of the data (other batches included) then changes
     kept = data.draw(st.sets(st.integers(0, T - 1), min_size=1, max_size=2), label="kept tokens")
@@ -159,9 +157,10 @@ def fill_unread_rows(x: AttnInputs, seed: int, garbage: str) -> AttnInputs:
 
 
 @pytest.mark.spec("P10")
+@over_shape_classes("attn")
 @given(data=st.data())
-def test_p10_unread_rows_never_matter(attn_impl, backend, device, data):
-    case, recipe = _draw(data, attn_impl, backend, device)
+def test_p10_unread_rows_never_matter(attn_impl, backend, device, shape_class, data):
+    case, recipe = _draw(data, shape_class, attn_impl, backend, device)
     case = case.replace(nan_unused=True)
     x = make_attn_inputs(case)
     garbage = data.draw(st.sampled_from(GARBAGE), label="garbage")
@@ -174,9 +173,10 @@ def test_p10_unread_rows_never_matter(attn_impl, backend, device, data):
 # %% P11 determinism
 
 @pytest.mark.spec("P11")
+@over_shape_classes("attn")
 @given(data=st.data())
-def test_p11_reruns_are_bitwise_equal(attn_impl, backend, device, data):
-    case, recipe = _draw(data, attn_impl, backend, device)
+def test_p11_reruns_are_bitwise_equal(attn_impl, backend, device, shape_class, data):
+    case, recipe = _draw(data, shape_class, attn_impl, backend, device)
     run_property("P11", "two runs on the same inputs are bitwise equal", R + "impl_bitwise",
                  inputs={"inputs": make_attn_inputs(case)}, impl=attn_impl,
                  params={**recipe_params(recipe), "doc": "P11: rerun bitwise equal"},

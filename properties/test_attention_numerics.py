@@ -8,7 +8,14 @@ from hypothesis import given, strategies as st
 from golden.inputs import make_attn_inputs
 from properties.checks import run_property
 from properties.replays_attention import recipe_params
-from properties.strategies import Limits, attn_cases, attn_recipes, current_limits, recipes_for, tiles
+from properties.strategies import (
+    Limits,
+    attn_recipes,
+    backend_limits,
+    draw_attn,
+    over_shape_classes,
+    tiles,
+)
 
 # Properties that call the implementation twice with any tile size (tile 1 costs one interpreter
 # iteration per index position) draw smaller cases on the CPU interpreter.
@@ -19,47 +26,44 @@ ONE_CALL_CPU_LIMITS = Limits(batches=2, tokens_per_batch=2, heads=3, head_dim=32
 BOTH_TILINGS = ("positional", "compacted")
 
 
-def _limits(backend: str, cpu: Limits) -> Limits:
-    return current_limits() if backend == "cuda" else cpu
-
-
-def _case(data, device, **kw):
-    return data.draw(attn_cases(**kw).map(lambda c: c.replace(device=device)), label="case")
-
-
-def _recipe_pair(data, tilings, max_tile=100):
-    """A recipe and a second one differing in tile size (1, odd, > K, non-divisors) and tiling."""
-    recipe = data.draw(attn_recipes(tilings=tilings, max_tile=max_tile), label="recipe")
-    other = recipe.replace(tile=data.draw(tiles(max_tile=max_tile), label="tile_b"),
-                           tiling=data.draw(st.sampled_from(tilings), label="tiling_b"))
-    return recipe, other
+def _other_recipe(data, recipe, tilings, max_tile=100):
+    """A second recipe differing in tile size (1, odd, > K, non-divisors) and tiling."""
+    return recipe.replace(tile=data.draw(tiles(max_tile=max_tile), label="tile_b"),
+                          tiling=data.draw(st.sampled_from(tilings), label="tiling_b"))
 
 
 @pytest.mark.spec("P2")
+@over_shape_classes("attn")
 @given(data=st.data())
-def test_p2_golden_within_analytic_bound_of_fp64(device, data):
-    case = _case(data, device)
-    recipe = data.draw(attn_recipes(tilings=BOTH_TILINGS), label="recipe")
+def test_p2_golden_within_analytic_bound_of_fp64(backend, device, shape_class, data):
+    drawn = draw_attn(data, shape_class, backend=backend, device=device,
+                      recipes=attn_recipes(tilings=BOTH_TILINGS))
+    case, recipe = drawn.case, drawn.recipe
     run_property("P2", "golden vs fp64 truth, analytic bound", "properties.replays_attention:p2_golden",
                  inputs={"inputs": make_attn_inputs(case)}, params=recipe_params(recipe),
                  recipe=recipe, case=case)
 
 
 @pytest.mark.spec("P2")
+@over_shape_classes("attn")
 @given(data=st.data())
-def test_p2_ratio_rule_impl_vs_fp64(attn_impl, backend, device, data):
-    case = _case(data, device, limits=_limits(backend, ONE_CALL_CPU_LIMITS))
-    recipe = data.draw(recipes_for(attn_impl, attn_recipes()), label="recipe")
+def test_p2_ratio_rule_impl_vs_fp64(attn_impl, backend, device, shape_class, data):
+    drawn = draw_attn(data, shape_class, impl=attn_impl, backend=backend, device=device,
+                      limits=backend_limits(backend, ONE_CALL_CPU_LIMITS))
+    case, recipe = drawn.case, drawn.recipe
     run_property("P2", "ratio rule: err(impl) <= err(golden) + max P1",
                  "properties.replays_attention:p2_ratio", inputs={"inputs": make_attn_inputs(case)},
                  impl=attn_impl, params=recipe_params(recipe), recipe=recipe, case=case)
 
 
 @pytest.mark.spec("P3")
+@over_shape_classes("attn")
 @given(data=st.data())
-def test_p3_golden_tile_and_tiling_invariance(device, data):
-    case = _case(data, device)
-    recipe, other = _recipe_pair(data, BOTH_TILINGS)
+def test_p3_golden_tile_and_tiling_invariance(backend, device, shape_class, data):
+    drawn = draw_attn(data, shape_class, backend=backend, device=device,
+                      recipes=attn_recipes(tilings=BOTH_TILINGS))
+    case, recipe = drawn.case, drawn.recipe
+    other = _other_recipe(data, recipe, BOTH_TILINGS)
     inputs = {"inputs": make_attn_inputs(case)}
     params = {**recipe_params(recipe), "recipe_b": recipe_params(other)["recipe"]}
     run_property("P3", "golden, two tile sizes and tilings",
@@ -72,14 +76,17 @@ def test_p3_golden_tile_and_tiling_invariance(device, data):
 
 
 @pytest.mark.spec("P3")
+@over_shape_classes("attn")
 @given(data=st.data())
-def test_p3_impl_tile_invariance(attn_impl, backend, device, data):
+def test_p3_impl_tile_invariance(attn_impl, backend, device, shape_class, data):
     if not attn_impl.accepts_recipe:
         pytest.skip(reason=attn_impl.unsupported_reason(attn_impl.recipe.replace(tile=1)))
-    case = _case(data, device, limits=_limits(backend, TWO_CALL_CPU_LIMITS))
     # positional only: the bundled kernels and impls/torch_reference.py raise NotImplementedError
     # for compacted tiling (the golden's P3 covers compacted)
-    recipe, other = _recipe_pair(data, ("positional",), max_tile=2 * case.num_indices + 1)
+    drawn = draw_attn(data, shape_class, impl=attn_impl, backend=backend, device=device,
+                      limits=backend_limits(backend, TWO_CALL_CPU_LIMITS))
+    case, recipe = drawn.case, drawn.recipe
+    other = _other_recipe(data, recipe, ("positional",), max_tile=2 * case.num_indices + 1)
     params = {**recipe_params(recipe), "recipe_b": recipe_params(other)["recipe"]}
     run_property("P3", "impl, two tile sizes",
                  "properties.replays_attention:impl_agree", inputs={"inputs": make_attn_inputs(case)},

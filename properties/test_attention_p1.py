@@ -7,14 +7,15 @@ from hypothesis import given, strategies as st
 from golden.inputs import make_attn_inputs
 from properties.checks import run_property
 from properties.replays_attention import recipe_params
-from properties.strategies import attn_cases, attn_recipes, recipes_for
+from properties.strategies import draw_attn, over_shape_classes
 
 
 @pytest.mark.spec("P1")
+@over_shape_classes("attn")
 @given(data=st.data())
-def test_p1_kernel_matches_golden(attn_impl, device, data):
-    case = data.draw(attn_cases().map(lambda c: c.replace(device=device)), label="case")
-    recipe = data.draw(recipes_for(attn_impl, attn_recipes()), label="recipe")
+def test_p1_kernel_matches_golden(attn_impl, backend, device, shape_class, data):
+    drawn = draw_attn(data, shape_class, impl=attn_impl, backend=backend, device=device)
+    case, recipe = drawn.case, drawn.recipe
     run_property("P1", "impl vs golden, same recipe", "properties.replays_attention:p1",
                  inputs={"inputs": make_attn_inputs(case)}, impl=attn_impl,
                  params=recipe_params(recipe), recipe=recipe, case=case)

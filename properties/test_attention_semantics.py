@@ -12,7 +12,7 @@ from golden.attention import valid_index_mask, visible_lengths
 from golden.inputs import AttnInputs, make_attn_inputs
 from properties.checks import run_property
 from properties.replays_attention import recipe_params
-from properties.strategies import Limits, attn_cases, attn_recipes, current_limits, recipes_for, seeds
+from properties.strategies import Limits, backend_limits, draw_attn, over_shape_classes, seeds
 
 CPU_LIMITS = Limits(batches=2, tokens_per_batch=2, heads=3, head_dim=24, page_size=8, window=8,
                     topk=12, extra=3, cmp_len=24)
@@ -20,16 +20,14 @@ MAX_TILES_CPU = 3   # interpreter cost is one iteration per tile and token: cap 
 R = "properties.replays_attention:"
 
 
-def _limits(backend: str) -> Limits:
-    return current_limits() if backend == "cuda" else CPU_LIMITS
-
-
-def _draw(data, impl, backend, device, k_extra=0, **case_kw):
-    """A case and a recipe for `impl` (positional tiling), the tile capped on the interpreter."""
-    case = data.draw(attn_cases(limits=_limits(backend), **case_kw)
-                     .map(lambda c: c.replace(device=device)), label="case")
-    recipe = data.draw(recipes_for(impl, attn_recipes()), label="recipe")
-    if impl.accepts_recipe:  # tiles that cut the index list (pads then move tile boundaries)
+def _draw(data, shape_class, impl, backend, device, k_extra=0, **draw_kw):
+    """A case and a recipe for `impl` (positional tiling), the tile capped on the interpreter
+    (the multi-tile class keeps its tile: it already cuts the list into 2-4 tiles)."""
+    drawn = draw_attn(data, shape_class, impl=impl, backend=backend, device=device,
+                      limits=backend_limits(backend, CPU_LIMITS), **draw_kw)
+    case, recipe = drawn.case, drawn.recipe
+    if impl.accepts_recipe and drawn.shape_class != "multi_tile":
+        # tiles that cut the index list (pads then move tile boundaries)
         K = case.num_indices + k_extra
         low = -(-K // MAX_TILES_CPU) if backend != "cuda" else 1
         recipe = recipe.replace(tile=data.draw(st.one_of(st.integers(low, max(low, K)), st.just(64)),
@@ -100,10 +98,11 @@ def duplicate_index(x: AttnInputs, seed: int, max_copies: int = 2):
 # %% P5 index semantics
 
 @pytest.mark.spec("P5")
+@over_shape_classes("attn")
 @given(data=st.data())
-def test_p5_pads_anywhere(attn_impl, backend, device, data):
+def test_p5_pads_anywhere(attn_impl, backend, device, shape_class, data):
     count = data.draw(st.integers(1, 6), label="pads per token")
-    case, recipe = _draw(data, attn_impl, backend, device, k_extra=count)
+    case, recipe = _draw(data, shape_class, attn_impl, backend, device, k_extra=count)
     x = make_attn_inputs(case)
     x_pad = insert_pads(x, data.draw(seeds, label="pad seed"), count)
     inputs = {"inputs": x_pad, "inputs_b": x}
@@ -118,9 +117,10 @@ def test_p5_pads_anywhere(attn_impl, backend, device, data):
 
 
 @pytest.mark.spec("P5")
+@over_shape_classes("attn")
 @given(data=st.data())
-def test_p5_permuted_indices(attn_impl, backend, device, data):
-    case, recipe = _draw(data, attn_impl, backend, device)
+def test_p5_permuted_indices(attn_impl, backend, device, shape_class, data):
+    case, recipe = _draw(data, shape_class, attn_impl, backend, device)
     x = make_attn_inputs(case)
     inputs = {"inputs": permute_indices(x, data.draw(seeds, label="permutation seed")), "inputs_b": x}
     tiling = data.draw(st.sampled_from(["positional", "compacted"]), label="golden tiling")
@@ -133,9 +133,10 @@ def test_p5_permuted_indices(attn_impl, backend, device, data):
 
 
 @pytest.mark.spec("P5")
+@over_shape_classes("attn")
 @given(data=st.data())
-def test_p5_duplicate_counts_twice(attn_impl, backend, device, data):
-    case, recipe = _draw(data, attn_impl, backend, device, k_extra=2)
+def test_p5_duplicate_counts_twice(attn_impl, backend, device, shape_class, data):
+    case, recipe = _draw(data, shape_class, attn_impl, backend, device, k_extra=2)
     x = make_attn_inputs(case)
     x_dup, pos, copies = duplicate_index(x, data.draw(seeds, label="duplicate seed"))
     inputs = {"inputs": x, "inputs_b": x_dup}
@@ -166,9 +167,11 @@ def _with_sinks(x: AttnInputs, sinks: list) -> AttnInputs:
 
 
 @pytest.mark.spec("P6")
+@over_shape_classes("attn", not_applicable={
+    "large_logits_sink": "every sink is -inf here (the class is P6's sink scaling test)"})
 @given(data=st.data())
-def test_p6_neg_inf_sink_is_no_sink(attn_impl, backend, device, data):
-    case, recipe = _draw(data, attn_impl, backend, device)
+def test_p6_neg_inf_sink_is_no_sink(attn_impl, backend, device, shape_class, data):
+    case, recipe = _draw(data, shape_class, attn_impl, backend, device)
     x = make_attn_inputs(case)
     x = _with_sinks(x, [-math.inf] * case.heads)
     run_property("P6", "impl(sink=-inf) vs fp64 softmax without a sink term", R + "p6_no_sink",
@@ -177,9 +180,10 @@ def test_p6_neg_inf_sink_is_no_sink(attn_impl, backend, device, data):
 
 
 @pytest.mark.spec("P6")
+@over_shape_classes("attn")
 @given(data=st.data())
-def test_p6_sink_scaling(attn_impl, backend, device, data):
-    case, recipe = _draw(data, attn_impl, backend, device)
+def test_p6_sink_scaling(attn_impl, backend, device, shape_class, data):
+    case, recipe = _draw(data, shape_class, attn_impl, backend, device)
     x = _with_sinks(make_attn_inputs(case), data.draw(sink_values(case.heads), label="sinks"))
     inputs, params = {"inputs": x}, recipe_params(recipe)
     golden_recipe = recipe.replace(tiling=data.draw(st.sampled_from(["positional", "compacted"]),
@@ -211,9 +215,10 @@ def empty_some_tokens(x: AttnInputs, seed: int) -> AttnInputs:
 
 
 @pytest.mark.spec("P7")
+@over_shape_classes("attn")
 @given(data=st.data())
-def test_p7_empty_rows_are_exact_zeros(attn_impl, backend, device, data):
-    case, recipe = _draw(data, attn_impl, backend, device)
+def test_p7_empty_rows_are_exact_zeros(attn_impl, backend, device, shape_class, data):
+    case, recipe = _draw(data, shape_class, attn_impl, backend, device)
     x = empty_some_tokens(make_attn_inputs(case), data.draw(seeds, label="empty seed"))
     inputs, params = {"inputs": x}, recipe_params(recipe)
     run_property("P7", "golden: tokens without a valid key give exact zeros",

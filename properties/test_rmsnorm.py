@@ -20,7 +20,7 @@ from properties.replays_norm import (
     npu_measurement,
     recipe_params,
 )
-from properties.strategies import norm_cases, norm_recipes, recipes_for
+from properties.strategies import draw_norm_case, norm_recipes, over_shape_classes, recipes_for
 
 REAL_INVS = ("recip_sqrt", "rsqrt", "recip_sqrt_rn")
 INV_PAIRS = list(itertools.permutations(REAL_INVS, 2))
@@ -33,8 +33,9 @@ def _need_recipes(impl) -> None:
         pytest.skip(reason=impl.unsupported_reason("other NormRecipe variants (INV / chunk)"))
 
 
-def _case(draw, device, **kw):
-    return draw.draw(norm_cases(**kw).map(lambda c: c.replace(device=device)), label="case")
+def _case(draw, device, shape_class="plain", **kw):
+    """A case of the test's shape class (plain, eps = 0 with tiny data, ...: strategies)."""
+    return draw_norm_case(draw, shape_class, device=device, **kw)
 
 
 # The interpreter runs one loop iteration per chunk (~14 ms each at 32 rows): on the CPU backend an
@@ -68,9 +69,10 @@ def _draw_recipe(data, impl, dim: int, backend: str) -> NormRecipe:
 # %% P1
 
 @pytest.mark.spec("P1")
+@over_shape_classes("norm")
 @given(data=st.data())
-def test_p1_norm_matches_golden(norm_impl, backend, device, data):
-    case = _case(data, device)
+def test_p1_norm_matches_golden(norm_impl, backend, device, shape_class, data):
+    case = _case(data, device, shape_class)
     recipe = _draw_recipe(data, norm_impl, case.dim, backend)
     x = make_norm_inputs(case)
     assume(in_domain(x.x, x.eps))
@@ -82,10 +84,11 @@ def test_p1_norm_matches_golden(norm_impl, backend, device, data):
 # %% P4
 
 @pytest.mark.spec("P4")
+@over_shape_classes("norm")
 @given(data=st.data())
-def test_p4a_inv_variants_fp32_ulps(norm_impl, backend, device, data):
+def test_p4a_inv_variants_fp32_ulps(norm_impl, backend, device, shape_class, data):
     _need_recipes(norm_impl)
-    case = _case(data, device).replace(weight=False)
+    case = _case(data, device, shape_class).replace(weight=False)
     recipe = _affordable(data.draw(norm_recipes(out_dtypes=("fp32",)), label="recipe"), case.dim,
                          backend)
     inv_a, inv_b = data.draw(st.sampled_from(INV_PAIRS), label="variants")
@@ -98,10 +101,11 @@ def test_p4a_inv_variants_fp32_ulps(norm_impl, backend, device, data):
 
 
 @pytest.mark.spec("P4")
+@over_shape_classes("norm")
 @given(data=st.data())
-def test_p4b_inv_variants_bf16_mismatch(norm_impl, backend, device, data):
+def test_p4b_inv_variants_bf16_mismatch(norm_impl, backend, device, shape_class, data):
     _need_recipes(norm_impl)
-    case = _case(data, device)
+    case = _case(data, device, shape_class)
     recipe = _affordable(data.draw(norm_recipes(out_dtypes=("bf16",)), label="recipe"), case.dim,
                          backend)
     inv_a, inv_b = data.draw(st.sampled_from(INV_PAIRS), label="variants")
@@ -186,9 +190,10 @@ def _draw_log2_scale(data, jmin: int, jmax: int) -> int:
 
 
 @pytest.mark.spec("P12")
+@over_shape_classes("norm")
 @given(data=st.data())
-def test_p12_scale_invariance(norm_impl, backend, device, data):
-    case = _case(data, device)
+def test_p12_scale_invariance(norm_impl, backend, device, shape_class, data):
+    case = _case(data, device, shape_class)
     recipe = _draw_recipe(data, norm_impl, case.dim, backend)
     x = make_norm_inputs(case)
     # 2^j x is exact (no bf16/fp32 overflow, no new subnormals), its sum of squares stays finite,
@@ -203,11 +208,15 @@ def test_p12_scale_invariance(norm_impl, backend, device, data):
 
 
 @pytest.mark.spec("P12")
+@over_shape_classes("norm", not_applicable={
+    "eps0_tiny": "tiny data squares into fp32 subnormals, where 2^j scaling is not exact "
+                 "(docs/bounds-rmsnorm.md#p12)"})
 @given(data=st.data())
-def test_p12_golden_exact_scale_invariance_eps0(backend, device, data):
+def test_p12_golden_exact_scale_invariance_eps0(backend, device, shape_class, data):
     """eps = 0: the golden is bitwise invariant under 2^j x as long as nothing over- or underflows
     (data "tiny" squares into fp32 subnormals: excluded, see docs/bounds-rmsnorm.md#p12)."""
-    case = _case(data, device, data=("normal", "huge", "zero", "int8", "heavy", "uniform"))
+    case = _case(data, device, shape_class,
+                 data_kinds=("normal", "huge", "zero", "int8", "heavy", "uniform"))
     case = case.replace(eps=0.0)
     recipe = data.draw(norm_recipes(invs=("recip_sqrt", "rsqrt", "recip_sqrt_rn", "rsqrt_approx")),
                        label="recipe")
@@ -221,9 +230,10 @@ def test_p12_golden_exact_scale_invariance_eps0(backend, device, data):
 
 
 @pytest.mark.spec("P12")
+@over_shape_classes("norm")
 @given(data=st.data())
-def test_p12_golden_chunk_orders(backend, device, data):
-    case = _case(data, device)
+def test_p12_golden_chunk_orders(backend, device, shape_class, data):
+    case = _case(data, device, shape_class)
     recipe = data.draw(norm_recipes(), label="recipe")
     c1, c2 = data.draw(_chunks(case.dim), label="chunk_a"), data.draw(_chunks(case.dim), label="chunk_b")
     x = make_norm_inputs(case)
@@ -235,10 +245,11 @@ def test_p12_golden_chunk_orders(backend, device, data):
 
 
 @pytest.mark.spec("P12")
+@over_shape_classes("norm")
 @given(data=st.data())
-def test_p12_impl_chunk_orders(norm_impl, backend, device, data):
+def test_p12_impl_chunk_orders(norm_impl, backend, device, shape_class, data):
     _need_recipes(norm_impl)
-    case = _case(data, device)
+    case = _case(data, device, shape_class)
     recipe = data.draw(norm_recipes(), label="recipe")
     c1 = data.draw(_chunks(case.dim, backend), label="chunk_a")
     c2 = data.draw(_chunks(case.dim, backend), label="chunk_b")

@@ -64,7 +64,8 @@ def _replay(report: Path, *extra: str) -> int:
 
 def test_planted_attention_bug_gives_a_shrunk_report_that_replays(tmp_path, capsys):
     reports = tmp_path / "reports"
-    run = _pytest(reports, P1, "--impl", f"sparse_attention={RTZ}")
+    run = _pytest(reports, f"{P1}::test_p1_kernel_matches_golden[plain]", "--impl",
+                  f"sparse_attention={RTZ}")
     out = run.stdout + run.stderr
     assert run.returncode == 1, out[-3000:]
     dirs = _report_dirs(reports)
@@ -72,13 +73,13 @@ def test_planted_attention_bug_gives_a_shrunk_report_that_replays(tmp_path, caps
     rdir = dirs[0]
     assert {p.name for p in rdir.iterdir()} >= {"report.md", "report.json", "inputs.pt"}
     assert rdir.parent.parent == reports and rdir.name == \
-        "properties.test_attention_p1.py__test_p1_kernel_matches_golden"
+        "properties.test_attention_p1.py__test_p1_kernel_matches_golden_plain_"
     # pytest's terminal summary lists the report and its replay command
     assert "kernelprop counterexample reports" in out and str(rdir) in out
 
     data = json.loads((rdir / "report.json").read_text())
     assert data["schema"] == kreport.SCHEMA
-    assert data["nodeid"] == f"{P1}::test_p1_kernel_matches_golden"
+    assert data["nodeid"] == f"{P1}::test_p1_kernel_matches_golden[plain]"
     assert data["property_id"] == "P1" and data["spec_marks"] == ["P1"]
     assert data["impl"]["kind"] == "sparse_attention" and data["impl"]["spec"] == RTZ
     assert data["impl"]["declared_recipe"]["rounding"] == "rne"

@@ -90,6 +90,21 @@ MUTANTS = [
           ("P11",)),
     _attn("empty_rows_unwritten", "tokens without a valid key never stored (NaN from torch.empty)",
           ("P7",)),
+    # real shapes (issue 9): each needs a shape class of properties/strategies.py to show
+    _attn("fixed64_max_not_rescaled", "fixed tile 64 (no recipe keyword): O and L not rescaled "
+          "when a later tile raises the running max", ("P1",)),
+    _attn("fixed64_merge_swapped", "fixed tile 64: first tile peeled, later merges with factors "
+          "a and b swapped", ("P1",)),
+    _attn("fixed64_rescale_bf16", "fixed tile 64: merge factors a, b rounded to bf16", ("P1",)),
+    _attn("fixed64_sink_stale_max", "fixed tile 64: sink term exp(sink - m) with the first "
+          "tile's max, not the final M", ("P1", "P6")),
+    _attn("head_block2_q", "heads >= 16 read q[t, h % 16] (head offset of the second head "
+          "block dropped)", ("P1",)),
+    _attn("mtp_depth2_only", "positions s >= 2 see the rows of position 1 (kernel written for "
+          "MTP depth <= 2)", ("P1",)),
+    _attn("scale_isqrt", "default softmax scale 1 / isqrt(D)", ("P1", "P2")),
+    _attn("scale_padded_d", "default softmax scale from the padded BLOCK_D = next_pow2(D)",
+          ("P1", "P2")),
     # RMSNorm
     _norm("rsqrt_12bit", "INV is a hardware rsqrt with 12 correct bits", ("P1", "P12")),
     _norm("rsqrt_10bit", "INV is a hardware rsqrt with 10 correct bits", ("P1", "P12")),
@@ -105,6 +120,8 @@ MUTANTS = [
     _norm("out_via_fp16", "output rounded fp32 -> fp16 -> bf16 (double rounding)", ("P1",)),
     _norm("norm_recipe_ignored", "recipe keyword accepted but the default recipe always used",
           ("P1",)),
+    _norm("subnormals_flushed", "fp32 subnormal squares flushed to zero (eps = 0, tiny data: "
+          "y = inf)", ("P1",)),
 ]
 
 NO_ARG_CHECKS = ("impls/torch_reference.py is a numerics reference without the wrappers' argument "
@@ -125,6 +142,8 @@ CONTROLS = [
             "the mutants' common base, no bug"),
     Control("negative_zero", "sparse_attention", f"{ATTN}:negative_zero",
             "benign: -0.0 for tokens with no valid key (IEEE-equal to the exact zero)"),
+    Control("fixed_tile_64", "sparse_attention", f"{ATTN}:fixed_tile_64",
+            "the base with a fixed tile of 64 and no recipe keyword (the fixed64_* mutants' base)"),
     Control("reverse_chunks", "rms_norm", f"{NORM}:reverse_chunks",
             "benign: sum-of-squares chunks added right to left (within fp32 bounds)"),
 ]

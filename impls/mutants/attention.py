@@ -383,6 +383,130 @@ class EmptyRowsUnwritten(SparseAttention):
         return torch.where(torch.isfinite(M)[..., None], o, math.nan)
 
 
+# -- real-shape bugs (issue 9): each needs a shape class to show --------------------------------
+# A fixed-tile kernel (tile 64, no recipe keyword, so P3 cannot vary its tile) shows a merge bug
+# only when >= 2 tiles hold rows and a later tile raises the running max: the multi_tile class.
+
+class FixedTile64(SparseAttention):
+    """The correct base with the default recipe only (tile 64, no `recipe` keyword accepted)."""
+
+    accepts_recipe = False
+
+    def __call__(self, *args, **kwargs):
+        if kwargs.get("recipe") is not None:
+            raise TypeError("this kernel takes no recipe keyword")
+        return super().__call__(*args, **kwargs)
+
+
+class FixedTileMaxNotRescaled(FixedTile64):
+    """The running max is updated but O and L are not rescaled by exp(M - M')."""
+
+    def merge(self, M, L, O, m, live, l, o):
+        M_new = torch.where(live, torch.maximum(M, m), M)
+        b = _exp(m - M_new)
+        L = torch.where(live, L + b * l, L)
+        O = torch.where(live[..., None], O + b[..., None] * o, O)
+        return M_new, L, O
+
+
+class FixedTileMergeSwapped(FixedTile64):
+    """The first non-empty tile initializes the state (M, L, O = m, l, o_tile, as kernels that
+    peel the first tile do); every later merge has its factors a and b swapped. Needs >= 2
+    tiles with rows: with one tile it is the correct kernel."""
+
+    def merge(self, M, L, O, m, live, l, o):
+        first = live & ~torch.isfinite(M)
+        M_s, L_s, O_s = MergeFactorsSwapped.merge(self, M, L, O, m, live, l, o)
+        return (torch.where(first, m, M_s), torch.where(first, l, L_s),
+                torch.where(first[..., None], o, O_s))
+
+
+class FixedTileRescaleBf16(FixedTile64):
+    """The merge factors a = exp(M - M'), b = exp(m - M') rounded to bf16 (a bf16 exp unit)."""
+
+    def merge(self, M, L, O, m, live, l, o):
+        M_new = torch.where(live, torch.maximum(M, m), M)
+        a = round_to_bf16(torch.where(torch.isfinite(M), _exp(M - M_new), 0.0), "rne")
+        b = round_to_bf16(_exp(m - M_new), "rne")
+        L = torch.where(live, a * L + b * l, L)
+        O = torch.where(live[..., None], a[..., None] * O + b[..., None] * o, O)
+        return M_new, L, O
+
+
+class FixedTileSinkStaleMax(FixedTile64):
+    """The sink term uses the first tile's max: o = O / (L + exp(sink - m_first))."""
+
+    _stale = None
+
+    def online_softmax(self, q, keys, valid, scale, sink, recipe):
+        T, H, D = q.shape
+        M = torch.full((T, H), -math.inf, device=q.device)
+        L = torch.zeros(T, H, device=q.device)
+        O = torch.zeros(T, H, D, device=q.device)
+        first = None
+        for part in self.merge_order(list(self.tile_parts(q, keys, valid, scale, sink, recipe))):
+            M, L, O = self.merge(M, L, O, *part)
+            first = M.clone() if first is None else torch.where(torch.isfinite(first), first, M)
+        self._stale = first
+        return M, L, O
+
+    def normalize(self, O, L, M, sink):
+        stale = self._stale if self._stale is not None else M
+        seen = torch.isfinite(M)
+        stale = torch.where(torch.isfinite(stale), stale, M)
+        denom = L + _exp(sink[None] - torch.where(seen, stale, 0.0))
+        return torch.where(seen[..., None], O / denom[..., None], 0.0)
+
+
+HEAD_BLOCK = 16
+
+
+class SecondHeadBlockQ(SparseAttention):
+    """Heads of the second and later blocks of 16 read q without the block's head offset
+    (q[t, h % 16]): a bug only for H > 16."""
+
+    def online_softmax(self, q, keys, valid, scale, sink, recipe):
+        H = q.shape[1]
+        heads = torch.arange(H, device=q.device) % HEAD_BLOCK
+        return super().online_softmax(q[:, heads], keys, valid, scale, sink, recipe)
+
+
+class MtpDepthTwoOnly(SparseAttention):
+    """Written for MTP depth <= 2: positions s >= 2 see the rows of position 1
+    (used = seqused - S + 1 + min(s, 1)): a bug only for tokens_per_batch >= 3."""
+
+    def visible(self, seqused_b, S, s):
+        return seqused_b - S + 1 + s.clamp(max=1)
+
+
+def _head_dim(args):
+    """D of a well-formed q (else None: the base's argument checks then name the problem, so
+    that P13 judges the checks, not this mutant's scale)."""
+    q = args[0] if args else None
+    ok = isinstance(q, torch.Tensor) and q.dim() == 3 and q.shape[-1] >= 1
+    return int(q.shape[-1]) if ok else None
+
+
+class DefaultScaleIntSqrt(SparseAttention):
+    """Default softmax scale 1 / isqrt(D) (integer square root): wrong for D not a perfect
+    square (every non-power-of-two D the suite draws, and D = 2^odd)."""
+
+    def __call__(self, *args, softmax_scale=None, **kwargs):
+        if softmax_scale is None and _head_dim(args) is not None:
+            softmax_scale = 1.0 / math.isqrt(_head_dim(args))
+        return super().__call__(*args, softmax_scale=softmax_scale, **kwargs)
+
+
+class DefaultScalePaddedD(SparseAttention):
+    """Default softmax scale from the padded BLOCK_D = next power of two >= D: wrong only for
+    D not a power of two."""
+
+    def __call__(self, *args, softmax_scale=None, **kwargs):
+        if softmax_scale is None and _head_dim(args) is not None:
+            softmax_scale = (1 << (_head_dim(args) - 1).bit_length()) ** -0.5
+        return super().__call__(*args, softmax_scale=softmax_scale, **kwargs)
+
+
 # -- benign variant (a control: NOT a bug) ---------------------------------------------------
 
 class NegativeZeroEmptyRows(SparseAttention):
@@ -424,3 +548,12 @@ o_not_rescaled = OutputNotRescaled()
 merge_order_random = MergeOrderNondeterministic()
 empty_rows_unwritten = EmptyRowsUnwritten()
 negative_zero = NegativeZeroEmptyRows()
+fixed_tile_64 = FixedTile64()
+fixed64_max_not_rescaled = FixedTileMaxNotRescaled()
+fixed64_merge_swapped = FixedTileMergeSwapped()
+fixed64_rescale_bf16 = FixedTileRescaleBf16()
+fixed64_sink_stale_max = FixedTileSinkStaleMax()
+head_block2_q = SecondHeadBlockQ()
+mtp_depth2_only = MtpDepthTwoOnly()
+scale_isqrt = DefaultScaleIntSqrt()
+scale_padded_d = DefaultScalePaddedD()

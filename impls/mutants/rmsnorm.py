@@ -155,6 +155,15 @@ class RecipeIgnored(RMSNorm):
         return NormRecipe()
 
 
+class SubnormalsFlushed(RMSNorm):
+    """fp32 subnormal squares flushed to zero (FTZ arithmetic on the CPU backend, where the
+    golden and the recipe keep them): eps = 0 with tiny x gives ss = 0 and y = inf."""
+
+    def sum_of_squares(self, xf, chunk):
+        # x^2 < 2^-126 (subnormal or zero in fp32) exactly when |x| < 2^-63: those squares flush
+        return super().sum_of_squares(torch.where(xf.abs() < 2.0 ** -63, 0.0, xf), chunk)
+
+
 # -- benign variant (a control: NOT a bug) ---------------------------------------------------
 
 class ChunksSummedRightToLeft(RMSNorm):
@@ -183,3 +192,4 @@ out_rtz = OutputTruncated()
 out_via_fp16 = OutputThroughFp16()
 norm_recipe_ignored = RecipeIgnored()
 reverse_chunks = ChunksSummedRightToLeft()
+subnormals_flushed = SubnormalsFlushed()

@@ -1,0 +1,95 @@
+"""`--sizes small|reference|large`: how large the drawn examples get, and which implementation
+runs the examples the Triton interpreter cannot afford.
+
+  small      (default) interpreter-sized examples; the reference decode shape is not drawn
+  reference  adds the DeepSeek-V4 decode shape class (B up to 64, S=2, H=64, D=512, K=640) and
+             larger plain examples; the nightly profile's default
+  large      CUDA: bigger plain limits (D up to 1024, H up to 128) and B up to 128 at the
+             reference shape
+
+Selected by the pytest option --sizes, else KERNELPROP_SIZES, else "reference" under the nightly
+profile and "small" otherwise. conftest exports the choice as KERNELPROP_SIZES (xdist workers and
+properties/strategies.py read it there).
+
+On the CPU backend at sizes other than small, the bundled kernels are wrapped by
+`sparse_attention_by_size` / `rms_norm_by_size`: an example up to INTERPRETER_MAX_WORK runs
+through the Triton interpreter, a larger one through the torch implementation with the bundled
+argument checks (impls/mutants/*.py:reference, impls/torch_reference.py's algorithm). The
+session header says so; a counterexample report names the wrapper, and its replay dispatches
+the same way.
+"""
+from __future__ import annotations
+
+import os
+
+SIZES = ("small", "reference", "large")
+ENV = "KERNELPROP_SIZES"
+# T*H*K*D (attention) or elements (RMSNorm) up to which the interpreter runs an example: the
+# reference shape at T=2 (2*64*640*512 = 42M) takes ~0.65 s a call (measured, 2026-11-27)
+INTERPRETER_MAX_WORK = 2 ** 26
+INTERPRETER_MAX_NORM_ELEMENTS = 2 ** 20
+BY_SIZE = {"sparse_attention": "kernelprop.sizes:sparse_attention_by_size",
+           "rms_norm": "kernelprop.sizes:rms_norm_by_size"}
+
+
+def resolve_sizes(option: str | None, profile: str | None) -> str:
+    """The sizes of this run: the option, else $KERNELPROP_SIZES, else by profile."""
+    value = option or os.environ.get(ENV) or ("reference" if profile == "nightly" else "small")
+    if value not in SIZES:
+        raise ValueError(f"--sizes must be one of {SIZES}, got {value!r}")
+    return value
+
+
+def current_sizes() -> str:
+    value = os.environ.get(ENV) or "small"
+    return value if value in SIZES else "small"
+
+
+def default_target(kind: str, sizes: str, backend: str) -> str | None:
+    """The --impl target to use when the user named none: None (the bundled kernel) unless the
+    CPU backend must run examples larger than the interpreter affords."""
+    return BY_SIZE[kind] if backend != "cuda" and sizes != "small" else None
+
+
+class _BySize:
+    """The bundled kernel for examples the interpreter affords, the torch implementation (same
+    checks, same recipes) for larger ones."""
+
+    accepts_recipe = True
+
+    def __init__(self, kind: str):
+        from golden.recipes import AttnRecipe, NormRecipe
+
+        self.kind = kind
+        self.recipe = AttnRecipe() if kind == "sparse_attention" else NormRecipe()
+
+    def pick(self, *args):
+        if self.kind == "sparse_attention":
+            q, idx = args[0], args[5]
+            large = q.shape[0] * q.shape[1] * q.shape[2] * idx.shape[-1] > INTERPRETER_MAX_WORK
+            if large:
+                from impls.mutants.attention import reference
+                return reference
+            from kernels import sparse_decode_attention
+            return sparse_decode_attention
+        if args[0].numel() > INTERPRETER_MAX_NORM_ELEMENTS:
+            from impls.mutants.rmsnorm import reference
+            return reference
+        from kernels import rms_norm
+        return rms_norm
+
+    def __call__(self, *args, **kwargs):
+        return self.pick(*args)(*args, **kwargs)
+
+
+sparse_attention_by_size = _BySize("sparse_attention")
+rms_norm_by_size = _BySize("rms_norm")
+
+
+def header(sizes: str, backend: str, targets: dict) -> str:
+    line = f"kernelprop sizes: {sizes}"
+    if backend != "cuda" and sizes != "small" and any(t in BY_SIZE.values() for t in targets.values()):
+        line += (f" (CPU: bundled Triton kernels through the interpreter up to T*H*K*D = "
+                 f"{INTERPRETER_MAX_WORK} / {INTERPRETER_MAX_NORM_ELEMENTS} RMSNorm elements, the "
+                 f"torch implementation impls/mutants/*.py:reference above)")
+    return line

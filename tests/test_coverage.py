@@ -1,0 +1,121 @@
+"""Every property test reaches every shape class that applies to it (SPEC 4, "Power at real shapes").
+
+Two checks, both cheap (no kernel runs):
+1. Structure: every hypothesis property test in properties/ is parametrized over all shape classes
+   of its kind this run draws (properties.strategies.over_shape_classes), except classes it
+   declares not applicable with a reason; the few that draw no case of their own are listed here
+   with the reason.
+2. Reach: each parametrization runs under the active profile (ci in `./kp test`) with
+   run_property replaced by a stub that only classifies the inputs (kernelprop.coverage), and at
+   least one example must fall in its class, for the bundled kernel (free recipe) and for a
+   fixed-tile-64 implementation (no recipe keyword: multi_tile must reach 2-4 tiles of 64).
+"""
+import importlib
+import pkgutil
+from collections import defaultdict
+
+import pytest
+
+import properties
+from kernelprop import coverage
+from kernelprop.evidence import Outcome
+from kernelprop.impl import make_impl
+from properties.strategies import attn_classes_for_run, norm_classes_for_run
+
+# hypothesis property tests that draw no case through the shape classes, and why
+NO_SHAPE_CLASSES = {
+    "test_p4c_modelled_low_precision_rsqrt_violates":
+        "a fixed per-head shape (Dh = 512) where the modelled rsqrt must fail",
+    "test_p13_attention_bad_input": "bad input on a small valid example (shape is not the point)",
+    "test_p13_norm_bad_input": "bad input on a small valid example (shape is not the point)",
+}
+IMPLS = {"bundled": None, "fixed_tile_64": "impls/mutants/attention.py:fixed_tile_64"}
+
+
+def _property_tests():
+    """(module, name, function) of every hypothesis test in properties/."""
+    found = []
+    for info in pkgutil.iter_modules(properties.__path__):
+        if not info.name.startswith("test_"):
+            continue
+        module = importlib.import_module(f"properties.{info.name}")
+        for name, fn in vars(module).items():
+            if name.startswith("test_") and hasattr(fn, "hypothesis"):
+                found.append((module, name, fn))
+    return found
+
+
+def _marker(fn):
+    return next((m for m in getattr(fn, "pytestmark", []) if m.name == "shape_classes"), None)
+
+
+def _params(fn):
+    mark = next((m for m in getattr(fn, "pytestmark", []) if m.name == "parametrize"
+                 and m.args[0] == "shape_class"), None)
+    return tuple(mark.args[1]) if mark else ()
+
+
+def test_every_property_test_is_parametrized_over_its_shape_classes():
+    problems = []
+    for _, name, fn in _property_tests():
+        mark = _marker(fn)
+        if mark is None:
+            if name not in NO_SHAPE_CLASSES:
+                problems.append(f"{name}: no over_shape_classes and no reason in NO_SHAPE_CLASSES")
+            continue
+        kind, skipped = mark.kwargs["kind"], mark.kwargs["not_applicable"]
+        run = attn_classes_for_run() if kind == "attn" else norm_classes_for_run()
+        want = ("plain", *(c for c in run if c not in skipped))
+        if _params(fn) != want:
+            problems.append(f"{name}: parametrized over {_params(fn)}, expected {want}")
+        problems += [f"{name}: {c} not applicable without a reason" for c, why in skipped.items()
+                     if not why.strip()]
+    assert not problems, "\n".join(problems)
+
+
+def _stub(pid, check, replay_fn, *, inputs, impl=None, params=None, recipe=None, case=None):
+    coverage.observe(case, inputs, recipe)
+    first = next(iter(inputs.values()))
+    empty = first.q if hasattr(first, "q") else first.x
+    return Outcome(actual=empty, expected=empty, bound=None, bound_doc="coverage stub",
+                   metrics=defaultdict(int))
+
+
+def _reach(module, fn, shape_class, impl_target, monkeypatch) -> dict:
+    monkeypatch.setattr(module, "run_property", _stub)
+    coverage.begin(f"{fn.__name__}[{shape_class}]")
+    kwargs = {"backend": "cpu", "device": "cpu", "shape_class": shape_class}
+    argnames = fn.hypothesis.inner_test.__code__.co_varnames
+    if "attn_impl" in argnames:
+        kwargs["attn_impl"] = make_impl("sparse_attention", impl_target)
+    if "norm_impl" in argnames:
+        kwargs["norm_impl"] = make_impl("rms_norm")
+    try:
+        fn(**kwargs)
+    except pytest.skip.Exception:
+        return {}
+    return coverage.snapshot() or {}
+
+
+@pytest.mark.parametrize("impl_name", sorted(IMPLS))
+def test_ci_profile_reaches_every_class_of_every_property(impl_name, monkeypatch):
+    missed, reached = [], 0
+    try:
+        for module, name, fn in _property_tests():
+            if _marker(fn) is None:
+                continue
+            argnames = fn.hypothesis.inner_test.__code__.co_varnames
+            if impl_name != "bundled" and "attn_impl" not in argnames:
+                continue
+            for shape_class in _params(fn):
+                if shape_class == "plain":
+                    continue
+                snap = _reach(module, fn, shape_class, IMPLS[impl_name], monkeypatch)
+                if snap and not snap["counts"].get(shape_class):
+                    missed.append(f"{name}[{shape_class}]: 0 of {snap['examples']} examples "
+                                  f"reached it ({snap['counts']})")
+                reached += bool(snap)
+    finally:
+        coverage.begin("")  # this test's own stub counts are not a property's coverage
+    assert reached, "no property test ran (all skipped?)"
+    assert not missed, "\n".join(missed)
