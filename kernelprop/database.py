@@ -144,30 +144,34 @@ class FailSoftDatabase(ExampleDatabase):
         print(message, file=sys.stderr, flush=True)
         warnings.warn(SharedDatabaseWarning(message), stacklevel=3)
 
-    def _available(self) -> bool:
-        return not self._down or time.monotonic() >= self._next_try
-
-    def _back(self) -> None:
-        if not self._down:
-            return
+    def _reconnect(self) -> bool:
+        """While down and due for a try: push the queued saves (they are the probe; with none,
+        an empty fetch is), then mark the server back. False when it still fails."""
+        if time.monotonic() < self._next_try:
+            return False
+        try:
+            if not self.pending:
+                list(self.inner.fetch(b"kernelprop-probe"))
+            while self.pending:
+                self.inner.save(*self.pending[0])
+                self.pending.pop(0)
+        except Exception:
+            self._next_try = time.monotonic() + self.retry_after_s
+            return False
         self._down = False
-        pending, self.pending = self.pending, []
-        print(f"kernelprop: shared example database {self.name} is back; pushing "
-              f"{len(pending)} example(s) saved during the outage", file=sys.stderr, flush=True)
-        for key, value in pending:
-            self.save(key, value)
+        print(f"kernelprop: shared example database {self.name} is back; examples saved during "
+              f"the outage were pushed to it", file=sys.stderr, flush=True)
+        return True
 
     def _run(self, op, *args):
         """(True, result) or (False, None) when the shared database failed or is down."""
-        if not self._available():
+        if self._down and not self._reconnect():
             return False, None
         try:
-            result = op(*args)
+            return True, op(*args)
         except Exception as err:  # any failure of the shared part must not fail a test
             self._mark_down(f"{type(err).__name__}: {err}")
             return False, None
-        self._back()
-        return True, result
 
     def fetch(self, key: bytes):
         ok, values = self._run(lambda k: list(self.inner.fetch(k)), key)
@@ -205,9 +209,9 @@ def open_database(spec: DatabaseSpec, *, on_error: str = "stop") -> ExampleDatab
     local = DirectoryBasedExampleDatabase(spec.local)
     if spec.shared is None:
         return local
-    from hypothesis.extra.redis import RedisExampleDatabase  # after redis_client's import check
+    client = redis_client(spec.shared)  # first: names the extra when the client is missing
+    from hypothesis.extra.redis import RedisExampleDatabase
 
-    client = redis_client(spec.shared)
     down = None
     try:
         ping(client, spec.shared)

@@ -541,7 +541,10 @@ def main(argv: list[str]) -> int:
             rounds.append(result)
             done = [r for r in result["records"] if r.get("type") == "test"]
             failed_tests += [r["nodeid"] for r in done if r.get("outcome") in ("failed", "error")]
-            if result["rc"] == 5 and failed_tests:
+            collected = {n for rec in result["records"] if rec.get("type") == "collected"
+                         for n in rec.get("nodeids", [])}
+            if (result["rc"] == 5 and failed_tests) or (
+                    result["rc"] == 1 and collected and collected <= set(failed_tests)):
                 result["nothing_left"] = True
                 print("every selected test has failed; nothing left to fuzz", flush=True)
                 break
