@@ -64,7 +64,7 @@ def render(view: FleetView, title: str) -> str:
 body {{ font-family: sans-serif; margin: 1.5em; color: #222; }}
 table {{ border-collapse: collapse; margin-bottom: 1em; }}
 td, th {{ border: 1px solid #ccc; padding: 3px 7px; }}
-tr.bad td, td.bad {{ background: #fbe3e1; }} .row {{ display: flex; gap: 2em; flex-wrap: wrap; }}
+tr.bad td, td.bad {{ background: #fbe3e1; }} td code {{ word-break: break-all; }} .row {{ display: flex; gap: 2em; flex-wrap: wrap; }}
 .cap {{ color: #555; font-size: 90%; }} h4 {{ margin: 6px 0; }}
 </style></head><body>
 <h1>{_esc(title)}</h1>

@@ -245,6 +245,10 @@ def test_a_counterexample_found_by_one_worker_is_replayed_first_by_another(redis
     assert first["first_failure"]["example"] == 1, first
     assert first["first_failure"]["phase"] == "reuse", first
     assert "generate" not in first["phases"], first
+    # goal: the crossing costs B <= 1 s: the time before that example ran (database fetch, draw)
+    # is the test body's time to the failure less the example's own run (a cold first call)
+    crossing = first["first_failure"]["call_seconds"] - first["first_failure"]["example_seconds"]
+    assert crossing <= 1.0, first
     print(f"worker B: counterexample replayed at its example 1 (reuse), "
           f"{first['first_failure']['call_seconds']} s after its test body began "
           f"({first['first_failure']['example_seconds']} s running that example); "
