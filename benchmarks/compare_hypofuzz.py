@@ -47,8 +47,10 @@ def _env(work: Path, extra_path: str = "") -> dict:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("PYTEST_", "KERNELPROP_", "HYPOTHESIS_"))}
     env["PYTHONPATH"] = str(ROOT) + (os.pathsep + extra_path if extra_path else "")
+    # the nightly profile for both: it sets the CPU size limits (properties.strategies), so both
+    # engines draw from the same input space (HypoFuzz ignores the profile's example counts)
     env.update(KERNELPROP_PROBE_DIR=str(work / "probe"), KERNELPROP_DATABASE=str(work / "db"),
-               KERNELPROP_BACKEND="cpu")
+               KERNELPROP_BACKEND="cpu", KERNELPROP_PROFILE="nightly")
     return env
 
 

@@ -328,11 +328,21 @@ def _replay_unreported(args, rounds, extra, work, env, start, seed) -> None:
                             now + args.report_grace, profile="replay"))
 
 
-def _next_examples(examples: int, seconds: float, remaining: float, interrupted: bool) -> int:
+def _next_examples(examples: int, seconds: float, remaining: float, interrupted: bool,
+                   test_seconds: float | None = None) -> int:
+    """max_examples of the next round, so that it takes about a third of the time left.
+    seconds: the last round's wall time; test_seconds: the part of it spent in tests (per worker).
+    The rest (pytest start, torch and triton imports: ~10 s a round, measured) does not grow
+    with the examples, so only the test part is scaled (before, a short run with a ~10 s start
+    and 0.5 s of examples scaled as if examples took 10 s, and stayed at tiny rounds)."""
     if interrupted or seconds <= 0:
         return examples
     target = max(remaining / 3, MIN_ROUND_S)
-    scaled = int(examples * target / max(seconds, 1.0))
+    if test_seconds is not None and 0 < test_seconds < seconds:
+        overhead = seconds - test_seconds
+        scaled = int(examples * max(target - overhead, test_seconds) / max(test_seconds, 0.1))
+    else:
+        scaled = int(examples * target / max(seconds, 1.0))
     return max(MIN_EXAMPLES, min(MAX_EXAMPLES, scaled, examples * 4))
 
 
@@ -561,8 +571,9 @@ def main(argv: list[str]) -> int:
             if result["interrupted"]:
                 break
             if not args.fixed_examples:
+                test_seconds = sum(r.get("seconds", 0.0) for r in done) / args.workers
                 examples = _next_examples(examples, result["seconds"],
-                                          deadline - time.monotonic(), False)
+                                          deadline - time.monotonic(), False, test_seconds)
             rnd += 1
     except KeyboardInterrupt:
         print("fuzz: interrupted; summarizing what ran", flush=True)
