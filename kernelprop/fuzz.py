@@ -32,7 +32,7 @@ While it runs it prints a progress line every --progress seconds. At the end it 
   <history>/latest.md       the summary of this run
 and counterexample reports under <reports>/<run-id>/ (kernelprop.report).
 Exit status: 1 if any property failed or a test errored (collection included), 0 otherwise,
-2 on bad arguments.
+2 on bad arguments or a database that cannot be opened.
 """
 from __future__ import annotations
 
