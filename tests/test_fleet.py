@@ -8,9 +8,10 @@ its own local database, history and report folder, on the planted RMSNorm proper
 - worker A finds the bug by searching; worker B, given only the shared Redis, meets it as its
   very first example, in hypothesis' `reuse` phase (replayed from the database, no search);
   `fuzz report` merges both workers' records into one dashboard;
-- worker C runs while the Redis server is killed (SIGKILL), then the bug is planted (a gate
-  file): C warns, keeps fuzzing on its local database, finds the bug, writes the report, keeps
-  the run record pending, and the failing example replays from C's local database alone.
+- worker C (two xdist processes, one per layout) runs while the Redis server is killed
+  (SIGKILL), then the bug is planted (a gate file): each process warns, keeps fuzzing on the
+  local database, finds the bug and writes its report; the run record stays pending, and both
+  failing examples replay from C's local database alone.
 The unit tests need no server. .ci/run installs redis-server; where it is missing the Redis tests
 skip with a reason that says so.
 """
@@ -209,10 +210,12 @@ def _env(**extra: str) -> dict:
 
 
 def _fuzz_cmd(url: str, home: Path, worker: str, impl: str, *extra: str) -> list[str]:
+    """A fuzz worker on the planted RMSNorm property (`-k rows` unless extra selects otherwise)."""
+    select = [] if "--workers" in extra else ["-k", "rows"]
     return [sys.executable, "-m", "kernelprop", "fuzz", "--minutes", "1", "--backend", "cpu",
             "--database", url, "--local-database", str(home / "db"),
             "--history-dir", str(home / "history"), "--reports-dir", str(home / "reports"),
-            "--worker", worker, "--impl", impl, "-k", "rows", "--report-grace", "0",
+            "--worker", worker, "--impl", impl, *select, "--report-grace", "0",
             *extra, NORM_PROPERTY]
 
 
@@ -284,8 +287,9 @@ def test_unreachable_database_stops_the_run_at_start_with_the_cause(tmp_path):
 def test_redis_killed_mid_run_loses_nothing(redis_server, tmp_path):
     home, gate = tmp_path / "worker-c", tmp_path / "gate"
     env = _env(KERNELPROP_PLANTED_GATE=str(gate))
+    # two pytest-xdist processes, one per layout of the property: every one must survive
     proc = subprocess.Popen(_fuzz_cmd(redis_server.url, home, "worker-c", GATED, "--examples",
-                                      "400", "--fixed-examples"),
+                                      "400", "--fixed-examples", "--workers", "2"),
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
     try:
@@ -302,24 +306,25 @@ def test_redis_killed_mid_run_loses_nothing(redis_server, tmp_path):
             proc.kill()
     assert proc.returncode == 1, out[-4000:]
     summary = json.loads(next((home / "history").glob("runs/*/summary.json")).read_text())
-    # the worker noticed mid-round (an operation failed, not a round's opening), warned, went on
-    assert any(not o["error"].startswith("cannot reach") for o in summary["database_outages"]), \
-        summary["database_outages"]
+    # each xdist process noticed mid-round (an operation failed, not a round's opening), warned,
+    # went on
+    mid_run = [o for o in summary["database_outages"] if not o["error"].startswith("cannot reach")]
+    assert len(mid_run) >= 2, summary["database_outages"]
     assert "continuing on the local database" in "".join(
         p.read_text() for p in (home / "history").glob("runs/*/round-*.log"))
     reports = list((home / "reports").glob("*/*/report.json"))
-    assert len(reports) == 1, out[-4000:]
+    assert len(reports) == 2, out[-4000:]  # both layouts found and reported
     assert "fleet record NOT pushed" in out and list((home / "history" / "fleet-pending").glob(
         "*.json"))
 
     # nothing lost: the local database alone replays the failure (reuse phase only, no search)
     replay = subprocess.run(
-        [sys.executable, "-m", "pytest", NORM_PROPERTY, "-k", "rows", "-p", "no:cacheprovider",
+        [sys.executable, "-m", "pytest", NORM_PROPERTY, "-p", "no:cacheprovider",
          "-p", "no:xdist", "--backend", "cpu", "--hypothesis-profile=replay", "--impl", GATED,
          "--database", str(home / "db"), "--reports-dir", str(tmp_path / "replayed"), "-q"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-    assert replay.returncode == 1, replay.stdout[-3000:]
-    assert list((tmp_path / "replayed").glob("*/*/report.json"))
+    assert replay.returncode == 1 and "2 failed" in replay.stdout, replay.stdout[-3000:]
+    assert len(list((tmp_path / "replayed").glob("*/*/report.json"))) == 2
 
     # the pending run record reaches the fleet store once a server answers again
     server = RedisServer(redis_server.port)
