@@ -6,6 +6,9 @@ Options:
   --hypothesis-profile NAME    ci | dev | nightly | replay (or KERNELPROP_PROFILE; default dev)
   --reports-dir DIR            where counterexample reports go (default reports/)
   --sizes small|reference|large   how large examples get (KERNELPROP_SIZES; kernelprop/sizes.py)
+  --database DIR|redis://HOST:PORT/N   example database; a redis URL is shared by a fleet and
+                               multiplexed with --local-database DIR (KERNELPROP_DATABASE,
+                               KERNELPROP_LOCAL_DATABASE); see kernelprop/database.py
 """
 from __future__ import annotations
 
@@ -38,6 +41,12 @@ def pytest_addoption(parser):
                     help="directory for counterexample reports")
     group.addoption("--sizes", default=None, choices=list(sizes.SIZES),
                     help="example sizes: small (default), reference (nightly default), large (CUDA)")
+    group.addoption("--database", default=None, metavar="DIR_OR_REDIS_URL",
+                    help="hypothesis example database: a directory, or redis://HOST:PORT/N shared "
+                         "by a fleet (with --local-database); default $KERNELPROP_DATABASE or "
+                         ".hypothesis/examples")
+    group.addoption("--local-database", default=None, metavar="DIR",
+                    help="the local directory multiplexed with a redis --database")
 
 
 def pytest_configure(config):
@@ -51,6 +60,9 @@ def pytest_configure(config):
         # core) or with the interpreter, and stall badly on a loaded machine (measured 50x).
         torch.set_num_threads(1)
     config.kernelprop_backend = backend
+    from kernelprop.database import configure_pytest
+
+    configure_pytest(config)  # opens --database (a dead Redis stops the run here, with the cause)
     from kernelprop.report import configure as configure_reports
 
     configure_reports(config)  # one run id for the session, inherited by xdist workers

@@ -2,6 +2,7 @@
 
   replay REPORT.json [--impl ...]     rerun a saved counterexample; exit 1 while it still fails
   fuzz --minutes N [--workers W] [--impl ...] [--database PATH_OR_REDIS_URL]   nightly fuzzing
+  fuzz report --fleet REDIS_URL_OR_DIR [--out DIR]   the fleet dashboard (docs/fleet.md)
   mutants [--profile ci] [--only NAME ...]   the kill matrix of the planted-bug catalogue
 """
 from __future__ import annotations

@@ -1,12 +1,20 @@
 """python -m kernelprop fuzz --minutes N [--workers W] [--impl KIND=TARGET ...] [--database DB]
+                          [--local-database DIR] [--fleet STORE] [--worker NAME]
                           [-k EXPR] [--examples E] [--seed S] [PATHS ...] [-- PYTEST_ARGS ...]
+python -m kernelprop fuzz report [--fleet STORE ...] [--out DIR]   the fleet dashboard
 
 Nightly fuzzing: runs the `nightly` hypothesis profile over the whole catalogue (properties/ by
 default) in rounds until N minutes are up, each round a pytest run (hypothesis draws a fresh
 random seed each time; --seed forces one, which turns the database off), with a persistent
 example database shared by all rounds and nights: DB is a directory (default
-.hypothesis/examples) or a redis:// URL (hypothesis.extra.redis; needs `pip install redis`).
-Failing and target-maximizing examples found one night are replayed first the next.
+.hypothesis/examples) or a redis:// URL shared by a fleet of workers, multiplexed with the local
+--local-database (kernelprop.database; needs the `redis` extra). The database is opened before the
+first round: one that cannot be opened stops the run (exit 2) with the cause. A Redis that dies
+later only warns: rounds go on with the local database. Failing and target-maximizing examples
+found one night, on any worker, are replayed first the next.
+
+Fleet: with --fleet STORE (default: the --database Redis, if any) the run's record is appended to
+STORE (kernelprop.fleet) for `fuzz report`; --worker names this machine (default the host name).
 
 Rounds: the first runs --examples examples per test (default 10, so every test is reached); later
 rounds scale that so a round takes about a third of the time left (at most the nightly profile's
@@ -24,7 +32,7 @@ While it runs it prints a progress line every --progress seconds. At the end it 
   <history>/latest.md       the summary of this run
 and counterexample reports under <reports>/<run-id>/ (kernelprop.report).
 Exit status: 1 if any property failed or a test errored (collection included), 0 otherwise,
-2 on bad arguments.
+2 on bad arguments or a database that cannot be opened.
 """
 from __future__ import annotations
 
@@ -56,8 +64,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--impl", action="append", default=[], metavar="KIND=PATH_OR_MODULE:CALLABLE",
                    help="implementation under test (as pytest --impl; repeatable)")
     p.add_argument("--database", default=None, metavar="PATH_OR_REDIS_URL",
-                   help="hypothesis example database (default .hypothesis/examples or "
-                        "$KERNELPROP_DATABASE)")
+                   help="hypothesis example database: a directory, or redis://HOST:PORT/N shared "
+                        "by a fleet (default $KERNELPROP_DATABASE or .hypothesis/examples)")
+    p.add_argument("--local-database", default=None, metavar="DIR",
+                   help="the local directory multiplexed with a redis --database (default "
+                        "$KERNELPROP_LOCAL_DATABASE or .hypothesis/examples)")
+    p.add_argument("--fleet", default=None, metavar="REDIS_URL_OR_DIR",
+                   help="fleet history store this run's record is appended to (default: the "
+                        "--database Redis; 'none' for no record)")
+    p.add_argument("--worker", default=None,
+                   help="this worker's name in the fleet history (default $KERNELPROP_WORKER or "
+                        "the host name)")
     p.add_argument("-k", "--select", default=None, metavar="EXPR",
                    help="only tests matching this pytest -k expression")
     p.add_argument("--examples", type=int, default=None,
@@ -101,6 +118,8 @@ def aggregate(rounds: list[dict], reports: dict[str, list[str]]) -> dict:
     """Per test over all rounds: examples, failures, the worst target score, all scores."""
     props: dict = {}
     errors: list[dict] = []
+    outages = [o for rnd in rounds for rec in rnd["records"] if rec.get("type") == "database"
+               for o in rec.get("outages", [])]
     for rnd in rounds:
         if rnd.get("kind") == "replay":
             continue  # replays of failures already counted; their reports are found on disk
@@ -115,7 +134,7 @@ def aggregate(rounds: list[dict], reports: dict[str, list[str]]) -> dict:
                 "nodeid": rec["nodeid"], "spec": rec.get("spec", []), "rounds": 0,
                 "examples": 0, "failing_examples": 0, "gave_up": 0, "failures": 0, "errors": 0,
                 "skipped": 0, "interrupted": 0, "max": {}, "scores": {}, "phases": {},
-                "seconds": 0.0, "reports": []})
+                "seconds": 0.0, "reports": [], "first_failure": None})
             p["rounds"] += 1
             p["examples"] += rec.get("examples", 0)
             p["failing_examples"] += rec.get("failed", 0)
@@ -129,6 +148,8 @@ def aggregate(rounds: list[dict], reports: dict[str, list[str]]) -> dict:
             p["skipped"] += outcome == "skipped"
             p["interrupted"] += bool(rec.get("interrupted"))
             _merge_max(p["max"], rec.get("max"))
+            if p["first_failure"] is None and rec.get("first_failure"):
+                p["first_failure"] = dict(rec["first_failure"], round=rnd["round"])
             for label, values in (rec.get("scores") or {}).items():
                 p["scores"].setdefault(label, []).extend(values)
             for phase, n in (rec.get("phases") or {}).items():
@@ -137,7 +158,8 @@ def aggregate(rounds: list[dict], reports: dict[str, list[str]]) -> dict:
         props.setdefault(nodeid, {"nodeid": nodeid, "spec": [], "rounds": 0, "examples": 0,
                                   "failing_examples": 0, "gave_up": 0, "failures": 1,
                                   "errors": 0, "skipped": 0, "interrupted": 0, "max": {},
-                                  "scores": {}, "phases": {}, "seconds": 0.0, "reports": []})
+                                  "scores": {}, "phases": {}, "seconds": 0.0, "reports": [],
+                                  "first_failure": None})
         props[nodeid]["reports"] = paths
     for p in props.values():
         p["worst"] = max(p["max"].values()) if p["max"] else None
@@ -147,7 +169,7 @@ def aggregate(rounds: list[dict], reports: dict[str, list[str]]) -> dict:
                         if rec.get("type") == "collected" for n in rec.get("nodeids", [])})
     return {"properties": dict(sorted(props.items())), "collect_errors": errors,
             "not_reached": [n for n in collected if n not in props],
-            "groups": group_by_test(props)}
+            "groups": group_by_test(props), "database_outages": outages}
 
 
 def group_by_test(props: dict) -> dict:
@@ -157,10 +179,13 @@ def group_by_test(props: dict) -> dict:
         base = nodeid.split("[", 1)[0]
         g = groups.setdefault(base, {"nodeid": base, "spec": [], "cases": 0, "examples": 0,
                                      "failing_examples": 0, "failures": 0, "errors": 0,
-                                     "interrupted": 0, "max": {}, "scores": {}, "reports": []})
+                                     "interrupted": 0, "max": {}, "scores": {}, "reports": [],
+                                     "seconds": 0.0, "first_failure": None})
         g["cases"] += 1
-        for key in ("examples", "failing_examples", "failures", "errors", "interrupted"):
+        for key in ("examples", "failing_examples", "failures", "errors", "interrupted",
+                    "seconds"):
             g[key] += p[key]
+        g["first_failure"] = g["first_failure"] or p.get("first_failure")
         g["spec"] = sorted(set(g["spec"]) | set(p["spec"]))
         _merge_max(g["max"], p["max"])
         for label, values in p["scores"].items():
@@ -305,11 +330,21 @@ def _replay_unreported(args, rounds, extra, work, env, start, seed) -> None:
                             now + args.report_grace, profile="replay"))
 
 
-def _next_examples(examples: int, seconds: float, remaining: float, interrupted: bool) -> int:
+def _next_examples(examples: int, seconds: float, remaining: float, interrupted: bool,
+                   test_seconds: float | None = None) -> int:
+    """max_examples of the next round, so that it takes about a third of the time left.
+    seconds: the last round's wall time; test_seconds: the part of it spent in tests (per worker).
+    The rest (pytest start, torch and triton imports: ~10 s a round, measured) does not grow
+    with the examples, so only the test part is scaled (before, a short run with a ~10 s start
+    and 0.5 s of examples scaled as if examples took 10 s, and stayed at tiny rounds)."""
     if interrupted or seconds <= 0:
         return examples
     target = max(remaining / 3, MIN_ROUND_S)
-    scaled = int(examples * target / max(seconds, 1.0))
+    if test_seconds is not None and 0 < test_seconds < seconds:
+        overhead = seconds - test_seconds
+        scaled = int(examples * max(target - overhead, test_seconds) / max(test_seconds, 0.1))
+    else:
+        scaled = int(examples * target / max(seconds, 1.0))
     return max(MIN_EXAMPLES, min(MAX_EXAMPLES, scaled, examples * 4))
 
 
@@ -348,6 +383,11 @@ def markdown(summary: dict) -> str:
         failing = p["failures"] + p["errors"]
         lines.append(f"| {spec} | `{nodeid}`{cases}{flag} | {p['examples']} | {failing} | "
                      f"{p['failing_examples']} | {_fmt(p['worst'])} | {reports} |")
+    if summary.get("database_outages"):
+        lines += ["", f"**Shared database outages ({len(summary['database_outages'])})**: the "
+                  "rounds went on with the local database; everything found is in it and in the "
+                  "reports. " + "; ".join(f"{o.get('database', '?')}: {o['error']}"
+                                          for o in summary["database_outages"][:5])]
     if summary["not_reached"]:
         lines += ["", f"Not reached before the deadline ({len(summary['not_reached'])}): "
                   + ", ".join(f"`{n}`" for n in summary["not_reached"])]
@@ -432,6 +472,10 @@ def write_outputs(summary: dict, history_dir: Path, work: Path) -> dict[str, Pat
 # %% main
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["report"]:
+        from kernelprop.fleet_report import main as report_main
+
+        return report_main(argv[1:])
     extra: list[str] = []
     if "--" in argv:
         cut = argv.index("--")
@@ -455,15 +499,26 @@ def main(argv: list[str]) -> int:
             parser.error("--backend cuda was asked for but torch sees no CUDA device")
     paths = args.paths or [str(ROOT / "properties")]
     args.rootdir = str(ROOT)
-    database = args.database or os.environ.get("KERNELPROP_DATABASE") or ".hypothesis/examples"
-    if "://" not in database:
-        database = str(Path(database).resolve())
+    from kernelprop.database import DatabaseUnavailable, open_database, parse_database
+
+    try:  # strict: a database that cannot be opened stops the run here, with the cause
+        spec = parse_database(args.database, args.local_database)
+        spec = type(spec)(local=str(Path(spec.local).resolve()), shared=spec.shared)
+        open_database(spec, on_error="stop")
+    except DatabaseUnavailable as err:
+        print(f"kernelprop fuzz: {err}", file=sys.stderr, flush=True)
+        return 2
+    database = spec.describe()
+    fleet = args.fleet if args.fleet is not None else spec.shared
+    fleet = None if fleet in (None, "", "none") else fleet
     run_id = f"fuzz-{new_run_id()}"
     history_dir = Path(args.history_dir).resolve()
     work = history_dir / "runs" / run_id
     work.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, KERNELPROP_PROFILE="nightly", KERNELPROP_DATABASE=database,
-               KERNELPROP_RUN_ID=run_id,
+    # rounds open the database fail-soft: it answered just now; a later outage only warns
+    env = dict(os.environ, KERNELPROP_PROFILE="nightly",
+               KERNELPROP_DATABASE=spec.shared or spec.local, KERNELPROP_LOCAL_DATABASE=spec.local,
+               KERNELPROP_DATABASE_ON_ERROR="warn", KERNELPROP_RUN_ID=run_id,
                PYTHONPATH=os.pathsep.join([str(ROOT)] + ([os.environ["PYTHONPATH"]]
                                                          if os.environ.get("PYTHONPATH") else [])))
     if args.backend:
@@ -500,7 +555,10 @@ def main(argv: list[str]) -> int:
             rounds.append(result)
             done = [r for r in result["records"] if r.get("type") == "test"]
             failed_tests += [r["nodeid"] for r in done if r.get("outcome") in ("failed", "error")]
-            if result["rc"] == 5 and failed_tests:
+            collected = {n for rec in result["records"] if rec.get("type") == "collected"
+                         for n in rec.get("nodeids", [])}
+            if (result["rc"] == 5 and failed_tests) or (
+                    result["rc"] == 1 and collected and collected <= set(failed_tests)):
                 result["nothing_left"] = True
                 print("every selected test has failed; nothing left to fuzz", flush=True)
                 break
@@ -517,8 +575,9 @@ def main(argv: list[str]) -> int:
             if result["interrupted"]:
                 break
             if not args.fixed_examples:
+                test_seconds = sum(r.get("seconds", 0.0) for r in done) / args.workers
                 examples = _next_examples(examples, result["seconds"],
-                                          deadline - time.monotonic(), False)
+                                          deadline - time.monotonic(), False, test_seconds)
             rnd += 1
     except KeyboardInterrupt:
         print("fuzz: interrupted; summarizing what ran", flush=True)
@@ -549,6 +608,12 @@ def main(argv: list[str]) -> int:
     print()
     print(markdown(summary))
     print("summary: " + ", ".join(f"{k} {v}" for k, v in outputs.items()), flush=True)
+    if fleet:
+        from kernelprop.fleet import push, run_record, worker_name
+
+        record = run_record(summary, worker_name(args.worker))
+        (work / "fleet-record.json").write_text(json.dumps(record, indent=1) + "\n")
+        print(push(fleet, record, history_dir / "fleet-pending")[1], flush=True)
     return summary["exit_code"]
 
 

@@ -116,6 +116,9 @@ def trend(points: list[tuple[str, float | None, bool]], title: str) -> str:
         label, value, _ = points[i]
         body.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{BAD if failed else OK}">'
                     f'<title>{_esc(label)}: {_num(value)}</title></circle>')
+        if value is not None and value >= INF_SCORE:  # drawn a decade above the rest: say so
+            body.append(f'<text x="{x + 5:.1f}" y="{y - 4:.1f}" font-size="10" fill="{BAD}">'
+                        f'inf</text>')
     first, last = points[0][0], points[-1][0]
     body.append(f'<text x="{PAD_L}" y="{H - 8}" font-size="10">{_esc(first[:16])}</text>'
                 f'<text x="{W - PAD_R}" y="{H - 8}" font-size="10" text-anchor="end">'
@@ -177,6 +180,7 @@ def render(summary: dict, history: list[dict]) -> str:
 body {{ font-family: sans-serif; margin: 1.5em; color: #222; }}
 table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding: 3px 7px; }}
 tr.bad td {{ background: #fbe3e1; }} .row {{ display: flex; gap: 2em; flex-wrap: wrap; }}
+td code {{ word-break: break-all; }}
 .cap {{ color: #555; font-size: 90%; margin: 2px 0; }} h4 {{ margin: 6px 0; }}
 </style></head><body>
 <h1>kernelprop fuzz {_esc(summary['run_id'])}: {status}</h1>

@@ -6,7 +6,11 @@ their worst error/bound ratio), and appends JSON lines to $KERNELPROP_FUZZ_STATS
 
   {"type": "progress", "nodeid", "examples", "failed", "max": {label: score}}   every few seconds
   {"type": "test", "nodeid", "spec", "outcome", "interrupted", "examples", "failed", "gave_up",
-   "phases": {phase: n}, "max": {label: score}, "scores": {label: [score, ...]}, "seconds"}
+   "phases": {phase: n}, "max": {label: score}, "scores": {label: [score, ...]}, "seconds",
+   "first_failure": {"example": n (1 = the first), "phase", "seconds" (since setup began),
+                     "call_seconds" (since the test body began: fixtures excluded),
+                     "example_seconds" (hypothesis' timing of that example)} or null}
+  {"type": "database", "outages": [{"at", "error", "database"}]}  shared database failures
   {"type": "collect_error", "nodeid", "message"}
   {"type": "collected", "nodeids": [...], "backend", "device"}  the tests this round selected
 
@@ -60,7 +64,9 @@ class _TestStats:
         self.max: dict = {}
         self.scores: dict = {}
         self.outcome = "unknown"
+        self.first_failure = None  # where this process met its first failing example
         self.started = self.last_progress = time.monotonic()
+        self.call_started = None  # set when the test body (after fixtures) begins
 
     def observe(self, obs) -> None:
         if getattr(obs, "type", None) != "test_case":
@@ -73,6 +79,16 @@ class _TestStats:
         self.failed += status == "failed"
         phase = getattr(getattr(obs, "metadata", None), "phase", None) or "unknown"
         self.phases[phase] = self.phases.get(phase, 0) + 1
+        if status == "failed" and self.first_failure is None:
+            # "reuse" at example 1: replayed from the (shared) database, not searched for
+            now = time.monotonic()
+            timing = getattr(obs, "timing", None) or {}
+            self.first_failure = {
+                "example": self.examples, "phase": phase,
+                "seconds": round(now - self.started, 3),
+                "call_seconds": round(now - (self.call_started or self.started), 3),
+                "example_seconds": round(sum(v for v in timing.values()
+                                             if isinstance(v, (int, float))), 3)}
         for key, value in (getattr(obs, "features", None) or {}).items():
             if not key.startswith("target:") or not isinstance(value, (int, float)):
                 continue
@@ -91,7 +107,8 @@ class _TestStats:
         return {"type": "test", "nodeid": self.nodeid, "spec": self.spec, "outcome": self.outcome,
                 "interrupted": interrupted, "examples": self.examples, "failed": self.failed,
                 "gave_up": self.gave_up, "phases": self.phases, "max": self.max,
-                "scores": self.scores, "seconds": round(time.monotonic() - self.started, 3)}
+                "scores": self.scores, "seconds": round(time.monotonic() - self.started, 3),
+                "first_failure": self.first_failure}
 
 
 _current: dict = {"stats": None}
@@ -121,6 +138,14 @@ def pytest_runtest_protocol(item, nextitem):
         if interrupted and stats.outcome == "unknown":
             stats.outcome = "interrupted"
         _write(stats.record(interrupted))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    stats = _current["stats"]
+    if stats is not None:
+        stats.call_started = time.monotonic()
+    yield
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -165,3 +190,12 @@ def pytest_collectreport(report):
     if report.failed and _out_path() is not None:
         _write({"type": "collect_error", "nodeid": report.nodeid,
                 "message": str(report.longrepr)[-2000:]})
+
+
+def pytest_sessionfinish(session):
+    if _out_path() is None:
+        return
+    from kernelprop.database import outages
+
+    if outages():
+        _write({"type": "database", "outages": outages()})

@@ -22,19 +22,20 @@ def database_path() -> str:
 
 
 def make_database(path_or_url: str | None = None):
-    """A directory database, or a Redis one for redis:// URLs (needs the `redis` package)."""
-    target = path_or_url or database_path()
-    if target.startswith("redis://"):
-        import redis  # optional: only for users who ask for a shared database
-        from hypothesis.extra.redis import RedisExampleDatabase
+    """The local directory database of the spec (a redis:// spec's --local-database part):
+    what profiles hold before pytest_configure opens the full, possibly shared, database with
+    kernelprop.database.configure_pytest (strict open, clear errors)."""
+    from kernelprop.database import DEFAULT_LOCAL, DatabaseUnavailable, parse_database
 
-        return RedisExampleDatabase(redis.Redis.from_url(target))
-    return DirectoryBasedExampleDatabase(target)
+    try:
+        return DirectoryBasedExampleDatabase(parse_database(path_or_url).local)
+    except DatabaseUnavailable:  # a bad spec: configure_pytest reports it as a usage error
+        return DirectoryBasedExampleDatabase(DEFAULT_LOCAL)
 
 
-def register_profiles() -> None:
+def register_profiles(database=None) -> None:
     common = dict(deadline=None, suppress_health_check=_SUPPRESSED, print_blob=True)
-    db = make_database()
+    db = make_database() if database is None else database
     settings.register_profile("ci", derandomize=True, database=None, max_examples=50,
                               phases=[Phase.explicit, Phase.generate, Phase.target, Phase.shrink],
                               **common)
