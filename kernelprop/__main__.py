@@ -3,6 +3,7 @@
   replay REPORT.json [--impl ...]     rerun a saved counterexample; exit 1 while it still fails
   fuzz --minutes N [--workers W] [--impl ...] [--database PATH_OR_REDIS_URL]   nightly fuzzing
   mutants [--profile ci] [--only NAME ...]   the kill matrix of the planted-bug catalogue
+  compile [--fast] [--json P] [--markdown P]  sm_90a compile table of every kernel config (no GPU)
 """
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path[:1]:
     sys.path.insert(0, str(ROOT))  # this repo's `kernels`, never the PyPI package of that name
 
-COMMANDS = {"replay": "kernelprop.replay", "fuzz": "kernelprop.fuzz", "mutants": "kernelprop.mutants"}
+COMMANDS = {"replay": "kernelprop.replay", "fuzz": "kernelprop.fuzz", "mutants": "kernelprop.mutants",
+            "compile": "kernelprop.compile"}
 
 
 def main(argv: list[str]) -> int:

@@ -27,6 +27,7 @@ import triton.language as tl
 from golden.recipes import AttnRecipe
 from kernels._bf16 import ROUNDING_CODE, _round_to_bf16
 from kernels._checks import check_device, check_last_stride, check_tensor, interpreted
+from kernels._launch import KernelLaunch
 
 
 # %% kernel
@@ -411,14 +412,27 @@ def sparse_decode_attention(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table,
     if not interpreted() and q.shape[2] > _MAX_D_CUDA:
         raise ValueError(f"q: head dim D={q.shape[2]} exceeds the {_MAX_D_CUDA} this kernel supports on GPU")
     T, H, D = q.shape
-    K, S, BS = sparse_indices.shape[1], tokens_per_batch, ori_kv.shape[1]
+    K = sparse_indices.shape[1]
 
     o = torch.zeros((T, H, D), dtype=torch.float32, device=q.device)
     if T == 0 or H == 0 or D == 0 or K == 0:
         return o  # nothing to attend to: exact zeros
+    attention_launch(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_indices, seqused_kv,
+                     attn_sink, o, window=window, tokens_per_batch=tokens_per_batch, scale=scale,
+                     recipe=recipe).run()
+    return o
+
+
+def attention_launch(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_indices, seqused_kv,
+                     attn_sink, o, *, window: int, tokens_per_batch: int, scale: float,
+                     recipe: AttnRecipe) -> KernelLaunch:
+    """The kernel launch for checked arguments and an allocated o (no checks here): the wrapper
+    runs it and `./kp compile` compiles it for sm_90a, so both see one configuration."""
+    T, H, D = q.shape
+    K, S, BS = sparse_indices.shape[1], tokens_per_batch, ori_kv.shape[1]
     cfg = _attn_config(H, D, recipe.tile, K)
     grid = (T, triton.cdiv(H, cfg["BLOCK_H"]))
-    _sparse_decode_attn_kernel[grid](
+    args = (
         q, q.stride(0), q.stride(1),
         ori_kv, ori_kv.stride(0), ori_kv.stride(1),
         cmp_kv, cmp_kv.stride(0), cmp_kv.stride(1),
@@ -430,14 +444,18 @@ def sparse_decode_attention(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table,
         o, o.stride(0), o.stride(1),
         H, D, K, S, window, BS, ori_kv.shape[0], cmp_kv.shape[0],
         ori_block_table.shape[1], cmp_block_table.shape[1], cfg["TILE"], scale,
+    )
+    constexprs = dict(
         BLOCK_H=cfg["BLOCK_H"], BLOCK_D=cfg["BLOCK_D"], BLOCK_N=cfg["BLOCK_N"], TWO_PASS=cfg["TWO_PASS"],
         P_BF16=recipe.p_dtype == "bf16", L_ROUNDED=recipe.l_from == "rounded",
         ROUND_MODE=ROUNDING_CODE[recipe.rounding],
         BF16_DOT=not interpreted(),
+    )
+    options = dict(
         num_warps=cfg["num_warps"],
         enable_fp_fusion=False,  # no FMA contraction: s * c - m and a L + b l round like the golden
     )
-    return o
+    return KernelLaunch(_sparse_decode_attn_kernel, grid, args, constexprs, options)
 
 
 sparse_decode_attention.recipe = AttnRecipe()
