@@ -290,7 +290,11 @@ def compile_point(point) -> CompileRow:
         ptx = compiled.asm["ptx"]
         usage = ptxas_usage(ptx, options.enable_fp_fusion)
     except Exception as exc:  # a compile failure is a row with its message, not a crash
-        return CompileRow(**base, error=f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1][:300]}")
+        root = exc
+        while root.__cause__ is not None or root.__context__ is not None:
+            root = root.__cause__ or root.__context__
+        lines = [ln.strip() for ln in str(root).splitlines() if ln.strip().strip("^~ ")]
+        return CompileRow(**base, error=f"{type(root).__name__}: {(lines or [''])[-1][:300]}")
     return CompileRow(**base, **usage, shared=int(compiled.metadata.shared),
                       mma_sync=len(re.findall(r"\bmma\.sync\b", ptx)),
                       wgmma=len(re.findall(r"\bwgmma\.mma_async\b", ptx)),

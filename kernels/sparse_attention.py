@@ -58,6 +58,7 @@ def _gather_rows(
     CMP_WIDTH,         # columns of cmp_block_table
     offs_d,            # [BLOCK_D] column offsets
     d_mask,            # [BLOCK_D] bool: column < D
+    EVEN_D: tl.constexpr,      # D == BLOCK_D: no column mask (whole 16-byte vectors per lane)
 ):
     """Key rows of one lane block: ([BLOCK_N, BLOCK_D] bf16, zero where invalid; [BLOCK_N] valid).
 
@@ -80,8 +81,80 @@ def _gather_rows(
     row_ptr = tl.where(is_win,
                        ori_kv_ptr + page * stride_ori_page + row * stride_ori_row,
                        cmp_kv_ptr + page * stride_cmp_page + row * stride_cmp_row)
-    k = tl.load(row_ptr[:, None] + offs_d[None, :], mask=valid[:, None] & d_mask[None, :], other=0.0)
+    if EVEN_D:
+        k = tl.load(row_ptr[:, None] + offs_d[None, :], mask=valid[:, None], other=0.0)
+    else:
+        k = tl.load(row_ptr[:, None] + offs_d[None, :], mask=valid[:, None] & d_mask[None, :], other=0.0)
     return k, valid
+
+
+@triton.jit
+def _scores_t(
+    k,                 # [BLOCK_N, BLOCK_D] bf16 key rows (zero where invalid)
+    qT,                # [BLOCK_D, BLOCK_H] q^T: bf16 (BF16_DOT) or its exact fp32 upcast
+    scale,             # fp32 softmax scale
+    BF16_DOT: tl.constexpr,    # bf16 tensor-core dot (else an IEEE fp32 dot of exact upcasts)
+):
+    """Scores^T [BLOCK_N, BLOCK_H] = fp32(k . q) * scale: fp32 accumulation, then one multiply."""
+    if BF16_DOT:
+        sT = tl.dot(k, qT, out_dtype=tl.float32)
+    else:
+        sT = tl.dot(k.to(tl.float32), qT, input_precision="ieee", out_dtype=tl.float32)
+    return sT * scale
+
+
+@triton.jit
+def _tile_block(
+    k,                 # [BLOCK_N, BLOCK_D] bf16 key rows of one lane block (zero where invalid)
+    valid,             # [BLOCK_N] bool: lane holds a valid row
+    qT,                # [BLOCK_D, BLOCK_H] q^T (bf16, or its fp32 upcast on the interpreter)
+    m,                 # [BLOCK_H] tile max: given when M_GIVEN, else this block's (= the tile's) max
+    l,                 # [BLOCK_H] running sum of P over the tile's blocks so far
+    oT_tile,           # [BLOCK_D, BLOCK_H] running (P.V)^T of the tile's blocks so far (fp32)
+    scale,             # fp32 softmax scale
+    M_GIVEN: tl.constexpr,     # m is the tile max from a first pass (TWO_PASS)
+    P_BF16: tl.constexpr,      # recipe.p_dtype == "bf16"
+    L_ROUNDED: tl.constexpr,   # recipe.l_from == "rounded"
+    ROUND_MODE: tl.constexpr,  # recipe.rounding code
+    BF16_DOT: tl.constexpr,    # bf16 tensor-core dots (else IEEE fp32 dots of exact upcasts)
+):
+    """One lane block of a softmax tile: s = fp32(q.k) * c (invalid lanes -inf), e = exp(s - m)
+    (m = -inf: e = 0, the block is empty), P = round_bf16(e), l += sum P (or e), o_tile += P.V
+    accumulated in fp32 by tl.dot. Returns (m, l, oT_tile)."""
+    NEG_INF: tl.constexpr = float("-inf")
+    sT = tl.where(valid[:, None], _scores_t(k, qT, scale, BF16_DOT), NEG_INF)
+    if not M_GIVEN:
+        m = tl.max(sT, axis=0)
+    e = tl.exp(sT - tl.where(m > NEG_INF, m, 0.0)[None, :])    # fp32; 0 on invalid lanes
+    if P_BF16:
+        p = _round_to_bf16(e, ROUND_MODE)                      # bf16 values held in fp32
+        if L_ROUNDED:
+            l += tl.sum(p, axis=0)
+        else:
+            l += tl.sum(e, axis=0)
+    else:
+        p = e
+        l += tl.sum(e, axis=0)
+    if P_BF16 and BF16_DOT:
+        # bf16 x bf16 (P.V)^T; the cast is exact: p is bf16-representable
+        oT_tile = tl.dot(tl.trans(k), p.to(tl.bfloat16), oT_tile, out_dtype=tl.float32)
+    else:
+        # IEEE fp32 (P.V)^T (p_dtype fp32, or any P on the interpreter); never TF32
+        oT_tile = tl.dot(tl.trans(k.to(tl.float32)), p, oT_tile, input_precision="ieee", out_dtype=tl.float32)
+    return m, l, oT_tile
+
+
+@triton.jit
+def _merge(M, L, OT, m, l, oT_tile):
+    """Left-to-right tile merge: M' = max(M, m), a = exp(M - M'), b = exp(m - M'), L = a L + b l,
+    O = a O + b o_tile (O^T here). An empty tile (m = -inf) gives b = 0 and a = 1 (or 0 while
+    M = -inf), so M, L, O stay bitwise unchanged; no exp(-inf + inf) is formed."""
+    NEG_INF: tl.constexpr = float("-inf")
+    M_new = tl.maximum(M, m)
+    M_ref = tl.where(M_new > NEG_INF, M_new, 0.0)
+    alpha = tl.exp(M - M_ref)
+    beta = tl.exp(m - M_ref)
+    return M_new, alpha * L + beta * l, alpha[None, :] * OT + beta[None, :] * oT_tile
 
 
 @triton.jit
@@ -112,6 +185,7 @@ def _sparse_decode_attn_kernel(
     stride_ot,         # o stride between tokens
     stride_oh,         # o stride between heads
     H,                 # heads
+    N_HBLK,            # head blocks per token: cdiv(H, BLOCK_H) (program = token * N_HBLK + block)
     D,                 # head dim (<= BLOCK_D)
     K,                 # indices per token
     S,                 # tokens per batch
@@ -131,6 +205,7 @@ def _sparse_decode_attn_kernel(
     L_ROUNDED: tl.constexpr,   # recipe.l_from == "rounded"
     ROUND_MODE: tl.constexpr,  # recipe.rounding code (kernels._bf16.ROUNDING_CODE)
     BF16_DOT: tl.constexpr,    # tl.dot on bf16 operands (False on the interpreter, see config)
+    EVEN_D: tl.constexpr,      # D == BLOCK_D (no column masks)
 ):
     """One program per (token t, block of BLOCK_H heads): o[t, heads] for the module's math.
 
@@ -146,8 +221,11 @@ def _sparse_decode_attn_kernel(
     and no exp(-inf + inf) is ever formed.
     """
     NEG_INF: tl.constexpr = float("-inf")
-    t = tl.program_id(0).to(tl.int64)
-    offs_h = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)
+    # 1-D grid, head blocks fastest: the programs of one token run side by side and share its
+    # gathered rows through L2 (each row leaves HBM once per token, not once per head block).
+    pid = tl.program_id(0)
+    t = (pid // N_HBLK).to(tl.int64)
+    offs_h = (pid % N_HBLK) * BLOCK_H + tl.arange(0, BLOCK_H)
     h_mask = offs_h < H
     offs_d = tl.arange(0, BLOCK_D)
     d_mask = offs_d < D
@@ -159,20 +237,37 @@ def _sparse_decode_attn_kernel(
     win_valid = tl.minimum(used, W)
     cmp_valid = tl.maximum(used - win_valid, 0)
 
-    q = tl.load(q_ptr + t * stride_qt + offs_h[:, None] * stride_qh + offs_d[None, :],
-                mask=h_mask[:, None] & d_mask[None, :], other=0.0)
+    # q^T [BLOCK_D, BLOCK_H]: heads are the N side of both dots (see the docstring)
+    qT = tl.load(q_ptr + t * stride_qt + offs_d[:, None] + offs_h[None, :] * stride_qh,
+                 mask=d_mask[:, None] & h_mask[None, :], other=0.0)
     if not BF16_DOT:
-        q = q.to(tl.float32)                                   # exact upcast for the IEEE dot
+        qT = qT.to(tl.float32)                                 # exact upcast for the IEEE dot
     idx_row_ptr = idx_ptr + t * stride_idx_t
     ori_tab_row_ptr = ori_tab_ptr + b * stride_ori_tab_b
     cmp_tab_row_ptr = cmp_tab_ptr + b * stride_cmp_tab_b
 
     M = tl.full([BLOCK_H], NEG_INF, tl.float32)
     L = tl.full([BLOCK_H], 0.0, tl.float32)
-    O = tl.full([BLOCK_H, BLOCK_D], 0.0, tl.float32)
-    for start in range(0, K, TILE):
-        m = tl.full([BLOCK_H], NEG_INF, tl.float32)            # tile max (-inf: empty tile)
-        if TWO_PASS:
+    OT = tl.full([BLOCK_D, BLOCK_H], 0.0, tl.float32)          # O^T
+    if not TWO_PASS:
+        # a tile is one lane block: one flat loop, so the compiler's software pipeline
+        # (num_stages) prefetches the next tiles' indices, page ids and rows during this one
+        for start in range(0, K, TILE):
+            pos = start + lanes
+            k, valid = _gather_rows(pos, (lanes < TILE) & (pos < K), idx_row_ptr, stride_idx_k,
+                                    ori_kv_ptr, stride_ori_page, stride_ori_row,
+                                    cmp_kv_ptr, stride_cmp_page, stride_cmp_row,
+                                    ori_tab_row_ptr, stride_ori_tab_j, cmp_tab_row_ptr, stride_cmp_tab_j,
+                                    win_valid, cmp_valid, W, BS, N_ORI, N_CMP, ORI_WIDTH, CMP_WIDTH,
+                                    offs_d, d_mask, EVEN_D)
+            m, l, oT_tile = _tile_block(k, valid, qT, tl.full([BLOCK_H], NEG_INF, tl.float32),
+                                        tl.full([BLOCK_H], 0.0, tl.float32),
+                                        tl.full([BLOCK_D, BLOCK_H], 0.0, tl.float32), scale,
+                                        False, P_BF16, L_ROUNDED, ROUND_MODE, BF16_DOT)
+            M, L, OT = _merge(M, L, OT, m, l, oT_tile)
+    else:
+        for start in range(0, K, TILE):
+            m = tl.full([BLOCK_H], NEG_INF, tl.float32)        # tile max first (-inf: empty tile)
             for sub in range(0, TILE, BLOCK_N):
                 pos = start + sub + lanes
                 k, valid = _gather_rows(pos, (sub + lanes < TILE) & (pos < K), idx_row_ptr, stride_idx_k,
@@ -180,65 +275,31 @@ def _sparse_decode_attn_kernel(
                                         cmp_kv_ptr, stride_cmp_page, stride_cmp_row,
                                         ori_tab_row_ptr, stride_ori_tab_j, cmp_tab_row_ptr, stride_cmp_tab_j,
                                         win_valid, cmp_valid, W, BS, N_ORI, N_CMP, ORI_WIDTH, CMP_WIDTH,
-                                        offs_d, d_mask)
-                if BF16_DOT:
-                    s = tl.dot(q, tl.trans(k), out_dtype=tl.float32) * scale
-                else:
-                    s = tl.dot(q, tl.trans(k.to(tl.float32)), input_precision="ieee", out_dtype=tl.float32) * scale
-                m = tl.maximum(m, tl.max(tl.where(valid[None, :], s, NEG_INF), axis=1))
-        l = tl.full([BLOCK_H], 0.0, tl.float32)
-        o_tile = tl.full([BLOCK_H, BLOCK_D], 0.0, tl.float32)
-        for sub in range(0, TILE, BLOCK_N):                    # one lane block unless TWO_PASS
-            pos = start + sub + lanes
-            k, valid = _gather_rows(pos, (sub + lanes < TILE) & (pos < K), idx_row_ptr, stride_idx_k,
-                                    ori_kv_ptr, stride_ori_page, stride_ori_row,
-                                    cmp_kv_ptr, stride_cmp_page, stride_cmp_row,
-                                    ori_tab_row_ptr, stride_ori_tab_j, cmp_tab_row_ptr, stride_cmp_tab_j,
-                                    win_valid, cmp_valid, W, BS, N_ORI, N_CMP, ORI_WIDTH, CMP_WIDTH,
-                                    offs_d, d_mask)
-            if not BF16_DOT:
-                k = k.to(tl.float32)                           # exact upcast for the IEEE dots
-            # s_j = fp32(q . k_j) * c; invalid lanes -inf
-            if BF16_DOT:
-                s = tl.dot(q, tl.trans(k), out_dtype=tl.float32) * scale
-            else:
-                s = tl.dot(q, tl.trans(k), input_precision="ieee", out_dtype=tl.float32) * scale
-            s = tl.where(valid[None, :], s, NEG_INF)
-            if not TWO_PASS:
-                m = tl.max(s, axis=1)
-            e = tl.exp(s - tl.where(m > NEG_INF, m, 0.0)[:, None])   # fp32; 0 on invalid lanes
-            if P_BF16:
-                p = _round_to_bf16(e, ROUND_MODE)              # bf16 values held in fp32
-                if L_ROUNDED:
-                    l += tl.sum(p, axis=1)
-                else:
-                    l += tl.sum(e, axis=1)
-            else:
-                p = e
-                l += tl.sum(e, axis=1)
-            if P_BF16 and BF16_DOT:
-                # bf16 x bf16 P.V; the cast is exact: p is bf16-representable
-                o_tile = tl.dot(p.to(tl.bfloat16), k, o_tile, out_dtype=tl.float32)
-            else:
-                # IEEE fp32 P.V (p_dtype fp32, or any P on the interpreter); never TF32
-                o_tile = tl.dot(p, k.to(tl.float32), o_tile, input_precision="ieee", out_dtype=tl.float32)
-        # merge: M' = max(M, m), a = exp(M - M'), b = exp(m - M')
-        M_new = tl.maximum(M, m)
-        M_ref = tl.where(M_new > NEG_INF, M_new, 0.0)
-        alpha = tl.exp(M - M_ref)
-        beta = tl.exp(m - M_ref)
-        L = alpha * L + beta * l
-        O = alpha[:, None] * O + beta[:, None] * o_tile
-        M = M_new
+                                        offs_d, d_mask, EVEN_D)
+                sT = _scores_t(k, qT, scale, BF16_DOT)
+                m = tl.maximum(m, tl.max(tl.where(valid[:, None], sT, NEG_INF), axis=0))
+            l = tl.full([BLOCK_H], 0.0, tl.float32)
+            oT_tile = tl.full([BLOCK_D, BLOCK_H], 0.0, tl.float32)
+            for sub in range(0, TILE, BLOCK_N):                # l and o_tile: sums of block partials
+                pos = start + sub + lanes
+                k, valid = _gather_rows(pos, (sub + lanes < TILE) & (pos < K), idx_row_ptr, stride_idx_k,
+                                        ori_kv_ptr, stride_ori_page, stride_ori_row,
+                                        cmp_kv_ptr, stride_cmp_page, stride_cmp_row,
+                                        ori_tab_row_ptr, stride_ori_tab_j, cmp_tab_row_ptr, stride_cmp_tab_j,
+                                        win_valid, cmp_valid, W, BS, N_ORI, N_CMP, ORI_WIDTH, CMP_WIDTH,
+                                        offs_d, d_mask, EVEN_D)
+                m, l, oT_tile = _tile_block(k, valid, qT, m, l, oT_tile, scale,
+                                            True, P_BF16, L_ROUNDED, ROUND_MODE, BF16_DOT)
+            M, L, OT = _merge(M, L, OT, m, l, oT_tile)
 
     # o = O / (L + exp(sink - M)); the sink never enters M. No valid row (M = -inf): zeros.
     sink = tl.load(sink_ptr + offs_h * stride_sink, mask=h_mask, other=NEG_INF)
     has_rows = M > NEG_INF
     denom = L + tl.exp(sink - tl.where(has_rows, M, 0.0))     # +inf sink: denom inf, o = 0
     denom = tl.where(has_rows, denom, 1.0)                     # no rows: no 0/0 (output is 0)
-    out = tl.where(has_rows[:, None], tl.math.div_rn(O, denom[:, None]), 0.0)   # IEEE division
-    tl.store(o_ptr + t * stride_ot + offs_h[:, None] * stride_oh + offs_d[None, :], out,
-             mask=h_mask[:, None] & d_mask[None, :])
+    out = tl.where(has_rows[None, :], tl.math.div_rn(OT, denom[None, :]), 0.0)   # IEEE division
+    tl.store(o_ptr + t * stride_ot + offs_h[None, :] * stride_oh + offs_d[:, None], out,
+             mask=d_mask[:, None] & h_mask[None, :])
 
 
 # %% launch configuration
@@ -431,7 +492,8 @@ def attention_launch(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse
     T, H, D = q.shape
     K, S, BS = sparse_indices.shape[1], tokens_per_batch, ori_kv.shape[1]
     cfg = _attn_config(H, D, recipe.tile, K)
-    grid = (T, triton.cdiv(H, cfg["BLOCK_H"]))
+    n_hblk = triton.cdiv(H, cfg["BLOCK_H"])
+    grid = (T * n_hblk,)
     args = (
         q, q.stride(0), q.stride(1),
         ori_kv, ori_kv.stride(0), ori_kv.stride(1),
@@ -442,14 +504,14 @@ def attention_launch(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse
         seqused_kv, seqused_kv.stride(0),
         attn_sink, attn_sink.stride(0),
         o, o.stride(0), o.stride(1),
-        H, D, K, S, window, BS, ori_kv.shape[0], cmp_kv.shape[0],
+        H, n_hblk, D, K, S, window, BS, ori_kv.shape[0], cmp_kv.shape[0],
         ori_block_table.shape[1], cmp_block_table.shape[1], cfg["TILE"], scale,
     )
     constexprs = dict(
         BLOCK_H=cfg["BLOCK_H"], BLOCK_D=cfg["BLOCK_D"], BLOCK_N=cfg["BLOCK_N"], TWO_PASS=cfg["TWO_PASS"],
         P_BF16=recipe.p_dtype == "bf16", L_ROUNDED=recipe.l_from == "rounded",
         ROUND_MODE=ROUNDING_CODE[recipe.rounding],
-        BF16_DOT=not interpreted(),
+        BF16_DOT=not interpreted(), EVEN_D=D == cfg["BLOCK_D"],
     )
     options = dict(
         num_warps=cfg["num_warps"],
