@@ -33,8 +33,8 @@ from kernels._launch import KernelLaunch
 # %% kernel
 
 @triton.jit
-def _gather_rows(
-    pos,               # [BLOCK_N] int64: index positions of the lanes within sparse_indices[t]
+def _row_pointers(
+    pos,               # [BLOCK_N] int32: index positions of the lanes within sparse_indices[t]
     lane_on,           # [BLOCK_N] bool: lane lies inside the current tile and inside [0, K)
     idx_row_ptr,       # pointer to sparse_indices[t, 0]
     stride_idx_k,      # sparse_indices stride along K
@@ -48,70 +48,91 @@ def _gather_rows(
     stride_ori_tab,    # ori_block_table stride along its columns
     cmp_tab_row_ptr,   # pointer to cmp_block_table[b, 0]
     stride_cmp_tab,    # cmp_block_table stride along its columns
-    win_valid,         # int64 scalar: window slots [0, win_valid) are visible
-    cmp_valid,         # int64 scalar: compressed slots [0, cmp_valid) are visible
+    win_valid,         # int32 scalar in [0, W]: window slots [0, win_valid) are visible
+    cmp_valid,         # int32 scalar >= 0: compressed slots [0, cmp_valid) are visible
     W,                 # window size: index W + j is compressed slot j
     BS,                # rows per page
     N_ORI,             # pages in ori_kv
     N_CMP,             # pages in cmp_kv
     ORI_WIDTH,         # columns of ori_block_table
     CMP_WIDTH,         # columns of cmp_block_table
-    offs_d,            # [BLOCK_D] column offsets
-    d_mask,            # [BLOCK_D] bool: column < D
-    EVEN_D: tl.constexpr,      # D == BLOCK_D: no column mask (whole 16-byte vectors per lane)
 ):
-    """Key rows of one lane block: ([BLOCK_N, BLOCK_D] bf16, zero where invalid; [BLOCK_N] valid).
+    """Row pointers of one lane block: ([BLOCK_N] pointers to column 0 of each key row, [BLOCK_N]
+    valid); `_load_rows` loads column ranges of them.
 
     A lane is valid iff its index is visible (SPEC 2) and its table column and page id are in
     range; every other lane is masked on every load, so no memory outside the pools is touched.
-    Index arithmetic is int64: no int32 overflow, and the interpreter's per-op int32 overflow
-    sanitizer (several extra numpy ops per add) is skipped for 64-bit integers.
+    Lane vectors are int32 (half the registers of int64: the DSV4 config spilled with int64),
+    and no int32 operation can wrap: idx - W is formed only where idx >= W >= 1, slots are
+    < 2^31, and the page offset page * stride_page is widened to int64 before it is formed.
     """
-    idx = tl.load(idx_row_ptr + pos * stride_idx_k, mask=lane_on, other=-1).to(tl.int64)
-    slot_cmp = idx - W
+    idx = tl.load(idx_row_ptr + pos * stride_idx_k, mask=lane_on, other=-1)
     is_win = (idx >= 0) & (idx < win_valid)
-    is_cmp = (slot_cmp >= 0) & (slot_cmp < cmp_valid)
-    slot = tl.where(is_win, idx, slot_cmp)                     # row number inside its cache
+    is_cmp = (idx >= W) & (tl.where(idx >= W, idx - W, 0) < cmp_valid)
+    slot = tl.where(is_win, idx, tl.where(is_cmp, idx - W, 0))   # row number inside its cache
     blk = slot // BS                                           # column of its block table
     row = slot % BS                                            # row inside the page
     blk_ok = (is_win | is_cmp) & (blk < tl.where(is_win, ORI_WIDTH, CMP_WIDTH))
     tab_ptr = tl.where(is_win, ori_tab_row_ptr + blk * stride_ori_tab, cmp_tab_row_ptr + blk * stride_cmp_tab)
-    page = tl.load(tab_ptr, mask=blk_ok, other=-1).to(tl.int64)
+    page = tl.load(tab_ptr, mask=blk_ok, other=-1)
     valid = blk_ok & (page >= 0) & (page < tl.where(is_win, N_ORI, N_CMP))
+    page64 = tl.where(valid, page, 0).to(tl.int64)
     row_ptr = tl.where(is_win,
-                       ori_kv_ptr + page * stride_ori_page + row * stride_ori_row,
-                       cmp_kv_ptr + page * stride_cmp_page + row * stride_cmp_row)
-    if EVEN_D:
-        k = tl.load(row_ptr[:, None] + offs_d[None, :], mask=valid[:, None], other=0.0)
-    else:
-        k = tl.load(row_ptr[:, None] + offs_d[None, :], mask=valid[:, None] & d_mask[None, :], other=0.0)
-    return k, valid
+                       ori_kv_ptr + page64 * stride_ori_page + (row * stride_ori_row).to(tl.int64),
+                       cmp_kv_ptr + page64 * stride_cmp_page + (row * stride_cmp_row).to(tl.int64))
+    return row_ptr, valid
+
+
+@triton.jit
+def _load_rows(
+    row_ptr,           # [BLOCK_N] pointers to column 0 of the key rows
+    valid,             # [BLOCK_N] bool: lane holds a valid row (others load zeros, read nothing)
+    offs,              # [WIDTH] column offsets
+    col_mask,          # [WIDTH] bool: column < D
+    EVEN: tl.constexpr,        # every column is < D: no column mask (whole 16-byte vectors)
+):
+    """[BLOCK_N, WIDTH] bf16 columns `offs` of the rows, zero where invalid or past D."""
+    if EVEN:
+        return tl.load(row_ptr[:, None] + offs[None, :], mask=valid[:, None], other=0.0)
+    return tl.load(row_ptr[:, None] + offs[None, :], mask=valid[:, None] & col_mask[None, :], other=0.0)
 
 
 @triton.jit
 def _scores_t(
-    k,                 # [BLOCK_N, BLOCK_D] bf16 key rows (zero where invalid)
+    k,                 # [BLOCK_N, BLOCK_D] bf16 key rows, columns [0, BLOCK_D) (zero where invalid)
+    k_e,               # [BLOCK_N, BLOCK_E] bf16 tail columns [BLOCK_D, BLOCK_D + BLOCK_E) (HAS_TAIL)
     qT,                # [BLOCK_D, BLOCK_H] q^T: bf16 (BF16_DOT) or its exact fp32 upcast
+    qT_e,              # [BLOCK_E, BLOCK_H] tail rows of q^T (HAS_TAIL)
     scale,             # fp32 softmax scale
+    HAS_TAIL: tl.constexpr,    # D > BLOCK_D: the tail columns continue the same accumulation
     BF16_DOT: tl.constexpr,    # bf16 tensor-core dot (else an IEEE fp32 dot of exact upcasts)
 ):
-    """Scores^T [BLOCK_N, BLOCK_H] = fp32(k . q) * scale: fp32 accumulation, then one multiply."""
+    """Scores^T [BLOCK_N, BLOCK_H] = fp32(k . q) * scale: one fp32 accumulator over all D columns
+    (the tail's products are accumulated onto the main block's), then one multiply."""
     if BF16_DOT:
         sT = tl.dot(k, qT, out_dtype=tl.float32)
+        if HAS_TAIL:
+            sT = tl.dot(k_e, qT_e, sT, out_dtype=tl.float32)
     else:
         sT = tl.dot(k.to(tl.float32), qT, input_precision="ieee", out_dtype=tl.float32)
+        if HAS_TAIL:
+            sT = tl.dot(k_e.to(tl.float32), qT_e, sT, input_precision="ieee", out_dtype=tl.float32)
     return sT * scale
 
 
 @triton.jit
 def _tile_block(
     k,                 # [BLOCK_N, BLOCK_D] bf16 key rows of one lane block (zero where invalid)
+    k_e,               # [BLOCK_N, BLOCK_E] their tail columns (HAS_TAIL; else unused)
     valid,             # [BLOCK_N] bool: lane holds a valid row
     qT,                # [BLOCK_D, BLOCK_H] q^T (bf16, or its fp32 upcast on the interpreter)
+    qT_e,              # [BLOCK_E, BLOCK_H] tail rows of q^T (HAS_TAIL)
     m,                 # [BLOCK_H] tile max: given when M_GIVEN, else this block's (= the tile's) max
     l,                 # [BLOCK_H] running sum of P over the tile's blocks so far
     oT_tile,           # [BLOCK_D, BLOCK_H] running (P.V)^T of the tile's blocks so far (fp32)
+    oT_tile_e,         # [BLOCK_E, BLOCK_H] its tail rows (HAS_TAIL; else returned unchanged)
     scale,             # fp32 softmax scale
+    HAS_TAIL: tl.constexpr,    # D > BLOCK_D (columns split into a main and a tail block)
     M_GIVEN: tl.constexpr,     # m is the tile max from a first pass (TWO_PASS)
     P_BF16: tl.constexpr,      # recipe.p_dtype == "bf16"
     L_ROUNDED: tl.constexpr,   # recipe.l_from == "rounded"
@@ -120,9 +141,9 @@ def _tile_block(
 ):
     """One lane block of a softmax tile: s = fp32(q.k) * c (invalid lanes -inf), e = exp(s - m)
     (m = -inf: e = 0, the block is empty), P = round_bf16(e), l += sum P (or e), o_tile += P.V
-    accumulated in fp32 by tl.dot. Returns (m, l, oT_tile)."""
+    accumulated in fp32 by tl.dot. Returns (m, l, oT_tile, oT_tile_e)."""
     NEG_INF: tl.constexpr = float("-inf")
-    sT = tl.where(valid[:, None], _scores_t(k, qT, scale, BF16_DOT), NEG_INF)
+    sT = tl.where(valid[:, None], _scores_t(k, k_e, qT, qT_e, scale, HAS_TAIL, BF16_DOT), NEG_INF)
     if not M_GIVEN:
         m = tl.max(sT, axis=0)
     e = tl.exp(sT - tl.where(m > NEG_INF, m, 0.0)[None, :])    # fp32; 0 on invalid lanes
@@ -137,24 +158,33 @@ def _tile_block(
         l += tl.sum(e, axis=0)
     if P_BF16 and BF16_DOT:
         # bf16 x bf16 (P.V)^T; the cast is exact: p is bf16-representable
-        oT_tile = tl.dot(tl.trans(k), p.to(tl.bfloat16), oT_tile, out_dtype=tl.float32)
+        p16 = p.to(tl.bfloat16)
+        oT_tile = tl.dot(tl.trans(k), p16, oT_tile, out_dtype=tl.float32)
+        if HAS_TAIL:
+            oT_tile_e = tl.dot(tl.trans(k_e), p16, oT_tile_e, out_dtype=tl.float32)
     else:
         # IEEE fp32 (P.V)^T (p_dtype fp32, or any P on the interpreter); never TF32
         oT_tile = tl.dot(tl.trans(k.to(tl.float32)), p, oT_tile, input_precision="ieee", out_dtype=tl.float32)
-    return m, l, oT_tile
+        if HAS_TAIL:
+            oT_tile_e = tl.dot(tl.trans(k_e.to(tl.float32)), p, oT_tile_e, input_precision="ieee",
+                               out_dtype=tl.float32)
+    return m, l, oT_tile, oT_tile_e
 
 
 @triton.jit
-def _merge(M, L, OT, m, l, oT_tile):
+def _merge(M, L, OT, OT_e, m, l, oT_tile, oT_tile_e, HAS_TAIL: tl.constexpr):
     """Left-to-right tile merge: M' = max(M, m), a = exp(M - M'), b = exp(m - M'), L = a L + b l,
-    O = a O + b o_tile (O^T here). An empty tile (m = -inf) gives b = 0 and a = 1 (or 0 while
-    M = -inf), so M, L, O stay bitwise unchanged; no exp(-inf + inf) is formed."""
+    O = a O + b o_tile (O^T here, main and tail rows). An empty tile (m = -inf) gives b = 0 and
+    a = 1 (or 0 while M = -inf), so M, L, O stay bitwise unchanged; no exp(-inf + inf) is formed."""
     NEG_INF: tl.constexpr = float("-inf")
     M_new = tl.maximum(M, m)
     M_ref = tl.where(M_new > NEG_INF, M_new, 0.0)
     alpha = tl.exp(M - M_ref)
     beta = tl.exp(m - M_ref)
-    return M_new, alpha * L + beta * l, alpha[None, :] * OT + beta[None, :] * oT_tile
+    OT = alpha[None, :] * OT + beta[None, :] * oT_tile
+    if HAS_TAIL:
+        OT_e = alpha[None, :] * OT_e + beta[None, :] * oT_tile_e
+    return M_new, alpha * L + beta * l, OT, OT_e
 
 
 @triton.jit
@@ -198,14 +228,16 @@ def _sparse_decode_attn_kernel(
     TILE,              # softmax tile (index positions per tile), 1 <= TILE <= K
     scale,             # fp32 softmax scale
     BLOCK_H: tl.constexpr,     # heads per program (>= 16 for tl.dot; heads >= H masked)
-    BLOCK_D: tl.constexpr,     # next power of two >= max(D, 16); columns >= D masked
+    BLOCK_D: tl.constexpr,     # main column block (power of two); columns >= D masked
+    BLOCK_E: tl.constexpr,     # tail column block [BLOCK_D, BLOCK_D + BLOCK_E) (power of two >= 16)
+    HAS_TAIL: tl.constexpr,    # D > BLOCK_D: the tail block is used (else BLOCK_E is a placeholder)
     BLOCK_N: tl.constexpr,     # lanes per gathered block (power of two >= 16)
     TWO_PASS: tl.constexpr,    # TILE > BLOCK_N: a first pass over the tile's lane blocks finds m
     P_BF16: tl.constexpr,      # recipe.p_dtype == "bf16"
     L_ROUNDED: tl.constexpr,   # recipe.l_from == "rounded"
     ROUND_MODE: tl.constexpr,  # recipe.rounding code (kernels._bf16.ROUNDING_CODE)
     BF16_DOT: tl.constexpr,    # tl.dot on bf16 operands (False on the interpreter, see config)
-    EVEN_D: tl.constexpr,      # D == BLOCK_D (no column masks)
+    EVEN_D: tl.constexpr,      # D >= BLOCK_D: no column mask on the main block
 ):
     """One program per (token t, block of BLOCK_H heads): o[t, heads] for the module's math.
 
@@ -229,68 +261,95 @@ def _sparse_decode_attn_kernel(
     h_mask = offs_h < H
     offs_d = tl.arange(0, BLOCK_D)
     d_mask = offs_d < D
-    lanes = tl.arange(0, BLOCK_N).to(tl.int64)
+    offs_e = BLOCK_D + tl.arange(0, BLOCK_E)                   # tail columns (HAS_TAIL)
+    e_mask = offs_e < D
+    lanes = tl.arange(0, BLOCK_N)
 
-    # Visible part of the caches for this token (SPEC 2), in int64.
+    # Visible part of the caches for this token (SPEC 2), in int64, then clamped into int32:
+    # win_valid in [0, W] and cmp_valid in [0, 2^31 - 1] select the same slots (slots are int32).
     b = t // S
     used = tl.load(seqused_ptr + b * stride_seqused).to(tl.int64) - S + 1 + t % S
-    win_valid = tl.minimum(used, W)
-    cmp_valid = tl.maximum(used - win_valid, 0)
+    win_valid = tl.maximum(tl.minimum(used, W), 0)
+    cmp_valid = tl.minimum(tl.maximum(used - win_valid, 0), 2147483647)
+    win_valid = win_valid.to(tl.int32)
+    cmp_valid = cmp_valid.to(tl.int32)
 
     # q^T [BLOCK_D, BLOCK_H]: heads are the N side of both dots (see the docstring)
     qT = tl.load(q_ptr + t * stride_qt + offs_d[:, None] + offs_h[None, :] * stride_qh,
                  mask=d_mask[:, None] & h_mask[None, :], other=0.0)
+    if HAS_TAIL:
+        qT_e = tl.load(q_ptr + t * stride_qt + offs_e[:, None] + offs_h[None, :] * stride_qh,
+                       mask=e_mask[:, None] & h_mask[None, :], other=0.0)
+    else:
+        qT_e = qT                                              # placeholder, never used
     if not BF16_DOT:
         qT = qT.to(tl.float32)                                 # exact upcast for the IEEE dot
+        qT_e = qT_e.to(tl.float32)
     idx_row_ptr = idx_ptr + t * stride_idx_t
     ori_tab_row_ptr = ori_tab_ptr + b * stride_ori_tab_b
     cmp_tab_row_ptr = cmp_tab_ptr + b * stride_cmp_tab_b
 
     M = tl.full([BLOCK_H], NEG_INF, tl.float32)
     L = tl.full([BLOCK_H], 0.0, tl.float32)
-    OT = tl.full([BLOCK_D, BLOCK_H], 0.0, tl.float32)          # O^T
+    OT = tl.full([BLOCK_D, BLOCK_H], 0.0, tl.float32)          # O^T, columns [0, BLOCK_D)
+    OT_e = tl.full([BLOCK_E, BLOCK_H], 0.0, tl.float32)        # its tail rows (stays 0 without a tail)
     if not TWO_PASS:
         # a tile is one lane block: one flat loop, so the compiler's software pipeline
         # (num_stages) prefetches the next tiles' indices, page ids and rows during this one
         for start in range(0, K, TILE):
             pos = start + lanes
-            k, valid = _gather_rows(pos, (lanes < TILE) & (pos < K), idx_row_ptr, stride_idx_k,
-                                    ori_kv_ptr, stride_ori_page, stride_ori_row,
-                                    cmp_kv_ptr, stride_cmp_page, stride_cmp_row,
-                                    ori_tab_row_ptr, stride_ori_tab_j, cmp_tab_row_ptr, stride_cmp_tab_j,
-                                    win_valid, cmp_valid, W, BS, N_ORI, N_CMP, ORI_WIDTH, CMP_WIDTH,
-                                    offs_d, d_mask, EVEN_D)
-            m, l, oT_tile = _tile_block(k, valid, qT, tl.full([BLOCK_H], NEG_INF, tl.float32),
-                                        tl.full([BLOCK_H], 0.0, tl.float32),
-                                        tl.full([BLOCK_D, BLOCK_H], 0.0, tl.float32), scale,
-                                        False, P_BF16, L_ROUNDED, ROUND_MODE, BF16_DOT)
-            M, L, OT = _merge(M, L, OT, m, l, oT_tile)
+            row_ptr, valid = _row_pointers(pos, (lanes < TILE) & (pos < K), idx_row_ptr, stride_idx_k,
+                                      ori_kv_ptr, stride_ori_page, stride_ori_row,
+                                      cmp_kv_ptr, stride_cmp_page, stride_cmp_row,
+                                      ori_tab_row_ptr, stride_ori_tab_j, cmp_tab_row_ptr, stride_cmp_tab_j,
+                                      win_valid, cmp_valid, W, BS, N_ORI, N_CMP, ORI_WIDTH, CMP_WIDTH)
+            k = _load_rows(row_ptr, valid, offs_d, d_mask, EVEN_D)
+            if HAS_TAIL:
+                k_e = _load_rows(row_ptr, valid, offs_e, e_mask, False)
+            else:
+                k_e = k                                        # placeholder, never used
+            m, l, oT_tile, oT_tile_e = _tile_block(
+                k, k_e, valid, qT, qT_e, tl.full([BLOCK_H], NEG_INF, tl.float32),
+                tl.full([BLOCK_H], 0.0, tl.float32), tl.full([BLOCK_D, BLOCK_H], 0.0, tl.float32),
+                tl.full([BLOCK_E, BLOCK_H], 0.0, tl.float32), scale,
+                HAS_TAIL, False, P_BF16, L_ROUNDED, ROUND_MODE, BF16_DOT)
+            M, L, OT, OT_e = _merge(M, L, OT, OT_e, m, l, oT_tile, oT_tile_e, HAS_TAIL)
     else:
         for start in range(0, K, TILE):
             m = tl.full([BLOCK_H], NEG_INF, tl.float32)        # tile max first (-inf: empty tile)
             for sub in range(0, TILE, BLOCK_N):
                 pos = start + sub + lanes
-                k, valid = _gather_rows(pos, (sub + lanes < TILE) & (pos < K), idx_row_ptr, stride_idx_k,
-                                        ori_kv_ptr, stride_ori_page, stride_ori_row,
-                                        cmp_kv_ptr, stride_cmp_page, stride_cmp_row,
-                                        ori_tab_row_ptr, stride_ori_tab_j, cmp_tab_row_ptr, stride_cmp_tab_j,
-                                        win_valid, cmp_valid, W, BS, N_ORI, N_CMP, ORI_WIDTH, CMP_WIDTH,
-                                        offs_d, d_mask, EVEN_D)
-                sT = _scores_t(k, qT, scale, BF16_DOT)
+                row_ptr, valid = _row_pointers(pos, (sub + lanes < TILE) & (pos < K), idx_row_ptr, stride_idx_k,
+                                          ori_kv_ptr, stride_ori_page, stride_ori_row,
+                                          cmp_kv_ptr, stride_cmp_page, stride_cmp_row,
+                                          ori_tab_row_ptr, stride_ori_tab_j, cmp_tab_row_ptr, stride_cmp_tab_j,
+                                          win_valid, cmp_valid, W, BS, N_ORI, N_CMP, ORI_WIDTH, CMP_WIDTH)
+                k = _load_rows(row_ptr, valid, offs_d, d_mask, EVEN_D)
+                if HAS_TAIL:
+                    k_e = _load_rows(row_ptr, valid, offs_e, e_mask, False)
+                else:
+                    k_e = k                                    # placeholder, never used
+                sT = _scores_t(k, k_e, qT, qT_e, scale, HAS_TAIL, BF16_DOT)
                 m = tl.maximum(m, tl.max(tl.where(valid[:, None], sT, NEG_INF), axis=0))
             l = tl.full([BLOCK_H], 0.0, tl.float32)
             oT_tile = tl.full([BLOCK_D, BLOCK_H], 0.0, tl.float32)
+            oT_tile_e = tl.full([BLOCK_E, BLOCK_H], 0.0, tl.float32)
             for sub in range(0, TILE, BLOCK_N):                # l and o_tile: sums of block partials
                 pos = start + sub + lanes
-                k, valid = _gather_rows(pos, (sub + lanes < TILE) & (pos < K), idx_row_ptr, stride_idx_k,
-                                        ori_kv_ptr, stride_ori_page, stride_ori_row,
-                                        cmp_kv_ptr, stride_cmp_page, stride_cmp_row,
-                                        ori_tab_row_ptr, stride_ori_tab_j, cmp_tab_row_ptr, stride_cmp_tab_j,
-                                        win_valid, cmp_valid, W, BS, N_ORI, N_CMP, ORI_WIDTH, CMP_WIDTH,
-                                        offs_d, d_mask, EVEN_D)
-                m, l, oT_tile = _tile_block(k, valid, qT, m, l, oT_tile, scale,
-                                            True, P_BF16, L_ROUNDED, ROUND_MODE, BF16_DOT)
-            M, L, OT = _merge(M, L, OT, m, l, oT_tile)
+                row_ptr, valid = _row_pointers(pos, (sub + lanes < TILE) & (pos < K), idx_row_ptr, stride_idx_k,
+                                          ori_kv_ptr, stride_ori_page, stride_ori_row,
+                                          cmp_kv_ptr, stride_cmp_page, stride_cmp_row,
+                                          ori_tab_row_ptr, stride_ori_tab_j, cmp_tab_row_ptr, stride_cmp_tab_j,
+                                          win_valid, cmp_valid, W, BS, N_ORI, N_CMP, ORI_WIDTH, CMP_WIDTH)
+                k = _load_rows(row_ptr, valid, offs_d, d_mask, EVEN_D)
+                if HAS_TAIL:
+                    k_e = _load_rows(row_ptr, valid, offs_e, e_mask, False)
+                else:
+                    k_e = k                                    # placeholder, never used
+                m, l, oT_tile, oT_tile_e = _tile_block(k, k_e, valid, qT, qT_e, m, l, oT_tile, oT_tile_e,
+                                                       scale, HAS_TAIL, True, P_BF16, L_ROUNDED,
+                                                       ROUND_MODE, BF16_DOT)
+            M, L, OT, OT_e = _merge(M, L, OT, OT_e, m, l, oT_tile, oT_tile_e, HAS_TAIL)
 
     # o = O / (L + exp(sink - M)); the sink never enters M. No valid row (M = -inf): zeros.
     sink = tl.load(sink_ptr + offs_h * stride_sink, mask=h_mask, other=NEG_INF)
@@ -298,37 +357,62 @@ def _sparse_decode_attn_kernel(
     denom = L + tl.exp(sink - tl.where(has_rows, M, 0.0))     # +inf sink: denom inf, o = 0
     denom = tl.where(has_rows, denom, 1.0)                     # no rows: no 0/0 (output is 0)
     out = tl.where(has_rows[None, :], tl.math.div_rn(OT, denom[None, :]), 0.0)   # IEEE division
-    tl.store(o_ptr + t * stride_ot + offs_h[None, :] * stride_oh + offs_d[:, None], out,
-             mask=d_mask[:, None] & h_mask[None, :])
+    o_head_ptr = o_ptr + t * stride_ot + offs_h[None, :] * stride_oh
+    tl.store(o_head_ptr + offs_d[:, None], out, mask=d_mask[:, None] & h_mask[None, :])
+    if HAS_TAIL:
+        out_e = tl.where(has_rows[None, :], tl.math.div_rn(OT_e, denom[None, :]), 0.0)
+        tl.store(o_head_ptr + offs_e[:, None], out_e, mask=e_mask[:, None] & h_mask[None, :])
 
 
 # %% launch configuration
+# Shapes of the two dots (transposed so that heads are the N side and wgmma applies, which needs
+# M >= 64 per warpgroup): scores^T [BLOCK_N, BLOCK_H] = k [BLOCK_N, BLOCK_D] . q^T [BLOCK_D, BLOCK_H]
+# and (P.V)^T [BLOCK_D, BLOCK_H] = k^T [BLOCK_D, BLOCK_N] . P^T [BLOCK_N, BLOCK_H]. Numbers in
+# brackets below were measured with `./kp compile` (sm_90a, triton 3.6.0; docs/roofline.md).
 # BLOCK_D: next power of two >= max(D, 16) (tl.dot needs every dim >= 16).
 # BLOCK_H: as many heads as share one gathered tile, capped so the fp32 accumulator
-#   BLOCK_H * BLOCK_D stays <= 8192 (32 KiB: 32 registers a thread at 8 warps), at least 16
-#   (tl.dot), at most 64. D=512 -> 16, D=64 -> 64 (H >= 64).
+#   BLOCK_H * BLOCK_D stays <= 8192 (O^T and o_tile^T: 2 x 32 KiB, 64 registers a thread at 8
+#   warps), at least 16 (tl.dot), at most 64. D=512 -> 16, D=64 -> 64 (H >= 64). [BLOCK_H 32 at
+#   D=512: 255 registers + 316 B spills; 16: 255, no spill]
 # BLOCK_N: next power of two >= max(tile, 16), capped so a bf16 K block BLOCK_N * BLOCK_D stays
-#   <= 32768 elements (64 KiB of shared memory for the dot operand) and <= 128 lanes; a larger
-#   tile takes the TWO_PASS path. The interpreter uses the same choice so that it runs the GPU's
-#   code path (a fixed rule, no autotuning: the interpreter would time nothing useful).
-# num_warps: 4 for BLOCK_D <= 128, else 8 (more columns per dot).
+#   <= 32768 elements (64 KiB of shared memory per pipeline stage) and <= 128 lanes; 16 lanes at
+#   BLOCK_D >= 1024 [32 lanes there: 448 B spills]. A larger tile takes the TWO_PASS path. The
+#   interpreter uses the same choice so that it runs the GPU's code path (a fixed rule, no
+#   autotuning: the interpreter would time nothing useful).
+# num_warps: 8 when BLOCK_D > 128 or the accumulator BLOCK_H * BLOCK_D reaches 8192, else 4
+#   [H64 D128 at 4 warps: 312 B spills; at 8: none].
+# num_stages: Triton's default (3): the flat tile loop keeps two K blocks in flight (cp.async).
 # BF16_DOT: False on the interpreter. Triton 3.6.0's interpreter stores bf16 as uint16 and its
 #   create_dot calls np.matmul on those raw bits (garbage like 1e10); the fp32 "ieee" dot of the
 #   upcast operands is the same math (bf16 x bf16 products are exact in fp32).
 _MAX_ACC = 8192
-_MAX_KBLOCK = 32768
+_MAX_KBLOCK = 36864
 _MAX_LANES = 128
+_SPLIT_MIN_D = 256
 _MAX_D_CUDA = 1024  # beyond this the [16, BLOCK_D] operands no longer fit shared memory
 
 
 def _attn_config(H: int, D: int, tile: int, K: int) -> dict:
     block_d = triton.next_power_of_2(max(D, 16))
-    block_h = max(16, min(triton.next_power_of_2(H), 64, _MAX_ACC // block_d))
+    block_e, has_tail = 16, False
+    if D > _SPLIT_MIN_D and D & (D - 1):                   # e.g. 576 = 512 + a 64-column tail
+        main = block_d // 2
+        tail = triton.next_power_of_2(max(D - main, 16))
+        if main + tail < block_d:
+            block_d, block_e, has_tail = main, tail, True
+    width = block_d + (block_e if has_tail else 0)         # columns loaded per row
+    block_h = max(16, min(triton.next_power_of_2(H), 64, _prev_pow2(_MAX_ACC // width)))
     tile_eff = min(tile, K)  # a tile longer than K is one tile: same semantics, smaller block
-    max_lanes = max(16, min(_MAX_LANES, _MAX_KBLOCK // block_d))
+    max_lanes = max(16, min(_MAX_LANES, _prev_pow2(_MAX_KBLOCK // width)))
     block_n = min(triton.next_power_of_2(max(tile_eff, 16)), max_lanes)
-    return dict(BLOCK_H=block_h, BLOCK_D=block_d, BLOCK_N=block_n, TWO_PASS=tile_eff > block_n,
-                num_warps=4 if block_d <= 128 else 8, TILE=tile_eff)
+    num_warps = 8 if width > 128 or block_h * width >= _MAX_ACC else 4
+    num_stages = 2 if has_tail else 3
+    return dict(BLOCK_H=block_h, BLOCK_D=block_d, BLOCK_E=block_e, HAS_TAIL=has_tail, BLOCK_N=block_n,
+                TWO_PASS=tile_eff > block_n, num_warps=num_warps, num_stages=num_stages, TILE=tile_eff)
+
+
+def _prev_pow2(n: int) -> int:
+    return 1 << (max(n, 1).bit_length() - 1)
 
 
 # %% wrapper
@@ -511,10 +595,11 @@ def attention_launch(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse
         BLOCK_H=cfg["BLOCK_H"], BLOCK_D=cfg["BLOCK_D"], BLOCK_N=cfg["BLOCK_N"], TWO_PASS=cfg["TWO_PASS"],
         P_BF16=recipe.p_dtype == "bf16", L_ROUNDED=recipe.l_from == "rounded",
         ROUND_MODE=ROUNDING_CODE[recipe.rounding],
-        BF16_DOT=not interpreted(), EVEN_D=D == cfg["BLOCK_D"],
+        BF16_DOT=not interpreted(), EVEN_D=D >= cfg["BLOCK_D"],
+        BLOCK_E=cfg["BLOCK_E"], HAS_TAIL=cfg["HAS_TAIL"],
     )
     options = dict(
-        num_warps=cfg["num_warps"],
+        num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
         enable_fp_fusion=False,  # no FMA contraction: s * c - m and a L + b l round like the golden
     )
     return KernelLaunch(_sparse_decode_attn_kernel, grid, args, constexprs, options)
