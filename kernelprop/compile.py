@@ -280,6 +280,8 @@ def compile_point(point) -> CompileRow:
     launch = build_launch(point)
     config = " ".join(f"{k}={int(v) if isinstance(v, bool) else v}" for k, v in launch.constexprs.items())
     config += f" num_warps={launch.options.get('num_warps', 4)}"
+    if "num_stages" in launch.options:
+        config += f" num_stages={launch.options['num_stages']}"
     base = dict(name=point.name, kernel=launch.kernel.__name__, config=config, programs=launch.programs,
                 reference=point.reference)
     start = time.perf_counter()
