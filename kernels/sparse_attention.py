@@ -16,6 +16,10 @@ unchanged; no exp(-inf + inf) is formed). "compacted" tiling is golden-only (Not
 Interpreter notes (triton 3.6.0, TRITON_INTERPRET=1): tl.dot on bf16 operands multiplies the raw
 uint16 bit patterns, so on the interpreter both dots run on exact fp32 upcasts (BF16_DOT=False);
 the interpreter's fp32 -> bf16 cast truncates, so P is rounded by bit arithmetic (kernels._bf16).
+
+The wrapper checks its arguments, then runs `attention_launch(...)`: a KernelLaunch that
+`./kp compile` also builds (on meta tensors) and compiles for sm_90a, so the compile table and
+the launches share one configuration function (`_attn_config`).
 """
 import math
 import numbers
@@ -244,8 +248,13 @@ def _sparse_decode_attn_kernel(
     Rounding points: q and k load as bf16; scores = fp32 dot (fp32 accumulation) times the fp32
     scale; exp, m, l, M, L, O in fp32; P rounded to bf16 by bit arithmetic (P_BF16) before the
     P.V dot (fp32 accumulation; p_dtype fp32: an IEEE fp32 dot, no TF32); o stored in fp32.
-    Every gathered row is loaded once per lane block and shared by the BLOCK_H heads through
-    two tl.dot: [BLOCK_H, BLOCK_D] x [BLOCK_D, BLOCK_N] and [BLOCK_H, BLOCK_N] x [BLOCK_N, BLOCK_D].
+    Every gathered row is loaded once per lane block and shared by the BLOCK_H heads through two
+    transposed tl.dot, heads on the N side so that M >= 64 and Hopper runs them as wgmma from
+    shared memory (docs/roofline.md): scores^T = k [BLOCK_N, BLOCK_D] . q^T [BLOCK_D, BLOCK_H] and
+    (P.V)^T = k^T [BLOCK_D, BLOCK_N] . P^T [BLOCK_N, BLOCK_H]. The transposition changes no sum,
+    only its layout. With HAS_TAIL the columns are a main block [0, BLOCK_D) and a tail block
+    [BLOCK_D, BLOCK_D + BLOCK_E): the tail's score products continue the main block's fp32
+    accumulator, and O^T has main and tail rows (576 = 512 + 64 loads 576 columns, not 1024).
     A tile is one lane block unless TWO_PASS; then its rows are gathered twice (tile max first)
     and l, o_tile are sums of per-block partials.
     An empty tile (no valid lane) is skipped arithmetically: m = -inf gives e = 0, l = 0,
