@@ -125,6 +125,53 @@ def _scores_t(
 
 
 @triton.jit
+def _p_block(
+    sT,                # [BLOCK_N, BLOCK_H] scores^T, -inf on invalid lanes
+    m,                 # [BLOCK_H] tile max (-inf: empty tile)
+    P_BF16: tl.constexpr,      # recipe.p_dtype == "bf16"
+    L_ROUNDED: tl.constexpr,   # recipe.l_from == "rounded"
+    ROUND_MODE: tl.constexpr,  # recipe.rounding code
+):
+    """e = exp(s - m) (0 on invalid lanes and in an empty tile), P = round_bf16(e) (P_BF16) or e;
+    returns (P [BLOCK_N, BLOCK_H] fp32 holding P's values, this block's sum of P or of e)."""
+    NEG_INF: tl.constexpr = float("-inf")
+    e = tl.exp(sT - tl.where(m > NEG_INF, m, 0.0)[None, :])    # fp32; 0 on invalid lanes
+    if P_BF16:
+        p = _round_to_bf16(e, ROUND_MODE)                      # bf16 values held in fp32
+        if L_ROUNDED:
+            return p, tl.sum(p, axis=0)
+        return p, tl.sum(e, axis=0)
+    return e, tl.sum(e, axis=0)
+
+
+@triton.jit
+def _pv_t(
+    k,                 # [BLOCK_N, WIDTH] bf16 key rows (columns of one block)
+    p,                 # [BLOCK_N, BLOCK_H] P (fp32 holding bf16 values when P_BF16)
+    acc,               # [WIDTH, BLOCK_H] fp32 accumulator
+    P_BF16: tl.constexpr,      # P is bf16-representable: a bf16 tensor-core dot is exact in its products
+    BF16_DOT: tl.constexpr,    # bf16 tensor-core dots (else IEEE fp32 dots of exact upcasts)
+):
+    """acc + (P.V)^T = acc + k^T . P, accumulated in fp32 by tl.dot."""
+    if P_BF16 and BF16_DOT:
+        # bf16 x bf16; the cast is exact: p is bf16-representable
+        return tl.dot(tl.trans(k), p.to(tl.bfloat16), acc, out_dtype=tl.float32)
+    # IEEE fp32 (p_dtype fp32, or any P on the interpreter); never TF32
+    return tl.dot(tl.trans(k.to(tl.float32)), p, acc, input_precision="ieee", out_dtype=tl.float32)
+
+
+@triton.jit
+def _merge_factors(M, m):
+    """M' = max(M, m), a = exp(M - M'), b = exp(m - M'). An empty tile (m = -inf) gives b = 0 and
+    a = 1 (or 0 while M = -inf, where L and O are 0): M, L, O stay bitwise unchanged, and no
+    exp(-inf + inf) is formed (the reference M' is 0 while M' = -inf)."""
+    NEG_INF: tl.constexpr = float("-inf")
+    M_new = tl.maximum(M, m)
+    M_ref = tl.where(M_new > NEG_INF, M_new, 0.0)
+    return M_new, tl.exp(M - M_ref), tl.exp(m - M_ref)
+
+
+@triton.jit
 def _tile_block(
     k,                 # [BLOCK_N, BLOCK_D] bf16 key rows of one lane block (zero where invalid)
     k_e,               # [BLOCK_N, BLOCK_E] their tail columns (HAS_TAIL; else unused)
@@ -150,41 +197,19 @@ def _tile_block(
     sT = tl.where(valid[:, None], _scores_t(k, k_e, qT, qT_e, scale, HAS_TAIL, BF16_DOT), NEG_INF)
     if not M_GIVEN:
         m = tl.max(sT, axis=0)
-    e = tl.exp(sT - tl.where(m > NEG_INF, m, 0.0)[None, :])    # fp32; 0 on invalid lanes
-    if P_BF16:
-        p = _round_to_bf16(e, ROUND_MODE)                      # bf16 values held in fp32
-        if L_ROUNDED:
-            l += tl.sum(p, axis=0)
-        else:
-            l += tl.sum(e, axis=0)
-    else:
-        p = e
-        l += tl.sum(e, axis=0)
-    if P_BF16 and BF16_DOT:
-        # bf16 x bf16 (P.V)^T; the cast is exact: p is bf16-representable
-        p16 = p.to(tl.bfloat16)
-        oT_tile = tl.dot(tl.trans(k), p16, oT_tile, out_dtype=tl.float32)
-        if HAS_TAIL:
-            oT_tile_e = tl.dot(tl.trans(k_e), p16, oT_tile_e, out_dtype=tl.float32)
-    else:
-        # IEEE fp32 (P.V)^T (p_dtype fp32, or any P on the interpreter); never TF32
-        oT_tile = tl.dot(tl.trans(k.to(tl.float32)), p, oT_tile, input_precision="ieee", out_dtype=tl.float32)
-        if HAS_TAIL:
-            oT_tile_e = tl.dot(tl.trans(k_e.to(tl.float32)), p, oT_tile_e, input_precision="ieee",
-                               out_dtype=tl.float32)
+    p, l_block = _p_block(sT, m, P_BF16, L_ROUNDED, ROUND_MODE)
+    l += l_block
+    oT_tile = _pv_t(k, p, oT_tile, P_BF16, BF16_DOT)
+    if HAS_TAIL:
+        oT_tile_e = _pv_t(k_e, p, oT_tile_e, P_BF16, BF16_DOT)
     return m, l, oT_tile, oT_tile_e
 
 
 @triton.jit
 def _merge(M, L, OT, OT_e, m, l, oT_tile, oT_tile_e, HAS_TAIL: tl.constexpr):
-    """Left-to-right tile merge: M' = max(M, m), a = exp(M - M'), b = exp(m - M'), L = a L + b l,
-    O = a O + b o_tile (O^T here, main and tail rows). An empty tile (m = -inf) gives b = 0 and
-    a = 1 (or 0 while M = -inf), so M, L, O stay bitwise unchanged; no exp(-inf + inf) is formed."""
-    NEG_INF: tl.constexpr = float("-inf")
-    M_new = tl.maximum(M, m)
-    M_ref = tl.where(M_new > NEG_INF, M_new, 0.0)
-    alpha = tl.exp(M - M_ref)
-    beta = tl.exp(m - M_ref)
+    """Left-to-right tile merge (_merge_factors): L = a L + b l, O = a O + b o_tile (O^T here,
+    main and tail rows)."""
+    M_new, alpha, beta = _merge_factors(M, m)
     OT = alpha[None, :] * OT + beta[None, :] * oT_tile
     if HAS_TAIL:
         OT_e = alpha[None, :] * OT_e + beta[None, :] * oT_tile_e
@@ -308,31 +333,37 @@ def _sparse_decode_attn_kernel(
         for start in range(0, K, TILE):
             pos = start + lanes
             row_ptr, valid = _row_pointers(pos, (lanes < TILE) & (pos < K), idx_row_ptr, stride_idx_k,
-                                      ori_kv_ptr, stride_ori_page, stride_ori_row,
-                                      cmp_kv_ptr, stride_cmp_page, stride_cmp_row,
-                                      ori_tab_row_ptr, stride_ori_tab_j, cmp_tab_row_ptr, stride_cmp_tab_j,
-                                      win_valid, cmp_valid, W, BS, N_ORI, N_CMP, ORI_WIDTH, CMP_WIDTH)
+                                           ori_kv_ptr, stride_ori_page, stride_ori_row,
+                                           cmp_kv_ptr, stride_cmp_page, stride_cmp_row,
+                                           ori_tab_row_ptr, stride_ori_tab_j, cmp_tab_row_ptr, stride_cmp_tab_j,
+                                           win_valid, cmp_valid, W, BS, N_ORI, N_CMP, ORI_WIDTH, CMP_WIDTH)
             k = _load_rows(row_ptr, valid, offs_d, d_mask, EVEN_D)
             if HAS_TAIL:
                 k_e = _load_rows(row_ptr, valid, offs_e, e_mask, False)
             else:
                 k_e = k                                        # placeholder, never used
-            m, l, oT_tile, oT_tile_e = _tile_block(
-                k, k_e, valid, qT, qT_e, tl.full([BLOCK_H], NEG_INF, tl.float32),
-                tl.full([BLOCK_H], 0.0, tl.float32), tl.full([BLOCK_D, BLOCK_H], 0.0, tl.float32),
-                tl.full([BLOCK_E, BLOCK_H], 0.0, tl.float32), scale,
-                HAS_TAIL, False, P_BF16, L_ROUNDED, ROUND_MODE, BF16_DOT)
-            M, L, OT, OT_e = _merge(M, L, OT, OT_e, m, l, oT_tile, oT_tile_e, HAS_TAIL)
+            sT = tl.where(valid[:, None], _scores_t(k, k_e, qT, qT_e, scale, HAS_TAIL, BF16_DOT), NEG_INF)
+            m = tl.max(sT, axis=0)                             # the tile max
+            p, l = _p_block(sT, m, P_BF16, L_ROUNDED, ROUND_MODE)
+            M, alpha, beta = _merge_factors(M, m)
+            L = alpha * L + beta * l
+            # O = a O + b o_tile per column block, each right after its o_tile dot (from 0), so
+            # only one o_tile block is live: the same operations as _merge, in another order
+            OT = alpha[None, :] * OT + beta[None, :] * _pv_t(k, p, tl.zeros([BLOCK_D, BLOCK_H], tl.float32),
+                                                             P_BF16, BF16_DOT)
+            if HAS_TAIL:
+                OT_e = alpha[None, :] * OT_e + beta[None, :] * _pv_t(
+                    k_e, p, tl.zeros([BLOCK_E, BLOCK_H], tl.float32), P_BF16, BF16_DOT)
     else:
         for start in range(0, K, TILE):
             m = tl.full([BLOCK_H], NEG_INF, tl.float32)        # tile max first (-inf: empty tile)
             for sub in range(0, TILE, BLOCK_N):
                 pos = start + sub + lanes
                 row_ptr, valid = _row_pointers(pos, (sub + lanes < TILE) & (pos < K), idx_row_ptr, stride_idx_k,
-                                          ori_kv_ptr, stride_ori_page, stride_ori_row,
-                                          cmp_kv_ptr, stride_cmp_page, stride_cmp_row,
-                                          ori_tab_row_ptr, stride_ori_tab_j, cmp_tab_row_ptr, stride_cmp_tab_j,
-                                          win_valid, cmp_valid, W, BS, N_ORI, N_CMP, ORI_WIDTH, CMP_WIDTH)
+                                               ori_kv_ptr, stride_ori_page, stride_ori_row,
+                                               cmp_kv_ptr, stride_cmp_page, stride_cmp_row,
+                                               ori_tab_row_ptr, stride_ori_tab_j, cmp_tab_row_ptr, stride_cmp_tab_j,
+                                               win_valid, cmp_valid, W, BS, N_ORI, N_CMP, ORI_WIDTH, CMP_WIDTH)
                 k = _load_rows(row_ptr, valid, offs_d, d_mask, EVEN_D)
                 if HAS_TAIL:
                     k_e = _load_rows(row_ptr, valid, offs_e, e_mask, False)
@@ -346,10 +377,10 @@ def _sparse_decode_attn_kernel(
             for sub in range(0, TILE, BLOCK_N):                # l and o_tile: sums of block partials
                 pos = start + sub + lanes
                 row_ptr, valid = _row_pointers(pos, (sub + lanes < TILE) & (pos < K), idx_row_ptr, stride_idx_k,
-                                          ori_kv_ptr, stride_ori_page, stride_ori_row,
-                                          cmp_kv_ptr, stride_cmp_page, stride_cmp_row,
-                                          ori_tab_row_ptr, stride_ori_tab_j, cmp_tab_row_ptr, stride_cmp_tab_j,
-                                          win_valid, cmp_valid, W, BS, N_ORI, N_CMP, ORI_WIDTH, CMP_WIDTH)
+                                               ori_kv_ptr, stride_ori_page, stride_ori_row,
+                                               cmp_kv_ptr, stride_cmp_page, stride_cmp_row,
+                                               ori_tab_row_ptr, stride_ori_tab_j, cmp_tab_row_ptr, stride_cmp_tab_j,
+                                               win_valid, cmp_valid, W, BS, N_ORI, N_CMP, ORI_WIDTH, CMP_WIDTH)
                 k = _load_rows(row_ptr, valid, offs_d, d_mask, EVEN_D)
                 if HAS_TAIL:
                     k_e = _load_rows(row_ptr, valid, offs_e, e_mask, False)
@@ -375,49 +406,70 @@ def _sparse_decode_attn_kernel(
 
 # %% launch configuration
 # Shapes of the two dots (transposed so that heads are the N side and wgmma applies, which needs
-# M >= 64 per warpgroup): scores^T [BLOCK_N, BLOCK_H] = k [BLOCK_N, BLOCK_D] . q^T [BLOCK_D, BLOCK_H]
-# and (P.V)^T [BLOCK_D, BLOCK_H] = k^T [BLOCK_D, BLOCK_N] . P^T [BLOCK_N, BLOCK_H]. Numbers in
-# brackets below were measured with `./kp compile` (sm_90a, triton 3.6.0; docs/roofline.md).
-# BLOCK_D: next power of two >= max(D, 16) (tl.dot needs every dim >= 16).
-# BLOCK_H: as many heads as share one gathered tile, capped so the fp32 accumulator
-#   BLOCK_H * BLOCK_D stays <= 8192 (O^T and o_tile^T: 2 x 32 KiB, 64 registers a thread at 8
-#   warps), at least 16 (tl.dot), at most 64. D=512 -> 16, D=64 -> 64 (H >= 64). [BLOCK_H 32 at
-#   D=512: 255 registers + 316 B spills; 16: 255, no spill]
-# BLOCK_N: next power of two >= max(tile, 16), capped so a bf16 K block BLOCK_N * BLOCK_D stays
-#   <= 32768 elements (64 KiB of shared memory per pipeline stage) and <= 128 lanes; 16 lanes at
-#   BLOCK_D >= 1024 [32 lanes there: 448 B spills]. A larger tile takes the TWO_PASS path. The
-#   interpreter uses the same choice so that it runs the GPU's code path (a fixed rule, no
-#   autotuning: the interpreter would time nothing useful).
-# num_warps: 8 when BLOCK_D > 128 or the accumulator BLOCK_H * BLOCK_D reaches 8192, else 4
-#   [H64 D128 at 4 warps: 312 B spills; at 8: none].
-# num_stages: Triton's default (3): the flat tile loop keeps two K blocks in flight (cp.async).
+# M >= 64 per warpgroup): scores^T [BLOCK_N, BLOCK_H] = k [BLOCK_N, cols] . q^T [cols, BLOCK_H]
+# and (P.V)^T [cols, BLOCK_H] = k^T [cols, BLOCK_N] . P^T [BLOCK_N, BLOCK_H]. Numbers in
+# brackets were measured with `./kp compile` (sm_90a, triton 3.6.0; docs/roofline.md).
+# Column blocks: one block of next_pow2(max(D, 16)) columns (tl.dot needs every dim >= 16), or
+#   two (HAS_TAIL): a power-of-two main block and a second block BLOCK_E, either a tail (576 =
+#   512 + 64: 576 loaded columns, not 1024) or the second half of a power-of-two D (512 = 256 +
+#   256). The flat loop merges each block's o_tile right after its dot, so with two blocks only
+#   the larger block's o_tile is live beside O^T.
+# BLOCK_H: the most heads (16 <= BLOCK_H <= min(64, next_pow2(H)), a power of two) whose live
+#   fp32 accumulators, BLOCK_H x (columns + largest block) (TWO_PASS: x 2 columns: the o_tile of
+#   every block is live across the tile's lane blocks), stay <= 24576 elements (96 KiB: 96
+#   registers a thread at 8 warps); the candidate layout with the most heads wins, ties go to
+#   fewer columns, then to one block. Fewer head blocks = fewer L2 re-reads of a token's rows
+#   (docs/roofline.md). DSV4 D=512: 32 heads in 256 + 256 [255 registers, 0 spills, 2 stages;
+#   one 512 block at 32 heads: 204 B spills]; D=576: 16 heads in 512 + 64; D <= 128: 64 heads.
+# BLOCK_N: next power of two >= max(tile, 16), capped so a bf16 K block BLOCK_N x columns stays
+#   <= 36864 elements (72 KiB of shared memory per pipeline stage) and <= 128 lanes. A larger tile
+#   takes the TWO_PASS path. The interpreter uses the same choice so that it runs the GPU's code
+#   path (a fixed rule, no autotuning: the interpreter would time nothing useful).
+# num_warps: 8 when there are > 128 columns or BLOCK_H x columns >= 8192, else 4 [H64 D128 at 4
+#   warps: 312 B spills; at 8: none].
+# num_stages: 2 with two column blocks [DSV4 at 3 stages: 4 B spills; D=576: 28 B], else 3 (the
+#   flat tile loop keeps two K blocks in flight with cp.async).
 # BF16_DOT: False on the interpreter. Triton 3.6.0's interpreter stores bf16 as uint16 and its
 #   create_dot calls np.matmul on those raw bits (garbage like 1e10); the fp32 "ieee" dot of the
 #   upcast operands is the same math (bf16 x bf16 products are exact in fp32).
-_MAX_ACC = 8192
+_MAX_LIVE_ACC = 24576
 _MAX_KBLOCK = 36864
 _MAX_LANES = 128
 _SPLIT_MIN_D = 256
 _MAX_D_CUDA = 1024  # beyond this the [16, BLOCK_D] operands no longer fit shared memory
 
 
-def _attn_config(H: int, D: int, tile: int, K: int) -> dict:
-    block_d = triton.next_power_of_2(max(D, 16))
-    block_e, has_tail = 16, False
-    if D > _SPLIT_MIN_D and D & (D - 1):                   # e.g. 576 = 512 + a 64-column tail
-        main = block_d // 2
+def _column_layouts(D: int) -> list[tuple[int, int, bool]]:
+    """(BLOCK_D, BLOCK_E, HAS_TAIL) candidates: one block, main + tail, two halves."""
+    whole = triton.next_power_of_2(max(D, 16))
+    out = [(whole, 16, False)]
+    if D > _SPLIT_MIN_D and D & (D - 1):
+        main = whole // 2
         tail = triton.next_power_of_2(max(D - main, 16))
-        if main + tail < block_d:
-            block_d, block_e, has_tail = main, tail, True
-    width = block_d + (block_e if has_tail else 0)         # columns loaded per row
-    block_h = max(16, min(triton.next_power_of_2(H), 64, _prev_pow2(_MAX_ACC // width)))
+        if main + tail < whole:
+            out.append((main, tail, True))
+    if D == whole and D >= 32:
+        out.append((D // 2, D // 2, True))
+    return out
+
+
+def _attn_config(H: int, D: int, tile: int, K: int) -> dict:
     tile_eff = min(tile, K)  # a tile longer than K is one tile: same semantics, smaller block
-    max_lanes = max(16, min(_MAX_LANES, _prev_pow2(_MAX_KBLOCK // width)))
-    block_n = min(triton.next_power_of_2(max(tile_eff, 16)), max_lanes)
-    num_warps = 8 if width > 128 or block_h * width >= _MAX_ACC else 4
-    num_stages = 2 if has_tail else 3
-    return dict(BLOCK_H=block_h, BLOCK_D=block_d, BLOCK_E=block_e, HAS_TAIL=has_tail, BLOCK_N=block_n,
-                TWO_PASS=tile_eff > block_n, num_warps=num_warps, num_stages=num_stages, TILE=tile_eff)
+    best = None
+    for block_d, block_e, has_tail in _column_layouts(D):
+        width = block_d + (block_e if has_tail else 0)         # columns loaded per row
+        max_lanes = max(16, min(_MAX_LANES, _prev_pow2(_MAX_KBLOCK // width)))
+        block_n = min(triton.next_power_of_2(max(tile_eff, 16)), max_lanes)
+        two_pass = tile_eff > block_n
+        live = width + (width if two_pass else max(block_d, block_e if has_tail else 0))
+        block_h = max(16, min(triton.next_power_of_2(H), 64, _prev_pow2(_MAX_LIVE_ACC // live)))
+        rank = (block_h, -width, not has_tail)
+        if best is None or rank > best[0]:
+            best = (rank, dict(BLOCK_H=block_h, BLOCK_D=block_d, BLOCK_E=block_e, HAS_TAIL=has_tail,
+                               BLOCK_N=block_n, TWO_PASS=two_pass,
+                               num_warps=8 if width > 128 or block_h * width >= 8192 else 4,
+                               num_stages=2 if has_tail else 3, TILE=tile_eff))
+    return best[1]
 
 
 def _prev_pow2(n: int) -> int:
