@@ -415,25 +415,33 @@ def _sparse_decode_attn_kernel(
 #   256). The flat loop merges each block's o_tile right after its dot, so with two blocks only
 #   the larger block's o_tile is live beside O^T.
 # BLOCK_H: the most heads (16 <= BLOCK_H <= min(64, next_pow2(H)), a power of two) whose live
-#   fp32 accumulators, BLOCK_H x (columns + largest block) (TWO_PASS: x 2 columns: the o_tile of
-#   every block is live across the tile's lane blocks), stay <= 24576 elements (96 KiB: 96
-#   registers a thread at 8 warps); the candidate layout with the most heads wins, ties go to
-#   fewer columns, then to one block. Fewer head blocks = fewer L2 re-reads of a token's rows
-#   (docs/roofline.md). DSV4 D=512: 32 heads in 256 + 256 [255 registers, 0 spills, 2 stages;
-#   one 512 block at 32 heads: 204 B spills]; D=576: 16 heads in 512 + 64; D <= 128: 64 heads.
+#   fp32 values stay <= 30720 elements (120 KiB: 120 registers a thread at 8 warps): per head,
+#   the accumulators (columns + largest block: O^T and one o_tile block; TWO_PASS: 2 x columns,
+#   every block's o_tile lives across the tile's lane blocks) and 3 softmax copies of the lane
+#   block (s, e, P: 3 x BLOCK_N). The candidate layout with the most heads wins, ties go to fewer
+#   columns, then to one block. Fewer head blocks = fewer L2 re-reads of a token's rows
+#   (docs/roofline.md). DSV4 D=512: 32 heads in 256 + 256 [255 registers, 0 spills at 2 stages;
+#   one 512 block at 32 heads: 204 B spills]; D=576: 16 heads in 512 + 64; D=256: 32 heads [64
+#   heads in 128 + 128: 48 B spills]; D <= 128: 64 heads.
 # BLOCK_N: next power of two >= max(tile, 16), capped so a bf16 K block BLOCK_N x columns stays
 #   <= 36864 elements (72 KiB of shared memory per pipeline stage) and <= 128 lanes. A larger tile
 #   takes the TWO_PASS path. The interpreter uses the same choice so that it runs the GPU's code
 #   path (a fixed rule, no autotuning: the interpreter would time nothing useful).
 # num_warps: 8 when there are > 128 columns or BLOCK_H x columns >= 8192, else 4 [H64 D128 at 4
 #   warps: 312 B spills; at 8: none].
-# num_stages: 2 with two column blocks [DSV4 at 3 stages: 4 B spills; D=576: 28 B], else 3 (the
-#   flat tile loop keeps two K blocks in flight with cp.async).
+# num_stages: 2 with two column blocks or fp32 P [DSV4 at 3 stages: 4 B spills; D=576: 28 B],
+#   else 3 (the flat tile loop keeps two K blocks in flight with cp.async; TWO_PASS D=512 at 2
+#   stages: 40 B spills, at 3: 16 B).
+# p_dtype fp32: the P.V dot is an IEEE fp32 dot (no tensor core), its fp32 k operand lives in
+#   registers: one column block and a K block of <= 8192 fp32 elements [DSV4: 16 lanes, 191
+#   registers, 0 spills; 64 lanes in 256 + 256 at 32 heads: 2484 B spills].
 # BF16_DOT: False on the interpreter. Triton 3.6.0's interpreter stores bf16 as uint16 and its
 #   create_dot calls np.matmul on those raw bits (garbage like 1e10); the fp32 "ieee" dot of the
 #   upcast operands is the same math (bf16 x bf16 products are exact in fp32).
-_MAX_LIVE_ACC = 24576
+_MAX_LIVE = 30720
+_SOFTMAX_COPIES = 3
 _MAX_KBLOCK = 36864
+_FP32_KBLOCK = 8192
 _MAX_LANES = 128
 _SPLIT_MIN_D = 256
 _MAX_D_CUDA = 1024  # beyond this the [16, BLOCK_D] operands no longer fit shared memory
@@ -453,22 +461,25 @@ def _column_layouts(D: int) -> list[tuple[int, int, bool]]:
     return out
 
 
-def _attn_config(H: int, D: int, tile: int, K: int) -> dict:
+def _attn_config(H: int, D: int, tile: int, K: int, *, p_fp32: bool = False) -> dict:
     tile_eff = min(tile, K)  # a tile longer than K is one tile: same semantics, smaller block
     best = None
-    for block_d, block_e, has_tail in _column_layouts(D):
+    layouts = _column_layouts(D)[:1] if p_fp32 else _column_layouts(D)
+    for block_d, block_e, has_tail in layouts:
         width = block_d + (block_e if has_tail else 0)         # columns loaded per row
-        max_lanes = max(16, min(_MAX_LANES, _prev_pow2(_MAX_KBLOCK // width)))
+        kblock = _FP32_KBLOCK if p_fp32 else _MAX_KBLOCK
+        max_lanes = max(16, min(_MAX_LANES, _prev_pow2(kblock // width)))
         block_n = min(triton.next_power_of_2(max(tile_eff, 16)), max_lanes)
         two_pass = tile_eff > block_n
-        live = width + (width if two_pass else max(block_d, block_e if has_tail else 0))
-        block_h = max(16, min(triton.next_power_of_2(H), 64, _prev_pow2(_MAX_LIVE_ACC // live)))
+        acc_cols = width + (width if two_pass else max(block_d, block_e if has_tail else 0))
+        per_head = acc_cols + _SOFTMAX_COPIES * block_n
+        block_h = max(16, min(triton.next_power_of_2(H), 64, _prev_pow2(_MAX_LIVE // per_head)))
         rank = (block_h, -width, not has_tail)
         if best is None or rank > best[0]:
             best = (rank, dict(BLOCK_H=block_h, BLOCK_D=block_d, BLOCK_E=block_e, HAS_TAIL=has_tail,
                                BLOCK_N=block_n, TWO_PASS=two_pass,
                                num_warps=8 if width > 128 or block_h * width >= 8192 else 4,
-                               num_stages=2 if has_tail else 3, TILE=tile_eff))
+                               num_stages=2 if has_tail or p_fp32 else 3, TILE=tile_eff))
     return best[1]
 
 
@@ -636,7 +647,7 @@ def attention_launch(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse
     runs it and `./kp compile` compiles it for sm_90a, so both see one configuration."""
     T, H, D = q.shape
     K, S, BS = sparse_indices.shape[1], tokens_per_batch, ori_kv.shape[1]
-    cfg = _attn_config(H, D, recipe.tile, K)
+    cfg = _attn_config(H, D, recipe.tile, K, p_fp32=recipe.p_dtype == "fp32")
     n_hblk = triton.cdiv(H, cfg["BLOCK_H"])
     grid = (T * n_hblk,)
     args = (
