@@ -415,14 +415,15 @@ def _sparse_decode_attn_kernel(
 #   256). The flat loop merges each block's o_tile right after its dot, so with two blocks only
 #   the larger block's o_tile is live beside O^T.
 # BLOCK_H: the most heads (16 <= BLOCK_H <= min(64, next_pow2(H)), a power of two) whose live
-#   fp32 values stay <= 30720 elements (120 KiB: 120 registers a thread at 8 warps): per head,
+#   fp32 values stay <= 32768 elements (128 KiB: 128 registers a thread at 8 warps): per head,
 #   the accumulators (columns + largest block: O^T and one o_tile block; TWO_PASS: 2 x columns,
-#   every block's o_tile lives across the tile's lane blocks) and 3 softmax copies of the lane
-#   block (s, e, P: 3 x BLOCK_N). The candidate layout with the most heads wins, ties go to fewer
-#   columns, then to one block. Fewer head blocks = fewer L2 re-reads of a token's rows
-#   (docs/roofline.md). DSV4 D=512: 32 heads in 256 + 256 [255 registers, 0 spills at 2 stages;
-#   one 512 block at 32 heads: 204 B spills]; D=576: 16 heads in 512 + 64; D=256: 32 heads [64
-#   heads in 128 + 128: 48 B spills]; D <= 128: 64 heads.
+#   every block's o_tile lives across the tile's lane blocks) and 4 softmax copies of the lane
+#   block (s, e, P and its bf16 operand: 4 x BLOCK_N). The candidate layout with the most heads
+#   wins, ties go to fewer columns, then to one block. Fewer head blocks = fewer L2 re-reads of a
+#   token's rows (docs/roofline.md). DSV4 D=512: 32 heads in 256 + 256 [255 registers, 0 spills at
+#   2 stages; one 512 block at 32 heads: 204 B spills]; D=576: 16 heads in 512 + 64; D=256: 32
+#   heads [64 in 128 + 128: 48 B spills]; D <= 128: 64 heads at <= 64 lanes [D=64 at 128 lanes:
+#   64 heads in 32 + 32 spilled 596 B, so 32 heads].
 # BLOCK_N: next power of two >= max(tile, 16), capped so a bf16 K block BLOCK_N x columns stays
 #   <= 36864 elements (72 KiB of shared memory per pipeline stage) and <= 128 lanes. A larger tile
 #   takes the TWO_PASS path. The interpreter uses the same choice so that it runs the GPU's code
@@ -438,8 +439,8 @@ def _sparse_decode_attn_kernel(
 # BF16_DOT: False on the interpreter. Triton 3.6.0's interpreter stores bf16 as uint16 and its
 #   create_dot calls np.matmul on those raw bits (garbage like 1e10); the fp32 "ieee" dot of the
 #   upcast operands is the same math (bf16 x bf16 products are exact in fp32).
-_MAX_LIVE = 30720
-_SOFTMAX_COPIES = 3
+_MAX_LIVE = 32768
+_SOFTMAX_COPIES = 4
 _MAX_KBLOCK = 36864
 _FP32_KBLOCK = 8192
 _MAX_LANES = 128
@@ -647,7 +648,8 @@ def attention_launch(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse
     runs it and `./kp compile` compiles it for sm_90a, so both see one configuration."""
     T, H, D = q.shape
     K, S, BS = sparse_indices.shape[1], tokens_per_batch, ori_kv.shape[1]
-    cfg = _attn_config(H, D, recipe.tile, K, p_fp32=recipe.p_dtype == "fp32")
+    tile = K if recipe.tile is None else recipe.tile   # tile None (untiled): one tile of all K positions
+    cfg = _attn_config(H, D, tile, K, p_fp32=recipe.p_dtype == "fp32")
     n_hblk = triton.cdiv(H, cfg["BLOCK_H"])
     grid = (T * n_hblk,)
     args = (
