@@ -3,7 +3,8 @@
     python benchmarks/run_compile_table.py [--json PATH] [--dry-run] [--only NAME ...]
 
 For each reference point of kernelprop.compile (the same KernelLaunch the wrappers build, now on
-real CUDA tensors): the kernel's median time (triton.testing.do_bench), a device-to-device copy of
+real CUDA tensors): the kernel's median time (triton.testing.do_bench; also through a CUDA graph,
+do_bench_cudagraph, which removes the launch overhead), a device-to-device copy of
 the same byte count the roofline says must cross HBM (read + write, measured in the same run),
 and the predictions of kernelprop.roofline at the model's 3.0 TB/s and at this run's measured copy
 bandwidth. `--dry-run` (no GPU needed) prints the predictions only, to check the CPU-side parts.
@@ -69,6 +70,11 @@ def main() -> int:
             torch.cuda.synchronize()
             row["kernel_us"] = float(triton.testing.do_bench(launch.run, warmup=25, rep=100,
                                                              return_mode="median")) * 1e3
+            try:  # launch overhead out (a ~40 us kernel is near Python's launch cost)
+                row["kernel_graph_us"] = float(triton.testing.do_bench_cudagraph(
+                    launch.run, rep=100, return_mode="median")) * 1e3
+            except Exception as exc:  # noqa: BLE001  (a capture failure must not end the table)
+                row["kernel_graph_error"] = f"{type(exc).__name__}: {exc}"[:200]
             row["copy_us"] = copy_us(model.hbm_bytes)
             row["copy_bw_GBps"] = model.hbm_bytes / (row["copy_us"] * 1e-6) / 1e9
             row["predicted_at_copy_bw_us"] = model.predicted_us(hbm_bw=row["copy_bw_GBps"] * 1e9)
@@ -77,12 +83,13 @@ def main() -> int:
         del launch
     head = f"{'config point':36} {'programs':>8} {'MB':>8} {'pred us':>8}"
     if not args.dry_run:
-        head += f" {'kernel us':>9} {'copy us':>8} {'pred@copy':>9} {'copy/kernel':>11}"
+        head += f" {'kernel us':>9} {'graph us':>8} {'copy us':>8} {'pred@copy':>9} {'copy/kernel':>11}"
     print(head)
     for r in rows:
         line = f"{r['name'][:36]:36} {r['programs']:8d} {r['hbm_bytes'] / 1e6:8.1f} {r['predicted_us']:8.1f}"
         if "kernel_us" in r:
-            line += (f" {r['kernel_us']:9.1f} {r['copy_us']:8.1f} {r['predicted_at_copy_bw_us']:9.1f}"
+            line += (f" {r['kernel_us']:9.1f} {r.get('kernel_graph_us', float('nan')):8.1f} {r['copy_us']:8.1f}"
+                     f" {r['predicted_at_copy_bw_us']:9.1f}"
                      f" {r['fraction_of_copy']:11.2f}")
         print(line)
     if args.json:

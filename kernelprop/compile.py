@@ -377,9 +377,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("-j", "--jobs", type=int, default=min(2, os.cpu_count() or 1))
     args = parser.parse_args(argv)
     if os.environ.get("TRITON_INTERPRET") != "0" or "triton" in sys.modules:
-        env = dict(os.environ, TRITON_INTERPRET="0", PYTHONPATH=str(ROOT))
-        env.setdefault("TRITON_CACHE_DIR", tempfile.mkdtemp(prefix="kp-compile-cache-"))
-        return subprocess.call([sys.executable, str(pathlib.Path(__file__).resolve()), *argv], env=env)
+        # a fresh Triton cache unless the caller names one: compile times are real compiles
+        with tempfile.TemporaryDirectory(prefix="kp-compile-cache-") as cache:
+            env = dict(os.environ, TRITON_INTERPRET="0", PYTHONPATH=str(ROOT))
+            env.setdefault("TRITON_CACHE_DIR", cache)
+            return subprocess.call([sys.executable, str(pathlib.Path(__file__).resolve()), *argv], env=env)
     return _child_main(args)
 
 

@@ -14,21 +14,19 @@ from kernelprop.compile import SM90_SMEM_LIMIT, CompileRow, fast_points, markdow
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def fast_table(tmp_path_factory):
-    out = tmp_path_factory.mktemp("compile") / "table.json"
+def test_fast_subset_compiles_without_spills(tmp_path):
+    """Issue 11 gate: DSV4 attention, D=576 attention and RMSNorm D=4096 compile for sm_90a with
+    0 spill bytes, no stack frame and <= 227 KiB shared memory; the command exits 0. The DSV4
+    dots are Hopper wgmma (the transposed layout puts 64 rows on M), and a token's rows are read
+    by at most 2 head-block programs (BLOCK_H >= 32: docs/roofline.md). One test, so that xdist
+    runs the ~20 s compile once."""
+    out = tmp_path / "table.json"
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     env.pop("TRITON_INTERPRET", None)  # the command sets 0 for its child itself
     proc = subprocess.run([sys.executable, "-m", "kernelprop", "compile", "--fast", "--json", str(out)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    return proc, (json.loads(out.read_text()) if out.exists() else None)
-
-
-def test_fast_subset_compiles_without_spills(fast_table):
-    """Issue 11 gate: DSV4 attention, D=576 attention and RMSNorm D=4096 compile for sm_90a with
-    0 spill bytes, no stack frame and <= 227 KiB shared memory; the command exits 0."""
-    proc, table = fast_table
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    table = json.loads(out.read_text())
     rows = [CompileRow(**r) for r in table["rows"]]
     assert {r.name for r in rows} == {p.name for p in fast_points()}
     for r in rows:
@@ -36,15 +34,9 @@ def test_fast_subset_compiles_without_spills(fast_table):
         assert (r.spill_stores, r.spill_loads, r.stack) == (0, 0, 0), r
         assert 0 <= r.shared <= SM90_SMEM_LIMIT, r
         assert 0 < r.registers <= 255, r
-
-
-def test_dsv4_attention_uses_tensor_cores(fast_table):
-    """The DSV4 config's dots are Hopper wgmma (the transposed layout puts 64 rows on M), and a
-    token's rows are read by at most 2 head-block programs (BLOCK_H >= 32: docs/roofline.md)."""
-    _, table = fast_table
-    dsv4 = next(r for r in table["rows"] if r["name"].startswith("attn dsv4"))
-    assert dsv4["wgmma"] > 0 and dsv4["mma_sync"] == 0, dsv4
-    assert dsv4["programs"] <= 128 * 2 and "BLOCK_H=32" in dsv4["config"], dsv4
+    dsv4 = next(r for r in rows if r.name.startswith("attn dsv4"))
+    assert dsv4.wgmma > 0 and dsv4.mma_sync == 0, dsv4
+    assert dsv4.programs <= 128 * 2 and "BLOCK_H=32" in dsv4.config, dsv4
 
 
 def test_gate_flags_spills_smem_and_errors():
