@@ -426,8 +426,9 @@ def _sparse_decode_attn_kernel(
 #   64 heads in 32 + 32 spilled 596 B, so 32 heads].
 # BLOCK_N: next power of two >= max(tile, 16), capped so a bf16 K block BLOCK_N x columns stays
 #   <= 36864 elements (72 KiB of shared memory per pipeline stage) and <= 128 lanes. A larger tile
-#   takes the TWO_PASS path. The interpreter uses the same choice so that it runs the GPU's code
-#   path (a fixed rule, no autotuning: the interpreter would time nothing useful).
+#   takes the TWO_PASS path, with half that K block [D=512 tile 100: 64 lanes spilled 16-24 B, 32
+#   lanes none; D=576: ~200 B vs none]. The interpreter uses the same choice so that it runs the
+#   GPU's code path (a fixed rule, no autotuning: the interpreter would time nothing useful).
 # num_warps: 8 when there are > 128 columns or BLOCK_H x columns >= 8192, else 4 [H64 D128 at 4
 #   warps: 312 B spills; at 8: none].
 # num_stages: 2 with two column blocks or fp32 P [DSV4 at 3 stages: 4 B spills; D=576: 28 B],
@@ -472,6 +473,8 @@ def _attn_config(H: int, D: int, tile: int, K: int, *, p_fp32: bool = False) -> 
         max_lanes = max(16, min(_MAX_LANES, _prev_pow2(kblock // width)))
         block_n = min(triton.next_power_of_2(max(tile_eff, 16)), max_lanes)
         two_pass = tile_eff > block_n
+        if two_pass:  # o_tile of every block stays live across the lane blocks: half the K block
+            block_n = min(block_n, max(16, _prev_pow2(kblock // 2 // width)))
         acc_cols = width + (width if two_pass else max(block_d, block_e if has_tail else 0))
         per_head = acc_cols + _SOFTMAX_COPIES * block_n
         block_h = max(16, min(triton.next_power_of_2(H), 64, _prev_pow2(_MAX_LIVE // per_head)))
