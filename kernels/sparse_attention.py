@@ -68,7 +68,9 @@ def _row_pointers(
     range; every other lane is masked on every load, so no memory outside the pools is touched.
     Lane vectors are int32 (half the registers of int64: the DSV4 config spilled with int64),
     and no int32 operation can wrap: idx - W is formed only where idx >= W >= 1, slots are
-    < 2^31, and the page offset page * stride_page is widened to int64 before it is formed.
+    < 2^31, the page offset page * stride_page is widened to int64 before it is formed, and
+    row * stride_row < BS * stride_row < 2^31 (the wrapper rejects larger pages; widening this
+    product too costs the DSV4 config 4 B of spills).
     """
     idx = tl.load(idx_row_ptr + pos * stride_idx_k, mask=lane_on, other=-1)
     is_win = (idx >= 0) & (idx < win_valid)
@@ -632,6 +634,10 @@ def sparse_decode_attention(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table,
                                  check_indices=check_indices)
     if not interpreted() and q.shape[2] > _MAX_D_CUDA:
         raise ValueError(f"q: head dim D={q.shape[2]} exceeds the {_MAX_D_CUDA} this kernel supports on GPU")
+    for name, pool in (("ori_kv", ori_kv), ("cmp_kv", cmp_kv)):
+        if pool.shape[1] * pool.stride(1) >= 2 ** 31:
+            raise ValueError(f"{name}: a page spans {pool.shape[1]} rows x stride {pool.stride(1)} >= 2^31 "
+                             "elements, beyond this kernel's int32 row offsets")
     T, H, D = q.shape
     K = sparse_indices.shape[1]
 
