@@ -14,7 +14,7 @@ from dataclasses import dataclass
 HBM_BW = 3.0e12          # B/s: H100 SXM copy bandwidth (read + write) the SPEC's goal is stated at
 L2_BW = 5.5e12           # B/s: L2 -> SM read bandwidth, an assumption (not measured here)
 TC_BF16 = 989e12 * 0.5   # flop/s: dense bf16 tensor-core peak of an H100 SXM, derated to 50% for
-                         # the narrow N = BLOCK_H wgmma shapes (an assumption)
+                         # the narrow N = BLOCK_H (16-32) wgmma shapes (an assumption)
 SMS = 132                # streaming multiprocessors of an H100 SXM
 
 
