@@ -4,6 +4,7 @@
   fuzz --minutes N [--workers W] [--impl ...] [--database PATH_OR_REDIS_URL]   nightly fuzzing
   fuzz report --fleet REDIS_URL_OR_DIR [--out DIR]   the fleet dashboard (docs/fleet.md)
   mutants [--profile ci] [--only NAME ...]   the kill matrix of the planted-bug catalogue
+  compile [--fast] [--json P] [--markdown P]  sm_90a compile table of every kernel config (no GPU)
 """
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path[:1]:
     sys.path.insert(0, str(ROOT))  # this repo's `kernels`, never the PyPI package of that name
 
-COMMANDS = {"replay": "kernelprop.replay", "fuzz": "kernelprop.fuzz", "mutants": "kernelprop.mutants"}
+COMMANDS = {"replay": "kernelprop.replay", "fuzz": "kernelprop.fuzz", "mutants": "kernelprop.mutants",
+            "compile": "kernelprop.compile"}
 
 
 def main(argv: list[str]) -> int:

@@ -18,6 +18,7 @@ import triton.language as tl
 from golden.recipes import NormRecipe
 from kernels._bf16 import ROUNDING_CODE, _round_to_bf16
 from kernels._checks import check_device, check_last_stride, interpreted
+from kernels._launch import KernelLaunch
 
 INV_CODE = {"rsqrt": 0, "recip_sqrt": 1, "recip_sqrt_rn": 2}
 
@@ -188,21 +189,33 @@ def rms_norm(x, weight=None, *, eps=1e-6, recipe=None):
     y = torch.empty((R, D), dtype=out_dtype, device=x.device)
     if R == 0:
         return y.reshape(x.shape)
+    norm_launch(x2, weight, y, eps32, recipe).run()
+    return y.reshape(x.shape)
+
+
+def norm_launch(x2, weight, y, eps32: float, recipe: NormRecipe) -> KernelLaunch:
+    """The kernel launch for checked rows x2 [R, D], weight [D] or None and an allocated y (no
+    checks here): the wrapper runs it and `./kp compile` compiles it, so both see one config."""
+    R, D = x2.shape
     cfg = _norm_config(R, D, recipe.chunk)
     w = weight if weight is not None else x2  # placeholder pointer, never read without HAS_WEIGHT
     grid = (triton.cdiv(R, cfg["BLOCK_R"]),)
-    _rms_norm_kernel[grid](
+    args = (
         x2, x2.stride(0),
         w, w.stride(0) if weight is not None else 0,
         y, y.stride(0),
         R, D, float(D), cfg["CHUNK"], eps32,
+    )
+    constexprs = dict(
         BLOCK_R=cfg["BLOCK_R"], BLOCK_C=cfg["BLOCK_C"], ONE_BLOCK=cfg["ONE_BLOCK"],
         HAS_WEIGHT=weight is not None, INV_MODE=INV_CODE[recipe.inv],
         OUT_BF16=recipe.out_dtype == "bf16", ROUND_MODE=ROUNDING_CODE[recipe.rounding],
+    )
+    options = dict(
         num_warps=cfg["num_warps"],
         enable_fp_fusion=False,  # x * x + acc stays a multiply then an add, like the golden
     )
-    return y.reshape(x.shape)
+    return KernelLaunch(_rms_norm_kernel, grid, args, constexprs, options)
 
 
 rms_norm.recipe = NormRecipe()

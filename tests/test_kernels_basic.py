@@ -85,6 +85,23 @@ def test_attention_two_pass_tile_smoke():
                         inputs.call(sparse_attention_golden, recipe=recipe), "two-pass tile 150")
 
 
+@pytest.mark.parametrize("head_dim,heads,tile", [(300, 2, 7), (576, 2, 64), (512, 32, 64)])
+def test_attention_column_blocks_smoke(head_dim, heads, tile):
+    """P1 (smoke): a head dim split into two column blocks: 300 = 256 + a 64-wide tail with 20
+    masked columns, 576 = 512 + 64 (the widest CUDA draw), and 512 = 256 + 256 at 32 heads (the
+    DSV4 layout); several tiles and one tile."""
+    case = _small_case(head_dim=head_dim, heads=heads, topk=12, extra=2)
+    cfg = _attn_config(heads, head_dim, tile, case.window + case.topk + case.extra)
+    assert cfg["HAS_TAIL"] and cfg["BLOCK_D"] + cfg["BLOCK_E"] <= head_dim + 20
+    inputs = make_attn_inputs(case)
+    recipe = AttnRecipe(tile=tile)
+    o = inputs.call(sparse_decode_attention, recipe=recipe)
+    ref = inputs.call(sparse_attention_golden, recipe=recipe)
+    _assert_close_smoke(o, ref, f"D={head_dim} tile {tile}")
+    if not torch.cuda.is_available():  # interpreter: numpy exp and fp32 dots, summation order only
+        assert (o - ref).abs().max().item() <= INTERP_REL * ref.abs().max().item()
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="tight only where exp is numpy's (interpreter)")
 def test_attention_bf16_p_rounding_is_recipe_exact():
     """The in-kernel P rounding is golden.rounding's for each mode: kernel == golden within

@@ -1,0 +1,389 @@
+"""`python -m kernelprop compile`: compile every kernel configuration for sm_90a on a CPU machine.
+
+    ./kp compile [--fast] [--only NAME ...] [--json PATH] [--markdown PATH] [-j N]
+
+No GPU and no driver are needed: with TRITON_INTERPRET=0, `triton.compile(ASTSource(...),
+target=GPUTarget("cuda", 90, 32))` runs Triton's whole NVIDIA pipeline (ttir, ttgir, llir, PTX,
+cubin), and the ptxas bundled with triton reports registers, spills and the stack frame.
+
+One source of truth: each configuration is a `KernelLaunch` built by the wrappers' own launch
+functions (kernels.sparse_attention.attention_launch, kernels.rms_norm.norm_launch) from meta
+tensors of the point's shapes, and specialized by Triton's own JIT binder exactly as a launch on
+the device would be (integer arguments equal to 1 become constants, values and pointers divisible
+by 16 get the divisibility attribute). Without that specialization the numbers differ a lot: the
+bundled attention at the DSV4 config compiles to 248 registers and no spills when specialized, but
+to 255 registers with 3216 B of spill stores when every integer is a plain i32 (measured here).
+
+Columns: registers per thread, spill stores / loads (bytes per thread), stack frame (bytes), shared
+memory (bytes per program, Triton's allocation), static counts of mma.sync / wgmma.mma_async in the
+PTX, compile time (Triton pipeline + our ptxas run, fresh cache), and the grid's program count.
+Gates (exit status 1): a compile error anywhere; shared memory over the sm_90 per-block limit
+(227 KiB) anywhere; a spill or a stack frame at a reference configuration (`reference=True`).
+
+TRITON_INTERPRET is read when `@triton.jit` decorates a kernel, so this command re-executes itself
+in a child process with TRITON_INTERPRET=0 (the calling process, e.g. pytest with the interpreter,
+stays as it was).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Optional
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+if sys.path and pathlib.Path(sys.path[0] or ".").resolve() == ROOT / "kernelprop":
+    sys.path.pop(0)  # run as a script (the child): kernelprop/*.py must not shadow top-level modules
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from golden.recipes import AttnRecipe, NormRecipe  # noqa: E402  (no triton import)
+
+SM90_SMEM_LIMIT = 227 * 1024   # bytes of shared memory one block may use on sm_90 (opt-in maximum)
+SM90_SMS = 132                 # streaming multiprocessors of an H100 SXM
+TARGET_ARCH = 90               # compute capability of the target (sm_90a with Triton's NVIDIA backend)
+
+
+# %% the points: shapes + recipes that the suite, the benchmarks and the wrappers launch
+
+@dataclass(frozen=True)
+class AttnPoint:
+    """One sparse-attention launch shape (the fields of golden.inputs.AttnCase that set shapes)."""
+
+    name: str
+    batches: int = 64
+    tokens_per_batch: int = 2
+    heads: int = 64
+    head_dim: int = 512
+    page_size: int = 128
+    window: int = 128
+    topk: int = 512
+    max_cmp_len: int = 2048
+    recipe: AttnRecipe = field(default_factory=AttnRecipe)
+    reference: bool = False       # gated: no spill, no stack frame
+
+    kind = "attention"
+
+    @property
+    def tokens(self) -> int:
+        return self.batches * self.tokens_per_batch
+
+    @property
+    def indices(self) -> int:
+        return self.window + self.topk
+
+    def case(self, device: str):
+        """The golden.inputs.AttnCase of this point (real tensors, e.g. on the device)."""
+        from golden.inputs import AttnCase
+
+        return AttnCase(seed=0, batches=self.batches, tokens_per_batch=self.tokens_per_batch,
+                        heads=self.heads, head_dim=self.head_dim, page_size=self.page_size,
+                        window=self.window, topk=self.topk, max_cmp_len=self.max_cmp_len,
+                        min_used=self.window + self.max_cmp_len - 1, nan_unused=False, device=device)
+
+
+@dataclass(frozen=True)
+class NormPoint:
+    """One RMSNorm launch shape: rows x dim of `dtype`, with or without weight."""
+
+    name: str
+    rows: int = 32768
+    dim: int = 4096
+    dtype: str = "bf16"
+    weight: bool = True
+    recipe: NormRecipe = field(default_factory=NormRecipe)
+    reference: bool = False
+
+    kind = "rms_norm"
+
+
+DSV4 = AttnPoint("attn dsv4 (H64 D512 K640 tile64)", reference=True)
+
+
+def reference_points() -> list:
+    """The gated configurations: the DSV4 decode config, D in {64, 128, 512, 576} at H=64, and
+    RMSNorm at D in {128, 4096, 8192} (the benchmark's [32768, 4096] among them)."""
+    pts = [DSV4]
+    for d in (64, 128, 576):
+        pts.append(AttnPoint(f"attn H64 D{d} K640 tile64", head_dim=d, reference=True))
+    for d in (128, 4096, 8192):
+        pts.append(NormPoint(f"norm D{d}", rows=32768 if d <= 4096 else 8192, dim=d, reference=True))
+    return pts
+
+
+def fast_points() -> list:
+    """The CI subset: DSV4, D=576 (the widest head dim the suite draws on CUDA), RMSNorm D=4096."""
+    return [p for p in reference_points() if p.name in (DSV4.name, "attn H64 D576 K640 tile64", "norm D4096")]
+
+
+def sweep_points() -> list:
+    """Everything the CUDA limits of properties/strategies.py can reach, by configuration class:
+    head dims (powers of two, odd, 576), head counts below / at / above one head block, tiles
+    (1, odd, 64, > a lane block, untiled-like 640), every recipe flag at the DSV4 shape, and
+    RMSNorm one-block / chunked / fp32 / no-weight variants. Duplicates of one compiled
+    configuration are removed after specialization (see `dedupe`)."""
+    pts = list(reference_points())
+    small = dict(batches=4, page_size=64, window=128, topk=512, max_cmp_len=1024)
+    for d in (16, 17, 40, 64, 128, 256, 512, 576):
+        for h in (3, 16, 64):
+            for tile in (1, 33, 64, 100):
+                pts.append(AttnPoint(f"attn H{h} D{d} tile{tile}", heads=h, head_dim=d,
+                                     recipe=AttnRecipe(tile=tile), **small))
+    for changes in (dict(p_dtype="fp32"), dict(l_from="unrounded"), dict(rounding="rtz"),
+                    dict(rounding="rna"), dict(tile=640), dict(tile=128), dict(tile=16)):
+        label = " ".join(f"{k}={v}" for k, v in changes.items())
+        pts.append(AttnPoint(f"attn dsv4 {label}", recipe=AttnRecipe(**changes)))
+    for d in (1, 17, 127, 512, 600, 8192, 16384, 20000):
+        for dtype in ("bf16", "fp32"):
+            pts.append(NormPoint(f"norm D{d} {dtype}", rows=256, dim=d, dtype=dtype))
+    for changes in (dict(chunk=64), dict(chunk=100), dict(chunk=5000), dict(inv="rsqrt"),
+                    dict(inv="recip_sqrt_rn"), dict(out_dtype="fp32")):
+        label = " ".join(f"{k}={v}" for k, v in changes.items())
+        pts.append(NormPoint(f"norm D4096 {label}", recipe=NormRecipe(**changes)))
+    pts.append(NormPoint("norm D4096 no weight", weight=False))
+    return pts
+
+
+# %% launches built by the wrappers' launch functions on meta tensors
+
+def build_launch(point, device: str = "meta"):
+    """The KernelLaunch the wrapper would run for this point (tensor shapes only on "meta")."""
+    import torch
+
+    if point.kind == "attention":
+        from kernels.sparse_attention import _fp32_scale, attention_launch
+
+        B, S, H, D, BS = point.batches, point.tokens_per_batch, point.heads, point.head_dim, point.page_size
+        T, K = B * S, point.indices
+        ori_blocks = -(-point.window // BS)
+        cmp_blocks = max(1, -(-point.max_cmp_len // BS))
+        bf16, i32 = torch.bfloat16, torch.int32
+        if device == "meta":
+            e = lambda *shape, dtype: torch.empty(*shape, dtype=dtype, device="meta")  # noqa: E731
+            x = dict(q=e(T, H, D, dtype=bf16), ori_kv=e(B * ori_blocks + 1, BS, D, dtype=bf16),
+                     ori_block_table=e(B, ori_blocks, dtype=i32), cmp_kv=e(B * cmp_blocks + 1, BS, D, dtype=bf16),
+                     cmp_block_table=e(B, cmp_blocks, dtype=i32), sparse_indices=e(T, K, dtype=i32),
+                     seqused_kv=e(B, dtype=i32), attn_sink=e(H, dtype=torch.float32))
+        else:
+            from golden.inputs import make_attn_inputs
+
+            inputs = make_attn_inputs(point.case(device))
+            x = {name: getattr(inputs, name) for name in ("q", "ori_kv", "ori_block_table", "cmp_kv",
+                                                          "cmp_block_table", "sparse_indices",
+                                                          "seqused_kv", "attn_sink")}
+        o = torch.empty(T, H, D, dtype=torch.float32, device=device)
+        return attention_launch(*x.values(), o, window=point.window, tokens_per_batch=S,
+                                scale=_fp32_scale(None, D), recipe=point.recipe)
+    from kernels.rms_norm import norm_launch
+
+    dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[point.dtype]
+    out = torch.bfloat16 if point.recipe.out_dtype == "bf16" else torch.float32
+    if device == "meta":
+        x = torch.empty(point.rows, point.dim, dtype=dtype, device="meta")
+        w = torch.empty(point.dim, dtype=dtype, device="meta") if point.weight else None
+    else:
+        x = torch.randn(point.rows, point.dim, device=device).to(dtype)
+        w = torch.randn(point.dim, device=device).to(dtype) if point.weight else None
+    y = torch.empty(point.rows, point.dim, dtype=out, device=device)
+    return norm_launch(x, w, y, 1e-6, point.recipe)
+
+
+def specialize(launch):
+    """Triton's JIT binder on the launch's arguments: (signature, constexprs, attrs, options),
+    what JITFunction.run would hand to triton.compile on a device."""
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import make_backend
+    from triton.runtime.jit import create_function_from_signature
+
+    fn = launch.kernel
+    backend = make_backend(GPUTarget("cuda", TARGET_ARCH, 32))
+    binder = create_function_from_signature(fn.signature, fn.params, backend)
+    kwargs = {**launch.constexprs, **launch.options}
+    bound, spec, opts = binder(*launch.args, **kwargs)
+    options, signature, constexprs, attrs = fn._pack_args(backend, kwargs, bound, spec, opts)
+    return signature, constexprs, attrs, options
+
+
+def compile_key(launch) -> str:
+    """Equal keys compile to the same binary (deduplicates the sweep)."""
+    signature, constexprs, attrs, options = specialize(launch)
+    return repr((launch.kernel.__name__, signature, sorted(constexprs.items()),
+                 sorted(attrs.items()), sorted(options.__dict__.items())))
+
+
+# %% compile and measure one point
+
+@dataclass(frozen=True)
+class CompileRow:
+    """One compiled configuration (sizes in bytes; registers per thread)."""
+
+    name: str
+    kernel: str
+    config: str                    # constexprs and num_warps
+    programs: int                  # grid size of the point's launch
+    registers: Optional[int] = None
+    spill_stores: Optional[int] = None
+    spill_loads: Optional[int] = None
+    stack: Optional[int] = None
+    shared: Optional[int] = None
+    mma_sync: Optional[int] = None
+    wgmma: Optional[int] = None
+    compile_s: Optional[float] = None
+    reference: bool = False
+    error: Optional[str] = None
+
+    def violations(self) -> list[str]:
+        """Why this row fails the gate (empty: it passes)."""
+        if self.error:
+            return [f"compile error: {self.error}"]
+        out = []
+        if self.shared is not None and self.shared > SM90_SMEM_LIMIT:
+            out.append(f"shared memory {self.shared} B > {SM90_SMEM_LIMIT} B (sm_90 per-block limit)")
+        if self.reference and (self.spill_stores or self.spill_loads or self.stack):
+            out.append(f"spills at a reference config: {self.spill_stores} B stores, "
+                       f"{self.spill_loads} B loads, {self.stack} B stack")
+        return out
+
+
+_PTXAS_STACK = re.compile(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads")
+_PTXAS_REGS = re.compile(r"Used (\d+) registers")
+
+
+def ptxas_usage(ptx: str, fp_fusion: bool) -> dict:
+    """Registers, spills and stack of `ptx` from the bundled ptxas, with Triton's own flags."""
+    from triton.backends.nvidia.compiler import get_ptxas
+
+    ptxas = get_ptxas(TARGET_ARCH).path
+    with tempfile.TemporaryDirectory() as tmp:
+        src = pathlib.Path(tmp, "k.ptx")
+        src.write_text(ptx)
+        cmd = [ptxas, "-lineinfo", *([] if fp_fusion else ["--fmad=false"]), "-v",
+               f"--gpu-name=sm_{TARGET_ARCH}a", str(src), "-o", str(src.with_suffix(".cubin"))]
+        log = subprocess.run(cmd, capture_output=True, text=True, check=True).stderr
+    stack, stores, loads = (int(v) for v in _PTXAS_STACK.search(log).groups())
+    return dict(registers=int(_PTXAS_REGS.search(log).group(1)), spill_stores=stores, spill_loads=loads,
+                stack=stack)
+
+
+def compile_point(point) -> CompileRow:
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    launch = build_launch(point)
+    config = " ".join(f"{k}={int(v) if isinstance(v, bool) else v}" for k, v in launch.constexprs.items())
+    config += f" num_warps={launch.options.get('num_warps', 4)}"
+    if "num_stages" in launch.options:
+        config += f" num_stages={launch.options['num_stages']}"
+    base = dict(name=point.name, kernel=launch.kernel.__name__, config=config, programs=launch.programs,
+                reference=point.reference)
+    start = time.perf_counter()
+    try:
+        signature, constexprs, attrs, options = specialize(launch)
+        compiled = triton.compile(ASTSource(launch.kernel, signature, constexprs, attrs),
+                                  target=GPUTarget("cuda", TARGET_ARCH, 32), options=options.__dict__)
+        ptx = compiled.asm["ptx"]
+        usage = ptxas_usage(ptx, options.enable_fp_fusion)
+    except Exception as exc:  # a compile failure is a row with its message, not a crash
+        root = exc
+        while root.__cause__ is not None or root.__context__ is not None:
+            root = root.__cause__ or root.__context__
+        lines = [ln.strip() for ln in str(root).splitlines() if ln.strip().strip("^~ ")]
+        return CompileRow(**base, error=f"{type(root).__name__}: {(lines or [''])[-1][:300]}")
+    return CompileRow(**base, **usage, shared=int(compiled.metadata.shared),
+                      mma_sync=len(re.findall(r"\bmma\.sync\b", ptx)),
+                      wgmma=len(re.findall(r"\bwgmma\.mma_async\b", ptx)),
+                      compile_s=round(time.perf_counter() - start, 2))
+
+
+def dedupe(points: list) -> list:
+    """Keep the first point of each distinct compiled configuration (references first)."""
+    seen, out = set(), []
+    for p in sorted(points, key=lambda p: not p.reference):
+        key = compile_key(build_launch(p))
+        if key not in seen:
+            seen.add(key)
+            out.append(p)
+    return out
+
+
+# %% table
+
+COLUMNS = ("name", "config", "programs", "registers", "spill_stores", "spill_loads", "stack", "shared",
+           "mma_sync", "wgmma", "compile_s")
+
+
+def markdown(rows: list[CompileRow]) -> str:
+    head = ("| config point | constexprs | programs | regs | spill st/ld B | stack B | smem KiB | "
+            "mma.sync | wgmma | compile s | gate |")
+    lines = [head, "|" + "---|" * 11]
+    for r in rows:
+        gate = "; ".join(r.violations()) or ("ok (ref)" if r.reference else "ok")
+        if r.error:
+            lines.append(f"| {r.name} | {r.config} | {r.programs} | - | - | - | - | - | - | - | {gate} |")
+            continue
+        lines.append(f"| {r.name} | {r.config} | {r.programs} | {r.registers} | {r.spill_stores}/{r.spill_loads}"
+                     f" | {r.stack} | {r.shared / 1024:.1f} | {r.mma_sync} | {r.wgmma} | {r.compile_s} | {gate} |")
+    return "\n".join(lines)
+
+
+def _child_main(args) -> int:
+    import multiprocessing
+
+    if args.fast:
+        points = fast_points()
+    elif args.reference:
+        points = reference_points()
+    else:
+        points = sweep_points()
+    if args.only:
+        points = [p for p in points if any(s in p.name for s in args.only)]
+    points = dedupe(points)
+    print(f"kp compile: {len(points)} configurations for sm_{TARGET_ARCH}a "
+          f"(triton's pipeline + ptxas, {args.jobs} workers)", flush=True)
+    if args.jobs > 1 and len(points) > 1:
+        with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
+            rows = pool.map(compile_point, points, chunksize=1)
+    else:
+        rows = [compile_point(p) for p in points]
+    table = markdown(rows)
+    print(table)
+    if args.markdown:
+        pathlib.Path(args.markdown).write_text(table + "\n")
+    if args.json:
+        pathlib.Path(args.json).write_text(json.dumps(
+            {"target": f"sm_{TARGET_ARCH}a", "smem_limit": SM90_SMEM_LIMIT,
+             "rows": [asdict(r) for r in rows]}, indent=1))
+    bad = [(r.name, v) for r in rows for v in r.violations()]
+    for name, why in bad:
+        print(f"FAIL {name}: {why}")
+    return 1 if bad else 0
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="kp compile", description=__doc__.splitlines()[0])
+    parser.add_argument("--fast", action="store_true", help="the CI subset (DSV4, D=576, RMSNorm D=4096)")
+    parser.add_argument("--reference", action="store_true", help="only the gated reference configs")
+    parser.add_argument("--only", nargs="*", help="keep points whose name contains one of these")
+    parser.add_argument("--json", help="write the table as JSON here")
+    parser.add_argument("--markdown", help="write the table as markdown here")
+    parser.add_argument("-j", "--jobs", type=int, default=min(2, os.cpu_count() or 1))
+    args = parser.parse_args(argv)
+    if os.environ.get("TRITON_INTERPRET") != "0" or "triton" in sys.modules:
+        # a fresh Triton cache unless the caller names one: compile times are real compiles
+        with tempfile.TemporaryDirectory(prefix="kp-compile-cache-") as cache:
+            env = dict(os.environ, TRITON_INTERPRET="0", PYTHONPATH=str(ROOT))
+            env.setdefault("TRITON_CACHE_DIR", cache)
+            return subprocess.call([sys.executable, str(pathlib.Path(__file__).resolve()), *argv], env=env)
+    return _child_main(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
