@@ -227,8 +227,9 @@ def sparse_attention_trace(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, 
     p_all = torch.zeros(T, H, K, device=dev)
     tile_max = torch.full((T, H, K), -torch.inf, device=dev)
     tiles_used = torch.zeros(T, H, dtype=torch.int64, device=dev)
-    for start in range(0, K, recipe.tile):
-        cols = slice(start, min(start + recipe.tile, K))
+    tile = recipe.tile_for(K)  # untiled (None): one tile of all K positions; never longer than K
+    for start in range(0, K, tile):
+        cols = slice(start, min(start + tile, K))
         lane_ok = valid[:, None, cols]                                   # [T, 1, n]
         s = torch.where(lane_ok, scores[:, :, cols], -torch.inf)         # [T, H, n]
         m = s.amax(-1)                                                   # [T, H]
@@ -254,14 +255,16 @@ def sparse_attention_trace(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, 
     o = torch.where(any_valid[..., None], O / denom[..., None], 0.0)
     return TiledTrace(o=o, rows=rows, valid=valid, scores=scores, e=e_all, p=p_all,
                       tile_max=tile_max, M=M, L=L, denom=denom, tiles_used=tiles_used,
-                      tile=recipe.tile)
+                      tile=tile)
 
 
 def sparse_attention_golden(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_indices,
                             seqused_kv, attn_sink, *, window, tokens_per_batch, softmax_scale=None,
                             recipe: AttnRecipe = AttnRecipe()) -> torch.Tensor:
-    """The tiled BF16 golden of SPEC section 2: [T, H, D] fp32, mirroring `recipe`."""
-    return sparse_attention_trace(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table,
-                                  sparse_indices, seqused_kv, attn_sink, window=window,
-                                  tokens_per_batch=tokens_per_batch, softmax_scale=softmax_scale,
-                                  recipe=recipe).o
+    """The tiled BF16 golden of SPEC section 2: [T, H, D] fp32 (bf16 for out_dtype "bf16": the
+    nearest-even rounding of the fp32 o), mirroring `recipe`."""
+    o = sparse_attention_trace(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table,
+                               sparse_indices, seqused_kv, attn_sink, window=window,
+                               tokens_per_batch=tokens_per_batch, softmax_scale=softmax_scale,
+                               recipe=recipe).o
+    return o.to(torch.bfloat16) if recipe.out_dtype == "bf16" else o

@@ -67,12 +67,13 @@ seeds = st.integers(0, 2**32 - 1)
 
 
 def attn_cases(*, limits: Limits | None = None, pads: bool = True, data=DATA_KINDS,
-               sinks=SINK_KINDS, strided=None) -> st.SearchStrategy[AttnCase]:
+               sinks=SINK_KINDS, strided=None, domain=None) -> st.SearchStrategy[AttnCase]:
     """Sparse-attention cases within `limits`.
 
     pads: draw pad / out-of-range / duplicate / shuffled indices (False: a clean valid prefix).
     data, sinks: the data and sink kinds to draw from (golden.inputs.DATA_KINDS / SINK_KINDS).
     strided: None draws both contiguous and strided views; True / False forces one.
+    domain: an implementation's AttnDomain (kernelprop.declarations): cases are fitted into it.
     """
     lim = limits or current_limits()
     if not set(data) <= set(DATA_KINDS) or not data:
@@ -105,7 +106,7 @@ def attn_cases(*, limits: Limits | None = None, pads: bool = True, data=DATA_KIN
         softmax_scale=scales,
         nan_unused=st.just(True),
         strided=st.booleans() if strided is None else st.just(strided),
-    )
+    ).map(lambda case: case if domain is None else domain.fit(case))
 
 
 def tiles(*, max_tile: int = 100) -> st.SearchStrategy[int]:
@@ -123,7 +124,7 @@ def attn_recipes(*, tilings=("positional",), roundings=("rne", "rtz", "rna"),
 
 
 def norm_cases(*, limits: Limits | None = None, data=NORM_DATA_KINDS,
-               dtypes=("bf16", "fp32")) -> st.SearchStrategy[NormCase]:
+               dtypes=("bf16", "fp32"), domain=None) -> st.SearchStrategy[NormCase]:
     """RMSNorm cases: rows of any length (odd, non powers of two), tiny/huge/zero/int8 data,
     with and without weight, strided views, and the per-head [T, H, Dh] layout."""
     lim = limits or current_limits()
@@ -138,7 +139,7 @@ def norm_cases(*, limits: Limits | None = None, data=NORM_DATA_KINDS,
         weight=st.booleans(),
         eps=st.sampled_from([1e-6, 1e-5, 0.0, 1e-3]),
         strided=st.booleans(),
-    )
+    ).map(lambda case: case if domain is None else domain.fit(case))
 
 
 def norm_recipes(*, invs=("recip_sqrt", "rsqrt", "recip_sqrt_rn"), out_dtypes=("bf16", "fp32"),
@@ -149,5 +150,12 @@ def norm_recipes(*, invs=("recip_sqrt", "rsqrt", "recip_sqrt_rn"), out_dtypes=("
 
 
 def recipes_for(impl, strategy: st.SearchStrategy) -> st.SearchStrategy:
-    """`strategy` for implementations that accept a recipe keyword, else their declared recipe."""
-    return strategy if impl.accepts_recipe else st.just(impl.recipe)
+    """`strategy` for implementations that accept any recipe keyword; for those that declare the
+    fields they can vary (accepts_recipe a tuple), their declared recipe with only those fields
+    drawn; else their declared recipe."""
+    if impl.accepts_recipe is True:
+        return strategy
+    if not impl.accepts_recipe:
+        return st.just(impl.recipe)
+    varied = impl.accepts_recipe
+    return strategy.map(lambda r: impl.recipe.replace(**{f: getattr(r, f) for f in varied}))

@@ -23,10 +23,10 @@ def _limits(backend: str) -> Limits:
 
 
 def _draw(data, impl, backend, device, **case_kw):
-    case = data.draw(attn_cases(limits=_limits(backend), **case_kw)
+    case = data.draw(attn_cases(limits=_limits(backend), domain=impl.domain, **case_kw)
                      .map(lambda c: c.replace(device=device)), label="case")
     recipe = data.draw(recipes_for(impl, attn_recipes()), label="recipe")
-    if impl.accepts_recipe and backend != "cuda":
+    if impl.varies("tile") and backend != "cuda" and recipe.tile is not None:
         recipe = recipe.replace(tile=max(recipe.tile, -(-case.num_indices // MAX_TILES_CPU)))
     return case, recipe
 

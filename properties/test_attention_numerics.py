@@ -27,9 +27,11 @@ def _case(data, device, **kw):
     return data.draw(attn_cases(**kw).map(lambda c: c.replace(device=device)), label="case")
 
 
-def _recipe_pair(data, tilings, max_tile=100):
-    """A recipe and a second one differing in tile size (1, odd, > K, non-divisors) and tiling."""
-    recipe = data.draw(attn_recipes(tilings=tilings, max_tile=max_tile), label="recipe")
+def _recipe_pair(data, tilings, max_tile=100, impl=None):
+    """A recipe and a second one differing in tile size (1, odd, > K, non-divisors) and tiling
+    (an implementation's: only the recipe fields it declares it can vary)."""
+    strategy = attn_recipes(tilings=tilings, max_tile=max_tile)
+    recipe = data.draw(strategy if impl is None else recipes_for(impl, strategy), label="recipe")
     other = recipe.replace(tile=data.draw(tiles(max_tile=max_tile), label="tile_b"),
                            tiling=data.draw(st.sampled_from(tilings), label="tiling_b"))
     return recipe, other
@@ -48,7 +50,7 @@ def test_p2_golden_within_analytic_bound_of_fp64(device, data):
 @pytest.mark.spec("P2")
 @given(data=st.data())
 def test_p2_ratio_rule_impl_vs_fp64(attn_impl, backend, device, data):
-    case = _case(data, device, limits=_limits(backend, ONE_CALL_CPU_LIMITS))
+    case = _case(data, device, limits=_limits(backend, ONE_CALL_CPU_LIMITS), domain=attn_impl.domain)
     recipe = data.draw(recipes_for(attn_impl, attn_recipes()), label="recipe")
     run_property("P2", "ratio rule: err(impl) <= err(golden) + max P1",
                  "properties.replays_attention:p2_ratio", inputs={"inputs": make_attn_inputs(case)},
@@ -74,12 +76,13 @@ def test_p3_golden_tile_and_tiling_invariance(device, data):
 @pytest.mark.spec("P3")
 @given(data=st.data())
 def test_p3_impl_tile_invariance(attn_impl, backend, device, data):
-    if not attn_impl.accepts_recipe:
+    if not attn_impl.varies("tile"):
         pytest.skip(reason=attn_impl.unsupported_reason(attn_impl.recipe.replace(tile=1)))
-    case = _case(data, device, limits=_limits(backend, TWO_CALL_CPU_LIMITS))
+    case = _case(data, device, limits=_limits(backend, TWO_CALL_CPU_LIMITS), domain=attn_impl.domain)
     # positional only: the bundled kernels and impls/torch_reference.py raise NotImplementedError
     # for compacted tiling (the golden's P3 covers compacted)
-    recipe, other = _recipe_pair(data, ("positional",), max_tile=2 * case.num_indices + 1)
+    recipe, other = _recipe_pair(data, ("positional",), max_tile=2 * case.num_indices + 1,
+                                 impl=attn_impl)
     params = {**recipe_params(recipe), "recipe_b": recipe_params(other)["recipe"]}
     run_property("P3", "impl, two tile sizes",
                  "properties.replays_attention:impl_agree", inputs={"inputs": make_attn_inputs(case)},

@@ -26,10 +26,10 @@ def _limits(backend: str) -> Limits:
 
 def _draw(data, impl, backend, device, k_extra=0, **case_kw):
     """A case and a recipe for `impl` (positional tiling), the tile capped on the interpreter."""
-    case = data.draw(attn_cases(limits=_limits(backend), **case_kw)
+    case = data.draw(attn_cases(limits=_limits(backend), domain=impl.domain, **case_kw)
                      .map(lambda c: c.replace(device=device)), label="case")
     recipe = data.draw(recipes_for(impl, attn_recipes()), label="recipe")
-    if impl.accepts_recipe:  # tiles that cut the index list (pads then move tile boundaries)
+    if impl.varies("tile"):  # tiles that cut the index list (pads then move tile boundaries)
         K = case.num_indices + k_extra
         low = -(-K // MAX_TILES_CPU) if backend != "cuda" else 1
         recipe = recipe.replace(tile=data.draw(st.one_of(st.integers(low, max(low, K)), st.just(64)),
@@ -153,12 +153,31 @@ def test_p5_duplicate_counts_twice(attn_impl, backend, device, data):
 SPECIAL_SINKS = [-math.inf, math.inf, 0.0, 1e30, -1e30]
 
 
-def sink_values(heads: int) -> st.SearchStrategy[list]:
-    """Per-head sinks: +-inf, 0, +-1e30, and finite values around typical running maxima."""
+def sink_values(heads: int, domain=None) -> st.SearchStrategy[list]:
+    """Per-head sinks: +-inf, 0, +-1e30, and finite values around typical running maxima (only
+    those inside an implementation's declared AttnDomain)."""
     one = st.one_of(st.sampled_from(SPECIAL_SINKS),
                     st.floats(-30, 30, allow_nan=False, width=32),
                     st.floats(-200, 200, allow_nan=False, width=32))
+    if domain is not None:
+        one = one.map(lambda v: v if domain.allows_sink_value(v) else _nearest_allowed(v, domain))
     return st.lists(one, min_size=heads, max_size=heads)
+
+
+def _nearest_allowed(value: float, domain) -> float:
+    """A sink inside `domain` standing in for one outside it (finite values clamp to +-30)."""
+    for candidate in (max(-30.0, min(30.0, value)) if math.isfinite(value) else 0.0, 0.0, 100.0,
+                      -100.0, -math.inf, math.inf):
+        if domain.allows_sink_value(candidate):
+            return candidate
+    raise ValueError(f"no sink value inside {domain}")
+
+
+def _need_neg_inf_sink(impl) -> None:
+    """P6 compares with the implementation's own -inf-sink output: skip outside its domain."""
+    if impl.domain is not None and not impl.domain.allows_sink("neg_inf"):
+        pytest.skip(reason=f"{impl.spec} declares domain {impl.domain.describe()} without -inf "
+                           f"sinks; this P6 check needs the implementation's -inf-sink output")
 
 
 def _with_sinks(x: AttnInputs, sinks: list) -> AttnInputs:
@@ -168,6 +187,7 @@ def _with_sinks(x: AttnInputs, sinks: list) -> AttnInputs:
 @pytest.mark.spec("P6")
 @given(data=st.data())
 def test_p6_neg_inf_sink_is_no_sink(attn_impl, backend, device, data):
+    _need_neg_inf_sink(attn_impl)
     case, recipe = _draw(data, attn_impl, backend, device)
     x = make_attn_inputs(case)
     x = _with_sinks(x, [-math.inf] * case.heads)
@@ -179,8 +199,10 @@ def test_p6_neg_inf_sink_is_no_sink(attn_impl, backend, device, data):
 @pytest.mark.spec("P6")
 @given(data=st.data())
 def test_p6_sink_scaling(attn_impl, backend, device, data):
+    _need_neg_inf_sink(attn_impl)
     case, recipe = _draw(data, attn_impl, backend, device)
-    x = _with_sinks(make_attn_inputs(case), data.draw(sink_values(case.heads), label="sinks"))
+    x = _with_sinks(make_attn_inputs(case), data.draw(sink_values(case.heads, attn_impl.domain),
+                                                      label="sinks"))
     inputs, params = {"inputs": x}, recipe_params(recipe)
     golden_recipe = recipe.replace(tiling=data.draw(st.sampled_from(["positional", "compacted"]),
                                                     label="golden tiling"))
