@@ -21,7 +21,8 @@ from hypothesis import settings  # noqa: E402
 
 from kernelprop import evidence, profiles  # noqa: E402
 from kernelprop.backend import choose_backend, device_name  # noqa: E402
-from kernelprop.impl import KINDS, make_impl, parse_impl_option  # noqa: E402
+from kernelprop.impl import (KINDS, check_targets, declared_lines, make_impl,  # noqa: E402
+                             parse_impl_option)
 
 profiles.register_profiles()
 settings.load_profile(os.environ.get("KERNELPROP_PROFILE", "dev"))
@@ -56,6 +57,10 @@ def pytest_configure(config):
         except ValueError as err:
             raise pytest.UsageError(str(err)) from err
         targets[kind] = target
+    try:
+        check_targets(targets)  # one usage error for a wrong path, not one per test
+    except ValueError as err:
+        raise pytest.UsageError(str(err)) from err
     config.kernelprop_impl_targets = targets
     profile = config.getoption("--hypothesis-profile", default=None) or \
         os.environ.get("KERNELPROP_PROFILE", "dev")
@@ -67,7 +72,8 @@ def pytest_report_header(config):
     impls = ", ".join(f"{k}={targets.get(k, 'bundled')}" for k in KINDS)
     return [f"kernelprop: backend={config.kernelprop_backend} "
             f"({device_name(config.kernelprop_backend)}), profile="
-            f"{os.environ.get('KERNELPROP_PROFILE_ACTIVE')}, impl: {impls}"]
+            f"{os.environ.get('KERNELPROP_PROFILE_ACTIVE')}, impl: {impls}",
+            *declared_lines(targets)]
 
 
 def _impl(config, kind):
@@ -105,6 +111,9 @@ def pytest_runtest_setup(item):
 def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
+    if report.when == "call" and report.failed:  # user_properties cross xdist; attributes do not
+        report.user_properties.append(("kernelprop_spec", [str(a) for m in item.iter_markers("spec")
+                                                           for a in m.args]))
     if report.when == "call" and evidence.examples_run():
         report.user_properties.append(("kernelprop_examples", evidence.examples_run()))
     if report.when == "call" and report.failed:
@@ -131,6 +140,14 @@ def pytest_terminal_summary(terminalreporter):
         for nodeid, count, seconds in sorted(rows):
             rate = count / seconds if seconds else float("inf")
             terminalreporter.write_line(f"{count:>8} {seconds:>8.1f} {rate:>7.1f}  {nodeid}")
+    from kernelprop.hints import session_hint
+
+    hint = session_hint([value for rep in terminalreporter.stats.get("failed", [])
+                         for name, value in getattr(rep, "user_properties", [])
+                         if name == "kernelprop_spec"])
+    if hint:
+        terminalreporter.section("kernelprop hint")
+        terminalreporter.write_line(hint)
     paths = [value for rep in terminalreporter.stats.get("failed", [])
              for name, value in getattr(rep, "user_properties", []) if name == "kernelprop_report"]
     if paths:

@@ -108,6 +108,33 @@ def load_callable(target: str) -> Callable:
     return obj
 
 
+def check_targets(targets: dict) -> dict:
+    """{kind: Impl} for every --impl target, loaded once; raises ValueError (one message naming
+    every bad target) so that pytest reports ONE usage error, not one setup error per test."""
+    impls, errors = {}, []
+    for kind, target in targets.items():
+        try:
+            impls[kind] = make_impl(kind, target)
+        except (ValueError, ImportError, SyntaxError) as err:
+            errors.append(f"--impl {kind}={target}: {type(err).__name__}: {err}")
+    if errors:
+        raise ValueError("; ".join(errors))
+    return impls
+
+
+def declared_lines(targets: dict) -> list[str]:
+    """One header line per kind: the target (or bundled) and what it declared."""
+    lines = []
+    for kind in KINDS:
+        target = targets.get(kind)
+        try:
+            impl = make_impl(kind, target)
+            lines.append(f"kernelprop {kind}: {target or 'bundled ' + BUNDLED[kind]}: {impl.declared()}")
+        except Exception as err:  # noqa: BLE001 (a header must not break the run)
+            lines.append(f"kernelprop {kind}: {target or 'bundled'}: cannot load ({err})")
+    return lines
+
+
 def make_impl(kind: str, target: str | None = None) -> Impl:
     target = target or BUNDLED[kind]
     fn = load_callable(target)
