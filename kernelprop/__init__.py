@@ -7,10 +7,21 @@ What an adapter for a third-party kernel needs (docs/plugins.md), importable fro
   check_attention_args, check_norm_args   the suite's input contract (P13), for adapters
   flat_slot_ids                   block tables + SPEC visibility -> flat slot ids per pool
 Names resolve lazily: importing kernelprop imports neither triton nor the bundled kernels.
+
+One namespace: the repo's top-level folders install as kernelprop.kernels, kernelprop.golden,
+kernelprop.properties and kernelprop.impls (pyproject's package-dir), so they never clash with
+PyPI's unrelated `kernels`. In a clone the folders stay where they are: the repo root is appended
+to this package's __path__, so `kernelprop.golden` is the clone's golden/ (no install needed).
 """
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
+
+_CLONE_ROOT = Path(__file__).resolve().parent.parent
+if (_CLONE_ROOT / "pyproject.toml").is_file() and (_CLONE_ROOT / "golden" / "__init__.py").is_file() \
+        and not (Path(__file__).resolve().parent / "golden").is_dir():
+    __path__.append(str(_CLONE_ROOT))  # noqa: F821 (a package's __path__)
 
 _EXPORTS = {
     "AttnRecipe": "golden.recipes",
