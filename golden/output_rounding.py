@@ -1,5 +1,5 @@
 """Bounds for a bf16 output (AttnRecipe.out_dtype "bf16"): which bf16 values a correct
-implementation can return, given an fp32 bound on its pre-rounding output (docs/bounds.md#out-bf16).
+implementation can return, given an fp32 bound on its pre-rounding output (docs/bounds-output-rounding.md).
 
 An implementation with out_dtype "bf16" returns rne(o), o its fp32 result. If a property knows
 |o - c| <= b for a centre c (the golden's o, a truth, a prediction), then, rne being monotone, the
