@@ -81,8 +81,8 @@ def evidence_hints(property_id: str, outcome, truth: Optional[torch.Tensor], inp
     hints = []
     if _pos_inf_sink_nonzero(outcome, inputs):
         hints.append(POS_INF_SINK)
-    if getattr(recipe, "out_dtype", None) == "fp32" and hasattr(recipe, "tiling") \
-            and _on_bf16_grid(outcome.actual, outcome.expected):
+    if getattr(recipe, "out_dtype", None) == "fp32" and hasattr(recipe, "tiling") and (
+            outcome.actual.dtype == torch.bfloat16 or _on_bf16_grid(outcome.actual, outcome.expected)):
         hints.append(BF16_GRID)
     if _closer_to_truth(outcome, truth):
         hints.append(CLOSER_TO_TRUTH)

@@ -263,3 +263,16 @@ def test_kernelprop_exports_what_an_adapter_needs():
 def test_session_hint_only_when_every_failure_is_p13():
     assert hints.session_hint([["P13"], ["P13"]]) == hints.ONLY_P13
     assert hints.session_hint([["P13"], ["P1"]]) is None and hints.session_hint([]) is None
+
+
+def test_bf16_tensor_declared_as_fp32_gets_the_grid_hint(tmp_path):
+    """The reference as shipped (a bfloat16 tensor) with no declaration at all: P1 fails and the
+    report's first hint says to declare out_dtype."""
+    adapter = tmp_path / "undeclared.py"
+    adapter.write_text("from impls.flat_slot_reference import sparse_decode_attention as _ref\n"
+                       "def fn(*args, **kwargs):\n    return _ref(*args, **kwargs)\n")
+    impl = make_impl("sparse_attention", f"{adapter}:fn")
+    x = make_attn_inputs(AttnCase(seed=1))
+    outcome = R.p1({"inputs": x}, impl, R.recipe_params(impl.recipe))
+    assert outcome.actual.dtype == torch.bfloat16 and check_outcome(outcome).failing
+    assert hints.evidence_hints("P1", outcome, None, {"inputs": x}, impl.recipe)[0] == hints.BF16_GRID
