@@ -269,7 +269,7 @@ def test_bf16_tensor_declared_as_fp32_gets_the_grid_hint(tmp_path):
     """The reference as shipped (a bfloat16 tensor) with no declaration at all: P1 fails and the
     report's first hint says to declare out_dtype."""
     adapter = tmp_path / "undeclared.py"
-    adapter.write_text("from impls.flat_slot_reference import sparse_decode_attention as _ref\n"
+    adapter.write_text("from kernelprop.impls.flat_slot_reference import sparse_decode_attention as _ref\n"
                        "def fn(*args, **kwargs):\n    return _ref(*args, **kwargs)\n")
     impl = make_impl("sparse_attention", f"{adapter}:fn")
     x = make_attn_inputs(AttnCase(seed=1))
