@@ -192,13 +192,6 @@ class TiledTrace:
     tile: int                  # rows per tile as run: min(recipe tile, K), K when untiled
 
 
-def tile_rows(recipe, K: int) -> int:
-    """Rows per tile of `recipe` over K index positions: recipe.tile, or K (at least 1) when the
-    recipe is untiled (tile None: one tile spanning every position), never more than needed."""
-    tile = getattr(recipe, "tile")
-    return max(K, 1) if tile is None else min(tile, max(K, 1))
-
-
 def _tiling_order(valid: torch.Tensor, tiling: str):
     """Permutation [T, K] that puts positions in tiling order, and validity in that order."""
     T, K = valid.shape
@@ -234,7 +227,7 @@ def sparse_attention_trace(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, 
     p_all = torch.zeros(T, H, K, device=dev)
     tile_max = torch.full((T, H, K), -torch.inf, device=dev)
     tiles_used = torch.zeros(T, H, dtype=torch.int64, device=dev)
-    tile = tile_rows(recipe, K)
+    tile = recipe.tile_for(K)  # untiled (None): one tile of all K positions; never longer than K
     for start in range(0, K, tile):
         cols = slice(start, min(start + tile, K))
         lane_ok = valid[:, None, cols]                                   # [T, 1, n]
@@ -268,8 +261,10 @@ def sparse_attention_trace(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, 
 def sparse_attention_golden(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_indices,
                             seqused_kv, attn_sink, *, window, tokens_per_batch, softmax_scale=None,
                             recipe: AttnRecipe = AttnRecipe()) -> torch.Tensor:
-    """The tiled BF16 golden of SPEC section 2: [T, H, D] fp32, mirroring `recipe`."""
-    return sparse_attention_trace(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table,
-                                  sparse_indices, seqused_kv, attn_sink, window=window,
-                                  tokens_per_batch=tokens_per_batch, softmax_scale=softmax_scale,
-                                  recipe=recipe).o
+    """The tiled BF16 golden of SPEC section 2: [T, H, D] fp32 (bf16 for out_dtype "bf16": the
+    nearest-even rounding of the fp32 o), mirroring `recipe`."""
+    o = sparse_attention_trace(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table,
+                               sparse_indices, seqused_kv, attn_sink, window=window,
+                               tokens_per_batch=tokens_per_batch, softmax_scale=softmax_scale,
+                               recipe=recipe).o
+    return o.to(torch.bfloat16) if recipe.out_dtype == "bf16" else o

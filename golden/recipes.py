@@ -26,21 +26,34 @@ class AttnRecipe:
     p_dtype:  "bf16": exp weights P are rounded to BF16 before P.V; "fp32": kept in fp32.
     l_from:   "rounded": the denominator sums the (rounded) P; "unrounded": it sums fp32 exp.
     rounding: fp32 -> bf16 rounding of P: "rne" nearest-even, "rtz" toward zero, "rna" ties away.
+    out_dtype: dtype of o: "fp32", or "bf16" = nearest-even rounding of the fp32 o (production
+              kernels write bf16).
+    tile None: untiled, one tile spanning all K index positions (a plain softmax over all rows);
+              `tile_for(K)` gives the tile length in effect for K index positions.
     """
 
-    tile: int = 64
+    tile: Optional[int] = 64
     tiling: str = "positional"
     p_dtype: str = "bf16"
     l_from: str = "rounded"
     rounding: str = "rne"
+    out_dtype: str = "fp32"
 
     def __post_init__(self) -> None:
-        if isinstance(self.tile, bool) or not isinstance(self.tile, int) or self.tile < 1:
-            raise ValueError(f"tile must be a positive int, got {self.tile!r}")
+        if self.tile is not None and (isinstance(self.tile, bool) or not isinstance(self.tile, int)
+                                      or self.tile < 1):
+            raise ValueError(f"tile must be a positive int or None (untiled), got {self.tile!r}")
         _choice("tiling", self.tiling, ("positional", "compacted"))
         _choice("p_dtype", self.p_dtype, ("bf16", "fp32"))
         _choice("l_from", self.l_from, ("rounded", "unrounded"))
         _choice("rounding", self.rounding, ROUNDINGS)
+        _choice("out_dtype", self.out_dtype, ("fp32", "bf16"))
+
+    def tile_for(self, K: int) -> int:
+        """Rows per tile in effect for K index positions: min(tile, K), K when untiled (>= 1).
+        A tile longer than K is one tile, so bounds that depend on the tile length use this."""
+        K = max(int(K), 1)
+        return K if self.tile is None else min(self.tile, K)
 
     def replace(self, **changes) -> "AttnRecipe":
         return dataclasses.replace(self, **changes)  # re-runs __post_init__ validation

@@ -59,9 +59,10 @@ def sparse_decode_attention(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table,
     l_run = torch.zeros(T, H, device=q.device)
     o_run = torch.zeros(T, H, D, device=q.device)
     qf = q.float()
-    for start in range(0, r.shape[1], recipe.tile):
-        k_t = keys[:, start:start + recipe.tile]                  # [T, n, D]
-        ok = valid[:, None, start:start + recipe.tile]            # [T, 1, n]
+    tile = recipe.tile_for(r.shape[1])
+    for start in range(0, r.shape[1], tile):
+        k_t = keys[:, start:start + tile]                         # [T, n, D]
+        ok = valid[:, None, start:start + tile]                   # [T, 1, n]
         s = torch.bmm(qf, k_t.transpose(1, 2)) * scale            # fp32 matmul
         s = s.masked_fill(~ok, -math.inf)
         m = s.max(-1).values
@@ -83,7 +84,8 @@ def sparse_decode_attention(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table,
     seen = torch.isfinite(m_run)
     m0 = torch.where(seen, m_run, 0.0)
     denom = l_run + torch.exp2((attn_sink.float()[None] - m0) * LOG2E)
-    return torch.where(seen[..., None], o_run / denom[..., None], 0.0)
+    o = torch.where(seen[..., None], o_run / denom[..., None], 0.0)
+    return o.to(torch.bfloat16) if recipe.out_dtype == "bf16" else o
 
 
 sparse_decode_attention.recipe = AttnRecipe()

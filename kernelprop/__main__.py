@@ -1,4 +1,6 @@
-"""python -m kernelprop <command> ...
+"""kernelprop <command> ...   (or python -m kernelprop <command> ...)
+
+  verify [--impl KIND=PATH:CALLABLE ...] [pytest args]   the property catalogue; reports in ./reports
 
   replay REPORT.json [--impl ...]     rerun a saved counterexample; exit 1 while it still fails
   fuzz --minutes N [--workers W] [--impl ...] [--database PATH_OR_REDIS_URL]   nightly fuzzing
@@ -17,7 +19,7 @@ if str(ROOT) not in sys.path[:1]:
     sys.path.insert(0, str(ROOT))  # this repo's `kernels`, never the PyPI package of that name
 
 COMMANDS = {"replay": "kernelprop.replay", "fuzz": "kernelprop.fuzz", "mutants": "kernelprop.mutants",
-            "compile": "kernelprop.compile"}
+            "compile": "kernelprop.compile", "verify": "kernelprop.verify"}
 
 
 def main(argv: list[str]) -> int:
@@ -25,6 +27,11 @@ def main(argv: list[str]) -> int:
         print(__doc__.strip())
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     return importlib.import_module(COMMANDS[argv[0]]).main(argv[1:])
+
+
+def cli() -> int:
+    """The `kernelprop` console script."""
+    return main(sys.argv[1:])
 
 
 if __name__ == "__main__":

@@ -1,9 +1,13 @@
 """Implementations under test and the `--impl name=PATH_OR_MODULE:CALLABLE` plug-in (SPEC section 6).
 
-An `Impl` wraps a callable with the bundled signature. Its numerics are the callable's `recipe`
-attribute (or the defaults); a `recipe` keyword is passed only to callables that declare
-`accepts_recipe = True`. Properties that need another recipe from an implementation that cannot take
-one are skipped with the reason shown.
+An `Impl` wraps a callable with the bundled signature. Its declarations (attributes of the callable):
+  recipe            AttnRecipe / NormRecipe: its numerics (default: the recipe type's defaults)
+  accepts_recipe    True: any recipe keyword; a tuple of field names: only those fields may differ
+                    from `recipe` (the suite varies only those); absent/False: never a keyword
+  validates_inputs  default True; False: the kernel does no argument checks, P13 is skipped
+  domain            AttnDomain / NormDomain (kernelprop.declarations): what the strategies draw
+Properties that need another recipe from an implementation that cannot take one are skipped with
+the reason shown.
 """
 from __future__ import annotations
 
@@ -12,9 +16,11 @@ import importlib.util
 import pathlib
 import sys
 from dataclasses import dataclass
-from typing import Any, Callable
+from dataclasses import fields
+from typing import Any, Callable, Optional, Union
 
 from golden.recipes import AttnRecipe, NormRecipe
+from kernelprop.declarations import DOMAINS
 
 KINDS = {"sparse_attention": AttnRecipe, "rms_norm": NormRecipe}
 BUNDLED = {"sparse_attention": "kernels:sparse_decode_attention", "rms_norm": "kernels:rms_norm"}
@@ -26,24 +32,40 @@ class Impl:
     spec: str               # what the user named: PATH_OR_MODULE:CALLABLE
     fn: Callable
     recipe: Any             # declared AttnRecipe / NormRecipe
-    accepts_recipe: bool
+    accepts_recipe: Union[bool, tuple]  # True, False, or the recipe fields it can vary
+    validates_inputs: bool = True
+    domain: Optional[Any] = None  # AttnDomain / NormDomain, None: any input
 
     @property
     def label(self) -> str:
         return self.spec
 
+    def varies(self, field: str) -> bool:
+        """Whether the suite may pass recipes that differ from the declared one in `field`."""
+        return self.accepts_recipe is True or (isinstance(self.accepts_recipe, tuple)
+                                               and field in self.accepts_recipe)
+
     def supports(self, recipe) -> bool:
-        return self.accepts_recipe or recipe == self.recipe
+        return recipe == self.recipe or all(
+            self.varies(f.name) for f in fields(recipe)
+            if getattr(recipe, f.name) != getattr(self.recipe, f.name))
 
     def unsupported_reason(self, recipe) -> str:
-        return (f"{self.spec} declares recipe {self.recipe} and does not accept a recipe keyword "
-                f"(accepts_recipe is not True); this check needs {recipe}")
+        return (f"{self.spec} declares recipe {self.recipe} and accepts_recipe="
+                f"{self.accepts_recipe!r}; this check needs {recipe}")
+
+    def declared(self) -> str:
+        """One line: what the implementation declared (report and terminal headers)."""
+        return (f"recipe={self.recipe}, accepts_recipe={self.accepts_recipe!r}, "
+                f"validates_inputs={self.validates_inputs}, domain="
+                f"{self.domain.describe() if self.domain is not None else 'any input'}")
 
     def __call__(self, *args, recipe=None, **kwargs):
-        """Run the implementation; `recipe` None means its declared recipe."""
+        """Run the implementation; `recipe` None means its declared recipe. A recipe keyword is
+        passed only to implementations that accept one (True or a tuple of fields)."""
+        if recipe is not None and not self.supports(recipe):
+            raise ValueError(self.unsupported_reason(recipe))
         if recipe is None or not self.accepts_recipe:
-            if recipe is not None and recipe != self.recipe:
-                raise ValueError(self.unsupported_reason(recipe))
             return self.fn(*args, **kwargs)
         return self.fn(*args, recipe=recipe, **kwargs)
 
@@ -86,6 +108,33 @@ def load_callable(target: str) -> Callable:
     return obj
 
 
+def check_targets(targets: dict) -> dict:
+    """{kind: Impl} for every --impl target, loaded once; raises ValueError (one message naming
+    every bad target) so that pytest reports ONE usage error, not one setup error per test."""
+    impls, errors = {}, []
+    for kind, target in targets.items():
+        try:
+            impls[kind] = make_impl(kind, target)
+        except (ValueError, ImportError, SyntaxError) as err:
+            errors.append(f"--impl {kind}={target}: {type(err).__name__}: {err}")
+    if errors:
+        raise ValueError("; ".join(errors))
+    return impls
+
+
+def declared_lines(targets: dict) -> list[str]:
+    """One header line per kind: the target (or bundled) and what it declared."""
+    lines = []
+    for kind in KINDS:
+        target = targets.get(kind)
+        try:
+            impl = make_impl(kind, target)
+            lines.append(f"kernelprop {kind}: {target or 'bundled ' + BUNDLED[kind]}: {impl.declared()}")
+        except Exception as err:  # noqa: BLE001 (a header must not break the run)
+            lines.append(f"kernelprop {kind}: {target or 'bundled'}: cannot load ({err})")
+    return lines
+
+
 def make_impl(kind: str, target: str | None = None) -> Impl:
     target = target or BUNDLED[kind]
     fn = load_callable(target)
@@ -97,4 +146,30 @@ def make_impl(kind: str, target: str | None = None) -> Impl:
         raise ValueError(f"--impl {kind}={target}: its `recipe` attribute must be a "
                          f"{recipe_type.__name__}, got {type(recipe).__name__}")
     return Impl(kind=kind, spec=target, fn=fn, recipe=recipe,
-                accepts_recipe=getattr(fn, "accepts_recipe", False) is True)
+                accepts_recipe=_accepts(kind, target, getattr(fn, "accepts_recipe", False), recipe),
+                validates_inputs=_flag(kind, target, "validates_inputs",
+                                       getattr(fn, "validates_inputs", True)),
+                domain=_domain(kind, target, getattr(fn, "domain", None)))
+
+
+def _accepts(kind: str, target: str, value, recipe) -> Union[bool, tuple]:
+    if value is True or value is False or value is None:
+        return bool(value)
+    names = {f.name for f in fields(recipe)}
+    if isinstance(value, (tuple, list)) and value and all(v in names for v in value):
+        return tuple(value)
+    raise ValueError(f"--impl {kind}={target}: accepts_recipe must be True, False or a non-empty "
+                     f"tuple of {type(recipe).__name__} fields {sorted(names)}, got {value!r}")
+
+
+def _flag(kind: str, target: str, name: str, value) -> bool:
+    if value is not True and value is not False:
+        raise ValueError(f"--impl {kind}={target}: {name} must be True or False, got {value!r}")
+    return value
+
+
+def _domain(kind: str, target: str, value):
+    if value is None or isinstance(value, DOMAINS[kind]):
+        return value
+    raise ValueError(f"--impl {kind}={target}: its `domain` attribute must be a "
+                     f"{DOMAINS[kind].__name__}, got {type(value).__name__}")

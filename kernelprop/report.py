@@ -407,8 +407,10 @@ def _impl_info(ev) -> dict:
 
             impl = make_impl(ev.impl_kind, ev.impl)
             info.update(bundled=ev.impl == BUNDLED.get(ev.impl_kind),
-                        declared_recipe=plain(impl.recipe), accepts_recipe=impl.accepts_recipe,
-                        source=_source_of(impl.fn))
+                        declared_recipe=plain(impl.recipe), accepts_recipe=plain(impl.accepts_recipe),
+                        validates_inputs=impl.validates_inputs,
+                        domain=None if impl.domain is None else impl.domain.describe(),
+                        declared=impl.declared(), source=_source_of(impl.fn))
         except Exception as err:  # noqa: BLE001
             info["error"] = str(err)
     return info
@@ -482,6 +484,14 @@ def _write(item, call, report, ev) -> Path:
         except Exception as err:  # noqa: BLE001
             metrics = {"error": f"{type(err).__name__}: {err}"}
 
+    from kernelprop.hints import evidence_hints
+
+    try:
+        hints = evidence_hints(ev.property_id, None if stale else outcome,
+                               truth if truth is not None else getattr(outcome, "truth", None),
+                               ev.inputs, ev.recipe)
+    except Exception as err:  # noqa: BLE001 (a hint must never cost the report)
+        hints = [f"(hints unavailable: {type(err).__name__}: {err})"]
     if stale:  # these inputs are not the failing example's: do not offer them for replay
         ev = dataclasses.replace(ev, inputs={}, case=None, recipe=None)
     payload = {"format": INPUTS_FORMAT,
@@ -504,6 +514,9 @@ def _write(item, call, report, ev) -> Path:
         "check": ev.check,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "failure": {**verdict.to_dict(), "summary": verdict.line()},
+        "lead": lead_sentence(ev.check, hints, outcome.bound_doc if outcome is not None else None,
+                              verdict),
+        "hints": hints,
         "stale_evidence": stale,
         "bound_doc": outcome.bound_doc if outcome is not None else None,
         "metrics": metrics.get("metrics"),
@@ -533,6 +546,16 @@ def _write(item, call, report, ev) -> Path:
 
 # %% markdown
 
+def lead_sentence(check: str, hints: list, bound_doc: Optional[str], verdict: Verdict) -> str:
+    """The sentence a report opens with: the most specific hint, else what was checked and the
+    bound's meaning; the numbers follow it."""
+    if hints:
+        return hints[0]
+    if verdict.kind == "exception":
+        return f"{check}: the check raised instead of comparing ({verdict.error})"
+    return f"{check}: violated; {bound_doc}" if bound_doc else f"{check}: violated"
+
+
 def _fmt_case(data: dict) -> str:
     return data.get("case_repr") or json.dumps(data.get("case"))
 
@@ -555,8 +578,10 @@ def render_markdown(d: dict) -> str:
     impl = d["impl"]
     hyp = d["hypothesis"]
     title = f"{d['property_id']} failed: {d['check']}"
-    lines = [f"# {title}", "",
-             f"`{d['nodeid']}`  ",
+    lines = [f"# {title}", "", f"**{d.get('lead') or f['summary']}**", ""]
+    lines += [f"- hint: {h}" for h in (d.get("hints") or [])[1:]]
+    lines += [f"- numbers: {f['summary']}", "",
+              f"`{d['nodeid']}`  ",
              f"run `{d['run_id']}`, {d['created']}, worker {env.get('xdist_worker') or '-'}, "
              f"profile {env.get('profile') or '-'}", "",
              "**Replay** (no hypothesis needed; exit 1 while it fails, 0 once fixed):", "",
@@ -580,7 +605,8 @@ def render_markdown(d: dict) -> str:
               f"- {impl.get('kind')} = `{impl.get('spec')}`"
               + (" (bundled)" if impl.get("bundled") else ""),
               f"- declared recipe: `{json.dumps(impl.get('declared_recipe'))}`, accepts_recipe "
-              f"{impl.get('accepts_recipe')}",
+              f"{impl.get('accepts_recipe')}, validates_inputs {impl.get('validates_inputs')}, "
+              f"domain {impl.get('domain') or 'any input'}",
               f"- recipe under test ({d.get('recipe_type')}): `{json.dumps(d.get('recipe'))}`",
               f"- replay function `{d['replay']['function']}`", "",
               "## Shrunk input", ""]

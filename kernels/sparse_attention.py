@@ -612,7 +612,8 @@ def check_attention_args(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, sp
 def sparse_decode_attention(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_indices,
                             seqused_kv, attn_sink, *, window, tokens_per_batch, softmax_scale=None,
                             recipe=None, check_indices=True):
-    """Sparse decode attention of SPEC section 2; returns o [T, H, D] fp32.
+    """Sparse decode attention of SPEC section 2; returns o [T, H, D] fp32 (bf16 for
+    recipe.out_dtype "bf16"; recipe.tile None: one tile of all K positions).
 
     Strides: q, ori_kv and cmp_kv need a contiguous last dim (ValueError otherwise); all other
     strides, and all strides of the integer tensors and attn_sink, are passed to the kernel as is.
@@ -643,11 +644,11 @@ def sparse_decode_attention(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table,
 
     o = torch.zeros((T, H, D), dtype=torch.float32, device=q.device)
     if T == 0 or H == 0 or D == 0 or K == 0:
-        return o  # nothing to attend to: exact zeros
+        return _to_out_dtype(o, recipe)  # nothing to attend to: exact zeros
     attention_launch(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_indices, seqused_kv,
                      attn_sink, o, window=window, tokens_per_batch=tokens_per_batch, scale=scale,
                      recipe=recipe).run()
-    return o
+    return _to_out_dtype(o, recipe)
 
 
 def attention_launch(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_indices, seqused_kv,
@@ -657,7 +658,7 @@ def attention_launch(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse
     runs it and `./kp compile` compiles it for sm_90a, so both see one configuration."""
     T, H, D = q.shape
     K, S, BS = sparse_indices.shape[1], tokens_per_batch, ori_kv.shape[1]
-    tile = K if recipe.tile is None else recipe.tile   # tile None (untiled): one tile of all K positions
+    tile = recipe.tile_for(K)   # tile None (untiled): one tile of all K positions
     cfg = _attn_config(H, D, tile, K, p_fp32=recipe.p_dtype == "fp32")
     n_hblk = triton.cdiv(H, cfg["BLOCK_H"])
     grid = (T * n_hblk,)
@@ -686,6 +687,12 @@ def attention_launch(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse
         enable_fp_fusion=False,  # no FMA contraction: s * c - m and a L + b l round like the golden
     )
     return KernelLaunch(_sparse_decode_attn_kernel, grid, args, constexprs, options)
+
+
+def _to_out_dtype(o: torch.Tensor, recipe: AttnRecipe) -> torch.Tensor:
+    """out_dtype "bf16": torch's cast is nearest-even on CPU and CUDA (the interpreter's in-kernel
+    cast truncates, SPEC section 5, so the wrapper rounds the fp32 result instead)."""
+    return o.to(torch.bfloat16) if recipe.out_dtype == "bf16" else o
 
 
 sparse_decode_attention.recipe = AttnRecipe()

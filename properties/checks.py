@@ -23,7 +23,8 @@ def assert_outcome(pid: str, check: str, outcome: Outcome, verdict: Verdict) -> 
     __tracebackhide__ = True
     if outcome.bound is None:
         if verdict.failing:
-            raise AssertionError(f"{pid} {check}: {verdict.line()}")
+            # the sentence that explains first (P13: expected vs got), the numbers after
+            raise AssertionError(f"{pid} {check}: {outcome.bound_doc}; {verdict.line()}")
         return
     assert_within(outcome.actual, outcome.expected, outcome.bound,
                   what=f"{pid} {check} [{outcome.bound_doc}]")

@@ -4,6 +4,7 @@ names to AttnInputs, `params` is JSON-able (recipes as dicts)."""
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict
 from typing import Optional
 
@@ -11,10 +12,9 @@ import torch
 
 from golden.attention import (gather_kv, sparse_attention_fp64, sparse_attention_trace,
                               valid_index_mask)
-import os
-
 from golden.attention_bounds import BACKEND_MODELS, MODELS, attention_p1_bound, attention_p2_bound
 from golden.metrics import ratio_rule
+from golden.output_rounding import reachable_bf16, widen_for_rounded
 from golden.recipes import AttnRecipe
 from kernelprop.evidence import Outcome
 
@@ -22,6 +22,22 @@ P1_DOC = ("P1: |impl - golden| <= the worst direction of the P flips the fp32 er
           "possible (score error of the backend's model: random-order lambda = 6 on cpu, tensor-core "
           "+ ex2.approx + FTZ on cuda; 2^-21 + u|x| exp error) + fp32 noise (tiles x merge error); "
           "docs/bounds.md#p1")
+
+
+BF16_OUT_DOC = (" [out_dtype bf16: the bf16 values reachable from the fp32 interval, exact where it "
+                "rounds to one value; golden/output_rounding.py]")
+
+
+def rounded_output(recipe: AttnRecipe, center, bound, doc: str, *, from_output=None, factor=1.0):
+    """(expected, bound, doc) for an implementation output of `recipe.out_dtype` whose fp32 value
+    lies within `bound` of `center`; from_output: the centre is built from this bf16 output of
+    the implementation (scaled by `factor`), whose own rounding widens the bound first."""
+    if recipe.out_dtype == "fp32":
+        return center, bound, doc
+    if from_output is not None:
+        bound = widen_for_rounded(bound, from_output, factor)
+    expected, bound = reachable_bf16(center, bound)
+    return expected, bound, doc + BF16_OUT_DOC
 
 
 def recipe_params(recipe: AttnRecipe, error_model: Optional[str] = None) -> dict:
@@ -49,7 +65,8 @@ def p1(inputs: dict, impl, params: dict) -> Outcome:
     trace = x.call(sparse_attention_trace, recipe=recipe)
     bound = attention_p1_bound(trace, x.q, x.attn_sink, recipe, softmax_scale=x.softmax_scale,
                                backend=_model(params))
-    return Outcome(actual=actual, expected=trace.o, bound=bound, bound_doc=P1_DOC)
+    expected, bound, doc = rounded_output(recipe, trace.o, bound, P1_DOC)
+    return Outcome(actual=actual, expected=expected, bound=bound, bound_doc=doc)
 
 
 # %% shared helpers (P2-P11)
@@ -144,9 +161,10 @@ def p2_ratio(inputs: dict, impl, params: dict) -> Outcome:
     floor = float(p1.max()) if p1.numel() else 0.0
     rule = ratio_rule(actual, trace.o, truth, k=1.0, floor=floor)
     limit = rule.limit if math.isfinite(rule.limit) else 0.0  # a broken golden says nothing: fail
-    return Outcome(actual=actual, expected=truth,
-                   bound=torch.full(actual.shape, limit, dtype=torch.float64, device=actual.device),
-                   bound_doc=P2_RATIO_DOC, truth=truth, metrics={"ratio_rule": rule.to_dict()})
+    limit = torch.full(actual.shape, limit, dtype=torch.float64, device=actual.device)
+    expected, bound, doc = rounded_output(recipe, truth, limit, P2_RATIO_DOC)
+    return Outcome(actual=actual, expected=expected, bound=bound, bound_doc=doc, truth=truth,
+                   metrics={"ratio_rule": rule.to_dict()})
 
 
 # %% P3 and P5: two computations of the same exact math
@@ -177,7 +195,8 @@ def impl_agree(inputs: dict, impl, params: dict) -> Outcome:
     oa, ob = xa.call(impl, recipe=ra), xb.call(impl, recipe=rb)
     ta, tb = _trace(xa, ra), _trace(xb, rb)
     bound = _p1(xa, ta, ra, params) + _p1(xb, tb, rb, params) + _p2(xa, ta, ra) + _p2(xb, tb, rb)
-    return Outcome(actual=oa, expected=ob, bound=bound, bound_doc=P3_IMPL_DOC, truth=_truth(xa))
+    expected, bound, doc = rounded_output(ra, ob, bound, P3_IMPL_DOC, from_output=ob)
+    return Outcome(actual=oa, expected=expected, bound=bound, bound_doc=doc, truth=_truth(xa))
 
 
 def _p2_size(x, trace) -> torch.Tensor:
@@ -243,9 +262,9 @@ def p5_dup_impl(inputs: dict, impl, params: dict) -> Outcome:
     actual = x_dup.call(impl, recipe=recipe)
     trace = _trace(x_dup, recipe)
     truth = weighted_truth(x, _dup_weights(x, params))
-    return Outcome(actual=actual, expected=truth,
-                   bound=_p1(x_dup, trace, recipe, params) + _p2(x_dup, trace, recipe),
-                   bound_doc=P5_DUP_IMPL_DOC, truth=truth)
+    expected, bound, doc = rounded_output(
+        recipe, truth, _p1(x_dup, trace, recipe, params) + _p2(x_dup, trace, recipe), P5_DUP_IMPL_DOC)
+    return Outcome(actual=actual, expected=expected, bound=bound, bound_doc=doc, truth=truth)
 
 
 # %% bitwise relations (P5 compacted pads, P8, P10, P11)
@@ -287,7 +306,29 @@ def p10_unread_rows(inputs: dict, impl, params: dict) -> Outcome:
     recipe = _recipe(params)
     o_nan = x_nan.call(impl, recipe=recipe)
     o_garbage = x_garbage.call(impl, recipe=recipe)
-    return Outcome(actual=o_nan, expected=_finite_image(o_garbage), bound=None, bound_doc=P10_DOC)
+    bad_nan = ~torch.isfinite(o_nan)
+    bad_garbage = ~torch.isfinite(o_garbage)
+    metrics = {"nonfinite_with_nan_rows": int(bad_nan.sum()),
+               "nonfinite_without_nan_rows": int(bad_garbage.sum()),
+               "nonfinite_in_both": int((bad_nan & bad_garbage).sum())}
+    return Outcome(actual=o_nan, expected=_finite_image(o_garbage), bound=None,
+                   bound_doc=p10_diagnosis(metrics) + P10_DOC, metrics=metrics)
+
+
+def p10_diagnosis(metrics: dict) -> str:
+    """What the two runs tell about non-finite outputs (the second run has no NaN in any row)."""
+    both, without = metrics["nonfinite_in_both"], metrics["nonfinite_without_nan_rows"]
+    only_nan = metrics["nonfinite_with_nan_rows"] - both
+    if without == 0:
+        return ("" if only_nan == 0 else
+                f"{only_nan} output element(s) are non-finite only when unread rows hold NaN: the "
+                f"implementation reads pool rows no valid index reaches. ")
+    told = (f"{without} output element(s) are non-finite also with finite garbage (no NaN anywhere) "
+            f"in the unread rows ({both} of them in both runs): those are not caused by reading "
+            f"unread rows (a numerics bug: see P1/P6/P7 on this input)")
+    if only_nan:
+        told += f"; {only_nan} more are non-finite only with NaN rows: it also reads unread rows"
+    return told + ". "
 
 
 def impl_finite(inputs: dict, impl, params: dict) -> Outcome:
@@ -317,9 +358,9 @@ def p6_no_sink(inputs: dict, impl, params: dict) -> Outcome:
     actual = x.call(impl, recipe=recipe)
     trace = _trace(x, recipe)
     truth = weighted_truth(x, sink=False)
-    return Outcome(actual=actual, expected=truth,
-                   bound=_p1(x, trace, recipe, params) + _p2(x, trace, recipe),
-                   bound_doc=P6_NOSINK_DOC, truth=truth)
+    expected, bound, doc = rounded_output(recipe, truth, _p1(x, trace, recipe, params) + _p2(x, trace, recipe),
+                                          P6_NOSINK_DOC)
+    return Outcome(actual=actual, expected=expected, bound=bound, bound_doc=doc, truth=truth)
 
 
 def _sink_scaling(x, trace):
@@ -380,9 +421,20 @@ def p6_sink_scaling_impl(inputs: dict, impl, params: dict) -> Outcome:
     expected = o_n.double() * f
     g = _golden_scaling_bound(ts, tn.o.double() * f, r)
     bound = _p1(x, ts, recipe, params) + g + f * _p1(xn, tn, recipe, params) + 2.0 ** -50 * expected.abs()
+    expected, bound, doc = rounded_output(recipe, expected, bound, P6_SCALE_IMPL_DOC,
+                                          from_output=o_n, factor=f)
     # never NaN/Inf: a non-finite o(sink) meets a finite 0, a non-finite o(-inf) a finite o(sink)
     expected = torch.where(torch.isfinite(o_s), expected, 0.0)
-    return Outcome(actual=o_s, expected=expected, bound=bound, bound_doc=P6_SCALE_IMPL_DOC)
+    # a NaN o(-inf) makes the prediction and its relative terms NaN: that element is a violation
+    # (NaN expected vs a finite o(sink)), so its bound is 0, never NaN (which no check can read)
+    bound = torch.where(torch.isnan(bound), 0.0, bound)
+    bad_n = int((~torch.isfinite(o_n)).sum())
+    if bad_n:
+        doc = (f"P6: the implementation's own o(sink=-inf) has {bad_n} non-finite element(s), so "
+               f"o(sink) cannot match its prediction there (never NaN/Inf, for any sink); " + doc)
+    return Outcome(actual=o_s, expected=expected, bound=bound, bound_doc=doc,
+                   metrics={"nonfinite_o_sink": int((~torch.isfinite(o_s)).sum()),
+                            "nonfinite_o_no_sink": bad_n})
 
 
 # %% P7: empty rows
@@ -407,7 +459,8 @@ def p7_empty_rows(inputs: dict, impl, params: dict) -> Outcome:
     empty = _empty_tokens(x)
     expected = torch.where(empty, 0.0, trace.o)
     bound = torch.where(empty, 0.0, _p1(x, trace, recipe, params))
-    return Outcome(actual=actual, expected=expected, bound=bound, bound_doc=P7_DOC)
+    expected, bound, doc = rounded_output(recipe, expected, bound, P7_DOC)
+    return Outcome(actual=actual, expected=expected, bound=bound, bound_doc=doc)
 
 
 def p7_golden_empty_rows(inputs: dict, impl, params: dict) -> Outcome:

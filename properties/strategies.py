@@ -32,6 +32,7 @@ from hypothesis import settings, strategies as st
 from golden.inputs import DATA_KINDS, NORM_DATA_KINDS, SINK_KINDS, AttnCase, NormCase
 from golden.recipes import AttnRecipe, NormRecipe
 from kernelprop import coverage
+from kernelprop.declarations import AttnDomain, NormDomain
 from kernelprop.sizes import current_sizes
 
 
@@ -117,12 +118,13 @@ def _index_kinds(pads: bool) -> dict:
 
 
 def attn_cases(*, limits: Limits | None = None, pads: bool = True, data=DATA_KINDS,
-               sinks=SINK_KINDS, strided=None) -> st.SearchStrategy[AttnCase]:
+               sinks=SINK_KINDS, strided=None, domain=None) -> st.SearchStrategy[AttnCase]:
     """Sparse-attention cases within `limits` (the "plain" shape class).
 
     pads: draw pad / out-of-range / duplicate / shuffled indices (False: a clean valid prefix).
     data, sinks: the data and sink kinds to draw from (golden.inputs.DATA_KINDS / SINK_KINDS).
     strided: None draws both contiguous and strided views; True / False forces one.
+    domain: an implementation's AttnDomain (kernelprop.declarations): cases are fitted into it.
     """
     lim = limits or current_limits()
     _check_kinds(data, sinks)
@@ -148,7 +150,7 @@ def attn_cases(*, limits: Limits | None = None, pads: bool = True, data=DATA_KIN
         nan_unused=st.just(True),
         strided=st.booleans() if strided is None else st.just(strided),
         **_index_kinds(pads),
-    )
+    ).map(lambda case: case if domain is None else domain.fit(case))
 
 
 # %% shape classes (kernelprop.coverage names them and recognizes them in the inputs)
@@ -260,7 +262,7 @@ def attn_recipes(*, tilings=("positional",), roundings=("rne", "rtz", "rna"),
 
 
 def norm_cases(*, limits: Limits | None = None, data=NORM_DATA_KINDS,
-               dtypes=("bf16", "fp32")) -> st.SearchStrategy[NormCase]:
+               dtypes=("bf16", "fp32"), domain=None) -> st.SearchStrategy[NormCase]:
     """RMSNorm cases: rows of any length (odd, non powers of two), tiny/huge/zero/int8 data,
     with and without weight, strided views, and the per-head [T, H, Dh] layout."""
     lim = limits or current_limits()
@@ -275,7 +277,7 @@ def norm_cases(*, limits: Limits | None = None, data=NORM_DATA_KINDS,
         weight=st.booleans(),
         eps=st.sampled_from([1e-6, 1e-5, 0.0, 1e-3]),
         strided=st.booleans(),
-    )
+    ).map(lambda case: case if domain is None else domain.fit(case))
 
 
 def norm_class_cases(shape_class: str, *, limits: Limits | None = None, data=NORM_DATA_KINDS,
@@ -305,8 +307,15 @@ def norm_recipes(*, invs=("recip_sqrt", "rsqrt", "recip_sqrt_rn"), out_dtypes=("
 
 
 def recipes_for(impl, strategy: st.SearchStrategy) -> st.SearchStrategy:
-    """`strategy` for implementations that accept a recipe keyword, else their declared recipe."""
-    return strategy if impl.accepts_recipe else st.just(impl.recipe)
+    """`strategy` for implementations that accept any recipe keyword; for those that declare the
+    fields they can vary (accepts_recipe a tuple), their declared recipe with only those fields
+    drawn; else their declared recipe."""
+    if impl.accepts_recipe is True:
+        return strategy
+    if not impl.accepts_recipe:
+        return st.just(impl.recipe)
+    varied = impl.accepts_recipe
+    return strategy.map(lambda r: impl.recipe.replace(**{f: getattr(r, f) for f in varied}))
 
 
 # %% the draw helpers every property test uses
@@ -324,22 +333,44 @@ MULTI_TILE_TILES = (2, 8)   # tiles drawn for the multi-tile class when the reci
 
 
 def restrict_to_domain(classes: tuple, domain) -> tuple:
-    """THE place where an implementation's declared domain (SPEC 6: AttnDomain / NormDomain,
-    e.g. its sink kinds, head dims, max tokens per batch) restricts what is drawn. None: no
-    restriction. The plugins helper fills this in: drop the classes the domain excludes (e.g.
-    mtp_depth when max tokens per batch < 3) and narrow data / sinks / head dims."""
+    """THE place where an implementation's declared domain (SPEC 6: AttnDomain / NormDomain)
+    restricts which shape classes are drawn: a class whose defining feature the domain excludes
+    is dropped (its parametrization is then skipped with the reason). Cases of the remaining
+    classes are fitted into the domain by `draw_attn` / `draw_norm_case` (domain.fit)."""
     if domain is None:
         return classes
-    raise NotImplementedError("implementation domains are not wired into the strategies yet")
+    return tuple(c for c in classes if _class_in_domain(c, domain))
+
+
+def _class_in_domain(shape_class: str, domain) -> bool:
+    """Whether `domain` admits the feature that defines `shape_class` (coverage.ATTN_CLASSES /
+    NORM_CLASSES)."""
+    if isinstance(domain, AttnDomain):
+        dims = domain.head_dims
+        return {
+            "many_heads": domain.max_heads is None or domain.max_heads > 16,
+            "mtp_depth": domain.max_tokens_per_batch is None or domain.max_tokens_per_batch >= 3,
+            "npow2_default_scale": dims is None or any(d & (d - 1) for d in dims),
+            "large_logits_sink": domain.allows_sink("large"),
+            "multi_tile": domain.max_indices is None or domain.max_indices >= 2,
+            "reference": (dims is None or REFERENCE["head_dim"] in dims)
+            and (domain.max_heads is None or domain.max_heads >= REFERENCE["heads"])
+            and (domain.max_indices is None
+                 or domain.max_indices >= REFERENCE["window"] + REFERENCE["topk"]),
+        }.get(shape_class, True)
+    if isinstance(domain, NormDomain):
+        return {
+            "eps0_tiny": domain.data is None or "tiny" in domain.data,
+            "reference": (domain.dims is None or REFERENCE_NORM["dim"] in domain.dims)
+            and (domain.max_dim is None or domain.max_dim >= REFERENCE_NORM["dim"]),
+        }.get(shape_class, True)
+    raise TypeError(f"domain must be an AttnDomain or NormDomain, got {type(domain).__name__}")
 
 
 def tile_is_free(impl) -> bool:
     """Whether the suite may choose the tile: golden-only (impl None), `accepts_recipe = True`,
     or a tuple of variable recipe fields that names "tile" (SPEC 6)."""
-    if impl is None:
-        return True
-    accepts = impl.accepts_recipe
-    return accepts is True or (isinstance(accepts, (tuple, list, frozenset, set)) and "tile" in accepts)
+    return impl is None or impl.varies("tile")
 
 
 def _inside_domain(shape_class: str, domain) -> None:
@@ -361,8 +392,10 @@ def draw_attn(data, shape_class: str = "plain", *, impl=None, backend: str = "cp
     limits: the plain class's limits (default: the run's). multi_tile uses the implementation's
     declared tile when it does not accept a recipe (e.g. a fixed 64), else a small drawn tile
     (2..8) put into the recipe, so that 2-4 tiles stay cheap on the interpreter.
-    domain: see restrict_to_domain (None: no restriction).
+    domain: the declared input domain (default: impl.domain; None: no restriction): classes it
+    excludes are skipped (restrict_to_domain), drawn cases are fitted into it (domain.fit).
     """
+    domain = domain if domain is not None else getattr(impl, "domain", None)
     _inside_domain(shape_class, domain)
     coverage.expect(() if shape_class == "plain" else (shape_class,))
     strategy = recipes if recipes is not None else attn_recipes()
@@ -373,7 +406,7 @@ def draw_attn(data, shape_class: str = "plain", *, impl=None, backend: str = "cp
         recipe = recipe.replace(tile=tile)
     case = data.draw(class_cases(shape_class, limits=limits or current_limits(), tile=tile,
                                  pads=pads, data=data_kinds, sinks=sinks, strided=strided)
-                     .map(lambda c: c.replace(device=device)), label="case")
+                     .map(lambda c: _fitted(c, domain).replace(device=device)), label="case")
     return AttnDraw(shape_class, case, recipe)
 
 
@@ -384,7 +417,12 @@ def draw_norm_case(data, shape_class: str = "plain", *, device: str = "cpu",
     _inside_domain(shape_class, domain)
     coverage.expect(() if shape_class == "plain" else (shape_class,))
     return data.draw(norm_class_cases(shape_class, limits=limits, data=data_kinds, dtypes=dtypes)
-                     .map(lambda c: c.replace(device=device)), label="case")
+                     .map(lambda c: _fitted(c, domain).replace(device=device)), label="case")
+
+
+def _fitted(case, domain):
+    """`case` mapped into the declared `domain` (unchanged without one)."""
+    return case if domain is None else domain.fit(case)
 
 
 def over_shape_classes(kind: str, *, not_applicable: Optional[dict] = None):

@@ -22,7 +22,7 @@ def _draw(data, shape_class, impl, backend, device, **draw_kw):
     drawn = draw_attn(data, shape_class, impl=impl, backend=backend, device=device,
                       limits=backend_limits(backend, CPU_LIMITS), **draw_kw)
     case, recipe = drawn.case, drawn.recipe
-    if impl.accepts_recipe and backend != "cuda":
+    if impl.varies("tile") and backend != "cuda" and recipe.tile is not None:
         recipe = recipe.replace(tile=max(recipe.tile, -(-case.num_indices // MAX_TILES_CPU)))
     return case, recipe
 

@@ -79,7 +79,7 @@ def test_p3_golden_tile_and_tiling_invariance(backend, device, shape_class, data
 @over_shape_classes("attn")
 @given(data=st.data())
 def test_p3_impl_tile_invariance(attn_impl, backend, device, shape_class, data):
-    if not attn_impl.accepts_recipe:
+    if not attn_impl.varies("tile"):
         pytest.skip(reason=attn_impl.unsupported_reason(attn_impl.recipe.replace(tile=1)))
     # positional only: the bundled kernels and impls/torch_reference.py raise NotImplementedError
     # for compacted tiling (the golden's P3 covers compacted)

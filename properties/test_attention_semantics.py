@@ -26,7 +26,7 @@ def _draw(data, shape_class, impl, backend, device, k_extra=0, **draw_kw):
     drawn = draw_attn(data, shape_class, impl=impl, backend=backend, device=device,
                       limits=backend_limits(backend, CPU_LIMITS), **draw_kw)
     case, recipe = drawn.case, drawn.recipe
-    if impl.accepts_recipe and drawn.shape_class != "multi_tile":
+    if impl.varies("tile") and drawn.shape_class != "multi_tile":
         # tiles that cut the index list (pads then move tile boundaries)
         K = case.num_indices + k_extra
         low = -(-K // MAX_TILES_CPU) if backend != "cuda" else 1
@@ -154,12 +154,31 @@ def test_p5_duplicate_counts_twice(attn_impl, backend, device, shape_class, data
 SPECIAL_SINKS = [-math.inf, math.inf, 0.0, 1e30, -1e30]
 
 
-def sink_values(heads: int) -> st.SearchStrategy[list]:
-    """Per-head sinks: +-inf, 0, +-1e30, and finite values around typical running maxima."""
+def sink_values(heads: int, domain=None) -> st.SearchStrategy[list]:
+    """Per-head sinks: +-inf, 0, +-1e30, and finite values around typical running maxima (only
+    those inside an implementation's declared AttnDomain)."""
     one = st.one_of(st.sampled_from(SPECIAL_SINKS),
                     st.floats(-30, 30, allow_nan=False, width=32),
                     st.floats(-200, 200, allow_nan=False, width=32))
+    if domain is not None:
+        one = one.map(lambda v: v if domain.allows_sink_value(v) else _nearest_allowed(v, domain))
     return st.lists(one, min_size=heads, max_size=heads)
+
+
+def _nearest_allowed(value: float, domain) -> float:
+    """A sink inside `domain` standing in for one outside it (finite values clamp to +-30)."""
+    for candidate in (max(-30.0, min(30.0, value)) if math.isfinite(value) else 0.0, 0.0, 100.0,
+                      -100.0, -math.inf, math.inf):
+        if domain.allows_sink_value(candidate):
+            return candidate
+    raise ValueError(f"no sink value inside {domain}")
+
+
+def _need_neg_inf_sink(impl) -> None:
+    """P6 compares with the implementation's own -inf-sink output: skip outside its domain."""
+    if impl.domain is not None and not impl.domain.allows_sink("neg_inf"):
+        pytest.skip(reason=f"{impl.spec} declares domain {impl.domain.describe()} without -inf "
+                           f"sinks; this P6 check needs the implementation's -inf-sink output")
 
 
 def _with_sinks(x: AttnInputs, sinks: list) -> AttnInputs:
@@ -171,6 +190,7 @@ def _with_sinks(x: AttnInputs, sinks: list) -> AttnInputs:
     "large_logits_sink": "every sink is -inf here (the class is P6's sink scaling test)"})
 @given(data=st.data())
 def test_p6_neg_inf_sink_is_no_sink(attn_impl, backend, device, shape_class, data):
+    _need_neg_inf_sink(attn_impl)
     case, recipe = _draw(data, shape_class, attn_impl, backend, device)
     x = make_attn_inputs(case)
     x = _with_sinks(x, [-math.inf] * case.heads)
@@ -183,8 +203,10 @@ def test_p6_neg_inf_sink_is_no_sink(attn_impl, backend, device, shape_class, dat
 @over_shape_classes("attn")
 @given(data=st.data())
 def test_p6_sink_scaling(attn_impl, backend, device, shape_class, data):
+    _need_neg_inf_sink(attn_impl)
     case, recipe = _draw(data, shape_class, attn_impl, backend, device)
-    x = _with_sinks(make_attn_inputs(case), data.draw(sink_values(case.heads), label="sinks"))
+    x = _with_sinks(make_attn_inputs(case), data.draw(sink_values(case.heads, attn_impl.domain),
+                                                      label="sinks"))
     inputs, params = {"inputs": x}, recipe_params(recipe)
     golden_recipe = recipe.replace(tiling=data.draw(st.sampled_from(["positional", "compacted"]),
                                                     label="golden tiling"))

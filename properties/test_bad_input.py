@@ -75,10 +75,17 @@ def norm_corruption_list(*, recipes: bool, cuda: bool) -> list:
     return out
 
 
+def _skip_unless_validating(impl) -> None:
+    if not impl.validates_inputs:
+        pytest.skip(reason=f"{impl.spec} declares validates_inputs = False (it does no argument "
+                           f"checks; kernelprop.check_attention_args / check_norm_args can add them)")
+
+
 def _skip_unless_possible(params: dict, impl) -> None:
+    _skip_unless_validating(impl)
     if params["kind"] == "device" and not CUDA:
         pytest.skip(reason=NO_CUDA)
-    if params["kind"] in ("recipe", "unsupported_recipe") and not impl.accepts_recipe:
+    if params["kind"] in ("recipe", "unsupported_recipe") and impl.accepts_recipe is not True:
         pytest.skip(reason=f"{impl.spec} takes no recipe keyword (accepts_recipe is not True)")
 
 
@@ -87,8 +94,9 @@ def _skip_unless_possible(params: dict, impl) -> None:
 @pytest.mark.spec("P13")
 @given(data=st.data())
 def test_p13_attention_bad_input(attn_impl, device, data):
+    _skip_unless_validating(attn_impl)
     case = data.draw(small_attn_cases().map(lambda c: c.replace(device=device)), label="case")
-    params = data.draw(st.sampled_from(attn_corruption_list(recipes=attn_impl.accepts_recipe,
+    params = data.draw(st.sampled_from(attn_corruption_list(recipes=attn_impl.accepts_recipe is True,
                                                             cuda=CUDA)), label="corruption")
     event(f"{params['kind']} {params.get('arg', '')}".strip())
     run_property("P13", ATTN_CHECK, "properties.replays_bad_input:p13_attention",
@@ -98,8 +106,9 @@ def test_p13_attention_bad_input(attn_impl, device, data):
 @pytest.mark.spec("P13")
 @given(data=st.data())
 def test_p13_norm_bad_input(norm_impl, device, data):
+    _skip_unless_validating(norm_impl)
     case = data.draw(norm_cases(limits=SMALL).map(lambda c: c.replace(device=device)), label="case")
-    params = data.draw(st.sampled_from(norm_corruption_list(recipes=norm_impl.accepts_recipe,
+    params = data.draw(st.sampled_from(norm_corruption_list(recipes=norm_impl.accepts_recipe is True,
                                                             cuda=CUDA)), label="corruption")
     event(f"{params['kind']} {params.get('arg', '')}".strip())
     run_property("P13", NORM_CHECK, "properties.replays_bad_input:p13_norm",

@@ -29,7 +29,7 @@ NPU_K = 8      # approx_bits whose modelled mismatch (26%) is nearest the NPU's 
 
 
 def _need_recipes(impl) -> None:
-    if not impl.accepts_recipe:
+    if impl.accepts_recipe is not True:
         pytest.skip(reason=impl.unsupported_reason("other NormRecipe variants (INV / chunk)"))
 
 
@@ -63,7 +63,7 @@ def _draw_recipe(data, impl, dim: int, backend: str) -> NormRecipe:
     """A recipe the implementation can run (its declared one unless it accepts a recipe),
     with its chunk count capped on the CPU backend."""
     recipe = data.draw(recipes_for(impl, norm_recipes()), label="recipe")
-    return _affordable(recipe, dim, backend) if impl.accepts_recipe else recipe
+    return _affordable(recipe, dim, backend) if impl.varies("chunk") else recipe
 
 
 # %% P1
@@ -72,7 +72,7 @@ def _draw_recipe(data, impl, dim: int, backend: str) -> NormRecipe:
 @over_shape_classes("norm")
 @given(data=st.data())
 def test_p1_norm_matches_golden(norm_impl, backend, device, shape_class, data):
-    case = _case(data, device, shape_class)
+    case = _case(data, device, shape_class, domain=norm_impl.domain)
     recipe = _draw_recipe(data, norm_impl, case.dim, backend)
     x = make_norm_inputs(case)
     assume(in_domain(x.x, x.eps))
@@ -88,7 +88,7 @@ def test_p1_norm_matches_golden(norm_impl, backend, device, shape_class, data):
 @given(data=st.data())
 def test_p4a_inv_variants_fp32_ulps(norm_impl, backend, device, shape_class, data):
     _need_recipes(norm_impl)
-    case = _case(data, device, shape_class).replace(weight=False)
+    case = _case(data, device, shape_class, domain=norm_impl.domain).replace(weight=False)
     recipe = _affordable(data.draw(norm_recipes(out_dtypes=("fp32",)), label="recipe"), case.dim,
                          backend)
     inv_a, inv_b = data.draw(st.sampled_from(INV_PAIRS), label="variants")
@@ -105,7 +105,7 @@ def test_p4a_inv_variants_fp32_ulps(norm_impl, backend, device, shape_class, dat
 @given(data=st.data())
 def test_p4b_inv_variants_bf16_mismatch(norm_impl, backend, device, shape_class, data):
     _need_recipes(norm_impl)
-    case = _case(data, device, shape_class)
+    case = _case(data, device, shape_class, domain=norm_impl.domain)
     recipe = _affordable(data.draw(norm_recipes(out_dtypes=("bf16",)), label="recipe"), case.dim,
                          backend)
     inv_a, inv_b = data.draw(st.sampled_from(INV_PAIRS), label="variants")
@@ -193,7 +193,7 @@ def _draw_log2_scale(data, jmin: int, jmax: int) -> int:
 @over_shape_classes("norm")
 @given(data=st.data())
 def test_p12_scale_invariance(norm_impl, backend, device, shape_class, data):
-    case = _case(data, device, shape_class)
+    case = _case(data, device, shape_class, domain=norm_impl.domain)
     recipe = _draw_recipe(data, norm_impl, case.dim, backend)
     x = make_norm_inputs(case)
     # 2^j x is exact (no bf16/fp32 overflow, no new subnormals), its sum of squares stays finite,
@@ -249,7 +249,7 @@ def test_p12_golden_chunk_orders(backend, device, shape_class, data):
 @given(data=st.data())
 def test_p12_impl_chunk_orders(norm_impl, backend, device, shape_class, data):
     _need_recipes(norm_impl)
-    case = _case(data, device, shape_class)
+    case = _case(data, device, shape_class, domain=norm_impl.domain)
     recipe = data.draw(norm_recipes(), label="recipe")
     c1 = data.draw(_chunks(case.dim, backend), label="chunk_a")
     c2 = data.draw(_chunks(case.dim, backend), label="chunk_b")

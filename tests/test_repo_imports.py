@@ -1,10 +1,12 @@
-"""The repo's top-level packages always win over same-named ones elsewhere on sys.path.
+"""The repo's folders are the kernelprop namespace, and never lose to same-named packages.
 
 `kernels` is also the name of an unrelated PyPI distribution; a user who has it installed (or any
-directory with a `kernels` package early on PYTHONPATH) must still get this repo's kernels/.
-Three layers guarantee it: pyproject's `pythonpath = ["."]` (pytest puts the repo root first),
-conftest.py (inserts the repo root at sys.path[0]) and ./kp (exports PYTHONPATH=<root>:...).
-The subprocess tests put a hostile fake `kernels` package (its __init__ raises) on PYTHONPATH.
+directory with a `kernels` package early on PYTHONPATH) must still get this repo's kernels/. The
+folders are imported as kernelprop.kernels, kernelprop.golden, ... (installed through pyproject's
+package-dir; in a clone kernelprop's __path__ reaches the repo root), and the clone's root comes
+first on sys.path: pyproject's `pythonpath = ["."]`, conftest.py (sys.path[0]) and ./kp
+(PYTHONPATH=<root>:...). The subprocess tests put a hostile fake `kernels` package (its __init__
+raises) on PYTHONPATH.
 """
 from __future__ import annotations
 
@@ -37,15 +39,19 @@ def _run(args, pythonpath: str, cwd: Path = ROOT) -> subprocess.CompletedProcess
                           text=True, timeout=120)
 
 
+def _namespaced(name: str) -> str:
+    return name if name == "kernelprop" else f"kernelprop.{name}"
+
+
 @pytest.mark.parametrize("name", PACKAGES)
 def test_in_process_packages_are_this_repos(name):
-    module = importlib.import_module(name)
+    module = importlib.import_module(_namespaced(name))
     assert Path(module.__file__).resolve() == ROOT / name / "__init__.py", \
-        f"{name} resolved to {module.__file__}, not {ROOT / name}"
+        f"{_namespaced(name)} resolved to {module.__file__}, not {ROOT / name}"
 
 
 def test_in_process_kernels_exports_the_bundled_callables():
-    import kernels
+    from kernelprop import kernels
 
     assert callable(kernels.sparse_decode_attention) and callable(kernels.rms_norm)
     assert getattr(kernels.sparse_decode_attention, "accepts_recipe", False) is True
@@ -79,8 +85,8 @@ def test_pytest_imports_repo_kernels_with_fake_first(fake_path, noconftest):
 def test_kp_style_pythonpath_resolves_repo_packages(fake_path, tmp_path):
     """./kp exports PYTHONPATH=<root>:<caller's PYTHONPATH>: that alone (here from an unrelated
     cwd; kp itself also cd's to the root) yields the repo's packages."""
-    code = "; ".join([f"import {name}" for name in PACKAGES] +
-                     [f"print({name}.__file__)" for name in PACKAGES])
+    code = "; ".join([f"import {_namespaced(name)}" for name in PACKAGES] +
+                     [f"print({_namespaced(name)}.__file__)" for name in PACKAGES])
     result = _run(["-c", code], f"{ROOT}{os.pathsep}{fake_path}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     files = [Path(line).resolve() for line in result.stdout.split()]

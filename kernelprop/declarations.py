@@ -1,0 +1,153 @@
+"""Input domains an implementation may declare (SPEC section 6, attribute `domain`).
+
+A domain restricts what the strategies draw for that implementation, so that a kernel which only
+supports, say, head dims {512, 576} or finite sinks is verified where it claims to work, and a
+property that cannot be exercised inside the domain is skipped with the reason. Every field None
+means "no restriction". Cases are *fitted* into the domain (a deterministic map of the drawn case,
+so hypothesis still shrinks), never filtered away.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import Optional
+
+from golden.inputs import NORM_DATA_KINDS, SINK_KINDS
+
+SINK_VALUE_KINDS = {"neg_inf": lambda v: v == -math.inf, "pos_inf": lambda v: v == math.inf,
+                    "zero": lambda v: v == 0.0, "large": lambda v: math.isfinite(v) and abs(v) > 30,
+                    "finite": lambda v: math.isfinite(v) and abs(v) <= 30}
+
+
+def _tuple_of(name: str, value, allowed=None, kind=int) -> Optional[tuple]:
+    if value is None:
+        return None
+    value = tuple(value)
+    if not value:
+        raise ValueError(f"{name} must be None (any) or a non-empty tuple, got ()")
+    for v in value:
+        if isinstance(v, bool) or not isinstance(v, kind) or (kind is int and v < 1):
+            raise ValueError(f"{name} entries must be positive {kind.__name__}s, got {v!r}")
+        if allowed is not None and v not in allowed:
+            raise ValueError(f"{name} entries must be among {allowed}, got {v!r}")
+    return value
+
+
+def _positive(name: str, value) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(f"{name} must be None (any) or a positive int, got {value!r}")
+
+
+@dataclass(frozen=True)
+class AttnDomain:
+    """Sparse-attention inputs an implementation supports.
+
+    sinks:              sink kinds it handles, among golden.inputs.SINK_KINDS ("finite": |sink|
+                        <= 30, "zero", "large": |sink| > 30, "neg_inf", "pos_inf"); None: all.
+    head_dims:          supported head dims D; None: any.
+    max_heads:          most heads H; None: any.
+    max_tokens_per_batch: most tokens per batch S (MTP depth); None: any.
+    max_indices:        most index positions K per token; None: any.
+    """
+
+    sinks: Optional[tuple] = None
+    head_dims: Optional[tuple] = None
+    max_heads: Optional[int] = None
+    max_tokens_per_batch: Optional[int] = None
+    max_indices: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sinks", _tuple_of("sinks", self.sinks, SINK_KINDS, str))
+        object.__setattr__(self, "head_dims", _tuple_of("head_dims", self.head_dims))
+        for name in ("max_heads", "max_tokens_per_batch", "max_indices"):
+            _positive(name, getattr(self, name))
+
+    def allows_sink(self, kind: str) -> bool:
+        return self.sinks is None or kind in self.sinks
+
+    def allows_sink_value(self, value: float) -> bool:
+        """Whether one per-head sink value lies in a declared sink kind."""
+        if self.sinks is None:
+            return True
+        return any(SINK_VALUE_KINDS[k](float(value)) for k in self.sinks)
+
+    def fit(self, case):
+        """The drawn AttnCase mapped into the domain (same seed; sizes clamped, head dim and sink
+        kind replaced by an allowed one chosen from the case's own fields)."""
+        changes = {}
+        if self.head_dims is not None and case.head_dim not in self.head_dims:
+            changes["head_dim"] = self.head_dims[case.head_dim % len(self.head_dims)]
+        if self.max_heads is not None and case.heads > self.max_heads:
+            changes["heads"] = self.max_heads
+        if self.max_tokens_per_batch is not None and case.tokens_per_batch > self.max_tokens_per_batch:
+            changes["tokens_per_batch"] = self.max_tokens_per_batch
+        if self.sinks is not None and case.sink not in self.sinks:
+            changes["sink"] = self.sinks[SINK_KINDS.index(case.sink) % len(self.sinks)]
+        if self.max_indices is not None and case.num_indices > self.max_indices:
+            window = min(case.window, self.max_indices)
+            topk = min(case.topk, self.max_indices - window)
+            changes.update(window=window, topk=topk,
+                           extra=min(case.extra, self.max_indices - window - topk))
+        return case.replace(**changes) if changes else case
+
+    def describe(self) -> str:
+        return _describe(self)
+
+
+@dataclass(frozen=True)
+class NormDomain:
+    """RMSNorm inputs an implementation supports.
+
+    dims:     supported last dims D; None: any.
+    max_dim:  largest D; None: any.
+    dtypes:   input dtypes among ("bf16", "fp32"); None: both.
+    weight:   True: needs a weight, False: takes none, None: both.
+    data:     data kinds among golden.inputs.NORM_DATA_KINDS; None: all.
+    """
+
+    dims: Optional[tuple] = None
+    max_dim: Optional[int] = None
+    dtypes: Optional[tuple] = None
+    weight: Optional[bool] = None
+    data: Optional[tuple] = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dims", _tuple_of("dims", self.dims))
+        object.__setattr__(self, "dtypes", _tuple_of("dtypes", self.dtypes, ("bf16", "fp32"), str))
+        object.__setattr__(self, "data", _tuple_of("data", self.data, NORM_DATA_KINDS, str))
+        _positive("max_dim", self.max_dim)
+        if self.weight not in (None, True, False):
+            raise ValueError(f"weight must be None, True or False, got {self.weight!r}")
+
+    def fit(self, case):
+        """The drawn NormCase mapped into the domain."""
+        changes = {}
+        if self.dims is not None and case.dim not in self.dims:
+            changes["dim"] = self.dims[case.dim % len(self.dims)]
+        if self.max_dim is not None and changes.get("dim", case.dim) > self.max_dim:
+            changes["dim"] = self.max_dim
+        if self.dtypes is not None and case.dtype not in self.dtypes:
+            changes["dtype"] = self.dtypes[0]
+        if self.weight is not None and case.weight != self.weight:
+            changes["weight"] = self.weight
+        if self.data is not None and case.data not in self.data:
+            changes["data"] = self.data[NORM_DATA_KINDS.index(case.data) % len(self.data)]
+        return case.replace(**changes) if changes else case
+
+    def describe(self) -> str:
+        return _describe(self)
+
+
+def _describe(domain) -> str:
+    parts = [f"{f.name}={getattr(domain, f.name)!r}" for f in fields(domain)
+             if getattr(domain, f.name) is not None]
+    return f"{type(domain).__name__}({', '.join(parts)})" if parts else "any input"
+
+
+DOMAINS = {"sparse_attention": AttnDomain, "rms_norm": NormDomain}
+
+
+def fit_strategy(strategy, impl):
+    """`strategy` (of AttnCase / NormCase) mapped into `impl.domain` (unchanged without one)."""
+    domain = getattr(impl, "domain", None)
+    return strategy if domain is None else strategy.map(domain.fit)
