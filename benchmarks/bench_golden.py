@@ -25,15 +25,15 @@ sys.path.insert(0, str(ROOT))  # this repo's packages (and tests/), never same-n
 
 import torch  # noqa: E402
 
-from golden.attention import (  # noqa: E402
+from kernelprop.golden.attention import (  # noqa: E402
     _scale,
     _tiling_order,
     fp32_scores,
     gather_kv,
     sparse_attention_golden,
 )
-from golden.inputs import AttnCase, make_attn_inputs  # noqa: E402
-from golden.recipes import AttnRecipe  # noqa: E402
+from kernelprop.golden.inputs import AttnCase, make_attn_inputs  # noqa: E402
+from kernelprop.golden.recipes import AttnRecipe  # noqa: E402
 from tests.loop_reference import loop_attention  # noqa: E402
 
 SHAPES = {

@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from golden.inputs import AttnCase, make_attn_inputs  # noqa: E402
+from kernelprop.golden.inputs import AttnCase, make_attn_inputs  # noqa: E402
 
 
 def bench(fn, *, cuda: bool, reps: int = 50) -> float:
@@ -50,7 +50,7 @@ def copy_bandwidth(cuda: bool, nbytes: int) -> float:
 
 def torch_eager_attention(x):
     """Plain torch reference: gather rows, fp32 scores, softmax with sink, P.V."""
-    from golden.attention import gather_kv
+    from kernelprop.golden.attention import gather_kv
 
     kv = gather_kv(x.ori_kv, x.ori_block_table, x.cmp_kv, x.cmp_block_table, x.sparse_indices,
                    x.seqused_kv, window=x.window, tokens_per_batch=x.tokens_per_batch)
@@ -64,7 +64,7 @@ def torch_eager_attention(x):
 
 
 def attention_bench(cuda: bool, small: bool, bandwidth: float) -> dict:
-    from kernels import sparse_decode_attention
+    from kernelprop.kernels import sparse_decode_attention
 
     B, S, H, D, BS, W, topk = (2, 2, 4, 64, 16, 16, 32) if small else (64, 2, 64, 512, 128, 128, 512)
     case = AttnCase(seed=0, batches=B, tokens_per_batch=S, heads=H, head_dim=D, page_size=BS,
@@ -85,7 +85,7 @@ def attention_bench(cuda: bool, small: bool, bandwidth: float) -> dict:
 def rmsnorm_bench(cuda: bool, small: bool, bandwidth: float) -> dict:
     import torch.nn.functional as F
 
-    from kernels import rms_norm
+    from kernelprop.kernels import rms_norm
 
     rows, dim = (64, 256) if small else (32768, 4096)
     dev = "cuda" if cuda else "cpu"

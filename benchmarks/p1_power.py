@@ -31,14 +31,14 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from golden.attention import sparse_attention_trace  # noqa: E402
-from golden.attention_bounds import MODELS, attention_p1_bound  # noqa: E402
-from golden.inputs import AttnCase, NormCase, make_attn_inputs, make_norm_inputs  # noqa: E402
-from golden.recipes import AttnRecipe, NormRecipe  # noqa: E402
-from golden.rmsnorm import rms_norm_golden  # noqa: E402
-from golden.rounding import round_to_bf16  # noqa: E402
-from impls.torch_reference import rms_norm as torch_rms_norm  # noqa: E402
-from impls.torch_reference import sparse_decode_attention as torch_reference  # noqa: E402
+from kernelprop.golden.attention import sparse_attention_trace  # noqa: E402
+from kernelprop.golden.attention_bounds import MODELS, attention_p1_bound  # noqa: E402
+from kernelprop.golden.inputs import AttnCase, NormCase, make_attn_inputs, make_norm_inputs  # noqa: E402
+from kernelprop.golden.recipes import AttnRecipe, NormRecipe  # noqa: E402
+from kernelprop.golden.rmsnorm import rms_norm_golden  # noqa: E402
+from kernelprop.golden.rounding import round_to_bf16  # noqa: E402
+from kernelprop.impls.torch_reference import rms_norm as torch_rms_norm  # noqa: E402
+from kernelprop.impls.torch_reference import sparse_decode_attention as torch_reference  # noqa: E402
 
 
 # %% torch attention variants (positional tiling, the default recipe's tile)
@@ -50,7 +50,7 @@ def _bf16(x: torch.Tensor) -> torch.Tensor:
 def variant_attention(x, *, dot: str = "matmul", p_round: str = "rne", l_bf16: bool = False,
                       factors_bf16: bool = False, tile: int = 64) -> torch.Tensor:
     """The tiled recipe in fp32 torch with one knob per variant (see the module docstring)."""
-    from golden.attention import gather_kv
+    from kernelprop.golden.attention import gather_kv
     kv = gather_kv(x.ori_kv, x.ori_block_table, x.cmp_kv, x.cmp_block_table, x.sparse_indices,
                    x.seqused_kv, window=x.window, tokens_per_batch=x.tokens_per_batch)
     q = x.q.float()
@@ -207,8 +207,8 @@ NORM_IMPLS = {
 
 
 def norm_power(examples: int, rows: int) -> None:
-    from golden.rmsnorm import rms_norm_trace
-    from properties.replays_norm import INV_ULPS, SUM_LAMBDA, p1_bound
+    from kernelprop.golden.rmsnorm import rms_norm_trace
+    from kernelprop.properties.replays_norm import INV_ULPS, SUM_LAMBDA, p1_bound
     recipe = NormRecipe()
     start = time.perf_counter()
     for sum_lambda in (None, SUM_LAMBDA):

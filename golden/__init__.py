@@ -1,7 +1,7 @@
 """Golden references, precision recipes and error metrics (pure torch, CPU or GPU)."""
-from golden.recipes import AttnRecipe, NormRecipe
-from golden.rounding import round_to_bf16, bf16_ulp
-from golden.attention import (
+from kernelprop.golden.recipes import AttnRecipe, NormRecipe
+from kernelprop.golden.rounding import round_to_bf16, bf16_ulp
+from kernelprop.golden.attention import (
     gather_kv,
     sparse_attention_fp32_full,
     sparse_attention_fp64,
@@ -9,15 +9,15 @@ from golden.attention import (
     sparse_attention_trace,
     valid_index_mask,
 )
-from golden.attention_bounds import AttnBackend, attention_p1_bound, attention_p2_bound
-from golden.rmsnorm import (
+from kernelprop.golden.attention_bounds import AttnBackend, attention_p1_bound, attention_p2_bound
+from kernelprop.golden.rmsnorm import (
     NormBackend,
     norm_p1_bound,
     rms_norm_fp64,
     rms_norm_golden,
     rms_norm_trace,
 )
-from golden.metrics import (
+from kernelprop.golden.metrics import (
     assert_within,
     bound_ratio,
     compare,

@@ -16,8 +16,8 @@ from typing import Optional
 
 import torch
 
-from golden.recipes import AttnRecipe
-from golden.rounding import round_to_bf16
+from kernelprop.golden.recipes import AttnRecipe
+from kernelprop.golden.rounding import round_to_bf16
 
 
 @dataclass(frozen=True)

@@ -30,10 +30,10 @@ from typing import Optional
 
 import torch
 
-from golden.attention import TiledTrace
-from golden.recipes import AttnRecipe
-from golden.rmsnorm import U_FP32 as U, gamma, rounding_interval_gap
-from golden.rounding import round_to_bf16
+from kernelprop.golden.attention import TiledTrace
+from kernelprop.golden.recipes import AttnRecipe
+from kernelprop.golden.rmsnorm import U_FP32 as U, gamma, rounding_interval_gap
+from kernelprop.golden.rounding import round_to_bf16
 
 FP32_MAX = torch.finfo(torch.float32).max
 FP32_TINY = 2.0 ** -126  # smallest normal fp32

@@ -220,7 +220,7 @@ def make_attn_inputs(case: AttnCase) -> AttnInputs:
 
 def read_rows(inputs: AttnInputs):
     """Boolean masks [N_ori, BS] and [N_cmp, BS] of the pool rows some valid index reaches."""
-    from golden.attention import index_masks  # local: golden.attention imports nothing here
+    from kernelprop.golden.attention import index_masks  # local: golden.attention imports nothing here
 
     BS = inputs.ori_kv.shape[1]
     W = inputs.window

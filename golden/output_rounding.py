@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from golden.rounding import round_to_bf16
+from kernelprop.golden.rounding import round_to_bf16
 
 FP32_TINY = 2.0 ** -149   # smallest subnormal fp32
 BF16_MIN_ULP = 2.0 ** -133  # spacing of bf16 numbers in the subnormal range

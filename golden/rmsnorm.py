@@ -18,8 +18,8 @@ from typing import Optional
 
 import torch
 
-from golden.recipes import NormRecipe
-from golden.rounding import round_to_bf16
+from kernelprop.golden.recipes import NormRecipe
+from kernelprop.golden.rounding import round_to_bf16
 
 U_FP32 = 2.0 ** -24
 

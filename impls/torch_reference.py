@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from golden.recipes import AttnRecipe, NormRecipe
+from kernelprop.golden.recipes import AttnRecipe, NormRecipe
 
 LOG2E = 1.4426950408889634
 

@@ -24,12 +24,12 @@ if (_CLONE_ROOT / "pyproject.toml").is_file() and (_CLONE_ROOT / "golden" / "__i
     __path__.append(str(_CLONE_ROOT))  # noqa: F821 (a package's __path__)
 
 _EXPORTS = {
-    "AttnRecipe": "golden.recipes",
-    "NormRecipe": "golden.recipes",
+    "AttnRecipe": "kernelprop.golden.recipes",
+    "NormRecipe": "kernelprop.golden.recipes",
     "AttnDomain": "kernelprop.declarations",
     "NormDomain": "kernelprop.declarations",
-    "check_attention_args": "kernels.sparse_attention",
-    "check_norm_args": "kernels.rms_norm",
+    "check_attention_args": "kernelprop.kernels.sparse_attention",
+    "check_norm_args": "kernelprop.kernels.rms_norm",
     "flat_slot_ids": "kernelprop.slots",
     "FlatSlots": "kernelprop.slots",
 }

@@ -44,7 +44,7 @@ if sys.path and pathlib.Path(sys.path[0] or ".").resolve() == ROOT / "kernelprop
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from golden.recipes import AttnRecipe, NormRecipe  # noqa: E402  (no triton import)
+from kernelprop.golden.recipes import AttnRecipe, NormRecipe  # noqa: E402  (no triton import)
 
 SM90_SMEM_LIMIT = 227 * 1024   # bytes of shared memory one block may use on sm_90 (opt-in maximum)
 SM90_SMS = 132                 # streaming multiprocessors of an H100 SXM
@@ -81,7 +81,7 @@ class AttnPoint:
 
     def case(self, device: str):
         """The golden.inputs.AttnCase of this point (real tensors, e.g. on the device)."""
-        from golden.inputs import AttnCase
+        from kernelprop.golden.inputs import AttnCase
 
         return AttnCase(seed=0, batches=self.batches, tokens_per_batch=self.tokens_per_batch,
                         heads=self.heads, head_dim=self.head_dim, page_size=self.page_size,
@@ -158,7 +158,7 @@ def build_launch(point, device: str = "meta"):
     import torch
 
     if point.kind == "attention":
-        from kernels.sparse_attention import _fp32_scale, attention_launch
+        from kernelprop.kernels.sparse_attention import _fp32_scale, attention_launch
 
         B, S, H, D, BS = point.batches, point.tokens_per_batch, point.heads, point.head_dim, point.page_size
         T, K = B * S, point.indices
@@ -172,7 +172,7 @@ def build_launch(point, device: str = "meta"):
                      cmp_block_table=e(B, cmp_blocks, dtype=i32), sparse_indices=e(T, K, dtype=i32),
                      seqused_kv=e(B, dtype=i32), attn_sink=e(H, dtype=torch.float32))
         else:
-            from golden.inputs import make_attn_inputs
+            from kernelprop.golden.inputs import make_attn_inputs
 
             inputs = make_attn_inputs(point.case(device))
             x = {name: getattr(inputs, name) for name in ("q", "ori_kv", "ori_block_table", "cmp_kv",
@@ -181,7 +181,7 @@ def build_launch(point, device: str = "meta"):
         o = torch.empty(T, H, D, dtype=torch.float32, device=device)
         return attention_launch(*x.values(), o, window=point.window, tokens_per_batch=S,
                                 scale=_fp32_scale(None, D), recipe=point.recipe)
-    from kernels.rms_norm import norm_launch
+    from kernelprop.kernels.rms_norm import norm_launch
 
     dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[point.dtype]
     out = torch.bfloat16 if point.recipe.out_dtype == "bf16" else torch.float32

@@ -64,7 +64,7 @@ def raises_in_later_tile(scores: torch.Tensor, tile: int) -> bool:
 
 def attn_classes(x, tile: Optional[int]) -> frozenset:
     """The attention classes an AttnInputs `x` (run with positional tiles of `tile`) falls in."""
-    from golden.attention import gather_kv  # local: golden imports nothing from here
+    from kernelprop.golden.attention import gather_kv  # local: golden imports nothing from here
 
     T, H, D = x.q.shape
     K = x.sparse_indices.shape[1]

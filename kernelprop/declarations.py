@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, fields
 from typing import Optional
 
-from golden.inputs import NORM_DATA_KINDS, SINK_KINDS
+from kernelprop.golden.inputs import NORM_DATA_KINDS, SINK_KINDS
 
 SINK_VALUE_KINDS = {"neg_inf": lambda v: v == -math.inf, "pos_inf": lambda v: v == math.inf,
                     "zero": lambda v: v == 0.0, "large": lambda v: math.isfinite(v) and abs(v) > 30,

@@ -32,7 +32,7 @@ def _on_bf16_grid(actual: torch.Tensor, expected: torch.Tensor) -> bool:
     """Every finite non-zero actual value is a bf16 value, while some expected value at those
     places is not (a random fp32 value lies on the bf16 grid with probability 2^-16, so one such
     element is already strong evidence; the expected values rule out outputs that are simple)."""
-    from golden.rounding import round_to_bf16
+    from kernelprop.golden.rounding import round_to_bf16
 
     if actual.dtype != torch.float32 or expected.shape != actual.shape:
         return False

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from dataclasses import fields
 from typing import Any, Callable, Optional, Union
 
-from golden.recipes import AttnRecipe, NormRecipe
+from kernelprop.golden.recipes import AttnRecipe, NormRecipe
 from kernelprop.declarations import DOMAINS
 
 KINDS = {"sparse_attention": AttnRecipe, "rms_norm": NormRecipe}
-BUNDLED = {"sparse_attention": "kernels:sparse_decode_attention", "rms_norm": "kernels:rms_norm"}
+BUNDLED = {"sparse_attention": "kernelprop.kernels:sparse_decode_attention", "rms_norm": "kernelprop.kernels:rms_norm"}
 
 
 @dataclass(frozen=True)

@@ -301,7 +301,7 @@ def load_runs(path: str) -> tuple[list, dict]:
 
 
 def main(argv: list) -> int:
-    from impls.mutants import CONTROLS, MUTANTS
+    from kernelprop.impls.mutants import CONTROLS, MUTANTS
 
     parser = argparse.ArgumentParser(prog="python -m kernelprop mutants",
                                      description=__doc__.split("\n\n")[0])

@@ -190,7 +190,7 @@ class Verdict:
 def check_outcome(outcome) -> Verdict:
     """The check properties.checks.assert_outcome makes, as data: bitwise when bound is None,
     else |actual - expected| <= bound elementwise (golden.metrics.bound_ratio <= 1)."""
-    from golden.metrics import bound_ratio, same_bits
+    from kernelprop.golden.metrics import bound_ratio, same_bits
 
     a, e = outcome.actual, outcome.expected
     if outcome.bound is None:
@@ -219,7 +219,7 @@ def exception_verdict(err: BaseException, bound_doc: str = "") -> Verdict:
 
 def comparison(outcome, truth: Optional[torch.Tensor] = None) -> dict:
     """golden.metrics.compare of the outcome as {"text": str, "metrics": to_dict()}."""
-    from golden.metrics import compare
+    from kernelprop.golden.metrics import compare
 
     truth = outcome.truth if outcome.truth is not None else truth
     a, e = outcome.actual, outcome.expected
@@ -243,11 +243,11 @@ def derived_truth(inputs: dict, outcome) -> tuple[Optional[torch.Tensor], Option
     kind = type(x).__name__
     try:
         if kind == "AttnInputs":
-            from golden.attention import sparse_attention_fp64
+            from kernelprop.golden.attention import sparse_attention_fp64
 
             truth, how = x.call(sparse_attention_fp64), f"sparse_attention_fp64(inputs[{name!r}])"
         elif kind == "NormInputs":
-            from golden.rmsnorm import rms_norm_fp64
+            from kernelprop.golden.rmsnorm import rms_norm_fp64
 
             truth, how = x.call(rms_norm_fp64), f"rms_norm_fp64(inputs[{name!r}])"
         else:
@@ -307,7 +307,7 @@ def describe_inputs(x) -> dict:
         desc.update(window=x.window, tokens_per_batch=x.tokens_per_batch,
                     softmax_scale=plain(x.softmax_scale))
         try:
-            from golden.attention import valid_index_mask
+            from kernelprop.golden.attention import valid_index_mask
 
             valid = valid_index_mask(x.sparse_indices, x.seqused_kv, window=x.window,
                                      tokens_per_batch=x.tokens_per_batch)

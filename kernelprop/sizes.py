@@ -58,7 +58,7 @@ class _BySize:
     accepts_recipe = True
 
     def __init__(self, kind: str):
-        from golden.recipes import AttnRecipe, NormRecipe
+        from kernelprop.golden.recipes import AttnRecipe, NormRecipe
 
         self.kind = kind
         self.recipe = AttnRecipe() if kind == "sparse_attention" else NormRecipe()
@@ -68,14 +68,14 @@ class _BySize:
             q, idx = args[0], args[5]
             large = q.shape[0] * q.shape[1] * q.shape[2] * idx.shape[-1] > INTERPRETER_MAX_WORK
             if large:
-                from impls.mutants.attention import reference
+                from kernelprop.impls.mutants.attention import reference
                 return reference
-            from kernels import sparse_decode_attention
+            from kernelprop.kernels import sparse_decode_attention
             return sparse_decode_attention
         if args[0].numel() > INTERPRETER_MAX_NORM_ELEMENTS:
-            from impls.mutants.rmsnorm import reference
+            from kernelprop.impls.mutants.rmsnorm import reference
             return reference
-        from kernels import rms_norm
+        from kernelprop.kernels import rms_norm
         return rms_norm
 
     def __call__(self, *args, **kwargs):

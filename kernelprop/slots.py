@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from golden.attention import index_masks
+from kernelprop.golden.attention import index_masks
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ import torch
 if not torch.cuda.is_available() and "TRITON_INTERPRET" not in os.environ:
     os.environ["TRITON_INTERPRET"] = "1"
 
-from golden.recipes import AttnRecipe, NormRecipe  # noqa: E402  (re-exported: one recipe type)
-from kernels.rms_norm import rms_norm  # noqa: E402
-from kernels.sparse_attention import sparse_decode_attention  # noqa: E402
+from kernelprop.golden.recipes import AttnRecipe, NormRecipe  # noqa: E402  (re-exported: one recipe type)
+from kernelprop.kernels.rms_norm import rms_norm  # noqa: E402
+from kernelprop.kernels.sparse_attention import sparse_decode_attention  # noqa: E402
 
 __all__ = ["sparse_decode_attention", "rms_norm", "AttnRecipe", "NormRecipe"]

@@ -15,10 +15,10 @@ import torch
 import triton
 import triton.language as tl
 
-from golden.recipes import NormRecipe
-from kernels._bf16 import ROUNDING_CODE, _round_to_bf16
-from kernels._checks import check_device, check_last_stride, interpreted
-from kernels._launch import KernelLaunch
+from kernelprop.golden.recipes import NormRecipe
+from kernelprop.kernels._bf16 import ROUNDING_CODE, _round_to_bf16
+from kernelprop.kernels._checks import check_device, check_last_stride, interpreted
+from kernelprop.kernels._launch import KernelLaunch
 
 INV_CODE = {"rsqrt": 0, "recip_sqrt": 1, "recip_sqrt_rn": 2}
 

@@ -28,10 +28,10 @@ import torch
 import triton
 import triton.language as tl
 
-from golden.recipes import AttnRecipe
-from kernels._bf16 import ROUNDING_CODE, _round_to_bf16
-from kernels._checks import check_device, check_last_stride, check_tensor, interpreted
-from kernels._launch import KernelLaunch
+from kernelprop.golden.recipes import AttnRecipe
+from kernelprop.kernels._bf16 import ROUNDING_CODE, _round_to_bf16
+from kernelprop.kernels._checks import check_device, check_last_stride, check_tensor, interpreted
+from kernelprop.kernels._launch import KernelLaunch
 
 
 # %% kernel

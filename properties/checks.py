@@ -13,7 +13,7 @@ import math
 
 from hypothesis import currently_in_test_context, note, target
 
-from golden.metrics import assert_within, compare
+from kernelprop.golden.metrics import assert_within, compare
 from kernelprop import coverage
 from kernelprop.evidence import Evidence, Outcome, record, resolve
 from kernelprop.report import Verdict, check_outcome

@@ -10,12 +10,12 @@ from typing import Optional
 
 import torch
 
-from golden.attention import (gather_kv, sparse_attention_fp64, sparse_attention_trace,
+from kernelprop.golden.attention import (gather_kv, sparse_attention_fp64, sparse_attention_trace,
                               valid_index_mask)
-from golden.attention_bounds import BACKEND_MODELS, MODELS, attention_p1_bound, attention_p2_bound
-from golden.metrics import ratio_rule
-from golden.output_rounding import reachable_bf16, widen_for_rounded
-from golden.recipes import AttnRecipe
+from kernelprop.golden.attention_bounds import BACKEND_MODELS, MODELS, attention_p1_bound, attention_p2_bound
+from kernelprop.golden.metrics import ratio_rule
+from kernelprop.golden.output_rounding import reachable_bf16, widen_for_rounded
+from kernelprop.golden.recipes import AttnRecipe
 from kernelprop.evidence import Outcome
 
 P1_DOC = ("P1: |impl - golden| <= the worst direction of the P flips the fp32 error model makes "

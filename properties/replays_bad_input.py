@@ -21,8 +21,8 @@ import threading
 
 import torch
 
-from golden.attention import valid_index_mask, visible_lengths
-from golden.recipes import AttnRecipe, NormRecipe
+from kernelprop.golden.attention import valid_index_mask, visible_lengths
+from kernelprop.golden.recipes import AttnRecipe, NormRecipe
 from kernelprop.evidence import Outcome
 
 TIMEOUT_S = 120.0   # a call that takes longer is a hang (first GPU compile included)

@@ -20,9 +20,9 @@ from typing import Optional
 
 import torch
 
-from golden.metrics import mismatch_ratio, ulp_distance_fp32
-from golden.recipes import NormRecipe
-from golden.rmsnorm import (
+from kernelprop.golden.metrics import mismatch_ratio, ulp_distance_fp32
+from kernelprop.golden.recipes import NormRecipe
+from kernelprop.golden.rmsnorm import (
     NormBackend,
     U_FP32,
     gamma,
@@ -31,7 +31,7 @@ from golden.rmsnorm import (
     rms_norm_trace,
     rounding_interval_gap,
 )
-from golden.rounding import round_to_bf16
+from kernelprop.golden.rounding import round_to_bf16
 from kernelprop.evidence import Outcome
 
 ULP = 2.0 ** -23          # the relative size of one fp32 ulp, at most

@@ -29,8 +29,8 @@ from typing import Optional
 import pytest
 from hypothesis import settings, strategies as st
 
-from golden.inputs import DATA_KINDS, NORM_DATA_KINDS, SINK_KINDS, AttnCase, NormCase
-from golden.recipes import AttnRecipe, NormRecipe
+from kernelprop.golden.inputs import DATA_KINDS, NORM_DATA_KINDS, SINK_KINDS, AttnCase, NormCase
+from kernelprop.golden.recipes import AttnRecipe, NormRecipe
 from kernelprop import coverage
 from kernelprop.declarations import AttnDomain, NormDomain
 from kernelprop.sizes import current_sizes

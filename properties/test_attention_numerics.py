@@ -5,10 +5,10 @@ golden/attention_bounds.py and docs/bounds-attention-props.md."""
 import pytest
 from hypothesis import given, strategies as st
 
-from golden.inputs import make_attn_inputs
-from properties.checks import run_property
-from properties.replays_attention import recipe_params
-from properties.strategies import (
+from kernelprop.golden.inputs import make_attn_inputs
+from kernelprop.properties.checks import run_property
+from kernelprop.properties.replays_attention import recipe_params
+from kernelprop.properties.strategies import (
     Limits,
     attn_recipes,
     backend_limits,
@@ -39,7 +39,7 @@ def test_p2_golden_within_analytic_bound_of_fp64(backend, device, shape_class, d
     drawn = draw_attn(data, shape_class, backend=backend, device=device,
                       recipes=attn_recipes(tilings=BOTH_TILINGS))
     case, recipe = drawn.case, drawn.recipe
-    run_property("P2", "golden vs fp64 truth, analytic bound", "properties.replays_attention:p2_golden",
+    run_property("P2", "golden vs fp64 truth, analytic bound", "kernelprop.properties.replays_attention:p2_golden",
                  inputs={"inputs": make_attn_inputs(case)}, params=recipe_params(recipe),
                  recipe=recipe, case=case)
 
@@ -52,7 +52,7 @@ def test_p2_ratio_rule_impl_vs_fp64(attn_impl, backend, device, shape_class, dat
                       limits=backend_limits(backend, ONE_CALL_CPU_LIMITS))
     case, recipe = drawn.case, drawn.recipe
     run_property("P2", "ratio rule: err(impl) <= err(golden) + max P1",
-                 "properties.replays_attention:p2_ratio", inputs={"inputs": make_attn_inputs(case)},
+                 "kernelprop.properties.replays_attention:p2_ratio", inputs={"inputs": make_attn_inputs(case)},
                  impl=attn_impl, params=recipe_params(recipe), recipe=recipe, case=case)
 
 
@@ -67,11 +67,11 @@ def test_p3_golden_tile_and_tiling_invariance(backend, device, shape_class, data
     inputs = {"inputs": make_attn_inputs(case)}
     params = {**recipe_params(recipe), "recipe_b": recipe_params(other)["recipe"]}
     run_property("P3", "golden, two tile sizes and tilings",
-                 "properties.replays_attention:golden_agree", inputs=inputs, params=params,
+                 "kernelprop.properties.replays_attention:golden_agree", inputs=inputs, params=params,
                  recipe=recipe, case=case)
     if recipe.p_dtype == "fp32":
         run_property("P3", "fp32 P: the P3 bound is a few fp32 ulps x tiles",
-                     "properties.replays_attention:p3_fp32_bound_size", inputs=inputs,
+                     "kernelprop.properties.replays_attention:p3_fp32_bound_size", inputs=inputs,
                      params=params, recipe=recipe, case=case)
 
 
@@ -89,5 +89,5 @@ def test_p3_impl_tile_invariance(attn_impl, backend, device, shape_class, data):
     other = _other_recipe(data, recipe, ("positional",), max_tile=2 * case.num_indices + 1)
     params = {**recipe_params(recipe), "recipe_b": recipe_params(other)["recipe"]}
     run_property("P3", "impl, two tile sizes",
-                 "properties.replays_attention:impl_agree", inputs={"inputs": make_attn_inputs(case)},
+                 "kernelprop.properties.replays_attention:impl_agree", inputs={"inputs": make_attn_inputs(case)},
                  impl=attn_impl, params=params, recipe=recipe, case=case)

@@ -4,10 +4,10 @@ the wrong way fails)."""
 import pytest
 from hypothesis import given, strategies as st
 
-from golden.inputs import make_attn_inputs
-from properties.checks import run_property
-from properties.replays_attention import recipe_params
-from properties.strategies import draw_attn, over_shape_classes
+from kernelprop.golden.inputs import make_attn_inputs
+from kernelprop.properties.checks import run_property
+from kernelprop.properties.replays_attention import recipe_params
+from kernelprop.properties.strategies import draw_attn, over_shape_classes
 
 
 @pytest.mark.spec("P1")
@@ -16,6 +16,6 @@ from properties.strategies import draw_attn, over_shape_classes
 def test_p1_kernel_matches_golden(attn_impl, backend, device, shape_class, data):
     drawn = draw_attn(data, shape_class, impl=attn_impl, backend=backend, device=device)
     case, recipe = drawn.case, drawn.recipe
-    run_property("P1", "impl vs golden, same recipe", "properties.replays_attention:p1",
+    run_property("P1", "impl vs golden, same recipe", "kernelprop.properties.replays_attention:p1",
                  inputs={"inputs": make_attn_inputs(case)}, impl=attn_impl,
                  params=recipe_params(recipe), recipe=recipe, case=case)

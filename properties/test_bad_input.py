@@ -12,9 +12,9 @@ import pytest
 import torch
 from hypothesis import event, given, settings, strategies as st
 
-from golden.inputs import AttnCase, NormCase, make_attn_inputs, make_norm_inputs
-from properties.checks import run_property
-from properties.replays_bad_input import (
+from kernelprop.golden.inputs import AttnCase, NormCase, make_attn_inputs, make_norm_inputs
+from kernelprop.properties.checks import run_property
+from kernelprop.properties.replays_bad_input import (
     ATTN_TENSORS,
     BAD_DTYPES,
     BAD_RECIPES,
@@ -22,7 +22,7 @@ from properties.replays_bad_input import (
     NORM_TENSORS,
     SIZE_MISMATCH,
 )
-from properties.strategies import Limits, attn_cases, norm_cases
+from kernelprop.properties.strategies import Limits, attn_cases, norm_cases
 
 CUDA = torch.cuda.is_available()
 NO_CUDA = "device mismatch needs a second device (CUDA is not available)"
@@ -99,7 +99,7 @@ def test_p13_attention_bad_input(attn_impl, device, data):
     params = data.draw(st.sampled_from(attn_corruption_list(recipes=attn_impl.accepts_recipe is True,
                                                             cuda=CUDA)), label="corruption")
     event(f"{params['kind']} {params.get('arg', '')}".strip())
-    run_property("P13", ATTN_CHECK, "properties.replays_bad_input:p13_attention",
+    run_property("P13", ATTN_CHECK, "kernelprop.properties.replays_bad_input:p13_attention",
                  inputs={"inputs": make_attn_inputs(case)}, impl=attn_impl, params=params, case=case)
 
 
@@ -111,7 +111,7 @@ def test_p13_norm_bad_input(norm_impl, device, data):
     params = data.draw(st.sampled_from(norm_corruption_list(recipes=norm_impl.accepts_recipe is True,
                                                             cuda=CUDA)), label="corruption")
     event(f"{params['kind']} {params.get('arg', '')}".strip())
-    run_property("P13", NORM_CHECK, "properties.replays_bad_input:p13_norm",
+    run_property("P13", NORM_CHECK, "kernelprop.properties.replays_bad_input:p13_norm",
                  inputs={"inputs": make_norm_inputs(case)}, impl=norm_impl, params=params, case=case)
 
 
@@ -142,7 +142,7 @@ def _id(params: dict) -> str:
 def test_p13_attention_case(attn_impl, device, params):
     _skip_unless_possible(params, attn_impl)
     case = ATTN_CASE.replace(device=device)
-    _once(lambda: run_property("P13", ATTN_CHECK, "properties.replays_bad_input:p13_attention",
+    _once(lambda: run_property("P13", ATTN_CHECK, "kernelprop.properties.replays_bad_input:p13_attention",
                                inputs={"inputs": make_attn_inputs(case)}, impl=attn_impl,
                                params=params, case=case))
 
@@ -152,6 +152,6 @@ def test_p13_attention_case(attn_impl, device, params):
 def test_p13_norm_case(norm_impl, device, params):
     _skip_unless_possible(params, norm_impl)
     case = NORM_CASE.replace(device=device)
-    _once(lambda: run_property("P13", NORM_CHECK, "properties.replays_bad_input:p13_norm",
+    _once(lambda: run_property("P13", NORM_CHECK, "kernelprop.properties.replays_bad_input:p13_norm",
                                inputs={"inputs": make_norm_inputs(case)}, impl=norm_impl,
                                params=params, case=case))

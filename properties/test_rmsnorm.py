@@ -10,17 +10,17 @@ import pytest
 import torch
 from hypothesis import assume, event, given, note, strategies as st
 
-from golden.inputs import NormCase, make_norm_inputs
-from golden.recipes import NormRecipe
-from properties.checks import run_property
-from properties.replays_norm import (
+from kernelprop.golden.inputs import NormCase, make_norm_inputs
+from kernelprop.golden.recipes import NormRecipe
+from kernelprop.properties.checks import run_property
+from kernelprop.properties.replays_norm import (
     INV_ULPS,
     V_MIN,
     in_domain,
     npu_measurement,
     recipe_params,
 )
-from properties.strategies import draw_norm_case, norm_recipes, over_shape_classes, recipes_for
+from kernelprop.properties.strategies import draw_norm_case, norm_recipes, over_shape_classes, recipes_for
 
 REAL_INVS = ("recip_sqrt", "rsqrt", "recip_sqrt_rn")
 INV_PAIRS = list(itertools.permutations(REAL_INVS, 2))
@@ -76,7 +76,7 @@ def test_p1_norm_matches_golden(norm_impl, backend, device, shape_class, data):
     recipe = _draw_recipe(data, norm_impl, case.dim, backend)
     x = make_norm_inputs(case)
     assume(in_domain(x.x, x.eps))
-    run_property("P1", "rms_norm impl vs golden, same recipe", "properties.replays_norm:p1",
+    run_property("P1", "rms_norm impl vs golden, same recipe", "kernelprop.properties.replays_norm:p1",
                  inputs={"inputs": x}, impl=norm_impl,
                  params=recipe_params(recipe, backend), recipe=recipe, case=case)
 
@@ -94,7 +94,7 @@ def test_p4a_inv_variants_fp32_ulps(norm_impl, backend, device, shape_class, dat
     inv_a, inv_b = data.draw(st.sampled_from(INV_PAIRS), label="variants")
     x = make_norm_inputs(case)
     assume(in_domain(x.x, x.eps))
-    run_property("P4", "fp32 ulps of y between INV variants", "properties.replays_norm:p4_ulp",
+    run_property("P4", "fp32 ulps of y between INV variants", "kernelprop.properties.replays_norm:p4_ulp",
                  inputs={"inputs": x}, impl=norm_impl,
                  params=recipe_params(recipe, backend, inv_a=inv_a, inv_b=inv_b),
                  recipe=recipe, case=case)
@@ -112,7 +112,7 @@ def test_p4b_inv_variants_bf16_mismatch(norm_impl, backend, device, shape_class,
     x = make_norm_inputs(case)
     assume(in_domain(x.x, x.eps))
     out = run_property("P4", "bf16 mismatches between INV variants",
-                       "properties.replays_norm:p4_mismatch",
+                       "kernelprop.properties.replays_norm:p4_mismatch",
                        inputs={"inputs": x}, impl=norm_impl,
                        params=recipe_params(recipe, backend, inv_a=inv_a, inv_b=inv_b),
                        recipe=recipe, case=case)
@@ -138,7 +138,7 @@ def test_p4c_modelled_low_precision_rsqrt_violates(backend, device, data):
     recipe = data.draw(st.builds(NormRecipe, inv=st.sampled_from(REAL_INVS),
                                  chunk=st.sampled_from([None, 64, 100, 512])), label="recipe")
     out = run_property("P4", "modelled k-bit rsqrt must exceed the P4b count",
-                       "properties.replays_norm:p4_modelled_rsqrt",
+                       "kernelprop.properties.replays_norm:p4_modelled_rsqrt",
                        inputs={"inputs": make_norm_inputs(case)}, impl=None,
                        params=recipe_params(recipe, backend, approx_bits=k), recipe=recipe,
                        case=case)
@@ -203,7 +203,7 @@ def test_p12_scale_invariance(norm_impl, backend, device, shape_class, data):
     assume(jmin <= jmax)
     j = _draw_log2_scale(data, jmin, jmax)
     run_property("P12", "rms_norm(2^j x) vs rms_norm(x), eps-aware",
-                 "properties.replays_norm:p12_scale", inputs={"inputs": x}, impl=norm_impl,
+                 "kernelprop.properties.replays_norm:p12_scale", inputs={"inputs": x}, impl=norm_impl,
                  params=recipe_params(recipe, backend, log2_scale=j), recipe=recipe, case=case)
 
 
@@ -225,7 +225,7 @@ def test_p12_golden_exact_scale_invariance_eps0(backend, device, shape_class, da
     assume(jmin <= 0 <= jmax)  # x itself must be in the safe range too
     j = _draw_log2_scale(data, jmin, jmax)
     run_property("P12", "golden(2^j x) == golden(x) bitwise at eps 0",
-                 "properties.replays_norm:p12_golden_exact", inputs={"inputs": x}, impl=None,
+                 "kernelprop.properties.replays_norm:p12_golden_exact", inputs={"inputs": x}, impl=None,
                  params=recipe_params(recipe, backend, log2_scale=j), recipe=recipe, case=case)
 
 
@@ -238,7 +238,7 @@ def test_p12_golden_chunk_orders(backend, device, shape_class, data):
     c1, c2 = data.draw(_chunks(case.dim), label="chunk_a"), data.draw(_chunks(case.dim), label="chunk_b")
     x = make_norm_inputs(case)
     assume(in_domain(x.x, x.eps))
-    run_property("P12", "golden chunk c1 vs chunk c2", "properties.replays_norm:p12_chunks",
+    run_property("P12", "golden chunk c1 vs chunk c2", "kernelprop.properties.replays_norm:p12_chunks",
                  inputs={"inputs": x}, impl=None,
                  params=recipe_params(recipe, backend, chunk_a=c1, chunk_b=c2, who="golden"),
                  recipe=recipe, case=case)
@@ -255,7 +255,7 @@ def test_p12_impl_chunk_orders(norm_impl, backend, device, shape_class, data):
     c2 = data.draw(_chunks(case.dim, backend), label="chunk_b")
     x = make_norm_inputs(case)
     assume(in_domain(x.x, x.eps))
-    run_property("P12", "impl chunk c1 vs chunk c2", "properties.replays_norm:p12_chunks",
+    run_property("P12", "impl chunk c1 vs chunk c2", "kernelprop.properties.replays_norm:p12_chunks",
                  inputs={"inputs": x}, impl=norm_impl,
                  params=recipe_params(recipe, backend, chunk_a=c1, chunk_b=c2, who="impl"),
                  recipe=recipe, case=case)

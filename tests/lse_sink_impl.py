@@ -12,9 +12,9 @@ import math
 
 import torch
 
-from golden.attention import gather_kv
-from golden.recipes import AttnRecipe
-from golden.rounding import round_to_bf16
+from kernelprop.golden.attention import gather_kv
+from kernelprop.golden.recipes import AttnRecipe
+from kernelprop.golden.rounding import round_to_bf16
 
 
 def lse_sink_attention(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_indices,

@@ -16,11 +16,11 @@ from collections import defaultdict
 
 import pytest
 
-import properties
+from kernelprop import properties
 from kernelprop import coverage
 from kernelprop.evidence import Outcome
 from kernelprop.impl import make_impl
-from properties.strategies import attn_classes_for_run, norm_classes_for_run
+from kernelprop.properties.strategies import attn_classes_for_run, norm_classes_for_run
 
 # hypothesis property tests that draw no case through the shape classes, and why
 NO_SHAPE_CLASSES = {

@@ -23,15 +23,15 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from golden.attention import (
+from kernelprop.golden.attention import (
     sparse_attention_fp32_full,
     sparse_attention_fp64,
     sparse_attention_golden,
     sparse_attention_trace,
 )
-from golden.attention_bounds import AttnBackend, attention_p1_bound, attention_p2_bound
-from golden.inputs import DATA_KINDS, SINK_KINDS, AttnCase, make_attn_inputs, poison_unread_rows
-from golden.recipes import AttnRecipe
+from kernelprop.golden.attention_bounds import AttnBackend, attention_p1_bound, attention_p2_bound
+from kernelprop.golden.inputs import DATA_KINDS, SINK_KINDS, AttnCase, make_attn_inputs, poison_unread_rows
+from kernelprop.golden.recipes import AttnRecipe
 from tests.loop_reference import loop_attention, loop_attention_fp64
 
 # The loop oracle's own fp32 model (tests/loop_reference.py): dot formed in fp64, rounded once
@@ -140,7 +140,7 @@ def test_report_golden_vs_loop_closeness(capsys):
 def test_loop_bf16_rounding_matches_golden_rounding():
     """The loop oracle's rounding (nearest neighbour by definition) and golden.rounding's bias
     trick agree on random values, exact ties (even / odd), subnormals, overflow, inf and NaN."""
-    from golden.rounding import round_to_bf16
+    from kernelprop.golden.rounding import round_to_bf16
     from tests.loop_reference import round_bf16
 
     gen = torch.Generator().manual_seed(0)

@@ -10,12 +10,12 @@ import math
 import pytest
 import torch
 
-from golden.attention import sparse_attention_trace
-from golden.attention_bounds import (CUDA_MODEL, U, _exp_rel, attention_p1_bound)
-from golden.inputs import AttnCase, make_attn_inputs
-from golden.recipes import AttnRecipe
-from golden.rounding import round_to_bf16
-from properties.replays_norm import INV_ULPS
+from kernelprop.golden.attention import sparse_attention_trace
+from kernelprop.golden.attention_bounds import (CUDA_MODEL, U, _exp_rel, attention_p1_bound)
+from kernelprop.golden.inputs import AttnCase, make_attn_inputs
+from kernelprop.golden.recipes import AttnRecipe
+from kernelprop.golden.rounding import round_to_bf16
+from kernelprop.properties.replays_norm import INV_ULPS
 
 ULP_MAX_REL = 2.0 ** -23  # one fp32 ulp is at most 2^-23 of the value
 LOG2E = 1.4426950408889634
@@ -69,7 +69,7 @@ def _truncating_mma_dot(q: torch.Tensor, rows: torch.Tensor, k: int = 16) -> tor
 def _emulated_gpu_attention(x, recipe: AttnRecipe, gen: torch.Generator) -> torch.Tensor:
     """The tiled recipe with the emulated GPU steps: truncating MMA scores, tl.exp as ex2.approx
     (2 ulp) with FTZ, bf16 P by RNE, fp32 merges."""
-    from golden.attention import gather_kv
+    from kernelprop.golden.attention import gather_kv
     kv = gather_kv(x.ori_kv, x.ori_block_table, x.cmp_kv, x.cmp_block_table, x.sparse_indices,
                    x.seqused_kv, window=x.window, tokens_per_batch=x.tokens_per_batch)
     T, H, D = x.q.shape
@@ -118,12 +118,12 @@ def test_emulated_gpu_attention_within_cuda_p1(seed):
 
 def test_truncating_accumulation_error_within_cuda_dot_model():
     """The emulated truncating MMA dot stays within the CUDA model's score error allowance."""
-    from golden.attention_bounds import _score_gap
+    from kernelprop.golden.attention_bounds import _score_gap
     x = make_attn_inputs(AttnCase(seed=3, batches=2, tokens_per_batch=1, heads=4, head_dim=512,
                                   page_size=64, window=64, topk=64, max_cmp_len=128,
                                   min_used=64 + 128))
     trace = x.call(sparse_attention_trace, recipe=AttnRecipe())
-    from golden.attention import gather_kv
+    from kernelprop.golden.attention import gather_kv
     kv = gather_kv(x.ori_kv, x.ori_block_table, x.cmp_kv, x.cmp_block_table, x.sparse_indices,
                    x.seqused_kv, window=x.window, tokens_per_batch=x.tokens_per_batch)
     scale = 512 ** -0.5
@@ -139,10 +139,10 @@ def test_norm_p1_under_ftz_allows_flushed_tiny_rows_and_still_rejects_12bit_rsqr
     """RMSNorm on CUDA (ftz): an emulated implementation that flushes subnormal squares and
     outputs passes P1 on rows with subnormal squares (SPEC 5's failure, emulated), and the
     12-bit rsqrt is still caught at D = 8192 under the CUDA parameters."""
-    from golden.inputs import NormCase, make_norm_inputs
-    from golden.recipes import NormRecipe
-    from golden.rmsnorm import rms_norm_golden, rms_norm_trace
-    from properties.replays_norm import SUM_LAMBDA, V_MIN_BY_BACKEND, p1_bound
+    from kernelprop.golden.inputs import NormCase, make_norm_inputs
+    from kernelprop.golden.recipes import NormRecipe
+    from kernelprop.golden.rmsnorm import rms_norm_golden, rms_norm_trace
+    from kernelprop.properties.replays_norm import SUM_LAMBDA, V_MIN_BY_BACKEND, p1_bound
     recipe = NormRecipe()
     x = torch.randn(6, 64, generator=torch.Generator().manual_seed(1))
     x[:, :8] *= 2.0 ** -70                      # squares below 2^-126: flushed on CUDA

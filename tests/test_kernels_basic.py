@@ -6,19 +6,19 @@ small cases for every recipe combination with a LOOSE sanity tolerance. The rigo
 P1 bounds live in properties/; the tolerance here only catches gross errors (wrong rounding mode
 everywhere, lost tiles, wrong rows), not one-ulp drift.
 """
-import kernels  # noqa: F401  (sets TRITON_INTERPRET=1 before triton is imported, on CPU)
+from kernelprop import kernels  # noqa: F401  (sets TRITON_INTERPRET=1 before triton is imported, on CPU)
 
 import itertools
 
 import pytest
 import torch
 
-from golden.attention import sparse_attention_golden
-from golden.inputs import AttnCase, make_attn_inputs
-from golden.rmsnorm import rms_norm_golden
-from golden.rounding import round_to_bf16
-from kernels import AttnRecipe, NormRecipe, rms_norm, sparse_decode_attention
-from kernels.sparse_attention import _attn_config
+from kernelprop.golden.attention import sparse_attention_golden
+from kernelprop.golden.inputs import AttnCase, make_attn_inputs
+from kernelprop.golden.rmsnorm import rms_norm_golden
+from kernelprop.golden.rounding import round_to_bf16
+from kernelprop.kernels import AttnRecipe, NormRecipe, rms_norm, sparse_decode_attention
+from kernelprop.kernels.sparse_attention import _attn_config
 
 # Smoke tolerance: max |kernel - golden| <= SMOKE_REL * max |golden|. Not derived (see the module
 # docstring): one bf16 flip moves o by ~2^-8 * p_j |k_j| / L, so 2e-2 admits a few flips but not a
@@ -211,7 +211,7 @@ def test_attention_bad_recipe():
 
 def _first_valid_window_and_cmp(inputs):
     """(t, k) of a valid window index and of a valid compressed index (shuffled rows)."""
-    from golden.attention import valid_index_mask
+    from kernelprop.golden.attention import valid_index_mask
     valid = valid_index_mask(inputs.sparse_indices, inputs.seqused_kv, window=inputs.window,
                              tokens_per_batch=inputs.tokens_per_batch)
     r = inputs.sparse_indices

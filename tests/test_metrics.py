@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from golden.metrics import (
+from kernelprop.golden.metrics import (
     ULP_NAN_SENTINEL,
     assert_within,
     bound_ratio,

@@ -14,16 +14,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from golden.attention import gather_kv, sparse_attention_golden, sparse_attention_trace
-from golden.inputs import AttnCase, NormCase, make_attn_inputs
-from golden.output_rounding import reachable_bf16, round_bf16_rne, widen_for_rounded
-from golden.recipes import AttnRecipe
+from kernelprop.golden.attention import gather_kv, sparse_attention_golden, sparse_attention_trace
+from kernelprop.golden.inputs import AttnCase, NormCase, make_attn_inputs
+from kernelprop.golden.output_rounding import reachable_bf16, round_bf16_rne, widen_for_rounded
+from kernelprop.golden.recipes import AttnRecipe
 from kernelprop import hints
 from kernelprop.declarations import AttnDomain, NormDomain
 from kernelprop.impl import check_targets, make_impl
 from kernelprop.report import check_outcome, derived_truth
 from kernelprop.slots import flat_slot_ids
-from properties import replays_attention as R
+from kernelprop.properties import replays_attention as R
 
 ROOT = Path(__file__).resolve().parents[1]
 PLANTED = "tests/planted/"

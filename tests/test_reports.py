@@ -27,7 +27,7 @@ from types import SimpleNamespace
 
 import torch
 
-from golden.inputs import AttnInputs, NormInputs
+from kernelprop.golden.inputs import AttnInputs, NormInputs
 from kernelprop import replay as replay_cli
 from kernelprop import report as kreport
 
@@ -97,7 +97,7 @@ def test_planted_attention_bug_gives_a_shrunk_report_that_replays(tmp_path, caps
     assert set(env["versions"]) >= {"python", "torch", "triton", "hypothesis"}
     hyp = data["hypothesis"]
     assert hyp["blob"].startswith("b'") and hyp["decorator"].startswith("@reproduce_failure(")
-    assert data["replay"]["function"] == "properties.replays_attention:p1"
+    assert data["replay"]["function"] == "kernelprop.properties.replays_attention:p1"
     assert data["replay"]["command"] == f"python -m kernelprop replay {rdir / 'report.json'}"
     md = (rdir / "report.md").read_text()
     for text in ("# P1 failed", data["replay"]["command"], hyp["decorator"], "## Shrunk input",
@@ -118,7 +118,7 @@ def test_planted_attention_bug_gives_a_shrunk_report_that_replays(tmp_path, caps
     # the tensors load without pickled code and rebuild the same inputs
     saved = torch.load(rdir / "inputs.pt", weights_only=True)
     entry = saved["inputs"]["inputs"]
-    assert entry["type"] == "golden.inputs:AttnInputs"
+    assert entry["type"] == "kernelprop.golden.inputs:AttnInputs"
     x = AttnInputs.from_state_dict(entry["state"])
     assert x.sparse_indices.tolist() == data["inputs"]["inputs"]["sparse_indices"]["values"]
     assert saved["outcome"]["actual"].shape == x.q.shape
@@ -217,8 +217,8 @@ def test_a_failure_that_raises_after_recording_its_inputs_still_replays(tmp_path
                                                                          capsys):
     """Evidence recorded before the comparison (outcome None) and a raising implementation: the
     report saves the tensors and replay treats the exception as the failure reproducing."""
-    from golden.inputs import NormCase, make_norm_inputs
-    from golden.recipes import NormRecipe
+    from kernelprop.golden.inputs import NormCase, make_norm_inputs
+    from kernelprop.golden.recipes import NormRecipe
     from kernelprop import evidence
     from kernelprop.impl import make_impl
 

@@ -128,9 +128,9 @@ NO_ARG_CHECKS = ("impls/torch_reference.py is a numerics reference without the w
                  "checks, so P13 (clear errors on bad input) rightly fails on it")
 
 CONTROLS = [
-    Control("bundled_attention", "sparse_attention", "kernels:sparse_decode_attention",
+    Control("bundled_attention", "sparse_attention", "kernelprop.kernels:sparse_decode_attention",
             "the bundled Triton kernel"),
-    Control("bundled_rms_norm", "rms_norm", "kernels:rms_norm", "the bundled Triton kernel"),
+    Control("bundled_rms_norm", "rms_norm", "kernelprop.kernels:rms_norm", "the bundled Triton kernel"),
     Control("torch_reference_attention", "sparse_attention",
             "impls/torch_reference.py:sparse_decode_attention", "independent torch implementation",
             exempt=(("P13", NO_ARG_CHECKS),)),

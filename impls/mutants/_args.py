@@ -6,9 +6,9 @@ or value, each naming the argument), reusing the bundled kernels' own helpers.
 """
 from __future__ import annotations
 
-from golden.recipes import AttnRecipe, NormRecipe
-from kernels.rms_norm import check_norm_args as kernel_norm_args
-from kernels.sparse_attention import check_attention_args as kernel_attention_args
+from kernelprop.golden.recipes import AttnRecipe, NormRecipe
+from kernelprop.kernels.rms_norm import check_norm_args as kernel_norm_args
+from kernelprop.kernels.sparse_attention import check_attention_args as kernel_attention_args
 
 
 def check_recipe(recipe, recipe_type) -> None:

@@ -21,9 +21,9 @@ import os
 
 import torch
 
-from golden.recipes import AttnRecipe
-from golden.rounding import round_to_bf16
-from impls.mutants._args import check_attention_args
+from kernelprop.golden.recipes import AttnRecipe
+from kernelprop.golden.rounding import round_to_bf16
+from kernelprop.impls.mutants._args import check_attention_args
 
 LOG2E = 1.4426950408889634  # exp(x) = exp2(x * log2 e), as GPU kernels compute it
 

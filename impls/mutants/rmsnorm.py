@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import torch
 
-from golden.recipes import NormRecipe
-from golden.rounding import round_to_bf16
-from impls.mutants._args import check_norm_args
+from kernelprop.golden.recipes import NormRecipe
+from kernelprop.golden.rounding import round_to_bf16
+from kernelprop.impls.mutants._args import check_norm_args
 
 
 def _keep_bits(x: torch.Tensor, bits: int) -> torch.Tensor:

@@ -2,7 +2,7 @@
 correct elsewhere (impls/torch_reference.py). P10 must not blame unread rows for it."""
 import math
 
-from impls.torch_reference import sparse_decode_attention as _reference
+from kernelprop.impls.torch_reference import sparse_decode_attention as _reference
 
 
 def sparse_decode_attention(*args, recipe=None, **kwargs):

@@ -5,7 +5,7 @@ import math
 
 import torch
 
-from impls.torch_reference import sparse_decode_attention as _reference
+from kernelprop.impls.torch_reference import sparse_decode_attention as _reference
 
 
 def sparse_decode_attention(*args, recipe=None, **kwargs):

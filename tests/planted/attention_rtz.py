@@ -4,7 +4,7 @@ It is impls/torch_reference.py with the P rounding forced to "rtz" while it decl
 (nearest-even) recipe: the truncation bias SPEC section 4 says P1 must catch. With p_dtype "fp32"
 nothing is rounded, so the bug shows only under a bf16 P.
 """
-from impls.torch_reference import sparse_decode_attention as _reference
+from kernelprop.impls.torch_reference import sparse_decode_attention as _reference
 
 
 def sparse_decode_attention(*args, recipe=None, **kwargs):

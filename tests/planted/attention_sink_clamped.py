@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from impls import flat_slot_reference as _ref
+from kernelprop.impls import flat_slot_reference as _ref
 from kernelprop import flat_slot_ids
 
 

@@ -3,8 +3,8 @@ default out_dtype "fp32" (it returns the bf16 values as fp32). P1 must fail and 
 that every actual value lies on the bf16 grid."""
 import torch
 
-from golden.recipes import AttnRecipe
-from impls import flat_slot_reference as _ref
+from kernelprop.golden.recipes import AttnRecipe
+from kernelprop.impls import flat_slot_reference as _ref
 
 
 def sparse_decode_attention(*args, **kwargs):

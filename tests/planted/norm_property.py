@@ -6,9 +6,9 @@ from dataclasses import asdict
 import pytest
 from hypothesis import given, strategies as st
 
-from golden.inputs import make_norm_inputs
-from properties.checks import run_property
-from properties.strategies import norm_cases, norm_recipes, recipes_for
+from kernelprop.golden.inputs import make_norm_inputs
+from kernelprop.properties.checks import run_property
+from kernelprop.properties.strategies import norm_cases, norm_recipes, recipes_for
 
 
 @pytest.mark.spec("P1")

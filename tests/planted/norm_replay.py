@@ -5,8 +5,8 @@ properties; `python -m kernelprop replay` imports it as tests.planted.norm_repla
 """
 from __future__ import annotations
 
-from golden.recipes import NormRecipe
-from golden.rmsnorm import norm_p1_bound, rms_norm_trace
+from kernelprop.golden.recipes import NormRecipe
+from kernelprop.golden.rmsnorm import norm_p1_bound, rms_norm_trace
 from kernelprop.evidence import Outcome
 
 DOC = ("P1 (planted copy): |impl - golden| <= the output roundings that the fp32 relative gap "

@@ -1,6 +1,6 @@
 """Planted bug: an RMSNorm that crashes (a kernel launch error, say) on any input with two or more
 rows. Used to check reports of failures that raise instead of breaking a bound."""
-from impls.torch_reference import rms_norm as _reference
+from kernelprop.impls.torch_reference import rms_norm as _reference
 
 
 def rms_norm(x, weight=None, *, eps=1e-6, recipe=None):

@@ -4,7 +4,7 @@ tests/test_fleet.py kill the shared Redis while a fuzz worker is running and onl
 bug, so that the failure is found, and must be kept, while the shared database is down."""
 import os
 
-from impls.torch_reference import rms_norm as _reference
+from kernelprop.impls.torch_reference import rms_norm as _reference
 from tests.planted.rms_norm_rsqrt10 import rms_norm as _rsqrt10
 
 
