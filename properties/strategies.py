@@ -247,9 +247,11 @@ def norm_classes_for_run() -> tuple:
 
 # %% recipes
 
-def tiles(*, max_tile: int = 100) -> st.SearchStrategy[int]:
-    """Tile sizes: 1, odd, non-divisors, the default 64, and larger than K."""
-    return st.one_of(st.sampled_from([64, 1, 3, 7, 16, 33]), st.integers(1, max_tile))
+def tiles(*, max_tile: int = 100, untiled: bool = True) -> st.SearchStrategy[Optional[int]]:
+    """Tile sizes: 1, odd, non-divisors, the default 64, larger than K, and None (untiled: one
+    tile of all K positions) unless `untiled` is False."""
+    fixed = [64, 1, 3, 7, 16, 33] + ([None] if untiled else [])
+    return st.one_of(st.sampled_from(fixed), st.integers(1, max_tile))
 
 
 def attn_recipes(*, tilings=("positional",), roundings=("rne", "rtz", "rna"),
@@ -258,7 +260,8 @@ def attn_recipes(*, tilings=("positional",), roundings=("rne", "rtz", "rna"),
     return st.builds(AttnRecipe, tile=tiles(max_tile=max_tile), tiling=st.sampled_from(tilings),
                      p_dtype=st.sampled_from(p_dtypes),
                      l_from=st.sampled_from(["rounded", "unrounded"]),
-                     rounding=st.sampled_from(roundings))
+                     rounding=st.sampled_from(roundings),
+                     out_dtype=st.sampled_from(["fp32", "bf16"]))
 
 
 def norm_cases(*, limits: Limits | None = None, data=NORM_DATA_KINDS,

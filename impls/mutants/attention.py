@@ -67,7 +67,7 @@ class SparseAttention:
         sink = attn_sink.float().to(q.device)
         m, l, o = self.online_softmax(q.float(), keys, valid, self.scale(scale, q.device), sink,
                                       recipe)
-        return self.normalize(o, l, m, sink)
+        return self.output(self.normalize(o, l, m, sink), recipe)
 
     # -- steps (each mutant overrides one) --------------------------------------------------
 
@@ -146,8 +146,10 @@ class SparseAttention:
         return M_new, L, O
 
     def tile_parts(self, q, keys, valid, scale, sink, recipe):
-        """Per tile, left to right: (max, has a valid lane, l, o_tile)."""
-        for start, stop in self.tile_bounds(keys.shape[1], recipe.tile):
+        """Per tile, left to right: (max, has a valid lane, l, o_tile); untiled (tile None): one
+        tile of every position."""
+        K = keys.shape[1]
+        for start, stop in self.tile_bounds(K, max(K, 1) if recipe.tile is None else recipe.tile):
             k_t = keys[:, start:stop]                                            # [T, n, D]
             s = self.scores(q, k_t, scale).masked_fill(~valid[:, None, start:stop], -math.inf)
             m, live = self.tile_max(s, sink)
@@ -171,6 +173,10 @@ class SparseAttention:
         seen = torch.isfinite(M)
         denom = L + _exp(sink[None] - torch.where(seen, M, 0.0))
         return torch.where(seen[..., None], O / denom[..., None], 0.0)
+
+    def output(self, o, recipe):
+        """out_dtype "bf16": one nearest-even rounding of the fp32 o (torch's cast)."""
+        return o.to(torch.bfloat16) if recipe.out_dtype == "bf16" else o
 
 
 reference = SparseAttention()
