@@ -124,7 +124,7 @@ def attention_case(seed: int, tokens: int, heads: int) -> AttnCase:
 def attention_power(examples: int, tokens: int, heads: int, model: str) -> None:
     backend = MODELS[model]
     worst = {name: [] for name in ATTN_IMPLS}
-    detect, size, undecided = [], [], []
+    detect, size = [], []
     start = time.perf_counter()
     recipe = AttnRecipe()
     for seed in range(examples):

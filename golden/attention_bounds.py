@@ -32,7 +32,7 @@ import torch
 
 from kernelprop.golden.attention import TiledTrace
 from kernelprop.golden.recipes import AttnRecipe
-from kernelprop.golden.rmsnorm import U_FP32 as U, gamma, rounding_interval_gap
+from kernelprop.golden.rmsnorm import U_FP32 as U, gamma
 from kernelprop.golden.rounding import round_to_bf16
 
 FP32_MAX = torch.finfo(torch.float32).max

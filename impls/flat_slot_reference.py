@@ -20,11 +20,15 @@ import torch
 from kernelprop import AttnRecipe, flat_slot_ids
 
 
-def attend_flat(q, ori_rows, cmp_rows, ori_slots, cmp_slots, sink, scale):
+def fold_sink(lse_keys: torch.Tensor, sink: torch.Tensor) -> torch.Tensor:
+    """lse = log(sum_j exp(s_j) + exp(sink)) from lse_keys [T, H] and the sink [1, H]."""
+    return torch.logaddexp(lse_keys, sink)
+
+
+def attend_flat(q, ori_rows, cmp_rows, ori_slots, cmp_slots, sink, scale, *, fold=fold_sink):
     """o[t, h] = sum_j softmax_j(s) k_j over the rows named by ori_slots / cmp_slots (-1: none),
-    with the sink in the softmax's normalizer: w_j = exp(s_j - lse), lse = log(sum exp(s) + exp(sink)).
+    with the sink in the softmax's normalizer: w_j = exp(s_j - lse), lse = fold(lse_keys, sink).
     q [T, H, D] bf16, *_rows [R, D] bf16, *_slots [T, K] int64, sink [H] fp32 -> [T, H, D] bf16."""
-    D = q.shape[-1]
     use_ori, use_cmp = ori_slots >= 0, cmp_slots >= 0
     keys = torch.where(use_ori[..., None], ori_rows[ori_slots.clamp_min(0)].float(),
                        torch.where(use_cmp[..., None], cmp_rows[cmp_slots.clamp_min(0)].float(), 0.0))
@@ -33,7 +37,7 @@ def attend_flat(q, ori_rows, cmp_rows, ori_slots, cmp_slots, sink, scale):
     s = torch.einsum("thd,tkd->thk", q.float(), keys) * scale
     s = torch.where(valid, s, -math.inf)
     lse_keys = torch.logsumexp(s, dim=-1)                                     # -inf: no key
-    lse = torch.logaddexp(lse_keys, sink.float()[None, :])                   # [T, H]
+    lse = fold(lse_keys, sink.float()[None, :])                              # [T, H]
     has = torch.isfinite(lse_keys) & (lse > -math.inf)
     w = torch.where(valid & has[..., None], torch.exp(s - torch.where(has, lse, 0.0)[..., None]), 0.0)
     o = torch.einsum("thk,tkd->thd", w, keys)

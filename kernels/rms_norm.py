@@ -17,7 +17,7 @@ import triton.language as tl
 
 from kernelprop.golden.recipes import NormRecipe
 from kernelprop.kernels._bf16 import ROUNDING_CODE, _round_to_bf16
-from kernelprop.kernels._checks import check_device, check_last_stride, interpreted
+from kernelprop.kernels._checks import check_device, check_last_stride
 from kernelprop.kernels._launch import KernelLaunch
 
 INV_CODE = {"rsqrt": 0, "recip_sqrt": 1, "recip_sqrt_rn": 2}

@@ -7,8 +7,6 @@ import pathlib
 import subprocess
 import sys
 
-import pytest
-
 from kernelprop.compile import SM90_SMEM_LIMIT, CompileRow, fast_points, markdown
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]

@@ -3,27 +3,16 @@ the logsumexp as min(sink, lse_keys + 88), so exp(sink - M) never overflows. A +
 a tiny non-zero o (about e^-88 of the true o without a sink) instead of exact zeros; finite sinks
 are unaffected wherever the golden's own fp32 denominator does not overflow. Declares the
 reference's (truthful) recipe."""
-import math
-
 import torch
 
-from kernelprop.impls import flat_slot_reference as _ref
 from kernelprop import flat_slot_ids
+from kernelprop.impls import flat_slot_reference as _ref
 
 
-def _attend_guarded(q, ori_rows, cmp_rows, ori_slots, cmp_slots, sink, scale):
-    use_ori, use_cmp = ori_slots >= 0, cmp_slots >= 0
-    keys = torch.where(use_ori[..., None], ori_rows[ori_slots.clamp_min(0)].float(),
-                       torch.where(use_cmp[..., None], cmp_rows[cmp_slots.clamp_min(0)].float(), 0.0))
-    valid = (use_ori | use_cmp)[:, None, :]
-    s = torch.where(valid, torch.einsum("thd,tkd->thk", q.float(), keys) * scale, -math.inf)
-    lse_keys = torch.logsumexp(s, dim=-1)
-    has = torch.isfinite(lse_keys)
-    guarded = torch.minimum(sink.float()[None, :], torch.where(has, lse_keys, 0.0) + 88.0)  # the bug
-    lse = torch.logaddexp(lse_keys, guarded)
-    w = torch.where(valid & has[..., None], torch.exp(s - torch.where(has, lse, 0.0)[..., None]), 0.0)
-    o = torch.einsum("thk,tkd->thd", w, keys)
-    return torch.where(has[..., None], o, 0.0).to(torch.bfloat16)
+def _guarded_fold(lse_keys: torch.Tensor, sink: torch.Tensor) -> torch.Tensor:
+    """The bug: the sink is capped at lse_keys + 88 before it is folded in."""
+    return torch.logaddexp(lse_keys, torch.minimum(sink, torch.where(torch.isfinite(lse_keys),
+                                                                     lse_keys, 0.0) + 88.0))
 
 
 def sparse_decode_attention(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_indices,
@@ -33,9 +22,8 @@ def sparse_decode_attention(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table,
                           window=window, tokens_per_batch=tokens_per_batch, page_size=BS,
                           ori_pages=ori_kv.shape[0], cmp_pages=cmp_kv.shape[0])
     scale = D ** -0.5 if softmax_scale is None else softmax_scale
-    return _attend_guarded(q, ori_kv.reshape(-1, D), cmp_kv.reshape(-1, D), slots.ori, slots.cmp,
-                           attn_sink, scale)
+    return _ref.attend_flat(q, ori_kv.reshape(-1, D), cmp_kv.reshape(-1, D), slots.ori, slots.cmp,
+                            attn_sink, scale, fold=_guarded_fold)
 
 
 sparse_decode_attention.recipe = _ref.sparse_decode_attention.recipe
-sparse_decode_attention.validates_inputs = False
