@@ -119,6 +119,38 @@ class AttnInputs:
                    tokens_per_batch=int(state["tokens_per_batch"]),
                    softmax_scale=state.get("softmax_scale"))
 
+    def truth(self) -> torch.Tensor:
+        """The fp64 truth of SPEC section 2 on these inputs (what reports compare against)."""
+        from kernelprop.golden.attention import sparse_attention_fp64
+
+        return self.call(sparse_attention_fp64)
+
+    def describe(self) -> dict:
+        """Every tensor's shape/dtype/stride (tables, indices, lengths, sink in full when small; the
+        data tensors live in inputs.pt), the scalars, and which indices are valid per token."""
+        from kernelprop.plain import SMALL, plain, tensor_summary
+
+        desc: dict = {}
+        for name in self.TENSORS:
+            summary = tensor_summary(getattr(self, name))
+            if name in ("q", "ori_kv", "cmp_kv"):
+                summary.pop("values", None)
+            desc[name] = summary
+        desc.update(window=self.window, tokens_per_batch=self.tokens_per_batch,
+                    softmax_scale=plain(self.softmax_scale))
+        try:
+            from kernelprop.golden.attention import valid_index_mask
+
+            valid = valid_index_mask(self.sparse_indices, self.seqused_kv, window=self.window,
+                                     tokens_per_batch=self.tokens_per_batch)
+            desc["valid_per_token"] = [int(v) for v in valid.sum(1)]
+            if valid.numel() <= SMALL:
+                desc["valid_positions"] = [[int(i) for i in row.nonzero().flatten()]
+                                           for row in valid]
+        except Exception as err:  # noqa: BLE001 (bad-input properties)
+            desc["valid_error"] = str(err)
+        return desc
+
 
 def _values(gen: torch.Generator, shape, kind: str, scale: float = 1.0) -> torch.Tensor:
     """fp32 values of a data kind, before the bf16 cast."""
@@ -304,6 +336,25 @@ class NormInputs:
     @classmethod
     def from_state_dict(cls, state: dict) -> "NormInputs":
         return cls(x=state["x"], weight=state["weight"], eps=float(state["eps"]))
+
+    def truth(self) -> torch.Tensor:
+        """The fp64 truth of SPEC section 3 on these inputs."""
+        from kernelprop.golden.rmsnorm import rms_norm_fp64
+
+        return self.call(rms_norm_fp64)
+
+    def describe(self) -> dict:
+        """x and weight summaries (values in full up to 16 elements) and eps."""
+        from kernelprop.plain import plain, tensor_summary
+
+        desc: dict = {"x": tensor_summary(self.x)}
+        if self.x.numel() > 16:
+            desc["x"].pop("values", None)
+        desc["weight"] = None if self.weight is None else tensor_summary(self.weight)
+        if self.weight is not None and self.weight.numel() > 16:
+            desc["weight"].pop("values", None)
+        desc["eps"] = plain(self.eps)
+        return desc
 
 
 def make_norm_inputs(case: NormCase) -> NormInputs:

@@ -40,9 +40,10 @@ from typing import Any, Optional
 
 import torch
 
+from kernelprop.plain import SMALL, plain, tensor_summary  # noqa: F401 (re-exported)
+
 SCHEMA = "kernelprop-report/1"
 INPUTS_FORMAT = "kernelprop-inputs/1"
-SMALL = 256          # tensors with at most this many elements are printed in full
 MAX_NAME = 120       # longest test-id before it is cut and a hash appended
 
 _REPRODUCE = re.compile(r"@reproduce_failure\('([^']+)', (b'[^']*')\)")
@@ -240,18 +241,10 @@ def derived_truth(inputs: dict, outcome) -> tuple[Optional[torch.Tensor], Option
     if name is None:
         return None, None
     x = inputs[name]
-    kind = type(x).__name__
+    if not hasattr(x, "truth"):
+        return None, None
     try:
-        if kind == "AttnInputs":
-            from kernelprop.golden.attention import sparse_attention_fp64
-
-            truth, how = x.call(sparse_attention_fp64), f"sparse_attention_fp64(inputs[{name!r}])"
-        elif kind == "NormInputs":
-            from kernelprop.golden.rmsnorm import rms_norm_fp64
-
-            truth, how = x.call(rms_norm_fp64), f"rms_norm_fp64(inputs[{name!r}])"
-        else:
-            return None, None
+        truth, how = x.truth(), f"{type(x).__name__}.truth() of inputs[{name!r}]"
     except Exception:  # noqa: BLE001 (bad-input properties: no truth exists)
         return None, None
     if tuple(truth.shape) != tuple(outcome.actual.shape):
@@ -259,72 +252,14 @@ def derived_truth(inputs: dict, outcome) -> tuple[Optional[torch.Tensor], Option
     return truth, how
 
 
-# %% plain values for JSON
-
-def plain(obj: Any) -> Any:
-    """JSON-able form: dataclasses and dicts recurse, tensors summarized, non-finite floats as
-    the strings "inf", "-inf", "nan" (strict JSON)."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, dict):
-        return {str(k): plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [plain(v) for v in obj]
-    if isinstance(obj, torch.Tensor):
-        return tensor_summary(obj)
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else ("nan" if math.isnan(obj) else
-                                               ("inf" if obj > 0 else "-inf"))
-    if obj is None or isinstance(obj, (bool, int, str)):
-        return obj
-    return repr(obj)
-
-
-def tensor_summary(x: torch.Tensor) -> dict:
-    out = {"shape": list(x.shape), "dtype": str(x.dtype).replace("torch.", ""),
-           "stride": list(x.stride()), "contiguous": x.is_contiguous(), "device": str(x.device)}
-    if x.numel() <= SMALL:
-        out["values"] = plain(x.detach().cpu().tolist())
-    elif x.is_floating_point():
-        finite = x[torch.isfinite(x)].double()
-        out["nan"] = int(torch.isnan(x).sum())
-        out["absmax"] = float(finite.abs().max()) if finite.numel() else None
-    return out
-
+# %% inputs
 
 def describe_inputs(x) -> dict:
-    """Compact description of one inputs object: every tensor's shape/dtype/stride; the indices,
-    tables, lengths and sink in full when small, and which indices were valid per token."""
-    kind = type(x).__name__
-    desc: dict = {"type": f"{type(x).__module__}:{kind}"}
-    if kind == "AttnInputs":
-        for name in x.TENSORS:
-            t = getattr(x, name)
-            summary = tensor_summary(t)
-            if name in ("q", "ori_kv", "cmp_kv"):
-                summary.pop("values", None)  # data: in inputs.pt
-            desc[name] = summary
-        desc.update(window=x.window, tokens_per_batch=x.tokens_per_batch,
-                    softmax_scale=plain(x.softmax_scale))
-        try:
-            from kernelprop.golden.attention import valid_index_mask
-
-            valid = valid_index_mask(x.sparse_indices, x.seqused_kv, window=x.window,
-                                     tokens_per_batch=x.tokens_per_batch)
-            desc["valid_per_token"] = [int(v) for v in valid.sum(1)]
-            if valid.numel() <= SMALL:
-                desc["valid_positions"] = [[int(i) for i in row.nonzero().flatten()]
-                                           for row in valid]
-        except Exception as err:  # noqa: BLE001 (bad-input properties)
-            desc["valid_error"] = str(err)
-    elif kind == "NormInputs":
-        desc["x"] = tensor_summary(x.x)
-        if x.x.numel() > 16:
-            desc["x"].pop("values", None)
-        desc["weight"] = None if x.weight is None else tensor_summary(x.weight)
-        if x.weight is not None and x.weight.numel() > 16:
-            desc["weight"].pop("values", None)
-        desc["eps"] = plain(x.eps)
+    """Compact description of one inputs object: its type, and what its own describe() says
+    (every registered op's Inputs type has one), else its repr."""
+    desc: dict = {"type": f"{type(x).__module__}:{type(x).__name__}"}
+    if hasattr(x, "describe"):
+        desc.update(x.describe())
     else:
         desc["repr"] = repr(x)[:500]
     return desc

@@ -26,8 +26,7 @@ from kernelprop.properties.strategies import attn_classes_for_run, norm_classes_
 NO_SHAPE_CLASSES = {
     "test_p4c_modelled_low_precision_rsqrt_violates":
         "a fixed per-head shape (Dh = 512) where the modelled rsqrt must fail",
-    "test_p13_attention_bad_input": "bad input on a small valid example (shape is not the point)",
-    "test_p13_norm_bad_input": "bad input on a small valid example (shape is not the point)",
+    "test_p13_bad_input": "bad input on a small valid example (shape is not the point)",
 }
 IMPLS = {"bundled": None, "fixed_tile_64": "impls/mutants/attention.py:fixed_tile_64"}
 
