@@ -82,7 +82,7 @@ OPS: tuple[Op, ...] = (
     Op("rms_norm", "norm", "norm_impl", f"{G}.recipes:NormRecipe",
        "kernelprop.declarations:NormDomain", f"{P}.strategies:norm_cases", f"{G}.inputs:NormInputs",
        f"{G}.inputs:make_norm_inputs", f"{G}.rmsnorm:rms_norm_trace", f"{G}.rmsnorm:rms_norm_fp64",
-       f"{G}.rmsnorm", "kernelprop.kernels:rms_norm", f"{P}.replays_bad_input:NORM_TABLE",
+       f"{G}.rmsnorm_bounds", "kernelprop.kernels:rms_norm", f"{P}.replays_bad_input:NORM_TABLE",
        "kernelprop.sizes:rms_norm_by_size"),
 )
 BY_KIND: dict[str, Op] = {op.kind: op for op in OPS}
