@@ -84,6 +84,10 @@ OPS: tuple[Op, ...] = (
        f"{G}.inputs:make_norm_inputs", f"{G}.rmsnorm:rms_norm_trace", f"{G}.rmsnorm:rms_norm_fp64",
        f"{G}.rmsnorm_bounds", "kernelprop.kernels:rms_norm", f"{P}.replays_bad_input:NORM_TABLE",
        "kernelprop.sizes:rms_norm_by_size"),
+    Op("indexer_topk", "idx", "indexer_impl", f"{G}.indexer:IndexerRecipe", f"{G}.indexer:IndexerDomain",
+       f"{P}.indexer_strategies:indexer_cases", f"{G}.indexer:IndexerInputs", f"{G}.indexer:make_indexer_inputs",
+       f"{G}.indexer:indexer_topk_golden", f"{G}.indexer:indexer_topk_fp64", f"{G}.indexer_bounds",
+       "kernelprop.kernels.sparse_indexer:sparse_indexer_topk", f"{P}.replays_indexer_bad_input:TABLE"),
 )
 BY_KIND: dict[str, Op] = {op.kind: op for op in OPS}
 
