@@ -41,10 +41,10 @@ from typing import Optional
 
 import pytest
 
-from kernelprop.registry import BY_KIND, OPS, Op
+from kernelprop.registry import BY_KIND, OPS, PROPERTY_IDS as REGISTRY_PROPERTY_IDS, Op
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-PROPERTY_IDS = tuple(f"P{i}" for i in range(1, 14))
+PROPERTY_IDS = REGISTRY_PROPERTY_IDS   # every registered op's spec ids (kill-matrix columns)
 ENV_KIND = "KERNELPROP_MUTANT_KIND"          # keep tests of this implementation kind
 ENV_SPECS = "KERNELPROP_MUTANT_SPECS"        # optional: comma-separated P ids to keep
 ENV_RESULTS = "KERNELPROP_MUTANT_RESULTS"    # JSON lines, one per test
@@ -301,8 +301,23 @@ def load_runs(path: str) -> tuple[list, dict]:
     return runs, payload
 
 
-def main(argv: list) -> int:
+def catalogue() -> tuple:
+    """(mutants, controls): impls.mutants' catalogue plus every registered op's own (Op.catalogue)."""
+    import importlib
+
     from kernelprop.impls.mutants import CONTROLS, MUTANTS
+
+    mutants, controls = list(MUTANTS), list(CONTROLS)
+    for o in OPS:
+        if o.catalogue:
+            module = importlib.import_module(o.catalogue)
+            mutants += module.MUTANTS
+            controls += module.CONTROLS
+    return mutants, controls
+
+
+def main(argv: list) -> int:
+    MUTANTS, CONTROLS = catalogue()
 
     parser = argparse.ArgumentParser(prog="python -m kernelprop mutants",
                                      description=__doc__.split("\n\n")[0])

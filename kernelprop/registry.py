@@ -41,6 +41,8 @@ class Op:
     bundled     the bundled implementation "module:callable"
     bad_input   P13 argument table (properties/replays_bad_input.BadInputTable)
     by_size     --sizes preset: the target used on CPU above small sizes, or None
+    property_ids the spec ids of its properties (kill-matrix columns; P13 = bad input)
+    catalogue   module with its planted bugs (MUTANTS, CONTROLS) when not in impls.mutants
     """
 
     kind: str
@@ -57,6 +59,8 @@ class Op:
     bundled: str
     bad_input: str
     by_size: Optional[str] = None
+    property_ids: tuple = tuple(f"P{i}" for i in range(1, 14))
+    catalogue: Optional[str] = None
 
     @property
     def recipe_type(self) -> type:
@@ -87,9 +91,11 @@ OPS: tuple[Op, ...] = (
     Op("indexer_topk", "idx", "indexer_impl", f"{G}.indexer:IndexerRecipe", f"{G}.indexer:IndexerDomain",
        f"{P}.indexer_strategies:indexer_cases", f"{G}.indexer:IndexerInputs", f"{G}.indexer:make_indexer_inputs",
        f"{G}.indexer:indexer_topk_golden", f"{G}.indexer:indexer_topk_fp64", f"{G}.indexer_bounds",
-       "kernelprop.kernels.sparse_indexer:sparse_indexer_topk", f"{P}.replays_indexer_bad_input:TABLE"),
+       "kernelprop.kernels.sparse_indexer:sparse_indexer_topk", f"{P}.replays_indexer_bad_input:TABLE",
+       None, ("I1", "I2", "I3", "I4", "I5", "P13"), "kernelprop.impls.mutants.indexer"),
 )
 BY_KIND: dict[str, Op] = {op.kind: op for op in OPS}
+PROPERTY_IDS: tuple = tuple(dict.fromkeys(p for o in OPS for p in o.property_ids))
 
 
 def op(kind: str) -> Op:
