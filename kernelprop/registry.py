@@ -43,6 +43,7 @@ class Op:
     by_size     --sizes preset: the target used on CPU above small sizes, or None
     property_ids the spec ids of its properties (kill-matrix columns; P13 = bad input)
     catalogue   module with its planted bugs (MUTANTS, CONTROLS) when not in impls.mutants
+    shape_classes whether its property tests run over kernelprop.coverage's shape classes (label)
     """
 
     kind: str
@@ -61,6 +62,7 @@ class Op:
     by_size: Optional[str] = None
     property_ids: tuple = tuple(f"P{i}" for i in range(1, 14))
     catalogue: Optional[str] = None
+    shape_classes: bool = True
 
     @property
     def recipe_type(self) -> type:
@@ -92,7 +94,7 @@ OPS: tuple[Op, ...] = (
        f"{P}.indexer_strategies:indexer_cases", f"{G}.indexer:IndexerInputs", f"{G}.indexer:make_indexer_inputs",
        f"{G}.indexer:indexer_topk_golden", f"{G}.indexer:indexer_topk_fp64", f"{G}.indexer_bounds",
        "kernelprop.kernels.sparse_indexer:sparse_indexer_topk", f"{P}.replays_indexer_bad_input:TABLE",
-       None, ("I1", "I2", "I3", "I4", "I5", "P13"), "kernelprop.impls.mutants.indexer"),
+       None, ("I1", "I2", "I3", "I4", "I5", "P13"), "kernelprop.impls.mutants.indexer", False),
 )
 BY_KIND: dict[str, Op] = {op.kind: op for op in OPS}
 PROPERTY_IDS: tuple = tuple(dict.fromkeys(p for o in OPS for p in o.property_ids))
