@@ -13,10 +13,12 @@ order, so its scores differ by the dot error bound (golden/indexer_bounds.py, do
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields
 from typing import Optional
 
 import torch
+
+from kernelprop.golden.values import CaseValue, TensorArgs
 
 INDEXER_DATA = ("normal", "ties", "negative_weights")
 
@@ -54,7 +56,7 @@ class IndexerDomain:
 
 
 @dataclass(frozen=True)
-class IndexerCase:
+class IndexerCase(CaseValue):
     """One indexer example; every tensor follows from these fields and `seed`."""
 
     seed: int = 0
@@ -85,15 +87,10 @@ class IndexerCase:
     def tokens(self) -> int:
         return self.batches * self.tokens_per_batch
 
-    def replace(self, **changes) -> "IndexerCase":
-        return replace(self, **changes)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
-class IndexerInputs:
+class IndexerInputs(TensorArgs):
     """The indexer's arguments (SPEC section 7) as one value."""
 
     index_q: torch.Tensor
@@ -107,22 +104,8 @@ class IndexerInputs:
 
     TENSORS = ("index_q", "index_k", "cmp_block_table", "weights", "seqused_kv")
 
-    def args(self) -> tuple:
-        return tuple(getattr(self, n) for n in self.TENSORS)
-
     def kwargs(self) -> dict:
         return dict(window=self.window, tokens_per_batch=self.tokens_per_batch, topk=self.topk)
-
-    def call(self, fn, **extra):
-        return fn(*self.args(), **self.kwargs(), **extra)
-
-    def replace(self, **changes) -> "IndexerInputs":
-        return replace(self, **changes)
-
-    def state_dict(self) -> dict:
-        out = {n: getattr(self, n).detach().cpu() for n in self.TENSORS}
-        out.update(self.kwargs())
-        return out
 
     @classmethod
     def from_state_dict(cls, state: dict) -> "IndexerInputs":

@@ -9,17 +9,19 @@ NaN in every pool row no valid index reaches and strided (non-contiguous) views.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Optional
 
 import torch
+
+from kernelprop.golden.values import CaseValue, TensorArgs
 
 DATA_KINDS = ("normal", "uniform", "heavy", "large_logits", "near_ties")
 SINK_KINDS = ("finite", "zero", "large", "neg_inf", "pos_inf")
 
 
 @dataclass(frozen=True)
-class AttnCase:
+class AttnCase(CaseValue):
     """One sparse-attention example. All tensors follow from these fields and `seed`."""
 
     seed: int = 0
@@ -65,15 +67,10 @@ class AttnCase:
     def num_indices(self) -> int:
         return self.window + self.topk + self.extra
 
-    def replace(self, **changes) -> "AttnCase":
-        return replace(self, **changes)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
-class AttnInputs:
+class AttnInputs(TensorArgs):
     """The kernel's arguments (SPEC section 6) as one value."""
 
     q: torch.Tensor
@@ -91,27 +88,12 @@ class AttnInputs:
     TENSORS = ("q", "ori_kv", "ori_block_table", "cmp_kv", "cmp_block_table", "sparse_indices",
                "seqused_kv", "attn_sink")
 
-    def args(self) -> tuple:
-        return tuple(getattr(self, name) for name in self.TENSORS)
-
     def kwargs(self) -> dict:
         return dict(window=self.window, tokens_per_batch=self.tokens_per_batch,
                     softmax_scale=self.softmax_scale)
 
-    def call(self, fn, **extra):
-        return fn(*self.args(), **self.kwargs(), **extra)
-
-    def replace(self, **changes) -> "AttnInputs":
-        return replace(self, **changes)
-
     def to(self, device) -> "AttnInputs":
         return replace(self, **{n: getattr(self, n).to(device) for n in self.TENSORS})
-
-    def state_dict(self) -> dict:
-        """Plain dict of tensors and scalars (what a report saves with torch.save)."""
-        out = {n: getattr(self, n).detach().cpu() for n in self.TENSORS}
-        out.update(self.kwargs())
-        return out
 
     @classmethod
     def from_state_dict(cls, state: dict) -> "AttnInputs":
@@ -287,7 +269,7 @@ NORM_DATA_KINDS = ("normal", "tiny", "huge", "zero", "int8", "heavy", "uniform")
 
 
 @dataclass(frozen=True)
-class NormCase:
+class NormCase(CaseValue):
     """One RMSNorm example: x [rows, dim] (or [tokens, heads, head_dim] when heads > 0)."""
 
     seed: int = 0
@@ -309,11 +291,6 @@ class NormCase:
         if self.data not in NORM_DATA_KINDS:
             raise ValueError(f"data must be one of {NORM_DATA_KINDS}, got {self.data!r}")
 
-    def replace(self, **changes) -> "NormCase":
-        return replace(self, **changes)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
