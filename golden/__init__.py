@@ -10,13 +10,8 @@ from kernelprop.golden.attention import (
     valid_index_mask,
 )
 from kernelprop.golden.attention_bounds import AttnBackend, attention_p1_bound, attention_p2_bound
-from kernelprop.golden.rmsnorm import (
-    NormBackend,
-    norm_p1_bound,
-    rms_norm_fp64,
-    rms_norm_golden,
-    rms_norm_trace,
-)
+from kernelprop.golden.rmsnorm import rms_norm_fp64, rms_norm_golden, rms_norm_trace
+from kernelprop.golden.rmsnorm_bounds import NormBackend
 from kernelprop.golden.metrics import (
     assert_within,
     bound_ratio,

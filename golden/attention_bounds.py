@@ -32,12 +32,10 @@ import torch
 
 from kernelprop.golden.attention import TiledTrace
 from kernelprop.golden.recipes import AttnRecipe
-from kernelprop.golden.rmsnorm import U_FP32 as U, gamma
+from kernelprop.golden.error_model import (BF16_ROUNDOFF, FP32_MAX, FP32_MIN_NORMAL, FP32_SUBNORMAL_ULP,
+                                           FP32_ULP_REL, U_FP32, gamma, probabilistic_gamma)
 from kernelprop.golden.rounding import round_to_bf16
 
-FP32_MAX = torch.finfo(torch.float32).max
-FP32_TINY = 2.0 ** -126  # smallest normal fp32
-P_ROUNDOFF = {"rne": 2.0 ** -8, "rna": 2.0 ** -8, "rtz": 2.0 ** -7}
 
 
 @dataclass(frozen=True)
@@ -72,7 +70,7 @@ class AttnBackend:
     """
 
     dot_depth: Optional[int] = None
-    dot_unit: float = U
+    dot_unit: float = U_FP32
     dot_lambda: Optional[float] = None
     dot_order: str = "any"
     tile_depth: Optional[int] = None
@@ -106,11 +104,6 @@ class AttnBackend:
             raise ValueError("dot_order 'random' needs dot_lambda (its tail parameter)")
 
 
-def probabilistic_gamma(n: int, lam: float, unit: float = U) -> float:
-    """Higham & Mary's gamma~_n(lambda) = exp(lambda sqrt(n) u + n u^2 / (1 - u)) - 1."""
-    return math.expm1(lam * math.sqrt(n) * unit + n * unit * unit / (1 - unit))
-
-
 # The score models (docs/bounds.md#p1-model). WORST_CASE: the deterministic gamma_{D-1} model
 # (every input, every rounding error aligned). PROBABILISTIC: Higham & Mary at lambda = 10 (any
 # summation order): a dot escapes it with probability <= 2 (D - 1) e^-50 < 2e-19. RANDOM_ORDER,
@@ -125,7 +118,7 @@ RANDOM_ORDER = AttnBackend(dot_lambda=6.0, dot_order="random")
 # (2 ulp <= 2^-22 relative, allowed 2^-21) of x * log2(e) with log2(e) an fp32 constant (2u|x|),
 # subnormal results flushed to zero. At |x| = 30: 2^-21 + 60u = 68u = 34 x 2^-23, above SPEC 5's
 # measured 28 ulp; the score model is the random-order one with the doubled unit.
-CUDA_MODEL = AttnBackend(dot_lambda=6.0, dot_order="random", dot_unit=2 * U, exp_base=2.0 ** -21,
+CUDA_MODEL = AttnBackend(dot_lambda=6.0, dot_order="random", dot_unit=2 * U_FP32, exp_base=2.0 ** -21,
                          exp_arg_units=2.0, ftz=True)
 MODELS = {"worst": WORST_CASE, "hm": PROBABILISTIC, "random": RANDOM_ORDER, "cuda": CUDA_MODEL}
 # the model P1 uses per suite backend (kernelprop.backend names)
@@ -133,7 +126,7 @@ BACKEND_MODELS = {"cpu": "random", "cuda": "cuda"}
 
 
 def _exp_rel(x: torch.Tensor, backend: AttnBackend) -> torch.Tensor:
-    return backend.exp_base + (backend.exp_arg_units * U * x.abs() if backend.exp_arg else 0.0)
+    return backend.exp_base + (backend.exp_arg_units * U_FP32 * x.abs() if backend.exp_arg else 0.0)
 
 
 def _golden_exp_rel(x: torch.Tensor) -> torch.Tensor:
@@ -183,7 +176,7 @@ def _propagate(trace: TiledTrace, sens: Sensitivity, recipe: AttnRecipe, dp, dl,
     l_sum = (w * l_terms).sum(-1)
     flip_l = (w * dl).sum(-1)
     noise_Lt = rho * l_sum + rho_sigma * torch.where(finite_sigma, sens.sigma, 0.0) \
-        + 2 * U * trace.L.double()
+        + 2 * U_FP32 * trace.L.double()
     dLt = flip_l + noise_Lt                       # every way Lt can move: for the quotient's shrink
     if directed is None:
         flips, dLt_o = torch.einsum("thk,tkd->thd", w * dp, sens.abs_rows), dLt
@@ -194,20 +187,17 @@ def _propagate(trace: TiledTrace, sens: Sensitivity, recipe: AttnRecipe, dp, dl,
     safe_Lt = torch.where(torch.isfinite(Lt) & (Lt > 0), Lt, 1.0)
     shrink = 1 - (dLt / safe_Lt).clamp(max=0.5)
     bound = (flips + rho[..., None] * mass + o * dLt_o[..., None]) / (safe_Lt * shrink)[..., None]
-    bound = bound + 2 * U * o
+    bound = bound + 2 * U_FP32 * o
     # fp32 overflow of L + exp(sink - M) (sink - M > ~88.7): that side returns exactly 0 while the
     # exact output is tiny but not 0, which no relative model covers. Wherever either side's
     # denominator can reach the fp32 maximum, allow the other side's whole magnitude: its exact
     # value is <= A_d / Lt, its own fp32 errors add the relative terms above (rho A_d, flips, the
     # 1/shrink factor), and its roundings in the subnormal range an absolute floor (`subnormal_floor`).
-    may_overflow = trace.L.double() + sens.sigma * (1 + rho_sigma) >= FP32_MAX * (1 - 2.0 ** -23)
+    may_overflow = trace.L.double() + sens.sigma * (1 + rho_sigma) >= FP32_MAX * (1 - FP32_ULP_REL)
     overflow_term = mass / (safe_Lt * shrink)[..., None] + subnormal_floor(mass)
     bound = bound + torch.where(may_overflow[..., None], overflow_term, 0.0)
     empty = ~torch.isfinite(trace.M.double()) | ~torch.isfinite(Lt)
     return torch.where(empty[..., None], 0.0, bound)
-
-
-SUBNORMAL_ULP = 2.0 ** -149  # spacing of fp32 numbers below 2^-126
 
 
 def subnormal_floor(mass: torch.Tensor) -> torch.Tensor:
@@ -219,15 +209,15 @@ def subnormal_floor(mass: torch.Tensor) -> torch.Tensor:
     product, an exp(M - M') or sigmoid factor, the sink fold, the output), and a subnormal factor
     f = exp(M - max(M, sink)) applied to an unnormalized numerator O_d <= A_d (the logsumexp
     folds: o = O f / (L f + 1)) loses <= 2^-149 relative to 1, i.e. A_d 2^-149 absolute."""
-    return 4 * SUBNORMAL_ULP + SUBNORMAL_ULP * mass
+    return 4 * FP32_SUBNORMAL_ULP + FP32_SUBNORMAL_ULP * mass
 
 
 def _score_gap(trace: TiledTrace, q: torch.Tensor, scale: float, backend: Optional[AttnBackend]):
     """[T, H, K] bound on |s_impl - s_golden| (backend given) or |s_golden - s_exact| (None)."""
     s = trace.scores.double().abs()
     if backend is None:  # golden: dot rounded once, * fp32(scale) rounded once, fp32(scale) itself
-        return 3 * U * s
-    rest = (4 + (backend.exp_arg_units if backend.exp_arg else 0)) * U * s
+        return 3 * U_FP32 * s
+    rest = (4 + (backend.exp_arg_units if backend.exp_arg else 0)) * U_FP32 * s
     D = q.shape[-1]
     if backend.dot_order == "random":
         depth = (D - 1) if backend.dot_depth is None else backend.dot_depth
@@ -300,7 +290,7 @@ def attention_p1_bound(trace: TiledTrace, q, attn_sink, recipe: AttnRecipe, *,
     ds_max = ds.amax(-1) if ds.shape[-1] else ds.sum(-1)                   # [T, H]
     x = (trace.scores.double() - trace.tile_max.double()).abs()
     x = torch.where(valid, x, 0.0)
-    dx = ds + ds_max[..., None] + 2 * U * x
+    dx = ds + ds_max[..., None] + 2 * U_FP32 * x
     eta = (dx + _exp_rel(x, backend) + _golden_exp_rel(x)) * (1 + 2 * dx.clamp(max=0.5))
     e = trace.e.double()
     sens = sensitivity(trace, attn_sink)
@@ -308,7 +298,7 @@ def attention_p1_bound(trace: TiledTrace, q, attn_sink, recipe: AttnRecipe, *,
     if recipe.p_dtype == "bf16":
         up, down = _interval_moves(trace.e, trace.p, eta, recipe.rounding)
         if backend.ftz:  # a subnormal e_j (s_j - m < -87.3) may be 0 on that side: p_j drops
-            tiny = trace.e.double() < FP32_TINY * (1 + 2 * eta)
+            tiny = trace.e.double() < FP32_MIN_NORMAL * (1 + 2 * eta)
             down = torch.where(tiny, torch.maximum(down, trace.p.double()), down)
         up, down = torch.where(valid, up, 0.0), torch.where(valid, down, 0.0)
         dp = torch.maximum(up, down)
@@ -322,15 +312,15 @@ def attention_p1_bound(trace: TiledTrace, q, attn_sink, recipe: AttnRecipe, *,
     # exp(M_{i-1} - M_i): the exponents telescope to m_t - M on each side, so the score errors of
     # the maxima enter once (2 max ds), not once per merge; each factor adds only its own argument
     # rounding and exp error (docs/bounds.md#p1-telescoping).
-    omega = 2 * U * sens.arg_mag + _exp_rel(sens.arg_mag, backend) + 2.0 ** -22
+    omega = 2 * U_FP32 * sens.arg_mag + _exp_rel(sens.arg_mag, backend) + 2.0 ** -22
     tile_depth = trace.tile - 1 if backend.tile_depth is None else backend.tile_depth
-    acc = gamma(tile_depth) + 2 * U + (U if recipe.p_dtype == "fp32" else 0.0)
-    rho = tiles * (omega + 6 * U) + 2 * ds_max + acc
-    rho_sigma = ds_max + 2 * U * sens.sink_arg + _exp_rel(sens.sink_arg, backend) + 2.0 ** -22
+    acc = gamma(tile_depth) + 2 * U_FP32 + (U_FP32 if recipe.p_dtype == "fp32" else 0.0)
+    rho = tiles * (omega + 6 * U_FP32) + 2 * ds_max + acc
+    rho_sigma = ds_max + 2 * U_FP32 * sens.sink_arg + _exp_rel(sens.sink_arg, backend) + 2.0 ** -22
     bound = _propagate(trace, sens, recipe, dp, dl, rho, rho_sigma, directed)
     if backend.ftz:  # an o_d that may be subnormal may be flushed to 0 on that side
         o = trace.o.double().abs()
-        bound = torch.where(o - bound < FP32_TINY, o + bound, bound)  # 0 stays 0 (empty, +inf sink)
+        bound = torch.where(o - bound < FP32_MIN_NORMAL, o + bound, bound)  # 0 stays 0 (empty, +inf sink)
     return bound
 
 
@@ -340,15 +330,15 @@ def attention_p2_bound(trace: TiledTrace, attn_sink, recipe: AttnRecipe) -> torc
     ds = torch.where(valid, _score_gap(trace, None, 0.0, None), 0.0)
     ds_max = ds.amax(-1) if ds.shape[-1] else ds.sum(-1)
     x = torch.where(valid, (trace.scores.double() - trace.tile_max.double()).abs(), 0.0)
-    dx = ds + ds_max[..., None] + U * x
+    dx = ds + ds_max[..., None] + U_FP32 * x
     eta = (dx + _golden_exp_rel(x)) * (1 + 2 * dx.clamp(max=0.5))
     e = trace.e.double()
-    u_p = P_ROUNDOFF[recipe.rounding] if recipe.p_dtype == "bf16" else 0.0
+    u_p = BF16_ROUNDOFF[recipe.rounding] if recipe.p_dtype == "bf16" else 0.0
     dp = torch.where(valid, (u_p + eta * (1 + u_p)) * e, 0.0)
     dl = dp if recipe.l_from == "rounded" else torch.where(valid, eta * e, 0.0)
     sens = sensitivity(trace, attn_sink)
     tiles = trace.tiles_used.double()
-    omega = 2 * ds_max + U * sens.arg_mag + 2.0 ** -22
-    rho = tiles * (omega + 3 * U) + 2 * U
-    rho_sigma = ds_max + U * sens.sink_arg + 2.0 ** -22
+    omega = 2 * ds_max + U_FP32 * sens.arg_mag + 2.0 ** -22
+    rho = tiles * (omega + 3 * U_FP32) + 2 * U_FP32
+    rho_sigma = ds_max + U_FP32 * sens.sink_arg + 2.0 ** -22
     return _propagate(trace, sens, recipe, dp, dl, rho, rho_sigma) + 2.0 ** -40 * trace.o.double().abs()

@@ -9,17 +9,19 @@ NaN in every pool row no valid index reaches and strided (non-contiguous) views.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Optional
 
 import torch
+
+from kernelprop.golden.values import CaseValue, TensorArgs
 
 DATA_KINDS = ("normal", "uniform", "heavy", "large_logits", "near_ties")
 SINK_KINDS = ("finite", "zero", "large", "neg_inf", "pos_inf")
 
 
 @dataclass(frozen=True)
-class AttnCase:
+class AttnCase(CaseValue):
     """One sparse-attention example. All tensors follow from these fields and `seed`."""
 
     seed: int = 0
@@ -65,15 +67,10 @@ class AttnCase:
     def num_indices(self) -> int:
         return self.window + self.topk + self.extra
 
-    def replace(self, **changes) -> "AttnCase":
-        return replace(self, **changes)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
-class AttnInputs:
+class AttnInputs(TensorArgs):
     """The kernel's arguments (SPEC section 6) as one value."""
 
     q: torch.Tensor
@@ -91,33 +88,50 @@ class AttnInputs:
     TENSORS = ("q", "ori_kv", "ori_block_table", "cmp_kv", "cmp_block_table", "sparse_indices",
                "seqused_kv", "attn_sink")
 
-    def args(self) -> tuple:
-        return tuple(getattr(self, name) for name in self.TENSORS)
-
     def kwargs(self) -> dict:
         return dict(window=self.window, tokens_per_batch=self.tokens_per_batch,
                     softmax_scale=self.softmax_scale)
 
-    def call(self, fn, **extra):
-        return fn(*self.args(), **self.kwargs(), **extra)
-
-    def replace(self, **changes) -> "AttnInputs":
-        return replace(self, **changes)
-
     def to(self, device) -> "AttnInputs":
         return replace(self, **{n: getattr(self, n).to(device) for n in self.TENSORS})
-
-    def state_dict(self) -> dict:
-        """Plain dict of tensors and scalars (what a report saves with torch.save)."""
-        out = {n: getattr(self, n).detach().cpu() for n in self.TENSORS}
-        out.update(self.kwargs())
-        return out
 
     @classmethod
     def from_state_dict(cls, state: dict) -> "AttnInputs":
         return cls(**{k: state[k] for k in cls.TENSORS}, window=int(state["window"]),
                    tokens_per_batch=int(state["tokens_per_batch"]),
                    softmax_scale=state.get("softmax_scale"))
+
+    def truth(self) -> torch.Tensor:
+        """The fp64 truth of SPEC section 2 on these inputs (what reports compare against)."""
+        from kernelprop.golden.attention import sparse_attention_fp64
+
+        return self.call(sparse_attention_fp64)
+
+    def describe(self) -> dict:
+        """Every tensor's shape/dtype/stride (tables, indices, lengths, sink in full when small; the
+        data tensors live in inputs.pt), the scalars, and which indices are valid per token."""
+        from kernelprop.plain import SMALL, plain, tensor_summary
+
+        desc: dict = {}
+        for name in self.TENSORS:
+            summary = tensor_summary(getattr(self, name))
+            if name in ("q", "ori_kv", "cmp_kv"):
+                summary.pop("values", None)
+            desc[name] = summary
+        desc.update(window=self.window, tokens_per_batch=self.tokens_per_batch,
+                    softmax_scale=plain(self.softmax_scale))
+        try:
+            from kernelprop.golden.attention import valid_index_mask
+
+            valid = valid_index_mask(self.sparse_indices, self.seqused_kv, window=self.window,
+                                     tokens_per_batch=self.tokens_per_batch)
+            desc["valid_per_token"] = [int(v) for v in valid.sum(1)]
+            if valid.numel() <= SMALL:
+                desc["valid_positions"] = [[int(i) for i in row.nonzero().flatten()]
+                                           for row in valid]
+        except Exception as err:  # noqa: BLE001 (bad-input properties)
+            desc["valid_error"] = str(err)
+        return desc
 
 
 def _values(gen: torch.Generator, shape, kind: str, scale: float = 1.0) -> torch.Tensor:
@@ -255,7 +269,7 @@ NORM_DATA_KINDS = ("normal", "tiny", "huge", "zero", "int8", "heavy", "uniform")
 
 
 @dataclass(frozen=True)
-class NormCase:
+class NormCase(CaseValue):
     """One RMSNorm example: x [rows, dim] (or [tokens, heads, head_dim] when heads > 0)."""
 
     seed: int = 0
@@ -277,11 +291,6 @@ class NormCase:
         if self.data not in NORM_DATA_KINDS:
             raise ValueError(f"data must be one of {NORM_DATA_KINDS}, got {self.data!r}")
 
-    def replace(self, **changes) -> "NormCase":
-        return replace(self, **changes)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -304,6 +313,25 @@ class NormInputs:
     @classmethod
     def from_state_dict(cls, state: dict) -> "NormInputs":
         return cls(x=state["x"], weight=state["weight"], eps=float(state["eps"]))
+
+    def truth(self) -> torch.Tensor:
+        """The fp64 truth of SPEC section 3 on these inputs."""
+        from kernelprop.golden.rmsnorm import rms_norm_fp64
+
+        return self.call(rms_norm_fp64)
+
+    def describe(self) -> dict:
+        """x and weight summaries (values in full up to 16 elements) and eps."""
+        from kernelprop.plain import plain, tensor_summary
+
+        desc: dict = {"x": tensor_summary(self.x)}
+        if self.x.numel() > 16:
+            desc["x"].pop("values", None)
+        desc["weight"] = None if self.weight is None else tensor_summary(self.weight)
+        if self.weight is not None and self.weight.numel() > 16:
+            desc["weight"].pop("values", None)
+        desc["eps"] = plain(self.eps)
+        return desc
 
 
 def make_norm_inputs(case: NormCase) -> NormInputs:

@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import torch
 
+from kernelprop.golden.error_model import BF16_MIN_ULP, FP32_MIN_NORMAL
 from kernelprop.golden.rounding import round_to_bf16
 
-FP32_TINY = 2.0 ** -149   # smallest subnormal fp32
-BF16_MIN_ULP = 2.0 ** -133  # spacing of bf16 numbers in the subnormal range
 
 
 def _fp32_round_to_odd(x: torch.Tensor) -> torch.Tensor:
@@ -45,7 +44,7 @@ def bf16_half_spacing(r: torch.Tensor) -> torch.Tensor:
     """ulp_bf16(|r|) / 2 as float64 (at least half the subnormal spacing), the largest distance
     from r of an fp32 value whose nearest-even bf16 rounding is r."""
     a = r.double().abs()
-    exponent = torch.floor(torch.log2(a.clamp_min(2.0 ** -126)))
+    exponent = torch.floor(torch.log2(a.clamp_min(FP32_MIN_NORMAL)))
     return torch.exp2(exponent - 7).clamp_min(BF16_MIN_ULP) / 2
 
 

@@ -1,4 +1,4 @@
-"""RMSNorm goldens (SPEC section 3) and the bound between two implementations of one recipe.
+"""RMSNorm goldens (SPEC section 3); their bounds: golden/rmsnorm_bounds.py.
 
 .. math::
     ss = \\sum_i x_i^2 \\ (\\text{fp32, chunk by chunk}),\\quad
@@ -12,7 +12,6 @@ rounds the exact 1/sqrt to `approx_bits` significand bits: a hardware rsqrt with
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Optional
 
@@ -20,9 +19,6 @@ import torch
 
 from kernelprop.golden.recipes import NormRecipe
 from kernelprop.golden.rounding import round_to_bf16
-
-U_FP32 = 2.0 ** -24
-
 
 def _check(x: torch.Tensor, weight: Optional[torch.Tensor], eps) -> None:
     if not isinstance(x, torch.Tensor) or x.dtype not in (torch.bfloat16, torch.float32):
@@ -97,82 +93,3 @@ def rms_norm_trace(x, weight=None, *, eps: float = 1e-6, recipe: NormRecipe = No
 def rms_norm_golden(x, weight=None, *, eps: float = 1e-6, recipe: NormRecipe = NormRecipe()):
     """The recipe-mirroring golden: y in recipe.out_dtype."""
     return rms_norm_trace(x, weight, eps=eps, recipe=recipe).y
-
-
-@dataclass(frozen=True)
-class NormBackend:
-    """Relative error bounds of one implementation's fp32 steps (see docs/bounds.md).
-
-    inv_ulps: max error of its INV in fp32 ulps (an ulp is at most 2^-23 relative):
-      H100 measured <= 3 ulp for rsqrt / 1/sqrt / div_rn(1, sqrt_rn) (SPEC 5); the interpreter and
-      torch are correctly rounded per op (1/sqrt: two roundings, 1 ulp).
-    sum_depth: additions on the longest path of its sum of squares (None: D - 1, any order).
-      `norm_relative_gap` charges the golden's sum one rounding (chunk None); for chunked recipes
-      the caller folds the golden's ceil(D / chunk) partial roundings and the implementation's
-      fp32 x * x rounding into sum_depth (properties/replays_norm.py: p1_relative_gap).
-    """
-
-    inv_ulps: float = 3.0
-    sum_depth: Optional[int] = None
-    sum_lambda: Optional[float] = None
-
-    def sum_rel(self, D: int) -> float:
-        """Relative error bound of its sum of squares (positive terms) for row length D.
-
-        sum_lambda None: gamma(depth), every order and input. A number lambda: the rounding errors
-        delta_k of the additions are independent and mean zero, so the error sum_k delta_k S_k
-        is a martingale with increments |delta_k S_k| <= u S_k <= u ss (partial sums of positive
-        terms never exceed the total, whatever the order), and Azuma-Hoeffding gives
-        |error| <= lambda u sqrt(depth) ss except with probability 2 exp(-lambda^2 / 2) per row
-        (docs/bounds-rmsnorm.md#p1-model). The smaller of the two is used."""
-        depth = D - 1 if self.sum_depth is None else self.sum_depth
-        worst = gamma(depth)
-        if self.sum_lambda is None:
-            return worst
-        return min(worst, self.sum_lambda * math.sqrt(depth) * U_FP32 * (1 + 2.0 ** -10))
-
-
-def gamma(n, u: float = U_FP32):
-    """Higham's gamma_n = n u / (1 - n u): bound on the relative error of n chained roundings."""
-    return n * u / (1 - n * u)
-
-
-def norm_relative_gap(trace: NormTrace, x: torch.Tensor, backend: NormBackend = NormBackend()):
-    """[...] bound on |y_impl - y_golden| / |y| before the output rounding, per row.
-
-    impl vs exact: ss within gamma(depth) (sum of positives, any order), golden within u; the
-    division by D and the + eps add u each side; v's relative error enters INV halved (d(v^-1/2)
-    = -1/2 v^-3/2 dv) and is damped by ss/D / v when eps dominates; INV adds inv_ulps * 2^-23 for
-    the implementation and 2^-23 (two correctly rounded ops) for the golden; x * inv and * w add
-    one rounding each, each side.
-    """
-    D = x.shape[-1]
-    share = torch.where(trace.v > 0, (trace.ss / D) / trace.v, torch.ones_like(trace.v)).double()
-    rel_v = (backend.sum_rel(D) + U_FP32) * share + 4 * U_FP32
-    rel_inv = 0.5 * rel_v + (backend.inv_ulps + 1) * 2.0 ** -23
-    return (rel_inv + 4 * U_FP32) * (1 + 1e-3)   # 1e-3: second-order terms, all << 1
-
-
-def rounding_interval_gap(y: torch.Tensor, rel: torch.Tensor, mode: str) -> torch.Tensor:
-    """|round(y(1+rel)) - round(y(1-rel))|: the largest change of the rounded output that a
-    relative perturbation up to `rel` can cause (0 where the rounding is decided)."""
-    yd = y.double()
-    hi = (yd + yd.abs() * rel).float()
-    lo = (yd - yd.abs() * rel).float()
-    # the fp32 rounding of an endpoint moves it by at most half an fp32 ulp: widen by one ulp
-    hi = torch.nextafter(hi, torch.full_like(hi, float("inf")))
-    lo = torch.nextafter(lo, torch.full_like(lo, -float("inf")))
-    return (round_to_bf16(hi, mode) - round_to_bf16(lo, mode)).abs()
-
-
-def norm_p1_bound(trace: NormTrace, x: torch.Tensor, recipe: NormRecipe,
-                  backend: NormBackend = NormBackend()) -> torch.Tensor:
-    """Elementwise bound on |y_impl - y_golden| for an implementation of the same recipe.
-    fp32 output: rel * |y|; bf16 output: the rounding flips that rel makes possible, exactly."""
-    rel = norm_relative_gap(trace, x, backend)[..., None]
-    if recipe.out_dtype == "fp32":
-        bound = (trace.y_fp32.double().abs() * rel).float()
-    else:
-        bound = rounding_interval_gap(trace.y_fp32, rel, recipe.rounding)
-    # 0 / 0 rows (x = 0, eps = 0) are NaN on both sides; metrics match NaN positions separately
-    return torch.nan_to_num(bound, nan=0.0)

@@ -31,12 +31,14 @@ from typing import Iterable, Optional
 
 import torch
 
+from kernelprop.golden.error_model import FP32_MIN_NORMAL
+
 ATTN_CLASSES = ("multi_tile", "many_heads", "mtp_depth", "npow2_default_scale",
                 "large_logits_sink", "reference")
 NORM_CLASSES = ("eps0_tiny", "reference")
 LARGE = 16.0          # |score| and |sink| from which "large logits x large sink" counts
 SECOND_HEAD_BLOCK = 17
-TINY_SQUARE = 2.0 ** -126   # fp32 x^2 below this is subnormal (or zero)
+TINY_SQUARE = FP32_MIN_NORMAL  # fp32 x^2 below this is subnormal (or zero)
 
 USER_PROPERTY = "kernelprop_shape_classes"
 

@@ -144,9 +144,6 @@ def _describe(domain) -> str:
     return f"{type(domain).__name__}({', '.join(parts)})" if parts else "any input"
 
 
-DOMAINS = {"sparse_attention": AttnDomain, "rms_norm": NormDomain}
-
-
 def fit_strategy(strategy, impl):
     """`strategy` (of AttnCase / NormCase) mapped into `impl.domain` (unchanged without one)."""
     domain = getattr(impl, "domain", None)

@@ -14,19 +14,7 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-import torch
-
-
-@dataclass
-class Outcome:
-    """One comparison: |actual - expected| <= bound elementwise (bound None: bitwise equality)."""
-
-    actual: torch.Tensor
-    expected: torch.Tensor
-    bound: Optional[torch.Tensor]
-    bound_doc: str                       # the bound's derivation in one line
-    truth: Optional[torch.Tensor] = None  # fp64 truth where the property has one
-    metrics: dict = field(default_factory=dict)  # extra numbers for the report (P4 ratios, ...)
+from kernelprop.verdict import Outcome  # noqa: F401 (re-exported: properties import it here)
 
 
 @dataclass
@@ -35,10 +23,10 @@ class Evidence:
     check: str                          # what was compared, one line
     outcome: Optional[Outcome]          # None while (or if) the replay function has not returned
     impl: Optional[str] = None          # the implementation under test (its --impl spec)
-    impl_kind: Optional[str] = None     # "sparse_attention" / "rms_norm"
-    recipe: Any = None                  # AttnRecipe / NormRecipe used
-    case: Any = None                    # AttnCase / NormCase (compact description, with seed)
-    inputs: dict = field(default_factory=dict)  # name -> AttnInputs / NormInputs
+    impl_kind: Optional[str] = None     # a kernelprop.registry kind
+    recipe: Any = None                  # the op's recipe used
+    case: Any = None                    # the op's Case (compact description, with seed)
+    inputs: dict = field(default_factory=dict)  # name -> the op's Inputs
     replay_fn: Optional[str] = None     # "module:function" of the replay function
     replay_params: dict = field(default_factory=dict)  # JSON-able params for it
 

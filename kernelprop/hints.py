@@ -61,7 +61,7 @@ def _closer_to_truth(outcome, truth: Optional[torch.Tensor]) -> bool:
 
 def _pos_inf_sink_nonzero(outcome, inputs: dict) -> bool:
     x = inputs.get("inputs")
-    if type(x).__name__ != "AttnInputs" or outcome.actual.dim() != 3:
+    if not hasattr(x, "attn_sink") or outcome.actual.dim() != 3:
         return False
     sink = x.attn_sink.detach().cpu()
     a = outcome.actual.detach().cpu()

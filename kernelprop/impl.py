@@ -1,11 +1,11 @@
 """Implementations under test and the `--impl name=PATH_OR_MODULE:CALLABLE` plug-in (SPEC section 6).
 
 An `Impl` wraps a callable with the bundled signature. Its declarations (attributes of the callable):
-  recipe            AttnRecipe / NormRecipe: its numerics (default: the recipe type's defaults)
+  recipe            the op's recipe type (registry): its numerics (default: the type's defaults)
   accepts_recipe    True: any recipe keyword; a tuple of field names: only those fields may differ
                     from `recipe` (the suite varies only those); absent/False: never a keyword
   validates_inputs  default True; False: the kernel does no argument checks, P13 is skipped
-  domain            AttnDomain / NormDomain (kernelprop.declarations): what the strategies draw
+  domain            the op's domain type (registry): what the strategies draw
 Properties that need another recipe from an implementation that cannot take one are skipped with
 the reason shown.
 """
@@ -19,22 +19,21 @@ from dataclasses import dataclass
 from dataclasses import fields
 from typing import Any, Callable, Optional, Union
 
-from kernelprop.golden.recipes import AttnRecipe, NormRecipe
-from kernelprop.declarations import DOMAINS
+from kernelprop.registry import BY_KIND, OPS
 
-KINDS = {"sparse_attention": AttnRecipe, "rms_norm": NormRecipe}
-BUNDLED = {"sparse_attention": "kernelprop.kernels:sparse_decode_attention", "rms_norm": "kernelprop.kernels:rms_norm"}
+KINDS = tuple(o.kind for o in OPS)                  # --impl NAMEs, in registry order
+BUNDLED = {o.kind: o.bundled for o in OPS}          # kind -> bundled "module:callable"
 
 
 @dataclass(frozen=True)
 class Impl:
-    kind: str               # "sparse_attention" or "rms_norm"
+    kind: str               # a registry kind (kernelprop.registry.OPS)
     spec: str               # what the user named: PATH_OR_MODULE:CALLABLE
     fn: Callable
-    recipe: Any             # declared AttnRecipe / NormRecipe
+    recipe: Any             # declared recipe (the op's recipe type)
     accepts_recipe: Union[bool, tuple]  # True, False, or the recipe fields it can vary
     validates_inputs: bool = True
-    domain: Optional[Any] = None  # AttnDomain / NormDomain, None: any input
+    domain: Optional[Any] = None  # the op's domain type, None: any input
 
     @property
     def label(self) -> str:
@@ -138,7 +137,7 @@ def declared_lines(targets: dict) -> list[str]:
 def make_impl(kind: str, target: str | None = None) -> Impl:
     target = target or BUNDLED[kind]
     fn = load_callable(target)
-    recipe_type = KINDS[kind]
+    recipe_type = BY_KIND[kind].recipe_type
     recipe = getattr(fn, "recipe", None)
     if recipe is None:
         recipe = recipe_type()
@@ -169,7 +168,8 @@ def _flag(kind: str, target: str, name: str, value) -> bool:
 
 
 def _domain(kind: str, target: str, value):
-    if value is None or isinstance(value, DOMAINS[kind]):
+    domain_type = BY_KIND[kind].domain_type
+    if value is None or isinstance(value, domain_type):
         return value
     raise ValueError(f"--impl {kind}={target}: its `domain` attribute must be a "
-                     f"{DOMAINS[kind].__name__}, got {type(value).__name__}")
+                     f"{domain_type.__name__}, got {type(value).__name__}")

@@ -41,9 +41,10 @@ from typing import Optional
 
 import pytest
 
+from kernelprop.registry import BY_KIND, OPS, PROPERTY_IDS as REGISTRY_PROPERTY_IDS, Op
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-PROPERTY_IDS = tuple(f"P{i}" for i in range(1, 14))
-KIND_FIXTURE = {"sparse_attention": "attn_impl", "rms_norm": "norm_impl"}
+PROPERTY_IDS = REGISTRY_PROPERTY_IDS   # every registered op's spec ids (kill-matrix columns)
 ENV_KIND = "KERNELPROP_MUTANT_KIND"          # keep tests of this implementation kind
 ENV_SPECS = "KERNELPROP_MUTANT_SPECS"        # optional: comma-separated P ids to keep
 ENV_RESULTS = "KERNELPROP_MUTANT_RESULTS"    # JSON lines, one per test
@@ -222,7 +223,7 @@ def matrix_lines(runs: list) -> list:
         kill, examples, shape = _kill_columns(r)
         missed = ",".join(p for p in r.expected_killers if r.cell(p) != "K")
         verdict = r.verdict + ("*" if r.verdict == "survived" and r.equivalent else "")
-        kind = "attn" if r.kind == "sparse_attention" else "norm"
+        kind = BY_KIND[r.kind].label
         lines.append(f"{r.name:<{name_w}} {kind:<5} {cells}  {verdict:<11} {kill:<15} "
                      f"{examples:>8}  {shape:<20} {missed}")
     return lines
@@ -233,7 +234,7 @@ def markdown_table(runs: list) -> str:
     head = ["entry", "kind", *PROPERTY_IDS, "verdict", "first kill", "examples", "shrunk case"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in runs:
-        row = [f"`{r.name}`", "attn" if r.kind == "sparse_attention" else "norm",
+        row = [f"`{r.name}`", BY_KIND[r.kind].label,
                *(r.cell(p) for p in PROPERTY_IDS), r.verdict, *_kill_columns(r)]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
@@ -300,8 +301,23 @@ def load_runs(path: str) -> tuple[list, dict]:
     return runs, payload
 
 
-def main(argv: list) -> int:
+def catalogue() -> tuple:
+    """(mutants, controls): impls.mutants' catalogue plus every registered op's own (Op.catalogue)."""
+    import importlib
+
     from kernelprop.impls.mutants import CONTROLS, MUTANTS
+
+    mutants, controls = list(MUTANTS), list(CONTROLS)
+    for o in OPS:
+        if o.catalogue:
+            module = importlib.import_module(o.catalogue)
+            mutants += module.MUTANTS
+            controls += module.CONTROLS
+    return mutants, controls
+
+
+def main(argv: list) -> int:
+    MUTANTS, CONTROLS = catalogue()
 
     parser = argparse.ArgumentParser(prog="python -m kernelprop mutants",
                                      description=__doc__.split("\n\n")[0])
@@ -390,15 +406,25 @@ def _spec_ids(item) -> list:
     return ids
 
 
+def item_kinds(item) -> set:
+    """The op kinds a test exercises: through an op's fixture, or an `Op` among its parameters
+    (tests parametrized over kernelprop.registry.OPS, alone or as the first of a tuple)."""
+    kinds = {o.kind for o in OPS if o.fixture in getattr(item, "fixturenames", ())}
+    for value in getattr(getattr(item, "callspec", None), "params", {}).values():
+        for v in (value if isinstance(value, tuple) else (value,)):
+            if isinstance(v, Op):
+                kinds.add(v.kind)
+    return kinds
+
+
 def pytest_collection_modifyitems(session, config, items):
     kind = os.environ.get(ENV_KIND)
     if not kind:
         return
-    fixture = KIND_FIXTURE[kind]
     specs = {p for p in os.environ.get(ENV_SPECS, "").split(",") if p}
     keep, drop = [], []
     for item in items:
-        wanted = fixture in getattr(item, "fixturenames", ())
+        wanted = kind in item_kinds(item)
         if specs and not specs & set(_spec_ids(item)):
             wanted = False
         (keep if wanted else drop).append(item)

@@ -7,7 +7,7 @@ run the catalogue from any directory.
 
 Options:
   --backend auto|cpu|cuda      CUDA when available, else the Triton interpreter (KERNELPROP_BACKEND)
-  --impl KIND=PATH_OR_MODULE:CALLABLE   implementation under test (KIND: sparse_attention, rms_norm)
+  --impl KIND=PATH_OR_MODULE:CALLABLE   implementation under test (KIND: a kernelprop.registry kind)
   --hypothesis-profile NAME    ci | dev | nightly | replay (or KERNELPROP_PROFILE; default dev)
   --reports-dir DIR            where counterexample reports go (default reports/)
   --sizes small|reference|large   how large examples get (KERNELPROP_SIZES; kernelprop/sizes.py)
@@ -26,6 +26,7 @@ from kernelprop import coverage, evidence, profiles, sizes
 from kernelprop.backend import choose_backend, device_name
 from kernelprop.impl import (KINDS, check_targets, declared_lines, make_impl,
                              parse_impl_option)
+from kernelprop.registry import OPS
 
 profiles.register_profiles()
 settings.load_profile(os.environ.get("KERNELPROP_PROFILE", "dev"))
@@ -36,7 +37,7 @@ def pytest_addoption(parser):
     group.addoption("--backend", default=None, choices=["auto", "cpu", "cuda"],
                     help="kernel backend: CUDA if available, else the Triton CPU interpreter")
     group.addoption("--impl", action="append", default=[], metavar="KIND=PATH_OR_MODULE:CALLABLE",
-                    help="implementation under test, KIND in sparse_attention, rms_norm (repeatable)")
+                    help=f"implementation under test, KIND in {', '.join(KINDS)} (repeatable)")
     group.addoption("--reports-dir", default=os.environ.get("KERNELPROP_REPORTS", "reports"),
                     help="directory for counterexample reports")
     group.addoption("--sizes", default=None, choices=list(sizes.SIZES),
@@ -127,14 +128,30 @@ def device(backend) -> str:
     return "cuda" if backend == "cuda" else "cpu"
 
 
-@pytest.fixture(scope="session")
-def attn_impl(pytestconfig):
-    return _impl(pytestconfig, "sparse_attention")
+def _impl_fixture(kind: str):
+    def impl_under_test(pytestconfig):
+        return _impl(pytestconfig, kind)
+
+    impl_under_test.__doc__ = f"The {kind} implementation under test (--impl {kind}=..., or bundled)."
+    return impl_under_test
+
+
+for _op in OPS:  # one session fixture per registered op: attn_impl, norm_impl, ...
+    globals()[_op.fixture] = pytest.fixture(scope="session", name=_op.fixture)(_impl_fixture(_op.kind))
 
 
 @pytest.fixture(scope="session")
-def norm_impl(pytestconfig):
-    return _impl(pytestconfig, "rms_norm")
+def impl_of(pytestconfig):
+    """kind -> the Impl under test, for tests parametrized over kernelprop.registry.OPS (the mutant
+    matrix selects them by their Op parameter)."""
+    cache: dict = {}
+
+    def get(kind: str):
+        if kind not in cache:
+            cache[kind] = _impl(pytestconfig, kind)
+        return cache[kind]
+
+    return get
 
 
 def pytest_runtest_setup(item):

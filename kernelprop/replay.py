@@ -137,7 +137,7 @@ def replay(report: str | os.PathLike, impl_overrides: list[str] = (), backend: s
     impl = build_impl(data, list(impl_overrides))
 
     from kernelprop.evidence import resolve
-    from kernelprop.report import check_outcome, comparison, derived_truth, exception_verdict
+    from kernelprop.verdict import check_outcome, comparison, derived_truth, exception_verdict
 
     fn_name = (data.get("replay") or {}).get("function")
     if not fn_name:

@@ -17,15 +17,15 @@ and records the name under <reports>/.runs/<testrunuid> for the others; otherwis
 exists (two node ids that sanitize alike, a rerun plugin) gets a -2, -3 ... suffix, created with
 an atomic mkdir, so xdist workers never collide.
 
-No hypothesis import here: `python -m kernelprop replay` shares `check_outcome` and must run
-after any hypothesis upgrade.
+This module only writes: the verdict (Outcome, check_outcome, the fp64 truth of the example) is
+kernelprop.verdict, shared with properties.checks and `python -m kernelprop replay`. No hypothesis
+import here.
 """
 from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
 import json
-import math
 import os
 import platform
 import re
@@ -33,16 +33,17 @@ import secrets
 import shlex
 import sys
 import traceback
-from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import torch
 
+from kernelprop.plain import plain
+from kernelprop.verdict import Verdict, check_outcome, comparison, derived_truth, exception_verdict
+
 SCHEMA = "kernelprop-report/1"
 INPUTS_FORMAT = "kernelprop-inputs/1"
-SMALL = 256          # tensors with at most this many elements are printed in full
 MAX_NAME = 120       # longest test-id before it is cut and a hash appended
 
 _REPRODUCE = re.compile(r"@reproduce_failure\('([^']+)', (b'[^']*')\)")
@@ -134,197 +135,14 @@ def _unique_dir(base: Path, name: str) -> Path:
     raise RuntimeError(f"no free report directory for {name} under {base}")
 
 
-# %% the verdict of an outcome (shared with replay)
-
-def _g(x) -> str:
-    return "None" if x is None else f"{x:.9g}"
-
-
-def _val(x: torch.Tensor, index) -> Optional[float]:
-    return None if index is None else float(x[index].item())
-
-
-@dataclass
-class Verdict:
-    """Did the outcome violate its check, and where worst (the same rule as properties.checks)."""
-
-    failing: bool
-    kind: str                    # "bound" | "bitwise" | "exception"
-    worst: float                 # max |a - e| / bound, or the count of differing elements
-    violations: int              # elements over the bound / differing bitwise
-    total: int
-    index: Optional[tuple] = None
-    actual: Optional[float] = None
-    expected: Optional[float] = None
-    bound: Optional[float] = None
-    bound_doc: str = ""
-    error: Optional[str] = None  # the exception, for kind "exception"
-    truth: Optional[float] = None  # fp64 truth at `index`, where one is known
-
-    def add_truth(self, truth: Optional[torch.Tensor]) -> "Verdict":
-        if truth is not None and self.index is not None and len(self.index) == truth.dim():
-            self.truth = float(truth[self.index].item())
-        return self
-
-    def line(self) -> str:
-        if self.kind == "exception":
-            return f"raised {self.error}"
-        if self.kind == "bitwise":
-            s = f"{self.violations}/{self.total} elements differ bitwise (expected bit-equality)"
-            if self.index is not None:
-                s += f"; first at {self.index}: actual {_g(self.actual)}, expected {_g(self.expected)}"
-            return s
-        s = (f"{self.violations}/{self.total} elements exceed |actual - expected| <= bound; "
-             f"worst |a - e| / bound = {self.worst:.4g}")
-        if self.index is not None:
-            s += (f" at {self.index}: actual (kernel) {_g(self.actual)}, expected {_g(self.expected)}"
-                  f", bound {_g(self.bound)}")
-            if self.truth is not None:
-                s += f", fp64 truth {_g(self.truth)}"
-        return s
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-def check_outcome(outcome) -> Verdict:
-    """The check properties.checks.assert_outcome makes, as data: bitwise when bound is None,
-    else |actual - expected| <= bound elementwise (golden.metrics.bound_ratio <= 1)."""
-    from kernelprop.golden.metrics import bound_ratio, same_bits
-
-    a, e = outcome.actual, outcome.expected
-    if outcome.bound is None:
-        differ = ~same_bits(a, e)
-        count = int(differ.sum())
-        index = tuple(int(i) for i in differ.nonzero()[0]) if count else None
-        return Verdict(count > 0, "bitwise", float(count), count, differ.numel(), index,
-                       _val(a, index), _val(e, index), 0.0 if count else None, outcome.bound_doc)
-    ratio = bound_ratio(a, e, outcome.bound)
-    count = int((ratio > 1).sum())
-    worst, index = 0.0, None
-    if ratio.numel():
-        flat = int(torch.argmax(ratio.reshape(-1)))
-        index = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), ratio.shape))
-        worst = float(ratio[index])
-    bound = torch.as_tensor(outcome.bound).double().expand(a.shape) if ratio.numel() else None
-    return Verdict(count > 0, "bound", worst, count, ratio.numel(), index, _val(a, index),
-                   _val(e, index), None if bound is None else _val(bound, index),
-                   outcome.bound_doc)
-
-
-def exception_verdict(err: BaseException, bound_doc: str = "") -> Verdict:
-    text = f"{type(err).__name__}: {err}".strip()
-    return Verdict(True, "exception", math.inf, 0, 0, bound_doc=bound_doc, error=text[:2000])
-
-
-def comparison(outcome, truth: Optional[torch.Tensor] = None) -> dict:
-    """golden.metrics.compare of the outcome as {"text": str, "metrics": to_dict()}."""
-    from kernelprop.golden.metrics import compare
-
-    truth = outcome.truth if outcome.truth is not None else truth
-    a, e = outcome.actual, outcome.expected
-    if truth is not None and tuple(truth.shape) != tuple(a.shape):
-        truth = None
-    result = compare(a.float() if a.dtype != torch.float64 else a,
-                     e.float() if e.dtype != torch.float64 else e,
-                     truth=None if truth is None else truth.to(a.device))
-    return {"text": str(result), "metrics": result.to_dict()}
-
-
-def derived_truth(inputs: dict, outcome) -> tuple[Optional[torch.Tensor], Optional[str]]:
-    """An fp64 truth of the op on the example's inputs, where the outcome has none and its shape
-    is the op's output shape (so compare() can show kernel, golden and truth at the worst element)."""
-    if outcome is None or outcome.truth is not None or not inputs:
-        return None, None
-    name = "inputs" if "inputs" in inputs else (next(iter(inputs)) if len(inputs) == 1 else None)
-    if name is None:
-        return None, None
-    x = inputs[name]
-    kind = type(x).__name__
-    try:
-        if kind == "AttnInputs":
-            from kernelprop.golden.attention import sparse_attention_fp64
-
-            truth, how = x.call(sparse_attention_fp64), f"sparse_attention_fp64(inputs[{name!r}])"
-        elif kind == "NormInputs":
-            from kernelprop.golden.rmsnorm import rms_norm_fp64
-
-            truth, how = x.call(rms_norm_fp64), f"rms_norm_fp64(inputs[{name!r}])"
-        else:
-            return None, None
-    except Exception:  # noqa: BLE001 (bad-input properties: no truth exists)
-        return None, None
-    if tuple(truth.shape) != tuple(outcome.actual.shape):
-        return None, None
-    return truth, how
-
-
-# %% plain values for JSON
-
-def plain(obj: Any) -> Any:
-    """JSON-able form: dataclasses and dicts recurse, tensors summarized, non-finite floats as
-    the strings "inf", "-inf", "nan" (strict JSON)."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, dict):
-        return {str(k): plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [plain(v) for v in obj]
-    if isinstance(obj, torch.Tensor):
-        return tensor_summary(obj)
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else ("nan" if math.isnan(obj) else
-                                               ("inf" if obj > 0 else "-inf"))
-    if obj is None or isinstance(obj, (bool, int, str)):
-        return obj
-    return repr(obj)
-
-
-def tensor_summary(x: torch.Tensor) -> dict:
-    out = {"shape": list(x.shape), "dtype": str(x.dtype).replace("torch.", ""),
-           "stride": list(x.stride()), "contiguous": x.is_contiguous(), "device": str(x.device)}
-    if x.numel() <= SMALL:
-        out["values"] = plain(x.detach().cpu().tolist())
-    elif x.is_floating_point():
-        finite = x[torch.isfinite(x)].double()
-        out["nan"] = int(torch.isnan(x).sum())
-        out["absmax"] = float(finite.abs().max()) if finite.numel() else None
-    return out
-
+# %% inputs
 
 def describe_inputs(x) -> dict:
-    """Compact description of one inputs object: every tensor's shape/dtype/stride; the indices,
-    tables, lengths and sink in full when small, and which indices were valid per token."""
-    kind = type(x).__name__
-    desc: dict = {"type": f"{type(x).__module__}:{kind}"}
-    if kind == "AttnInputs":
-        for name in x.TENSORS:
-            t = getattr(x, name)
-            summary = tensor_summary(t)
-            if name in ("q", "ori_kv", "cmp_kv"):
-                summary.pop("values", None)  # data: in inputs.pt
-            desc[name] = summary
-        desc.update(window=x.window, tokens_per_batch=x.tokens_per_batch,
-                    softmax_scale=plain(x.softmax_scale))
-        try:
-            from kernelprop.golden.attention import valid_index_mask
-
-            valid = valid_index_mask(x.sparse_indices, x.seqused_kv, window=x.window,
-                                     tokens_per_batch=x.tokens_per_batch)
-            desc["valid_per_token"] = [int(v) for v in valid.sum(1)]
-            if valid.numel() <= SMALL:
-                desc["valid_positions"] = [[int(i) for i in row.nonzero().flatten()]
-                                           for row in valid]
-        except Exception as err:  # noqa: BLE001 (bad-input properties)
-            desc["valid_error"] = str(err)
-    elif kind == "NormInputs":
-        desc["x"] = tensor_summary(x.x)
-        if x.x.numel() > 16:
-            desc["x"].pop("values", None)
-        desc["weight"] = None if x.weight is None else tensor_summary(x.weight)
-        if x.weight is not None and x.weight.numel() > 16:
-            desc["weight"].pop("values", None)
-        desc["eps"] = plain(x.eps)
+    """Compact description of one inputs object: its type, and what its own describe() says
+    (every registered op's Inputs type has one), else its repr."""
+    desc: dict = {"type": f"{type(x).__module__}:{type(x).__name__}"}
+    if hasattr(x, "describe"):
+        desc.update(x.describe())
     else:
         desc["repr"] = repr(x)[:500]
     return desc

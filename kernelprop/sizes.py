@@ -28,8 +28,11 @@ ENV = "KERNELPROP_SIZES"
 # reference shape at T=2 (2*64*640*512 = 42M) takes ~0.65 s a call (measured, 2026-11-27)
 INTERPRETER_MAX_WORK = 2 ** 26
 INTERPRETER_MAX_NORM_ELEMENTS = 2 ** 20
-BY_SIZE = {"sparse_attention": "kernelprop.sizes:sparse_attention_by_size",
-           "rms_norm": "kernelprop.sizes:rms_norm_by_size"}
+
+def _by_size() -> dict:
+    from kernelprop.registry import OPS
+
+    return {o.kind: o.by_size for o in OPS if o.by_size}
 
 
 def resolve_sizes(option: str | None, profile: str | None) -> str:
@@ -48,47 +51,51 @@ def current_sizes() -> str:
 def default_target(kind: str, sizes: str, backend: str) -> str | None:
     """The --impl target to use when the user named none: None (the bundled kernel) unless the
     CPU backend must run examples larger than the interpreter affords."""
-    return BY_SIZE[kind] if backend != "cuda" and sizes != "small" else None
+    return _by_size().get(kind) if backend != "cuda" and sizes != "small" else None
+
+
+def attention_work(*args) -> int:
+    """T*H*D*K of a sparse_decode_attention call (the interpreter's cost)."""
+    q, idx = args[0], args[5]
+    return q.shape[0] * q.shape[1] * q.shape[2] * idx.shape[-1]
+
+
+def first_arg_elements(*args) -> int:
+    return args[0].numel()
 
 
 class _BySize:
-    """The bundled kernel for examples the interpreter affords, the torch implementation (same
-    checks, same recipes) for larger ones."""
+    """The bundled kernel for examples the interpreter affords (work(*args) <= limit), the torch
+    implementation (same checks, same recipes) for larger ones."""
 
     accepts_recipe = True
 
-    def __init__(self, kind: str):
-        from kernelprop.golden.recipes import AttnRecipe, NormRecipe
+    def __init__(self, recipe: str, work, limit: int, small: str, large: str):
+        from kernelprop.registry import resolve
 
-        self.kind = kind
-        self.recipe = AttnRecipe() if kind == "sparse_attention" else NormRecipe()
+        self.recipe = resolve(recipe)()
+        self.work, self.limit, self.small, self.large = work, limit, small, large
 
     def pick(self, *args):
-        if self.kind == "sparse_attention":
-            q, idx = args[0], args[5]
-            large = q.shape[0] * q.shape[1] * q.shape[2] * idx.shape[-1] > INTERPRETER_MAX_WORK
-            if large:
-                from kernelprop.impls.mutants.attention import reference
-                return reference
-            from kernelprop.kernels import sparse_decode_attention
-            return sparse_decode_attention
-        if args[0].numel() > INTERPRETER_MAX_NORM_ELEMENTS:
-            from kernelprop.impls.mutants.rmsnorm import reference
-            return reference
-        from kernelprop.kernels import rms_norm
-        return rms_norm
+        from kernelprop.registry import resolve
+
+        return resolve(self.large if self.work(*args) > self.limit else self.small)
 
     def __call__(self, *args, **kwargs):
         return self.pick(*args)(*args, **kwargs)
 
 
-sparse_attention_by_size = _BySize("sparse_attention")
-rms_norm_by_size = _BySize("rms_norm")
+sparse_attention_by_size = _BySize("kernelprop.golden.recipes:AttnRecipe", attention_work,
+                                   INTERPRETER_MAX_WORK, "kernelprop.kernels:sparse_decode_attention",
+                                   "kernelprop.impls.mutants.attention:reference")
+rms_norm_by_size = _BySize("kernelprop.golden.recipes:NormRecipe", first_arg_elements,
+                           INTERPRETER_MAX_NORM_ELEMENTS, "kernelprop.kernels:rms_norm",
+                           "kernelprop.impls.mutants.rmsnorm:reference")
 
 
 def header(sizes: str, backend: str, targets: dict) -> str:
     line = f"kernelprop sizes: {sizes}"
-    if backend != "cuda" and sizes != "small" and any(t in BY_SIZE.values() for t in targets.values()):
+    if backend != "cuda" and sizes != "small" and any(t in _by_size().values() for t in targets.values()):
         line += (f" (CPU: bundled Triton kernels through the interpreter up to T*H*K*D = "
                  f"{INTERPRETER_MAX_WORK} / {INTERPRETER_MAX_NORM_ELEMENTS} RMSNorm elements, the "
                  f"torch implementation impls/mutants/*.py:reference above)")

@@ -16,7 +16,7 @@ from hypothesis import currently_in_test_context, note, target
 from kernelprop.golden.metrics import assert_within, compare
 from kernelprop import coverage
 from kernelprop.evidence import Evidence, Outcome, record, resolve
-from kernelprop.report import Verdict, check_outcome
+from kernelprop.verdict import Verdict, check_outcome
 
 
 def assert_outcome(pid: str, check: str, outcome: Outcome, verdict: Verdict) -> None:

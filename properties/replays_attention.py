@@ -12,6 +12,7 @@ import torch
 
 from kernelprop.golden.attention import (gather_kv, sparse_attention_fp64, sparse_attention_trace,
                               valid_index_mask)
+from kernelprop.golden.error_model import U_FP32
 from kernelprop.golden.attention_bounds import BACKEND_MODELS, MODELS, attention_p1_bound, attention_p2_bound
 from kernelprop.golden.metrics import ratio_rule
 from kernelprop.golden.output_rounding import reachable_bf16, widen_for_rounded
@@ -71,7 +72,6 @@ def p1(inputs: dict, impl, params: dict) -> Outcome:
 
 # %% shared helpers (P2-P11)
 
-U32 = 2.0 ** -24  # fp32 unit roundoff
 
 
 def _recipe_b(params: dict) -> AttnRecipe:
@@ -210,8 +210,8 @@ def _p2_size(x, trace) -> torch.Tensor:
     sink = x.attn_sink.double()[None, :].expand_as(M)
     sink_arg = torch.where(torch.isfinite(M) & torch.isfinite(sink), (sink - M).abs(), 0.0)
     n1 = trace.tiles_used.double() + 1
-    size = P3_SIZE_C * U32 * kappa[:, None] * n1 * (1 + S + sink_arg)
-    premise = n1 * (16 * U32 * S + 8 * U32) <= 1e-3
+    size = P3_SIZE_C * U_FP32 * kappa[:, None] * n1 * (1 + S + sink_arg)
+    premise = n1 * (16 * U_FP32 * S + 8 * U_FP32) <= 1e-3
     return torch.where(premise, size, torch.inf)[..., None]
 
 
@@ -375,7 +375,7 @@ def _sink_scaling(x, trace):
     sigma = torch.exp(x_arg)
     f = torch.where(has & torch.isfinite(sigma), L / (L + sigma), 0.0)
     pos = has & (sigma > 0) & torch.isfinite(sigma)
-    ux = torch.where(pos, U32 * x_arg.abs(), 0.0)
+    ux = torch.where(pos, U_FP32 * x_arg.abs(), 0.0)
     d_sigma = torch.where(pos, sigma * (torch.expm1(ux) + 2.0 ** -22 * torch.exp(ux)), 0.0) \
         + 2.0 ** -148                                                        # fl(x), expf, subnormal
     r = torch.where(pos, d_sigma / (L + sigma - d_sigma).clamp_min(1e-300), 2.0 ** -148 / L.clamp_min(1e-300))
@@ -386,7 +386,7 @@ def _sink_scaling(x, trace):
 def _golden_scaling_bound(trace, pred: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
     """|o_golden(sink) - pred| <= this, where the golden's fp32 denominator is finite; where it
     overflowed o = O / inf = 0 exactly and the distance is |pred| itself."""
-    u = U32
+    u = U_FP32
     rel = (1 + u) / ((1 - u) ** 2 * (1 - r)) - 1
     bound = pred.abs() * (rel + 2.0 ** -50) + 2.0 ** -148
     bound = torch.where(_overflowed(trace), pred.abs(), bound)

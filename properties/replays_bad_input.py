@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import re
 import threading
+from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 
 from kernelprop.golden.attention import valid_index_mask, visible_lengths
+from kernelprop.golden.inputs import AttnCase, NormCase
 from kernelprop.golden.recipes import AttnRecipe, NormRecipe
 from kernelprop.evidence import Outcome
 
@@ -334,3 +337,78 @@ def p13_norm(inputs: dict, impl, params: dict) -> Outcome:
         ref = call()
         return _same_outcome(desc, *got, ref[1] if ref[0] == "ok" else None, names, True)
     return _raise_outcome(desc, *got, names, False)
+
+
+# %% the corruptions of each op and its P13 argument table (kernelprop.registry: Op.bad_input)
+
+def attn_corruption_list(*, recipes: bool, cuda: bool) -> list:
+    """Every attention corruption (JSON-able dicts for replays_bad_input.p13_attention)."""
+    out = [{"kind": "not_tensor", "arg": a} for a in ATTN_TENSORS]
+    out += [{"kind": "dtype", "arg": a, "dtype": d} for a in ATTN_TENSORS for d in BAD_DTYPES[a]]
+    out += [{"kind": "rank", "arg": a, "how": h} for a in ATTN_TENSORS for h in ("add", "drop")]
+    out += [{"kind": "size", "arg": a, "dim": d} for a in ATTN_TENSORS for d, _ in SIZE_MISMATCH[a]]
+    out += [{"kind": "stride", "arg": a} for a in ATTN_TENSORS]
+    out += [{"kind": "oob_index", "seed": s} for s in range(8)]
+    out += [{"kind": "bad_page", "which": w, "page": p} for w in ("ori", "cmp")
+            for p in ("n_pages", "n_pages+5", "-1", "int_max")]
+    out += [{"kind": "bad_column", "which": w} for w in ("ori", "cmp")]
+    out += [{"kind": "scalar", "arg": a, "value": v}
+            for a in ("tokens_per_batch", "window", "softmax_scale") for v in BAD_SCALARS[a]]
+    if recipes:
+        out += [{"kind": "recipe", "value": v} for v in BAD_RECIPES["sparse_attention"]]
+    if cuda:
+        out += [{"kind": "device", "arg": a} for a in ATTN_TENSORS]
+    return out
+
+
+def norm_corruption_list(*, recipes: bool, cuda: bool) -> list:
+    """Every rms_norm corruption (JSON-able dicts for replays_bad_input.p13_norm)."""
+    out = [{"kind": "not_tensor", "arg": a} for a in NORM_TENSORS]
+    out += [{"kind": "dtype", "arg": a, "dtype": d} for a in NORM_TENSORS for d in BAD_DTYPES[a]]
+    out += [{"kind": "rank", "arg": "x", "how": "scalar"}]
+    out += [{"kind": "rank", "arg": "weight", "how": h} for h in ("add", "drop")]
+    out += [{"kind": "size", "arg": "weight", "dim": 0}, {"kind": "empty_last_dim", "arg": "x"}]
+    out += [{"kind": "stride", "arg": a} for a in NORM_TENSORS]
+    out += [{"kind": "scalar", "arg": "eps", "value": v} for v in BAD_SCALARS["eps"]]
+    if recipes:
+        out += [{"kind": "recipe", "value": v} for v in BAD_RECIPES["rms_norm"]]
+        out += [{"kind": "unsupported_recipe", "approx_bits": k} for k in (8, 10, 12)]
+    if cuda:
+        out += [{"kind": "device", "arg": "weight"}]
+    return out
+
+
+def _visible_slot_for_last_tokens(case: AttnCase) -> AttnCase:
+    """Every batch's last token sees window slot 0, so a valid index exists (bad_page needs one)."""
+    return case.replace(min_used=case.tokens_per_batch + 1, max_cmp_len=max(case.max_cmp_len, 3))
+
+
+def _unchanged(case):
+    return case
+
+
+@dataclass(frozen=True)
+class BadInputTable:
+    """What P13 needs of one op: its corruptions, the replay that applies them, the check text, a
+    fixed valid example (every corruption runs once on it) and how drawn examples are kept valid."""
+
+    tensors: tuple                        # tensor arguments, in call order
+    corruptions: Callable                 # (*, recipes: bool, cuda: bool) -> list of JSON dicts
+    replay: str                           # "module:fn" (properties/checks.run_property)
+    check: str                            # the check's one-line description
+    fixed_case: object                    # a valid Case
+    case_kwargs: dict = field(default_factory=dict)  # extra keywords for the op's case strategy
+    fix_case: Callable = _unchanged       # Case -> Case applied to drawn examples
+
+
+_HERE = "kernelprop.properties.replays_bad_input"
+ATTN_TABLE = BadInputTable(
+    ATTN_TENSORS, attn_corruption_list, f"{_HERE}:p13_attention",
+    "bad attention input: clear error naming the argument, or the documented semantics",
+    AttnCase(seed=1, batches=2, tokens_per_batch=2, heads=3, head_dim=16, page_size=4, window=8,
+             topk=6, max_cmp_len=12, min_used=3),
+    case_kwargs={"pads": False}, fix_case=_visible_slot_for_last_tokens)
+NORM_TABLE = BadInputTable(
+    NORM_TENSORS, norm_corruption_list, f"{_HERE}:p13_norm",
+    "bad rms_norm input: clear error naming the argument, or the documented semantics",
+    NormCase(seed=1, rows=3, dim=24, weight=True))

@@ -11,13 +11,14 @@ import pytest
 import torch
 
 from kernelprop.golden.attention import sparse_attention_trace
-from kernelprop.golden.attention_bounds import (CUDA_MODEL, U, _exp_rel, attention_p1_bound)
+from kernelprop.golden.attention_bounds import CUDA_MODEL, _exp_rel, attention_p1_bound
+from kernelprop.golden.error_model import FP32_ULP_REL, U_FP32 as U
 from kernelprop.golden.inputs import AttnCase, make_attn_inputs
 from kernelprop.golden.recipes import AttnRecipe
 from kernelprop.golden.rounding import round_to_bf16
 from kernelprop.properties.replays_norm import INV_ULPS
 
-ULP_MAX_REL = 2.0 ** -23  # one fp32 ulp is at most 2^-23 of the value
+ULP_MAX_REL = FP32_ULP_REL  # one fp32 ulp is at most 2^-23 of the value
 LOG2E = 1.4426950408889634
 
 

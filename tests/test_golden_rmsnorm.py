@@ -26,10 +26,10 @@ import torch
 
 from kernelprop.golden.inputs import NORM_DATA_KINDS, NormCase, make_norm_inputs
 from kernelprop.golden.recipes import INV_VARIANTS, NormRecipe
-from kernelprop.golden.rmsnorm import gamma, rms_norm_fp64, rms_norm_golden, rms_norm_trace
+from kernelprop.golden.error_model import U_FP32 as U, gamma
+from kernelprop.golden.rmsnorm import rms_norm_fp64, rms_norm_golden, rms_norm_trace
 from kernelprop.golden.rounding import bf16_ulp
 
-U = 2.0 ** -24
 HALF_SUBNORMAL = 2.0 ** -150
 
 

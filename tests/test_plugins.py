@@ -21,7 +21,7 @@ from kernelprop.golden.recipes import AttnRecipe
 from kernelprop import hints
 from kernelprop.declarations import AttnDomain, NormDomain
 from kernelprop.impl import check_targets, make_impl
-from kernelprop.report import check_outcome, derived_truth
+from kernelprop.verdict import check_outcome, derived_truth
 from kernelprop.slots import flat_slot_ids
 from kernelprop.properties import replays_attention as R
 

@@ -6,11 +6,12 @@ properties; `python -m kernelprop replay` imports it as tests.planted.norm_repla
 from __future__ import annotations
 
 from kernelprop.golden.recipes import NormRecipe
-from kernelprop.golden.rmsnorm import norm_p1_bound, rms_norm_trace
+from kernelprop.golden.rmsnorm import rms_norm_trace
+from kernelprop.golden.rmsnorm_bounds import INV_ULPS, p1_bound
 from kernelprop.evidence import Outcome
 
 DOC = ("P1 (planted copy): |impl - golden| <= the output roundings that the fp32 relative gap "
-       "(sum of squares, INV, two products, both sides) makes possible; golden/rmsnorm.py")
+       "(sum of squares, INV, two products, both sides) makes possible; golden/rmsnorm_bounds.py")
 
 
 def norm_p1(inputs: dict, impl, params: dict) -> Outcome:
@@ -18,5 +19,5 @@ def norm_p1(inputs: dict, impl, params: dict) -> Outcome:
     recipe = NormRecipe(**params["recipe"]) if params.get("recipe") else NormRecipe()
     actual = x.call(impl, recipe=recipe)
     trace = x.call(rms_norm_trace, recipe=recipe)
-    bound = norm_p1_bound(trace, x.x, recipe)
+    bound = p1_bound(trace, x, recipe, INV_ULPS["cpu"])
     return Outcome(actual=actual.float(), expected=trace.y.float(), bound=bound, bound_doc=DOC)

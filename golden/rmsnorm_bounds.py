@@ -1,0 +1,253 @@
+"""RMSNorm bounds (docs/bounds-rmsnorm.md), beside the golden they bound (golden/rmsnorm.py).
+
+Error model shared by all bounds (golden/error_model.py: u = U_FP32 = 2^-24; "ulp" = FP32_ULP_REL
+= 2^-23 relative):
+    ss  = sum x_i^2      relative error gamma(depth) (positive terms, any order of `depth` additions)
+                         + absolute 2^-150 per square or partial that may land in the subnormals
+    v   = ss / D + eps   + u (division) + u (addition), relative to v; ss's error damped by ss/D / v
+    inv = INV(v)         v's relative error halved (d v^-1/2 = -1/2 v^-3/2 dv) + inv_ulps * 2^-23
+    y   = x * inv [* w]  + u per product, then one rounding to the output dtype
+The property replays (properties/replays_norm.py) build their Outcomes from these functions.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from kernelprop.golden.error_model import (FP32_HALF_SUBNORMAL, FP32_MIN_NORMAL, FP32_ULP_REL,
+                                           U_FP32, gamma)
+from kernelprop.golden.recipes import NormRecipe
+from kernelprop.golden.rmsnorm import NormTrace
+from kernelprop.golden.rounding import round_to_bf16
+
+ULP = FP32_ULP_REL                  # the relative size of one fp32 ulp, at most
+HALF_SUBNORMAL = FP32_HALF_SUBNORMAL  # absolute error of one fp32 rounding in the subnormal range
+FLUSHED = FP32_MIN_NORMAL           # absolute error of one result flushed to zero (FTZ, CUDA: SPEC 5)
+SLACK = 1 + 1e-3          # second-order terms (products of relative errors, all << 1e-3)
+
+
+# INV error bounds per backend, in units of 2^-23 relative (see docs/bounds-rmsnorm.md#backends).
+# cpu: the Triton interpreter's rsqrt / 1 / sqrt / div_rn(1, sqrt_rn) are numpy's correctly rounded
+#      1 / sqrt (two roundings: 0.75); torch CPU rsqrt and 1 / sqrt measured <= 0.77 on 8M values.
+# cuda: H100, tl.math.rsqrt, 1 / tl.sqrt, div_rn(1, sqrt_rn) within 3 ulp of fp64 (SPEC section 5).
+INV_ULPS = {"cpu": 1.0, "cuda": 3.0}
+GOLDEN_INV_ULPS = 1.0     # golden INV: one (rsqrt) or two (recip_sqrt) correctly rounded ops
+
+
+@dataclass(frozen=True)
+class NormBackend:
+    """Relative error bounds of one implementation's fp32 steps (see docs/bounds.md).
+
+    inv_ulps: max error of its INV in fp32 ulps (an ulp is at most 2^-23 relative):
+      H100 measured <= 3 ulp for rsqrt / 1/sqrt / div_rn(1, sqrt_rn) (SPEC 5); the interpreter and
+      torch are correctly rounded per op (1/sqrt: two roundings, 1 ulp).
+    sum_depth: additions on the longest path of its sum of squares (None: D - 1, any order).
+      `norm_relative_gap` charges the golden's sum one rounding (chunk None); for chunked recipes
+      the caller folds the golden's ceil(D / chunk) partial roundings and the implementation's
+      fp32 x * x rounding into sum_depth (properties/replays_norm.py: p1_relative_gap).
+    """
+
+    inv_ulps: float = 3.0
+    sum_depth: Optional[int] = None
+    sum_lambda: Optional[float] = None
+
+    def sum_rel(self, D: int) -> float:
+        """Relative error bound of its sum of squares (positive terms) for row length D.
+
+        sum_lambda None: gamma(depth), every order and input. A number lambda: the rounding errors
+        delta_k of the additions are independent and mean zero, so the error sum_k delta_k S_k
+        is a martingale with increments |delta_k S_k| <= u S_k <= u ss (partial sums of positive
+        terms never exceed the total, whatever the order), and Azuma-Hoeffding gives
+        |error| <= lambda u sqrt(depth) ss except with probability 2 exp(-lambda^2 / 2) per row
+        (docs/bounds-rmsnorm.md#p1-model). The smaller of the two is used."""
+        depth = D - 1 if self.sum_depth is None else self.sum_depth
+        worst = gamma(depth)
+        if self.sum_lambda is None:
+            return worst
+        return min(worst, self.sum_lambda * math.sqrt(depth) * U_FP32 * (1 + 2.0 ** -10))
+
+
+def norm_relative_gap(trace: NormTrace, x: torch.Tensor, backend: NormBackend = NormBackend()):
+    """[...] bound on |y_impl - y_golden| / |y| before the output rounding, per row.
+
+    impl vs exact: ss within gamma(depth) (sum of positives, any order), golden within u; the
+    division by D and the + eps add u each side; v's relative error enters INV halved (d(v^-1/2)
+    = -1/2 v^-3/2 dv) and is damped by ss/D / v when eps dominates; INV adds inv_ulps * 2^-23 for
+    the implementation and 2^-23 (two correctly rounded ops) for the golden; x * inv and * w add
+    one rounding each, each side.
+    """
+    D = x.shape[-1]
+    share = torch.where(trace.v > 0, (trace.ss / D) / trace.v, torch.ones_like(trace.v)).double()
+    rel_v = (backend.sum_rel(D) + U_FP32) * share + 4 * U_FP32
+    rel_inv = 0.5 * rel_v + (backend.inv_ulps + 1) * FP32_ULP_REL
+    return (rel_inv + 4 * U_FP32) * (1 + 1e-3)   # 1e-3: second-order terms, all << 1
+
+
+# %% the model's domain
+
+# smallest nonzero v = mean(x^2) + eps the first-order model is sound for: D roundings of <= 2^-150
+# (cpu) or D flushed squares of < 2^-126 (cuda, FTZ) stay <= 2^-14 of D v
+V_MIN_BY_BACKEND = {"cpu": 2.0 ** -136, "cuda": 2.0 ** -112}
+V_MIN = V_MIN_BY_BACKEND["cuda" if os.environ.get("KERNELPROP_BACKEND") == "cuda" else "cpu"]
+
+
+def in_domain(x: torch.Tensor, eps: float) -> bool:
+    """True when every row's exact v = mean(x^2) + fp32(eps) is 0 (then y is 0 / 0 = NaN on every
+    side) or >= V_MIN. Below V_MIN the squares' subnormal roundings (<= 2^-150 each, <= D 2^-150 in
+    all against D v) exceed 2^-14 relative, and as v -> 0 an fp32 sum of squares may flush to 0
+    while the exact one does not (y = inf vs finite): fp32 RMSNorm itself is then ill-posed, and
+    the properties draw no such rows (docs/bounds-rmsnorm.md#domain)."""
+    if x.numel() == 0:
+        return True
+    xd = x.double()
+    v = (xd * xd).mean(-1) + _eps32(eps)
+    return bool(((v == 0) | (v >= V_MIN)).all())
+
+
+# %% error model
+
+def impl_sum_depth(D: int, chunk: Optional[int], x_dtype: torch.dtype) -> int:
+    """Roundings on the longest path of an implementation's fp32 sum of squares: any order inside
+    a chunk (min(chunk, D) - 1 additions), chunk partials left to right (n_chunks - 1), and one
+    more for fp32 inputs (x * x rounds; a bf16 x has 8 significand bits, so x * x is exact)."""
+    c = D if chunk is None else min(chunk, D)
+    depth = (c - 1) + (-(-D // c) - 1)
+    return depth + (1 if x_dtype == torch.float32 else 0)
+
+
+def golden_sum_roundings(D: int, chunk: Optional[int]) -> int:
+    """The golden's fp32 roundings in its sum of squares: each chunk partial is exact in float64 and
+    rounded once, then the partials are added left to right: gamma(n_chunks) in all."""
+    return 1 if chunk is None or chunk >= D else -(-D // chunk)
+
+
+def _rows(x: torch.Tensor):
+    """float64 [...] sum of squares (exact for bf16 and fp32 x) and the fp32 eps-free mean."""
+    xd = x.double()
+    return (xd * xd).sum(-1)
+
+
+def _eps32(eps: float) -> float:
+    return float(torch.tensor(eps, dtype=torch.float32))
+
+
+def _underflow_rel(ss: torch.Tensor, D: int, v: torch.Tensor, n_round: int,
+                   sub: float = HALF_SUBNORMAL) -> torch.Tensor:
+    """[...] relative error of v from roundings in the subnormal range: each of `n_round` squares or
+    partials, and the division by D, may lose up to 2^-150 absolutely (additions of subnormals are
+    exact). 0 where v == 0 (the row is 0 / 0 on every side: NaN)."""
+    abs_v = n_round * sub / D + sub
+    return torch.where(v > 0, abs_v / v.clamp_min(1e-300), torch.zeros_like(v))
+
+
+def error_vs_exact(x: torch.Tensor, weight, eps: float, *, depth: int, n_round: int,
+                   inv_ulps: float, sub: float = HALF_SUBNORMAL) -> torch.Tensor:
+    """[...] bound on |y - y_exact| / |y_exact| before the output rounding, for one fp32
+    implementation whose sum of squares has `depth` chained roundings and `n_round` roundings that
+    may underflow; y_exact = x w / sqrt(sum x^2 / D + fp32(eps)) in exact arithmetic."""
+    D = x.shape[-1]
+    ss = _rows(x)
+    v = ss / D + _eps32(eps)
+    share = torch.where(v > 0, (ss / D) / v.clamp_min(1e-300), torch.ones_like(v))
+    rel_v = gamma(depth) * share + 2 * U_FP32 + _underflow_rel(ss, D, v, n_round, sub)
+    products = 1 + (weight is not None)
+    return (0.5 * rel_v + inv_ulps * ULP + products * U_FP32) * SLACK
+
+
+def exact_y(x: torch.Tensor, weight, eps: float) -> torch.Tensor:
+    """float64 y = x w / sqrt(mean x^2 + fp32(eps)): the exact value the fp32 model perturbs
+    (implementations add eps as an fp32 number; fp64 rounding ~1e-16 is inside SLACK)."""
+    xd = x.double()
+    y = xd / torch.sqrt((xd * xd).mean(-1, keepdim=True) + _eps32(eps))
+    return y if weight is None else y * weight.double()
+
+
+def _fp32_out(lo: torch.Tensor, hi: torch.Tensor):
+    """float64 interval ends -> fp32 ends rounded outward (conversion moves them < 1 fp32 ulp)."""
+    lo32, hi32 = lo.float(), hi.float()
+    lo32 = torch.nextafter(lo32, torch.full_like(lo32, -math.inf))
+    hi32 = torch.nextafter(hi32, torch.full_like(hi32, math.inf))
+    return lo32, hi32
+
+
+def _interval(center: torch.Tensor, rel: torch.Tensor, abs_: float = 0.0):
+    c = center.double()
+    width = c.abs() * rel + abs_
+    return c - width, c + width
+
+
+def pair_bound(iv1, iv2, recipe: NormRecipe) -> torch.Tensor:
+    """Bound on |y1 - y2| when y1 = OUT(t1), y2 = OUT(t2) for some t1 in iv1, t2 in iv2 (float64
+    intervals) and OUT is the recipe's output rounding (monotone): max(OUT(hi1) - OUT(lo2),
+    OUT(hi2) - OUT(lo1)). NaN intervals (0/0 rows) give 0: both sides must then be NaN."""
+    (lo1, hi1), (lo2, hi2) = iv1, iv2
+    if recipe.out_dtype == "bf16":
+        (lo1, hi1), (lo2, hi2) = _fp32_out(lo1, hi1), _fp32_out(lo2, hi2)
+        r = lambda t: round_to_bf16(t, recipe.rounding).double()  # noqa: E731
+        lo1, hi1, lo2, hi2 = r(lo1), r(hi1), r(lo2), r(hi2)
+    bound = torch.maximum(hi1 - lo2, hi2 - lo1)
+    return torch.where(torch.isnan(bound), torch.zeros_like(bound), bound)
+
+
+def _nan_free(bound: torch.Tensor) -> torch.Tensor:
+    return torch.where(torch.isnan(bound), torch.zeros_like(bound), bound)
+
+
+def _abs_products(weight, sub: float = HALF_SUBNORMAL) -> float:
+    """Absolute error of the y products if they land in the subnormals, both sides."""
+    return 2 * (1 + (weight is not None)) * sub
+
+
+def _with_flush(iv, x: torch.Tensor, ftz: bool):
+    """Under FTZ an element whose x is subnormal (flushed on input) or whose y may be subnormal
+    (flushed on output) may be 0: widen its interval to contain 0 (no-op without FTZ)."""
+    if not ftz:
+        return iv
+    lo, hi = iv
+    may = (x.double().abs() < FLUSHED) | ((lo.abs() < FLUSHED) | (hi.abs() < FLUSHED) | (lo * hi <= 0))
+    return torch.where(may, torch.minimum(lo, torch.zeros_like(lo)), lo), \
+        torch.where(may, torch.maximum(hi, torch.zeros_like(hi)), hi)
+
+
+# %% P1
+
+SUM_LAMBDA = 6.0  # P1's probabilistic sum-of-squares model: 2 e^-18 = 3e-8 per row escapes it
+
+
+def p1_relative_gap(trace, x: torch.Tensor, eps: float, recipe: NormRecipe,
+                    inv_ulps: float, sum_lambda: Optional[float] = SUM_LAMBDA,
+                    sub: float = HALF_SUBNORMAL) -> torch.Tensor:
+    """[...] norm_relative_gap with the sum-of-squares term made sound for every recipe, plus
+    the subnormal terms. golden.rmsnorm.norm_relative_gap charges the golden's sum one rounding (u)
+    and the implementation gamma(sum_depth); the golden with chunk c rounds ceil(D/c) partials
+    (gamma(n_chunks)), and an fp32 x's squares round in the implementation. Passing sum_depth =
+    depth_impl + n_golden - 1 makes gamma(sum_depth) + u >= gamma(depth_impl) + gamma(n_golden)
+    (gamma is convex: (a + b - 1, 1) majorizes (a, b)). With sum_lambda the sum's term is
+    min(gamma, lambda u sqrt(depth)) (NormBackend.sum_rel): the golden's n_golden roundings are
+    then counted as further martingale increments of the same size bound (u ss each)."""
+    D = x.shape[-1]
+    n_golden = golden_sum_roundings(D, recipe.chunk)
+    depth = impl_sum_depth(D, recipe.chunk, x.dtype) + n_golden - 1
+    rel = norm_relative_gap(trace, x, NormBackend(inv_ulps=inv_ulps, sum_depth=depth,
+                                                  sum_lambda=sum_lambda))
+    ss = _rows(x)
+    v = ss / D + _eps32(eps)
+    under = 0.5 * (_underflow_rel(ss, D, v, D, sub) + _underflow_rel(ss, D, v, n_golden))
+    return rel + under * SLACK
+
+
+def p1_bound(trace, inputs, recipe: NormRecipe, inv_ulps: float,
+             sum_lambda: Optional[float] = SUM_LAMBDA, ftz: bool = False) -> torch.Tensor:
+    """Elementwise P1 bound: both fp32 y lie in y_golden (1 +- rel) +- subnormal product errors
+    (and, under FTZ, may be 0 where x or y is subnormal)."""
+    sub = FLUSHED if ftz else HALF_SUBNORMAL
+    rel = p1_relative_gap(trace, inputs.x, inputs.eps, recipe, inv_ulps, sum_lambda, sub)[..., None]
+    iv = _with_flush(_interval(trace.y_fp32, rel, _abs_products(inputs.weight, sub)), inputs.x, ftz)
+    if recipe.out_dtype == "fp32":
+        return _nan_free(torch.maximum(iv[1] - trace.y_fp32.double(), trace.y_fp32.double() - iv[0]))
+    # both the implementation's and the golden's fp32 y lie in iv: bound OUT(hi) - OUT(lo)
+    return pair_bound(iv, iv, recipe)

@@ -1,0 +1,108 @@
+"""The op registry: one frozen record per kernel the suite verifies (docs/ARCHITECTURE.md, "Adding a
+kernel"). Everything that used to switch on a kernel's name or class iterates over `OPS` instead:
+kernelprop.impl (KINDS, BUNDLED, recipe and domain checks), the pytest plugin (one fixture per op,
+--impl help), reports and replay (the Inputs object describes itself and computes its fp64 truth),
+the mutant kill matrix (which fixture selects an op's tests) and P13 (the op's argument table).
+
+References are "module:attribute" strings, resolved on first use, so importing the registry imports
+neither torch, triton nor the bundled kernels (kernelprop's lazy import promise).
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, Optional
+
+
+def resolve(ref: str) -> Any:
+    """The object a "module:attribute" reference names."""
+    module, _, attr = ref.partition(":")
+    obj = importlib.import_module(module)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+@dataclass(frozen=True)
+class Op:
+    """Everything the suite needs to know about one kernel, by reference.
+
+    kind        --impl NAME and Evidence.impl_kind ("sparse_attention")
+    label       short name in tables and shape-class groups ("attn")
+    fixture     the pytest fixture that yields the Impl under test
+    recipe      recipe type (frozen dataclass; defaults = the contract's recipe)
+    domain      domain type an implementation may declare (`fn.domain`)
+    cases       case strategy: hypothesis strategy of the op's frozen Case (with seed)
+    inputs      Inputs type: .call(fn, **kw), .state_dict(), .from_state_dict(), .describe(), .truth()
+    make_inputs Case -> Inputs (tensors from the case's seed)
+    trace       golden: the recipe-mirroring reference (with its per-element trace)
+    truth       fp64 truth of the op (what Inputs.truth() calls)
+    bounds      module holding the op's derived bounds (docs/bounds*.md)
+    bundled     the bundled implementation "module:callable"
+    bad_input   P13 argument table (properties/replays_bad_input.BadInputTable)
+    by_size     --sizes preset: the target used on CPU above small sizes, or None
+    property_ids the spec ids of its properties (kill-matrix columns; P13 = bad input)
+    catalogue   module with its planted bugs (MUTANTS, CONTROLS) when not in impls.mutants
+    shape_classes whether its property tests run over kernelprop.coverage's shape classes (label)
+    """
+
+    kind: str
+    label: str
+    fixture: str
+    recipe: str
+    domain: str
+    cases: str
+    inputs: str
+    make_inputs: str
+    trace: str
+    truth: str
+    bounds: str
+    bundled: str
+    bad_input: str
+    by_size: Optional[str] = None
+    property_ids: tuple = tuple(f"P{i}" for i in range(1, 14))
+    catalogue: Optional[str] = None
+    shape_classes: bool = True
+
+    @property
+    def recipe_type(self) -> type:
+        return resolve(self.recipe)
+
+    @property
+    def domain_type(self) -> type:
+        return resolve(self.domain)
+
+    @property
+    def inputs_type(self) -> type:
+        return resolve(self.inputs)
+
+
+G, P = "kernelprop.golden", "kernelprop.properties"
+OPS: tuple[Op, ...] = (
+    Op("sparse_attention", "attn", "attn_impl", f"{G}.recipes:AttnRecipe",
+       "kernelprop.declarations:AttnDomain", f"{P}.strategies:attn_cases", f"{G}.inputs:AttnInputs",
+       f"{G}.inputs:make_attn_inputs", f"{G}.attention:sparse_attention_trace",
+       f"{G}.attention:sparse_attention_fp64", f"{G}.attention_bounds",
+       "kernelprop.kernels:sparse_decode_attention", f"{P}.replays_bad_input:ATTN_TABLE",
+       "kernelprop.sizes:sparse_attention_by_size"),
+    Op("rms_norm", "norm", "norm_impl", f"{G}.recipes:NormRecipe",
+       "kernelprop.declarations:NormDomain", f"{P}.strategies:norm_cases", f"{G}.inputs:NormInputs",
+       f"{G}.inputs:make_norm_inputs", f"{G}.rmsnorm:rms_norm_trace", f"{G}.rmsnorm:rms_norm_fp64",
+       f"{G}.rmsnorm_bounds", "kernelprop.kernels:rms_norm", f"{P}.replays_bad_input:NORM_TABLE",
+       "kernelprop.sizes:rms_norm_by_size"),
+    Op("indexer_topk", "idx", "indexer_impl", f"{G}.indexer:IndexerRecipe", f"{G}.indexer:IndexerDomain",
+       f"{P}.indexer_strategies:indexer_cases", f"{G}.indexer:IndexerInputs", f"{G}.indexer:make_indexer_inputs",
+       f"{G}.indexer:indexer_topk_golden", f"{G}.indexer:indexer_topk_fp64", f"{G}.indexer_bounds",
+       "kernelprop.kernels.sparse_indexer:sparse_indexer_topk", f"{P}.replays_indexer_bad_input:TABLE",
+       None, ("I1", "I2", "I3", "I4", "I5", "P13"), "kernelprop.impls.mutants.indexer", False),
+)
+BY_KIND: dict[str, Op] = {op.kind: op for op in OPS}
+PROPERTY_IDS: tuple = tuple(dict.fromkeys(p for o in OPS for p in o.property_ids))
+
+
+def op(kind: str) -> Op:
+    """The record of `kind`; ValueError naming the known kinds otherwise."""
+    try:
+        return BY_KIND[kind]
+    except KeyError:
+        raise ValueError(f"unknown op kind {kind!r}, known: {sorted(BY_KIND)}") from None

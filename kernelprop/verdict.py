@@ -1,0 +1,145 @@
+"""The verdict of one comparison, as data: shared by properties.checks (the assertion), the
+counterexample report (kernelprop.report, which only writes) and `python -m kernelprop replay`.
+
+  Outcome        |actual - expected| <= bound elementwise (bound None: bitwise), with the bound's
+                 one-line derivation, an optional fp64 truth and extra metrics
+  check_outcome  Outcome -> Verdict (failing?, worst element, counts)
+  derived_truth  the op's fp64 truth on the example's inputs (the Inputs object's own truth())
+  comparison     golden.metrics.compare of actual, expected and truth
+No hypothesis import here.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+
+
+@dataclass
+class Outcome:
+    """One comparison: |actual - expected| <= bound elementwise (bound None: bitwise equality)."""
+
+    actual: torch.Tensor
+    expected: torch.Tensor
+    bound: Optional[torch.Tensor]
+    bound_doc: str                       # the bound's derivation in one line
+    truth: Optional[torch.Tensor] = None  # fp64 truth where the property has one
+    metrics: dict = field(default_factory=dict)  # extra numbers for the report (P4 ratios, ...)
+
+
+def _g(x) -> str:
+    return "None" if x is None else f"{x:.9g}"
+
+
+def _val(x: torch.Tensor, index) -> Optional[float]:
+    return None if index is None else float(x[index].item())
+
+
+@dataclass
+class Verdict:
+    """Did the outcome violate its check, and where worst (the same rule as properties.checks)."""
+
+    failing: bool
+    kind: str                    # "bound" | "bitwise" | "exception"
+    worst: float                 # max |a - e| / bound, or the count of differing elements
+    violations: int              # elements over the bound / differing bitwise
+    total: int
+    index: Optional[tuple] = None
+    actual: Optional[float] = None
+    expected: Optional[float] = None
+    bound: Optional[float] = None
+    bound_doc: str = ""
+    error: Optional[str] = None  # the exception, for kind "exception"
+    truth: Optional[float] = None  # fp64 truth at `index`, where one is known
+
+    def add_truth(self, truth: Optional[torch.Tensor]) -> "Verdict":
+        if truth is not None and self.index is not None and len(self.index) == truth.dim():
+            self.truth = float(truth[self.index].item())
+        return self
+
+    def line(self) -> str:
+        if self.kind == "exception":
+            return f"raised {self.error}"
+        if self.kind == "bitwise":
+            s = f"{self.violations}/{self.total} elements differ bitwise (expected bit-equality)"
+            if self.index is not None:
+                s += f"; first at {self.index}: actual {_g(self.actual)}, expected {_g(self.expected)}"
+            return s
+        s = (f"{self.violations}/{self.total} elements exceed |actual - expected| <= bound; "
+             f"worst |a - e| / bound = {self.worst:.4g}")
+        if self.index is not None:
+            s += (f" at {self.index}: actual (kernel) {_g(self.actual)}, expected {_g(self.expected)}"
+                  f", bound {_g(self.bound)}")
+            if self.truth is not None:
+                s += f", fp64 truth {_g(self.truth)}"
+        return s
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def check_outcome(outcome) -> Verdict:
+    """The check properties.checks.assert_outcome makes, as data: bitwise when bound is None,
+    else |actual - expected| <= bound elementwise (golden.metrics.bound_ratio <= 1)."""
+    from kernelprop.golden.metrics import bound_ratio, same_bits
+
+    a, e = outcome.actual, outcome.expected
+    if outcome.bound is None:
+        differ = ~same_bits(a, e)
+        count = int(differ.sum())
+        index = tuple(int(i) for i in differ.nonzero()[0]) if count else None
+        return Verdict(count > 0, "bitwise", float(count), count, differ.numel(), index,
+                       _val(a, index), _val(e, index), 0.0 if count else None, outcome.bound_doc)
+    ratio = bound_ratio(a, e, outcome.bound)
+    count = int((ratio > 1).sum())
+    worst, index = 0.0, None
+    if ratio.numel():
+        flat = int(torch.argmax(ratio.reshape(-1)))
+        index = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), ratio.shape))
+        worst = float(ratio[index])
+    bound = torch.as_tensor(outcome.bound).double().expand(a.shape) if ratio.numel() else None
+    return Verdict(count > 0, "bound", worst, count, ratio.numel(), index, _val(a, index),
+                   _val(e, index), None if bound is None else _val(bound, index),
+                   outcome.bound_doc)
+
+
+def exception_verdict(err: BaseException, bound_doc: str = "") -> Verdict:
+    text = f"{type(err).__name__}: {err}".strip()
+    return Verdict(True, "exception", math.inf, 0, 0, bound_doc=bound_doc, error=text[:2000])
+
+
+def comparison(outcome, truth: Optional[torch.Tensor] = None) -> dict:
+    """golden.metrics.compare of the outcome as {"text": str, "metrics": to_dict()}."""
+    from kernelprop.golden.metrics import compare
+
+    truth = outcome.truth if outcome.truth is not None else truth
+    a, e = outcome.actual, outcome.expected
+    if truth is not None and tuple(truth.shape) != tuple(a.shape):
+        truth = None
+    result = compare(a.float() if a.dtype != torch.float64 else a,
+                     e.float() if e.dtype != torch.float64 else e,
+                     truth=None if truth is None else truth.to(a.device))
+    return {"text": str(result), "metrics": result.to_dict()}
+
+
+def derived_truth(inputs: dict, outcome) -> tuple[Optional[torch.Tensor], Optional[str]]:
+    """An fp64 truth of the op on the example's inputs, where the outcome has none and its shape
+    is the op's output shape (so compare() can show kernel, golden and truth at the worst element)."""
+    if outcome is None or outcome.truth is not None or not inputs:
+        return None, None
+    name = "inputs" if "inputs" in inputs else (next(iter(inputs)) if len(inputs) == 1 else None)
+    if name is None:
+        return None, None
+    x = inputs[name]
+    if not hasattr(x, "truth"):
+        return None, None
+    try:
+        truth, how = x.truth(), f"{type(x).__name__}.truth() of inputs[{name!r}]"
+    except Exception:  # noqa: BLE001 (bad-input properties: no truth exists)
+        return None, None
+    if tuple(truth.shape) != tuple(outcome.actual.shape):
+        return None, None
+    return truth, how
