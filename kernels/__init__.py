@@ -1,4 +1,5 @@
-"""Bundled Triton kernels under test (SPEC section 6): sparse decode attention and RMSNorm.
+"""Bundled Triton kernels under test (SPEC sections 6-7): sparse decode attention, RMSNorm and the
+sparse indexer top-k.
 
 Import side effect (the only one): on a machine without CUDA, if TRITON_INTERPRET is unset, this
 package sets os.environ["TRITON_INTERPRET"] = "1" *before* triton is first imported, so the kernels
@@ -15,5 +16,6 @@ if not torch.cuda.is_available() and "TRITON_INTERPRET" not in os.environ:
 from kernelprop.golden.recipes import AttnRecipe, NormRecipe  # noqa: E402  (re-exported: one recipe type)
 from kernelprop.kernels.rms_norm import rms_norm  # noqa: E402
 from kernelprop.kernels.sparse_attention import sparse_decode_attention  # noqa: E402
+from kernelprop.kernels.sparse_indexer import sparse_indexer_topk  # noqa: E402
 
-__all__ = ["sparse_decode_attention", "rms_norm", "AttnRecipe", "NormRecipe"]
+__all__ = ["sparse_decode_attention", "rms_norm", "sparse_indexer_topk", "AttnRecipe", "NormRecipe"]
