@@ -222,16 +222,21 @@ def test_p6_sink_scaling(attn_impl, backend, device, shape_class, data):
 def empty_some_tokens(x: AttnInputs, seed: int) -> AttnInputs:
     """Make tokens see nothing: each token's list becomes all pads with probability 1/3, and each
     batch's seqused_kv drops to a value in [0, S - 1] with probability 1/2 (its first tokens then
-    have used <= 0). Visibility only shrinks, so the NaN-poisoned rows stay unread."""
+    have used <= 0). One drawn token and its batch are spared (always when T >= 2, with probability
+    1/2 when T = 1), so the example keeps the shape class it was drawn for (e.g. several tiles)
+    beside its empty tokens. Visibility only shrinks, so the NaN-poisoned rows stay unread."""
     gen = _gen(seed)
     T, K = x.sparse_indices.shape
     B, S = x.seqused_kv.shape[0], x.tokens_per_batch
     bad = _invalid_values(x)
     pads = bad.gather(1, torch.randint(0, bad.shape[1], (T, K), generator=gen))
     wipe = torch.rand(T, generator=gen) < 1 / 3
-    idx = torch.where(wipe[:, None], pads, x.sparse_indices.cpu().long())
     small = torch.randint(0, S, (B,), generator=gen)
     shrink = torch.rand(B, generator=gen) < 0.5
+    if T and (T >= 2 or bool(torch.rand(1, generator=gen) < 0.5)):
+        kept = int(torch.randint(0, T, (1,), generator=gen))
+        wipe[kept], shrink[kept // S] = False, False
+    idx = torch.where(wipe[:, None], pads, x.sparse_indices.cpu().long())
     seqused = torch.where(shrink, torch.minimum(small, x.seqused_kv.cpu().long()), x.seqused_kv.cpu().long())
     return _with_indices(x, idx).replace(seqused_kv=seqused.to(torch.int32).to(x.seqused_kv.device))
 
