@@ -15,6 +15,7 @@ Attention classes (SparseInputs + the recipe's tile):
   reference            D >= 512, K >= 640, H >= 64, S >= 2 (the DeepSeek-V4 decode shape)
 RMSNorm classes (NormInputs):
   eps0_tiny            eps = 0 with data so small that fp32 x^2 is subnormal
+  eps_dominant         eps > 0 above some row's mean square (where eps enters decides the scale)
   reference            the per-head q norm of the decode shape: x [>= 128, 64, 512] or D >= 4096
 
 Collection: `run_property` calls `observe(case, inputs, recipe)` once per example (the first check
@@ -35,7 +36,7 @@ from kernelprop.golden.error_model import FP32_MIN_NORMAL
 
 ATTN_CLASSES = ("multi_tile", "many_heads", "mtp_depth", "npow2_default_scale",
                 "large_logits_sink", "reference")
-NORM_CLASSES = ("eps0_tiny", "reference")
+NORM_CLASSES = ("eps0_tiny", "eps_dominant", "reference")
 LARGE = 16.0          # |score| and |sink| from which "large logits x large sink" counts
 SECOND_HEAD_BLOCK = 17
 TINY_SQUARE = FP32_MIN_NORMAL  # fp32 x^2 below this is subnormal (or zero)
@@ -109,6 +110,8 @@ def norm_classes(x) -> frozenset:
         nonzero = xf != 0
         if bool(nonzero.any()) and bool((sq[nonzero] < TINY_SQUARE).any()):
             found.add("eps0_tiny")
+    if x.eps > 0 and xf.numel() and bool(((xf.double() ** 2).mean(-1) < x.eps).any()):
+        found.add("eps_dominant")
     shape = tuple(x.x.shape)
     if (len(shape) == 3 and shape[0] >= 128 and shape[1] >= 64 and shape[2] >= 512) \
             or (shape and shape[-1] >= 4096):

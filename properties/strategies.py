@@ -286,7 +286,8 @@ def norm_cases(*, limits: Limits | None = None, data=NORM_DATA_KINDS,
 def norm_class_cases(shape_class: str, *, limits: Limits | None = None, data=NORM_DATA_KINDS,
                      dtypes=("bf16", "fp32")) -> st.SearchStrategy[NormCase]:
     """RMSNorm cases of one shape class: "plain" (norm_cases), "eps0_tiny" (eps = 0 with data
-    whose fp32 squares are subnormal), "reference" (the per-head q norm [128, 64, 512], or rows
+    whose fp32 squares are subnormal), "eps_dominant" (eps > 0 above the rows' mean square: tiny
+    data, where the placement of eps decides the output scale), "reference" (the per-head q norm [128, 64, 512], or rows
     of 8192 at large sizes)."""
     base = norm_cases(limits=limits, data=data, dtypes=dtypes)
     if shape_class == "plain":
@@ -294,6 +295,8 @@ def norm_class_cases(shape_class: str, *, limits: Limits | None = None, data=NOR
     if shape_class == "eps0_tiny":
         return base.map(lambda c: c.replace(data="tiny", eps=0.0, rows=min(c.rows, 4),
                                             dim=min(c.dim, 64)))
+    if shape_class == "eps_dominant":
+        return base.map(lambda c: c.replace(data="tiny", eps=c.eps if c.eps > 0 else 1e-5))
     if shape_class == "reference":
         if current_sizes() == "large":
             return base.map(lambda c: c.replace(rows=min(c.rows, 64), heads=0, dim=LARGE_NORM_DIM))
@@ -364,6 +367,7 @@ def _class_in_domain(shape_class: str, domain) -> bool:
     if isinstance(domain, NormDomain):
         return {
             "eps0_tiny": domain.data is None or "tiny" in domain.data,
+            "eps_dominant": domain.data is None or "tiny" in domain.data,
             "reference": (domain.dims is None or REFERENCE_NORM["dim"] in domain.dims)
             and (domain.max_dim is None or domain.max_dim >= REFERENCE_NORM["dim"]),
         }.get(shape_class, True)
