@@ -44,17 +44,24 @@ def attend_flat(q, ori_rows, cmp_rows, ori_slots, cmp_slots, sink, scale, *, fol
     return torch.where(has[..., None], o, 0.0).to(torch.bfloat16)
 
 
-def sparse_decode_attention(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_indices,
-                            seqused_kv, attn_sink, *, window, tokens_per_batch, softmax_scale=None):
-    D, BS = q.shape[-1], ori_kv.shape[1]
-    slots = flat_slot_ids(ori_block_table, cmp_block_table, sparse_indices, seqused_kv,
-                          window=window, tokens_per_batch=tokens_per_batch, page_size=BS,
-                          ori_pages=ori_kv.shape[0], cmp_pages=cmp_kv.shape[0])
-    scale = D ** -0.5 if softmax_scale is None else softmax_scale
-    return attend_flat(q, ori_kv.reshape(-1, D), cmp_kv.reshape(-1, D), slots.ori, slots.cmp,
-                       attn_sink, scale)
+def flat_slot_adapter(fold=fold_sink):
+    """The suite-signature adapter (SPEC section 6) around `attend_flat` with this sink fold."""
+
+    def sparse_decode_attention(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_indices,
+                                seqused_kv, attn_sink, *, window, tokens_per_batch,
+                                softmax_scale=None):
+        D, BS = q.shape[-1], ori_kv.shape[1]
+        slots = flat_slot_ids(ori_block_table, cmp_block_table, sparse_indices, seqused_kv,
+                              window=window, tokens_per_batch=tokens_per_batch, page_size=BS,
+                              ori_pages=ori_kv.shape[0], cmp_pages=cmp_kv.shape[0])
+        scale = D ** -0.5 if softmax_scale is None else softmax_scale
+        return attend_flat(q, ori_kv.reshape(-1, D), cmp_kv.reshape(-1, D), slots.ori, slots.cmp,
+                           attn_sink, scale, fold=fold)
+
+    sparse_decode_attention.recipe = AttnRecipe(tile=None, p_dtype="fp32", l_from="unrounded",
+                                                out_dtype="bf16")
+    sparse_decode_attention.validates_inputs = False
+    return sparse_decode_attention
 
 
-sparse_decode_attention.recipe = AttnRecipe(tile=None, p_dtype="fp32", l_from="unrounded",
-                                            out_dtype="bf16")
-sparse_decode_attention.validates_inputs = False
+sparse_decode_attention = flat_slot_adapter()

@@ -5,7 +5,6 @@ are unaffected wherever the golden's own fp32 denominator does not overflow. Dec
 reference's (truthful) recipe."""
 import torch
 
-from kernelprop import flat_slot_ids
 from kernelprop.impls import flat_slot_reference as _ref
 
 
@@ -15,15 +14,4 @@ def _guarded_fold(lse_keys: torch.Tensor, sink: torch.Tensor) -> torch.Tensor:
                                                                      lse_keys, 0.0) + 88.0))
 
 
-def sparse_decode_attention(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_indices,
-                            seqused_kv, attn_sink, *, window, tokens_per_batch, softmax_scale=None):
-    D, BS = q.shape[-1], ori_kv.shape[1]
-    slots = flat_slot_ids(ori_block_table, cmp_block_table, sparse_indices, seqused_kv,
-                          window=window, tokens_per_batch=tokens_per_batch, page_size=BS,
-                          ori_pages=ori_kv.shape[0], cmp_pages=cmp_kv.shape[0])
-    scale = D ** -0.5 if softmax_scale is None else softmax_scale
-    return _ref.attend_flat(q, ori_kv.reshape(-1, D), cmp_kv.reshape(-1, D), slots.ori, slots.cmp,
-                            attn_sink, scale, fold=_guarded_fold)
-
-
-sparse_decode_attention.recipe = _ref.sparse_decode_attention.recipe
+sparse_decode_attention = _ref.flat_slot_adapter(fold=_guarded_fold)
