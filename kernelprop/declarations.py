@@ -142,9 +142,3 @@ def _describe(domain) -> str:
     parts = [f"{f.name}={getattr(domain, f.name)!r}" for f in fields(domain)
              if getattr(domain, f.name) is not None]
     return f"{type(domain).__name__}({', '.join(parts)})" if parts else "any input"
-
-
-def fit_strategy(strategy, impl):
-    """`strategy` (of AttnCase / NormCase) mapped into `impl.domain` (unchanged without one)."""
-    domain = getattr(impl, "domain", None)
-    return strategy if domain is None else strategy.map(domain.fit)

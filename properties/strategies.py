@@ -118,13 +118,13 @@ def _index_kinds(pads: bool) -> dict:
 
 
 def attn_cases(*, limits: Limits | None = None, pads: bool = True, data=DATA_KINDS,
-               sinks=SINK_KINDS, strided=None, domain=None) -> st.SearchStrategy[AttnCase]:
+               sinks=SINK_KINDS, strided=None) -> st.SearchStrategy[AttnCase]:
     """Sparse-attention cases within `limits` (the "plain" shape class).
 
     pads: draw pad / out-of-range / duplicate / shuffled indices (False: a clean valid prefix).
     data, sinks: the data and sink kinds to draw from (golden.inputs.DATA_KINDS / SINK_KINDS).
     strided: None draws both contiguous and strided views; True / False forces one.
-    domain: an implementation's AttnDomain (kernelprop.declarations): cases are fitted into it.
+    An implementation's declared domain is applied by `draw_attn` (domain.fit), not here.
     """
     lim = limits or current_limits()
     _check_kinds(data, sinks)
@@ -150,7 +150,7 @@ def attn_cases(*, limits: Limits | None = None, pads: bool = True, data=DATA_KIN
         nan_unused=st.just(True),
         strided=st.booleans() if strided is None else st.just(strided),
         **_index_kinds(pads),
-    ).map(lambda case: case if domain is None else domain.fit(case))
+    )
 
 
 # %% shape classes (kernelprop.coverage names them and recognizes them in the inputs)
@@ -265,7 +265,7 @@ def attn_recipes(*, tilings=("positional",), roundings=("rne", "rtz", "rna"),
 
 
 def norm_cases(*, limits: Limits | None = None, data=NORM_DATA_KINDS,
-               dtypes=("bf16", "fp32"), domain=None) -> st.SearchStrategy[NormCase]:
+               dtypes=("bf16", "fp32")) -> st.SearchStrategy[NormCase]:
     """RMSNorm cases: rows of any length (odd, non powers of two), tiny/huge/zero/int8 data,
     with and without weight, strided views, and the per-head [T, H, Dh] layout."""
     lim = limits or current_limits()
@@ -280,7 +280,7 @@ def norm_cases(*, limits: Limits | None = None, data=NORM_DATA_KINDS,
         weight=st.booleans(),
         eps=st.sampled_from([1e-6, 1e-5, 0.0, 1e-3]),
         strided=st.booleans(),
-    ).map(lambda case: case if domain is None else domain.fit(case))
+    )
 
 
 def norm_class_cases(shape_class: str, *, limits: Limits | None = None, data=NORM_DATA_KINDS,
