@@ -44,6 +44,7 @@ class Op:
     property_ids the spec ids of its properties (kill-matrix columns; P13 = bad input)
     catalogue   module with its planted bugs (MUTANTS, CONTROLS) when not in impls.mutants
     shape_classes whether its property tests run over kernelprop.coverage's shape classes (label)
+    limits      its plain-class size limits per backend and --sizes (kernelprop.sizes.SizePresets)
     """
 
     kind: str
@@ -63,6 +64,7 @@ class Op:
     property_ids: tuple = tuple(f"P{i}" for i in range(1, 14))
     catalogue: Optional[str] = None
     shape_classes: bool = True
+    limits: Optional[str] = None
 
     @property
     def recipe_type(self) -> type:
@@ -76,6 +78,11 @@ class Op:
     def inputs_type(self) -> type:
         return resolve(self.inputs)
 
+    @property
+    def size_presets(self):
+        """The op's kernelprop.sizes.SizePresets (None: it declares no limits)."""
+        return resolve(self.limits) if self.limits else None
+
 
 G, P = "kernelprop.golden", "kernelprop.properties"
 OPS: tuple[Op, ...] = (
@@ -84,17 +91,18 @@ OPS: tuple[Op, ...] = (
        f"{G}.inputs:make_attn_inputs", f"{G}.attention:sparse_attention_trace",
        f"{G}.attention:sparse_attention_fp64", f"{G}.attention_bounds",
        "kernelprop.kernels:sparse_decode_attention", f"{P}.replays_bad_input:ATTN_TABLE",
-       "kernelprop.sizes:sparse_attention_by_size"),
+       "kernelprop.sizes:sparse_attention_by_size", limits=f"{P}.attention_limits:ATTN_SIZES"),
     Op("rms_norm", "norm", "norm_impl", f"{G}.recipes:NormRecipe",
        "kernelprop.declarations:NormDomain", f"{P}.strategies:norm_cases", f"{G}.inputs:NormInputs",
        f"{G}.inputs:make_norm_inputs", f"{G}.rmsnorm:rms_norm_trace", f"{G}.rmsnorm:rms_norm_fp64",
        f"{G}.rmsnorm_bounds", "kernelprop.kernels:rms_norm", f"{P}.replays_bad_input:NORM_TABLE",
-       "kernelprop.sizes:rms_norm_by_size"),
+       "kernelprop.sizes:rms_norm_by_size", limits=f"{P}.norm_limits:NORM_SIZES"),
     Op("indexer_topk", "idx", "indexer_impl", f"{G}.indexer:IndexerRecipe", f"{G}.indexer:IndexerDomain",
        f"{P}.indexer_strategies:indexer_cases", f"{G}.indexer:IndexerInputs", f"{G}.indexer:make_indexer_inputs",
        f"{G}.indexer:indexer_topk_golden", f"{G}.indexer:indexer_topk_fp64", f"{G}.indexer_bounds",
        "kernelprop.kernels.sparse_indexer:sparse_indexer_topk", f"{P}.replays_indexer_bad_input:TABLE",
-       None, ("I1", "I2", "I3", "I4", "I5", "P13"), "kernelprop.impls.mutants.indexer", False),
+       None, ("I1", "I2", "I3", "I4", "I5", "P13"), "kernelprop.impls.mutants.indexer", False,
+       f"{P}.indexer_limits:INDEXER_SIZES"),
 )
 BY_KIND: dict[str, Op] = {op.kind: op for op in OPS}
 PROPERTY_IDS: tuple = tuple(dict.fromkeys(p for o in OPS for p in o.property_ids))

@@ -21,6 +21,8 @@ the same way.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, fields, make_dataclass
+from typing import Generic, TypeVar
 
 SIZES = ("small", "reference", "large")
 ENV = "KERNELPROP_SIZES"
@@ -28,6 +30,51 @@ ENV = "KERNELPROP_SIZES"
 # reference shape at T=2 (2*64*640*512 = 42M) takes ~0.65 s a call (measured, 2026-11-27)
 INTERPRETER_MAX_WORK = 2 ** 26
 INTERPRETER_MAX_NORM_ELEMENTS = 2 ** 20
+
+L = TypeVar("L")
+
+
+class PositiveLimits:
+    """Base of an op's limits type: every field is an upper bound, an int >= 1 (checked at
+    construction, the error names the field)."""
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{type(self).__name__}.{f.name} must be a positive int, got {value!r}")
+
+
+def limits_type(name: str, module: str, doc: str, **defaults: int) -> type:
+    """A frozen dataclass `name` (a PositiveLimits) with one int field per keyword, in order, whose
+    default is the keyword's value: an op's upper bounds on its drawn Case."""
+    cls = make_dataclass(name, [(field, int, value) for field, value in defaults.items()],
+                         bases=(PositiveLimits,), frozen=True, namespace={"__doc__": doc})
+    cls.__module__ = module
+    return cls
+
+
+def on_cuda() -> bool:
+    return os.environ.get("KERNELPROP_BACKEND") == "cuda"
+
+
+@dataclass(frozen=True)
+class SizePresets(Generic[L]):
+    """One op's plain-class size limits per backend and --sizes. Each op keeps its own limits type
+    and presets next to its strategies; its registry record names them (`Op.limits`)."""
+
+    cpu: L              # Triton interpreter, --sizes small (ci, dev)
+    cpu_nightly: L      # Triton interpreter, --sizes reference / large
+    cuda: L             # CUDA, --sizes small / reference
+    cuda_large: L       # CUDA, --sizes large
+
+    def current(self) -> L:
+        """The limits of this run's backend (KERNELPROP_BACKEND) and sizes (KERNELPROP_SIZES)."""
+        sizes = current_sizes()
+        if on_cuda():
+            return self.cuda_large if sizes == "large" else self.cuda
+        return self.cpu if sizes == "small" else self.cpu_nightly
+
 
 def _by_size() -> dict:
     from kernelprop.registry import OPS

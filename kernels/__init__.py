@@ -1,11 +1,13 @@
-"""Bundled Triton kernels under test (SPEC sections 6-7): sparse decode attention, RMSNorm and the
-sparse indexer top-k.
+"""Bundled Triton kernels under test (SPEC sections 6-7): sparse decode attention, RMSNorm, and
+every registered op whose record (kernelprop/registry.py, `bundled`) names a module of this package,
+e.g. `from kernelprop.kernels import sparse_indexer_topk` (imported on first access).
 
 Import side effect (the only one): on a machine without CUDA, if TRITON_INTERPRET is unset, this
 package sets os.environ["TRITON_INTERPRET"] = "1" *before* triton is first imported, so the kernels
 run through Triton's CPU interpreter. The variable is read when triton is imported, so it only takes
 effect if nothing imported triton earlier; an explicit TRITON_INTERPRET value is never overridden.
 """
+import importlib
 import os
 
 import torch
@@ -16,6 +18,24 @@ if not torch.cuda.is_available() and "TRITON_INTERPRET" not in os.environ:
 from kernelprop.golden.recipes import AttnRecipe, NormRecipe  # noqa: E402  (re-exported: one recipe type)
 from kernelprop.kernels.rms_norm import rms_norm  # noqa: E402
 from kernelprop.kernels.sparse_attention import sparse_decode_attention  # noqa: E402
-from kernelprop.kernels.sparse_indexer import sparse_indexer_topk  # noqa: E402
 
-__all__ = ["sparse_decode_attention", "rms_norm", "sparse_indexer_topk", "AttnRecipe", "NormRecipe"]
+
+def _registered() -> dict:
+    """{callable name: module} of the registered ops' bundled kernels living in a module of this
+    package (records naming the package itself are imported above)."""
+    from kernelprop.registry import OPS
+
+    refs = (o.bundled.partition(":") for o in OPS)
+    return {name: module for module, _, name in refs if module.startswith(__name__ + ".")}
+
+
+__all__ = ["sparse_decode_attention", "rms_norm", *_registered(), "AttnRecipe", "NormRecipe"]
+
+
+def __getattr__(name: str):
+    module = _registered().get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -27,6 +27,8 @@ from kernelprop.golden.attention import valid_index_mask, visible_lengths
 from kernelprop.golden.inputs import AttnCase, NormCase
 from kernelprop.golden.recipes import AttnRecipe, NormRecipe
 from kernelprop.evidence import Outcome
+from kernelprop.properties.attention_limits import AttnLimits
+from kernelprop.properties.norm_limits import NormLimits
 
 TIMEOUT_S = 120.0   # a call that takes longer is a hang (first GPU compile included)
 ATTN_TENSORS = ("q", "ori_kv", "ori_block_table", "cmp_kv", "cmp_block_table", "sparse_indices",
@@ -407,8 +409,10 @@ ATTN_TABLE = BadInputTable(
     "bad attention input: clear error naming the argument, or the documented semantics",
     AttnCase(seed=1, batches=2, tokens_per_batch=2, heads=3, head_dim=16, page_size=4, window=8,
              topk=6, max_cmp_len=12, min_used=3),
-    case_kwargs={"pads": False}, fix_case=_visible_slot_for_last_tokens)
+    case_kwargs={"pads": False, "limits": AttnLimits(batches=2, tokens_per_batch=2, heads=3, head_dim=16,
+                                                   page_size=4, window=8, topk=8, extra=2, cmp_len=16)},
+    fix_case=_visible_slot_for_last_tokens)
 NORM_TABLE = BadInputTable(
     NORM_TENSORS, norm_corruption_list, f"{_HERE}:p13_norm",
     "bad rms_norm input: clear error naming the argument, or the documented semantics",
-    NormCase(seed=1, rows=3, dim=24, weight=True))
+    NormCase(seed=1, rows=3, dim=24, weight=True), case_kwargs={"limits": NormLimits(rows=4, dim=32)})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from kernelprop.evidence import Outcome
 from kernelprop.golden.indexer import IndexerCase, cmp_valid
+from kernelprop.properties.indexer_limits import IndexerLimits
 from kernelprop.properties.replays_bad_input import (BadInputTable, _corrupt_tensor, _raise_outcome,
                                                      _same_outcome, call_with_timeout)
 
@@ -82,4 +83,6 @@ TABLE = BadInputTable(
     "bad indexer input: clear error naming the argument, or the documented semantics",
     IndexerCase(seed=3, batches=2, tokens_per_batch=2, heads=2, head_dim=8, page_size=4, window=4,
                 topk=5, max_cmp_len=10, min_cmp_len=1),
+    case_kwargs={"limits": IndexerLimits(batches=2, tokens_per_batch=2, heads=3, head_dim=16, page_size=4,
+                                         window=8, topk=8, cmp_len=16)},
     fix_case=_with_visible_slot)

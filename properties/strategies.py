@@ -12,7 +12,8 @@ the default scale, large logits with a large sink, the reference decode shape; e
 data for RMSNorm. Each parametrization gets a share of the profile's examples and draws only its
 class (`draw_attn` / `draw_norm_case`), so every class is reached under every profile. A class
 fixes only what defines it and keeps the other dimensions tiny, so that it stays affordable on
-the Triton interpreter; "plain" draws from the run's `Limits`. Which class each example really
+the Triton interpreter; "plain" draws from the run's limits (`AttnLimits` / `NormLimits`, each op's own
+(properties/attention_limits.py, norm_limits.py)). Which class each example really
 reached is counted from its inputs (kernelprop.coverage) and printed at the end of the run.
 
 Sizes (`--sizes small|reference|large`, KERNELPROP_SIZES; default small, nightly reference):
@@ -22,7 +23,6 @@ it, up to the full DeepSeek-V4 decode shape (B=64, S=2, H=64, D=512, K=640); lar
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Optional
 
@@ -33,60 +33,17 @@ from kernelprop.golden.inputs import DATA_KINDS, NORM_DATA_KINDS, SINK_KINDS, At
 from kernelprop.golden.recipes import AttnRecipe, NormRecipe
 from kernelprop import coverage
 from kernelprop.declarations import AttnDomain, NormDomain
+from kernelprop.properties.attention_limits import ATTN_SIZES, REFERENCE, REFERENCE_BATCHES, AttnLimits
+from kernelprop.properties.norm_limits import LARGE_NORM_DIM, NORM_SIZES, REFERENCE_NORM, NormLimits
 from kernelprop.sizes import current_sizes
 
 
-@dataclass(frozen=True)
-class Limits:
-    """Upper bounds on generated sizes (one example must stay fast on the backend)."""
-
-    batches: int = 2
-    tokens_per_batch: int = 2
-    heads: int = 4
-    head_dim: int = 48
-    page_size: int = 16
-    window: int = 24
-    topk: int = 40
-    extra: int = 6
-    cmp_len: int = 64
-    norm_rows: int = 8
-    norm_dim: int = 200
-
-    def __post_init__(self) -> None:
-        for name, value in vars(self).items():
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"Limits.{name} must be a positive int, got {value!r}")
+def current_limits() -> AttnLimits:
+    """The attention plain class's limits for this run's backend and sizes."""
+    return ATTN_SIZES.current()
 
 
-CPU_LIMITS = Limits()
-CPU_NIGHTLY_LIMITS = Limits(batches=3, heads=6, head_dim=80, page_size=24, window=40, topk=80,
-                            extra=10, cmp_len=128, norm_rows=16, norm_dim=600)
-CUDA_LIMITS = Limits(batches=4, tokens_per_batch=2, heads=64, head_dim=576, page_size=64,
-                     window=128, topk=512, extra=16, cmp_len=1024, norm_rows=256, norm_dim=8192)
-CUDA_LARGE_LIMITS = Limits(batches=16, tokens_per_batch=4, heads=128, head_dim=1024, page_size=128,
-                           window=256, topk=1024, extra=32, cmp_len=4096, norm_rows=1024,
-                           norm_dim=16384)
-
-# The reference decode shape (SPEC section 2) and how many batches its class draws per size.
-REFERENCE = dict(tokens_per_batch=2, heads=64, head_dim=512, page_size=128, window=128, topk=512)
-REFERENCE_BATCHES = {"reference": 64, "large": 128}
-REFERENCE_NORM = dict(rows=128, heads=64, dim=512)      # the per-head q norm of that shape
-LARGE_NORM_DIM = 8192
-
-
-def _on_cuda() -> bool:
-    return os.environ.get("KERNELPROP_BACKEND") == "cuda"
-
-
-def current_limits() -> Limits:
-    """The plain class's limits for this run's backend and sizes."""
-    sizes = current_sizes()
-    if _on_cuda():
-        return CUDA_LARGE_LIMITS if sizes == "large" else CUDA_LIMITS
-    return CPU_LIMITS if sizes == "small" else CPU_NIGHTLY_LIMITS
-
-
-def backend_limits(backend: str, cpu: Limits) -> Limits:
+def backend_limits(backend: str, cpu: AttnLimits) -> AttnLimits:
     """A test's own interpreter-sized limits on the CPU backend at small sizes, else the run's."""
     return cpu if backend != "cuda" and current_sizes() == "small" else current_limits()
 
@@ -117,7 +74,7 @@ def _index_kinds(pads: bool) -> dict:
                 shuffle=st.booleans() if pads else st.just(False))
 
 
-def attn_cases(*, limits: Limits | None = None, pads: bool = True, data=DATA_KINDS,
+def attn_cases(*, limits: AttnLimits | None = None, pads: bool = True, data=DATA_KINDS,
                sinks=SINK_KINDS, strided=None) -> st.SearchStrategy[AttnCase]:
     """Sparse-attention cases within `limits` (the "plain" shape class).
 
@@ -198,7 +155,7 @@ def multi_tile_cases(tile: int, *, pads=True, data=DATA_KINDS, sinks=SINK_KINDS,
         .flatmap(lambda a: build(*a))
 
 
-def class_cases(shape_class: str, *, limits: Limits, tile: Optional[int] = None, pads=True,
+def class_cases(shape_class: str, *, limits: AttnLimits, tile: Optional[int] = None, pads=True,
                 data=DATA_KINDS, sinks=SINK_KINDS, strided=None) -> st.SearchStrategy[AttnCase]:
     """Cases of one shape class (see the module docstring); "plain" is `attn_cases(limits)`."""
     _check_kinds(data, sinks)
@@ -245,6 +202,11 @@ def norm_classes_for_run() -> tuple:
                  if c != "reference" or current_sizes() != "small")
 
 
+def classes_for_run(kind: str) -> tuple:
+    """The shape classes of `kind` ("attn" / "norm", over_shape_classes) this run's sizes draw."""
+    return attn_classes_for_run() if kind == "attn" else norm_classes_for_run()
+
+
 # %% recipes
 
 def tiles(*, max_tile: int = 100, untiled: bool = True) -> st.SearchStrategy[Optional[int]]:
@@ -264,16 +226,16 @@ def attn_recipes(*, tilings=("positional",), roundings=("rne", "rtz", "rna"),
                      out_dtype=st.sampled_from(["fp32", "bf16"]))
 
 
-def norm_cases(*, limits: Limits | None = None, data=NORM_DATA_KINDS,
+def norm_cases(*, limits: NormLimits | None = None, data=NORM_DATA_KINDS,
                dtypes=("bf16", "fp32")) -> st.SearchStrategy[NormCase]:
     """RMSNorm cases: rows of any length (odd, non powers of two), tiny/huge/zero/int8 data,
     with and without weight, strided views, and the per-head [T, H, Dh] layout."""
-    lim = limits or current_limits()
+    lim = limits or NORM_SIZES.current()
     return st.builds(
         NormCase,
         seed=seeds,
-        rows=_size(lim.norm_rows),
-        dim=_size(lim.norm_dim, (1, 3, 17, 64, 127, 512)),
+        rows=_size(lim.rows),
+        dim=_size(lim.dim, (1, 3, 17, 64, 127, 512)),
         heads=st.one_of(st.just(0), st.integers(1, 4)),
         dtype=st.sampled_from(dtypes),
         data=st.sampled_from(data),
@@ -283,7 +245,7 @@ def norm_cases(*, limits: Limits | None = None, data=NORM_DATA_KINDS,
     )
 
 
-def norm_class_cases(shape_class: str, *, limits: Limits | None = None, data=NORM_DATA_KINDS,
+def norm_class_cases(shape_class: str, *, limits: NormLimits | None = None, data=NORM_DATA_KINDS,
                      dtypes=("bf16", "fp32")) -> st.SearchStrategy[NormCase]:
     """RMSNorm cases of one shape class: "plain" (norm_cases), "eps0_tiny" (eps = 0 with data
     whose fp32 squares are subnormal), "eps_dominant" (eps > 0 above the rows' mean square: tiny
@@ -388,7 +350,7 @@ def _inside_domain(shape_class: str, domain) -> None:
 
 
 def draw_attn(data, shape_class: str = "plain", *, impl=None, backend: str = "cpu",
-              device: str = "cpu", limits: Limits | None = None,
+              device: str = "cpu", limits: AttnLimits | None = None,
               recipes: st.SearchStrategy | None = None, pads: bool = True,
               data_kinds=DATA_KINDS, sinks=SINK_KINDS, strided=None, domain=None) -> AttnDraw:
     """Draw a recipe (the implementation's declared one unless it accepts a recipe; `recipes`
@@ -418,7 +380,7 @@ def draw_attn(data, shape_class: str = "plain", *, impl=None, backend: str = "cp
 
 
 def draw_norm_case(data, shape_class: str = "plain", *, device: str = "cpu",
-                   limits: Limits | None = None, data_kinds=NORM_DATA_KINDS,
+                   limits: NormLimits | None = None, data_kinds=NORM_DATA_KINDS,
                    dtypes=("bf16", "fp32"), domain=None) -> NormCase:
     """Draw an RMSNorm case of `shape_class` (on `device`); see draw_attn."""
     _inside_domain(shape_class, domain)
@@ -441,7 +403,7 @@ def over_shape_classes(kind: str, *, not_applicable: Optional[dict] = None):
     uniform: measured, 34 classes missed over 40 ci-profile runs of 50 examples).
     """
     not_applicable = dict(not_applicable or {})
-    run = attn_classes_for_run() if kind == "attn" else norm_classes_for_run()
+    run = classes_for_run(kind)
     params = ("plain", *(c for c in run if c not in not_applicable))
 
     def decorate(test):

@@ -9,7 +9,7 @@ from kernelprop.golden.inputs import make_attn_inputs
 from kernelprop.properties.checks import run_property
 from kernelprop.properties.replays_attention import recipe_params
 from kernelprop.properties.strategies import (
-    Limits,
+    AttnLimits,
     attn_recipes,
     backend_limits,
     draw_attn,
@@ -19,9 +19,9 @@ from kernelprop.properties.strategies import (
 
 # Properties that call the implementation twice with any tile size (tile 1 costs one interpreter
 # iteration per index position) draw smaller cases on the CPU interpreter.
-TWO_CALL_CPU_LIMITS = Limits(batches=1, tokens_per_batch=2, heads=3, head_dim=24, page_size=8,
+TWO_CALL_CPU_LIMITS = AttnLimits(batches=1, tokens_per_batch=2, heads=3, head_dim=24, page_size=8,
                              window=6, topk=6, extra=2, cmp_len=16)
-ONE_CALL_CPU_LIMITS = Limits(batches=2, tokens_per_batch=2, heads=3, head_dim=32, page_size=8,
+ONE_CALL_CPU_LIMITS = AttnLimits(batches=2, tokens_per_batch=2, heads=3, head_dim=32, page_size=8,
                              window=12, topk=16, extra=4, cmp_len=32)
 BOTH_TILINGS = ("positional", "compacted")
 

@@ -12,9 +12,9 @@ from kernelprop.golden.attention import valid_index_mask, visible_lengths
 from kernelprop.golden.inputs import AttnInputs, make_attn_inputs
 from kernelprop.properties.checks import run_property
 from kernelprop.properties.replays_attention import recipe_params
-from kernelprop.properties.strategies import Limits, backend_limits, draw_attn, over_shape_classes, seeds
+from kernelprop.properties.strategies import AttnLimits, backend_limits, draw_attn, over_shape_classes, seeds
 
-CPU_LIMITS = Limits(batches=2, tokens_per_batch=2, heads=3, head_dim=24, page_size=8, window=8,
+CPU_LIMITS = AttnLimits(batches=2, tokens_per_batch=2, heads=3, head_dim=24, page_size=8, window=8,
                     topk=12, extra=3, cmp_len=24)
 MAX_TILES_CPU = 3   # interpreter cost is one iteration per tile and token: cap tiles per token
 R = "kernelprop.properties.replays_attention:"

@@ -15,13 +15,10 @@ import torch
 from hypothesis import event, given, settings, strategies as st
 
 from kernelprop.properties.checks import run_property
-from kernelprop.properties.strategies import Limits
 from kernelprop.registry import OPS, resolve
 
 CUDA = torch.cuda.is_available()
 NO_CUDA = "device mismatch needs a second device (CUDA is not available)"
-SMALL = Limits(batches=2, tokens_per_batch=2, heads=3, head_dim=16, page_size=4, window=8, topk=8,
-               extra=2, cmp_len=16, norm_rows=4, norm_dim=32)
 OP_IDS = [o.label for o in OPS]
 
 
@@ -53,7 +50,7 @@ def test_p13_bad_input(op, impl_of, device, data):
     impl = impl_of(op.kind)
     _skip_unless_validating(impl)
     table = resolve(op.bad_input)
-    cases = resolve(op.cases)(limits=SMALL, **table.case_kwargs)
+    cases = resolve(op.cases)(**table.case_kwargs)
     case = table.fix_case(data.draw(cases, label="case")).replace(device=device)
     params = data.draw(st.sampled_from(table.corruptions(recipes=impl.accepts_recipe is True,
                                                          cuda=CUDA)), label="corruption")

@@ -16,13 +16,14 @@ import pkgutil
 from collections import defaultdict
 
 import pytest
+import torch
 
 from kernelprop import properties
 from kernelprop import coverage
 from kernelprop.evidence import Outcome
 from kernelprop.impl import make_impl
 from kernelprop.registry import OPS
-from kernelprop.properties.strategies import attn_classes_for_run, norm_classes_for_run
+from kernelprop.properties.strategies import classes_for_run
 
 # hypothesis property tests that draw no case through the shape classes, and why
 NO_SHAPE_CLASSES = {
@@ -30,7 +31,9 @@ NO_SHAPE_CLASSES = {
         "a fixed per-head shape (Dh = 512) where the modelled rsqrt must fail",
     "test_p13_bad_input": "bad input on a small valid example (shape is not the point)",
 }
-IMPLS = {"bundled": None, "fixed_tile_64": "impls/mutants/attention.py:fixed_tile_64"}
+# implementations the reach check runs, as {op kind: --impl target} (ops not named: bundled); a
+# test none of whose op fixtures an entry names runs under "bundled" only
+IMPLS = {"bundled": {}, "fixed_tile_64": {"sparse_attention": "impls/mutants/attention.py:fixed_tile_64"}}
 
 
 def _property_tests():
@@ -66,7 +69,7 @@ def test_every_property_test_is_parametrized_over_its_shape_classes():
                 problems.append(f"{name}: no over_shape_classes and no reason in NO_SHAPE_CLASSES")
             continue
         kind, skipped = mark.kwargs["kind"], mark.kwargs["not_applicable"]
-        run = attn_classes_for_run() if kind == "attn" else norm_classes_for_run()
+        run = classes_for_run(kind)
         want = ("plain", *(c for c in run if c not in skipped))
         if _params(fn) != want:
             problems.append(f"{name}: parametrized over {_params(fn)}, expected {want}")
@@ -77,21 +80,22 @@ def test_every_property_test_is_parametrized_over_its_shape_classes():
 
 def _stub(pid, check, replay_fn, *, inputs, impl=None, params=None, recipe=None, case=None):
     coverage.observe(case, inputs, recipe)
-    first = next(iter(inputs.values()))
-    empty = first.q if hasattr(first, "q") else first.x
+    empty = torch.empty(0)
     return Outcome(actual=empty, expected=empty, bound=None, bound_doc="coverage stub",
                    metrics=defaultdict(int))
 
 
-def _reach(module, fn, shape_class, impl_target, monkeypatch) -> dict:
+def _op_fixtures(fn) -> dict:
+    """{op kind: fixture name} of the registered ops whose fixture `fn` takes."""
+    argnames = fn.hypothesis.inner_test.__code__.co_varnames
+    return {o.kind: o.fixture for o in OPS if o.fixture in argnames}
+
+
+def _reach(module, fn, shape_class, targets, monkeypatch) -> dict:
     monkeypatch.setattr(module, "run_property", _stub)
     coverage.begin(f"{fn.__name__}[{shape_class}]")
     kwargs = {"backend": "cpu", "device": "cpu", "shape_class": shape_class}
-    argnames = fn.hypothesis.inner_test.__code__.co_varnames
-    if "attn_impl" in argnames:
-        kwargs["attn_impl"] = make_impl("sparse_attention", impl_target)
-    if "norm_impl" in argnames:
-        kwargs["norm_impl"] = make_impl("rms_norm")
+    kwargs.update({fixture: make_impl(kind, targets.get(kind)) for kind, fixture in _op_fixtures(fn).items()})
     try:
         fn(**kwargs)
     except pytest.skip.Exception:
@@ -106,8 +110,7 @@ def test_ci_profile_reaches_every_class_of_every_property(impl_name, monkeypatch
         for module, name, fn in _property_tests():
             if _marker(fn) is None:
                 continue
-            argnames = fn.hypothesis.inner_test.__code__.co_varnames
-            if impl_name != "bundled" and "attn_impl" not in argnames:
+            if impl_name != "bundled" and not set(IMPLS[impl_name]) & set(_op_fixtures(fn)):
                 continue
             for shape_class in _params(fn):
                 if shape_class == "plain":

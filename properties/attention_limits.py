@@ -1,0 +1,24 @@
+"""Sparse-attention sizes: the plain class's limits per backend and --sizes, and the reference
+decode shape (SPEC section 2). No hypothesis import: P13's table (a replay module) holds limits."""
+from __future__ import annotations
+
+from kernelprop.sizes import SizePresets, limits_type
+
+AttnLimits = limits_type(
+    "AttnLimits", __name__, "Upper bounds on a drawn AttnCase (one example must stay fast on the backend).",
+    batches=2, tokens_per_batch=2, heads=4, head_dim=48, page_size=16, window=24, topk=40, extra=6,
+    cmp_len=64)
+
+ATTN_SIZES = SizePresets(
+    cpu=AttnLimits(),
+    cpu_nightly=AttnLimits(batches=3, heads=6, head_dim=80, page_size=24, window=40, topk=80,
+                           extra=10, cmp_len=128),
+    cuda=AttnLimits(batches=4, tokens_per_batch=2, heads=64, head_dim=576, page_size=64,
+                    window=128, topk=512, extra=16, cmp_len=1024),
+    cuda_large=AttnLimits(batches=16, tokens_per_batch=4, heads=128, head_dim=1024, page_size=128,
+                          window=256, topk=1024, extra=32, cmp_len=4096),
+)
+
+# The reference decode shape (SPEC section 2) and how many batches its class draws per size.
+REFERENCE = dict(tokens_per_batch=2, heads=64, head_dim=512, page_size=128, window=128, topk=512)
+REFERENCE_BATCHES = {"reference": 64, "large": 128}

@@ -1,0 +1,14 @@
+"""RMSNorm sizes: the plain class's limits per backend and --sizes, and the reference rows (the
+per-head q norm of the decode shape). No hypothesis import: P13's table (a replay module) holds
+limits."""
+from __future__ import annotations
+
+from kernelprop.sizes import SizePresets, limits_type
+
+NormLimits = limits_type("NormLimits", __name__, "Upper bounds on a drawn NormCase.", rows=8, dim=200)
+
+NORM_SIZES = SizePresets(cpu=NormLimits(), cpu_nightly=NormLimits(rows=16, dim=600),
+                         cuda=NormLimits(rows=256, dim=8192), cuda_large=NormLimits(rows=1024, dim=16384))
+
+REFERENCE_NORM = dict(rows=128, heads=64, dim=512)      # the per-head q norm of the decode shape
+LARGE_NORM_DIM = 8192                                  # rows of the reference class at --sizes large

@@ -1,0 +1,172 @@
+"""Adding a kernel changes no shared module (docs/ARCHITECTURE.md, "Adding a kernel"): no shared
+module names a registered op's own modules, its kind, its fixture or the symbols its record names.
+
+The forbidden words come from kernelprop.registry.OPS, never from a list here:
+  modules  every module a record references that no other record references (the op's own:
+           golden/<op>.py, its bounds, kernel, strategies, limits, P13 table, catalogue, ...)
+  symbols  the attribute of each "module:attr" reference of such a module (IndexerRecipe, ...)
+  kind, fixture
+A module names one when an import, an identifier or a string constant holds one (docstrings and
+comments are prose, not dependencies, and are not read).
+
+The shared modules (SHARED) are those every op's runs pass through: the runtime (kernelprop/*.py
+but registry.py, whose job is to name every op), the package roots (__init__.py of the folders,
+conftest.py), the helpers any kernel or golden builds on (kernels/_launch.py, _checks.py, _bf16.py;
+golden/error_model.py, rounding.py, metrics.py, values.py, output_rounding.py), the property runner
+(properties/checks.py) and the tests that run every op (properties/test_bad_input.py,
+tests/test_coverage.py). Modules a record references are an op's own, not shared; this file is the
+checker (its LEGACY table names ops by design), as registry.py is the registry.
+
+LEGACY lists where the first two ops (attention, RMSNorm: written before the registry) are still
+named in shared modules, with the reason; it may only shrink (an entry no longer needed fails).
+No op registered after them has an entry: adding one is adding its files and its record.
+"""
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+
+from kernelprop.registry import OPS, Op
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = (
+    *sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "kernelprop").glob("*.py")
+            if p.name != "registry.py"),
+    "conftest.py", "kernels/__init__.py", "kernels/_launch.py", "kernels/_checks.py",
+    "kernels/_bf16.py", "golden/__init__.py", "golden/error_model.py", "golden/rounding.py",
+    "golden/metrics.py", "golden/values.py", "golden/output_rounding.py", "properties/__init__.py",
+    "properties/checks.py", "properties/test_bad_input.py", "impls/__init__.py",
+    "impls/mutants/__init__.py", "tests/test_coverage.py",
+)
+ATTN, NORM = "sparse_attention", "rms_norm"
+LEGACY = {
+    "kernelprop/__init__.py": ({ATTN, NORM}, "check_attention_args / check_norm_args exports for adapters"),
+    "kernelprop/compile.py": ({NORM}, "NormPoint builds its launch from kernels/rms_norm.py"),
+    "kernelprop/coverage.py": ({ATTN}, "attention's shape classes are recognized by gathering its KV"),
+    "kernelprop/sizes.py": ({NORM}, "the by-size wrappers of the bundled attention / RMSNorm"),
+    "kernelprop/slots.py": ({ATTN}, "flat slot ids of attention's paged KV (adapters)"),
+    "kernels/__init__.py": ({NORM}, "their records name the package itself as bundled module"),
+    "golden/__init__.py": ({ATTN, NORM}, "re-exports of the first two ops' goldens"),
+    "impls/mutants/__init__.py": ({ATTN, NORM}, "the attention / RMSNorm catalogue lives here"),
+    "tests/test_coverage.py": ({ATTN}, "the fixed-tile-64 attention implementation of the reach check"),
+}
+
+
+def _refs(o: Op) -> list[str]:
+    """Every "module[:attr]" reference of the record."""
+    return [getattr(o, f.name) for f in fields(Op)
+            if f.name not in ("kind", "label", "fixture") and isinstance(getattr(o, f.name), str)]
+
+
+def _module(ref: str) -> str:
+    return ref.partition(":")[0].removeprefix("kernelprop.")
+
+
+def forbidden_words() -> dict[str, set[str]]:
+    """{op kind: words that name it}, derived from the records."""
+    shared = {p.removesuffix(".py").replace("/", ".").removesuffix(".__init__") for p in SHARED}
+    users: dict[str, set[str]] = {}
+    for o in OPS:
+        for ref in _refs(o):
+            users.setdefault(_module(ref), set()).add(o.kind)
+    words = {}
+    for o in OPS:
+        own = [ref for ref in _refs(o) if users[_module(ref)] == {o.kind} and _module(ref) not in shared]
+        words[o.kind] = ({o.kind, o.fixture} | {_module(r) for r in own}
+                         | {r.partition(":")[2].split(".")[-1] for r in own if ":" in r})
+    return words
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    """ids of the docstring constants of the module, its classes and functions."""
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                out.add(id(first.value))
+    return out
+
+
+def code_words(source: str) -> tuple[set[str], list[str]]:
+    """(identifiers and imported module paths, non-docstring string constants) of `source`."""
+    tree = ast.parse(source)
+    docs = _docstrings(tree)
+    names, strings = set(), []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            names.add(node.id)
+        elif isinstance(node, ast.Attribute):
+            names.add(node.attr)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.arg):
+            names.add(node.arg)
+        elif isinstance(node, ast.Import):
+            names.update(a.name.removeprefix("kernelprop.") for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            module = node.module.removeprefix("kernelprop.")
+            names.add(module)
+            names.update(f"{module}.{a.name}" for a in node.names)
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs:
+            strings.append(node.value)
+    return names, strings
+
+
+def _named(word: str, names: set[str], strings: list[str]) -> bool:
+    if word in names:
+        return True
+    path = re.escape(word).replace(r"\.", r"[./]")     # golden.indexer or golden/indexer(.py)
+    pattern = re.compile(rf"(?<![\w]){path}(?![\w])")
+    return any(pattern.search(s) for s in strings)
+
+
+def ops_named(path: str) -> dict[str, list[str]]:
+    """{op kind: the words that name it} in the shared module at `path`."""
+    names, strings = code_words((ROOT / path).read_text())
+    found = {}
+    for kind, words in forbidden_words().items():
+        hits = sorted(w for w in words if _named(w, names, strings))
+        if hits:
+            found[kind] = hits
+    return found
+
+
+def test_forbidden_words_are_derived_from_every_record():
+    words = forbidden_words()
+    assert set(words) == {o.kind for o in OPS}
+    for o in OPS:
+        assert {o.kind, o.fixture} < words[o.kind], o.kind
+        assert len(words[o.kind]) > 2, f"{o.kind}: no module of its own found in its record"
+
+
+@pytest.mark.parametrize("path", SHARED)
+def test_shared_module_names_no_op(path):
+    allowed = LEGACY.get(path, (set(), ""))[0]
+    extra = {kind: hits for kind, hits in ops_named(path).items() if kind not in allowed}
+    assert not extra, f"{path} names ops it must reach through kernelprop.registry: {extra}"
+
+
+@pytest.mark.parametrize("path", sorted(LEGACY))
+def test_legacy_exemptions_are_still_needed(path):
+    allowed, why = LEGACY[path]
+    assert path in SHARED and why
+    unused = allowed - set(ops_named(path))
+    assert not unused, f"{path} no longer names {sorted(unused)}: remove it from LEGACY"
+
+
+def test_detects_a_shared_module_naming_an_op():
+    """The scanner itself: an import, an identifier and a module string each count; prose does not."""
+    o = OPS[-1]
+    own = sorted(w for w in forbidden_words()[o.kind] if "." in w)
+    src = f'"""{o.kind} in a docstring"""\n# {o.fixture} in a comment\nx = 1\n'
+    assert not any(_named(w, *code_words(src)) for w in forbidden_words()[o.kind])
+    assert _named(o.fixture, *code_words(f"def f({o.fixture}):\n    pass\n"))
+    assert _named(own[0], *code_words(f"from kernelprop.{own[0]} import x\n"))
+    assert _named(own[0], *code_words(f"ref = 'kernelprop.{own[0]}:thing'\n"))
+    assert _named(o.kind, *code_words(f"kind = {o.kind!r}\n"))
