@@ -23,6 +23,9 @@ from kernelprop.compile import build_launch, reference_points  # noqa: E402
 from kernelprop.roofline import attention_roofline, norm_roofline  # noqa: E402
 
 
+ROOFLINE_KINDS = ("attention", "rms_norm")   # points with a model in kernelprop.roofline
+
+
 def roofline_of(point, launch):
     c = launch.constexprs
     if point.kind == "attention":
@@ -50,7 +53,8 @@ def main() -> int:
     parser.add_argument("--dry-run", action="store_true", help="predictions only (meta tensors, no GPU)")
     parser.add_argument("--only", nargs="*", help="keep points whose name contains one of these")
     args = parser.parse_args()
-    points = [p for p in reference_points() if not args.only or any(s in p.name for s in args.only)]
+    points = [p for p in reference_points() if p.kind in ROOFLINE_KINDS
+              and (not args.only or any(s in p.name for s in args.only))]
     rows = []
     if not args.dry_run:
         import torch

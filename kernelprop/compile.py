@@ -7,8 +7,9 @@ target=GPUTarget("cuda", 90, 32))` runs Triton's whole NVIDIA pipeline (ttir, tt
 cubin), and the ptxas bundled with triton reports registers, spills and the stack frame.
 
 One source of truth: each configuration is a `KernelLaunch` built by the wrappers' own launch
-functions (kernels.sparse_attention.attention_launch, kernels.rms_norm.norm_launch) from meta
-tensors of the point's shapes, and specialized by Triton's own JIT binder exactly as a launch on
+functions (kernels.sparse_attention.attention_launch, kernels.rms_norm.norm_launch,
+kernels.sparse_indexer.indexer_launch) from meta tensors of the point's shapes (`point.launch()`;
+every registered op's points come from its record's `compile_points`, kernelprop/registry.py), and specialized by Triton's own JIT binder exactly as a launch on
 the device would be (integer arguments equal to 1 become constants, values and pointers divisible
 by 16 get the divisibility attribute). Without that specialization the numbers differ a lot: the
 bundled attention at the DSV4 config compiles to 248 registers and no spills when specialized, but
@@ -88,6 +89,34 @@ class AttnPoint:
                         window=self.window, topk=self.topk, max_cmp_len=self.max_cmp_len,
                         min_used=self.window + self.max_cmp_len - 1, nan_unused=False, device=device)
 
+    def launch(self, device: str = "meta"):
+        """The KernelLaunch the wrapper would run for this point (tensor shapes only on "meta")."""
+        import torch
+
+        from kernelprop.kernels.sparse_attention import _fp32_scale, attention_launch
+
+        B, S, H, D, BS = self.batches, self.tokens_per_batch, self.heads, self.head_dim, self.page_size
+        T, K = B * S, self.indices
+        ori_blocks = -(-self.window // BS)
+        cmp_blocks = max(1, -(-self.max_cmp_len // BS))
+        bf16, i32 = torch.bfloat16, torch.int32
+        if device == "meta":
+            e = lambda *shape, dtype: torch.empty(*shape, dtype=dtype, device="meta")  # noqa: E731
+            x = dict(q=e(T, H, D, dtype=bf16), ori_kv=e(B * ori_blocks + 1, BS, D, dtype=bf16),
+                     ori_block_table=e(B, ori_blocks, dtype=i32), cmp_kv=e(B * cmp_blocks + 1, BS, D, dtype=bf16),
+                     cmp_block_table=e(B, cmp_blocks, dtype=i32), sparse_indices=e(T, K, dtype=i32),
+                     seqused_kv=e(B, dtype=i32), attn_sink=e(H, dtype=torch.float32))
+        else:
+            from kernelprop.golden.inputs import make_attn_inputs
+
+            inputs = make_attn_inputs(self.case(device))
+            x = {name: getattr(inputs, name) for name in ("q", "ori_kv", "ori_block_table", "cmp_kv",
+                                                          "cmp_block_table", "sparse_indices",
+                                                          "seqused_kv", "attn_sink")}
+        o = torch.empty(T, H, D, dtype=torch.float32, device=device)
+        return attention_launch(*x.values(), o, window=self.window, tokens_per_batch=S,
+                                scale=_fp32_scale(None, D), recipe=self.recipe)
+
 
 @dataclass(frozen=True)
 class NormPoint:
@@ -103,33 +132,39 @@ class NormPoint:
 
     kind = "rms_norm"
 
+    def launch(self, device: str = "meta"):
+        """The KernelLaunch the wrapper would run for this point (tensor shapes only on "meta")."""
+        import torch
+
+        from kernelprop.kernels.rms_norm import norm_launch
+
+        dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[self.dtype]
+        out = torch.bfloat16 if self.recipe.out_dtype == "bf16" else torch.float32
+        if device == "meta":
+            x = torch.empty(self.rows, self.dim, dtype=dtype, device="meta")
+            w = torch.empty(self.dim, dtype=dtype, device="meta") if self.weight else None
+        else:
+            x = torch.randn(self.rows, self.dim, device=device).to(dtype)
+            w = torch.randn(self.dim, device=device).to(dtype) if self.weight else None
+        y = torch.empty(self.rows, self.dim, dtype=out, device=device)
+        return norm_launch(x, w, y, 1e-6, self.recipe)
+
 
 DSV4 = AttnPoint("attn dsv4 (H64 D512 K640 tile64)", reference=True)
 
 
-def reference_points() -> list:
-    """The gated configurations: the DSV4 decode config, D in {64, 128, 512, 576} at H=64, and
-    RMSNorm at D in {128, 4096, 8192} (the benchmark's [32768, 4096] among them)."""
-    pts = [DSV4]
-    for d in (64, 128, 576):
-        pts.append(AttnPoint(f"attn H64 D{d} K640 tile64", head_dim=d, reference=True))
-    for d in (128, 4096, 8192):
-        pts.append(NormPoint(f"norm D{d}", rows=32768 if d <= 4096 else 8192, dim=d, reference=True))
-    return pts
-
-
-def fast_points() -> list:
-    """The CI subset: DSV4, D=576 (the widest head dim the suite draws on CUDA), RMSNorm D=4096."""
-    return [p for p in reference_points() if p.name in (DSV4.name, "attn H64 D576 K640 tile64", "norm D4096")]
-
-
-def sweep_points() -> list:
-    """Everything the CUDA limits of properties/strategies.py can reach, by configuration class:
-    head dims (powers of two, odd, 576), head counts below / at / above one head block, tiles
-    (1, odd, 64, > a lane block, untiled-like 640), every recipe flag at the DSV4 shape, and
-    RMSNorm one-block / chunked / fp32 / no-weight variants. Duplicates of one compiled
-    configuration are removed after specialization (see `dedupe`)."""
-    pts = list(reference_points())
+def attention_points(scope: str) -> list:
+    """Attention's points (its registry record's `compile_points`). "reference" (gated): the DSV4
+    decode config and D in {64, 128, 576} at H=64; "fast" (CI): DSV4 and D=576 (the widest head
+    dim the suite draws on CUDA); "sweep": everything the CUDA limits of the strategies can reach,
+    by configuration class: head dims (powers of two, odd, 576), head counts below / at / above one
+    head block, tiles (1, odd, 64, > a lane block, untiled-like 640), every recipe flag at DSV4."""
+    ref = [DSV4, *(AttnPoint(f"attn H64 D{d} K640 tile64", head_dim=d, reference=True) for d in (64, 128, 576))]
+    if scope == "reference":
+        return ref
+    if scope == "fast":
+        return [p for p in ref if p.name in (DSV4.name, "attn H64 D576 K640 tile64")]
+    pts = list(ref)
     small = dict(batches=4, page_size=64, window=128, topk=512, max_cmp_len=1024)
     for d in (16, 17, 40, 64, 128, 256, 512, 576):
         for h in (3, 16, 64):
@@ -140,6 +175,19 @@ def sweep_points() -> list:
                     dict(rounding="rna"), dict(tile=640), dict(tile=128), dict(tile=16)):
         label = " ".join(f"{k}={v}" for k, v in changes.items())
         pts.append(AttnPoint(f"attn dsv4 {label}", recipe=AttnRecipe(**changes)))
+    return pts
+
+
+def norm_points(scope: str) -> list:
+    """RMSNorm's points: "reference" D in {128, 4096, 8192} (the benchmark's [32768, 4096] among
+    them), "fast" D=4096, "sweep" also one-block / chunked / fp32 / no-weight variants."""
+    ref = [NormPoint(f"norm D{d}", rows=32768 if d <= 4096 else 8192, dim=d, reference=True)
+           for d in (128, 4096, 8192)]
+    if scope == "reference":
+        return ref
+    if scope == "fast":
+        return [p for p in ref if p.name == "norm D4096"]
+    pts = list(ref)
     for d in (1, 17, 127, 512, 600, 8192, 16384, 20000):
         for dtype in ("bf16", "fp32"):
             pts.append(NormPoint(f"norm D{d} {dtype}", rows=256, dim=d, dtype=dtype))
@@ -151,48 +199,34 @@ def sweep_points() -> list:
     return pts
 
 
+def op_points(scope: str) -> list:
+    """Every registered op's points of `scope` ("reference", "fast", "sweep"), in registry order."""
+    from kernelprop.registry import OPS, resolve
+
+    return [p for o in OPS if o.compile_points for p in resolve(o.compile_points)(scope)]
+
+
+def reference_points() -> list:
+    """The gated configurations of every op."""
+    return op_points("reference")
+
+
+def fast_points() -> list:
+    """The CI subset."""
+    return op_points("fast")
+
+
+def sweep_points() -> list:
+    """Every op's sweep; duplicates of one compiled configuration are removed after
+    specialization (see `dedupe`)."""
+    return op_points("sweep")
+
+
 # %% launches built by the wrappers' launch functions on meta tensors
 
 def build_launch(point, device: str = "meta"):
     """The KernelLaunch the wrapper would run for this point (tensor shapes only on "meta")."""
-    import torch
-
-    if point.kind == "attention":
-        from kernelprop.kernels.sparse_attention import _fp32_scale, attention_launch
-
-        B, S, H, D, BS = point.batches, point.tokens_per_batch, point.heads, point.head_dim, point.page_size
-        T, K = B * S, point.indices
-        ori_blocks = -(-point.window // BS)
-        cmp_blocks = max(1, -(-point.max_cmp_len // BS))
-        bf16, i32 = torch.bfloat16, torch.int32
-        if device == "meta":
-            e = lambda *shape, dtype: torch.empty(*shape, dtype=dtype, device="meta")  # noqa: E731
-            x = dict(q=e(T, H, D, dtype=bf16), ori_kv=e(B * ori_blocks + 1, BS, D, dtype=bf16),
-                     ori_block_table=e(B, ori_blocks, dtype=i32), cmp_kv=e(B * cmp_blocks + 1, BS, D, dtype=bf16),
-                     cmp_block_table=e(B, cmp_blocks, dtype=i32), sparse_indices=e(T, K, dtype=i32),
-                     seqused_kv=e(B, dtype=i32), attn_sink=e(H, dtype=torch.float32))
-        else:
-            from kernelprop.golden.inputs import make_attn_inputs
-
-            inputs = make_attn_inputs(point.case(device))
-            x = {name: getattr(inputs, name) for name in ("q", "ori_kv", "ori_block_table", "cmp_kv",
-                                                          "cmp_block_table", "sparse_indices",
-                                                          "seqused_kv", "attn_sink")}
-        o = torch.empty(T, H, D, dtype=torch.float32, device=device)
-        return attention_launch(*x.values(), o, window=point.window, tokens_per_batch=S,
-                                scale=_fp32_scale(None, D), recipe=point.recipe)
-    from kernelprop.kernels.rms_norm import norm_launch
-
-    dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[point.dtype]
-    out = torch.bfloat16 if point.recipe.out_dtype == "bf16" else torch.float32
-    if device == "meta":
-        x = torch.empty(point.rows, point.dim, dtype=dtype, device="meta")
-        w = torch.empty(point.dim, dtype=dtype, device="meta") if point.weight else None
-    else:
-        x = torch.randn(point.rows, point.dim, device=device).to(dtype)
-        w = torch.randn(point.dim, device=device).to(dtype) if point.weight else None
-    y = torch.empty(point.rows, point.dim, dtype=out, device=device)
-    return norm_launch(x, w, y, 1e-6, point.recipe)
+    return point.launch(device)
 
 
 def specialize(launch):
@@ -369,7 +403,7 @@ def _child_main(args) -> int:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="kp compile", description=__doc__.splitlines()[0])
-    parser.add_argument("--fast", action="store_true", help="the CI subset (DSV4, D=576, RMSNorm D=4096)")
+    parser.add_argument("--fast", action="store_true", help="the CI subset (every op's fast points)")
     parser.add_argument("--reference", action="store_true", help="only the gated reference configs")
     parser.add_argument("--only", nargs="*", help="keep points whose name contains one of these")
     parser.add_argument("--json", help="write the table as JSON here")

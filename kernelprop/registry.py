@@ -45,6 +45,8 @@ class Op:
     catalogue   module with its planted bugs (MUTANTS, CONTROLS) when not in impls.mutants
     shape_classes whether its property tests run over kernelprop.coverage's shape classes (label)
     limits      its plain-class size limits per backend and --sizes (kernelprop.sizes.SizePresets)
+    compile_points  `./kp compile`'s configurations: scope ("reference" | "fast" | "sweep") ->
+                points, each with .name, .reference and .launch(device) -> KernelLaunch
     """
 
     kind: str
@@ -65,6 +67,7 @@ class Op:
     catalogue: Optional[str] = None
     shape_classes: bool = True
     limits: Optional[str] = None
+    compile_points: Optional[str] = None
 
     @property
     def recipe_type(self) -> type:
@@ -91,18 +94,20 @@ OPS: tuple[Op, ...] = (
        f"{G}.inputs:make_attn_inputs", f"{G}.attention:sparse_attention_trace",
        f"{G}.attention:sparse_attention_fp64", f"{G}.attention_bounds",
        "kernelprop.kernels:sparse_decode_attention", f"{P}.replays_bad_input:ATTN_TABLE",
-       "kernelprop.sizes:sparse_attention_by_size", limits=f"{P}.attention_limits:ATTN_SIZES"),
+       "kernelprop.sizes:sparse_attention_by_size", limits=f"{P}.attention_limits:ATTN_SIZES",
+       compile_points="kernelprop.compile:attention_points"),
     Op("rms_norm", "norm", "norm_impl", f"{G}.recipes:NormRecipe",
        "kernelprop.declarations:NormDomain", f"{P}.strategies:norm_cases", f"{G}.inputs:NormInputs",
        f"{G}.inputs:make_norm_inputs", f"{G}.rmsnorm:rms_norm_trace", f"{G}.rmsnorm:rms_norm_fp64",
        f"{G}.rmsnorm_bounds", "kernelprop.kernels:rms_norm", f"{P}.replays_bad_input:NORM_TABLE",
-       "kernelprop.sizes:rms_norm_by_size", limits=f"{P}.norm_limits:NORM_SIZES"),
+       "kernelprop.sizes:rms_norm_by_size", limits=f"{P}.norm_limits:NORM_SIZES",
+       compile_points="kernelprop.compile:norm_points"),
     Op("indexer_topk", "idx", "indexer_impl", f"{G}.indexer:IndexerRecipe", f"{G}.indexer:IndexerDomain",
        f"{P}.indexer_strategies:indexer_cases", f"{G}.indexer:IndexerInputs", f"{G}.indexer:make_indexer_inputs",
        f"{G}.indexer:indexer_topk_golden", f"{G}.indexer:indexer_topk_fp64", f"{G}.indexer_bounds",
        "kernelprop.kernels.sparse_indexer:sparse_indexer_topk", f"{P}.replays_indexer_bad_input:TABLE",
        None, ("I1", "I2", "I3", "I4", "I5", "P13"), "kernelprop.impls.mutants.indexer", False,
-       f"{P}.indexer_limits:INDEXER_SIZES"),
+       f"{P}.indexer_limits:INDEXER_SIZES", "kernelprop.kernels.sparse_indexer_points:indexer_compile_points"),
 )
 BY_KIND: dict[str, Op] = {op.kind: op for op in OPS}
 PROPERTY_IDS: tuple = tuple(dict.fromkeys(p for o in OPS for p in o.property_ids))

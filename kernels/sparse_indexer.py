@@ -13,6 +13,9 @@ import triton.language as tl
 
 from kernelprop.golden.indexer import IndexerRecipe, cmp_valid, select_topk
 from kernelprop.kernels._checks import check_device, check_last_stride
+from kernelprop.kernels._launch import KernelLaunch
+
+BLOCK_J = 16   # slots per program: the DSV4 indexer (Hi 64, Di 128) compiles to 168 registers, no spill
 
 
 @triton.jit
@@ -126,24 +129,33 @@ def sparse_indexer_topk(index_q, index_k, cmp_block_table, weights, seqused_kv, 
 
 def indexer_scores(index_q, index_k, cmp_block_table, weights, valid, tokens_per_batch, slots):
     """[T, slots] fp32 kernel scores (-inf where invisible)."""
-    T, H, D = index_q.shape
-    out = torch.full((T, max(slots, 1)), float("-inf"), dtype=torch.float32, device=index_q.device)
+    T = index_q.shape[0]
     if T == 0 or slots == 0:
-        return out[:, :slots]
-    BLOCK_J = 16
-    grid = (T, triton.cdiv(slots, BLOCK_J))
-    padded = torch.full((T, grid[1] * BLOCK_J), float("-inf"), dtype=torch.float32,
+        return torch.full((T, slots), float("-inf"), dtype=torch.float32, device=index_q.device)
+    padded = torch.full((T, triton.cdiv(slots, BLOCK_J) * BLOCK_J), float("-inf"), dtype=torch.float32,
                         device=index_q.device)
-    _indexer_scores_kernel[grid](
+    indexer_launch(index_q, index_k, cmp_block_table, weights, valid.to(torch.int32).contiguous(), padded,
+                   tokens_per_batch).run()
+    return padded[:, :slots]
+
+
+def indexer_launch(index_q, index_k, cmp_block_table, weights, valid, scores, tokens_per_batch) -> KernelLaunch:
+    """The score kernel's launch for checked inputs, [T] int32 `valid` and an allocated [T, a
+    multiple of BLOCK_J] fp32 `scores` (no checks here): the wrapper runs it and `./kp compile`
+    compiles it, so both see one config."""
+    T, H, D = index_q.shape
+    grid = (T, scores.shape[1] // BLOCK_J)
+    args = (
         index_q, index_q.stride(0), index_q.stride(1),
         index_k, index_k.stride(0), index_k.stride(1),
         cmp_block_table, cmp_block_table.stride(0),
         weights, weights.stride(0),
-        valid.to(torch.int32).contiguous(),
-        padded, padded.stride(0),
+        valid,
+        scores, scores.stride(0),
         tokens_per_batch, index_k.shape[1], D,
-        HEADS=H, BLOCK_J=BLOCK_J, BLOCK_D=triton.next_power_of_2(max(D, 1)))
-    return padded[:, :slots]
+    )
+    constexprs = dict(HEADS=H, BLOCK_J=BLOCK_J, BLOCK_D=triton.next_power_of_2(max(D, 1)))
+    return KernelLaunch(_indexer_scores_kernel, grid, args, constexprs)
 
 
 sparse_indexer_topk.accepts_recipe = True

@@ -8,13 +8,15 @@ import subprocess
 import sys
 
 from kernelprop.compile import SM90_SMEM_LIMIT, CompileRow, fast_points, markdown
+from kernelprop.registry import OPS, resolve
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def test_fast_subset_compiles_without_spills(tmp_path):
-    """Issue 11 gate: DSV4 attention, D=576 attention and RMSNorm D=4096 compile for sm_90a with
-    0 spill bytes, no stack frame and <= 227 KiB shared memory; the command exits 0. The DSV4
+    """Issue 11 gate: every registered op's fast points (DSV4 attention, D=576 attention, RMSNorm
+    D=4096, the DSV4 indexer) compile for sm_90a with 0 spill bytes, no stack frame and <= 227 KiB
+    shared memory; the command exits 0. The DSV4
     dots are Hopper wgmma (the transposed layout puts 64 rows on M), and a token's rows are read
     by at most 2 head-block programs (BLOCK_H >= 32: docs/roofline.md). One test, so that xdist
     runs the ~20 s compile once."""
@@ -27,6 +29,10 @@ def test_fast_subset_compiles_without_spills(tmp_path):
     table = json.loads(out.read_text())
     rows = [CompileRow(**r) for r in table["rows"]]
     assert {r.name for r in rows} == {p.name for p in fast_points()}
+    for o in OPS:  # each op with compile points has a gated reference row in the CI subset
+        assert o.compile_points, f"{o.kind}: no compile_points in its registry record"
+        names = {p.name for p in resolve(o.compile_points)("fast") if p.reference}
+        assert names and names <= {r.name for r in rows if r.reference}, o.kind
     for r in rows:
         assert r.error is None, r.error
         assert (r.spill_stores, r.spill_loads, r.stack) == (0, 0, 0), r
