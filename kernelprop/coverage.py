@@ -16,7 +16,8 @@ Attention classes (SparseInputs + the recipe's tile):
 RMSNorm classes (NormInputs):
   eps0_tiny            eps = 0 with data so small that fp32 x^2 is subnormal
   eps_dominant         eps > 0 above some row's mean square (where eps enters decides the scale)
-  reference            the per-head q norm of the decode shape: x [>= 128, 64, 512] or D >= 4096
+  reference            the per-head q norm of the decode shape: x [>= 2, 64, 512] (one batch's
+                       S = 2 tokens and up) or D >= 4096
 
 Collection: `run_property` calls `observe(case, inputs, recipe)` once per example (the first check
 of an example; later checks on the same `case` object are the same example). Counts are kept per
@@ -113,7 +114,7 @@ def norm_classes(x) -> frozenset:
     if x.eps > 0 and xf.numel() and bool(((xf.double() ** 2).mean(-1) < x.eps).any()):
         found.add("eps_dominant")
     shape = tuple(x.x.shape)
-    if (len(shape) == 3 and shape[0] >= 128 and shape[1] >= 64 and shape[2] >= 512) \
+    if (len(shape) == 3 and shape[0] >= 2 and shape[1] >= 64 and shape[2] >= 512) \
             or (shape and shape[-1] >= 4096):
         found.add("reference")
     return frozenset(found)

@@ -1,9 +1,10 @@
 """`--sizes small|reference|large`: how large the drawn examples get, and which implementation
 runs the examples the Triton interpreter cannot afford.
 
-  small      (default) interpreter-sized examples; the reference decode shape is not drawn
-  reference  adds the DeepSeek-V4 decode shape class (B up to 64, S=2, H=64, D=512, K=640) and
-             larger plain examples; the nightly profile's default
+  small      (default) interpreter-sized examples; one example per property of the reference
+             decode shape at B=1 (properties.strategies.class_examples)
+  reference  the DeepSeek-V4 decode shape class with its full share (B up to 64, S=2, H=64,
+             D=512, K=640) and larger plain examples; the nightly profile's default
   large      CUDA: bigger plain limits (D up to 1024, H up to 128) and B up to 128 at the
              reference shape
 

@@ -11,4 +11,5 @@ NORM_SIZES = SizePresets(cpu=NormLimits(), cpu_nightly=NormLimits(rows=16, dim=6
                          cuda=NormLimits(rows=256, dim=8192), cuda_large=NormLimits(rows=1024, dim=16384))
 
 REFERENCE_NORM = dict(rows=128, heads=64, dim=512)      # the per-head q norm of the decode shape
+REFERENCE_NORM_SMALL_ROWS = 2   # at small sizes: one batch's S = 2 tokens, as the attention class
 LARGE_NORM_DIM = 8192                                  # rows of the reference class at --sizes large

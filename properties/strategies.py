@@ -17,12 +17,14 @@ the Triton interpreter; "plain" draws from the run's limits (`AttnLimits` / `Nor
 reached is counted from its inputs (kernelprop.coverage) and printed at the end of the run.
 
 Sizes (`--sizes small|reference|large`, KERNELPROP_SIZES; default small, nightly reference):
-small keeps the reference class out of the draw (its cost: docs/measurements.md); reference adds
-it, up to the full DeepSeek-V4 decode shape (B=64, S=2, H=64, D=512, K=640); large is for CUDA
-(bigger plain limits and up to B=128 in the reference class).
+small draws one example of the reference class per property (its cost: docs/measurements.md):
+B=1 of the DeepSeek-V4 decode shape (S=2, H=64, D=512, K=640), RMSNorm per-head [2, 64, 512];
+reference gives the class its full share, up to the full decode shape (B=64; RMSNorm [128, 64,
+512]); large is for CUDA (bigger plain limits and up to B=128 in the reference class).
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Optional
 
@@ -34,7 +36,8 @@ from kernelprop.golden.recipes import AttnRecipe, NormRecipe
 from kernelprop import coverage
 from kernelprop.declarations import AttnDomain, NormDomain
 from kernelprop.properties.attention_limits import ATTN_SIZES, REFERENCE, REFERENCE_BATCHES, AttnLimits
-from kernelprop.properties.norm_limits import LARGE_NORM_DIM, NORM_SIZES, REFERENCE_NORM, NormLimits
+from kernelprop.properties.norm_limits import (LARGE_NORM_DIM, NORM_SIZES, REFERENCE_NORM,
+                                               REFERENCE_NORM_SMALL_ROWS, NormLimits)
 from kernelprop.sizes import current_sizes
 
 
@@ -192,14 +195,13 @@ def class_cases(shape_class: str, *, limits: AttnLimits, tile: Optional[int] = N
 
 
 def attn_classes_for_run() -> tuple:
-    """The attention classes this run's sizes draw (the reference class needs --sizes reference)."""
-    return tuple(c for c in coverage.ATTN_CLASSES
-                 if c != "reference" or current_sizes() != "small")
+    """The attention classes this run draws: all of them (the reference class with
+    `class_examples` examples at small sizes)."""
+    return coverage.ATTN_CLASSES
 
 
 def norm_classes_for_run() -> tuple:
-    return tuple(c for c in coverage.NORM_CLASSES
-                 if c != "reference" or current_sizes() != "small")
+    return coverage.NORM_CLASSES
 
 
 def classes_for_run(kind: str) -> tuple:
@@ -249,8 +251,8 @@ def norm_class_cases(shape_class: str, *, limits: NormLimits | None = None, data
                      dtypes=("bf16", "fp32")) -> st.SearchStrategy[NormCase]:
     """RMSNorm cases of one shape class: "plain" (norm_cases), "eps0_tiny" (eps = 0 with data
     whose fp32 squares are subnormal), "eps_dominant" (eps > 0 above the rows' mean square: tiny
-    data, where the placement of eps decides the output scale), "reference" (the per-head q norm [128, 64, 512], or rows
-    of 8192 at large sizes)."""
+    data, where the placement of eps decides the output scale), "reference" (the per-head q norm
+    [128, 64, 512]; [2, 64, 512] at small sizes; rows of 8192 at large sizes)."""
     base = norm_cases(limits=limits, data=data, dtypes=dtypes)
     if shape_class == "plain":
         return base
@@ -262,7 +264,8 @@ def norm_class_cases(shape_class: str, *, limits: NormLimits | None = None, data
     if shape_class == "reference":
         if current_sizes() == "large":
             return base.map(lambda c: c.replace(rows=min(c.rows, 64), heads=0, dim=LARGE_NORM_DIM))
-        return base.map(lambda c: c.replace(**REFERENCE_NORM))
+        rows = REFERENCE_NORM_SMALL_ROWS if current_sizes() == "small" else REFERENCE_NORM["rows"]
+        return base.map(lambda c: c.replace(**{**REFERENCE_NORM, "rows": rows}))
     raise ValueError(f"shape_class must be 'plain' or one of {coverage.NORM_CLASSES}, "
                      f"got {shape_class!r}")
 
@@ -394,20 +397,53 @@ def _fitted(case, domain):
     return case if domain is None else domain.fit(case)
 
 
+# Examples of a class parametrization that does not take an equal share: the reference class at
+# small sizes costs ~7 s an example on the interpreter (docs/measurements.md), so ci and dev run
+# one example of it per property; nightly (reference sizes) gives it its full share.
+SMALL_SIZES_CLASS_EXAMPLES = {"reference": 1}
+
+
+def class_examples(shape_class: str) -> Optional[int]:
+    """The examples `shape_class` runs when not the test's equal share (None: the share)."""
+    return SMALL_SIZES_CLASS_EXAMPLES.get(shape_class) if current_sizes() == "small" else None
+
+
+@contextmanager
+def examples_of_class(test, shape_class: str):
+    """Run the hypothesis test `test` with the examples of its `shape_class` parametrization
+    (`class_examples`; the pytest plugin wraps each call in it, tests/test_coverage.py too).
+    Hypothesis has no per-parametrization settings: this sets the test's settings object, which
+    `@given` reads when the call starts (`_hypothesis_internal_use_settings`), for one call."""
+    n = class_examples(shape_class)
+    old = getattr(test, "_hypothesis_internal_use_settings", None)
+    if n is None or old is None:
+        yield
+        return
+    test._hypothesis_internal_use_settings = settings(old, max_examples=n)
+    try:
+        yield
+    finally:
+        test._hypothesis_internal_use_settings = old
+
+
 def over_shape_classes(kind: str, *, not_applicable: Optional[dict] = None):
     """Decorator (above @given) for a property test taking a `shape_class` argument: pytest
     parametrizes it over "plain" and every class of `kind` ("attn" / "norm") this run's sizes
     draw, except `not_applicable` ({class: why}, kept for the coverage table), and each
     parametrization gets an equal share of the profile's max_examples (at least 2), so every
     class is reached under every profile (hypothesis' own choice of a sampled class is far from
-    uniform: measured, 34 classes missed over 40 ci-profile runs of 50 examples).
+    uniform: measured, 34 classes missed over 40 ci-profile runs of 50 examples), except a class
+    with its own count (`class_examples`: the reference class at small sizes), which the
+    others' shares leave out.
     """
     not_applicable = dict(not_applicable or {})
     run = classes_for_run(kind)
     params = ("plain", *(c for c in run if c not in not_applicable))
+    own = sum(class_examples(c) or 0 for c in params)
+    shared = sum(class_examples(c) is None for c in params)
 
     def decorate(test):
-        share = max(2, settings.default.max_examples // len(params))
+        share = max(2, (settings.default.max_examples - own) // shared)
         test = settings(max_examples=share)(test)
         test = pytest.mark.shape_classes(kind=kind, not_applicable=not_applicable)(test)
         return pytest.mark.parametrize("shape_class", params)(test)

@@ -5,7 +5,8 @@ Two checks, both cheap (no kernel runs):
    of its kind this run draws (properties.strategies.over_shape_classes), except classes it
    declares not applicable with a reason; the few that draw no case of their own are listed here
    with the reason.
-2. Reach: each parametrization runs under the active profile (ci in `./kp test`) with
+2. Reach: each parametrization runs under the active profile (ci in `./kp test`; the reference
+   class with its own example count, properties.strategies.class_examples) with
    run_property replaced by a stub that only classifies the inputs (kernelprop.coverage), and at
    least one example must fall in its class, for the bundled kernel (free recipe) and for a
    fixed-tile-64 implementation (no recipe keyword: multi_tile must reach 2-4 tiles of 64).
@@ -23,7 +24,7 @@ from kernelprop import coverage
 from kernelprop.evidence import Outcome
 from kernelprop.impl import make_impl
 from kernelprop.registry import OPS
-from kernelprop.properties.strategies import classes_for_run
+from kernelprop.properties.strategies import class_examples, classes_for_run, examples_of_class
 
 # hypothesis property tests that draw no case through the shape classes, and why
 NO_SHAPE_CLASSES = {
@@ -97,7 +98,8 @@ def _reach(module, fn, shape_class, targets, monkeypatch) -> dict:
     kwargs = {"backend": "cpu", "device": "cpu", "shape_class": shape_class}
     kwargs.update({fixture: make_impl(kind, targets.get(kind)) for kind, fixture in _op_fixtures(fn).items()})
     try:
-        fn(**kwargs)
+        with examples_of_class(fn, shape_class):
+            fn(**kwargs)
     except pytest.skip.Exception:
         return {}
     return coverage.snapshot() or {}
@@ -105,7 +107,7 @@ def _reach(module, fn, shape_class, targets, monkeypatch) -> dict:
 
 @pytest.mark.parametrize("impl_name", sorted(IMPLS))
 def test_ci_profile_reaches_every_class_of_every_property(impl_name, monkeypatch):
-    missed, reached = [], 0
+    missed, reached, classes = [], 0, set()
     try:
         for module, name, fn in _property_tests():
             if _marker(fn) is None:
@@ -119,8 +121,13 @@ def test_ci_profile_reaches_every_class_of_every_property(impl_name, monkeypatch
                 if snap and not snap["counts"].get(shape_class):
                     missed.append(f"{name}[{shape_class}]: 0 of {snap['examples']} examples "
                                   f"reached it ({snap['counts']})")
+                if snap and class_examples(shape_class) and snap["examples"] > class_examples(shape_class):
+                    missed.append(f"{name}[{shape_class}]: {snap['examples']} examples, its class "
+                                  f"runs {class_examples(shape_class)}")
                 reached += bool(snap)
+                classes |= {c for c, n in (snap.get("counts") or {}).items() if n}
     finally:
         coverage.begin("")  # this test's own stub counts are not a property's coverage
     assert reached, "no property test ran (all skipped?)"
     assert not missed, "\n".join(missed)
+    assert "reference" in classes, "the reference decode shape is not reached in this profile"
