@@ -7,9 +7,9 @@ target=GPUTarget("cuda", 90, 32))` runs Triton's whole NVIDIA pipeline (ttir, tt
 cubin), and the ptxas bundled with triton reports registers, spills and the stack frame.
 
 One source of truth: each configuration is a `KernelLaunch` built by the wrappers' own launch
-functions (kernels.sparse_attention.attention_launch, kernels.rms_norm.norm_launch,
-kernels.sparse_indexer.indexer_launch) from meta tensors of the point's shapes (`point.launch()`;
-every registered op's points come from its record's `compile_points`, kernelprop/registry.py), and specialized by Triton's own JIT binder exactly as a launch on
+functions (e.g. kernels.sparse_attention.attention_launch) from meta tensors of the point's shapes
+(`point.launch()`; every registered op's points come from its record's `compile_points`,
+kernelprop/registry.py), and specialized by Triton's own JIT binder exactly as a launch on
 the device would be (integer arguments equal to 1 become constants, values and pointers divisible
 by 16 get the divisibility attribute). Without that specialization the numbers differ a lot: the
 bundled attention at the DSV4 config compiles to 248 registers and no spills when specialized, but

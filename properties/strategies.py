@@ -12,8 +12,8 @@ the default scale, large logits with a large sink, the reference decode shape; e
 data for RMSNorm. Each parametrization gets a share of the profile's examples and draws only its
 class (`draw_attn` / `draw_norm_case`), so every class is reached under every profile. A class
 fixes only what defines it and keeps the other dimensions tiny, so that it stays affordable on
-the Triton interpreter; "plain" draws from the run's limits (`AttnLimits` / `NormLimits`, each op's own
-(properties/attention_limits.py, norm_limits.py)). Which class each example really
+the Triton interpreter; "plain" draws from the run's limits (each op's own: `AttnLimits`,
+`NormLimits` in properties/attention_limits.py, norm_limits.py). Which class each example really
 reached is counted from its inputs (kernelprop.coverage) and printed at the end of the run.
 
 Sizes (`--sizes small|reference|large`, KERNELPROP_SIZES; default small, nightly reference):
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 import pytest
-from hypothesis import settings, strategies as st
+from hypothesis import Phase, settings, strategies as st
 
 from kernelprop.golden.inputs import DATA_KINDS, NORM_DATA_KINDS, SINK_KINDS, AttnCase, NormCase
 from kernelprop.golden.recipes import AttnRecipe, NormRecipe
@@ -194,19 +194,10 @@ def class_cases(shape_class: str, *, limits: AttnLimits, tile: Optional[int] = N
                      f"got {shape_class!r}")
 
 
-def attn_classes_for_run() -> tuple:
-    """The attention classes this run draws: all of them (the reference class with
-    `class_examples` examples at small sizes)."""
-    return coverage.ATTN_CLASSES
-
-
-def norm_classes_for_run() -> tuple:
-    return coverage.NORM_CLASSES
-
-
 def classes_for_run(kind: str) -> tuple:
-    """The shape classes of `kind` ("attn" / "norm", over_shape_classes) this run's sizes draw."""
-    return attn_classes_for_run() if kind == "attn" else norm_classes_for_run()
+    """The shape classes of `kind` ("attn" / "norm", over_shape_classes): every class under every
+    sizes (the reference class with `class_examples` examples at small sizes)."""
+    return coverage.ATTN_CLASSES if kind == "attn" else coverage.NORM_CLASSES
 
 
 # %% recipes
@@ -419,7 +410,10 @@ def examples_of_class(test, shape_class: str):
     if n is None or old is None:
         yield
         return
-    test._hypothesis_internal_use_settings = settings(old, max_examples=n)
+    # no shrink phase either: the class fixes its dimensions, and every shrink step would cost a
+    # full example of it; a failure is reported as drawn
+    phases = [p for p in old.phases if p != Phase.shrink]
+    test._hypothesis_internal_use_settings = settings(old, max_examples=n, phases=phases)
     try:
         yield
     finally:

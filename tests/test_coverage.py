@@ -18,6 +18,7 @@ from collections import defaultdict
 
 import pytest
 import torch
+from hypothesis import Phase
 
 from kernelprop import properties
 from kernelprop import coverage
@@ -131,3 +132,20 @@ def test_ci_profile_reaches_every_class_of_every_property(impl_name, monkeypatch
     assert reached, "no property test ran (all skipped?)"
     assert not missed, "\n".join(missed)
     assert "reference" in classes, "the reference decode shape is not reached in this profile"
+
+
+@pytest.mark.parametrize("sizes, examples", [("small", 1), ("reference", None)])
+def test_reference_class_examples_by_sizes(sizes, examples, monkeypatch):
+    """At small sizes the reference parametrization runs class_examples = 1 example, unshrunk, for
+    that call only; at reference sizes it keeps the test's own settings (its share)."""
+    monkeypatch.setenv("KERNELPROP_SIZES", sizes)
+    _, name, fn = next(t for t in _property_tests() if "reference" in _params(t[2]))
+    before = fn._hypothesis_internal_use_settings
+    assert class_examples("reference") == examples and class_examples("plain") is None
+    with examples_of_class(fn, "reference"):
+        during = fn._hypothesis_internal_use_settings
+    assert fn._hypothesis_internal_use_settings is before, name
+    if examples is None:
+        assert during is before
+    else:
+        assert during.max_examples == examples and Phase.shrink not in during.phases, name
