@@ -12,12 +12,16 @@ Selected by the pytest option --sizes, else KERNELPROP_SIZES, else "reference" u
 profile and "small" otherwise. conftest exports the choice as KERNELPROP_SIZES (xdist workers and
 properties/strategies.py read it there).
 
-On the CPU backend at sizes other than small, the bundled kernels are wrapped by
-`sparse_attention_by_size` / `rms_norm_by_size`: an example up to INTERPRETER_MAX_WORK runs
-through the Triton interpreter, a larger one through the torch implementation with the bundled
-argument checks (impls/mutants/*.py:reference, impls/torch_reference.py's algorithm). The
-session header says so; a counterexample report names the wrapper, and its replay dispatches
-the same way.
+On the CPU backend at sizes other than small, a bundled kernel whose registry record names a
+`by_size` target (a `BySize`, kept with the op's limits) is wrapped by it: an example up to the
+wrapper's work limit runs through the Triton interpreter, a larger one through the torch
+implementation with the bundled argument checks (impls/mutants/*.py:reference,
+impls/torch_reference.py's algorithm). The session header says so; a counterexample report names
+the wrapper, and its replay dispatches the same way.
+
+Each op's sizes (limits per backend and sizes, reference shapes, interpreter work limits) live
+with the op (properties/<op>_limits.py), reached through its registry record; this module holds
+only what every op uses.
 """
 from __future__ import annotations
 
@@ -27,10 +31,6 @@ from typing import Generic, TypeVar
 
 SIZES = ("small", "reference", "large")
 ENV = "KERNELPROP_SIZES"
-# T*H*K*D (attention) or elements (RMSNorm) up to which the interpreter runs an example: the
-# reference shape at T=2 (2*64*640*512 = 42M) takes ~0.65 s a call (measured, 2026-11-27)
-INTERPRETER_MAX_WORK = 2 ** 26
-INTERPRETER_MAX_NORM_ELEMENTS = 2 ** 20
 
 L = TypeVar("L")
 
@@ -102,27 +102,19 @@ def default_target(kind: str, sizes: str, backend: str) -> str | None:
     return _by_size().get(kind) if backend != "cuda" and sizes != "small" else None
 
 
-def attention_work(*args) -> int:
-    """T*H*D*K of a sparse_decode_attention call (the interpreter's cost)."""
-    q, idx = args[0], args[5]
-    return q.shape[0] * q.shape[1] * q.shape[2] * idx.shape[-1]
-
-
-def first_arg_elements(*args) -> int:
-    return args[0].numel()
-
-
-class _BySize:
+class BySize:
     """The bundled kernel for examples the interpreter affords (work(*args) <= limit), the torch
-    implementation (same checks, same recipes) for larger ones."""
+    implementation (same checks, same recipes) for larger ones. `work_doc` names the work measure
+    in the session header."""
 
     accepts_recipe = True
 
-    def __init__(self, recipe: str, work, limit: int, small: str, large: str):
+    def __init__(self, recipe: str, work, limit: int, small: str, large: str, work_doc: str):
         from kernelprop.registry import resolve
 
         self.recipe = resolve(recipe)()
         self.work, self.limit, self.small, self.large = work, limit, small, large
+        self.work_doc = work_doc
 
     def pick(self, *args):
         from kernelprop.registry import resolve
@@ -133,18 +125,13 @@ class _BySize:
         return self.pick(*args)(*args, **kwargs)
 
 
-sparse_attention_by_size = _BySize("kernelprop.golden.recipes:AttnRecipe", attention_work,
-                                   INTERPRETER_MAX_WORK, "kernelprop.kernels:sparse_decode_attention",
-                                   "kernelprop.impls.mutants.attention:reference")
-rms_norm_by_size = _BySize("kernelprop.golden.recipes:NormRecipe", first_arg_elements,
-                           INTERPRETER_MAX_NORM_ELEMENTS, "kernelprop.kernels:rms_norm",
-                           "kernelprop.impls.mutants.rmsnorm:reference")
-
-
 def header(sizes: str, backend: str, targets: dict) -> str:
+    from kernelprop.registry import resolve
+
     line = f"kernelprop sizes: {sizes}"
-    if backend != "cuda" and sizes != "small" and any(t in _by_size().values() for t in targets.values()):
-        line += (f" (CPU: bundled Triton kernels through the interpreter up to T*H*K*D = "
-                 f"{INTERPRETER_MAX_WORK} / {INTERPRETER_MAX_NORM_ELEMENTS} RMSNorm elements, the "
+    wrapped = [t for t in targets.values() if t in _by_size().values()]
+    if backend != "cuda" and sizes != "small" and wrapped:
+        limits = " / ".join(f"{resolve(t).work_doc} = {resolve(t).limit}" for t in dict.fromkeys(wrapped))
+        line += (f" (CPU: bundled Triton kernels through the interpreter up to {limits}, the "
                  f"torch implementation impls/mutants/*.py:reference above)")
     return line

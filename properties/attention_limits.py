@@ -2,7 +2,7 @@
 decode shape (SPEC section 2). No hypothesis import: P13's table (a replay module) holds limits."""
 from __future__ import annotations
 
-from kernelprop.sizes import SizePresets, limits_type
+from kernelprop.sizes import BySize, SizePresets, limits_type
 
 AttnLimits = limits_type(
     "AttnLimits", __name__, "Upper bounds on a drawn AttnCase (one example must stay fast on the backend).",
@@ -22,3 +22,17 @@ ATTN_SIZES = SizePresets(
 # The reference decode shape (SPEC section 2) and how many batches its class draws per size.
 REFERENCE = dict(tokens_per_batch=2, heads=64, head_dim=512, page_size=128, window=128, topk=512)
 REFERENCE_BATCHES = {"reference": 64, "large": 128}
+
+
+def attention_work(*args) -> int:
+    """T*H*D*K of a sparse_decode_attention call (the interpreter's cost)."""
+    q, idx = args[0], args[5]
+    return q.shape[0] * q.shape[1] * q.shape[2] * idx.shape[-1]
+
+
+# T*H*K*D up to which the interpreter runs an example at reference sizes on CPU: the reference
+# shape at T=2 (2*64*640*512 = 42M) takes ~0.65 s a call (measured, 2026-11-27)
+INTERPRETER_MAX_WORK = 2 ** 26
+sparse_attention_by_size = BySize("kernelprop.golden.recipes:AttnRecipe", attention_work, INTERPRETER_MAX_WORK,
+                                  "kernelprop.kernels:sparse_decode_attention",
+                                  "kernelprop.impls.mutants.attention:reference", "T*H*K*D")

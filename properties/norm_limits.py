@@ -3,7 +3,7 @@ per-head q norm of the decode shape). No hypothesis import: P13's table (a repla
 limits."""
 from __future__ import annotations
 
-from kernelprop.sizes import SizePresets, limits_type
+from kernelprop.sizes import BySize, SizePresets, limits_type
 
 NormLimits = limits_type("NormLimits", __name__, "Upper bounds on a drawn NormCase.", rows=8, dim=200)
 
@@ -13,3 +13,13 @@ NORM_SIZES = SizePresets(cpu=NormLimits(), cpu_nightly=NormLimits(rows=16, dim=6
 REFERENCE_NORM = dict(rows=128, heads=64, dim=512)      # the per-head q norm of the decode shape
 REFERENCE_NORM_SMALL_ROWS = 2   # at small sizes: one batch's S = 2 tokens, as the attention class
 LARGE_NORM_DIM = 8192                                  # rows of the reference class at --sizes large
+
+
+def first_arg_elements(*args) -> int:
+    return args[0].numel()
+
+
+INTERPRETER_MAX_NORM_ELEMENTS = 2 ** 20   # RMSNorm elements the interpreter runs at reference sizes
+rms_norm_by_size = BySize("kernelprop.golden.recipes:NormRecipe", first_arg_elements, INTERPRETER_MAX_NORM_ELEMENTS,
+                          "kernelprop.kernels:rms_norm", "kernelprop.impls.mutants.rmsnorm:reference",
+                          "RMSNorm elements")

@@ -47,7 +47,6 @@ LEGACY = {
     "kernelprop/__init__.py": ({ATTN, NORM}, "check_attention_args / check_norm_args exports for adapters"),
     "kernelprop/compile.py": ({NORM}, "NormPoint builds its launch from kernels/rms_norm.py"),
     "kernelprop/coverage.py": ({ATTN}, "attention's shape classes are recognized by gathering its KV"),
-    "kernelprop/sizes.py": ({NORM}, "the by-size wrappers of the bundled attention / RMSNorm"),
     "kernelprop/slots.py": ({ATTN}, "flat slot ids of attention's paged KV (adapters)"),
     "kernels/__init__.py": ({NORM}, "their records name the package itself as bundled module"),
     "golden/__init__.py": ({ATTN, NORM}, "re-exports of the first two ops' goldens"),
