@@ -137,10 +137,15 @@ class SparseAttention:
     def pv(self, p, k_t, recipe):
         return torch.bmm(p, k_t)                                                 # [T, H, D]
 
-    def merge(self, M, L, O, m, live, l, o):
+    def merge_factors(self, M, m, live):
+        """(M', a, b): M' = max(M, m) where the tile is live, a = exp(M - M') (0 while M = -inf),
+        b = exp(m - M')."""
         M_new = torch.where(live, torch.maximum(M, m), M)
         a = torch.where(torch.isfinite(M), _exp(M - M_new), 0.0)
-        b = _exp(m - M_new)
+        return M_new, a, _exp(m - M_new)
+
+    def merge(self, M, L, O, m, live, l, o):
+        M_new, a, b = self.merge_factors(M, m, live)
         L = torch.where(live, a * L + b * l, L)
         O = torch.where(live[..., None], a[..., None] * O + b[..., None] * o, O)
         return M_new, L, O
@@ -351,20 +356,14 @@ class EmptyRowUnguarded(SparseAttention):
 
 
 class MergeFactorsSwapped(SparseAttention):
-    def merge(self, M, L, O, m, live, l, o):
-        M_new = torch.where(live, torch.maximum(M, m), M)
-        a = torch.where(torch.isfinite(M), _exp(M - M_new), 0.0)
-        b = _exp(m - M_new)
-        L = torch.where(live, b * L + a * l, L)
-        O = torch.where(live[..., None], b[..., None] * O + a[..., None] * o, O)
-        return M_new, L, O
+    def merge_factors(self, M, m, live):
+        M_new, a, b = super().merge_factors(M, m, live)
+        return M_new, b, a
 
 
 class OutputNotRescaled(SparseAttention):
     def merge(self, M, L, O, m, live, l, o):
-        M_new = torch.where(live, torch.maximum(M, m), M)
-        a = torch.where(torch.isfinite(M), _exp(M - M_new), 0.0)
-        b = _exp(m - M_new)
+        M_new, a, b = self.merge_factors(M, m, live)
         L = torch.where(live, a * L + b * l, L)
         O = torch.where(live[..., None], O + b[..., None] * o, O)
         return M_new, L, O
@@ -407,22 +406,19 @@ class FixedTile64(SparseAttention):
 class FixedTileMaxNotRescaled(FixedTile64):
     """The running max is updated but O and L are not rescaled by exp(M - M')."""
 
-    def merge(self, M, L, O, m, live, l, o):
-        M_new = torch.where(live, torch.maximum(M, m), M)
-        b = _exp(m - M_new)
-        L = torch.where(live, L + b * l, L)
-        O = torch.where(live[..., None], O + b[..., None] * o, O)
-        return M_new, L, O
+    def merge_factors(self, M, m, live):
+        M_new, _, b = super().merge_factors(M, m, live)
+        return M_new, torch.ones_like(b), b                    # 1 * L and 1 * O are exact: no rescale
 
 
-class FixedTileMergeSwapped(FixedTile64):
+class FixedTileMergeSwapped(FixedTile64, MergeFactorsSwapped):
     """The first non-empty tile initializes the state (M, L, O = m, l, o_tile, as kernels that
     peel the first tile do); every later merge has its factors a and b swapped. Needs >= 2
     tiles with rows: with one tile it is the correct kernel."""
 
     def merge(self, M, L, O, m, live, l, o):
         first = live & ~torch.isfinite(M)
-        M_s, L_s, O_s = MergeFactorsSwapped.merge(self, M, L, O, m, live, l, o)
+        M_s, L_s, O_s = super().merge(M, L, O, m, live, l, o)        # a and b swapped
         return (torch.where(first, m, M_s), torch.where(first, l, L_s),
                 torch.where(first[..., None], o, O_s))
 
@@ -430,13 +426,9 @@ class FixedTileMergeSwapped(FixedTile64):
 class FixedTileRescaleBf16(FixedTile64):
     """The merge factors a = exp(M - M'), b = exp(m - M') rounded to bf16 (a bf16 exp unit)."""
 
-    def merge(self, M, L, O, m, live, l, o):
-        M_new = torch.where(live, torch.maximum(M, m), M)
-        a = round_to_bf16(torch.where(torch.isfinite(M), _exp(M - M_new), 0.0), "rne")
-        b = round_to_bf16(_exp(m - M_new), "rne")
-        L = torch.where(live, a * L + b * l, L)
-        O = torch.where(live[..., None], a[..., None] * O + b[..., None] * o, O)
-        return M_new, L, O
+    def merge_factors(self, M, m, live):
+        M_new, a, b = super().merge_factors(M, m, live)
+        return M_new, round_to_bf16(a, "rne"), round_to_bf16(b, "rne")
 
 
 class FixedTileSinkStaleMax(FixedTile64):
