@@ -434,18 +434,16 @@ class FixedTileRescaleBf16(FixedTile64):
 class FixedTileSinkStaleMax(FixedTile64):
     """The sink term uses the first tile's max: o = O / (L + exp(sink - m_first))."""
 
-    _stale = None
+    _stale = None  # the running max after the first tile that had rows, per (token, head)
 
     def online_softmax(self, q, keys, valid, scale, sink, recipe):
-        T, H, D = q.shape
-        M = torch.full((T, H), -math.inf, device=q.device)
-        L = torch.zeros(T, H, device=q.device)
-        O = torch.zeros(T, H, D, device=q.device)
-        first = None
-        for part in self.merge_order(list(self.tile_parts(q, keys, valid, scale, sink, recipe))):
-            M, L, O = self.merge(M, L, O, *part)
-            first = M.clone() if first is None else torch.where(torch.isfinite(first), first, M)
-        self._stale = first
+        self._stale = None
+        return super().online_softmax(q, keys, valid, scale, sink, recipe)
+
+    def merge(self, M, L, O, m, live, l, o):
+        M, L, O = super().merge(M, L, O, m, live, l, o)
+        first = self._stale
+        self._stale = M.clone() if first is None else torch.where(torch.isfinite(first), first, M)
         return M, L, O
 
     def normalize(self, O, L, M, sink):
