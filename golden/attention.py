@@ -153,22 +153,24 @@ def _untiled_softmax(dtype, q, ori_kv, ori_block_table, cmp_kv, cmp_block_table,
     return torch.where(has, o, 0.0)
 
 
-def sparse_attention_fp64(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_indices,
-                          seqused_kv, attn_sink, *, window, tokens_per_batch,
-                          softmax_scale=None) -> torch.Tensor:
-    """Exact-math truth in float64, no tiling, no rounding of P. [T, H, D] float64."""
-    return _untiled_softmax(torch.float64, q, ori_kv, ori_block_table, cmp_kv, cmp_block_table,
-                            sparse_indices, seqused_kv, attn_sink, window=window,
-                            tokens_per_batch=tokens_per_batch, softmax_scale=softmax_scale)
+def _untiled_golden(dtype: torch.dtype, name: str, summary: str):
+    """The golden `name`: the kernel's signature, `_untiled_softmax` in `dtype`."""
+    def golden(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_indices, seqused_kv,
+               attn_sink, *, window, tokens_per_batch, softmax_scale=None) -> torch.Tensor:
+        return _untiled_softmax(dtype, q, ori_kv, ori_block_table, cmp_kv, cmp_block_table,
+                                sparse_indices, seqused_kv, attn_sink, window=window,
+                                tokens_per_batch=tokens_per_batch, softmax_scale=softmax_scale)
+    golden.__name__ = golden.__qualname__ = name  # reports and pickle find it under this name
+    golden.__doc__ = summary
+    return golden
 
 
-def sparse_attention_fp32_full(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_indices,
-                               seqused_kv, attn_sink, *, window, tokens_per_batch,
-                               softmax_scale=None) -> torch.Tensor:
-    """Textbook fp32 softmax over all valid rows at once, P never rounded. [T, H, D] fp32."""
-    return _untiled_softmax(torch.float32, q, ori_kv, ori_block_table, cmp_kv, cmp_block_table,
-                            sparse_indices, seqused_kv, attn_sink, window=window,
-                            tokens_per_batch=tokens_per_batch, softmax_scale=softmax_scale)
+sparse_attention_fp64 = _untiled_golden(
+    torch.float64, "sparse_attention_fp64",
+    "Exact-math truth in float64, no tiling, no rounding of P. [T, H, D] float64.")
+sparse_attention_fp32_full = _untiled_golden(
+    torch.float32, "sparse_attention_fp32_full",
+    "Textbook fp32 softmax over all valid rows at once, P never rounded. [T, H, D] fp32.")
 
 
 @dataclass(frozen=True)

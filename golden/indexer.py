@@ -13,11 +13,12 @@ order, so its scores differ by the dot error bound (golden/indexer_bounds.py, do
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
 
+from kernelprop.golden.domain import DomainValue, most
 from kernelprop.golden.values import CaseValue, TensorArgs
 
 INDEXER_DATA = ("normal", "ties", "negative_weights")
@@ -35,11 +36,11 @@ class IndexerRecipe:
 
 
 @dataclass(frozen=True)
-class IndexerDomain:
+class IndexerDomain(DomainValue):
     """What an indexer implementation supports: max index heads, max topk (None: any)."""
 
-    max_heads: Optional[int] = None
-    max_topk: Optional[int] = None
+    max_heads: Optional[int] = most()
+    max_topk: Optional[int] = most()
 
     def fit(self, case: "IndexerCase") -> "IndexerCase":
         changes = {}
@@ -48,11 +49,6 @@ class IndexerDomain:
         if self.max_topk is not None and case.topk > self.max_topk:
             changes["topk"] = self.max_topk
         return case.replace(**changes) if changes else case
-
-    def describe(self) -> str:
-        parts = [f"{f.name}={getattr(self, f.name)!r}" for f in fields(self)
-                 if getattr(self, f.name) is not None]
-        return f"IndexerDomain({', '.join(parts)})" if parts else "any input"
 
 
 @dataclass(frozen=True)

@@ -109,6 +109,15 @@ def _e(x: float) -> str:  # an error
     return f"{x:.3e}"
 
 
+def _verdict(passed: bool) -> str:
+    return "PASS" if passed else "FAIL"
+
+
+def _values_at(index: Index | None, **values: float | None) -> str:
+    """'at (i, j): actual 1.5, expected 2': one element's index and values, for __str__."""
+    return f"at {index}: " + ", ".join(f"{name} {_g(v)}" for name, v in values.items())
+
+
 def _name(dtype: torch.dtype) -> str:
     return str(dtype).replace("torch.", "")
 
@@ -228,8 +237,9 @@ class ErrorResult(_Result):
     rel_to_max_expected: float  # max_abs / max_expected
 
     def __str__(self) -> str:
-        return (f"max abs {_e(self.max_abs)} at {self.max_abs_index}: "
-                f"actual {_g(self.actual_at_max_abs)}, expected {_g(self.expected_at_max_abs)}\n"
+        worst = _values_at(self.max_abs_index, actual=self.actual_at_max_abs,
+                           expected=self.expected_at_max_abs)
+        return (f"max abs {_e(self.max_abs)} {worst}\n"
                 f"max rel {_e(self.max_rel)} at {self.max_rel_index} (floor {self.rel_floor:.1e}); "
                 f"max abs / max|expected| {_e(self.rel_to_max_expected)}")
 
@@ -303,11 +313,10 @@ class RatioRuleResult(_Result):
     truth_at_worst: float | None
 
     def __str__(self) -> str:
-        verdict = "PASS" if self.passed else "FAIL"
-        return (f"ratio rule {verdict}: err(impl) {_e(self.err_impl)} vs {self.k:g} * err(golden) "
-                f"{_e(self.err_golden)} + floor {_e(self.floor)} = {_e(self.limit)}; worst at "
-                f"{self.worst_index}: actual {_g(self.actual_at_worst)}, "
-                f"golden {_g(self.golden_at_worst)}, truth {_g(self.truth_at_worst)}")
+        return (f"ratio rule {_verdict(self.passed)}: err(impl) {_e(self.err_impl)} vs {self.k:g} * "
+                f"err(golden) {_e(self.err_golden)} + floor {_e(self.floor)} = {_e(self.limit)}; worst "
+                + _values_at(self.worst_index, actual=self.actual_at_worst, golden=self.golden_at_worst,
+                             truth=self.truth_at_worst))
 
 
 def ratio_rule(actual: torch.Tensor, golden: torch.Tensor, truth: torch.Tensor, *,
@@ -347,11 +356,10 @@ class AllcloseResult(_Result):
     expected_at_worst: float | None
 
     def __str__(self) -> str:
-        verdict = "PASS" if self.passed else "FAIL"
-        return (f"allclose {verdict}: {self.bad_count}/{self.total} bad ({self.fraction:.3%}, "
-                f"allowed {self.max_bad_fraction:.3%}) at atol {self.atol:.1e} rtol {self.rtol:.1e}; "
-                f"worst excess {_e(self.worst_excess)} at {self.worst_index}: "
-                f"actual {_g(self.actual_at_worst)}, expected {_g(self.expected_at_worst)}")
+        return (f"allclose {_verdict(self.passed)}: {self.bad_count}/{self.total} bad "
+                f"({self.fraction:.3%}, allowed {self.max_bad_fraction:.3%}) at atol {self.atol:.1e} "
+                f"rtol {self.rtol:.1e}; worst excess {_e(self.worst_excess)} "
+                + _values_at(self.worst_index, actual=self.actual_at_worst, expected=self.expected_at_worst))
 
 
 def ratio_allclose(actual: torch.Tensor, expected: torch.Tensor, *, atol: float, rtol: float,
@@ -393,8 +401,9 @@ class NonfiniteResult(_Result):
         if self.passed:
             return "nonfinite positions match"
         return (f"nonfinite MISMATCH: NaN {self.nan_mismatches}, +inf {self.posinf_mismatches}, "
-                f"-inf {self.neginf_mismatches}; first at {self.first_mismatch_index}: actual "
-                f"{_g(self.actual_at_first)}, expected {_g(self.expected_at_first)}")
+                f"-inf {self.neginf_mismatches}; first "
+                + _values_at(self.first_mismatch_index, actual=self.actual_at_first,
+                             expected=self.expected_at_first))
 
 
 def nonfinite_match(actual: torch.Tensor, expected: torch.Tensor) -> NonfiniteResult:

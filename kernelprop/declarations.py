@@ -9,9 +9,10 @@ so hypothesis still shrinks), never filtered away.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Optional
 
+from kernelprop.golden.domain import DomainValue, flag, kinds, most, sizes
 from kernelprop.golden.inputs import NORM_DATA_KINDS, SINK_KINDS
 
 SINK_VALUE_KINDS = {"neg_inf": lambda v: v == -math.inf, "pos_inf": lambda v: v == math.inf,
@@ -19,27 +20,8 @@ SINK_VALUE_KINDS = {"neg_inf": lambda v: v == -math.inf, "pos_inf": lambda v: v 
                     "finite": lambda v: math.isfinite(v) and abs(v) <= 30}
 
 
-def _tuple_of(name: str, value, allowed=None, kind=int) -> Optional[tuple]:
-    if value is None:
-        return None
-    value = tuple(value)
-    if not value:
-        raise ValueError(f"{name} must be None (any) or a non-empty tuple, got ()")
-    for v in value:
-        if isinstance(v, bool) or not isinstance(v, kind) or (kind is int and v < 1):
-            raise ValueError(f"{name} entries must be positive {kind.__name__}s, got {v!r}")
-        if allowed is not None and v not in allowed:
-            raise ValueError(f"{name} entries must be among {allowed}, got {v!r}")
-    return value
-
-
-def _positive(name: str, value) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        raise ValueError(f"{name} must be None (any) or a positive int, got {value!r}")
-
-
 @dataclass(frozen=True)
-class AttnDomain:
+class AttnDomain(DomainValue):
     """Sparse-attention inputs an implementation supports.
 
     sinks:              sink kinds it handles, among golden.inputs.SINK_KINDS ("finite": |sink|
@@ -50,17 +32,11 @@ class AttnDomain:
     max_indices:        most index positions K per token; None: any.
     """
 
-    sinks: Optional[tuple] = None
-    head_dims: Optional[tuple] = None
-    max_heads: Optional[int] = None
-    max_tokens_per_batch: Optional[int] = None
-    max_indices: Optional[int] = None
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "sinks", _tuple_of("sinks", self.sinks, SINK_KINDS, str))
-        object.__setattr__(self, "head_dims", _tuple_of("head_dims", self.head_dims))
-        for name in ("max_heads", "max_tokens_per_batch", "max_indices"):
-            _positive(name, getattr(self, name))
+    sinks: Optional[tuple] = kinds(SINK_KINDS)
+    head_dims: Optional[tuple] = sizes()
+    max_heads: Optional[int] = most()
+    max_tokens_per_batch: Optional[int] = most()
+    max_indices: Optional[int] = most()
 
     def allows_sink(self, kind: str) -> bool:
         return self.sinks is None or kind in self.sinks
@@ -90,12 +66,9 @@ class AttnDomain:
                            extra=min(case.extra, self.max_indices - window - topk))
         return case.replace(**changes) if changes else case
 
-    def describe(self) -> str:
-        return _describe(self)
-
 
 @dataclass(frozen=True)
-class NormDomain:
+class NormDomain(DomainValue):
     """RMSNorm inputs an implementation supports.
 
     dims:     supported last dims D; None: any.
@@ -105,19 +78,11 @@ class NormDomain:
     data:     data kinds among golden.inputs.NORM_DATA_KINDS; None: all.
     """
 
-    dims: Optional[tuple] = None
-    max_dim: Optional[int] = None
-    dtypes: Optional[tuple] = None
-    weight: Optional[bool] = None
-    data: Optional[tuple] = None
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "dims", _tuple_of("dims", self.dims))
-        object.__setattr__(self, "dtypes", _tuple_of("dtypes", self.dtypes, ("bf16", "fp32"), str))
-        object.__setattr__(self, "data", _tuple_of("data", self.data, NORM_DATA_KINDS, str))
-        _positive("max_dim", self.max_dim)
-        if self.weight not in (None, True, False):
-            raise ValueError(f"weight must be None, True or False, got {self.weight!r}")
+    dims: Optional[tuple] = sizes()
+    max_dim: Optional[int] = most()
+    dtypes: Optional[tuple] = kinds(("bf16", "fp32"))
+    weight: Optional[bool] = flag()
+    data: Optional[tuple] = kinds(NORM_DATA_KINDS)
 
     def fit(self, case):
         """The drawn NormCase mapped into the domain."""
@@ -133,12 +98,3 @@ class NormDomain:
         if self.data is not None and case.data not in self.data:
             changes["data"] = self.data[NORM_DATA_KINDS.index(case.data) % len(self.data)]
         return case.replace(**changes) if changes else case
-
-    def describe(self) -> str:
-        return _describe(self)
-
-
-def _describe(domain) -> str:
-    parts = [f"{f.name}={getattr(domain, f.name)!r}" for f in fields(domain)
-             if getattr(domain, f.name) is not None]
-    return f"{type(domain).__name__}({', '.join(parts)})" if parts else "any input"

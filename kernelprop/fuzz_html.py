@@ -32,6 +32,37 @@ def _decade(e: float) -> str:
     return "1" if e == 0 else f"1e{int(e)}"
 
 
+def _px(v) -> str:  # a coordinate: floats to 0.1 px, integers as they are
+    return f"{v:.1f}" if isinstance(v, float) else str(v)
+
+
+def _rule(at, color: str, *, vertical: bool, dashed: bool = False) -> str:
+    """A line across the plot area: vertical at x = at, or horizontal at y = at."""
+    x1, y1, x2, y2 = (at, PAD_T, at, H - PAD_B) if vertical else (PAD_L, at, W - PAD_R, at)
+    dash = ' stroke-dasharray="4 3"' if dashed else ""
+    return (f'<line x1="{_px(x1)}" y1="{_px(y1)}" x2="{_px(x2)}" y2="{_px(y2)}" '
+            f'stroke="{color}"{dash}/>')
+
+
+def _text(x, y, content, *, anchor: str | None = None, fill: str | None = None) -> str:
+    attrs = (f' text-anchor="{anchor}"' if anchor else "") + (f' fill="{fill}"' if fill else "")
+    return f'<text x="{_px(x)}" y="{_px(y)}" font-size="10"{attrs}>{content}</text>'
+
+
+def _decade_grid(lo: int, hi: int, *, vertical: bool) -> list[str]:
+    """A grid line and its label at every decade of the log axis [lo, hi]: the x axis
+    (vertical lines, labels below) or the y axis (horizontal lines, labels left)."""
+    out = []
+    for e in range(int(lo), int(hi) + 1):
+        if vertical:
+            x = _x(e, lo, hi)
+            out.append(_rule(x, GRID, vertical=True) + _text(x, H - PAD_B + 14, _decade(e), anchor="middle"))
+        else:
+            y = _y(e, lo, hi)
+            out.append(_rule(y, GRID, vertical=False) + _text(PAD_L - 4, y + 3, _decade(e), anchor="end"))
+    return out
+
+
 def _svg(body: list[str], title: str) -> str:
     return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
             f'viewBox="0 0 {W} {H}" role="img"><title>{_esc(title)}</title>'
@@ -57,12 +88,7 @@ def histogram(values: list[float], title: str, bins: int = 30) -> str:
     for v in logs:
         counts[min(bins - 1, int((v - lo) / width))] += 1
     top = max(counts)
-    body = []
-    for e in range(int(lo), int(hi) + 1):
-        x = _x(e, lo, hi)
-        body.append(f'<line x1="{x:.1f}" y1="{PAD_T}" x2="{x:.1f}" y2="{H - PAD_B}" stroke="{GRID}"/>'
-                    f'<text x="{x:.1f}" y="{H - PAD_B + 14}" font-size="10" text-anchor="middle">'
-                    f'{_decade(e)}</text>')
+    body = _decade_grid(lo, hi, vertical=True)
     for i, c in enumerate(counts):
         if not c:
             continue
@@ -74,13 +100,10 @@ def histogram(values: list[float], title: str, bins: int = 30) -> str:
                     f'height="{H - PAD_B - y:.1f}" fill="{color}"><title>{c} examples in '
                     f'[{10 ** left:.3g}, {10 ** right:.3g})</title></rect>')
     xb = _x(0, lo, hi)
-    body.append(f'<line x1="{xb:.1f}" y1="{PAD_T}" x2="{xb:.1f}" y2="{H - PAD_B}" stroke="{BAD}" '
-                f'stroke-dasharray="4 3"/><text x="{xb + 3:.1f}" y="{PAD_T + 10}" font-size="10" '
-                f'fill="{BAD}">bound</text>')
-    body.append(f'<text x="{PAD_L - 4}" y="{PAD_T + 8}" font-size="10" text-anchor="end">{top}</text>'
-                f'<text x="{PAD_L - 4}" y="{H - PAD_B}" font-size="10" text-anchor="end">0</text>'
-                f'<text x="{(PAD_L + W - PAD_R) / 2:.0f}" y="{H - 3}" font-size="10" '
-                f'text-anchor="middle">error / bound (log scale)</text>')
+    body.append(_rule(xb, BAD, vertical=True, dashed=True) + _text(xb + 3, PAD_T + 10, "bound", fill=BAD))
+    body.append(_text(PAD_L - 4, PAD_T + 8, top, anchor="end") + _text(PAD_L - 4, H - PAD_B, 0, anchor="end")
+                + _text(f"{(PAD_L + W - PAD_R) / 2:.0f}", H - 3, "error / bound (log scale)",
+                        anchor="middle"))
     return _svg(body, title) + caption
 
 
@@ -98,15 +121,8 @@ def trend(points: list[tuple[str, float | None, bool]], title: str) -> str:
     if hi - lo < 2:
         lo = hi - 2
     n = max(len(points) - 1, 1)
-    body = []
-    for e in range(int(lo), int(hi) + 1):
-        y = _y(e, lo, hi)
-        body.append(f'<line x1="{PAD_L}" y1="{y:.1f}" x2="{W - PAD_R}" y2="{y:.1f}" stroke="{GRID}"/>'
-                    f'<text x="{PAD_L - 4}" y="{y + 3:.1f}" font-size="10" text-anchor="end">'
-                    f'{_decade(e)}</text>')
-    yb = _y(0, lo, hi)
-    body.append(f'<line x1="{PAD_L}" y1="{yb:.1f}" x2="{W - PAD_R}" y2="{yb:.1f}" stroke="{BAD}" '
-                f'stroke-dasharray="4 3"/>')
+    body = _decade_grid(lo, hi, vertical=False)
+    body.append(_rule(_y(0, lo, hi), BAD, vertical=False, dashed=True))
     coords = [(_x(i, 0, n) if len(points) > 1 else (PAD_L + W - PAD_R) / 2, _y(y, lo, hi), f)
               for i, y, f in known]
     if len(coords) > 1:
@@ -117,12 +133,10 @@ def trend(points: list[tuple[str, float | None, bool]], title: str) -> str:
         body.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{BAD if failed else OK}">'
                     f'<title>{_esc(label)}: {_num(value)}</title></circle>')
         if value is not None and value >= INF_SCORE:  # drawn a decade above the rest: say so
-            body.append(f'<text x="{x + 5:.1f}" y="{y - 4:.1f}" font-size="10" fill="{BAD}">'
-                        f'inf</text>')
+            body.append(_text(x + 5, y - 4, "inf", fill=BAD))
     first, last = points[0][0], points[-1][0]
-    body.append(f'<text x="{PAD_L}" y="{H - 8}" font-size="10">{_esc(first[:16])}</text>'
-                f'<text x="{W - PAD_R}" y="{H - 8}" font-size="10" text-anchor="end">'
-                f'{_esc(last[:16])}</text>')
+    body.append(_text(PAD_L, H - 8, _esc(first[:16]))
+                + _text(W - PAD_R, H - 8, _esc(last[:16]), anchor="end"))
     return _svg(body, title)
 
 

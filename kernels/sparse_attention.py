@@ -37,41 +37,41 @@ from kernelprop.kernels._launch import KernelLaunch
 # %% kernel
 
 @triton.jit
-def _row_pointers(
+def _gather_rows(
     pos,               # [BLOCK_N] int32: index positions of the lanes within sparse_indices[t]
     lane_on,           # [BLOCK_N] bool: lane lies inside the current tile and inside [0, K)
-    idx_row_ptr,       # pointer to sparse_indices[t, 0]
-    stride_idx_k,      # sparse_indices stride along K
-    ori_kv_ptr,        # window pool [N_ori, BS, D] bf16
-    stride_ori_page,   # ori_kv stride between pages
-    stride_ori_row,    # ori_kv stride between rows of a page (last dim is contiguous)
-    cmp_kv_ptr,        # compressed pool [N_cmp, BS, D] bf16
-    stride_cmp_page,   # cmp_kv stride between pages
-    stride_cmp_row,    # cmp_kv stride between rows of a page
-    ori_tab_row_ptr,   # pointer to ori_block_table[b, 0]
-    stride_ori_tab,    # ori_block_table stride along its columns
-    cmp_tab_row_ptr,   # pointer to cmp_block_table[b, 0]
-    stride_cmp_tab,    # cmp_block_table stride along its columns
-    win_valid,         # int32 scalar in [0, W]: window slots [0, win_valid) are visible
-    cmp_valid,         # int32 scalar >= 0: compressed slots [0, cmp_valid) are visible
-    W,                 # window size: index W + j is compressed slot j
-    BS,                # rows per page
-    N_ORI,             # pages in ori_kv
-    N_CMP,             # pages in cmp_kv
-    ORI_WIDTH,         # columns of ori_block_table
-    CMP_WIDTH,         # columns of cmp_block_table
+    src,               # the token's key source, a tuple built once per program (see the kernel):
+                       # (idx_row_ptr -> sparse_indices[t, 0], stride_idx_k,
+                       #  ori_kv_ptr, stride_ori_page, stride_ori_row,     window pool [N_ori, BS, D]
+                       #  cmp_kv_ptr, stride_cmp_page, stride_cmp_row,     compressed pool [N_cmp, BS, D]
+                       #  ori_tab_row_ptr -> ori_block_table[b, 0], stride_ori_tab (along columns),
+                       #  cmp_tab_row_ptr -> cmp_block_table[b, 0], stride_cmp_tab,
+                       #  win_valid: window slots [0, win_valid) visible (int32, in [0, W]),
+                       #  cmp_valid: compressed slots [0, cmp_valid) visible (int32 >= 0),
+                       #  W (index W + j is compressed slot j), BS (rows per page),
+                       #  N_ORI, N_CMP (pages per pool), ORI_WIDTH, CMP_WIDTH (table columns))
+    offs_d,            # [BLOCK_D] main column offsets
+    d_mask,            # [BLOCK_D] bool: column < D
+    offs_e,            # [BLOCK_E] tail column offsets (HAS_TAIL)
+    e_mask,            # [BLOCK_E] bool: tail column < D
+    HAS_TAIL: tl.constexpr,    # D > BLOCK_D: the tail columns are loaded too
+    EVEN_D: tl.constexpr,      # D >= BLOCK_D: no column mask on the main block
 ):
-    """Row pointers of one lane block: ([BLOCK_N] pointers to column 0 of each key row, [BLOCK_N]
-    valid); `_load_rows` loads column ranges of them.
+    """One lane block's key rows: (k [BLOCK_N, BLOCK_D] bf16, k_e [BLOCK_N, BLOCK_E] bf16 tail
+    columns (HAS_TAIL; else k again, a placeholder never used), valid [BLOCK_N]).
 
     A lane is valid iff its index is visible (SPEC 2) and its table column and page id are in
-    range; every other lane is masked on every load, so no memory outside the pools is touched.
-    Lane vectors are int32 (half the registers of int64: the DSV4 config spilled with int64),
-    and no int32 operation can wrap: idx - W is formed only where idx >= W >= 1, slots are
-    < 2^31, the page offset page * stride_page is widened to int64 before it is formed, and
-    row * stride_row < BS * stride_row < 2^31 (the wrapper rejects larger pages; widening this
-    product too costs the DSV4 config 4 B of spills).
+    range; every other lane is masked on every load (it reads zeros), so no memory outside the
+    pools is touched. Lane vectors are int32 (half the registers of int64: the DSV4 config
+    spilled with int64), and no int32 operation can wrap: idx - W is formed only where
+    idx >= W >= 1, slots are < 2^31, the page offset page * stride_page is widened to int64
+    before it is formed, and row * stride_row < BS * stride_row < 2^31 (the wrapper rejects
+    larger pages; widening this product too costs the DSV4 config 4 B of spills).
     """
+    (idx_row_ptr, stride_idx_k, ori_kv_ptr, stride_ori_page, stride_ori_row,
+     cmp_kv_ptr, stride_cmp_page, stride_cmp_row, ori_tab_row_ptr, stride_ori_tab,
+     cmp_tab_row_ptr, stride_cmp_tab, win_valid, cmp_valid, W, BS, N_ORI, N_CMP,
+     ORI_WIDTH, CMP_WIDTH) = src
     idx = tl.load(idx_row_ptr + pos * stride_idx_k, mask=lane_on, other=-1)
     is_win = (idx >= 0) & (idx < win_valid)
     is_cmp = (idx >= W) & (tl.where(idx >= W, idx - W, 0) < cmp_valid)
@@ -86,7 +86,12 @@ def _row_pointers(
     row_ptr = tl.where(is_win,
                        ori_kv_ptr + page64 * stride_ori_page + (row * stride_ori_row).to(tl.int64),
                        cmp_kv_ptr + page64 * stride_cmp_page + (row * stride_cmp_row).to(tl.int64))
-    return row_ptr, valid
+    k = _load_rows(row_ptr, valid, offs_d, d_mask, EVEN_D)
+    if HAS_TAIL:
+        k_e = _load_rows(row_ptr, valid, offs_e, e_mask, False)
+    else:
+        k_e = k                                                # placeholder, never used
+    return k, k_e, valid
 
 
 @triton.jit
@@ -321,9 +326,10 @@ def _sparse_decode_attn_kernel(
     if not BF16_DOT:
         qT = qT.to(tl.float32)                                 # exact upcast for the IEEE dot
         qT_e = qT_e.to(tl.float32)
-    idx_row_ptr = idx_ptr + t * stride_idx_t
-    ori_tab_row_ptr = ori_tab_ptr + b * stride_ori_tab_b
-    cmp_tab_row_ptr = cmp_tab_ptr + b * stride_cmp_tab_b
+    src = (idx_ptr + t * stride_idx_t, stride_idx_k,                 # the token's key source
+           ori_kv_ptr, stride_ori_page, stride_ori_row, cmp_kv_ptr, stride_cmp_page, stride_cmp_row,
+           ori_tab_ptr + b * stride_ori_tab_b, stride_ori_tab_j, cmp_tab_ptr + b * stride_cmp_tab_b,
+           stride_cmp_tab_j, win_valid, cmp_valid, W, BS, N_ORI, N_CMP, ORI_WIDTH, CMP_WIDTH)
 
     M = tl.full([BLOCK_H], NEG_INF, tl.float32)
     L = tl.full([BLOCK_H], 0.0, tl.float32)
@@ -334,16 +340,8 @@ def _sparse_decode_attn_kernel(
         # (num_stages) prefetches the next tiles' indices, page ids and rows during this one
         for start in range(0, K, TILE):
             pos = start + lanes
-            row_ptr, valid = _row_pointers(pos, (lanes < TILE) & (pos < K), idx_row_ptr, stride_idx_k,
-                                           ori_kv_ptr, stride_ori_page, stride_ori_row,
-                                           cmp_kv_ptr, stride_cmp_page, stride_cmp_row,
-                                           ori_tab_row_ptr, stride_ori_tab_j, cmp_tab_row_ptr, stride_cmp_tab_j,
-                                           win_valid, cmp_valid, W, BS, N_ORI, N_CMP, ORI_WIDTH, CMP_WIDTH)
-            k = _load_rows(row_ptr, valid, offs_d, d_mask, EVEN_D)
-            if HAS_TAIL:
-                k_e = _load_rows(row_ptr, valid, offs_e, e_mask, False)
-            else:
-                k_e = k                                        # placeholder, never used
+            k, k_e, valid = _gather_rows(pos, (lanes < TILE) & (pos < K), src,
+                                         offs_d, d_mask, offs_e, e_mask, HAS_TAIL, EVEN_D)
             sT = tl.where(valid[:, None], _scores_t(k, k_e, qT, qT_e, scale, HAS_TAIL, BF16_DOT), NEG_INF)
             m = tl.max(sT, axis=0)                             # the tile max
             p, l = _p_block(sT, m, P_BF16, L_ROUNDED, ROUND_MODE)
@@ -361,16 +359,8 @@ def _sparse_decode_attn_kernel(
             m = tl.full([BLOCK_H], NEG_INF, tl.float32)        # tile max first (-inf: empty tile)
             for sub in range(0, TILE, BLOCK_N):
                 pos = start + sub + lanes
-                row_ptr, valid = _row_pointers(pos, (sub + lanes < TILE) & (pos < K), idx_row_ptr, stride_idx_k,
-                                               ori_kv_ptr, stride_ori_page, stride_ori_row,
-                                               cmp_kv_ptr, stride_cmp_page, stride_cmp_row,
-                                               ori_tab_row_ptr, stride_ori_tab_j, cmp_tab_row_ptr, stride_cmp_tab_j,
-                                               win_valid, cmp_valid, W, BS, N_ORI, N_CMP, ORI_WIDTH, CMP_WIDTH)
-                k = _load_rows(row_ptr, valid, offs_d, d_mask, EVEN_D)
-                if HAS_TAIL:
-                    k_e = _load_rows(row_ptr, valid, offs_e, e_mask, False)
-                else:
-                    k_e = k                                    # placeholder, never used
+                k, k_e, valid = _gather_rows(pos, (sub + lanes < TILE) & (pos < K), src,
+                                             offs_d, d_mask, offs_e, e_mask, HAS_TAIL, EVEN_D)
                 sT = _scores_t(k, k_e, qT, qT_e, scale, HAS_TAIL, BF16_DOT)
                 m = tl.maximum(m, tl.max(tl.where(valid[:, None], sT, NEG_INF), axis=0))
             l = tl.full([BLOCK_H], 0.0, tl.float32)
@@ -378,16 +368,8 @@ def _sparse_decode_attn_kernel(
             oT_tile_e = tl.full([BLOCK_E, BLOCK_H], 0.0, tl.float32)
             for sub in range(0, TILE, BLOCK_N):                # l and o_tile: sums of block partials
                 pos = start + sub + lanes
-                row_ptr, valid = _row_pointers(pos, (sub + lanes < TILE) & (pos < K), idx_row_ptr, stride_idx_k,
-                                               ori_kv_ptr, stride_ori_page, stride_ori_row,
-                                               cmp_kv_ptr, stride_cmp_page, stride_cmp_row,
-                                               ori_tab_row_ptr, stride_ori_tab_j, cmp_tab_row_ptr, stride_cmp_tab_j,
-                                               win_valid, cmp_valid, W, BS, N_ORI, N_CMP, ORI_WIDTH, CMP_WIDTH)
-                k = _load_rows(row_ptr, valid, offs_d, d_mask, EVEN_D)
-                if HAS_TAIL:
-                    k_e = _load_rows(row_ptr, valid, offs_e, e_mask, False)
-                else:
-                    k_e = k                                    # placeholder, never used
+                k, k_e, valid = _gather_rows(pos, (sub + lanes < TILE) & (pos < K), src,
+                                             offs_d, d_mask, offs_e, e_mask, HAS_TAIL, EVEN_D)
                 m, l, oT_tile, oT_tile_e = _tile_block(k, k_e, valid, qT, qT_e, m, l, oT_tile, oT_tile_e,
                                                        scale, HAS_TAIL, True, P_BF16, L_ROUNDED,
                                                        ROUND_MODE, BF16_DOT)

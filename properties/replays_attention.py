@@ -58,12 +58,17 @@ def _recipe(params: dict) -> AttnRecipe:
     return AttnRecipe(**params["recipe"]) if params.get("recipe") else AttnRecipe()
 
 
-def p1(inputs: dict, impl, params: dict) -> Outcome:
-    """Kernel vs golden under one recipe, within the sound-and-tight P1 bound."""
+def _impl_and_trace(inputs: dict, impl, params: dict):
+    """(inputs, recipe, the implementation's output, the golden's trace) of a property on one
+    input set under one recipe."""
     x = inputs["inputs"]
     recipe = _recipe(params)
-    actual = x.call(impl, recipe=recipe)
-    trace = x.call(sparse_attention_trace, recipe=recipe)
+    return x, recipe, x.call(impl, recipe=recipe), x.call(sparse_attention_trace, recipe=recipe)
+
+
+def p1(inputs: dict, impl, params: dict) -> Outcome:
+    """Kernel vs golden under one recipe, within the sound-and-tight P1 bound."""
+    x, recipe, actual, trace = _impl_and_trace(inputs, impl, params)
     bound = attention_p1_bound(trace, x.q, x.attn_sink, recipe, softmax_scale=x.softmax_scale,
                                backend=_model(params))
     expected, bound, doc = rounded_output(recipe, trace.o, bound, P1_DOC)
@@ -72,6 +77,9 @@ def p1(inputs: dict, impl, params: dict) -> Outcome:
 
 # %% shared helpers (P2-P11)
 
+def _props_doc(derivation: str, anchor: str) -> str:
+    """A bound's one-line derivation and its section of docs/bounds-attention-props.md."""
+    return f"{derivation}; docs/bounds-attention-props.md#{anchor}"
 
 
 def _recipe_b(params: dict) -> AttnRecipe:
@@ -134,9 +142,9 @@ def _finite_image(o: torch.Tensor) -> torch.Tensor:
 
 P2_DOC = ("P2: |golden - fp64| <= first-order propagation of u_p e_j (P rounding) + fp32 score/exp "
           "errors + tiles x merge error; golden/attention_bounds.py")
-P2_RATIO_DOC = ("P2 ratio rule: max|impl - fp64| <= k max|golden - fp64| + floor with k = 1, "
-                "floor = max P1 bound (triangle inequality: |impl - t| <= |golden - t| + P1); "
-                "docs/bounds-attention-props.md#p2-ratio")
+P2_RATIO_DOC = _props_doc(
+    "P2 ratio rule: max|impl - fp64| <= k max|golden - fp64| + floor with k = 1, floor = max "
+    "P1 bound (triangle inequality: |impl - t| <= |golden - t| + P1)", "p2-ratio")
 
 
 def p2_golden(inputs: dict, impl, params: dict) -> Outcome:
@@ -152,10 +160,7 @@ def p2_golden(inputs: dict, impl, params: dict) -> Outcome:
 def p2_ratio(inputs: dict, impl, params: dict) -> Outcome:
     """err(impl) <= 1 * err(golden) + max P1, all against the fp64 truth. Encoded elementwise:
     |impl - truth| <= limit everywhere iff max|impl - truth| <= limit."""
-    x = inputs["inputs"]
-    recipe = _recipe(params)
-    actual = x.call(impl, recipe=recipe)
-    trace = _trace(x, recipe)
+    x, recipe, actual, trace = _impl_and_trace(inputs, impl, params)
     truth = _truth(x)
     p1 = _p1(x, trace, recipe, params)
     floor = float(p1.max()) if p1.numel() else 0.0
@@ -169,13 +174,15 @@ def p2_ratio(inputs: dict, impl, params: dict) -> Outcome:
 
 # %% P3 and P5: two computations of the same exact math
 
-P3_GOLDEN_DOC = ("P3/P5 golden: |g_a - g_b| <= P2(trace_a) + P2(trace_b) (both traces bound their "
-                 "distance to one exact value); docs/bounds-attention-props.md#p3")
-P3_IMPL_DOC = ("P3/P5 impl: |impl_a - impl_b| <= P1(a) + P1(b) + P2(a) + P2(b) (triangle inequality "
-               "through golden_a, truth, golden_b); docs/bounds-attention-props.md#p3-impl")
-P3_SIZE_DOC = ("P3 fp32 P: each P2 bound <= 73 u32 kappa (tiles + 1)(1 + S + |sink - M|), kappa = "
-               "max|k| of the token, S = max|s|: a few fp32 ulps x tiles, not vacuous; "
-               "docs/bounds-attention-props.md#p3-size")
+P3_GOLDEN_DOC = _props_doc(
+    "P3/P5 golden: |g_a - g_b| <= P2(trace_a) + P2(trace_b) (both traces bound their distance "
+    "to one exact value)", "p3")
+P3_IMPL_DOC = _props_doc(
+    "P3/P5 impl: |impl_a - impl_b| <= P1(a) + P1(b) + P2(a) + P2(b) (triangle inequality "
+    "through golden_a, truth, golden_b)", "p3-impl")
+P3_SIZE_DOC = _props_doc(
+    "P3 fp32 P: each P2 bound <= 73 u32 kappa (tiles + 1)(1 + S + |sink - M|), kappa = max|k| "
+    "of the token, S = max|s|: a few fp32 ulps x tiles, not vacuous", "p3-size")
 
 
 def golden_agree(inputs: dict, impl, params: dict) -> Outcome:
@@ -231,10 +238,12 @@ def p3_fp32_bound_size(inputs: dict, impl, params: dict) -> Outcome:
 
 # %% P5: duplicated indices count twice
 
-P5_DUP_GOLDEN_DOC = ("P5 duplicates: |golden(dup) - weighted fp64 truth (duplicated row weight 1 + "
-                     "copies)| <= P2(dup); docs/bounds-attention-props.md#p5-dup")
-P5_DUP_IMPL_DOC = ("P5 duplicates: |impl(dup) - weighted fp64 truth| <= P1(dup) + P2(dup) "
-                   "(through golden(dup)); docs/bounds-attention-props.md#p5-dup")
+P5_DUP_GOLDEN_DOC = _props_doc(
+    "P5 duplicates: |golden(dup) - weighted fp64 truth (duplicated row weight 1 + copies)| <= "
+    "P2(dup)", "p5-dup")
+P5_DUP_IMPL_DOC = _props_doc(
+    "P5 duplicates: |impl(dup) - weighted fp64 truth| <= P1(dup) + P2(dup) (through "
+    "golden(dup))", "p5-dup")
 
 
 def _dup_weights(x, params: dict) -> torch.Tensor:
@@ -338,13 +347,15 @@ def impl_finite(inputs: dict, impl, params: dict) -> Outcome:
 
 # %% P6: sink semantics
 
-P6_NOSINK_DOC = ("P6: impl(sink=-inf) vs fp64 softmax with no sink term <= P1 + P2 (exp(-inf) = 0 "
-                 "makes the -inf-sink truth the no-sink truth); docs/bounds-attention-props.md#p6")
-P6_SCALE_GOLDEN_DOC = ("P6: golden o(sink) vs o(-inf) L / (L + exp(sink - M)) <= |pred| ((1+u)/((1-u)^2"
-                       "(1-r)) - 1) + 2^-148, r = sigma err / (L + sigma); exactly 0 where the fp32 "
-                       "denominator overflows; docs/bounds-attention-props.md#p6-scaling")
-P6_SCALE_IMPL_DOC = ("P6: impl o(sink) vs impl o(-inf) f, f = L / (L + exp(sink - M)) of the golden: "
-                     "<= P1(sink) + golden scaling bound + f P1(-inf); both finite; docs/bounds-attention-props.md#p6")
+P6_NOSINK_DOC = _props_doc(
+    "P6: impl(sink=-inf) vs fp64 softmax with no sink term <= P1 + P2 (exp(-inf) = 0 makes the "
+    "-inf-sink truth the no-sink truth)", "p6")
+P6_SCALE_GOLDEN_DOC = _props_doc(
+    "P6: golden o(sink) vs o(-inf) L / (L + exp(sink - M)) <= |pred| ((1+u)/((1-u)^2(1-r)) - "
+    "1) + 2^-148, r = sigma err / (L + sigma); exactly 0 where the fp32 denominator overflows", "p6-scaling")
+P6_SCALE_IMPL_DOC = _props_doc(
+    "P6: impl o(sink) vs impl o(-inf) f, f = L / (L + exp(sink - M)) of the golden: <= "
+    "P1(sink) + golden scaling bound + f P1(-inf); both finite", "p6")
 
 
 def _without_sink(x):
@@ -353,10 +364,7 @@ def _without_sink(x):
 
 def p6_no_sink(inputs: dict, impl, params: dict) -> Outcome:
     """inputs has every sink -inf."""
-    x = inputs["inputs"]
-    recipe = _recipe(params)
-    actual = x.call(impl, recipe=recipe)
-    trace = _trace(x, recipe)
+    x, recipe, actual, trace = _impl_and_trace(inputs, impl, params)
     truth = weighted_truth(x, sink=False)
     expected, bound, doc = rounded_output(recipe, truth, _p1(x, trace, recipe, params) + _p2(x, trace, recipe),
                                           P6_NOSINK_DOC)
@@ -452,10 +460,7 @@ def _empty_tokens(x) -> torch.Tensor:
 
 
 def p7_empty_rows(inputs: dict, impl, params: dict) -> Outcome:
-    x = inputs["inputs"]
-    recipe = _recipe(params)
-    actual = x.call(impl, recipe=recipe)
-    trace = _trace(x, recipe)
+    x, recipe, actual, trace = _impl_and_trace(inputs, impl, params)
     empty = _empty_tokens(x)
     expected = torch.where(empty, 0.0, trace.o)
     bound = torch.where(empty, 0.0, _p1(x, trace, recipe, params))

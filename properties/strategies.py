@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 import pytest
-from hypothesis import Phase, settings, strategies as st
+from hypothesis import Phase, given, settings, strategies as st
 
 from kernelprop.golden.inputs import DATA_KINDS, NORM_DATA_KINDS, SINK_KINDS, AttnCase, NormCase
 from kernelprop.golden.recipes import AttnRecipe, NormRecipe
@@ -442,5 +442,15 @@ def over_shape_classes(kind: str, *, not_applicable: Optional[dict] = None):
         test = settings(max_examples=share)(test)
         test = pytest.mark.shape_classes(kind=kind, not_applicable=not_applicable)(test)
         return pytest.mark.parametrize("shape_class", params)(test)
+
+    return decorate
+
+
+def shape_class_property(pid: str, kind: str, *, not_applicable: Optional[dict] = None):
+    """The header of a property test over the shape classes of `kind`: its SPEC id mark,
+    @over_shape_classes(kind, not_applicable=...) and @given(data=st.data())."""
+    def decorate(test):
+        test = over_shape_classes(kind, not_applicable=not_applicable)(given(data=st.data())(test))
+        return pytest.mark.spec(pid)(test)
 
     return decorate

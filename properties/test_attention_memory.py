@@ -2,14 +2,13 @@
 token independence, memory safety (unread pool rows hold NaN; the output is finite and equals the
 output with finite garbage there), and determinism. Transformed inputs keep every tensor's layout
 (strides) so that only the values the property is about change."""
-import pytest
 import torch
-from hypothesis import given, strategies as st
+from hypothesis import strategies as st
 
 from kernelprop.golden.inputs import AttnInputs, make_attn_inputs, read_rows
 from kernelprop.properties.checks import run_property
 from kernelprop.properties.replays_attention import recipe_params
-from kernelprop.properties.strategies import AttnLimits, backend_limits, draw_attn, over_shape_classes, seeds
+from kernelprop.properties.strategies import AttnLimits, backend_limits, draw_attn, shape_class_property, seeds
 
 CPU_LIMITS = AttnLimits(batches=2, tokens_per_batch=2, heads=3, head_dim=24, page_size=8, window=8,
                     topk=12, extra=3, cmp_len=24)
@@ -51,15 +50,30 @@ def _garbage(shape, kind: str, gen: torch.Generator) -> torch.Tensor:
     return x.to(torch.bfloat16)
 
 
+def _unread_to_garbage(pool: torch.Tensor, read: torch.Tensor, kind: str, gen: torch.Generator):
+    """The pool's values with every row that `read` [pages, BS] marks unread replaced by garbage."""
+    return torch.where(read[..., None], pool, _garbage(pool.shape, kind, gen).to(pool.device))
+
+
+def _map_pools(x: AttnInputs, new_values) -> AttnInputs:
+    """x with each cache pool and its block table replaced by new_values(pool name, pool, table)
+    -> (pool values, table values), in the layouts (strides) of the tensors they replace."""
+    changes = {}
+    for pool_name, table_name in (("ori_kv", "ori_block_table"), ("cmp_kv", "cmp_block_table")):
+        pool, table = getattr(x, pool_name), getattr(x, table_name)
+        pool_values, table_values = new_values(pool_name, pool, table)
+        changes[pool_name], changes[table_name] = _like(pool, pool_values), _like(table, table_values)
+    return x.replace(**changes)
+
+
 # %% P8 page permutation
 
 def permute_pages(x: AttnInputs, seed: int) -> AttnInputs:
     """Relabel each pool's pages by a random permutation pi: page p moves to pi[p], and every block
     table entry p becomes pi[p] (entries that are not pages are left as they are)."""
     gen = _gen(seed)
-    changes = {}
-    for pool_name, table_name in (("ori_kv", "ori_block_table"), ("cmp_kv", "cmp_block_table")):
-        pool, table = getattr(x, pool_name), getattr(x, table_name)
+
+    def relabel(_, pool, table):
         n = pool.shape[0]
         pi = torch.randperm(n, generator=gen).to(pool.device)
         moved = torch.empty_like(pool)
@@ -67,14 +81,11 @@ def permute_pages(x: AttnInputs, seed: int) -> AttnInputs:
         t = table.long()
         is_page = (t >= 0) & (t < n)
         relabeled = torch.where(is_page, pi[t.clamp(0, max(n - 1, 0))], t) if n else t
-        changes[pool_name] = _like(pool, moved)
-        changes[table_name] = _like(table, relabeled.to(table.dtype))
-    return x.replace(**changes)
+        return moved, relabeled.to(table.dtype)
+    return _map_pools(x, relabel)
 
 
-@pytest.mark.spec("P8")
-@over_shape_classes("attn")
-@given(data=st.data())
+@shape_class_property("P8", "attn")
 def test_p8_page_permutation_is_bitwise_neutral(attn_impl, backend, device, shape_class, data):
     case, recipe = _draw(data, shape_class, attn_impl, backend, device)
     x = make_attn_inputs(case)
@@ -108,23 +119,17 @@ def change_other_tokens(x: AttnInputs, keep: torch.Tensor, seed: int, garbage: s
     idx = torch.where(keep_c[:, None], x.sparse_indices.cpu().long(), idx_new)
     used_new = torch.randint(0, top + 1, (B,), generator=gen)
     seqused = torch.where(batch_kept, x.seqused_kv.cpu().long(), used_new)
-    changes = dict(q=_like(x.q, q.to(dev)), sparse_indices=_like(x.sparse_indices, idx.to(dev)),
-                   seqused_kv=_like(x.seqused_kv, seqused.to(dev)))
-    for pool_name, table_name, read in (("ori_kv", "ori_block_table", read_ori),
-                                        ("cmp_kv", "cmp_block_table", read_cmp)):
-        pool, table = getattr(x, pool_name), getattr(x, table_name)
-        n = pool.shape[0]
-        table_new = torch.randint(0, max(n, 1), table.shape, generator=gen)
+    read = {"ori_kv": read_ori, "cmp_kv": read_cmp}
+
+    def new_pool(name, pool, table):
+        table_new = torch.randint(0, max(pool.shape[0], 1), table.shape, generator=gen)
         t = torch.where(batch_kept[:, None], table.cpu().long(), table_new)
-        g = _garbage(pool.shape, garbage, gen).to(dev)
-        changes[pool_name] = _like(pool, torch.where(read[..., None], pool, g))
-        changes[table_name] = _like(table, t.to(table.dtype).to(dev))
-    return x.replace(**changes)
+        return _unread_to_garbage(pool, read[name], garbage, gen), t.to(table.dtype).to(dev)
+    return _map_pools(x.replace(q=_like(x.q, q.to(dev)), sparse_indices=_like(x.sparse_indices, idx.to(dev)),
+                                seqused_kv=_like(x.seqused_kv, seqused.to(dev))), new_pool)
 
 
-@pytest.mark.spec("P9")
-@over_shape_classes("attn")
-@given(data=st.data())
+@shape_class_property("P9", "attn")
 def test_p9_token_independence(attn_impl, backend, device, shape_class, data):
     case, recipe = _draw(data, shape_class, attn_impl, backend, device)
     T = case.tokens
@@ -148,17 +153,14 @@ def fill_unread_rows(x: AttnInputs, seed: int, garbage: str) -> AttnInputs:
     """Every pool row no valid index reaches (NaN in make_attn_inputs) becomes finite garbage."""
     gen = _gen(seed)
     read_ori, read_cmp = read_rows(x)
-    changes = {}
-    for name, read in (("ori_kv", read_ori), ("cmp_kv", read_cmp)):
-        pool = getattr(x, name)
-        g = _garbage(pool.shape, garbage, gen).to(pool.device)
-        changes[name] = _like(pool, torch.where(read[..., None], pool, g))
-    return x.replace(**changes)
+    read = {"ori_kv": read_ori, "cmp_kv": read_cmp}
+
+    def fill(name, pool, table):
+        return _unread_to_garbage(pool, read[name], garbage, gen), table
+    return _map_pools(x, fill)
 
 
-@pytest.mark.spec("P10")
-@over_shape_classes("attn")
-@given(data=st.data())
+@shape_class_property("P10", "attn")
 def test_p10_unread_rows_never_matter(attn_impl, backend, device, shape_class, data):
     case, recipe = _draw(data, shape_class, attn_impl, backend, device)
     case = case.replace(nan_unused=True)
@@ -172,9 +174,7 @@ def test_p10_unread_rows_never_matter(attn_impl, backend, device, shape_class, d
 
 # %% P11 determinism
 
-@pytest.mark.spec("P11")
-@over_shape_classes("attn")
-@given(data=st.data())
+@shape_class_property("P11", "attn")
 def test_p11_reruns_are_bitwise_equal(attn_impl, backend, device, shape_class, data):
     case, recipe = _draw(data, shape_class, attn_impl, backend, device)
     run_property("P11", "two runs on the same inputs are bitwise equal", R + "impl_bitwise",

@@ -3,7 +3,7 @@ compacted tiling included), the ratio rule for the implementation, and invarianc
 merge to tile size and tiling (golden: P2 + P2; implementation: P1 + P1 + P2 + P2). Bounds:
 golden/attention_bounds.py and docs/bounds-attention-props.md."""
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import strategies as st
 
 from kernelprop.golden.inputs import make_attn_inputs
 from kernelprop.properties.checks import run_property
@@ -13,7 +13,7 @@ from kernelprop.properties.strategies import (
     attn_recipes,
     backend_limits,
     draw_attn,
-    over_shape_classes,
+    shape_class_property,
     tiles,
 )
 
@@ -26,43 +26,45 @@ ONE_CALL_CPU_LIMITS = AttnLimits(batches=2, tokens_per_batch=2, heads=3, head_di
 BOTH_TILINGS = ("positional", "compacted")
 
 
+def _golden_case(data, shape_class, backend, device):
+    """(case, recipe) of a golden-only property: every recipe, both tilings."""
+    drawn = draw_attn(data, shape_class, backend=backend, device=device,
+                      recipes=attn_recipes(tilings=BOTH_TILINGS))
+    return drawn.case, drawn.recipe
+
+
+def _impl_case(data, shape_class, impl, backend, device, cpu_limits: AttnLimits):
+    """(case, recipe) of an implementation's property: its recipes, `cpu_limits` on the CPU."""
+    drawn = draw_attn(data, shape_class, impl=impl, backend=backend, device=device,
+                      limits=backend_limits(backend, cpu_limits))
+    return drawn.case, drawn.recipe
+
+
 def _other_recipe(data, recipe, tilings, max_tile=100):
     """A second recipe differing in tile size (1, odd, > K, non-divisors) and tiling."""
     return recipe.replace(tile=data.draw(tiles(max_tile=max_tile), label="tile_b"),
                           tiling=data.draw(st.sampled_from(tilings), label="tiling_b"))
 
 
-@pytest.mark.spec("P2")
-@over_shape_classes("attn")
-@given(data=st.data())
+@shape_class_property("P2", "attn")
 def test_p2_golden_within_analytic_bound_of_fp64(backend, device, shape_class, data):
-    drawn = draw_attn(data, shape_class, backend=backend, device=device,
-                      recipes=attn_recipes(tilings=BOTH_TILINGS))
-    case, recipe = drawn.case, drawn.recipe
+    case, recipe = _golden_case(data, shape_class, backend, device)
     run_property("P2", "golden vs fp64 truth, analytic bound", "kernelprop.properties.replays_attention:p2_golden",
                  inputs={"inputs": make_attn_inputs(case)}, params=recipe_params(recipe),
                  recipe=recipe, case=case)
 
 
-@pytest.mark.spec("P2")
-@over_shape_classes("attn")
-@given(data=st.data())
+@shape_class_property("P2", "attn")
 def test_p2_ratio_rule_impl_vs_fp64(attn_impl, backend, device, shape_class, data):
-    drawn = draw_attn(data, shape_class, impl=attn_impl, backend=backend, device=device,
-                      limits=backend_limits(backend, ONE_CALL_CPU_LIMITS))
-    case, recipe = drawn.case, drawn.recipe
+    case, recipe = _impl_case(data, shape_class, attn_impl, backend, device, ONE_CALL_CPU_LIMITS)
     run_property("P2", "ratio rule: err(impl) <= err(golden) + max P1",
                  "kernelprop.properties.replays_attention:p2_ratio", inputs={"inputs": make_attn_inputs(case)},
                  impl=attn_impl, params=recipe_params(recipe), recipe=recipe, case=case)
 
 
-@pytest.mark.spec("P3")
-@over_shape_classes("attn")
-@given(data=st.data())
+@shape_class_property("P3", "attn")
 def test_p3_golden_tile_and_tiling_invariance(backend, device, shape_class, data):
-    drawn = draw_attn(data, shape_class, backend=backend, device=device,
-                      recipes=attn_recipes(tilings=BOTH_TILINGS))
-    case, recipe = drawn.case, drawn.recipe
+    case, recipe = _golden_case(data, shape_class, backend, device)
     other = _other_recipe(data, recipe, BOTH_TILINGS)
     inputs = {"inputs": make_attn_inputs(case)}
     params = {**recipe_params(recipe), "recipe_b": recipe_params(other)["recipe"]}
@@ -75,17 +77,13 @@ def test_p3_golden_tile_and_tiling_invariance(backend, device, shape_class, data
                      params=params, recipe=recipe, case=case)
 
 
-@pytest.mark.spec("P3")
-@over_shape_classes("attn")
-@given(data=st.data())
+@shape_class_property("P3", "attn")
 def test_p3_impl_tile_invariance(attn_impl, backend, device, shape_class, data):
     if not attn_impl.varies("tile"):
         pytest.skip(reason=attn_impl.unsupported_reason(attn_impl.recipe.replace(tile=1)))
     # positional only: the bundled kernels and impls/torch_reference.py raise NotImplementedError
     # for compacted tiling (the golden's P3 covers compacted)
-    drawn = draw_attn(data, shape_class, impl=attn_impl, backend=backend, device=device,
-                      limits=backend_limits(backend, TWO_CALL_CPU_LIMITS))
-    case, recipe = drawn.case, drawn.recipe
+    case, recipe = _impl_case(data, shape_class, attn_impl, backend, device, TWO_CALL_CPU_LIMITS)
     other = _other_recipe(data, recipe, ("positional",), max_tile=2 * case.num_indices + 1)
     params = {**recipe_params(recipe), "recipe_b": recipe_params(other)["recipe"]}
     run_property("P3", "impl, two tile sizes",

@@ -1,18 +1,14 @@
 """P1 for sparse attention: the implementation equals the golden of its recipe, within the bound
 of golden/attention_bounds.py (sound: any correct implementation passes; tight: one that rounds P
 the wrong way fails)."""
-import pytest
-from hypothesis import given, strategies as st
 
 from kernelprop.golden.inputs import make_attn_inputs
 from kernelprop.properties.checks import run_property
 from kernelprop.properties.replays_attention import recipe_params
-from kernelprop.properties.strategies import draw_attn, over_shape_classes
+from kernelprop.properties.strategies import draw_attn, shape_class_property
 
 
-@pytest.mark.spec("P1")
-@over_shape_classes("attn")
-@given(data=st.data())
+@shape_class_property("P1", "attn")
 def test_p1_kernel_matches_golden(attn_impl, backend, device, shape_class, data):
     drawn = draw_attn(data, shape_class, impl=attn_impl, backend=backend, device=device)
     case, recipe = drawn.case, drawn.recipe

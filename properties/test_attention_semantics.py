@@ -6,13 +6,13 @@ import math
 
 import pytest
 import torch
-from hypothesis import given, strategies as st
+from hypothesis import strategies as st
 
 from kernelprop.golden.attention import valid_index_mask, visible_lengths
 from kernelprop.golden.inputs import AttnInputs, make_attn_inputs
 from kernelprop.properties.checks import run_property
 from kernelprop.properties.replays_attention import recipe_params
-from kernelprop.properties.strategies import AttnLimits, backend_limits, draw_attn, over_shape_classes, seeds
+from kernelprop.properties.strategies import AttnLimits, backend_limits, draw_attn, shape_class_property, seeds
 
 CPU_LIMITS = AttnLimits(batches=2, tokens_per_batch=2, heads=3, head_dim=24, page_size=8, window=8,
                     topk=12, extra=3, cmp_len=24)
@@ -97,9 +97,17 @@ def duplicate_index(x: AttnInputs, seed: int, max_copies: int = 2):
 
 # %% P5 index semantics
 
-@pytest.mark.spec("P5")
-@over_shape_classes("attn")
-@given(data=st.data())
+def _agree_with_original(what: str, inputs: dict, golden_recipe, impl, recipe, case) -> None:
+    """P5: the golden (golden_recipe) and the implementation (recipe) on inputs["inputs"], the
+    transformed indices, vs inputs["inputs_b"], the original ones: the exact values coincide."""
+    run_property("P5", f"golden {golden_recipe.tiling}: {what} vs original within P2 + P2",
+                 R + "golden_agree", inputs=inputs, params=recipe_params(golden_recipe),
+                 recipe=golden_recipe, case=case)
+    run_property("P5", f"impl: {what} vs original within P1 + P1 + P2 + P2", R + "impl_agree",
+                 inputs=inputs, impl=impl, params=recipe_params(recipe), recipe=recipe, case=case)
+
+
+@shape_class_property("P5", "attn")
 def test_p5_pads_anywhere(attn_impl, backend, device, shape_class, data):
     count = data.draw(st.integers(1, 6), label="pads per token")
     case, recipe = _draw(data, shape_class, attn_impl, backend, device, k_extra=count)
@@ -109,32 +117,20 @@ def test_p5_pads_anywhere(attn_impl, backend, device, shape_class, data):
     golden_recipe = recipe.replace(tiling="compacted")
     run_property("P5", "golden compacted: pads are bitwise neutral", R + "golden_bitwise",
                  inputs=inputs, params=recipe_params(golden_recipe), recipe=golden_recipe, case=case)
-    run_property("P5", "golden positional: padded vs original within P2 + P2", R + "golden_agree",
-                 inputs=inputs, params=recipe_params(recipe), recipe=recipe, case=case)
-    run_property("P5", "impl: padded vs original within P1 + P1 + P2 + P2", R + "impl_agree",
-                 inputs=inputs, impl=attn_impl, params=recipe_params(recipe), recipe=recipe,
-                 case=case)
+    _agree_with_original("padded", inputs, recipe, attn_impl, recipe, case)
 
 
-@pytest.mark.spec("P5")
-@over_shape_classes("attn")
-@given(data=st.data())
+@shape_class_property("P5", "attn")
 def test_p5_permuted_indices(attn_impl, backend, device, shape_class, data):
     case, recipe = _draw(data, shape_class, attn_impl, backend, device)
     x = make_attn_inputs(case)
     inputs = {"inputs": permute_indices(x, data.draw(seeds, label="permutation seed")), "inputs_b": x}
     tiling = data.draw(st.sampled_from(["positional", "compacted"]), label="golden tiling")
     golden_recipe = recipe.replace(tiling=tiling)
-    run_property("P5", "golden: permuted vs original within P2 + P2", R + "golden_agree",
-                 inputs=inputs, params=recipe_params(golden_recipe), recipe=golden_recipe, case=case)
-    run_property("P5", "impl: permuted vs original within P1 + P1 + P2 + P2", R + "impl_agree",
-                 inputs=inputs, impl=attn_impl, params=recipe_params(recipe), recipe=recipe,
-                 case=case)
+    _agree_with_original("permuted", inputs, golden_recipe, attn_impl, recipe, case)
 
 
-@pytest.mark.spec("P5")
-@over_shape_classes("attn")
-@given(data=st.data())
+@shape_class_property("P5", "attn")
 def test_p5_duplicate_counts_twice(attn_impl, backend, device, shape_class, data):
     case, recipe = _draw(data, shape_class, attn_impl, backend, device, k_extra=2)
     x = make_attn_inputs(case)
@@ -185,10 +181,8 @@ def _with_sinks(x: AttnInputs, sinks: list) -> AttnInputs:
     return x.replace(attn_sink=torch.tensor(sinks, dtype=torch.float32, device=x.attn_sink.device))
 
 
-@pytest.mark.spec("P6")
-@over_shape_classes("attn", not_applicable={
+@shape_class_property("P6", "attn", not_applicable={
     "large_logits_sink": "every sink is -inf here (the class is P6's sink scaling test)"})
-@given(data=st.data())
 def test_p6_neg_inf_sink_is_no_sink(attn_impl, backend, device, shape_class, data):
     _need_neg_inf_sink(attn_impl)
     case, recipe = _draw(data, shape_class, attn_impl, backend, device)
@@ -199,9 +193,7 @@ def test_p6_neg_inf_sink_is_no_sink(attn_impl, backend, device, shape_class, dat
                  case=case)
 
 
-@pytest.mark.spec("P6")
-@over_shape_classes("attn")
-@given(data=st.data())
+@shape_class_property("P6", "attn")
 def test_p6_sink_scaling(attn_impl, backend, device, shape_class, data):
     _need_neg_inf_sink(attn_impl)
     case, recipe = _draw(data, shape_class, attn_impl, backend, device)
@@ -241,9 +233,7 @@ def empty_some_tokens(x: AttnInputs, seed: int) -> AttnInputs:
     return _with_indices(x, idx).replace(seqused_kv=seqused.to(torch.int32).to(x.seqused_kv.device))
 
 
-@pytest.mark.spec("P7")
-@over_shape_classes("attn")
-@given(data=st.data())
+@shape_class_property("P7", "attn")
 def test_p7_empty_rows_are_exact_zeros(attn_impl, backend, device, shape_class, data):
     case, recipe = _draw(data, shape_class, attn_impl, backend, device)
     x = empty_some_tokens(make_attn_inputs(case), data.draw(seeds, label="empty seed"))

@@ -20,7 +20,7 @@ from kernelprop.properties.replays_norm import (
     npu_measurement,
     recipe_params,
 )
-from kernelprop.properties.strategies import draw_norm_case, norm_recipes, over_shape_classes, recipes_for
+from kernelprop.properties.strategies import draw_norm_case, norm_recipes, shape_class_property, recipes_for
 
 REAL_INVS = ("recip_sqrt", "rsqrt", "recip_sqrt_rn")
 INV_PAIRS = list(itertools.permutations(REAL_INVS, 2))
@@ -59,63 +59,55 @@ def _affordable(recipe: NormRecipe, dim: int, backend: str) -> NormRecipe:
     return recipe.replace(chunk=-(-dim // MAX_CHUNKS_CPU))
 
 
-def _draw_recipe(data, impl, dim: int, backend: str) -> NormRecipe:
-    """A recipe the implementation can run (its declared one unless it accepts a recipe),
-    with its chunk count capped on the CPU backend."""
+def _draw_for(impl, data, device, shape_class: str, backend: str) -> tuple[NormCase, NormRecipe]:
+    """A case in the implementation's declared domain and a recipe it can run (its declared one
+    unless it accepts a recipe), with the recipe's chunk count capped on the CPU backend."""
+    case = _case(data, device, shape_class, domain=impl.domain)
     recipe = data.draw(recipes_for(impl, norm_recipes()), label="recipe")
-    return _affordable(recipe, dim, backend) if impl.varies("chunk") else recipe
+    return case, (_affordable(recipe, case.dim, backend) if impl.varies("chunk") else recipe)
+
+
+def _run_in_domain(pid: str, check: str, replay: str, case, *, impl, recipe, params: dict):
+    """run_property on the inputs of `case` (`replay`: a function of properties/replays_norm.py);
+    inputs outside the golden's error-model domain are discarded (hypothesis draws again)."""
+    x = make_norm_inputs(case)
+    assume(in_domain(x.x, x.eps))
+    return run_property(pid, check, f"kernelprop.properties.replays_norm:{replay}", inputs={"inputs": x},
+                        impl=impl, params=params, recipe=recipe, case=case)
 
 
 # %% P1
 
-@pytest.mark.spec("P1")
-@over_shape_classes("norm")
-@given(data=st.data())
+@shape_class_property("P1", "norm")
 def test_p1_norm_matches_golden(norm_impl, backend, device, shape_class, data):
-    case = _case(data, device, shape_class, domain=norm_impl.domain)
-    recipe = _draw_recipe(data, norm_impl, case.dim, backend)
-    x = make_norm_inputs(case)
-    assume(in_domain(x.x, x.eps))
-    run_property("P1", "rms_norm impl vs golden, same recipe", "kernelprop.properties.replays_norm:p1",
-                 inputs={"inputs": x}, impl=norm_impl,
-                 params=recipe_params(recipe, backend), recipe=recipe, case=case)
+    case, recipe = _draw_for(norm_impl, data, device, shape_class, backend)
+    _run_in_domain("P1", "rms_norm impl vs golden, same recipe", "p1", case, impl=norm_impl,
+                   recipe=recipe, params=recipe_params(recipe, backend))
 
 
 # %% P4
 
-@pytest.mark.spec("P4")
-@over_shape_classes("norm")
-@given(data=st.data())
+@shape_class_property("P4", "norm")
 def test_p4a_inv_variants_fp32_ulps(norm_impl, backend, device, shape_class, data):
     _need_recipes(norm_impl)
     case = _case(data, device, shape_class, domain=norm_impl.domain).replace(weight=False)
     recipe = _affordable(data.draw(norm_recipes(out_dtypes=("fp32",)), label="recipe"), case.dim,
                          backend)
     inv_a, inv_b = data.draw(st.sampled_from(INV_PAIRS), label="variants")
-    x = make_norm_inputs(case)
-    assume(in_domain(x.x, x.eps))
-    run_property("P4", "fp32 ulps of y between INV variants", "kernelprop.properties.replays_norm:p4_ulp",
-                 inputs={"inputs": x}, impl=norm_impl,
-                 params=recipe_params(recipe, backend, inv_a=inv_a, inv_b=inv_b),
-                 recipe=recipe, case=case)
+    _run_in_domain("P4", "fp32 ulps of y between INV variants", "p4_ulp", case, impl=norm_impl,
+                   recipe=recipe, params=recipe_params(recipe, backend, inv_a=inv_a, inv_b=inv_b))
 
 
-@pytest.mark.spec("P4")
-@over_shape_classes("norm")
-@given(data=st.data())
+@shape_class_property("P4", "norm")
 def test_p4b_inv_variants_bf16_mismatch(norm_impl, backend, device, shape_class, data):
     _need_recipes(norm_impl)
     case = _case(data, device, shape_class, domain=norm_impl.domain)
     recipe = _affordable(data.draw(norm_recipes(out_dtypes=("bf16",)), label="recipe"), case.dim,
                          backend)
     inv_a, inv_b = data.draw(st.sampled_from(INV_PAIRS), label="variants")
-    x = make_norm_inputs(case)
-    assume(in_domain(x.x, x.eps))
-    out = run_property("P4", "bf16 mismatches between INV variants",
-                       "kernelprop.properties.replays_norm:p4_mismatch",
-                       inputs={"inputs": x}, impl=norm_impl,
-                       params=recipe_params(recipe, backend, inv_a=inv_a, inv_b=inv_b),
-                       recipe=recipe, case=case)
+    out = _run_in_domain("P4", "bf16 mismatches between INV variants", "p4_mismatch", case,
+                         impl=norm_impl, recipe=recipe,
+                         params=recipe_params(recipe, backend, inv_a=inv_a, inv_b=inv_b))
     event(f"P4b mismatches {'> 0' if out.metrics['mismatches'] else '= 0'}")
 
 
@@ -184,35 +176,33 @@ def _log2_range(x: torch.Tensor, lo: float, hi: float, ss_max: float, ms_min: fl
     return max(jmin, -12), min(jmax, 12)
 
 
-def _draw_log2_scale(data, jmin: int, jmax: int) -> int:
+def _draw_log2_scale(data, span: tuple[int, int], *, x_in_span: bool = False) -> int:
+    """A nonzero j of the span (_log2_range), 0 if the span holds nothing else; an empty span, or
+    with x_in_span one without 0 (x itself outside the safe range), is discarded (drawn again)."""
+    jmin, jmax = span
+    assume(jmin <= 0 <= jmax if x_in_span else jmin <= jmax)
     choices = [j for j in range(jmin, jmax + 1) if j != 0] or [0]
     return data.draw(st.sampled_from(choices), label="log2_scale")
 
 
-@pytest.mark.spec("P12")
-@over_shape_classes("norm")
-@given(data=st.data())
+@shape_class_property("P12", "norm")
 def test_p12_scale_invariance(norm_impl, backend, device, shape_class, data):
-    case = _case(data, device, shape_class, domain=norm_impl.domain)
-    recipe = _draw_recipe(data, norm_impl, case.dim, backend)
+    case, recipe = _draw_for(norm_impl, data, device, shape_class, backend)
     x = make_norm_inputs(case)
     # 2^j x is exact (no bf16/fp32 overflow, no new subnormals), its sum of squares stays finite,
     # and x and 2^j x stay in the model's domain (at eps = 0: every nonzero mean square >= V_MIN)
     assume(in_domain(x.x, x.eps))
-    jmin, jmax = _log2_range(x.x, 2.0**-126, 2.0**126, 2.0**126, V_MIN if x.eps == 0 else 0.0)
-    assume(jmin <= jmax)
-    j = _draw_log2_scale(data, jmin, jmax)
+    span = _log2_range(x.x, 2.0**-126, 2.0**126, 2.0**126, V_MIN if x.eps == 0 else 0.0)
+    j = _draw_log2_scale(data, span)
     run_property("P12", "rms_norm(2^j x) vs rms_norm(x), eps-aware",
                  "kernelprop.properties.replays_norm:p12_scale", inputs={"inputs": x}, impl=norm_impl,
                  params=recipe_params(recipe, backend, log2_scale=j), recipe=recipe, case=case)
 
 
-@pytest.mark.spec("P12")
-@over_shape_classes("norm", not_applicable={
+@shape_class_property("P12", "norm", not_applicable={
     "eps0_tiny": "tiny data squares into fp32 subnormals, where 2^j scaling is not exact "
                  "(docs/bounds-rmsnorm.md#p12)",
     "eps_dominant": "eps is 0 in this test (the class needs eps > 0)"})
-@given(data=st.data())
 def test_p12_golden_exact_scale_invariance_eps0(backend, device, shape_class, data):
     """eps = 0: the golden is bitwise invariant under 2^j x as long as nothing over- or underflows
     (data "tiny" squares into fp32 subnormals: excluded, see docs/bounds-rmsnorm.md#p12)."""
@@ -222,41 +212,27 @@ def test_p12_golden_exact_scale_invariance_eps0(backend, device, shape_class, da
     recipe = data.draw(norm_recipes(invs=("recip_sqrt", "rsqrt", "recip_sqrt_rn", "rsqrt_approx")),
                        label="recipe")
     x = make_norm_inputs(case)
-    jmin, jmax = _log2_range(x.x, 2.0**-56, 2.0**56, 2.0**125)
-    assume(jmin <= 0 <= jmax)  # x itself must be in the safe range too
-    j = _draw_log2_scale(data, jmin, jmax)
+    j = _draw_log2_scale(data, _log2_range(x.x, 2.0**-56, 2.0**56, 2.0**125), x_in_span=True)
     run_property("P12", "golden(2^j x) == golden(x) bitwise at eps 0",
                  "kernelprop.properties.replays_norm:p12_golden_exact", inputs={"inputs": x}, impl=None,
                  params=recipe_params(recipe, backend, log2_scale=j), recipe=recipe, case=case)
 
 
-@pytest.mark.spec("P12")
-@over_shape_classes("norm")
-@given(data=st.data())
+@shape_class_property("P12", "norm")
 def test_p12_golden_chunk_orders(backend, device, shape_class, data):
     case = _case(data, device, shape_class)
     recipe = data.draw(norm_recipes(), label="recipe")
     c1, c2 = data.draw(_chunks(case.dim), label="chunk_a"), data.draw(_chunks(case.dim), label="chunk_b")
-    x = make_norm_inputs(case)
-    assume(in_domain(x.x, x.eps))
-    run_property("P12", "golden chunk c1 vs chunk c2", "kernelprop.properties.replays_norm:p12_chunks",
-                 inputs={"inputs": x}, impl=None,
-                 params=recipe_params(recipe, backend, chunk_a=c1, chunk_b=c2, who="golden"),
-                 recipe=recipe, case=case)
+    _run_in_domain("P12", "golden chunk c1 vs chunk c2", "p12_chunks", case, impl=None, recipe=recipe,
+                   params=recipe_params(recipe, backend, chunk_a=c1, chunk_b=c2, who="golden"))
 
 
-@pytest.mark.spec("P12")
-@over_shape_classes("norm")
-@given(data=st.data())
+@shape_class_property("P12", "norm")
 def test_p12_impl_chunk_orders(norm_impl, backend, device, shape_class, data):
     _need_recipes(norm_impl)
     case = _case(data, device, shape_class, domain=norm_impl.domain)
     recipe = data.draw(norm_recipes(), label="recipe")
     c1 = data.draw(_chunks(case.dim, backend), label="chunk_a")
     c2 = data.draw(_chunks(case.dim, backend), label="chunk_b")
-    x = make_norm_inputs(case)
-    assume(in_domain(x.x, x.eps))
-    run_property("P12", "impl chunk c1 vs chunk c2", "kernelprop.properties.replays_norm:p12_chunks",
-                 inputs={"inputs": x}, impl=norm_impl,
-                 params=recipe_params(recipe, backend, chunk_a=c1, chunk_b=c2, who="impl"),
-                 recipe=recipe, case=case)
+    _run_in_domain("P12", "impl chunk c1 vs chunk c2", "p12_chunks", case, impl=norm_impl, recipe=recipe,
+                   params=recipe_params(recipe, backend, chunk_a=c1, chunk_b=c2, who="impl"))

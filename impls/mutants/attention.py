@@ -137,10 +137,15 @@ class SparseAttention:
     def pv(self, p, k_t, recipe):
         return torch.bmm(p, k_t)                                                 # [T, H, D]
 
-    def merge(self, M, L, O, m, live, l, o):
+    def merge_factors(self, M, m, live):
+        """(M', a, b): M' = max(M, m) where the tile is live, a = exp(M - M') (0 while M = -inf),
+        b = exp(m - M')."""
         M_new = torch.where(live, torch.maximum(M, m), M)
         a = torch.where(torch.isfinite(M), _exp(M - M_new), 0.0)
-        b = _exp(m - M_new)
+        return M_new, a, _exp(m - M_new)
+
+    def merge(self, M, L, O, m, live, l, o):
+        M_new, a, b = self.merge_factors(M, m, live)
         L = torch.where(live, a * L + b * l, L)
         O = torch.where(live[..., None], a[..., None] * O + b[..., None] * o, O)
         return M_new, L, O
@@ -351,20 +356,14 @@ class EmptyRowUnguarded(SparseAttention):
 
 
 class MergeFactorsSwapped(SparseAttention):
-    def merge(self, M, L, O, m, live, l, o):
-        M_new = torch.where(live, torch.maximum(M, m), M)
-        a = torch.where(torch.isfinite(M), _exp(M - M_new), 0.0)
-        b = _exp(m - M_new)
-        L = torch.where(live, b * L + a * l, L)
-        O = torch.where(live[..., None], b[..., None] * O + a[..., None] * o, O)
-        return M_new, L, O
+    def merge_factors(self, M, m, live):
+        M_new, a, b = super().merge_factors(M, m, live)
+        return M_new, b, a
 
 
 class OutputNotRescaled(SparseAttention):
     def merge(self, M, L, O, m, live, l, o):
-        M_new = torch.where(live, torch.maximum(M, m), M)
-        a = torch.where(torch.isfinite(M), _exp(M - M_new), 0.0)
-        b = _exp(m - M_new)
+        M_new, a, b = self.merge_factors(M, m, live)
         L = torch.where(live, a * L + b * l, L)
         O = torch.where(live[..., None], O + b[..., None] * o, O)
         return M_new, L, O
@@ -407,22 +406,19 @@ class FixedTile64(SparseAttention):
 class FixedTileMaxNotRescaled(FixedTile64):
     """The running max is updated but O and L are not rescaled by exp(M - M')."""
 
-    def merge(self, M, L, O, m, live, l, o):
-        M_new = torch.where(live, torch.maximum(M, m), M)
-        b = _exp(m - M_new)
-        L = torch.where(live, L + b * l, L)
-        O = torch.where(live[..., None], O + b[..., None] * o, O)
-        return M_new, L, O
+    def merge_factors(self, M, m, live):
+        M_new, _, b = super().merge_factors(M, m, live)
+        return M_new, torch.ones_like(b), b                    # 1 * L and 1 * O are exact: no rescale
 
 
-class FixedTileMergeSwapped(FixedTile64):
+class FixedTileMergeSwapped(FixedTile64, MergeFactorsSwapped):
     """The first non-empty tile initializes the state (M, L, O = m, l, o_tile, as kernels that
     peel the first tile do); every later merge has its factors a and b swapped. Needs >= 2
     tiles with rows: with one tile it is the correct kernel."""
 
     def merge(self, M, L, O, m, live, l, o):
         first = live & ~torch.isfinite(M)
-        M_s, L_s, O_s = MergeFactorsSwapped.merge(self, M, L, O, m, live, l, o)
+        M_s, L_s, O_s = super().merge(M, L, O, m, live, l, o)        # a and b swapped
         return (torch.where(first, m, M_s), torch.where(first, l, L_s),
                 torch.where(first[..., None], o, O_s))
 
@@ -430,30 +426,24 @@ class FixedTileMergeSwapped(FixedTile64):
 class FixedTileRescaleBf16(FixedTile64):
     """The merge factors a = exp(M - M'), b = exp(m - M') rounded to bf16 (a bf16 exp unit)."""
 
-    def merge(self, M, L, O, m, live, l, o):
-        M_new = torch.where(live, torch.maximum(M, m), M)
-        a = round_to_bf16(torch.where(torch.isfinite(M), _exp(M - M_new), 0.0), "rne")
-        b = round_to_bf16(_exp(m - M_new), "rne")
-        L = torch.where(live, a * L + b * l, L)
-        O = torch.where(live[..., None], a[..., None] * O + b[..., None] * o, O)
-        return M_new, L, O
+    def merge_factors(self, M, m, live):
+        M_new, a, b = super().merge_factors(M, m, live)
+        return M_new, round_to_bf16(a, "rne"), round_to_bf16(b, "rne")
 
 
 class FixedTileSinkStaleMax(FixedTile64):
     """The sink term uses the first tile's max: o = O / (L + exp(sink - m_first))."""
 
-    _stale = None
+    _stale = None  # the running max after the first tile that had rows, per (token, head)
 
     def online_softmax(self, q, keys, valid, scale, sink, recipe):
-        T, H, D = q.shape
-        M = torch.full((T, H), -math.inf, device=q.device)
-        L = torch.zeros(T, H, device=q.device)
-        O = torch.zeros(T, H, D, device=q.device)
-        first = None
-        for part in self.merge_order(list(self.tile_parts(q, keys, valid, scale, sink, recipe))):
-            M, L, O = self.merge(M, L, O, *part)
-            first = M.clone() if first is None else torch.where(torch.isfinite(first), first, M)
-        self._stale = first
+        self._stale = None
+        return super().online_softmax(q, keys, valid, scale, sink, recipe)
+
+    def merge(self, M, L, O, m, live, l, o):
+        M, L, O = super().merge(M, L, O, m, live, l, o)
+        first = self._stale
+        self._stale = M.clone() if first is None else torch.where(torch.isfinite(first), first, M)
         return M, L, O
 
     def normalize(self, O, L, M, sink):

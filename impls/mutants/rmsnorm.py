@@ -57,9 +57,13 @@ class RMSNorm:
         if chunk is None:
             return sq.sum(-1)
         ss = torch.zeros(xf.shape[:-1], device=xf.device)
-        for start in range(0, xf.shape[-1], chunk):
+        for start in self.chunk_starts(xf.shape[-1], chunk):
             ss = ss + sq[..., start:start + chunk].sum(-1)
         return ss
+
+    def chunk_starts(self, n: int, chunk: int):
+        """First columns of the chunks, in the order their partial sums are added."""
+        return range(0, n, chunk)
 
     def mean(self, ss, D):
         return ss / D
@@ -169,14 +173,8 @@ class SubnormalsFlushed(RMSNorm):
 class ChunksSummedRightToLeft(RMSNorm):
     """Chunk partials added right to left: another order of an fp32 sum, within its error bound."""
 
-    def sum_of_squares(self, xf, chunk):
-        sq = xf * xf
-        if chunk is None:
-            return sq.sum(-1)
-        ss = torch.zeros(xf.shape[:-1], device=xf.device)
-        for start in reversed(range(0, xf.shape[-1], chunk)):
-            ss = ss + sq[..., start:start + chunk].sum(-1)
-        return ss
+    def chunk_starts(self, n: int, chunk: int):
+        return reversed(super().chunk_starts(n, chunk))
 
 
 rsqrt_12bit = Rsqrt12Bits()
