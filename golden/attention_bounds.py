@@ -25,7 +25,7 @@ allows the whole (tiny) output, A_d / Lt.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 import torch
@@ -159,9 +159,35 @@ def sensitivity(trace: TiledTrace, attn_sink: torch.Tensor) -> Sensitivity:
                        arg_mag=gap.amax(-1) if gap.shape[-1] else M_safe * 0, sink_arg=sink_arg)
 
 
+@dataclass(frozen=True)
+class BoundTerms:
+    """[T, H, D] float64 terms of one propagated bound (`_propagate`); `total` is the bound.
+
+    flips:       the P elements' rounding flips, each a discrete, exactly known move (bf16 P with
+                 the directed rule; 0 where no P element is undecided)
+    merges:      rho A_d / (Lt shrink): merge factors, tile sums, the maxima's score errors
+    denominator: |o_d| dLt / (Lt shrink): every way Lt moves (fp32 noise, and with l from the fp32
+                 exp or without the directed rule the flips' share of L)
+    output:      2u |o_d| (the final quotient, both sides) plus the overflow and empty-row rules
+    total:       the bound, computed as before the split (bit for bit)
+    undecided:   [T, H] how many P elements may round differently (0 for fp32 P)"""
+
+    flips: torch.Tensor
+    merges: torch.Tensor
+    denominator: torch.Tensor
+    output: torch.Tensor
+    total: torch.Tensor
+    undecided: Optional[torch.Tensor] = None
+
+    @property
+    def continuous(self) -> torch.Tensor:
+        """total - flips (>= 0): the part of the bound that is fp32 noise, not a discrete flip."""
+        return (self.total - self.flips).clamp(min=0.0)
+
+
 def _propagate(trace: TiledTrace, sens: Sensitivity, recipe: AttnRecipe, dp, dl, rho,
-               rho_sigma, directed: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """The first-order rule of the module docstring; returns [T, H, D] float64.
+               rho_sigma, directed: Optional[torch.Tensor] = None) -> BoundTerms:
+    """The first-order rule of the module docstring; its terms, [T, H, D] float64 each.
 
     directed: the P flips' exact first-order effect max|sum_j dp_j w_j (k_jd - o_d)| (or with k_jd
     alone when L sums the fp32 exp), from `_directed_flips`; it then replaces the symmetric term
@@ -186,7 +212,8 @@ def _propagate(trace: TiledTrace, sens: Sensitivity, recipe: AttnRecipe, dp, dl,
         dLt_o = noise_Lt + 2.0 ** -20 * flip_l if recipe.l_from == "rounded" else dLt
     safe_Lt = torch.where(torch.isfinite(Lt) & (Lt > 0), Lt, 1.0)
     shrink = 1 - (dLt / safe_Lt).clamp(max=0.5)
-    bound = (flips + rho[..., None] * mass + o * dLt_o[..., None]) / (safe_Lt * shrink)[..., None]
+    den = (safe_Lt * shrink)[..., None]
+    bound = (flips + rho[..., None] * mass + o * dLt_o[..., None]) / den
     bound = bound + 2 * U_FP32 * o
     # fp32 overflow of L + exp(sink - M) (sink - M > ~88.7): that side returns exactly 0 while the
     # exact output is tiny but not 0, which no relative model covers. Wherever either side's
@@ -194,10 +221,14 @@ def _propagate(trace: TiledTrace, sens: Sensitivity, recipe: AttnRecipe, dp, dl,
     # value is <= A_d / Lt, its own fp32 errors add the relative terms above (rho A_d, flips, the
     # 1/shrink factor), and its roundings in the subnormal range an absolute floor (`subnormal_floor`).
     may_overflow = trace.L.double() + sens.sigma * (1 + rho_sigma) >= FP32_MAX * (1 - FP32_ULP_REL)
-    overflow_term = mass / (safe_Lt * shrink)[..., None] + subnormal_floor(mass)
-    bound = bound + torch.where(may_overflow[..., None], overflow_term, 0.0)
-    empty = ~torch.isfinite(trace.M.double()) | ~torch.isfinite(Lt)
-    return torch.where(empty[..., None], 0.0, bound)
+    overflow_term = mass / den + subnormal_floor(mass)
+    overflow = torch.where(may_overflow[..., None], overflow_term, 0.0)
+    bound = bound + overflow
+    empty = (~torch.isfinite(trace.M.double()) | ~torch.isfinite(Lt))[..., None]
+    zero = lambda t: torch.where(empty, 0.0, t)  # noqa: E731
+    return BoundTerms(flips=zero(flips / den), merges=zero(rho[..., None] * mass / den),
+                      denominator=zero(o * dLt_o[..., None] / den),
+                      output=zero(2 * U_FP32 * o + overflow), total=zero(bound))
 
 
 def subnormal_floor(mass: torch.Tensor) -> torch.Tensor:
@@ -283,6 +314,14 @@ def attention_p1_bound(trace: TiledTrace, q, attn_sink, recipe: AttnRecipe, *,
                        backend: AttnBackend = AttnBackend()) -> torch.Tensor:
     """[T, H, D] bound on |o_impl - o_golden| for an implementation of `recipe` whose fp32 steps
     obey `backend`. Tight: P moves only where its rounding is undecided."""
+    return attention_p1_terms(trace, q, attn_sink, recipe, softmax_scale=softmax_scale,
+                              backend=backend).total
+
+
+def attention_p1_terms(trace: TiledTrace, q, attn_sink, recipe: AttnRecipe, *,
+                       softmax_scale: Optional[float] = None,
+                       backend: AttnBackend = AttnBackend()) -> BoundTerms:
+    """The P1 bound split into its terms (`BoundTerms`: the discrete P flips, the fp32 noise)."""
     D = q.shape[-1]
     scale = D ** -0.5 if softmax_scale is None else float(softmax_scale)
     valid = trace.valid[:, None, :]
@@ -317,11 +356,13 @@ def attention_p1_bound(trace: TiledTrace, q, attn_sink, recipe: AttnRecipe, *,
     acc = gamma(tile_depth) + 2 * U_FP32 + (U_FP32 if recipe.p_dtype == "fp32" else 0.0)
     rho = tiles * (omega + 6 * U_FP32) + 2 * ds_max + acc
     rho_sigma = ds_max + 2 * U_FP32 * sens.sink_arg + _exp_rel(sens.sink_arg, backend) + 2.0 ** -22
-    bound = _propagate(trace, sens, recipe, dp, dl, rho, rho_sigma, directed)
+    terms = _propagate(trace, sens, recipe, dp, dl, rho, rho_sigma, directed)
+    terms = replace(terms, undecided=(dp > 0).sum(-1) if directed is not None else torch.zeros_like(rho))
     if backend.ftz:  # an o_d that may be subnormal may be flushed to 0 on that side
-        o = trace.o.double().abs()
-        bound = torch.where(o - bound < FP32_MIN_NORMAL, o + bound, bound)  # 0 stays 0 (empty, +inf sink)
-    return bound
+        o, bound = trace.o.double().abs(), terms.total
+        flushed = torch.where(o - bound < FP32_MIN_NORMAL, o, 0.0)  # 0 stays 0 (empty, +inf sink)
+        terms = replace(terms, output=terms.output + flushed, total=bound + flushed)
+    return terms
 
 
 def attention_p2_bound(trace: TiledTrace, attn_sink, recipe: AttnRecipe) -> torch.Tensor:
@@ -341,4 +382,4 @@ def attention_p2_bound(trace: TiledTrace, attn_sink, recipe: AttnRecipe) -> torc
     omega = 2 * ds_max + U_FP32 * sens.arg_mag + 2.0 ** -22
     rho = tiles * (omega + 3 * U_FP32) + 2 * U_FP32
     rho_sigma = ds_max + U_FP32 * sens.sink_arg + 2.0 ** -22
-    return _propagate(trace, sens, recipe, dp, dl, rho, rho_sigma) + 2.0 ** -40 * trace.o.double().abs()
+    return _propagate(trace, sens, recipe, dp, dl, rho, rho_sigma).total + 2.0 ** -40 * trace.o.double().abs()
