@@ -165,7 +165,9 @@ class BoundTerms:
 
     flips:       the P elements' rounding flips, each a discrete, exactly known move (bf16 P with
                  the directed rule; 0 where no P element is undecided)
-    merges:      rho A_d / (Lt shrink): merge factors, tile sums, the maxima's score errors
+    merges:      rho A_d / (Lt shrink): merge factors, tile sums (and, in P2, the maxima's
+                 score errors)
+    maxima:      P1: the tile maxima's score errors, centred per tile (docs/bounds.md#p1-maxima)
     denominator: |o_d| dLt / (Lt shrink): every way Lt moves (fp32 noise, and with l from the fp32
                  exp or without the directed rule the flips' share of L)
     output:      2u |o_d| (the final quotient, both sides) plus the overflow and empty-row rules
@@ -174,6 +176,7 @@ class BoundTerms:
 
     flips: torch.Tensor
     merges: torch.Tensor
+    maxima: torch.Tensor
     denominator: torch.Tensor
     output: torch.Tensor
     total: torch.Tensor
@@ -185,13 +188,34 @@ class BoundTerms:
         return (self.total - self.flips).clamp(min=0.0)
 
 
+def _centred_tile_mass(trace: TiledTrace, w: torch.Tensor, l_terms: torch.Tensor) -> torch.Tensor:
+    """[T, H, D] sum_t w_t |N_td - o_d l_t| over tiles t (tiling order: row j is in tile j // tile),
+    N_td = sum_{j in t} p_j k_jd, l_t = sum_{j in t} l_j, o the golden's (signed) output."""
+    T, H, K = w.shape
+    D = trace.rows.shape[-1]
+    if K == 0 or trace.tile <= 0:
+        return torch.zeros(T, H, D, dtype=torch.float64, device=w.device)
+    tiles = -(-K // trace.tile)
+    pad = tiles * trace.tile - K
+    wp = torch.nn.functional.pad(w * trace.p.double(), (0, pad)).reshape(T, H, tiles, trace.tile)
+    wl = torch.nn.functional.pad(w * l_terms, (0, pad)).reshape(T, H, tiles, trace.tile).sum(-1)
+    rows = torch.nn.functional.pad(trace.rows.double(), (0, 0, 0, pad)).reshape(T, tiles, trace.tile, D)
+    N = torch.einsum("thnk,tnkd->thnd", wp, rows)
+    return (N - trace.o.double()[:, :, None, :] * wl[..., None]).abs().sum(2)
+
+
 def _propagate(trace: TiledTrace, sens: Sensitivity, recipe: AttnRecipe, dp, dl, rho,
-               rho_sigma, directed: Optional[torch.Tensor] = None) -> BoundTerms:
+               rho_sigma, directed: Optional[torch.Tensor] = None,
+               maxima: Optional[torch.Tensor] = None) -> BoundTerms:
     """The first-order rule of the module docstring; its terms, [T, H, D] float64 each.
 
     directed: the P flips' exact first-order effect max|sum_j dp_j w_j (k_jd - o_d)| (or with k_jd
     alone when L sums the fp32 exp), from `_directed_flips`; it then replaces the symmetric term
-    sum_j w_j dp_j |k_jd| and, when L sums the same P, the flips' share of |o_d| dLt."""
+    sum_j w_j dp_j |k_jd| and, when L sums the same P, the flips' share of |o_d| dLt.
+    maxima: [T, H] relative bound on exp(d m_t) - 1 for the tile maxima's score errors, charged
+    centred per tile (docs/bounds.md#p1-maxima): maxima sum_t w_t |N_td - o_d l_t|, plus maxima
+    (l_sum / Lt) times the rest of the bound for the golden's own distance from its exact ratio;
+    rho and rho_sigma then carry no maxima term."""
     p = trace.p.double()
     l_terms = p if recipe.l_from == "rounded" else trace.e.double()
     w = sens.w
@@ -203,7 +227,9 @@ def _propagate(trace: TiledTrace, sens: Sensitivity, recipe: AttnRecipe, dp, dl,
     flip_l = (w * dl).sum(-1)
     noise_Lt = rho * l_sum + rho_sigma * torch.where(finite_sigma, sens.sigma, 0.0) \
         + 2 * U_FP32 * trace.L.double()
+    maxima = torch.zeros_like(l_sum) if maxima is None else maxima
     dLt = flip_l + noise_Lt                       # every way Lt can move: for the quotient's shrink
+    shrink_Lt = dLt + maxima * (2 * l_sum + torch.where(finite_sigma, sens.sigma, 0.0))
     if directed is None:
         flips, dLt_o = torch.einsum("thk,tkd->thd", w * dp, sens.abs_rows), dLt
     else:
@@ -211,23 +237,29 @@ def _propagate(trace: TiledTrace, sens: Sensitivity, recipe: AttnRecipe, dp, dl,
         # centred on the golden's fp32 o = (O / denom)(1 + delta), |delta| <= u: 2^-20 covers it
         dLt_o = noise_Lt + 2.0 ** -20 * flip_l if recipe.l_from == "rounded" else dLt
     safe_Lt = torch.where(torch.isfinite(Lt) & (Lt > 0), Lt, 1.0)
-    shrink = 1 - (dLt / safe_Lt).clamp(max=0.5)
+    shrink = 1 - (shrink_Lt / safe_Lt).clamp(max=0.5)
     den = (safe_Lt * shrink)[..., None]
-    bound = (flips + rho[..., None] * mass + o * dLt_o[..., None]) / den
+    centred = maxima[..., None] * _centred_tile_mass(trace, w, l_terms) if bool((maxima > 0).any()) \
+        else torch.zeros_like(mass)
+    bound = (flips + rho[..., None] * mass + centred + o * dLt_o[..., None]) / den
     bound = bound + 2 * U_FP32 * o
+    # the centring uses the golden's fp32 o, whose distance from its exact ratio is within the rest
+    # of the bound: maxima l_sum |o_g - o*| / (Lt shrink) more
+    second = torch.where((maxima > 0)[..., None], bound * (maxima * l_sum)[..., None] / den, 0.0)
+    bound = bound + second
     # fp32 overflow of L + exp(sink - M) (sink - M > ~88.7): that side returns exactly 0 while the
     # exact output is tiny but not 0, which no relative model covers. Wherever either side's
     # denominator can reach the fp32 maximum, allow the other side's whole magnitude: its exact
     # value is <= A_d / Lt, its own fp32 errors add the relative terms above (rho A_d, flips, the
     # 1/shrink factor), and its roundings in the subnormal range an absolute floor (`subnormal_floor`).
-    may_overflow = trace.L.double() + sens.sigma * (1 + rho_sigma) >= FP32_MAX * (1 - FP32_ULP_REL)
+    may_overflow = trace.L.double() + sens.sigma * (1 + rho_sigma + maxima) >= FP32_MAX * (1 - FP32_ULP_REL)
     overflow_term = mass / den + subnormal_floor(mass)
     overflow = torch.where(may_overflow[..., None], overflow_term, 0.0)
     bound = bound + overflow
     empty = (~torch.isfinite(trace.M.double()) | ~torch.isfinite(Lt))[..., None]
     zero = lambda t: torch.where(empty, 0.0, t)  # noqa: E731
     return BoundTerms(flips=zero(flips / den), merges=zero(rho[..., None] * mass / den),
-                      denominator=zero(o * dLt_o[..., None] / den),
+                      maxima=zero(centred / den + second), denominator=zero(o * dLt_o[..., None] / den),
                       output=zero(2 * U_FP32 * o + overflow), total=zero(bound))
 
 
@@ -354,9 +386,12 @@ def attention_p1_terms(trace: TiledTrace, q, attn_sink, recipe: AttnRecipe, *,
     omega = 2 * U_FP32 * sens.arg_mag + _exp_rel(sens.arg_mag, backend) + 2.0 ** -22
     tile_depth = trace.tile - 1 if backend.tile_depth is None else backend.tile_depth
     acc = gamma(tile_depth) + 2 * U_FP32 + (U_FP32 if recipe.p_dtype == "fp32" else 0.0)
-    rho = tiles * (omega + 6 * U_FP32) + 2 * ds_max + acc
-    rho_sigma = ds_max + 2 * U_FP32 * sens.sink_arg + _exp_rel(sens.sink_arg, backend) + 2.0 ** -22
-    terms = _propagate(trace, sens, recipe, dp, dl, rho, rho_sigma, directed)
+    rho = tiles * (omega + 6 * U_FP32) + acc
+    rho_sigma = 2 * U_FP32 * sens.sink_arg + _exp_rel(sens.sink_arg, backend) + 2.0 ** -22
+    # the maxima's score errors: the final max's cancels (sink included), each tile's scales its
+    # N_t and l_t together by exp(d m_t), |d m_t| <= ds_max (docs/bounds.md#p1-maxima)
+    maxima = ds_max * (1 + 2 * ds_max.clamp(max=0.5)) * (1 + 2.0 ** -20)
+    terms = _propagate(trace, sens, recipe, dp, dl, rho, rho_sigma, directed, maxima)
     terms = replace(terms, undecided=(dp > 0).sum(-1) if directed is not None else torch.zeros_like(rho))
     if backend.ftz:  # an o_d that may be subnormal may be flushed to 0 on that side
         o, bound = trace.o.double().abs(), terms.total

@@ -115,7 +115,7 @@ def test_attention_bound_terms_split_the_total():
         terms = attention_p1_terms(trace, x.q, x.attn_sink, recipe, backend=MODELS["random"])
         total = attention_p1_bound(trace, x.q, x.attn_sink, recipe, backend=MODELS["random"])
         assert torch.equal(terms.total, total)
-        parts = (terms.flips, terms.merges, terms.denominator, terms.output)
+        parts = (terms.flips, terms.merges, terms.maxima, terms.denominator, terms.output)
         assert all(bool((t >= 0).all()) for t in parts)
         assert torch.allclose(sum(parts), total, rtol=1e-12, atol=0)
         assert bool((terms.flips <= total).all())
