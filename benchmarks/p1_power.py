@@ -169,7 +169,7 @@ def _decompose(x, fn, recipe: AttnRecipe, backend, name: str, seed: int) -> None
     at = lambda v: float(v[t, h, d])  # noqa: E731
     print(f"  {name} seed {seed} ({DATA_KINDS[seed % 4]}) worst at "
           f"{(t, h, d)}: |err| {at(err):.4g} = {at(ratio):.3g} of bound {at(terms.total):.4g}: flips "
-          f"{at(terms.flips):.4g}, merges {at(terms.merges):.4g}, denominator "
+          f"{at(terms.flips):.4g}, merges {at(terms.merges):.4g}, maxima {at(terms.maxima):.4g}, denominator "
           f"{at(terms.denominator):.4g}, output {at(terms.output):.4g}; |o| {abs(at(o)):.4g}, "
           f"max|o| of the row {float(o[t, h].abs().max()):.4g}; undecided P in the row "
           f"{int(terms.undecided[t, h])} of {int(trace.valid[t].sum())}; margin ratio "
@@ -317,12 +317,21 @@ def main() -> None:
     parser.add_argument("--decompose", action="store_true",
                         help="print the bound's terms at each correct implementation's worst element")
     parser.add_argument("--no-small", action="store_true", help="skip the small-shape detectability")
+    parser.add_argument("--decompose-seeds", type=int, nargs="*", default=None,
+                        help="only print the decomposition at these attention seeds (correct ones)")
     parser.add_argument("--model", default="random", choices=sorted(MODELS))
     parser.add_argument("--norm-examples", type=int, default=1000)
     parser.add_argument("--norm-rows", type=int, default=8)
     parser.add_argument("--norm-dim", type=int, default=8192)
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.decompose_seeds:
+        for seed in args.decompose_seeds:
+            x = make_attn_inputs(attention_case(seed, args.batches, args.tokens_per_batch, args.heads))
+            for name, (correct, fn) in ATTN_IMPLS.items():
+                if correct:
+                    _decompose(x, fn, AttnRecipe(), MODELS[args.model], name, seed)
+        return
     if args.examples:
         if not args.no_small:
             small_detectable(min(args.examples, 200), "worst")
