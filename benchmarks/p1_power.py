@@ -1,22 +1,34 @@
-"""P1's power and soundness at the reference shape (issue 9 item 3): how far correct and buggy
+"""P1's power and soundness at the reference shape (issue 9): how far correct and buggy
 implementations sit from the P1 bound, attention at D=512, K=640 and RMSNorm at D=8192.
 
-    python benchmarks/p1_power.py [--examples N] [--tokens T] [--heads H] [--model NAME]
+    python benchmarks/p1_power.py [--examples N] [--batches B] [--tokens-per-batch S] [--heads H]
+        [--model NAME] [--decompose] [--norm-examples N] [--norm-rows R] [--norm-dim D]
+    python benchmarks/p1_power.py --decompose-seeds SEED ... [--tokens-per-batch 2 --heads 64]
+
+The reference preset (`--sizes reference`, B = 1): --tokens-per-batch 2 --heads 64 (128 rows an
+example); the default T = 1, H = 2 is the small shape of the first issue 9 measurements.
 
 Every implementation here is plain torch (the Triton interpreter is too slow at D = 512). Correct
 ones: impls/torch_reference.py (fp32 bmm scores, exp2), an fp32-matmul one (torch.matmul, expf),
 one that sums each dot in blocks of 16 products (block sums added left to right). Buggy ones
 (each declares the default recipe, rne bf16 P): P truncated (rtz), P rounded to fp16, L rounded
-to bf16 after every merge, the rescale factors a, b rounded to bf16. Printed per implementation:
-the worst |impl - golden| / bound over all examples (P1's ratio: > 1 is a violation), the
-median of the per-example worst, and the number of examples over the bound. Goals (issue 9):
-correct ones worst < 0.5, buggy ones median >= 2 (some examples carry no signal for a bug: heavy
-or large-logit data whose softmax sits on one or two exactly representable P elements).
+to bf16 after every merge, the rescale factors a, b rounded to bf16. Printed per implementation,
+over the per-example worst (the max over every element of an example): worst, median, min and the
+share of examples over 1x and 2x, for P1's ratio |impl - golden| / bound ("old") and for the
+margin ratio ("new", docs/bounds.md#p1-margin: the distance outside golden +- the bound's
+discrete P flips, in units of the rest of the bound; > 1 exactly where old > 1). Goals (issue 9):
+correct ones worst < 0.5, buggy ones median >= 2. For the bugs also per data kind: the share
+over the bound and the share of examples where the output equals the golden bit for bit (no
+bound can catch those). --decompose: the bound's terms (flips, merges, maxima, denominator,
+output) and the error at each correct implementation's worst element.
 
 Minimal detectable relative perturbation (printed per model): a change of delta max|o| at one
 element violates P1 where delta > bound_d / max|o|, so the smallest detectable one is
 min_d bound_d / max|o| (the measure behind issue 9's "6.6e-6 at small D"); printed: its median over
 examples, and the bound's size max_d bound_d / max|o| (issue 9's "4.4% of max|o|"), median.
+
+RMSNorm: bf16 and fp32 outputs, each under the worst-case and P1's Azuma sum model; with a bf16
+output the whole bound is discrete (every allowed value is a rounding flip), so "new" is 0 or inf.
 """
 from __future__ import annotations
 

@@ -11,7 +11,9 @@ and the second-order remainder is covered by dividing by (1 - dLt / Lt). Where a
 denominator can overflow (sink - M > ~88.7) that side returns exactly 0: the bound then also
 allows the whole (tiny) output, A_d / Lt.
 
-- P1 (implementation vs golden, same recipe): p_j can move only where the golden's e_j is close
+- P1 (implementation vs golden, same recipe): the tile maxima's score errors are charged centred
+  per tile instead of inside rho (docs/bounds.md#p1-maxima: the final max's error cancels, each
+  tile's scales its N_t and l_t together). p_j can move only where the golden's e_j is close
   enough to a rounding boundary that the two implementations' fp32 errors can put them on
   different sides; then it moves by exactly the gap between the two candidates, and only in the
   direction(s) its interval allows (`_interval_moves`, `_directed_flips`). Elsewhere the rounded P
@@ -190,18 +192,17 @@ class BoundTerms:
 
 def _centred_tile_mass(trace: TiledTrace, w: torch.Tensor, l_terms: torch.Tensor) -> torch.Tensor:
     """[T, H, D] sum_t w_t |N_td - o_d l_t| over tiles t (tiling order: row j is in tile j // tile),
-    N_td = sum_{j in t} p_j k_jd, l_t = sum_{j in t} l_j, o the golden's (signed) output."""
+    N_td = sum_{j in t} p_j k_jd, l_t = sum_{j in t} l_j, o the golden's (signed) output. One
+    tile at a time: memory O(T H D) beside the trace."""
     T, H, K = w.shape
-    D = trace.rows.shape[-1]
-    if K == 0 or trace.tile <= 0:
-        return torch.zeros(T, H, D, dtype=torch.float64, device=w.device)
-    tiles = -(-K // trace.tile)
-    pad = tiles * trace.tile - K
-    wp = torch.nn.functional.pad(w * trace.p.double(), (0, pad)).reshape(T, H, tiles, trace.tile)
-    wl = torch.nn.functional.pad(w * l_terms, (0, pad)).reshape(T, H, tiles, trace.tile).sum(-1)
-    rows = torch.nn.functional.pad(trace.rows.double(), (0, 0, 0, pad)).reshape(T, tiles, trace.tile, D)
-    N = torch.einsum("thnk,tnkd->thnd", wp, rows)
-    return (N - trace.o.double()[:, :, None, :] * wl[..., None]).abs().sum(2)
+    o = trace.o.double()
+    total = torch.zeros_like(o)
+    wp, wl = w * trace.p.double(), w * l_terms
+    for start in range(0, K, max(trace.tile, 1)):
+        end = start + max(trace.tile, 1)
+        N = torch.einsum("thk,tkd->thd", wp[..., start:end], trace.rows[:, start:end].double())
+        total += (N - o * wl[..., start:end].sum(-1)[..., None]).abs()
+    return total
 
 
 def _propagate(trace: TiledTrace, sens: Sensitivity, recipe: AttnRecipe, dp, dl, rho,
