@@ -1,22 +1,34 @@
-"""P1's power and soundness at the reference shape (issue 9 item 3): how far correct and buggy
+"""P1's power and soundness at the reference shape (issue 9): how far correct and buggy
 implementations sit from the P1 bound, attention at D=512, K=640 and RMSNorm at D=8192.
 
-    python benchmarks/p1_power.py [--examples N] [--tokens T] [--heads H] [--model NAME]
+    python benchmarks/p1_power.py [--examples N] [--batches B] [--tokens-per-batch S] [--heads H]
+        [--model NAME] [--decompose] [--norm-examples N] [--norm-rows R] [--norm-dim D]
+    python benchmarks/p1_power.py --decompose-seeds SEED ... [--tokens-per-batch 2 --heads 64]
+
+The reference preset (`--sizes reference`, B = 1): --tokens-per-batch 2 --heads 64 (128 rows an
+example); the default T = 1, H = 2 is the small shape of the first issue 9 measurements.
 
 Every implementation here is plain torch (the Triton interpreter is too slow at D = 512). Correct
 ones: impls/torch_reference.py (fp32 bmm scores, exp2), an fp32-matmul one (torch.matmul, expf),
 one that sums each dot in blocks of 16 products (block sums added left to right). Buggy ones
 (each declares the default recipe, rne bf16 P): P truncated (rtz), P rounded to fp16, L rounded
-to bf16 after every merge, the rescale factors a, b rounded to bf16. Printed per implementation:
-the worst |impl - golden| / bound over all examples (P1's ratio: > 1 is a violation), the
-median of the per-example worst, and the number of examples over the bound. Goals (issue 9):
-correct ones worst < 0.5, buggy ones median >= 2 (some examples carry no signal for a bug: heavy
-or large-logit data whose softmax sits on one or two exactly representable P elements).
+to bf16 after every merge, the rescale factors a, b rounded to bf16. Printed per implementation,
+over the per-example worst (the max over every element of an example): worst, median, min and the
+share of examples over 1x and 2x, for P1's ratio |impl - golden| / bound ("old") and for the
+margin ratio ("new", docs/bounds.md#p1-margin: the distance outside golden +- the bound's
+discrete P flips, in units of the rest of the bound; > 1 exactly where old > 1). Goals (issue 9):
+correct ones worst < 0.5, buggy ones median >= 2. For the bugs also per data kind: the share
+over the bound and the share of examples where the output equals the golden bit for bit (no
+bound can catch those). --decompose: the bound's terms (flips, merges, maxima, denominator,
+output) and the error at each correct implementation's worst element.
 
 Minimal detectable relative perturbation (printed per model): a change of delta max|o| at one
 element violates P1 where delta > bound_d / max|o|, so the smallest detectable one is
 min_d bound_d / max|o| (the measure behind issue 9's "6.6e-6 at small D"); printed: its median over
 examples, and the bound's size max_d bound_d / max|o| (issue 9's "4.4% of max|o|"), median.
+
+RMSNorm: bf16 and fp32 outputs, each under the worst-case and P1's Azuma sum model; with a bf16
+output the whole bound is discrete (every allowed value is a rounding flip), so "new" is 0 or inf.
 """
 from __future__ import annotations
 
@@ -24,6 +36,7 @@ import argparse
 import math
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,7 +45,8 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from kernelprop.golden.attention import sparse_attention_trace  # noqa: E402
-from kernelprop.golden.attention_bounds import MODELS, attention_p1_bound  # noqa: E402
+from kernelprop.golden.attention_bounds import MODELS, attention_p1_bound, attention_p1_terms  # noqa: E402
+from kernelprop.golden.metrics import bound_ratio, margin_ratio  # noqa: E402
 from kernelprop.golden.inputs import AttnCase, NormCase, make_attn_inputs, make_norm_inputs  # noqa: E402
 from kernelprop.golden.recipes import AttnRecipe, NormRecipe  # noqa: E402
 from kernelprop.golden.rmsnorm import rms_norm_golden  # noqa: E402
@@ -113,45 +127,107 @@ ATTN_IMPLS = {
 }
 
 
-def attention_case(seed: int, tokens: int, heads: int) -> AttnCase:
-    """D = 512, K = 640 (128 window + 512 top-k), pages of 128, the default scale 512^-0.5."""
-    data = ("normal", "uniform", "heavy", "large_logits")[seed % 4]
-    return AttnCase(seed=seed, batches=tokens, tokens_per_batch=1, heads=heads, head_dim=512,
-                    page_size=128, window=128, topk=512, max_cmp_len=1024, min_used=128 + 1024,
-                    data=data, sink="finite")
+DATA_KINDS = ("normal", "uniform", "heavy", "large_logits")
 
 
-def attention_power(examples: int, tokens: int, heads: int, model: str) -> None:
+def attention_case(seed: int, batches: int, tokens_per_batch: int, heads: int) -> AttnCase:
+    """D = 512, K = 640 (128 window + 512 top-k), pages of 128, the default scale 512^-0.5;
+    T = batches x tokens_per_batch query tokens (the reference preset: S = 2 tokens per batch)."""
+    return AttnCase(seed=seed, batches=batches, tokens_per_batch=tokens_per_batch, heads=heads,
+                    head_dim=512, page_size=128, window=128, topk=512, max_cmp_len=1024,
+                    min_used=128 + 1024, data=DATA_KINDS[seed % 4], sink="finite")
+
+
+@dataclass(frozen=True)
+class Scores:
+    """One implementation's per-example worst ratios: P1's |a - e| / bound (`old`) and the
+    margin ratio (`new`: distance outside golden +- the P flips over the continuous part)."""
+
+    old: list
+    new: list
+
+    def by_data(self) -> str:
+        """Per data kind (seed % 4): share of examples over the bound, and share where the
+        implementation's output equals the golden's exactly (no signal for any bound)."""
+        parts = []
+        for k, kind in enumerate(DATA_KINDS):
+            o = self.old[k::4]
+            if o:
+                parts.append(f"{kind} >1x {sum(v > 1 for v in o) / len(o):.0%} exact "
+                             f"{sum(v == 0 for v in o) / len(o):.0%}")
+        return "; ".join(parts)
+
+    def line(self, name: str, correct: bool) -> str:
+        o, n = sorted(self.old), sorted(self.new)
+        mid = len(o) // 2
+        over = lambda v, k: f"{sum(x > k for x in v) / len(v):6.1%}"  # noqa: E731
+        goal = (o[-1] < 0.5, n[-1] < 0.5) if correct else (o[mid] >= 2, n[mid] >= 2)
+        mark = lambda ok: "meets" if ok else "MISSES"  # noqa: E731
+        return (f"  {name:30s} old: worst {o[-1]:8.3g} median {o[mid]:8.3g} min {o[0]:8.3g} >1x "
+                f"{over(o, 1)} >2x {over(o, 2)} | new: worst {n[-1]:8.3g} median {n[mid]:8.3g} min "
+                f"{n[0]:8.3g} >1x {over(n, 1)} >2x {over(n, 2)} | goal "
+                f"{'worst < 0.5' if correct else 'median >= 2'}: old {mark(goal[0])}, new {mark(goal[1])}")
+
+
+def _decompose(x, fn, recipe: AttnRecipe, backend, name: str, seed: int) -> None:
+    """Item 1 of issue 9: the bound's terms and the error at one example's worst element."""
+    trace = x.call(sparse_attention_trace, recipe=recipe)
+    terms = attention_p1_terms(trace, x.q, x.attn_sink, recipe, softmax_scale=x.softmax_scale,
+                               backend=backend)
+    o = trace.o.double()
+    err = (fn(x).double() - o).abs()
+    ratio = bound_ratio(err, torch.zeros_like(err), terms.total)
+    t, h, d = (int(i) for i in torch.unravel_index(ratio.argmax(), ratio.shape))
+    at = lambda v: float(v[t, h, d])  # noqa: E731
+    print(f"  {name} seed {seed} ({DATA_KINDS[seed % 4]}) worst at "
+          f"{(t, h, d)}: |err| {at(err):.4g} = {at(ratio):.3g} of bound {at(terms.total):.4g}: flips "
+          f"{at(terms.flips):.4g}, merges {at(terms.merges):.4g}, maxima {at(terms.maxima):.4g}, denominator "
+          f"{at(terms.denominator):.4g}, output {at(terms.output):.4g}; |o| {abs(at(o)):.4g}, "
+          f"max|o| of the row {float(o[t, h].abs().max()):.4g}; undecided P in the row "
+          f"{int(terms.undecided[t, h])} of {int(trace.valid[t].sum())}; margin ratio "
+          f"{float(margin_ratio(err, torch.zeros_like(err), terms.total, terms.flips)[t, h, d]):.3g}")
+
+
+def attention_power(examples: int, batches: int, tokens_per_batch: int, heads: int,
+                    model: str, decompose: bool) -> None:
     backend = MODELS[model]
-    worst = {name: [] for name in ATTN_IMPLS}
+    scores = {name: Scores([], []) for name in ATTN_IMPLS}
     detect, size = [], []
     start = time.perf_counter()
     recipe = AttnRecipe()
     for seed in range(examples):
-        x = make_attn_inputs(attention_case(seed, tokens, heads))
+        x = make_attn_inputs(attention_case(seed, batches, tokens_per_batch, heads))
         trace = x.call(sparse_attention_trace, recipe=recipe)
-        bound = attention_p1_bound(trace, x.q, x.attn_sink, recipe, softmax_scale=x.softmax_scale,
+        terms = attention_p1_terms(trace, x.q, x.attn_sink, recipe, softmax_scale=x.softmax_scale,
                                    backend=backend)
         o = trace.o.double()
-        detect.append(float(bound.min() / o.abs().max()))
-        size.append(float(bound.max() / o.abs().max()))
+        detect.append(float(terms.total.min() / o.abs().max()))
+        size.append(float(terms.total.max() / o.abs().max()))
         for name, (_, fn) in ATTN_IMPLS.items():
-            err = (fn(x).double() - o).abs()
-            ratio = torch.where(bound > 0, err / bound, torch.where(err > 0, math.inf, 0.0))
-            worst[name].append(float(ratio.max()))
+            actual = fn(x).double()
+            scores[name].old.append(float(bound_ratio(actual, o, terms.total).max()))
+            scores[name].new.append(float(margin_ratio(actual, o, terms.total, terms.flips).max()))
     took = time.perf_counter() - start
-    print(f"\n[attention] D=512 K=640 T={tokens} H={heads}, {examples} examples (data kinds "
-          f"normal/uniform/heavy/large_logits), model {model!r}: {backend}, {took:.0f} s")
+    T = batches * tokens_per_batch
+    print(f"\n[attention] D=512 K=640 B={batches} S={tokens_per_batch} (T={T}) H={heads}: {T * heads} "
+          f"(token, head) rows per example, {examples} examples (data kinds normal/uniform/heavy/"
+          f"large_logits), model {model!r}: {backend}, {took:.0f} s ({took / examples:.2f} s an "
+          f"example, 7 implementations); per example the worst over its rows; old = |impl - golden| "
+          f"/ bound, new = margin ratio (docs/bounds.md#p1-margin); >1x, >2x: share of examples")
     for name, (correct, _) in ATTN_IMPLS.items():
-        w = sorted(worst[name])
-        goal = "worst < 0.5" if correct else "median >= 2"
-        shown = w[-1] if correct else w[len(w) // 2]
-        print(f"  {name:30s} worst {w[-1]:10.3g}  median {w[len(w) // 2]:10.3g}  min {w[0]:10.3g}"
-              f"  over bound {sum(v > 1 for v in w):5d}/{len(w)}  goal {goal}: "
-              f"{'meets' if (shown < 0.5 if correct else shown >= 2) else 'MISSES'}")
+        print(scores[name].line(name, correct))
+    for name, (correct, _) in ATTN_IMPLS.items():
+        if not correct:
+            print(f"  {name:30s} per data kind: {scores[name].by_data()}")
     detect.sort(), size.sort()
     print(f"  minimal detectable relative perturbation of o (median over examples): "
           f"{detect[len(detect) // 2]:.3g}; bound / max|o| median {size[len(size) // 2]:.3g}")
+    if decompose:
+        for name, (correct, fn) in ATTN_IMPLS.items():
+            if correct:
+                seed = max(range(examples), key=lambda i: scores[name].old[i])
+                x = make_attn_inputs(attention_case(seed, batches, tokens_per_batch, heads))
+                _decompose(x, fn, recipe, backend, name, seed)
 
 
 def small_detectable(examples: int, model: str) -> None:
@@ -176,9 +252,9 @@ def small_detectable(examples: int, model: str) -> None:
 # %% RMSNorm at D = 8192
 
 def _norm_variant(x, weight, eps, *, inv: str = "recip_sqrt", order: str = "torch",
-                  chunk: int = 256) -> torch.Tensor:
+                  chunk: int = 256, out: str = "bf16") -> torch.Tensor:
     """fp32 RMSNorm with another summation order (torch sum, chunks of 256 left to right, or a
-    backward sequential-ish order: chunks reversed) and INV, bf16 RNE output."""
+    backward sequential-ish order: chunks reversed) and INV, output rounded (RNE) to `out`."""
     xf = x.float()
     sq = xf * xf
     if order == "torch":
@@ -193,67 +269,89 @@ def _norm_variant(x, weight, eps, *, inv: str = "recip_sqrt", order: str = "torc
     y = xf * inv_v[..., None]
     if weight is not None:
         y = y * weight.float()
-    return y.to(torch.bfloat16)
+    return y.to(torch.bfloat16) if out == "bf16" else y
 
 
-NORM_IMPLS = {
-    "torch_reference (recip_sqrt)": (True, lambda n: n.call(torch_rms_norm, recipe=NormRecipe())),
-    "torch rsqrt, chunks of 256": (True, lambda n: _norm_variant(n.x, n.weight, n.eps, inv="rsqrt",
-                                                                 order="chunks")),
-    "chunks reversed": (True, lambda n: _norm_variant(n.x, n.weight, n.eps, order="reversed")),
-    "BUG rsqrt with 12 correct bits": (False, lambda n: n.call(
-        rms_norm_golden, recipe=NormRecipe(inv="rsqrt_approx", approx_bits=12))),
-}
+def norm_impls(out: str) -> dict:
+    """name -> (correct?, fn(NormInputs)) for an output dtype."""
+    recipe = NormRecipe(out_dtype=out)
+    bug = NormRecipe(inv="rsqrt_approx", approx_bits=12, out_dtype=out)
+    return {
+        "torch_reference (recip_sqrt)": (True, lambda n: n.call(torch_rms_norm, recipe=recipe)),
+        "torch rsqrt, chunks of 256": (True, lambda n: _norm_variant(
+            n.x, n.weight, n.eps, inv="rsqrt", order="chunks", out=out)),
+        "chunks reversed": (True, lambda n: _norm_variant(n.x, n.weight, n.eps, order="reversed",
+                                                           out=out)),
+        "BUG rsqrt with 12 correct bits": (False, lambda n: n.call(rms_norm_golden, recipe=bug)),
+    }
 
 
-def norm_power(examples: int, rows: int) -> None:
+def norm_power(examples: int, rows: int, dim: int) -> None:
     from kernelprop.golden.rmsnorm import rms_norm_trace
     from kernelprop.properties.replays_norm import INV_ULPS, SUM_LAMBDA, p1_bound
-    recipe = NormRecipe()
-    start = time.perf_counter()
-    for sum_lambda in (None, SUM_LAMBDA):
-        worst = {name: [] for name in NORM_IMPLS}
-        undecided = []
-        for seed in range(examples):
-            data = ("normal", "uniform", "heavy", "int8")[seed % 4]
-            n = make_norm_inputs(NormCase(seed=seed, rows=rows, dim=8192, data=data,
-                                          weight=bool(seed % 2), eps=1e-6))
-            trace = n.call(rms_norm_trace, recipe=recipe)
-            bound = p1_bound(trace, n, recipe, INV_ULPS["cpu"], sum_lambda)
-            undecided.append(float((bound > 0).double().mean()))
-            for name, (_, fn) in NORM_IMPLS.items():
-                err = (fn(n).double() - trace.y.double()).abs()
-                ratio = torch.where(bound > 0, err / bound, torch.where(err > 0, math.inf, 0.0))
-                worst[name].append(float(ratio.max()))
-        model = "worst case gamma_{D-1}" if sum_lambda is None else f"Azuma lambda = {sum_lambda}"
-        print(f"\n[rms_norm] D=8192, {rows} rows, {examples} examples (normal/uniform/heavy/int8, "
-              f"weight on odd seeds), sum model {model}; undecided bf16 outputs (median) "
-              f"{sorted(undecided)[len(undecided) // 2]:.4f}")
-        for name, (correct, _) in NORM_IMPLS.items():
-            w = sorted(worst[name])
-            ok = w[-1] <= 1 if correct else w[len(w) // 2] >= 2
-            print(f"  {name:32s} worst {w[-1]:9.3g}  median {w[len(w) // 2]:9.3g}  min {w[0]:9.3g}"
-                  f"  over bound {sum(v > 1 for v in w):5d}/{len(w)}  goal "
-                  f"{'worst <= 1 (bf16 gap)' if correct else 'median >= 2'}: {'meets' if ok else 'MISSES'}")
-    print(f"  ({time.perf_counter() - start:.0f} s)")
+    for out in ("bf16", "fp32"):
+        recipe = NormRecipe(out_dtype=out)
+        impls = norm_impls(out)
+        for sum_lambda in (None, SUM_LAMBDA):
+            start = time.perf_counter()
+            scores = {name: Scores([], []) for name in impls}
+            undecided = []
+            for seed in range(examples):
+                data = ("normal", "uniform", "heavy", "int8")[seed % 4]
+                n = make_norm_inputs(NormCase(seed=seed, rows=rows, dim=dim, data=data,
+                                              weight=bool(seed % 2), eps=1e-6))
+                trace = n.call(rms_norm_trace, recipe=recipe)
+                bound = p1_bound(trace, n, recipe, INV_ULPS["cpu"], sum_lambda)
+                # a bf16 output's every allowed value is a rounding flip: the whole bound is discrete
+                discrete = bound if out == "bf16" else torch.zeros_like(bound)
+                undecided.append(float((bound > 0).double().mean()))
+                y = trace.y.double()
+                for name, (_, fn) in impls.items():
+                    actual = fn(n).double()
+                    scores[name].old.append(float(bound_ratio(actual, y, bound).max()))
+                    scores[name].new.append(float(margin_ratio(actual, y, bound, discrete).max()))
+            model = "worst case gamma_{D-1}" if sum_lambda is None else f"Azuma lambda = {sum_lambda}"
+            took = time.perf_counter() - start
+            print(f"\n[rms_norm] D={dim}, {rows} rows, {out} output, {examples} examples (normal/"
+                  f"uniform/heavy/int8, weight on odd seeds), sum model {model}, {took:.0f} s; "
+                  + (f"undecided bf16 outputs (median) {sorted(undecided)[len(undecided) // 2]:.4f}"
+                     if out == "bf16" else "no discrete part (fp32 output): new = old"))
+            for name, (correct, _) in impls.items():
+                print(scores[name].line(name, correct))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--examples", type=int, default=1000)
-    parser.add_argument("--tokens", type=int, default=1)
-    parser.add_argument("--heads", type=int, default=2)
+    parser.add_argument("--batches", type=int, default=1)
+    parser.add_argument("--tokens-per-batch", type=int, default=1, help="2 at the reference preset")
+    parser.add_argument("--heads", type=int, default=2, help="64 at the reference preset")
+    parser.add_argument("--decompose", action="store_true",
+                        help="print the bound's terms at each correct implementation's worst element")
+    parser.add_argument("--no-small", action="store_true", help="skip the small-shape detectability")
+    parser.add_argument("--decompose-seeds", type=int, nargs="*", default=None,
+                        help="only print the decomposition at these attention seeds (correct ones)")
     parser.add_argument("--model", default="random", choices=sorted(MODELS))
     parser.add_argument("--norm-examples", type=int, default=1000)
+    parser.add_argument("--norm-rows", type=int, default=8)
+    parser.add_argument("--norm-dim", type=int, default=8192)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    parser_rows = 8
+    if args.decompose_seeds:
+        for seed in args.decompose_seeds:
+            x = make_attn_inputs(attention_case(seed, args.batches, args.tokens_per_batch, args.heads))
+            for name, (correct, fn) in ATTN_IMPLS.items():
+                if correct:
+                    _decompose(x, fn, AttnRecipe(), MODELS[args.model], name, seed)
+        return
     if args.examples:
-        small_detectable(min(args.examples, 200), "worst")
-        small_detectable(min(args.examples, 200), args.model)
-        attention_power(args.examples, args.tokens, args.heads, args.model)
+        if not args.no_small:
+            small_detectable(min(args.examples, 200), "worst")
+            small_detectable(min(args.examples, 200), args.model)
+        attention_power(args.examples, args.batches, args.tokens_per_batch, args.heads, args.model,
+                        args.decompose)
     if args.norm_examples:
-        norm_power(args.norm_examples, parser_rows)
+        norm_power(args.norm_examples, args.norm_rows, args.norm_dim)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,9 @@ and the second-order remainder is covered by dividing by (1 - dLt / Lt). Where a
 denominator can overflow (sink - M > ~88.7) that side returns exactly 0: the bound then also
 allows the whole (tiny) output, A_d / Lt.
 
-- P1 (implementation vs golden, same recipe): p_j can move only where the golden's e_j is close
+- P1 (implementation vs golden, same recipe): the tile maxima's score errors are charged centred
+  per tile instead of inside rho (docs/bounds.md#p1-maxima: the final max's error cancels, each
+  tile's scales its N_t and l_t together). p_j can move only where the golden's e_j is close
   enough to a rounding boundary that the two implementations' fp32 errors can put them on
   different sides; then it moves by exactly the gap between the two candidates, and only in the
   direction(s) its interval allows (`_interval_moves`, `_directed_flips`). Elsewhere the rounded P
@@ -25,7 +27,7 @@ allows the whole (tiny) output, A_d / Lt.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 import torch
@@ -159,13 +161,62 @@ def sensitivity(trace: TiledTrace, attn_sink: torch.Tensor) -> Sensitivity:
                        arg_mag=gap.amax(-1) if gap.shape[-1] else M_safe * 0, sink_arg=sink_arg)
 
 
+@dataclass(frozen=True)
+class BoundTerms:
+    """[T, H, D] float64 terms of one propagated bound (`_propagate`); `total` is the bound.
+
+    flips:       the P elements' rounding flips, each a discrete, exactly known move (bf16 P with
+                 the directed rule; 0 where no P element is undecided)
+    merges:      rho A_d / (Lt shrink): merge factors, tile sums (and, in P2, the maxima's
+                 score errors)
+    maxima:      P1: the tile maxima's score errors, centred per tile (docs/bounds.md#p1-maxima)
+    denominator: |o_d| dLt / (Lt shrink): every way Lt moves (fp32 noise, and with l from the fp32
+                 exp or without the directed rule the flips' share of L)
+    output:      2u |o_d| (the final quotient, both sides) plus the overflow and empty-row rules
+    total:       the bound, computed as before the split (bit for bit)
+    undecided:   [T, H] how many P elements may round differently (0 for fp32 P)"""
+
+    flips: torch.Tensor
+    merges: torch.Tensor
+    maxima: torch.Tensor
+    denominator: torch.Tensor
+    output: torch.Tensor
+    total: torch.Tensor
+    undecided: Optional[torch.Tensor] = None
+
+    @property
+    def continuous(self) -> torch.Tensor:
+        """total - flips (>= 0): the part of the bound that is fp32 noise, not a discrete flip."""
+        return (self.total - self.flips).clamp(min=0.0)
+
+
+def _centred_tile_mass(trace: TiledTrace, w: torch.Tensor, l_terms: torch.Tensor) -> torch.Tensor:
+    """[T, H, D] sum_t w_t |N_td - o_d l_t| over tiles t (tiling order: row j is in tile j // tile),
+    N_td = sum_{j in t} p_j k_jd, l_t = sum_{j in t} l_j, o the golden's (signed) output. One
+    tile at a time: memory O(T H D) beside the trace."""
+    T, H, K = w.shape
+    o = trace.o.double()
+    total = torch.zeros_like(o)
+    wp, wl = w * trace.p.double(), w * l_terms
+    for start in range(0, K, max(trace.tile, 1)):
+        end = start + max(trace.tile, 1)
+        N = torch.einsum("thk,tkd->thd", wp[..., start:end], trace.rows[:, start:end].double())
+        total += (N - o * wl[..., start:end].sum(-1)[..., None]).abs()
+    return total
+
+
 def _propagate(trace: TiledTrace, sens: Sensitivity, recipe: AttnRecipe, dp, dl, rho,
-               rho_sigma, directed: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """The first-order rule of the module docstring; returns [T, H, D] float64.
+               rho_sigma, directed: Optional[torch.Tensor] = None,
+               maxima: Optional[torch.Tensor] = None) -> BoundTerms:
+    """The first-order rule of the module docstring; its terms, [T, H, D] float64 each.
 
     directed: the P flips' exact first-order effect max|sum_j dp_j w_j (k_jd - o_d)| (or with k_jd
     alone when L sums the fp32 exp), from `_directed_flips`; it then replaces the symmetric term
-    sum_j w_j dp_j |k_jd| and, when L sums the same P, the flips' share of |o_d| dLt."""
+    sum_j w_j dp_j |k_jd| and, when L sums the same P, the flips' share of |o_d| dLt.
+    maxima: [T, H] relative bound on exp(d m_t) - 1 for the tile maxima's score errors, charged
+    centred per tile (docs/bounds.md#p1-maxima): maxima sum_t w_t |N_td - o_d l_t|, plus maxima
+    (l_sum / Lt) times the rest of the bound for the golden's own distance from its exact ratio;
+    rho and rho_sigma then carry no maxima term."""
     p = trace.p.double()
     l_terms = p if recipe.l_from == "rounded" else trace.e.double()
     w = sens.w
@@ -177,7 +228,9 @@ def _propagate(trace: TiledTrace, sens: Sensitivity, recipe: AttnRecipe, dp, dl,
     flip_l = (w * dl).sum(-1)
     noise_Lt = rho * l_sum + rho_sigma * torch.where(finite_sigma, sens.sigma, 0.0) \
         + 2 * U_FP32 * trace.L.double()
+    maxima = torch.zeros_like(l_sum) if maxima is None else maxima
     dLt = flip_l + noise_Lt                       # every way Lt can move: for the quotient's shrink
+    shrink_Lt = dLt + maxima * (2 * l_sum + torch.where(finite_sigma, sens.sigma, 0.0))
     if directed is None:
         flips, dLt_o = torch.einsum("thk,tkd->thd", w * dp, sens.abs_rows), dLt
     else:
@@ -185,19 +238,30 @@ def _propagate(trace: TiledTrace, sens: Sensitivity, recipe: AttnRecipe, dp, dl,
         # centred on the golden's fp32 o = (O / denom)(1 + delta), |delta| <= u: 2^-20 covers it
         dLt_o = noise_Lt + 2.0 ** -20 * flip_l if recipe.l_from == "rounded" else dLt
     safe_Lt = torch.where(torch.isfinite(Lt) & (Lt > 0), Lt, 1.0)
-    shrink = 1 - (dLt / safe_Lt).clamp(max=0.5)
-    bound = (flips + rho[..., None] * mass + o * dLt_o[..., None]) / (safe_Lt * shrink)[..., None]
+    shrink = 1 - (shrink_Lt / safe_Lt).clamp(max=0.5)
+    den = (safe_Lt * shrink)[..., None]
+    centred = maxima[..., None] * _centred_tile_mass(trace, w, l_terms) if bool((maxima > 0).any()) \
+        else torch.zeros_like(mass)
+    bound = (flips + rho[..., None] * mass + centred + o * dLt_o[..., None]) / den
     bound = bound + 2 * U_FP32 * o
+    # the centring uses the golden's fp32 o, whose distance from its exact ratio is within the rest
+    # of the bound: maxima l_sum |o_g - o*| / (Lt shrink) more
+    second = torch.where((maxima > 0)[..., None], bound * (maxima * l_sum)[..., None] / den, 0.0)
+    bound = bound + second
     # fp32 overflow of L + exp(sink - M) (sink - M > ~88.7): that side returns exactly 0 while the
     # exact output is tiny but not 0, which no relative model covers. Wherever either side's
     # denominator can reach the fp32 maximum, allow the other side's whole magnitude: its exact
     # value is <= A_d / Lt, its own fp32 errors add the relative terms above (rho A_d, flips, the
     # 1/shrink factor), and its roundings in the subnormal range an absolute floor (`subnormal_floor`).
-    may_overflow = trace.L.double() + sens.sigma * (1 + rho_sigma) >= FP32_MAX * (1 - FP32_ULP_REL)
-    overflow_term = mass / (safe_Lt * shrink)[..., None] + subnormal_floor(mass)
-    bound = bound + torch.where(may_overflow[..., None], overflow_term, 0.0)
-    empty = ~torch.isfinite(trace.M.double()) | ~torch.isfinite(Lt)
-    return torch.where(empty[..., None], 0.0, bound)
+    may_overflow = trace.L.double() + sens.sigma * (1 + rho_sigma + maxima) >= FP32_MAX * (1 - FP32_ULP_REL)
+    overflow_term = mass / den + subnormal_floor(mass)
+    overflow = torch.where(may_overflow[..., None], overflow_term, 0.0)
+    bound = bound + overflow
+    empty = (~torch.isfinite(trace.M.double()) | ~torch.isfinite(Lt))[..., None]
+    zero = lambda t: torch.where(empty, 0.0, t)  # noqa: E731
+    return BoundTerms(flips=zero(flips / den), merges=zero(rho[..., None] * mass / den),
+                      maxima=zero(centred / den + second), denominator=zero(o * dLt_o[..., None] / den),
+                      output=zero(2 * U_FP32 * o + overflow), total=zero(bound))
 
 
 def subnormal_floor(mass: torch.Tensor) -> torch.Tensor:
@@ -283,6 +347,14 @@ def attention_p1_bound(trace: TiledTrace, q, attn_sink, recipe: AttnRecipe, *,
                        backend: AttnBackend = AttnBackend()) -> torch.Tensor:
     """[T, H, D] bound on |o_impl - o_golden| for an implementation of `recipe` whose fp32 steps
     obey `backend`. Tight: P moves only where its rounding is undecided."""
+    return attention_p1_terms(trace, q, attn_sink, recipe, softmax_scale=softmax_scale,
+                              backend=backend).total
+
+
+def attention_p1_terms(trace: TiledTrace, q, attn_sink, recipe: AttnRecipe, *,
+                       softmax_scale: Optional[float] = None,
+                       backend: AttnBackend = AttnBackend()) -> BoundTerms:
+    """The P1 bound split into its terms (`BoundTerms`: the discrete P flips, the fp32 noise)."""
     D = q.shape[-1]
     scale = D ** -0.5 if softmax_scale is None else float(softmax_scale)
     valid = trace.valid[:, None, :]
@@ -315,13 +387,18 @@ def attention_p1_bound(trace: TiledTrace, q, attn_sink, recipe: AttnRecipe, *,
     omega = 2 * U_FP32 * sens.arg_mag + _exp_rel(sens.arg_mag, backend) + 2.0 ** -22
     tile_depth = trace.tile - 1 if backend.tile_depth is None else backend.tile_depth
     acc = gamma(tile_depth) + 2 * U_FP32 + (U_FP32 if recipe.p_dtype == "fp32" else 0.0)
-    rho = tiles * (omega + 6 * U_FP32) + 2 * ds_max + acc
-    rho_sigma = ds_max + 2 * U_FP32 * sens.sink_arg + _exp_rel(sens.sink_arg, backend) + 2.0 ** -22
-    bound = _propagate(trace, sens, recipe, dp, dl, rho, rho_sigma, directed)
+    rho = tiles * (omega + 6 * U_FP32) + acc
+    rho_sigma = 2 * U_FP32 * sens.sink_arg + _exp_rel(sens.sink_arg, backend) + 2.0 ** -22
+    # the maxima's score errors: the final max's cancels (sink included), each tile's scales its
+    # N_t and l_t together by exp(d m_t), |d m_t| <= ds_max (docs/bounds.md#p1-maxima)
+    maxima = ds_max * (1 + 2 * ds_max.clamp(max=0.5)) * (1 + 2.0 ** -20)
+    terms = _propagate(trace, sens, recipe, dp, dl, rho, rho_sigma, directed, maxima)
+    terms = replace(terms, undecided=(dp > 0).sum(-1) if directed is not None else torch.zeros_like(rho))
     if backend.ftz:  # an o_d that may be subnormal may be flushed to 0 on that side
-        o = trace.o.double().abs()
-        bound = torch.where(o - bound < FP32_MIN_NORMAL, o + bound, bound)  # 0 stays 0 (empty, +inf sink)
-    return bound
+        o, bound = trace.o.double().abs(), terms.total
+        flushed = torch.where(o - bound < FP32_MIN_NORMAL, o, 0.0)  # 0 stays 0 (empty, +inf sink)
+        terms = replace(terms, output=terms.output + flushed, total=bound + flushed)
+    return terms
 
 
 def attention_p2_bound(trace: TiledTrace, attn_sink, recipe: AttnRecipe) -> torch.Tensor:
@@ -341,4 +418,4 @@ def attention_p2_bound(trace: TiledTrace, attn_sink, recipe: AttnRecipe) -> torc
     omega = 2 * ds_max + U_FP32 * sens.arg_mag + 2.0 ** -22
     rho = tiles * (omega + 3 * U_FP32) + 2 * U_FP32
     rho_sigma = ds_max + U_FP32 * sens.sink_arg + 2.0 ** -22
-    return _propagate(trace, sens, recipe, dp, dl, rho, rho_sigma) + 2.0 ** -40 * trace.o.double().abs()
+    return _propagate(trace, sens, recipe, dp, dl, rho, rho_sigma).total + 2.0 ** -40 * trace.o.double().abs()

@@ -3,6 +3,7 @@
 Per-element distances (numpy.testing.nulp_diff style):
   ulp_distance_fp32, ulp_distance_bf16   ulps on the format's monotonic integer line (int64)
   bound_ratio                            |actual - expected| / bound (float64)
+  margin_ratio                           distance outside the bound's discrete flips / its continuous part
 Summaries: frozen dataclasses with a short `__str__` (numbers, worst element's index and values)
 and `to_dict()` (plain python values for json.dumps), made for counterexample reports:
   mismatch_ratio     -> MismatchResult    elements that differ after a cast (bf16 default; P4)
@@ -526,6 +527,26 @@ def bound_ratio(actual: torch.Tensor, expected: torch.Tensor, bound) -> torch.Te
     """
     _check_pair(actual, expected)
     return _ratio(_abs_err(actual, expected), _as_bound(bound, actual))
+
+
+def margin_ratio(actual: torch.Tensor, expected: torch.Tensor, bound, discrete) -> torch.Tensor:
+    """Distance of actual outside [e - discrete, e + discrete] over the continuous part
+    bound - discrete, per element (float64); discrete (0 <= discrete <= bound) is the share of the
+    bound made of discrete, exactly known alternatives (bf16 rounding flips), not noise.
+
+    max(0, |a - e| - f) / (b - f) > 1 exactly where |a - e| / b > 1 (bound_ratio): the two ratios
+    give the same verdict per element; float64 rounding at the boundary is resolved in favour of
+    bound_ratio's verdict (docs/bounds.md#p1-margin). 0 where the error is within the flips, inf
+    where it exceeds a bound with no continuous part (a bf16 output: every allowed value is a flip).
+    """
+    _check_pair(actual, expected)
+    b = _as_bound(bound, actual)
+    f = torch.minimum(_as_bound(discrete, actual), b)
+    err = _abs_err(actual, expected)
+    fails = _ratio(err, b) > 1
+    margin = _ratio((err - f).clamp(min=0.0), (b - f).clamp(min=0.0))
+    above_one = torch.nextafter(torch.ones_like(margin), torch.full_like(margin, 2.0))
+    return torch.where(fails, torch.maximum(margin, above_one), margin.clamp(max=1.0))
 
 
 def assert_within(actual: torch.Tensor, expected: torch.Tensor, bound, *, what: str = "") -> None:

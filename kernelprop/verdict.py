@@ -28,6 +28,9 @@ class Outcome:
     bound_doc: str                       # the bound's derivation in one line
     truth: Optional[torch.Tensor] = None  # fp64 truth where the property has one
     metrics: dict = field(default_factory=dict)  # extra numbers for the report (P4 ratios, ...)
+    # the share of `bound` made of discrete, exactly known alternatives (bf16 rounding flips of P
+    # or of a bf16 output), 0 <= discrete <= bound; None: the bound has no such share
+    discrete: Optional[torch.Tensor] = None
 
 
 def _g(x) -> str:
@@ -54,6 +57,12 @@ class Verdict:
     bound_doc: str = ""
     error: Optional[str] = None  # the exception, for kind "exception"
     truth: Optional[float] = None  # fp64 truth at `index`, where one is known
+    # where the outcome names its bound's discrete share: the worst margin_ratio (distance of the
+    # actual value outside expected +- the flips, over the bound's continuous part; > 1 exactly
+    # where the bound is exceeded), its element, and the discrete share at `index`
+    margin: Optional[float] = None
+    margin_index: Optional[tuple] = None
+    discrete: Optional[float] = None
 
     def add_truth(self, truth: Optional[torch.Tensor]) -> "Verdict":
         if truth is not None and self.index is not None and len(self.index) == truth.dim():
@@ -73,8 +82,14 @@ class Verdict:
         if self.index is not None:
             s += (f" at {self.index}: actual (kernel) {_g(self.actual)}, expected {_g(self.expected)}"
                   f", bound {_g(self.bound)}")
+            if self.discrete is not None:
+                s += f" (of which bf16 flips {_g(self.discrete)})"
             if self.truth is not None:
                 s += f", fp64 truth {_g(self.truth)}"
+        if self.margin is not None:
+            s += (f"; margin ratio {self.margin:.4g} at {self.margin_index}: how far the value lies "
+                  f"outside expected +- the bf16 flips a correct implementation may make, in units "
+                  f"of the bound's remaining (fp32 noise) part; > 1 exactly where the bound is exceeded")
         return s
 
     def to_dict(self) -> dict:
@@ -101,9 +116,25 @@ def check_outcome(outcome) -> Verdict:
         index = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), ratio.shape))
         worst = float(ratio[index])
     bound = torch.as_tensor(outcome.bound).double().expand(a.shape) if ratio.numel() else None
-    return Verdict(count > 0, "bound", worst, count, ratio.numel(), index, _val(a, index),
-                   _val(e, index), None if bound is None else _val(bound, index),
-                   outcome.bound_doc)
+    verdict = Verdict(count > 0, "bound", worst, count, ratio.numel(), index, _val(a, index),
+                      _val(e, index), None if bound is None else _val(bound, index),
+                      outcome.bound_doc)
+    if outcome.discrete is not None and ratio.numel():
+        verdict = _with_margin(verdict, outcome)
+    return verdict
+
+
+def _with_margin(verdict: Verdict, outcome) -> Verdict:
+    """The verdict plus the worst margin_ratio (same pass/fail per element, golden.metrics)."""
+    from kernelprop.golden.metrics import margin_ratio
+
+    a = outcome.actual
+    margin = margin_ratio(a, outcome.expected, outcome.bound, outcome.discrete)
+    flat = int(torch.argmax(margin.reshape(-1)))
+    where = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), margin.shape))
+    discrete = torch.as_tensor(outcome.discrete).double().expand(a.shape)
+    return dataclasses.replace(verdict, margin=float(margin[where]), margin_index=where,
+                               discrete=_val(discrete, verdict.index))
 
 
 def exception_verdict(err: BaseException, bound_doc: str = "") -> Verdict:

@@ -13,7 +13,8 @@ import torch
 from kernelprop.golden.attention import (gather_kv, sparse_attention_fp64, sparse_attention_trace,
                               valid_index_mask)
 from kernelprop.golden.error_model import U_FP32
-from kernelprop.golden.attention_bounds import BACKEND_MODELS, MODELS, attention_p1_bound, attention_p2_bound
+from kernelprop.golden.attention_bounds import (BACKEND_MODELS, MODELS, attention_p1_bound, attention_p1_terms,
+                                               attention_p2_bound)
 from kernelprop.golden.metrics import ratio_rule
 from kernelprop.golden.output_rounding import reachable_bf16, widen_for_rounded
 from kernelprop.golden.recipes import AttnRecipe
@@ -69,10 +70,13 @@ def _impl_and_trace(inputs: dict, impl, params: dict):
 def p1(inputs: dict, impl, params: dict) -> Outcome:
     """Kernel vs golden under one recipe, within the sound-and-tight P1 bound."""
     x, recipe, actual, trace = _impl_and_trace(inputs, impl, params)
-    bound = attention_p1_bound(trace, x.q, x.attn_sink, recipe, softmax_scale=x.softmax_scale,
+    terms = attention_p1_terms(trace, x.q, x.attn_sink, recipe, softmax_scale=x.softmax_scale,
                                backend=_model(params))
-    expected, bound, doc = rounded_output(recipe, trace.o, bound, P1_DOC)
-    return Outcome(actual=actual, expected=expected, bound=bound, bound_doc=doc)
+    expected, bound, doc = rounded_output(recipe, trace.o, terms.total, P1_DOC)
+    # the bound's discrete share (docs/bounds.md#p1-margin): the P flips; every allowed value of
+    # a bf16 output is a flip of its rounding
+    discrete = terms.flips if recipe.out_dtype == "fp32" else bound
+    return Outcome(actual=actual, expected=expected, bound=bound, bound_doc=doc, discrete=discrete)
 
 
 # %% shared helpers (P2-P11)
