@@ -34,10 +34,17 @@ def _fp32_round_to_odd(x: torch.Tensor) -> torch.Tensor:
     return torch.where(inexact & torch.isfinite(near), odd, near)
 
 
+def round_bf16(x: torch.Tensor, mode: str = "rne") -> torch.Tensor:
+    """bf16 rounding (rne, rna or rtz) of fp32 or fp64 values as one rounding, float64: fp64 goes
+    to fp32 by round-to-odd first, which neither rounding to nearest nor toward zero can tell
+    from the fp64 value (16 more bits)."""
+    x32 = x if x.dtype == torch.float32 else _fp32_round_to_odd(x)
+    return round_to_bf16(x32.contiguous(), mode).double()
+
+
 def round_bf16_rne(x: torch.Tensor) -> torch.Tensor:
     """Nearest-even bf16 rounding of fp32 or fp64 values (one rounding), as float64."""
-    x32 = x if x.dtype == torch.float32 else _fp32_round_to_odd(x)
-    return round_to_bf16(x32.contiguous(), "rne").double()
+    return round_bf16(x, "rne")
 
 
 def bf16_half_spacing(r: torch.Tensor) -> torch.Tensor:

@@ -20,6 +20,7 @@ import torch
 
 from kernelprop.golden.error_model import (FP32_HALF_SUBNORMAL, FP32_MIN_NORMAL, FP32_ULP_REL,
                                            U_FP32, gamma)
+from kernelprop.golden.output_margin import Fp32Domain
 from kernelprop.golden.recipes import NormRecipe
 from kernelprop.golden.rmsnorm import NormTrace
 from kernelprop.golden.rounding import round_to_bf16
@@ -240,13 +241,30 @@ def p1_relative_gap(trace, x: torch.Tensor, eps: float, recipe: NormRecipe,
     return rel + under * SLACK
 
 
-def p1_bound(trace, inputs, recipe: NormRecipe, inv_ulps: float,
-             sum_lambda: Optional[float] = SUM_LAMBDA, ftz: bool = False) -> torch.Tensor:
-    """Elementwise P1 bound: both fp32 y lie in y_golden (1 +- rel) +- subnormal product errors
-    (and, under FTZ, may be 0 where x or y is subnormal)."""
+def p1_interval(trace, inputs, recipe: NormRecipe, inv_ulps: float,
+                sum_lambda: Optional[float] = SUM_LAMBDA, ftz: bool = False):
+    """(lo, hi) float64: both fp32 y lie in y_golden (1 +- rel) +- subnormal product errors (and,
+    under FTZ, may be 0 where x or y is subnormal)."""
     sub = FLUSHED if ftz else HALF_SUBNORMAL
     rel = p1_relative_gap(trace, inputs.x, inputs.eps, recipe, inv_ulps, sum_lambda, sub)[..., None]
-    iv = _with_flush(_interval(trace.y_fp32, rel, _abs_products(inputs.weight, sub)), inputs.x, ftz)
+    return _with_flush(_interval(trace.y_fp32, rel, _abs_products(inputs.weight, sub)), inputs.x, ftz)
+
+
+def p1_domain(trace, iv, recipe: NormRecipe) -> Fp32Domain:
+    """A bf16 output's fp32 statement for its margin (golden.output_margin): the golden's fp32 y
+    and the distances to the ends of p1_interval, rounded outward to fp32 as pair_bound does (the
+    interval need not be symmetric: FTZ widens one side to 0); no discrete share."""
+    lo, hi = _fp32_out(*iv)
+    y = trace.y_fp32.double()
+    below, above = _nan_free(y - lo.double()), _nan_free(hi.double() - y)
+    return Fp32Domain(y, below, above, torch.zeros_like(y), recipe.rounding)
+
+
+def p1_bound(trace, inputs, recipe: NormRecipe, inv_ulps: float,
+             sum_lambda: Optional[float] = SUM_LAMBDA, ftz: bool = False, iv=None) -> torch.Tensor:
+    """Elementwise P1 bound on |impl - golden| from p1_interval (given as `iv`, or computed)."""
+    if iv is None:
+        iv = p1_interval(trace, inputs, recipe, inv_ulps, sum_lambda, ftz)
     if recipe.out_dtype == "fp32":
         return _nan_free(torch.maximum(iv[1] - trace.y_fp32.double(), trace.y_fp32.double() - iv[0]))
     # both the implementation's and the golden's fp32 y lie in iv: bound OUT(hi) - OUT(lo)

@@ -31,6 +31,9 @@ class Outcome:
     # the share of `bound` made of discrete, exactly known alternatives (bf16 rounding flips of P
     # or of a bf16 output), 0 <= discrete <= bound; None: the bound has no such share
     discrete: Optional[torch.Tensor] = None
+    # a bf16 output's fp32 statement (golden.output_margin.Fp32Domain): the margin is then measured
+    # from the golden's fp32 value to the output's rounding cell (docs/bounds-output-rounding.md#margin)
+    fp32_domain: Optional[object] = None
 
 
 def _g(x) -> str:
@@ -63,6 +66,7 @@ class Verdict:
     margin: Optional[float] = None
     margin_index: Optional[tuple] = None
     discrete: Optional[float] = None
+    margin_fp32: bool = False    # the margin was measured in the fp32 domain of a bf16 output
 
     def add_truth(self, truth: Optional[torch.Tensor]) -> "Verdict":
         if truth is not None and self.index is not None and len(self.index) == truth.dim():
@@ -86,7 +90,11 @@ class Verdict:
                 s += f" (of which bf16 flips {_g(self.discrete)})"
             if self.truth is not None:
                 s += f", fp64 truth {_g(self.truth)}"
-        if self.margin is not None:
+        if self.margin is not None and self.margin_fp32:
+            s += (f"; margin ratio {self.margin:.4g} at {self.margin_index}: how far the fp32 values "
+                  f"that round to the output lie outside the golden's fp32 value +- the P flips, in "
+                  f"units of the fp32 bound's remaining part; > 1 exactly where the check fails")
+        elif self.margin is not None:
             s += (f"; margin ratio {self.margin:.4g} at {self.margin_index}: how far the value lies "
                   f"outside expected +- the bf16 flips a correct implementation may make, in units "
                   f"of the bound's remaining (fp32 noise) part; > 1 exactly where the bound is exceeded")
@@ -120,21 +128,27 @@ def check_outcome(outcome) -> Verdict:
                       _val(e, index), None if bound is None else _val(bound, index),
                       outcome.bound_doc)
     if outcome.discrete is not None and ratio.numel():
-        verdict = _with_margin(verdict, outcome)
+        verdict = _with_margin(verdict, outcome, ratio > 1)
     return verdict
 
 
-def _with_margin(verdict: Verdict, outcome) -> Verdict:
-    """The verdict plus the worst margin_ratio (same pass/fail per element, golden.metrics)."""
+def _with_margin(verdict: Verdict, outcome, failing: torch.Tensor) -> Verdict:
+    """The verdict plus the worst margin ratio (same pass/fail per element): golden.metrics'
+    margin_ratio, or for a bf16 output with an fp32 domain golden.output_margin's cell margin."""
     from kernelprop.golden.metrics import margin_ratio
+    from kernelprop.golden.output_margin import cell_margin, margin_for_verdict
 
     a = outcome.actual
-    margin = margin_ratio(a, outcome.expected, outcome.bound, outcome.discrete)
+    domain = outcome.fp32_domain
+    if domain is None:
+        margin = margin_ratio(a, outcome.expected, outcome.bound, outcome.discrete)
+    else:
+        margin = margin_for_verdict(cell_margin(a, domain), failing)
     flat = int(torch.argmax(margin.reshape(-1)))
     where = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), margin.shape))
     discrete = torch.as_tensor(outcome.discrete).double().expand(a.shape)
     return dataclasses.replace(verdict, margin=float(margin[where]), margin_index=where,
-                               discrete=_val(discrete, verdict.index))
+                               discrete=_val(discrete, verdict.index), margin_fp32=domain is not None)
 
 
 def exception_verdict(err: BaseException, bound_doc: str = "") -> Verdict:

@@ -16,6 +16,7 @@ from kernelprop.golden.error_model import U_FP32
 from kernelprop.golden.attention_bounds import (BACKEND_MODELS, MODELS, attention_p1_bound, attention_p1_terms,
                                                attention_p2_bound)
 from kernelprop.golden.metrics import ratio_rule
+from kernelprop.golden.output_margin import Fp32Domain
 from kernelprop.golden.output_rounding import reachable_bf16, widen_for_rounded
 from kernelprop.golden.recipes import AttnRecipe
 from kernelprop.evidence import Outcome
@@ -76,7 +77,11 @@ def p1(inputs: dict, impl, params: dict) -> Outcome:
     # the bound's discrete share (docs/bounds.md#p1-margin): the P flips; every allowed value of
     # a bf16 output is a flip of its rounding
     discrete = terms.flips if recipe.out_dtype == "fp32" else bound
-    return Outcome(actual=actual, expected=expected, bound=bound, bound_doc=doc, discrete=discrete)
+    # a bf16 output's margin is measured in fp32, from trace.o to the output's rounding cell
+    domain = None if recipe.out_dtype == "fp32" else Fp32Domain(
+        trace.o.double(), terms.total, terms.total, terms.flips, "rne")
+    return Outcome(actual=actual, expected=expected, bound=bound, bound_doc=doc, discrete=discrete,
+                   fp32_domain=domain)
 
 
 # %% shared helpers (P2-P11)

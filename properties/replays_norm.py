@@ -21,7 +21,7 @@ from kernelprop.golden.rmsnorm import rms_norm_golden, rms_norm_trace
 from kernelprop.golden.rmsnorm_bounds import (  # noqa: F401 (V_MIN, in_domain: re-exported)
     FLUSHED, GOLDEN_INV_ULPS, HALF_SUBNORMAL, INV_ULPS, SLACK, SUM_LAMBDA, ULP, V_MIN,
     V_MIN_BY_BACKEND, _abs_products, _interval, _nan_free, _with_flush, error_vs_exact, exact_y,
-    golden_sum_roundings, impl_sum_depth, in_domain, p1_bound, pair_bound)
+    golden_sum_roundings, impl_sum_depth, in_domain, p1_bound, p1_domain, p1_interval, pair_bound)
 from kernelprop.evidence import Outcome
 
 P1_DOC = ("P1: |impl - golden| <= the bf16 flips (or fp32 |y| * rel) that rel allows; rel = impl + "
@@ -75,12 +75,15 @@ def p1(inputs: dict, impl, params: dict) -> Outcome:
     recipe = _recipe(params)
     actual = x.call(impl, recipe=recipe)
     trace = x.call(rms_norm_trace, recipe=recipe)
-    bound = p1_bound(trace, x, recipe, params["inv_ulps"], params.get("sum_lambda"),
+    iv = p1_interval(trace, x, recipe, params["inv_ulps"], params.get("sum_lambda"),
                      bool(params.get("ftz")))
+    bound = p1_bound(trace, x, recipe, params["inv_ulps"], iv=iv)
     bf16 = recipe.out_dtype == "bf16"  # every allowed value of a bf16 output is a rounding flip
+    # a bf16 output's margin is measured in fp32, from y_fp32 to the output's rounding cell
     return Outcome(actual=actual, expected=trace.y, bound=bound, bound_doc=P1_DOC,
                    metrics={"undecided": int((bound > 0).sum())} if bf16 else {},
-                   discrete=bound if bf16 else torch.zeros_like(bound))
+                   discrete=bound if bf16 else torch.zeros_like(bound),
+                   fp32_domain=p1_domain(trace, iv, recipe) if bf16 else None)
 
 
 # %% P4
