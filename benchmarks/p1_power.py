@@ -27,12 +27,21 @@ element violates P1 where delta > bound_d / max|o|, so the smallest detectable o
 min_d bound_d / max|o| (the measure behind issue 9's "6.6e-6 at small D"); printed: its median over
 examples, and the bound's size max_d bound_d / max|o| (issue 9's "4.4% of max|o|"), median.
 
-RMSNorm: bf16 and fp32 outputs, each under the worst-case and P1's Azuma sum model; with a bf16
-output the whole bound is discrete (every allowed value is a rounding flip), so "new" is 0 or inf.
+RMSNorm: bf16 and fp32 outputs (--norm-out), each under the worst-case and P1's Azuma sum model.
+A bf16 output's "new" is measured in fp32 (docs/bounds-output-rounding.md#margin): the distance
+from the golden's fp32 value to the fp32 values that round to the output, over the fp32 bound on
+that side (minus the P flips for attention). "old" is under P1's bf16 bound on the output's side
+of the golden's value (exact membership of [OUT(lo), OUT(hi)]); "clamped": elements where the
+margin's own verdict differs (ties at an open cell end) and is clamped to P1's; "symmetric-only
+passes": elements the former symmetric bf16 bound (attention's reachable_bf16, RMSNorm's
+pair_bound) passed and P1 now fails.
+--attn-out bf16: the attention implementations' outputs rounded to bf16 (nearest-even), checked
+as P1 checks out_dtype "bf16".
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
 import time
@@ -47,6 +56,9 @@ import torch  # noqa: E402
 from kernelprop.golden.attention import sparse_attention_trace  # noqa: E402
 from kernelprop.golden.attention_bounds import MODELS, attention_p1_bound, attention_p1_terms  # noqa: E402
 from kernelprop.golden.metrics import bound_ratio, margin_ratio  # noqa: E402
+from kernelprop.golden.output_margin import (Fp32Domain, cell_margin, margin_for_verdict,  # noqa: E402
+                                             sided_bound)
+from kernelprop.golden.output_rounding import reachable_bf16  # noqa: E402
 from kernelprop.golden.inputs import AttnCase, NormCase, make_attn_inputs, make_norm_inputs  # noqa: E402
 from kernelprop.golden.recipes import AttnRecipe, NormRecipe  # noqa: E402
 from kernelprop.golden.rmsnorm import rms_norm_golden  # noqa: E402
@@ -145,6 +157,8 @@ class Scores:
 
     old: list
     new: list
+    clamped: list = dataclasses.field(default_factory=list)  # per example, see the docstring
+    tightened: list = dataclasses.field(default_factory=list)
 
     def by_data(self) -> str:
         """Per data kind (seed % 4): share of examples over the bound, and share where the
@@ -165,7 +179,9 @@ class Scores:
         mark = lambda ok: "meets" if ok else "MISSES"  # noqa: E731
         return (f"  {name:30s} old: worst {o[-1]:8.3g} median {o[mid]:8.3g} min {o[0]:8.3g} >1x "
                 f"{over(o, 1)} >2x {over(o, 2)} | new: worst {n[-1]:8.3g} median {n[mid]:8.3g} min "
-                f"{n[0]:8.3g} >1x {over(n, 1)} >2x {over(n, 2)} | goal "
+                f"{n[0]:8.3g} >1x {over(n, 1)} >2x {over(n, 2)} | "
+                + (f"clamped {sum(self.clamped)} symmetric-only passes {sum(self.tightened)} | "
+                   if self.clamped else "") + "goal "
                 f"{'worst < 0.5' if correct else 'median >= 2'}: old {mark(goal[0])}, new {mark(goal[1])}")
 
 
@@ -188,8 +204,21 @@ def _decompose(x, fn, recipe: AttnRecipe, backend, name: str, seed: int) -> None
           f"{float(margin_ratio(err, torch.zeros_like(err), terms.total, terms.flips)[t, h, d]):.3g}")
 
 
+def _score_bf16(scores: Scores, actual, expected, symmetric, domain: Fp32Domain) -> None:
+    """One example of a bf16 output: P1's ratio under its sided bound (exact membership of
+    [OUT(lo), OUT(hi)]), the fp32-domain margin (clamped to that verdict), the elements where the
+    clamp engaged (ties) and those the former symmetric bound passed but P1 now fails."""
+    bound = sided_bound(actual, expected, domain, symmetric)
+    old = bound_ratio(actual, expected, bound)
+    raw = cell_margin(actual, domain)
+    scores.old.append(float(old.max()))
+    scores.new.append(float(margin_for_verdict(raw, old > 1).max()))
+    scores.clamped.append(int(((raw > 1) != (old > 1)).sum()))
+    scores.tightened.append(int(((old > 1) & (bound_ratio(actual, expected, symmetric) <= 1)).sum()))
+
+
 def attention_power(examples: int, batches: int, tokens_per_batch: int, heads: int,
-                    model: str, decompose: bool) -> None:
+                    model: str, decompose: bool, out: str = "fp32") -> None:
     backend = MODELS[model]
     scores = {name: Scores([], []) for name in ATTN_IMPLS}
     detect, size = [], []
@@ -204,6 +233,10 @@ def attention_power(examples: int, batches: int, tokens_per_batch: int, heads: i
         detect.append(float(terms.total.min() / o.abs().max()))
         size.append(float(terms.total.max() / o.abs().max()))
         for name, (_, fn) in ATTN_IMPLS.items():
+            if out == "bf16":
+                _score_bf16(scores[name], fn(x).to(torch.bfloat16), *reachable_bf16(o, terms.total),
+                            Fp32Domain(o, terms.total, terms.total, terms.flips, "rne"))
+                continue
             actual = fn(x).double()
             scores[name].old.append(float(bound_ratio(actual, o, terms.total).max()))
             scores[name].new.append(float(margin_ratio(actual, o, terms.total, terms.flips).max()))
@@ -211,7 +244,7 @@ def attention_power(examples: int, batches: int, tokens_per_batch: int, heads: i
     T = batches * tokens_per_batch
     print(f"\n[attention] D=512 K=640 B={batches} S={tokens_per_batch} (T={T}) H={heads}: {T * heads} "
           f"(token, head) rows per example, {examples} examples (data kinds normal/uniform/heavy/"
-          f"large_logits), model {model!r}: {backend}, {took:.0f} s ({took / examples:.2f} s an "
+          f"large_logits), {out} output, model {model!r}: {backend}, {took:.0f} s ({took / examples:.2f} s an "
           f"example, 7 implementations); per example the worst over its rows; old = |impl - golden| "
           f"/ bound, new = margin ratio (docs/bounds.md#p1-margin); >1x, >2x: share of examples")
     for name, (correct, _) in ATTN_IMPLS.items():
@@ -286,10 +319,11 @@ def norm_impls(out: str) -> dict:
     }
 
 
-def norm_power(examples: int, rows: int, dim: int) -> None:
+def norm_power(examples: int, rows: int, dim: int, outs=("bf16", "fp32")) -> None:
     from kernelprop.golden.rmsnorm import rms_norm_trace
-    from kernelprop.properties.replays_norm import INV_ULPS, SUM_LAMBDA, p1_bound
-    for out in ("bf16", "fp32"):
+    from kernelprop.properties.replays_norm import (INV_ULPS, SUM_LAMBDA, p1_bound, p1_domain,
+                                                    p1_interval)
+    for out in outs:
         recipe = NormRecipe(out_dtype=out)
         impls = norm_impls(out)
         for sum_lambda in (None, SUM_LAMBDA):
@@ -301,12 +335,15 @@ def norm_power(examples: int, rows: int, dim: int) -> None:
                 n = make_norm_inputs(NormCase(seed=seed, rows=rows, dim=dim, data=data,
                                               weight=bool(seed % 2), eps=1e-6))
                 trace = n.call(rms_norm_trace, recipe=recipe)
-                bound = p1_bound(trace, n, recipe, INV_ULPS["cpu"], sum_lambda)
-                # a bf16 output's every allowed value is a rounding flip: the whole bound is discrete
-                discrete = bound if out == "bf16" else torch.zeros_like(bound)
+                iv = p1_interval(trace, n, recipe, INV_ULPS["cpu"], sum_lambda)
+                bound = p1_bound(trace, n, recipe, INV_ULPS["cpu"], iv=iv)
+                discrete = torch.zeros_like(bound)
                 undecided.append(float((bound > 0).double().mean()))
                 y = trace.y.double()
                 for name, (_, fn) in impls.items():
+                    if out == "bf16":
+                        _score_bf16(scores[name], fn(n), y, bound, p1_domain(trace, iv, recipe))
+                        continue
                     actual = fn(n).double()
                     scores[name].old.append(float(bound_ratio(actual, y, bound).max()))
                     scores[name].new.append(float(margin_ratio(actual, y, bound, discrete).max()))
@@ -335,6 +372,8 @@ def main() -> None:
     parser.add_argument("--norm-examples", type=int, default=1000)
     parser.add_argument("--norm-rows", type=int, default=8)
     parser.add_argument("--norm-dim", type=int, default=8192)
+    parser.add_argument("--norm-out", choices=("bf16", "fp32", "both"), default="both")
+    parser.add_argument("--attn-out", choices=("bf16", "fp32"), default="fp32")
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.decompose_seeds:
@@ -349,9 +388,10 @@ def main() -> None:
             small_detectable(min(args.examples, 200), "worst")
             small_detectable(min(args.examples, 200), args.model)
         attention_power(args.examples, args.batches, args.tokens_per_batch, args.heads, args.model,
-                        args.decompose)
+                        args.decompose, args.attn_out)
     if args.norm_examples:
-        norm_power(args.norm_examples, args.norm_rows, args.norm_dim)
+        norm_power(args.norm_examples, args.norm_rows, args.norm_dim,
+                   ("bf16", "fp32") if args.norm_out == "both" else (args.norm_out,))
 
 
 if __name__ == "__main__":

@@ -10,11 +10,14 @@ direction of the cell (below / above c) and F its discrete share (attention's P 
 
 > 1 exactly where v lies outside [OUT(c - below), OUT(c + above)] (OUT monotone: v is there iff
 C(v) meets [c - below, c + above] iff d <= B_dir), up to ties at open cell ends and float64
-rounding of d, which `margin_for_verdict` resolves in favour of the verdict.
+rounding of d, which `margin_for_verdict` resolves in favour of the verdict. P1 checks exactly that
+membership (`sided_bound`).
 
   Fp32Domain       centre, bounds below / above, discrete share, output rounding mode
   rounding_cell    closure [lo, hi] of C(v) per rounding mode (float64)
-  admissible       v in [OUT(c - below), OUT(c + above)]: the exact set a correct output lies in
+  reachable_ends   [OUT(c - below), OUT(c + above)]: the exact set a correct output lies in
+  admissible       v in it
+  sided_bound      the bound on |v - OUT(c)| on v's side of OUT(c): P1's check becomes membership
   cell_margin      the margin above, unclamped
   margin_for_verdict  cell_margin made to agree with a given pass/fail per element
 """
@@ -85,21 +88,41 @@ def rounding_cell(v: torch.Tensor, mode: str) -> tuple[torch.Tensor, torch.Tenso
     return torch.where(empty, math.inf, lo), torch.where(empty, -math.inf, hi)
 
 
-def admissible(actual: torch.Tensor, domain: Fp32Domain) -> torch.Tensor:
-    """actual in [OUT(c - below), OUT(c + above)] elementwise (ends rounded from float64 once,
-    golden.output_rounding.round_bf16); a non-finite centre or bound admits only the value that
-    golden.metrics' conventions call equal (same value, both NaN)."""
+def reachable_ends(domain: Fp32Domain) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(OUT(c - below), OUT(c + above), finite) float64: the ends of the bf16 values a correct
+    output can take (OUT monotone), each rounded from float64 once (output_rounding.round_bf16);
+    `finite`: centre and bounds are finite (elsewhere the ends are meaningless)."""
     c, below, above = (t.double() for t in (domain.center, domain.below, domain.above))
-    v = actual.double()
     finite = torch.isfinite(c) & torch.isfinite(below) & torch.isfinite(above)
     # an end beyond the fp32 range stands for the largest finite fp32 value the implementation
     # can hold there (OUT of it: inf under rne / rna, the largest finite bf16 under rtz)
     top = torch.finfo(torch.float32).max
     lo = round_bf16(torch.where(finite, c - below, 0.0).clamp(-top, top), domain.mode)
     hi = round_bf16(torch.where(finite, c + above, 0.0).clamp(-top, top), domain.mode)
-    inside = (lo <= v) & (v <= hi)
+    return lo, hi, finite
+
+
+def admissible(actual: torch.Tensor, domain: Fp32Domain) -> torch.Tensor:
+    """actual in [OUT(c - below), OUT(c + above)] elementwise; a non-finite centre or bound admits
+    only the value that golden.metrics' conventions call equal (same value, both NaN)."""
+    lo, hi, finite = reachable_ends(domain)
+    v, c = actual.double(), domain.center.double()
     same = (v == c) | (torch.isnan(v) & torch.isnan(c))
-    return torch.where(finite, inside, same)
+    return torch.where(finite, (lo <= v) & (v <= hi), same)
+
+
+def sided_bound(actual: torch.Tensor, expected: torch.Tensor, domain: Fp32Domain,
+                fallback: torch.Tensor) -> torch.Tensor:
+    """A bound on |actual - expected| (expected = OUT(c), inside [lo, hi]) that makes P1's check
+    exact membership of [lo, hi] = reachable_ends: hi - expected where actual >= expected, else
+    expected - lo. `fallback` (the symmetric bound) where centre or bounds are not finite, or where
+    actual's shape differs (the comparison then reports that)."""
+    if tuple(actual.shape) != tuple(expected.shape):
+        return fallback
+    lo, hi, finite = reachable_ends(domain)
+    e = expected.double()
+    side = torch.where(actual.double() >= e, hi - e, e - lo).clamp(min=0.0)
+    return torch.where(finite & torch.isfinite(e), side, fallback.double())
 
 
 def cell_margin(actual: torch.Tensor, domain: Fp32Domain) -> torch.Tensor:

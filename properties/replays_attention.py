@@ -16,7 +16,7 @@ from kernelprop.golden.error_model import U_FP32
 from kernelprop.golden.attention_bounds import (BACKEND_MODELS, MODELS, attention_p1_bound, attention_p1_terms,
                                                attention_p2_bound)
 from kernelprop.golden.metrics import ratio_rule
-from kernelprop.golden.output_margin import Fp32Domain
+from kernelprop.golden.output_margin import Fp32Domain, sided_bound
 from kernelprop.golden.output_rounding import reachable_bf16, widen_for_rounded
 from kernelprop.golden.recipes import AttnRecipe
 from kernelprop.evidence import Outcome
@@ -29,6 +29,10 @@ P1_DOC = ("P1: |impl - golden| <= the worst direction of the P flips the fp32 er
 
 BF16_OUT_DOC = (" [out_dtype bf16: the bf16 values reachable from the fp32 interval, exact where it "
                 "rounds to one value; golden/output_rounding.py]")
+
+
+P1_SIDED_DOC = (" [P1, bf16: the bound on the output's side of expected, so the check is exact "
+                "membership of [rne(o - b), rne(o + b)]; docs/bounds-output-rounding.md#margin]")
 
 
 def rounded_output(recipe: AttnRecipe, center, bound, doc: str, *, from_output=None, factor=1.0):
@@ -74,14 +78,17 @@ def p1(inputs: dict, impl, params: dict) -> Outcome:
     terms = attention_p1_terms(trace, x.q, x.attn_sink, recipe, softmax_scale=x.softmax_scale,
                                backend=_model(params))
     expected, bound, doc = rounded_output(recipe, trace.o, terms.total, P1_DOC)
-    # the bound's discrete share (docs/bounds.md#p1-margin): the P flips; every allowed value of
-    # a bf16 output is a flip of its rounding
-    discrete = terms.flips if recipe.out_dtype == "fp32" else bound
-    # a bf16 output's margin is measured in fp32, from trace.o to the output's rounding cell
-    domain = None if recipe.out_dtype == "fp32" else Fp32Domain(
-        trace.o.double(), terms.total, terms.total, terms.flips, "rne")
-    return Outcome(actual=actual, expected=expected, bound=bound, bound_doc=doc, discrete=discrete,
-                   fp32_domain=domain)
+    if recipe.out_dtype == "fp32":
+        # the bound's discrete share (docs/bounds.md#p1-margin): the P flips
+        return Outcome(actual=actual, expected=expected, bound=bound, bound_doc=doc,
+                       discrete=terms.flips)
+    # bf16: exact membership of [rne(o - b), rne(o + b)] (the bound on actual's side of expected);
+    # every allowed value is a flip of the output rounding, and the margin is measured in fp32,
+    # from trace.o to the output's rounding cell (docs/bounds-output-rounding.md#margin)
+    domain = Fp32Domain(trace.o.double(), terms.total, terms.total, terms.flips, "rne")
+    bound = sided_bound(actual, expected, domain, bound)
+    return Outcome(actual=actual, expected=expected, bound=bound, bound_doc=doc + P1_SIDED_DOC,
+                   discrete=bound, fp32_domain=domain)
 
 
 # %% shared helpers (P2-P11)

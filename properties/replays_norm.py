@@ -15,6 +15,7 @@ from dataclasses import asdict
 import torch
 
 from kernelprop.golden.metrics import mismatch_ratio, ulp_distance_fp32
+from kernelprop.golden.output_margin import sided_bound
 from kernelprop.golden.recipes import NormRecipe
 from kernelprop.golden.error_model import U_FP32, rounding_interval_gap
 from kernelprop.golden.rmsnorm import rms_norm_golden, rms_norm_trace
@@ -27,6 +28,8 @@ from kernelprop.evidence import Outcome
 P1_DOC = ("P1: |impl - golden| <= the bf16 flips (or fp32 |y| * rel) that rel allows; rel = impl + "
           "golden error vs exact: 1/2 (gamma(depth_impl + roundings_golden - 1) + u) ss/D/v + 4u, "
           "+ (inv_ulps + 1) 2^-23 + 4u, + subnormal 2^-150 terms; docs/bounds-rmsnorm.md#p1")
+P1_SIDED_DOC = (" [bf16 output: the bound on the output's side of expected, so the check is exact "
+                "membership of [OUT(lo), OUT(hi)]; docs/bounds-output-rounding.md#margin]")
 P4A_DOC = ("P4a: per row max fp32 ulp distance of y (out fp32, no weight) between two INV variants <= "
            "floor(2^24 (2 inv_ulps 2^-23 + 2u)): both share v, each inv within inv_ulps 2^-23 of "
            "INV(v), one rounding of x * inv each; an ulp is >= 2^-24 |y|; docs/bounds-rmsnorm.md#p4")
@@ -78,12 +81,17 @@ def p1(inputs: dict, impl, params: dict) -> Outcome:
     iv = p1_interval(trace, x, recipe, params["inv_ulps"], params.get("sum_lambda"),
                      bool(params.get("ftz")))
     bound = p1_bound(trace, x, recipe, params["inv_ulps"], iv=iv)
-    bf16 = recipe.out_dtype == "bf16"  # every allowed value of a bf16 output is a rounding flip
-    # a bf16 output's margin is measured in fp32, from y_fp32 to the output's rounding cell
-    return Outcome(actual=actual, expected=trace.y, bound=bound, bound_doc=P1_DOC,
-                   metrics={"undecided": int((bound > 0).sum())} if bf16 else {},
-                   discrete=bound if bf16 else torch.zeros_like(bound),
-                   fp32_domain=p1_domain(trace, iv, recipe) if bf16 else None)
+    if recipe.out_dtype == "fp32":
+        return Outcome(actual=actual, expected=trace.y, bound=bound, bound_doc=P1_DOC,
+                       discrete=torch.zeros_like(bound))
+    # bf16: exact membership of [OUT(lo), OUT(hi)] (the bound on actual's side of expected);
+    # every allowed value is a rounding flip, and the margin is measured in fp32, from y_fp32 to
+    # the output's rounding cell (docs/bounds-output-rounding.md#margin)
+    domain = p1_domain(trace, iv, recipe)
+    sided = sided_bound(actual, trace.y, domain, bound)
+    return Outcome(actual=actual, expected=trace.y, bound=sided, bound_doc=P1_DOC + P1_SIDED_DOC,
+                   metrics={"undecided": int((bound > 0).sum())}, discrete=sided,
+                   fp32_domain=domain)
 
 
 # %% P4
