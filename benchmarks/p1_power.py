@@ -34,7 +34,7 @@ that side (minus the P flips for attention). "old" is under P1's bf16 bound on t
 of the golden's value (exact membership of [OUT(lo), OUT(hi)]); "clamped": elements where the
 margin's own verdict differs (ties at an open cell end) and is clamped to P1's; "symmetric-only
 passes": elements the former symmetric bf16 bound (attention's reachable_bf16, RMSNorm's
-pair_bound) passed and P1 now fails.
+pair_bound) passed and P1 now fails (and examples that the symmetric bound passed entirely).
 --attn-out bf16: the attention implementations' outputs rounded to bf16 (nearest-even), checked
 as P1 checks out_dtype "bf16".
 """
@@ -159,6 +159,7 @@ class Scores:
     new: list
     clamped: list = dataclasses.field(default_factory=list)  # per example, see the docstring
     tightened: list = dataclasses.field(default_factory=list)
+    caught: list = dataclasses.field(default_factory=list)  # examples only the sided bound fails
 
     def by_data(self) -> str:
         """Per data kind (seed % 4): share of examples over the bound, and share where the
@@ -180,8 +181,8 @@ class Scores:
         return (f"  {name:30s} old: worst {o[-1]:8.3g} median {o[mid]:8.3g} min {o[0]:8.3g} >1x "
                 f"{over(o, 1)} >2x {over(o, 2)} | new: worst {n[-1]:8.3g} median {n[mid]:8.3g} min "
                 f"{n[0]:8.3g} >1x {over(n, 1)} >2x {over(n, 2)} | "
-                + (f"clamped {sum(self.clamped)} symmetric-only passes {sum(self.tightened)} | "
-                   if self.clamped else "") + "goal "
+                + (f"clamped {sum(self.clamped)} symmetric-only passes {sum(self.tightened)} "
+                   f"(examples {sum(self.caught)}) | " if self.clamped else "") + "goal "
                 f"{'worst < 0.5' if correct else 'median >= 2'}: old {mark(goal[0])}, new {mark(goal[1])}")
 
 
@@ -214,7 +215,9 @@ def _score_bf16(scores: Scores, actual, expected, symmetric, domain: Fp32Domain)
     scores.old.append(float(old.max()))
     scores.new.append(float(margin_for_verdict(raw, old > 1).max()))
     scores.clamped.append(int(((raw > 1) != (old > 1)).sum()))
-    scores.tightened.append(int(((old > 1) & (bound_ratio(actual, expected, symmetric) <= 1)).sum()))
+    symmetric = bound_ratio(actual, expected, symmetric)
+    scores.tightened.append(int(((old > 1) & (symmetric <= 1)).sum()))
+    scores.caught.append(bool(old.max() > 1 and symmetric.max() <= 1))
 
 
 def attention_power(examples: int, batches: int, tokens_per_batch: int, heads: int,
