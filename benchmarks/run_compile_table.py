@@ -29,7 +29,7 @@ ROOFLINE_KINDS = ("attention", "rms_norm")   # points with a model in kernelprop
 def roofline_of(point, launch):
     c = launch.constexprs
     if point.kind == "attention":
-        return attention_roofline(T=point.tokens, H=point.heads, D=point.head_dim, K=point.indices,
+        return attention_roofline(T=point.tokens, H=point.shape.heads, D=point.shape.head_dim, K=point.indices,
                                   block_h=c["BLOCK_H"])
     in_bytes = 2 if point.dtype == "bf16" else 4
     out_bytes = 2 if point.recipe.out_dtype == "bf16" else 4

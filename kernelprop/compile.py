@@ -45,7 +45,8 @@ if sys.path and pathlib.Path(sys.path[0] or ".").resolve() == ROOT / "kernelprop
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from kernelprop.golden.recipes import AttnRecipe, NormRecipe  # noqa: E402  (no triton import)
+from kernelprop.golden.inputs import AttnCase  # noqa: E402  (no triton import)
+from kernelprop.golden.recipes import AttnRecipe, NormRecipe  # noqa: E402
 
 SM90_SMEM_LIMIT = 227 * 1024   # bytes of shared memory one block may use on sm_90 (opt-in maximum)
 SM90_SMS = 132                 # streaming multiprocessors of an H100 SXM
@@ -54,19 +55,18 @@ TARGET_ARCH = 90               # compute capability of the target (sm_90a with T
 
 # %% the points: shapes + recipes that the suite, the benchmarks and the wrappers launch
 
+# The DSV4 decode shape (SPEC section 2) as a case: the attention points' default shape
+DSV4_SHAPE = AttnCase(seed=0, batches=64, tokens_per_batch=2, heads=64, head_dim=512, page_size=128,
+                      window=128, topk=512, max_cmp_len=2048, nan_unused=False)
+
+
 @dataclass(frozen=True)
 class AttnPoint:
-    """One sparse-attention launch shape (the fields of golden.inputs.AttnCase that set shapes)."""
+    """One sparse-attention launch: a shape (the golden.inputs.AttnCase fields that set shapes;
+    its seed and data fields are not used) and a recipe."""
 
     name: str
-    batches: int = 64
-    tokens_per_batch: int = 2
-    heads: int = 64
-    head_dim: int = 512
-    page_size: int = 128
-    window: int = 128
-    topk: int = 512
-    max_cmp_len: int = 2048
+    shape: AttnCase = DSV4_SHAPE
     recipe: AttnRecipe = field(default_factory=AttnRecipe)
     reference: bool = False       # gated: no spill, no stack frame
 
@@ -74,20 +74,17 @@ class AttnPoint:
 
     @property
     def tokens(self) -> int:
-        return self.batches * self.tokens_per_batch
+        return self.shape.batches * self.shape.tokens_per_batch
 
     @property
     def indices(self) -> int:
-        return self.window + self.topk
+        return self.shape.window + self.shape.topk
 
-    def case(self, device: str):
-        """The golden.inputs.AttnCase of this point (real tensors, e.g. on the device)."""
-        from kernelprop.golden.inputs import AttnCase
-
-        return AttnCase(seed=0, batches=self.batches, tokens_per_batch=self.tokens_per_batch,
-                        heads=self.heads, head_dim=self.head_dim, page_size=self.page_size,
-                        window=self.window, topk=self.topk, max_cmp_len=self.max_cmp_len,
-                        min_used=self.window + self.max_cmp_len - 1, nan_unused=False, device=device)
+    def case(self, device: str) -> AttnCase:
+        """The case of this point (real tensors, e.g. on the device): every window row and
+        compressed slot visible, no NaN in unused pool rows."""
+        s = self.shape
+        return s.replace(min_used=s.window + s.max_cmp_len - 1, nan_unused=False, device=device)
 
     def launch(self, device: str = "meta"):
         """The KernelLaunch the wrapper would run for this point (tensor shapes only on "meta")."""
@@ -95,10 +92,11 @@ class AttnPoint:
 
         from kernelprop.kernels.sparse_attention import _fp32_scale, attention_launch
 
-        B, S, H, D, BS = self.batches, self.tokens_per_batch, self.heads, self.head_dim, self.page_size
+        s = self.shape
+        B, S, H, D, BS = s.batches, s.tokens_per_batch, s.heads, s.head_dim, s.page_size
         T, K = B * S, self.indices
-        ori_blocks = -(-self.window // BS)
-        cmp_blocks = max(1, -(-self.max_cmp_len // BS))
+        ori_blocks = -(-s.window // BS)
+        cmp_blocks = max(1, -(-s.max_cmp_len // BS))
         bf16, i32 = torch.bfloat16, torch.int32
         if device == "meta":
             e = lambda *shape, dtype: torch.empty(*shape, dtype=dtype, device="meta")  # noqa: E731
@@ -114,7 +112,7 @@ class AttnPoint:
                                                           "cmp_block_table", "sparse_indices",
                                                           "seqused_kv", "attn_sink")}
         o = torch.empty(T, H, D, dtype=torch.float32, device=device)
-        return attention_launch(*x.values(), o, window=self.window, tokens_per_batch=S,
+        return attention_launch(*x.values(), o, window=s.window, tokens_per_batch=S,
                                 scale=_fp32_scale(None, D), recipe=self.recipe)
 
 
@@ -159,7 +157,8 @@ def attention_points(scope: str) -> list:
     dim the suite draws on CUDA); "sweep": everything the CUDA limits of the strategies can reach,
     by configuration class: head dims (powers of two, odd, 576), head counts below / at / above one
     head block, tiles (1, odd, 64, > a lane block, untiled-like 640), every recipe flag at DSV4."""
-    ref = [DSV4, *(AttnPoint(f"attn H64 D{d} K640 tile64", head_dim=d, reference=True) for d in (64, 128, 576))]
+    ref = [DSV4, *(AttnPoint(f"attn H64 D{d} K640 tile64", DSV4_SHAPE.replace(head_dim=d),
+                                  reference=True) for d in (64, 128, 576))]
     if scope == "reference":
         return ref
     if scope == "fast":
@@ -169,8 +168,9 @@ def attention_points(scope: str) -> list:
     for d in (16, 17, 40, 64, 128, 256, 512, 576):
         for h in (3, 16, 64):
             for tile in (1, 33, 64, 100):
-                pts.append(AttnPoint(f"attn H{h} D{d} tile{tile}", heads=h, head_dim=d,
-                                     recipe=AttnRecipe(tile=tile), **small))
+                pts.append(AttnPoint(f"attn H{h} D{d} tile{tile}",
+                                     DSV4_SHAPE.replace(heads=h, head_dim=d, **small),
+                                     recipe=AttnRecipe(tile=tile)))
     for changes in (dict(p_dtype="fp32"), dict(l_from="unrounded"), dict(rounding="rtz"),
                     dict(rounding="rna"), dict(tile=640), dict(tile=128), dict(tile=16)):
         label = " ".join(f"{k}={v}" for k, v in changes.items())
