@@ -75,13 +75,3 @@ def reachable_bf16(center: torch.Tensor, bound) -> tuple[torch.Tensor, torch.Ten
     out = torch.maximum(hi - r, r - lo)
     expected = torch.where(finite, r, c)
     return expected, torch.where(finite, out, b)
-
-
-def for_out_dtype(out_dtype: str, center: torch.Tensor, bound) -> tuple[torch.Tensor, torch.Tensor]:
-    """(expected, bound) for an output of `out_dtype` whose fp32 value is within `bound` of
-    `center`: unchanged for "fp32", `reachable_bf16` for "bf16"."""
-    if out_dtype == "fp32":
-        return center, bound
-    if out_dtype != "bf16":
-        raise ValueError(f"out_dtype must be 'fp32' or 'bf16', got {out_dtype!r}")
-    return reachable_bf16(center, bound)

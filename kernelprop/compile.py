@@ -49,7 +49,6 @@ from kernelprop.golden.inputs import AttnCase  # noqa: E402  (no triton import)
 from kernelprop.golden.recipes import AttnRecipe, NormRecipe  # noqa: E402
 
 SM90_SMEM_LIMIT = 227 * 1024   # bytes of shared memory one block may use on sm_90 (opt-in maximum)
-SM90_SMS = 132                 # streaming multiprocessors of an H100 SXM
 TARGET_ARCH = 90               # compute capability of the target (sm_90a with Triton's NVIDIA backend)
 
 
@@ -349,10 +348,6 @@ def dedupe(points: list) -> list:
 
 
 # %% table
-
-COLUMNS = ("name", "config", "programs", "registers", "spill_stores", "spill_loads", "stack", "shared",
-           "mma_sync", "wgmma", "compile_s")
-
 
 def markdown(rows: list[CompileRow]) -> str:
     head = ("| config point | constexprs | programs | regs | spill st/ld B | stack B | smem KiB | "
