@@ -1,5 +1,5 @@
 """The op registry: one frozen record per kernel the suite verifies (docs/ARCHITECTURE.md, "Adding a
-kernel"). Everything that used to switch on a kernel's name or class iterates over `OPS` instead:
+kernel"). Everything that runs per kernel iterates over `OPS`; nothing switches on a name or class:
 kernelprop.impl (KINDS, BUNDLED, recipe and domain checks), the pytest plugin (one fixture per op,
 --impl help), reports and replay (the Inputs object describes itself and computes its fp64 truth),
 the mutant kill matrix (which fixture selects an op's tests) and P13 (the op's argument table).
@@ -23,7 +23,7 @@ def resolve(ref: str) -> Any:
     return obj
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Op:
     """Everything the suite needs to know about one kernel, by reference.
 
@@ -63,7 +63,7 @@ class Op:
     bundled: str
     bad_input: str
     by_size: Optional[str] = None
-    property_ids: tuple = tuple(f"P{i}" for i in range(1, 14))
+    property_ids: tuple[str, ...] = tuple(f"P{i}" for i in range(1, 14))
     catalogue: Optional[str] = None
     shape_classes: bool = True
     limits: Optional[str] = None
@@ -89,25 +89,35 @@ class Op:
 
 G, P = "kernelprop.golden", "kernelprop.properties"
 OPS: tuple[Op, ...] = (
-    Op("sparse_attention", "attn", "attn_impl", f"{G}.recipes:AttnRecipe",
-       "kernelprop.declarations:AttnDomain", f"{P}.strategies:attn_cases", f"{G}.inputs:AttnInputs",
-       f"{G}.inputs:make_attn_inputs", f"{G}.attention:sparse_attention_trace",
-       f"{G}.attention:sparse_attention_fp64", f"{G}.attention_bounds",
-       "kernelprop.kernels:sparse_decode_attention", f"{P}.replays_bad_input:ATTN_TABLE",
-       f"{P}.attention_limits:sparse_attention_by_size", limits=f"{P}.attention_limits:ATTN_SIZES",
+    Op(kind="sparse_attention", label="attn", fixture="attn_impl",
+       recipe=f"{G}.recipes:AttnRecipe", domain="kernelprop.declarations:AttnDomain",
+       cases=f"{P}.strategies:attn_cases", inputs=f"{G}.inputs:AttnInputs",
+       make_inputs=f"{G}.inputs:make_attn_inputs", trace=f"{G}.attention:sparse_attention_trace",
+       truth=f"{G}.attention:sparse_attention_fp64", bounds=f"{G}.attention_bounds",
+       bundled="kernelprop.kernels:sparse_decode_attention",
+       bad_input=f"{P}.replays_bad_input:ATTN_TABLE",
+       by_size=f"{P}.attention_limits:sparse_attention_by_size",
+       limits=f"{P}.attention_limits:ATTN_SIZES",
        compile_points="kernelprop.compile:attention_points"),
-    Op("rms_norm", "norm", "norm_impl", f"{G}.recipes:NormRecipe",
-       "kernelprop.declarations:NormDomain", f"{P}.strategies:norm_cases", f"{G}.inputs:NormInputs",
-       f"{G}.inputs:make_norm_inputs", f"{G}.rmsnorm:rms_norm_trace", f"{G}.rmsnorm:rms_norm_fp64",
-       f"{G}.rmsnorm_bounds", "kernelprop.kernels:rms_norm", f"{P}.replays_bad_input:NORM_TABLE",
-       f"{P}.norm_limits:rms_norm_by_size", limits=f"{P}.norm_limits:NORM_SIZES",
+    Op(kind="rms_norm", label="norm", fixture="norm_impl",
+       recipe=f"{G}.recipes:NormRecipe", domain="kernelprop.declarations:NormDomain",
+       cases=f"{P}.strategies:norm_cases", inputs=f"{G}.inputs:NormInputs",
+       make_inputs=f"{G}.inputs:make_norm_inputs", trace=f"{G}.rmsnorm:rms_norm_trace",
+       truth=f"{G}.rmsnorm:rms_norm_fp64", bounds=f"{G}.rmsnorm_bounds",
+       bundled="kernelprop.kernels:rms_norm", bad_input=f"{P}.replays_bad_input:NORM_TABLE",
+       by_size=f"{P}.norm_limits:rms_norm_by_size", limits=f"{P}.norm_limits:NORM_SIZES",
        compile_points="kernelprop.compile:norm_points"),
-    Op("indexer_topk", "idx", "indexer_impl", f"{G}.indexer:IndexerRecipe", f"{G}.indexer:IndexerDomain",
-       f"{P}.indexer_strategies:indexer_cases", f"{G}.indexer:IndexerInputs", f"{G}.indexer:make_indexer_inputs",
-       f"{G}.indexer:indexer_topk_golden", f"{G}.indexer:indexer_topk_fp64", f"{G}.indexer_bounds",
-       "kernelprop.kernels.sparse_indexer:sparse_indexer_topk", f"{P}.replays_indexer_bad_input:TABLE",
-       None, ("I1", "I2", "I3", "I4", "I5", "P13"), "kernelprop.impls.mutants.indexer", False,
-       f"{P}.indexer_limits:INDEXER_SIZES", "kernelprop.kernels.sparse_indexer_points:indexer_compile_points"),
+    Op(kind="indexer_topk", label="idx", fixture="indexer_impl",
+       recipe=f"{G}.indexer:IndexerRecipe", domain=f"{G}.indexer:IndexerDomain",
+       cases=f"{P}.indexer_strategies:indexer_cases", inputs=f"{G}.indexer:IndexerInputs",
+       make_inputs=f"{G}.indexer:make_indexer_inputs", trace=f"{G}.indexer:indexer_topk_golden",
+       truth=f"{G}.indexer:indexer_topk_fp64", bounds=f"{G}.indexer_bounds",
+       bundled="kernelprop.kernels.sparse_indexer:sparse_indexer_topk",
+       bad_input=f"{P}.replays_indexer_bad_input:TABLE",
+       property_ids=("I1", "I2", "I3", "I4", "I5", "P13"),
+       catalogue="kernelprop.impls.mutants.indexer", shape_classes=False,
+       limits=f"{P}.indexer_limits:INDEXER_SIZES",
+       compile_points="kernelprop.kernels.sparse_indexer_points:indexer_compile_points"),
 )
 BY_KIND: dict[str, Op] = {op.kind: op for op in OPS}
 PROPERTY_IDS: tuple = tuple(dict.fromkeys(p for o in OPS for p in o.property_ids))
