@@ -36,11 +36,12 @@ def resolve(name: str) -> Callable:
     return getattr(importlib.import_module(module), attr)
 
 
-_state: dict = {"nodeid": None, "last": None, "examples": 0}
+_state: dict = {"last": None, "examples": 0}
 
 
-def begin(nodeid: str) -> None:
-    _state["nodeid"], _state["last"], _state["examples"] = nodeid, None, 0
+def begin() -> None:
+    """A new test starts: no evidence yet, no checks run."""
+    _state["last"], _state["examples"] = None, 0
 
 
 def record(evidence: Evidence) -> Evidence:

@@ -12,13 +12,8 @@ import os
 from hypothesis import HealthCheck, Phase, Verbosity, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 
-PROFILES = ("ci", "dev", "nightly", "replay")
 _SUPPRESSED = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example,
                HealthCheck.function_scoped_fixture]
-
-
-def database_path() -> str:
-    return os.environ.get("KERNELPROP_DATABASE", ".hypothesis/examples")
 
 
 def make_database(path_or_url: str | None = None):

@@ -155,7 +155,7 @@ def impl_of(pytestconfig):
 
 
 def pytest_runtest_setup(item):
-    evidence.begin(item.nodeid)
+    evidence.begin()
     coverage.begin(item.nodeid, item.get_closest_marker("shape_classes"))
 
 

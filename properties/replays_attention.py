@@ -297,7 +297,6 @@ def p5_dup_impl(inputs: dict, impl, params: dict) -> Outcome:
 BITWISE_GOLDEN_DOC = ("P5: compacted tiling sees the same valid list, so the same tiles: "
                       "golden(padded) == golden(original) bitwise")
 BITWISE_IMPL_DOC = "bitwise: impl(inputs) == impl(inputs_b) (P8 pages, P10 unread rows, P11 rerun)"
-FINITE_DOC = "finite: every output element is finite (compared bitwise with NaN/inf -> 0)"
 
 
 def golden_bitwise(inputs: dict, impl, params: dict) -> Outcome:
@@ -354,11 +353,6 @@ def p10_diagnosis(metrics: dict) -> str:
     if only_nan:
         told += f"; {only_nan} more are non-finite only with NaN rows: it also reads unread rows"
     return told + ". "
-
-
-def impl_finite(inputs: dict, impl, params: dict) -> Outcome:
-    o = inputs["inputs"].call(impl, recipe=_recipe(params))
-    return Outcome(actual=o, expected=_finite_image(o), bound=None, bound_doc=FINITE_DOC)
 
 
 # %% P6: sink semantics

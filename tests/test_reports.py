@@ -229,7 +229,7 @@ def test_a_failure_that_raises_after_recording_its_inputs_still_replays(tmp_path
     x = make_norm_inputs(case)
     params = {"recipe": {"inv": "recip_sqrt", "approx_bits": 12, "chunk": None,
                          "out_dtype": "bf16", "rounding": "rne"}}
-    evidence.begin("fake::test")
+    evidence.begin()
     evidence.record(evidence.Evidence(
         property_id="P1", check="planted", outcome=None, impl=impl.spec, impl_kind="rms_norm",
         recipe=NormRecipe(), case=case, inputs={"inputs": x},
