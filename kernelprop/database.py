@@ -227,24 +227,3 @@ def open_database(spec: DatabaseSpec, *, on_error: str = "stop") -> ExampleDatab
 def outages() -> list[dict]:
     """Outages of the shared databases opened in this process, oldest first."""
     return [dict(o, database=db.name) for db in _opened for o in db.outages]
-
-
-def configure_pytest(config) -> DatabaseSpec:
-    """pytest_configure: open --database/--local-database (strictly unless
-    $KERNELPROP_DATABASE_ON_ERROR=warn, which the fuzz driver sets for its rounds after it has
-    checked the server itself), register the profiles with it and reload the active profile."""
-    import pytest
-    from hypothesis import settings
-
-    from kernelprop import profiles
-
-    try:
-        spec = parse_database(config.getoption("--database"),
-                              config.getoption("--local-database"))
-        db = open_database(spec, on_error=os.environ.get("KERNELPROP_DATABASE_ON_ERROR", "stop"))
-    except DatabaseUnavailable as err:
-        raise pytest.UsageError(str(err)) from err
-    profiles.register_profiles(database=db)
-    settings.load_profile(settings.get_current_profile_name())
-    config.kernelprop_database = spec
-    return spec

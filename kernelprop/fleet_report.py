@@ -1,20 +1,12 @@
-"""python -m kernelprop fuzz report [--fleet STORE ...] [--out DIR] [--title TEXT]
-
-Merges the fleet's run records (kernelprop.fleet; STORE is a redis:// URL or a directory,
-default $KERNELPROP_FLEET) into one dashboard:
-  DIR/fleet.md     per property the worst error/bound per night (all workers), failures per
-                   worker with their report paths, examples per second per worker and property
-  DIR/fleet.html   the same with a trend plot per property (inline SVG, kernelprop.fleet_html)
-A night is the UTC date a run started. Exit 0 when written, 2 when no record was found or a
-store cannot be read (the cause is printed).
+"""The fleet dashboard's model and markdown: `merge` turns the fleet's run records
+(kernelprop.fleet) into a FleetView (per property the worst score per night over all workers,
+failures per worker with their report paths, examples per second per worker and property);
+`markdown` writes it as fleet.md (kernelprop.fleet_html draws the same view as HTML;
+kernelprop.fleet_cli is the `fuzz report` command). A night is the UTC date a run started.
 """
 from __future__ import annotations
 
-import argparse
-import os
-import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
 INF_SCORE = 1e300  # properties.checks passes this to target() for an infinite ratio
 
@@ -163,54 +155,3 @@ def markdown(view: FleetView, title: str) -> str:
               "expected| / bound); above 1 fails. First failure: where the worker's first failing "
               "example came from; \"replayed from the database\" means another worker found it.", ""]
     return "\n".join(lines)
-
-
-def read_all(targets: list[str]) -> list[dict]:
-    from kernelprop.fleet import open_store
-
-    seen: set = set()
-    out = []
-    for target in targets:
-        for record in open_store(target).records():
-            key = (record.get("worker"), record.get("run_id"))
-            if key not in seen:  # the same run pushed to two stores counts once
-                seen.add(key)
-                out.append(record)
-    return out
-
-
-def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="python -m kernelprop fuzz report",
-                                description="Merge the fleet's fuzz run records into a dashboard.")
-    p.add_argument("--fleet", action="append", default=[], metavar="REDIS_URL_OR_DIR",
-                   help="a fleet store (repeatable; default $KERNELPROP_FLEET)")
-    p.add_argument("--out", default="fuzz-history/fleet", help="output directory")
-    p.add_argument("--title", default="kernelprop fleet fuzzing")
-    args = p.parse_args(argv)
-    targets = args.fleet or ([os.environ["KERNELPROP_FLEET"]]
-                             if os.environ.get("KERNELPROP_FLEET") else [])
-    if not targets:
-        p.error("name a fleet store: --fleet redis://HOST:PORT/N or --fleet DIR")
-    try:
-        records = read_all(targets)
-    except Exception as err:  # unreachable server, missing client: say which and why
-        print(f"kernelprop fuzz report: cannot read {', '.join(targets)}: "
-              f"{type(err).__name__}: {err}", file=sys.stderr)
-        return 2
-    if not records:
-        print(f"kernelprop fuzz report: no run record in {', '.join(targets)}", file=sys.stderr)
-        return 2
-    from kernelprop.fleet_html import render
-
-    view = merge(records)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "fleet.md").write_text(markdown(view, args.title))
-    (out / "fleet.html").write_text(render(view, args.title))
-    print(f"fleet dashboard: {out / 'fleet.md'}, {out / 'fleet.html'} ({view.records} runs, "
-          f"workers {', '.join(w.worker for w in view.workers)})")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -473,7 +473,7 @@ def write_outputs(summary: dict, history_dir: Path, work: Path) -> dict[str, Pat
 
 def main(argv: list[str]) -> int:
     if argv[:1] == ["report"]:
-        from kernelprop.fleet_report import main as report_main
+        from kernelprop.fleet_cli import main as report_main
 
         return report_main(argv[1:])
     extra: list[str] = []

@@ -19,12 +19,12 @@ _SUPPRESSED = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.lar
 def make_database(path_or_url: str | None = None):
     """The local directory database of the spec (a redis:// spec's --local-database part):
     what profiles hold before pytest_configure opens the full, possibly shared, database with
-    kernelprop.database.configure_pytest (strict open, clear errors)."""
+    the pytest plugin's _open_database (strict open, clear errors)."""
     from kernelprop.database import DEFAULT_LOCAL, DatabaseUnavailable, parse_database
 
     try:
         return DirectoryBasedExampleDatabase(parse_database(path_or_url).local)
-    except DatabaseUnavailable:  # a bad spec: configure_pytest reports it as a usage error
+    except DatabaseUnavailable:  # a bad spec: the plugin reports it as a usage error
         return DirectoryBasedExampleDatabase(DEFAULT_LOCAL)
 
 

@@ -59,6 +59,23 @@ MARKERS = ("spec(ids): the SPEC section 4 catalogue entries (P1..P13) a test che
 WARNING_FILTERS = ("ignore:Conversion of an array with ndim > 0 to a scalar:DeprecationWarning:triton",)
 
 
+def _open_database(config) -> None:
+    """Open --database/--local-database (strictly unless $KERNELPROP_DATABASE_ON_ERROR=warn, which
+    the fuzz driver sets for its rounds after it has checked the server itself), register the
+    profiles with it and reload the active profile."""
+    from kernelprop.database import DatabaseUnavailable, open_database, parse_database
+
+    try:
+        spec = parse_database(config.getoption("--database"),
+                              config.getoption("--local-database"))
+        db = open_database(spec, on_error=os.environ.get("KERNELPROP_DATABASE_ON_ERROR", "stop"))
+    except DatabaseUnavailable as err:
+        raise pytest.UsageError(str(err)) from err
+    profiles.register_profiles(database=db)
+    settings.load_profile(settings.get_current_profile_name())
+    config.kernelprop_database = spec
+
+
 def pytest_configure(config):
     for line in MARKERS:
         config.addinivalue_line("markers", line)
@@ -72,9 +89,7 @@ def pytest_configure(config):
         # core) or with the interpreter, and stall badly on a loaded machine (measured 50x).
         torch.set_num_threads(1)
     config.kernelprop_backend = backend
-    from kernelprop.database import configure_pytest
-
-    configure_pytest(config)  # opens --database (a dead Redis stops the run here, with the cause)
+    _open_database(config)  # a dead Redis stops the run here, with the cause
     from kernelprop.report import configure as configure_reports
 
     configure_reports(config)  # one run id for the session, inherited by xdist workers
