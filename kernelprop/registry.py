@@ -47,6 +47,8 @@ class Op:
     limits      its plain-class size limits per backend and --sizes (kernelprop.sizes.SizePresets)
     compile_points  `./kp compile`'s configurations: scope ("reference" | "fast" | "sweep") ->
                 points, each with .name, .reference and .launch(device) -> KernelLaunch
+    explain     its kernelprop.causes.Explain: the root causes a failing example can prove, and the
+                small case of the pre-flight call (None: neither)
     """
 
     kind: str
@@ -68,6 +70,7 @@ class Op:
     shape_classes: bool = True
     limits: Optional[str] = None
     compile_points: Optional[str] = None
+    explain: Optional[str] = None
 
     @property
     def recipe_type(self) -> type:
@@ -95,13 +98,14 @@ OPS: tuple[Op, ...] = (
        f"{G}.attention:sparse_attention_fp64", f"{G}.attention_bounds",
        "kernelprop.kernels:sparse_decode_attention", f"{P}.replays_bad_input:ATTN_TABLE",
        f"{P}.attention_limits:sparse_attention_by_size", limits=f"{P}.attention_limits:ATTN_SIZES",
-       compile_points="kernelprop.compile:attention_points"),
+       compile_points="kernelprop.compile:attention_points",
+       explain=f"{P}.explain_attention:CAUSES"),
     Op("rms_norm", "norm", "norm_impl", f"{G}.recipes:NormRecipe",
        "kernelprop.declarations:NormDomain", f"{P}.strategies:norm_cases", f"{G}.inputs:NormInputs",
        f"{G}.inputs:make_norm_inputs", f"{G}.rmsnorm:rms_norm_trace", f"{G}.rmsnorm:rms_norm_fp64",
        f"{G}.rmsnorm_bounds", "kernelprop.kernels:rms_norm", f"{P}.replays_bad_input:NORM_TABLE",
        f"{P}.norm_limits:rms_norm_by_size", limits=f"{P}.norm_limits:NORM_SIZES",
-       compile_points="kernelprop.compile:norm_points"),
+       compile_points="kernelprop.compile:norm_points", explain=f"{P}.explain_norm:CAUSES"),
     Op("indexer_topk", "idx", "indexer_impl", f"{G}.indexer:IndexerRecipe", f"{G}.indexer:IndexerDomain",
        f"{P}.indexer_strategies:indexer_cases", f"{G}.indexer:IndexerInputs", f"{G}.indexer:make_indexer_inputs",
        f"{G}.indexer:indexer_topk_golden", f"{G}.indexer:indexer_topk_fp64", f"{G}.indexer_bounds",
