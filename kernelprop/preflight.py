@@ -39,13 +39,13 @@ class Preflight:
 def cannot_check_types() -> tuple:
     """kernelprop's CannotCheckOnBackend where this version has it (the faithful CPU backend
     raises it for an operation it cannot run), else no type."""
+    import importlib
+
     for module in ("kernelprop", "kernelprop.faithful"):
         try:
-            found = getattr(__import__(module, fromlist=["CannotCheckOnBackend"]),
-                            "CannotCheckOnBackend")
+            return (getattr(importlib.import_module(module), "CannotCheckOnBackend"),)
         except (ImportError, AttributeError):
             continue
-        return (found,)
     return ()
 
 
