@@ -232,16 +232,26 @@ def _link(path: str, root: RootCause) -> None:
     md = Path(path) / "report.md"
     if md.exists():
         text = md.read_text().split("\n")
-        text.insert(1, f"\n> Same root cause as `{root.primary}/report.md`: {root.cause.statement}"
-                       f" (settle it: {root.cause.settle}). Read that report first.")
+        line = (f"{_LINKED}`{root.primary}/report.md`: {root.cause.statement} (settle it: "
+                f"{root.cause.settle}). Read that report first.")
+        at = [n for n, ln in enumerate(text) if ln.startswith(_LINKED)]
+        if at:
+            text[at[0]] = line
+        else:
+            text[1:1] = ["", line]
         md.write_text("\n".join(text))
 
 
+_LINKED = "> Same root cause as "
+
+
 def write_root_causes(run_dir: Path, paths: list[str]) -> tuple[list[RootCause], list[str]]:
-    """Group the run's reports (their directories), write <run_dir>/root-causes.{md,json} when
-    some report has a cause, and link every secondary report to its primary."""
+    """Group the run's reports (the directories given, and any report already in `run_dir`: the
+    fuzz command's rounds share one run), write <run_dir>/root-causes.{md,json} when some report
+    has a cause, and link every secondary report to its primary (idempotent)."""
+    earlier = [str(p.parent) for p in sorted(run_dir.glob("*/report.json"))]
     reports = []
-    for path in dict.fromkeys(paths):
+    for path in dict.fromkeys([*paths, *earlier]):
         try:
             reports.append((path, json.loads((Path(path) / "report.json").read_text())))
         except (OSError, ValueError):

@@ -250,8 +250,9 @@ def pytest_terminal_summary(terminalreporter):
             if path not in linked:
                 terminalreporter.write_line(f"{path}  (replay: python -m kernelprop replay "
                                             f"{path}/report.json)")
-        if linked:
-            terminalreporter.write_line(f"(+ {len(linked)} reports linked to a root cause above)")
+        hidden = sum(path in linked for path in paths)
+        if hidden:
+            terminalreporter.write_line(f"(+ {hidden} reports linked to a root cause above)")
 
 
 def _cannot_check_summary(terminalreporter) -> None:
@@ -289,7 +290,8 @@ def _root_causes_summary(terminalreporter, paths: list) -> dict:
     if not causes:
         return {}
     terminalreporter.section("kernelprop root causes")
-    terminalreporter.write_line(f"{len(paths)} reports, {len(causes)} root cause(s): "
+    total = sum(1 + len(root.linked) for root in causes)
+    terminalreporter.write_line(f"{total} reports, {len(causes)} root cause(s): "
                                 f"{Path(paths[0]).parent / 'root-causes.md'}")
     linked = {}
     for n, root in enumerate(causes, 1):

@@ -296,3 +296,23 @@ def test_preflight_in_a_run_gives_one_usage_error_or_skips(tmp_path):
     assert run.returncode == 0 and " skipped" in out and "failed" not in out, out[-3000:]
     assert out.count("cannot be checked on this backend: tl.extra.cuda.libdevice.rsqrt") == 1
     assert "kernelprop pre-flight" in out
+
+
+def test_root_causes_accumulate_over_rounds_of_one_run_and_link_once(tmp_path):
+    """The fuzz command's rounds share a run: a later round groups the earlier reports too, and
+    linking a report again replaces its link instead of adding one."""
+    run = tmp_path / "run"
+    cause = causes.Cause("c", "every thing is wrong", "fix it").to_dict()
+    for name, total in (("a", 3), ("b", 1), ("c", 2)):
+        (run / name).mkdir(parents=True)
+        (run / name / "report.json").write_text(json.dumps({
+            "root_cause": cause, "failure": {"total": total}, "property_id": "P1", "check": name}))
+        (run / name / "report.md").write_text(f"# P1 failed: {name}\n\nbody\n")
+    causes.write_root_causes(run, [str(run / "a")])
+    found, unexplained = causes.write_root_causes(run, [str(run / "c")])
+    [root] = found
+    assert root.primary == str(run / "b") and sorted(root.linked) == [str(run / "a"), str(run / "c")]
+    assert unexplained == [] and len(root.titles) == 3
+    md = (run / "a" / "report.md").read_text()
+    assert md.count("Same root cause as") == 1 and md.startswith("# P1 failed: a\n\n> Same root")
+    assert json.loads((run / "c" / "report.json").read_text())["root_cause"]["primary"] == str(run / "b")
