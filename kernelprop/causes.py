@@ -142,9 +142,66 @@ def _alternative_holds(alt: AlternativeRecipe, ev, outcome, explain: Explain) ->
         return False
 
 
+def autotune_api():
+    """(autotune_choices, autotune_config) of kernelprop's faithful CPU backend, where this version
+    has it: which declared config each @triton.autotune kernel last ran, and a context that runs
+    another; None otherwise."""
+    try:
+        import kernelprop.faithful as faithful
+
+        return faithful.autotune_choices, faithful.autotune_config
+    except (ImportError, AttributeError):
+        return None
+
+
+def autotune_ran() -> dict:
+    """{kernel: the autotune config it last ran, described} (for the report's environment)."""
+    api = autotune_api()
+    if api is None:
+        return {}
+    try:
+        return {name: choice.describe() for name, choice in api[0]().items()}
+    except Exception:  # noqa: BLE001
+        return {}
+
+
+def autotune_cause(ev) -> Optional[Cause]:
+    """The example fails only on the autotune config that ran: re-run under every other declared
+    config of that kernel, the same check passes."""
+    api = autotune_api()
+    if api is None or ev is None or not ev.replay_fn or not ev.impl_kind or not ev.impl:
+        return None
+    choices, run_config = api
+    from kernelprop.evidence import resolve
+    from kernelprop.impl import make_impl
+
+    for name, choice in dict(choices()).items():
+        if choice.count < 2:
+            continue
+        impl = make_impl(ev.impl_kind, ev.impl)
+        try:
+            for other in range(choice.count):
+                if other == choice.index:
+                    continue
+                with run_config(other):
+                    again = resolve(ev.replay_fn)(ev.inputs, impl, ev.replay_params)
+                if check_outcome(again).failing:
+                    break
+            else:
+                return Cause(id=f"autotune: {name} config {choice.index}",
+                             statement=f"fails only on {choice.describe()}: every other declared "
+                                       f"config of {name} passes the same example",
+                             settle=f"fix or drop autotune config {choice.index} of {name} "
+                                    f"({choice.config}); the others are correct here")
+        except Exception:  # noqa: BLE001 (a config that raises is not a passing one)
+            continue
+    return None
+
+
 def signature(ev, outcome, raised: list[str]) -> Optional[Cause]:
-    """The first cause the failing example proves: the op's evidence causes, then (where the
-    expected side is the golden) its alternative recipes, then a raised exception; None if none."""
+    """The first cause the failing example proves: the op's evidence causes, then one autotune
+    config alone failing, then (where the expected side is the golden) the op's alternative
+    recipes, then a raised exception; None if none."""
     explain = explain_of(getattr(ev, "impl_kind", None)) if ev is not None else None
     if outcome is not None and explain is not None:
         try:
@@ -158,9 +215,15 @@ def signature(ev, outcome, raised: list[str]) -> Optional[Cause]:
                         return candidate.cause
                 except Exception:  # noqa: BLE001 (a candidate must never cost the report)
                     continue
-            elif isinstance(candidate, AlternativeRecipe) and outcome.golden_expected:
-                if _alternative_holds(candidate, ev, outcome, explain):
-                    return candidate.cause
+    if outcome is not None:
+        cause = autotune_cause(ev)
+        if cause is not None:
+            return cause
+    if outcome is not None and explain is not None and outcome.golden_expected:
+        for candidate in explain.candidates:
+            if isinstance(candidate, AlternativeRecipe) and \
+                    _alternative_holds(candidate, ev, outcome, explain):
+                return candidate.cause
     return raised_cause(raised)
 
 

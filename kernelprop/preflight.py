@@ -49,6 +49,17 @@ def cannot_check_types() -> tuple:
     return ()
 
 
+def _in_chain(err: Optional[BaseException], types: tuple) -> Optional[BaseException]:
+    """The first exception of `types` in err's cause/context chain (an adapter may wrap it)."""
+    seen = set()
+    while types and err is not None and id(err) not in seen:
+        if isinstance(err, types):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
+
+
 def _is_device_error(err: BaseException) -> bool:
     return isinstance(err, (RuntimeError, AssertionError, OSError)) and \
         bool(_DEVICE.search(str(err)))
@@ -57,8 +68,9 @@ def _is_device_error(err: BaseException) -> bool:
 def classify(kind: str, target: str, err: BaseException) -> Preflight:
     """The pre-flight verdict of an exception the implementation raised on the small case."""
     text = f"{type(err).__name__}: {err}".strip()
-    if isinstance(err, cannot_check_types()):
-        message = str(err) if CANNOT_CHECK in str(err) else f"{CANNOT_CHECK}: {err}"
+    cannot = _in_chain(err, cannot_check_types())
+    if cannot is not None:
+        message = str(cannot) if CANNOT_CHECK in str(cannot) else f"{CANNOT_CHECK}: {cannot}"
         return Preflight(kind, "skip", f"--impl {kind}={target}: {message}")
     if isinstance(err, ImportError) or _is_device_error(err):
         return Preflight(kind, "usage",

@@ -161,6 +161,12 @@ def versions() -> dict:
     return out
 
 
+def _autotune_ran() -> dict:
+    from kernelprop.causes import autotune_ran
+
+    return autotune_ran()
+
+
 def environment() -> dict:
     from kernelprop.backend import device_name
 
@@ -173,6 +179,7 @@ def environment() -> dict:
             "triton_interpret": os.environ.get("TRITON_INTERPRET"),
             "xdist_worker": os.environ.get("PYTEST_XDIST_WORKER"),
             "profile": os.environ.get("KERNELPROP_PROFILE_ACTIVE"),
+            "autotune": _autotune_ran(),
             "versions": versions()}
 
 
@@ -473,6 +480,7 @@ def render_markdown(d: dict) -> str:
         lines += ["", f"extra: `{json.dumps(d['extra_metrics'])}`"]
     lines += ["", "## Environment", "",
               f"- backend {env['backend']} on {env['device']}; {env['platform']}",
+              *[f"- ran {text}" for text in (env.get("autotune") or {}).values()],
               "- " + ", ".join(f"{k} {val}" for k, val in v.items()), "",
               "## Files", "",
               "- `report.json`: this report for machines (schema " + d["schema"] + ")",

@@ -187,6 +187,21 @@ def test_nan_on_a_token_with_keys_is_not_the_keyless_cause():
     assert failing and cause is None
 
 
+def test_fails_only_on_one_autotune_config(monkeypatch):
+    """tests/planted/rms_norm_autotune.py truncates in config 1 only: re-run under configs 0 and 2
+    the example passes, so the cause names config 1 (the faithful backend's autotune API, or the
+    planted module's stand-in of it)."""
+    import importlib
+
+    target = "tests/planted/rms_norm_autotune.py:rms_norm"
+    planted = importlib.import_module(make_impl("rms_norm", target).fn.__module__)
+    monkeypatch.setattr(causes, "autotune_api",
+                        lambda: (planted.autotune_choices, planted.autotune_config))
+    failing, cause = _norm(target)
+    assert failing and cause.id == "autotune: _rms_norm_kernel config 1"
+    assert "autotune config 1 of 3: BLOCK=128" in cause.statement and "BLOCK=128" in cause.settle
+
+
 def test_the_same_exception_is_one_cause_numbers_aside():
     a = causes.signature(None, None, ["RuntimeError: planted crash: 2 rows"])
     b = causes.signature(None, None, ["RuntimeError: planted crash: 17 rows"])
@@ -269,13 +284,14 @@ def test_preflight_cannot_check_skips_with_the_reason(monkeypatch):
     real = preflight.cannot_check_types()
 
     class StandIn(real[0] if real else Exception):
-        pass
+        def __init__(self, operation: str):
+            super().__init__(operation if real else f"cannot be checked on this backend: {operation}")
 
     if not real:
         monkeypatch.setattr(preflight, "cannot_check_types", lambda: (StandIn,))
 
     def uses_libdevice(x, weight=None, *, eps=1e-6):
-        raise StandIn("cannot be checked on this backend: tl.extra.cuda.libdevice.rsqrt")
+        raise RuntimeError("adapter failed") from StandIn("tl.extra.cuda.libdevice.rsqrt")
 
     result = preflight.preflight(_impl(uses_libdevice), "cpu")
     assert result.status == "skip" and preflight.skip_reason(result).endswith(
