@@ -10,6 +10,7 @@ No hypothesis import (the replay command uses this too).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Optional
 
@@ -18,7 +19,7 @@ import torch
 BF16_GRID = ("every actual value lies on the bf16 grid: does the kernel round its output? "
              "declare out_dtype (AttnRecipe(out_dtype=\"bf16\"))")
 CLOSER_TO_TRUTH = ("the implementation is closer to the fp64 truth than the golden: is the declared "
-                   "recipe right? (tile, p_dtype, l_from, rounding, out_dtype)")
+                   "recipe right? ({recipe}: {fields})")
 POS_INF_SINK = ("o is non-zero on a head whose sink is +inf: a +inf sink must give exact zeros "
                 "(does the kernel clamp the sink or drop it from the denominator?)")
 ONLY_P13 = ("fails only P13 (bad input): declare validates_inputs = False or validate "
@@ -44,10 +45,17 @@ def _on_bf16_grid(actual: torch.Tensor, expected: torch.Tensor) -> bool:
     return bool((round_to_bf16(a, "rne") == a).all()) and bool((round_to_bf16(e, "rne") != e).any())
 
 
+def closer_to_truth_hint(recipe) -> str:
+    """CLOSER_TO_TRUTH naming the recipe type's own fields."""
+    names = ", ".join(f.name for f in dataclasses.fields(recipe)) if recipe is not None else "-"
+    return CLOSER_TO_TRUTH.format(recipe=type(recipe).__name__, fields=names)
+
+
 def _closer_to_truth(outcome, truth: Optional[torch.Tensor]) -> bool:
     """The implementation's error to the truth is under half the golden's, and the golden's is
-    not 0 (only for outcomes whose `expected` is the golden of the same inputs, i.e. P1)."""
-    if truth is None or outcome.truth is not None or truth.shape != outcome.actual.shape:
+    not 0; only where `expected` is the golden of the same inputs (Outcome.golden_expected: P1),
+    never for bitwise or relational checks."""
+    if not outcome.golden_expected or truth is None or truth.shape != outcome.actual.shape:
         return False
     t = truth.double()
     ok = torch.isfinite(t) & torch.isfinite(outcome.actual.double()) & \
@@ -85,7 +93,7 @@ def evidence_hints(property_id: str, outcome, truth: Optional[torch.Tensor], inp
             outcome.actual.dtype == torch.bfloat16 or _on_bf16_grid(outcome.actual, outcome.expected)):
         hints.append(BF16_GRID)
     if _closer_to_truth(outcome, truth):
-        hints.append(CLOSER_TO_TRUTH)
+        hints.append(closer_to_truth_hint(recipe))
     return hints
 
 

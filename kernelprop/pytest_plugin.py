@@ -169,6 +169,29 @@ def impl_of(pytestconfig):
     return get
 
 
+def pytest_collection_modifyitems(config, items):
+    """The pre-flight call (kernelprop.preflight) of every op whose property tests were collected:
+    an implementation that cannot run here is one usage error; one the backend cannot check skips
+    its op's properties with the reason."""
+    from kernelprop.preflight import preflight
+
+    results = getattr(config, "kernelprop_preflight", {})
+    for record in OPS:
+        users = [item for item in items if record.fixture in getattr(item, "fixturenames", ())]
+        if not users:
+            continue
+        if record.kind not in results:
+            results[record.kind] = preflight(_impl(config, record.kind),
+                                             "cuda" if config.kernelprop_backend == "cuda" else "cpu")
+        result = results[record.kind]
+        if result.status == "usage":
+            raise pytest.UsageError(result.message)
+        if result.status == "skip":
+            for item in users:
+                item.add_marker(pytest.mark.skip(reason=result.message))
+    config.kernelprop_preflight = results
+
+
 def pytest_runtest_setup(item):
     evidence.begin()
     coverage.begin(item.nodeid, item.get_closest_marker("shape_classes"))
@@ -232,9 +255,64 @@ def pytest_terminal_summary(terminalreporter):
     if hint:
         terminalreporter.section("kernelprop hint")
         terminalreporter.write_line(hint)
+    _cannot_check_summary(terminalreporter)
     paths = [value for rep in terminalreporter.stats.get("failed", [])
              for name, value in getattr(rep, "user_properties", []) if name == "kernelprop_report"]
+    linked = _root_causes_summary(terminalreporter, paths) if paths else {}
     if paths:
         terminalreporter.section("kernelprop counterexample reports")
         for path in paths:
-            terminalreporter.write_line(f"{path}  (replay: python -m kernelprop replay {path}/report.json)")
+            if path not in linked:
+                terminalreporter.write_line(f"{path}  (replay: python -m kernelprop replay "
+                                            f"{path}/report.json)")
+        hidden = sum(path in linked for path in paths)
+        if hidden:
+            terminalreporter.write_line(f"(+ {hidden} reports linked to a root cause above)")
+
+
+def _cannot_check_summary(terminalreporter) -> None:
+    """Each "cannot be checked on this backend" reason once (the pre-flight skipped every property
+    of its op with it)."""
+    from kernelprop.preflight import CANNOT_CHECK
+
+    reasons = []
+    for rep in terminalreporter.stats.get("skipped", []):
+        longrepr = getattr(rep, "longrepr", None)
+        reason = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
+        if CANNOT_CHECK in reason:
+            reasons.append(reason.removeprefix("Skipped: "))
+    counts: dict = {}
+    for reason in reasons:
+        counts[reason] = counts.get(reason, 0) + 1
+    if counts:
+        terminalreporter.section("kernelprop pre-flight")
+        for reason, n in counts.items():
+            terminalreporter.write_line(f"{reason} ({n} properties skipped)")
+
+
+def _root_causes_summary(terminalreporter, paths: list) -> dict:
+    """Group the run's reports by root cause (kernelprop.causes), write root-causes.md/json beside
+    them and print one entry per cause; {linked report path: its primary}."""
+    from pathlib import Path
+
+    from kernelprop.causes import write_root_causes
+
+    try:
+        causes, _ = write_root_causes(Path(paths[0]).parent, paths)
+    except Exception as err:  # noqa: BLE001 (the summary must not break the run)
+        terminalreporter.write_line(f"kernelprop: no root-causes summary ({type(err).__name__}: {err})")
+        return {}
+    if not causes:
+        return {}
+    terminalreporter.section("kernelprop root causes")
+    total = sum(1 + len(root.linked) for root in causes)
+    terminalreporter.write_line(f"{total} reports, {len(causes)} root cause(s): "
+                                f"{Path(paths[0]).parent / 'root-causes.md'}")
+    linked = {}
+    for n, root in enumerate(causes, 1):
+        terminalreporter.write_line(f"{n}. {root.cause.statement}")
+        terminalreporter.write_line(f"   settle it: {root.cause.settle}")
+        terminalreporter.write_line(f"   report: {root.primary}  ({1 + len(root.linked)} reports "
+                                    f"under {len(root.titles)} titles, the others linked to it)")
+        linked.update({path: root.primary for path in root.linked})
+    return linked

@@ -47,6 +47,8 @@ class Op:
     limits      its plain-class size limits per backend and --sizes (kernelprop.sizes.SizePresets)
     compile_points  `./kp compile`'s configurations: scope ("reference" | "fast" | "sweep") ->
                 points, each with .name, .reference and .launch(device) -> KernelLaunch
+    explain     its kernelprop.causes.Explain: the root causes a failing example can prove, and the
+                small case of the pre-flight call (None: neither)
     """
 
     kind: str
@@ -68,6 +70,7 @@ class Op:
     shape_classes: bool = True
     limits: Optional[str] = None
     compile_points: Optional[str] = None
+    explain: Optional[str] = None
 
     @property
     def recipe_type(self) -> type:
@@ -98,7 +101,8 @@ OPS: tuple[Op, ...] = (
        bad_input=f"{P}.replays_bad_input:ATTN_TABLE",
        by_size=f"{P}.attention_limits:sparse_attention_by_size",
        limits=f"{P}.attention_limits:ATTN_SIZES",
-       compile_points="kernelprop.compile:attention_points"),
+       compile_points="kernelprop.compile:attention_points",
+       explain=f"{P}.explain_attention:CAUSES"),
     Op(kind="rms_norm", label="norm", fixture="norm_impl",
        recipe=f"{G}.recipes:NormRecipe", domain="kernelprop.declarations:NormDomain",
        cases=f"{P}.strategies:norm_cases", inputs=f"{G}.inputs:NormInputs",
@@ -106,7 +110,7 @@ OPS: tuple[Op, ...] = (
        truth=f"{G}.rmsnorm:rms_norm_fp64", bounds=f"{G}.rmsnorm_bounds",
        bundled="kernelprop.kernels:rms_norm", bad_input=f"{P}.replays_bad_input:NORM_TABLE",
        by_size=f"{P}.norm_limits:rms_norm_by_size", limits=f"{P}.norm_limits:NORM_SIZES",
-       compile_points="kernelprop.compile:norm_points"),
+       compile_points="kernelprop.compile:norm_points", explain=f"{P}.explain_norm:CAUSES"),
     Op(kind="indexer_topk", label="idx", fixture="indexer_impl",
        recipe=f"{G}.indexer:IndexerRecipe", domain=f"{G}.indexer:IndexerDomain",
        cases=f"{P}.indexer_strategies:indexer_cases", inputs=f"{G}.indexer:IndexerInputs",

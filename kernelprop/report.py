@@ -40,7 +40,8 @@ from typing import Optional
 import torch
 
 from kernelprop.plain import plain
-from kernelprop.verdict import Verdict, check_outcome, comparison, derived_truth, exception_verdict
+from kernelprop.verdict import (Verdict, check_outcome, comparison, derived_truth, exception_verdict,
+                                kernel_raised, raised_leaves)
 
 SCHEMA = "kernelprop-report/1"
 INPUTS_FORMAT = "kernelprop-inputs/1"
@@ -160,6 +161,12 @@ def versions() -> dict:
     return out
 
 
+def _autotune_ran() -> dict:
+    from kernelprop.causes import autotune_ran
+
+    return autotune_ran()
+
+
 def environment() -> dict:
     from kernelprop.backend import device_name
 
@@ -172,6 +179,7 @@ def environment() -> dict:
             "triton_interpret": os.environ.get("TRITON_INTERPRET"),
             "xdist_worker": os.environ.get("PYTEST_XDIST_WORKER"),
             "profile": os.environ.get("KERNELPROP_PROFILE_ACTIVE"),
+            "autotune": _autotune_ran(),
             "versions": versions()}
 
 
@@ -204,7 +212,7 @@ def hypothesis_info(call, report) -> dict:
     info = {"version": found[-1][0] if found else None, "blob": found[-1][1] if found else None,
             "decorator": f"@reproduce_failure({found[-1][0]!r}, {found[-1][1]})" if found else None,
             "draws": list(dict.fromkeys(draws)), "target_scores": list(dict.fromkeys(targets)),
-            "multiple_failures": len(set(found)) > 1,
+            "multiple_failures": len(set(found)) > 1 or len(raised_leaves(err)) > 1,
             "notes": [n[:4000] for n in notes[:20]]}
     if err is not None:
         info["exception"] = f"{type(err).__name__}: {str(err)[:2000]}"
@@ -310,6 +318,14 @@ def _write(item, call, report, ev) -> Path:
                                ev.inputs, ev.recipe)
     except Exception as err:  # noqa: BLE001 (a hint must never cost the report)
         hints = [f"(hints unavailable: {type(err).__name__}: {err})"]
+    raised = kernel_raised(call.excinfo.value if getattr(call, "excinfo", None) else None)
+    from kernelprop.causes import signature
+
+    try:
+        cause = signature(ev, None if stale else outcome, raised)
+    except Exception as err:  # noqa: BLE001 (a signature must never cost the report)
+        sys.stderr.write(f"kernelprop: no root cause for {item.nodeid}: {err}\n")
+        cause = None
     if stale:  # these inputs are not the failing example's: do not offer them for replay
         ev = dataclasses.replace(ev, inputs={}, case=None, recipe=None)
     payload = {"format": INPUTS_FORMAT,
@@ -335,6 +351,8 @@ def _write(item, call, report, ev) -> Path:
         "lead": lead_sentence(ev.check, hints, outcome.bound_doc if outcome is not None else None,
                               verdict),
         "hints": hints,
+        "raised": raised,
+        "root_cause": None if cause is None else cause.to_dict(),
         "stale_evidence": stale,
         "bound_doc": outcome.bound_doc if outcome is not None else None,
         "metrics": metrics.get("metrics"),
@@ -408,6 +426,10 @@ def render_markdown(d: dict) -> str:
         lines += ["**Hypothesis** (add to the test to replay through hypothesis "
                   f"{hyp['version']}):", "", f"    {hyp['decorator']}", ""]
     lines += ["## What failed", "", f"- violated ({f['kind']}): {f['summary']}"]
+    lines += [f"- raised: `{text}`" for text in d.get("raised") or []]
+    cause = d.get("root_cause")
+    if cause:
+        lines += [f"- root cause: {cause['statement']}", f"- settle it: {cause['settle']}"]
     if d.get("bound_doc"):
         lines.append(f"- the bound: {d['bound_doc']}")
     if d.get("stale_evidence"):
@@ -458,6 +480,7 @@ def render_markdown(d: dict) -> str:
         lines += ["", f"extra: `{json.dumps(d['extra_metrics'])}`"]
     lines += ["", "## Environment", "",
               f"- backend {env['backend']} on {env['device']}; {env['platform']}",
+              *[f"- ran {text}" for text in (env.get("autotune") or {}).values()],
               "- " + ", ".join(f"{k} {val}" for k, val in v.items()), "",
               "## Files", "",
               "- `report.json`: this report for machines (schema " + d["schema"] + ")",

@@ -17,6 +17,11 @@ from typing import Optional
 
 import torch
 
+try:
+    from builtins import BaseExceptionGroup
+except ImportError:  # python 3.10: hypothesis' own dependency provides it
+    from exceptiongroup import BaseExceptionGroup
+
 
 @dataclass
 class Outcome:
@@ -34,6 +39,9 @@ class Outcome:
     # a bf16 output's fp32 statement (golden.output_margin.Fp32Domain): the margin is then measured
     # from the golden's fp32 value to the output's rounding cell (docs/bounds-output-rounding.md#margin)
     fp32_domain: Optional[object] = None
+    # `expected` is the op's golden on the same inputs under the recipe the replay params name (P1):
+    # only then can the report compare both with the fp64 truth or try the op's alternative recipes
+    golden_expected: bool = False
 
 
 def _g(x) -> str:
@@ -151,9 +159,44 @@ def _with_margin(verdict: Verdict, outcome, failing: torch.Tensor) -> Verdict:
                                discrete=_val(discrete, verdict.index), margin_fp32=domain is not None)
 
 
+def failing_mask(outcome) -> torch.Tensor:
+    """Elementwise: which elements break the outcome's check (the rule of check_outcome)."""
+    from kernelprop.golden.metrics import bound_ratio, same_bits
+
+    if outcome.bound is None:
+        return ~same_bits(outcome.actual, outcome.expected)
+    return bound_ratio(outcome.actual, outcome.expected, outcome.bound) > 1
+
+
+def raised_leaves(err: Optional[BaseException]) -> list[BaseException]:
+    """The exceptions inside `err`: itself, or every leaf of an exception group (hypothesis'
+    multiple distinct failures), depth first, in order."""
+    if err is None:
+        return []
+    if isinstance(err, BaseExceptionGroup):
+        return [leaf for e in err.exceptions for leaf in raised_leaves(e)]
+    return [err]
+
+
+def exception_text(err: BaseException) -> str:
+    return f"{type(err).__name__}: {err}".strip()[:2000]
+
+
+def kernel_raised(err: Optional[BaseException]) -> list[str]:
+    """The messages of the exceptions in `err` that are not a property's own assertion (a kernel or
+    a replay that raised), group leaves included."""
+    return [exception_text(e) for e in raised_leaves(err) if not isinstance(e, AssertionError)]
+
+
 def exception_verdict(err: BaseException, bound_doc: str = "") -> Verdict:
-    text = f"{type(err).__name__}: {err}".strip()
-    return Verdict(True, "exception", math.inf, 0, 0, bound_doc=bound_doc, error=text[:2000])
+    """A failure that raised: the message is the raised exception's own (for a group, the first
+    leaf that is not an assertion, else the first leaf), never only the group's summary."""
+    leaves = raised_leaves(err) or [err]
+    chosen = next((e for e in leaves if not isinstance(e, AssertionError)), leaves[0])
+    text = exception_text(chosen)
+    if chosen is not err:
+        text = f"{text} (one of {len(leaves)} failures in {type(err).__name__}: {err})"[:2000]
+    return Verdict(True, "exception", math.inf, 0, 0, bound_doc=bound_doc, error=text)
 
 
 def comparison(outcome, truth: Optional[torch.Tensor] = None) -> dict:

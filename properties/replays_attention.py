@@ -81,14 +81,14 @@ def p1(inputs: dict, impl, params: dict) -> Outcome:
     if recipe.out_dtype == "fp32":
         # the bound's discrete share (docs/bounds.md#p1-margin): the P flips
         return Outcome(actual=actual, expected=expected, bound=bound, bound_doc=doc,
-                       discrete=terms.flips)
+                       discrete=terms.flips, golden_expected=True)
     # bf16: exact membership of [rne(o - b), rne(o + b)] (the bound on actual's side of expected);
     # every allowed value is a flip of the output rounding, and the margin is measured in fp32,
     # from trace.o to the output's rounding cell (docs/bounds-output-rounding.md#margin)
     domain = Fp32Domain(trace.o.double(), terms.total, terms.total, terms.flips, "rne")
     bound = sided_bound(actual, expected, domain, bound)
     return Outcome(actual=actual, expected=expected, bound=bound, bound_doc=doc + P1_SIDED_DOC,
-                   discrete=bound, fp32_domain=domain)
+                   discrete=bound, fp32_domain=domain, golden_expected=True)
 
 
 # %% shared helpers (P2-P11)

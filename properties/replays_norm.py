@@ -83,7 +83,7 @@ def p1(inputs: dict, impl, params: dict) -> Outcome:
     bound = p1_bound(trace, x, recipe, params["inv_ulps"], iv=iv)
     if recipe.out_dtype == "fp32":
         return Outcome(actual=actual, expected=trace.y, bound=bound, bound_doc=P1_DOC,
-                       discrete=torch.zeros_like(bound))
+                       discrete=torch.zeros_like(bound), golden_expected=True)
     # bf16: exact membership of [OUT(lo), OUT(hi)] (the bound on actual's side of expected);
     # every allowed value is a rounding flip, and the margin is measured in fp32, from y_fp32 to
     # the output's rounding cell (docs/bounds-output-rounding.md#margin)
@@ -91,7 +91,7 @@ def p1(inputs: dict, impl, params: dict) -> Outcome:
     sided = sided_bound(actual, trace.y, domain, bound)
     return Outcome(actual=actual, expected=trace.y, bound=sided, bound_doc=P1_DOC + P1_SIDED_DOC,
                    metrics={"undecided": int((bound > 0).sum())}, discrete=sided,
-                   fp32_domain=domain)
+                   fp32_domain=domain, golden_expected=True)
 
 
 # %% P4

@@ -4,6 +4,8 @@ planted implementations under tests/planted/ (each case below is the one the ci 
 """
 from __future__ import annotations
 
+import dataclasses
+
 import math
 import os
 import subprocess
@@ -126,7 +128,12 @@ def test_more_exact_than_declared_gets_the_recipe_hint():
     outcome = R.p1({"inputs": x}, impl, R.recipe_params(impl.recipe))
     truth, _ = derived_truth({"inputs": x}, outcome)
     assert check_outcome(outcome).failing
-    assert hints.evidence_hints("P1", outcome, truth, {"inputs": x}, impl.recipe) == [hints.CLOSER_TO_TRUTH]
+    hint = hints.closer_to_truth_hint(impl.recipe)
+    assert hints.evidence_hints("P1", outcome, truth, {"inputs": x}, impl.recipe) == [hint]
+    assert hint.startswith(hints.CLOSER_TO_TRUTH.split("{")[0]) and "AttnRecipe: tile, " in hint
+    # the same tensors in a check whose expected side is not the golden get no such hint
+    relational = dataclasses.replace(outcome, golden_expected=False)
+    assert hints.evidence_hints("P1", relational, truth, {"inputs": x}, impl.recipe) == []
 
 
 def test_pos_inf_sink_giving_tiny_output_is_named():
