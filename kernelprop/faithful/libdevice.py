@@ -8,7 +8,7 @@ numpy: fp32 symbols in fp64 on the exact fp32 inputs, rounded once to fp32 (a co
 function value, where libdevice itself is within its documented ulps; `fast_*` and `.approx` forms
 too); `_rn` arithmetic (div_rn, sqrt_rn, rcp_rn, fma_rn, ...) is IEEE-exact that way. fp64 symbols
 are numpy fp64. A symbol not in the table (other rounding directions, bessel functions, bit
-tricks) raises CannotCheckOnBackend naming it.
+tricks) raises CannotCheckOnBackend naming it, and so does inline PTX (`inline_asm_elementwise`).
 """
 from __future__ import annotations
 
@@ -93,6 +93,10 @@ def create_extern_elementwise(self, libName, libPath, symbol, argList, retType, 
         return TensorHandle(result.astype(_interp._get_np_dtype(ret_ty)), ret_ty)
 
 
+def create_inline_asm(self, inlineAsm, constraints, values, type, isPure, pack):
+    raise CannotCheckOnBackend(f"inline_asm_elementwise ({inlineAsm.strip().splitlines()[0][:60]!r})")
+
+
 def _interpreted(name: str, target):
     def call(*args, _semantic=None, **kwargs):
         if target is None:
@@ -148,6 +152,7 @@ class GlobalsPatch:
 def install(patcher) -> GlobalsPatch:
     builder = _interp.InterpreterBuilder
     patcher.set_attr(builder, "create_extern_elementwise", create_extern_elementwise)
+    patcher.set_attr(builder, "create_inline_asm", create_inline_asm)
     globals_patch = GlobalsPatch(patcher)
     raw_patch_lang = _interp._patch_lang
 
