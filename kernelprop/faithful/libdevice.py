@@ -77,9 +77,9 @@ FMA = ("__nv_fmaf", "__nv_fmaf_rn", "__nv_fma", "__nv_fma_rn")
 
 def create_extern_elementwise(self, libName, libPath, symbol, argList, retType, isPure):
     ret_ty = retType.scalar
-    wide = [values(h.data, h.dtype.scalar).astype(np.float64) if h.dtype.scalar.is_floating()
-            else np.asarray(h.data) for h in argList]
     with np.errstate(all="ignore"):
+        wide = [values(h.data, h.dtype.scalar).astype(np.float64) if h.dtype.scalar.is_floating()
+                else np.asarray(h.data) for h in argList]
         if symbol in FMA:
             if ret_ty.primitive_bitwidth == 64:
                 return TensorHandle(wide[0] * wide[1] + wide[2], ret_ty)
