@@ -449,3 +449,12 @@ def test_patches_are_undone_and_version_is_checked(monkeypatch):
             with pytest.raises(UnsupportedTritonVersion, match="3.9.0"):
                 with faithful_interpreter():
                     pass
+
+
+def test_raw_switch_and_backend_choice(monkeypatch):
+    from kernelprop.faithful import enter_for_backend
+
+    monkeypatch.setenv("KERNELPROP_RAW_INTERPRETER", "1")
+    assert enter_for_backend("cpu") is False
+    monkeypatch.delenv("KERNELPROP_RAW_INTERPRETER")
+    assert enter_for_backend("cuda") is False

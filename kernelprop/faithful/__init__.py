@@ -12,6 +12,7 @@ docs/faithful-interpreter.md has the conformance table.
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 
@@ -121,6 +122,7 @@ def enter_for_backend(backend: str) -> bool:
         return False
     if not _ACTIVE:
         _SESSION.enter_context(faithful_interpreter())
+        atexit.register(_SESSION.close)  # before interpreter teardown clears this module
     return True
 
 
