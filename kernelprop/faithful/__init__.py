@@ -18,9 +18,9 @@ import os
 
 from kernelprop.faithful.errors import CannotCheckOnBackend, UnsupportedTritonVersion
 
-__all__ = ["faithful_interpreter", "CannotCheckOnBackend", "UnsupportedTritonVersion",
-           "enter_for_backend", "raw_interpreter", "autotune_config", "last_autotune_config", "autotune_choices",
-           "raw_interpreter_requested"]
+__all__ = ["faithful_interpreter", "raw_interpreter", "CannotCheckOnBackend", "UnsupportedTritonVersion",
+           "enter_for_backend", "raw_interpreter_requested", "autotune_config", "last_autotune_config",
+           "autotune_choices"]
 
 _ACTIVE: list = []  # the Patcher of the active faithful interpreter (at most one)
 _SESSION = contextlib.ExitStack()
