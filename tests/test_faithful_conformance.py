@@ -458,3 +458,10 @@ def test_raw_switch_and_backend_choice(monkeypatch):
     assert enter_for_backend("cpu") is False
     monkeypatch.delenv("KERNELPROP_RAW_INTERPRETER")
     assert enter_for_backend("cuda") is False
+    from kernelprop.faithful import session_autotune_config
+
+    monkeypatch.setenv("KERNELPROP_AUTOTUNE_CONFIG", "2")
+    assert session_autotune_config() == 2
+    monkeypatch.setenv("KERNELPROP_AUTOTUNE_CONFIG", "x")
+    with pytest.raises(ValueError, match="KERNELPROP_AUTOTUNE_CONFIG"):
+        session_autotune_config()
