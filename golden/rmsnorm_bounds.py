@@ -106,7 +106,7 @@ def norm_relative_gap(trace: NormTrace, x: torch.Tensor, backend: NormBackend = 
     """
     D = x.shape[-1]
     share = torch.where(trace.v > 0, (trace.ss / D) / trace.v, torch.ones_like(trace.v)).double()
-    rel_v = (backend.sum_rel(D) + U_FP32) * share + 4 * U_FP32
+    rel_v = (backend.sum_rel(D) + U_FP32) * share + (3 + V_DIV_UNITS) * U_FP32
     rel_inv = 0.5 * rel_v + (backend.inv_ulps + 1) * FP32_ULP_REL
     return (rel_inv + 4 * U_FP32) * (1 + 1e-3)   # 1e-3: second-order terms, all << 1
 
@@ -118,6 +118,10 @@ def norm_relative_gap(trace: NormTrace, x: torch.Tensor, backend: NormBackend = 
 # sqrt.approx.ftz / rsqrt.approx.ftz (a computed v >= 2^-125 (1 - 2^-14) is >= 2^-126)
 V_MIN_BY_BACKEND = {"cpu": 2.0 ** -136, "cuda": 2.0 ** -125}
 V_MIN = V_MIN_BY_BACKEND["cuda" if os.environ.get("KERNELPROP_BACKEND") == "cuda" else "cpu"]
+# the implementation's ss / D in units of u: an IEEE division (u) on the CPU; on CUDA a Triton `/`
+# is div.full.f32 (2.5 ulp = 5u; Liger's RMSNorm, ./kp compile --impl), div_rn is div.rn (u)
+V_DIV_UNITS_BY_BACKEND = {"cpu": 1.0, "cuda": PTX_FIGURES["div.full"].rel / U_FP32}
+V_DIV_UNITS = V_DIV_UNITS_BY_BACKEND["cuda" if os.environ.get("KERNELPROP_BACKEND") == "cuda" else "cpu"]
 
 
 def in_domain(x: torch.Tensor, eps: float) -> bool:
@@ -178,7 +182,7 @@ def error_vs_exact(x: torch.Tensor, weight, eps: float, *, depth: int, n_round: 
     ss = _rows(x)
     v = ss / D + _eps32(eps)
     share = torch.where(v > 0, (ss / D) / v.clamp_min(1e-300), torch.ones_like(v))
-    rel_v = gamma(depth) * share + 2 * U_FP32 + _underflow_rel(ss, D, v, n_round, sub)
+    rel_v = gamma(depth) * share + (1 + V_DIV_UNITS) * U_FP32 + _underflow_rel(ss, D, v, n_round, sub)
     products = 1 + (weight is not None)
     return (0.5 * rel_v + inv_ulps * ULP + products * U_FP32) * SLACK
 
