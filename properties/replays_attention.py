@@ -22,9 +22,9 @@ from kernelprop.golden.recipes import AttnRecipe
 from kernelprop.evidence import Outcome
 
 P1_DOC = ("P1: |impl - golden| <= the worst direction of the P flips the fp32 error model makes "
-          "possible (score error of the backend's model: random-order lambda = 6 on cpu, tensor-core "
-          "+ ex2.approx + FTZ on cuda; 2^-21 + u|x| exp error) + fp32 noise (tiles x merge error); "
-          "docs/bounds.md#p1")
+          "possible (score error of the backend's model: random-order lambda = 6 on cpu, 2^-21 + u|x| "
+          "exp error; on cuda the wgmma k16 block-FMA bound and ex2.approx, 5u + 1.224u|x|, no flush) "
+          "+ fp32 noise (tiles x merge error); docs/bounds.md#p1, #gpu-model")
 
 
 BF16_OUT_DOC = (" [out_dtype bf16: the bf16 values reachable from the fp32 interval, exact where it "
