@@ -75,6 +75,10 @@ class AttnBackend:
                 (golden.error_model.TensorCoreModel): the score error is its data-dependent bound
                 on the exact products, the tile sums' its worst case relative to their |terms|,
                 charged per tile (a kernel may feed the running output into the MMA).
+    div_units:  relative error of its divisions in units of u: 1 for IEEE division (div.rn); 5 on
+                CUDA, where a Triton `/` is div.full.f32 (2 ulp from the correctly rounded
+                quotient): the output division, and one division per tile for kernels that
+                normalize partial outputs (split-KV), each (div_units - 1) u more than the rule's u.
     """
 
     dot_depth: Optional[int] = None
@@ -87,6 +91,7 @@ class AttnBackend:
     exp_arg_units: float = 1.0
     ftz: bool = False
     tensor_core: Optional[TensorCoreModel] = None
+    div_units: float = 1.0
 
     def tile_rel(self, tile: int, tiles: torch.Tensor, p_dtype: str) -> torch.Tensor:
         """Relative error (to sum |p k|) of the P.V tile sums and their accumulation (an fp32 P
@@ -139,7 +144,8 @@ RANDOM_ORDER = AttnBackend(dot_lambda=6.0, dot_order="random")
 # measurement and the model agree only through that range (the model is the sourced figure).
 CUDA_EXP_ARG_UNITS = (1 + LOG2E_CONST_UNITS) * (1 + 2.0 ** -20)
 CUDA_MODEL = AttnBackend(tensor_core=TensorCoreModel(block=16, extra_bits=0),
-                         exp_base=PTX_FIGURES["ex2.approx"].rel, exp_arg_units=CUDA_EXP_ARG_UNITS, ftz=False)
+                         exp_base=PTX_FIGURES["ex2.approx"].rel, exp_arg_units=CUDA_EXP_ARG_UNITS, ftz=False,
+                         div_units=PTX_FIGURES["div.full"].rel / U_FP32)
 MODELS = {"worst": WORST_CASE, "hm": PROBABILISTIC, "random": RANDOM_ORDER, "cuda": CUDA_MODEL}
 # the model P1 uses per suite backend (kernelprop.backend names)
 BACKEND_MODELS = {"cpu": "random", "cuda": "cuda"}
@@ -428,13 +434,16 @@ def attention_p1_terms(trace: TiledTrace, q, attn_sink, recipe: AttnRecipe, *,
     # rounding and exp error (docs/bounds.md#p1-telescoping).
     omega = 2 * U_FP32 * sens.arg_mag + _exp_rel(sens.arg_mag, backend) + 2.0 ** -22
     acc = backend.tile_rel(trace.tile, tiles, recipe.p_dtype) + 2 * U_FP32 + (U_FP32 if recipe.p_dtype == "fp32" else 0.0)
-    rho = tiles * (omega + 6 * U_FP32) + acc
+    rho = tiles * (omega + (6 + backend.div_units - 1) * U_FP32) + acc
     rho_sigma = 2 * U_FP32 * sens.sink_arg + _exp_rel(sens.sink_arg, backend) + 2.0 ** -22
     # the maxima's score errors: the final max's cancels (sink included), each tile's scales its
     # N_t and l_t together by exp(d m_t), |d m_t| <= ds_max (docs/bounds.md#p1-maxima)
     maxima = ds_max * (1 + 2 * ds_max.clamp(max=0.5)) * (1 + 2.0 ** -20)
     terms = _propagate(trace, sens, recipe, dp, dl, rho, rho_sigma, directed, maxima)
     terms = replace(terms, undecided=(dp > 0).sum(-1) if directed is not None else torch.zeros_like(rho))
+    if backend.div_units > 1:  # the implementation's output division beyond the rule's u
+        extra = (backend.div_units - 1) * U_FP32 * trace.o.double().abs()
+        terms = replace(terms, output=terms.output + extra, total=terms.total + extra)
     if backend.ftz:  # an o_d that may be subnormal may be flushed to 0 on that side
         o, bound = trace.o.double().abs(), terms.total
         flushed = torch.where(o - bound < FP32_MIN_NORMAL, o, 0.0)  # 0 stays 0 (empty, +inf sink)

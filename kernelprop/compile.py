@@ -407,6 +407,27 @@ def impl_rows(kind: str, target: str) -> list[CompileRow]:
             for i, launch in enumerate(launches)]
 
 
+def _print_models(kind: str, rows: list[CompileRow]) -> None:
+    """The CUDA figures each launch's PTX calls for (ptx_audit.attention_backend_for /
+    norm_figures_for): what P1 on a GPU must allow this kernel."""
+    from collections import Counter
+
+    from kernelprop.ptx_audit import attention_backend_for, norm_figures_for
+
+    for r in rows:
+        if r.instructions is None:
+            continue
+        counts = Counter(r.instructions)
+        if kind == "rms_norm":
+            inv, div = norm_figures_for(counts)
+            print(f"{r.name}: CUDA figures from its PTX: INV within {inv:.3f} x 2^-23, ss / D within {div:g}u")
+        else:
+            m = attention_backend_for(counts)
+            dots = f"tensor-core block FMA (k{m.tensor_core.block})" if m.tensor_core else "fp32 dot (random order)"
+            print(f"{r.name}: CUDA figures from its PTX: {dots}, exp {m.exp_base / 2.0 ** -24:g}u + "
+                  f"{m.exp_arg_units:.3f}u|x|, ftz {m.ftz}, divisions {m.div_units:g}u")
+
+
 def _attn_impl_case():
     # the DSV4 decode shape's per-token dims, one batch: the kernel's specialization is shape-driven
     return AttnCase(seed=0, batches=1, tokens_per_batch=2, heads=64, head_dim=512, page_size=64,
@@ -430,7 +451,9 @@ def _child_main(args) -> int:
         kind, _, target = args.impl.partition("=")
         print(f"kp compile: the launches of {args.impl} for sm_{TARGET_ARCH}a", flush=True)
         rows = impl_rows(kind, target)
-        return _finish(rows, args)
+        code = _finish(rows, args)
+        _print_models(kind, rows)
+        return code
     if args.fast:
         points = fast_points()
     elif args.reference:

@@ -95,3 +95,26 @@ def test_impl_audit_of_liger_rms_norm(tmp_path):
     r = rows[0]
     assert (r.spill_stores, r.spill_loads, r.stack) == (0, 0, 0) and r.uncovered == []
     assert r.instructions.get("rsqrt.approx.ftz") == 1 and "BLOCK_SIZE=4096" in r.config
+
+
+def test_models_selected_from_the_ptx():
+    """The CUDA figures a kernel's PTX calls for: the bundled attention (wgmma, ex2.approx, div.rn)
+    gets CUDA_MODEL; a flushing ex2 or libdevice .ftz code turns ftz on; no MMA gives the fp32 dot
+    model; a `/` (div.full) gives 5u divisions. RMSNorm: Liger (rsqrt.approx.ftz, div.full) 1.072
+    and 5u; the bundled recip_sqrt (sqrt.approx.ftz, div.full, div.rn) 3.5; sqrt.rn + div.rn 1."""
+    from collections import Counter
+
+    from kernelprop.golden.attention_bounds import CUDA_MODEL
+    from kernelprop.ptx_audit import attention_backend_for, norm_figures_for
+
+    bundled = Counter({"ex2.approx": 40, "div.rn": 64, "cvt.rn.bf16": 8, "wgmma.f32.bf16.bf16 k16": 80})
+    assert attention_backend_for(bundled) == CUDA_MODEL.__class__(**{**CUDA_MODEL.__dict__, "div_units": 1.0})
+    sglang = Counter({"ex2.approx": 6, "div.full": 64, "fma.rn.ftz": 24, "mma.f32.bf16.bf16 k16": 64})
+    m = attention_backend_for(sglang)
+    assert m.ftz and m.div_units == 5.0 and m.tensor_core is not None
+    m = attention_backend_for(Counter({"ex2.approx": 1, "div.rn": 1}))
+    assert m.tensor_core is None and m.dot_order == "random" and not m.ftz
+    inv, div = norm_figures_for(Counter({"rsqrt.approx.ftz": 1, "div.full": 1, "cvt.rn.bf16": 24}))
+    assert abs(inv - 2 ** 0.1) < 1e-12 and div == 5.0
+    assert norm_figures_for(Counter({"sqrt.approx.ftz": 1, "div.full": 1, "div.rn": 1}))[0] == 3.5
+    assert norm_figures_for(Counter({"sqrt.rn": 1, "div.rn": 2})) == (1.0, 1.0)
