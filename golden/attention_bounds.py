@@ -433,7 +433,8 @@ def attention_p1_terms(trace: TiledTrace, q, attn_sink, recipe: AttnRecipe, *,
     # the maxima enter once (2 max ds), not once per merge; each factor adds only its own argument
     # rounding and exp error (docs/bounds.md#p1-telescoping).
     omega = 2 * U_FP32 * sens.arg_mag + _exp_rel(sens.arg_mag, backend) + 2.0 ** -22
-    acc = backend.tile_rel(trace.tile, tiles, recipe.p_dtype) + 2 * U_FP32 + (U_FP32 if recipe.p_dtype == "fp32" else 0.0)
+    acc = backend.tile_rel(trace.tile, tiles, recipe.p_dtype) + 2 * U_FP32 \
+        + (U_FP32 if recipe.p_dtype == "fp32" else 0.0)
     rho = tiles * (omega + (6 + backend.div_units - 1) * U_FP32) + acc
     rho_sigma = 2 * U_FP32 * sens.sink_arg + _exp_rel(sens.sink_arg, backend) + 2.0 ** -22
     # the maxima's score errors: the final max's cancels (sink included), each tile's scales its

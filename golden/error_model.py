@@ -111,6 +111,8 @@ PTX_FIGURES = {
     # fp32 -> bf16 / fp16 conversions: round to nearest even (cvt.rn) or toward zero (cvt.rz)
     "cvt.rn.bf16": PtxFigure(U_BF16, BF16_MIN_ULP / 2, False, "PTX ISA cvt.rn: nearest even"),
     "cvt.rz.bf16": PtxFigure(2 * U_BF16, BF16_MIN_ULP, False, "PTX ISA cvt.rz: toward zero"),
+    "cvt.rn.f16": PtxFigure(2.0 ** -11, 2.0 ** -25, False, "PTX ISA cvt.rn to binary16: nearest even"),
+    "cvt.rz.f16": PtxFigure(2.0 ** -10, 2.0 ** -24, False, "PTX ISA cvt.rz to binary16: toward zero"),
 }
 # the instructions whose modelled error is the tensor-core block FMA (TensorCoreModel)
 TENSOR_CORE_KINDS = ("wgmma.f32.bf16.bf16", "mma.f32.bf16.bf16", "wgmma.f32.f16.f16", "mma.f32.f16.f16")

@@ -27,7 +27,8 @@ from kernelprop.golden.error_model import PTX_FIGURES, TENSOR_CORE_KINDS
 _ARITH = re.compile(r"^\s*(?:@!?%\w+\s+)?((?:ex2|lg2|rsqrt|sqrt|rcp|div|sin|cos|tanh|mul|add|sub|fma|mad|max|min)"
                     r"(?:\.(?:approx|full|rn|rz|rm|rp|ftz|sat|nan))*)\.(f32|f16|bf16|f16x2|bf16x2)\b")
 # conversions to a float type with a rounding mode: cvt.rn[.ftz][.sat].bf16.f32, cvt.rz.f16x2.f32
-_CVT = re.compile(r"^\s*(?:@!?%\w+\s+)?cvt\.(rn|rz|rm|rp|rna)(?:\.ftz)?(?:\.sat)?(?:\.relu)?\.(f32|f16|bf16|f16x2|bf16x2)\.")
+_CVT = re.compile(r"^\s*(?:@!?%\w+\s+)?cvt\.(rn|rz|rm|rp|rna)(?:\.ftz)?(?:\.sat)?(?:\.relu)?"
+                  r"\.(f32|f16|bf16|f16x2|bf16x2)\.")
 _WGMMA = re.compile(r"^\s*wgmma\.mma_async\.\S*?\.m\d+n\d+k(\d+)\.(\w+)\.(\w+)\.(\w+)")
 _MMA = re.compile(r"^\s*mma\.sync\.aligned\.m\d+n\d+k(\d+)\.(?:row\.col\.)?(\w+)\.(\w+)\.(\w+)")
 # exact operations (no rounding): listed only with .ftz, which flushes their subnormal inputs
