@@ -63,11 +63,12 @@ class AttnBackend:
                 whose mean over orders is depth (s^2 / 3 + sum (q k)^2 / 6): ds <= dot_lambda x
                 unit x sqrt of that (`dot_failure_probability`: 2 exp(-lambda^2 / 2) per dot).
     tile_depth: additions on the longest path of its per-tile sums (None: tile - 1, any order).
-    exp_base:   relative error of its exp apart from argument rounding: ex2.approx.f32 is within
-                2^-22 (PTX ISA) plus the final rounding; 2^-21 covers it and every libm expf.
+    exp_base:   relative error of its exp apart from argument rounding: 2^-21 = 8u covers every
+                libm expf (<= 2 ulp from the correctly rounded result: 5u); CUDA's ex2.approx.f32
+                is 2 ulp from the correctly rounded 2^t, 5u (PTX_FIGURES).
     exp_arg:    its exp(x) may round x * log2(e) first, a relative error of u |x| in the result.
-    exp_arg_units: that argument error in units of u |x| (2 on CUDA: log2(e) as an fp32
-                constant adds a second u |x|).
+    exp_arg_units: that argument error in units of u |x| (1.224 on CUDA: fp32(log2 e) is off by
+                0.224u relative, LOG2E_CONST_UNITS).
     ftz:        subnormal fp32 results flush to zero (an exp or output instruction with .ftz): an
                 e_j or an o_d below 2^-126 may be 0 on that side. Not on CUDA: tl.exp is ex2.approx.f32
                 and the output division div.rn.f32, neither flushes (SPEC 5, the PTX audit).
