@@ -433,11 +433,11 @@ def attention_p1_terms(trace: TiledTrace, q, attn_sink, recipe: AttnRecipe, *,
     # exp(M_{i-1} - M_i): the exponents telescope to m_t - M on each side, so the score errors of
     # the maxima enter once (2 max ds), not once per merge; each factor adds only its own argument
     # rounding and exp error (docs/bounds.md#p1-telescoping).
-    omega = 2 * U_FP32 * sens.arg_mag + _exp_rel(sens.arg_mag, backend) + 2.0 ** -22
+    omega = 2 * U_FP32 * sens.arg_mag + _exp_rel(sens.arg_mag, backend) + TORCH_EXPF_REL
     acc = backend.tile_rel(trace.tile, tiles, recipe.p_dtype) + 2 * U_FP32 \
         + (U_FP32 if recipe.p_dtype == "fp32" else 0.0)
     rho = tiles * (omega + (6 + backend.div_units - 1) * U_FP32) + acc
-    rho_sigma = 2 * U_FP32 * sens.sink_arg + _exp_rel(sens.sink_arg, backend) + 2.0 ** -22
+    rho_sigma = 2 * U_FP32 * sens.sink_arg + _exp_rel(sens.sink_arg, backend) + TORCH_EXPF_REL
     # the maxima's score errors: the final max's cancels (sink included), each tile's scales its
     # N_t and l_t together by exp(d m_t), |d m_t| <= ds_max (docs/bounds.md#p1-maxima)
     maxima = ds_max * (1 + 2 * ds_max.clamp(max=0.5)) * (1 + 2.0 ** -20)
@@ -467,7 +467,7 @@ def attention_p2_bound(trace: TiledTrace, attn_sink, recipe: AttnRecipe) -> torc
     dl = dp if recipe.l_from == "rounded" else torch.where(valid, eta * e, 0.0)
     sens = sensitivity(trace, attn_sink)
     tiles = trace.tiles_used.double()
-    omega = 2 * ds_max + U_FP32 * sens.arg_mag + 2.0 ** -22
+    omega = 2 * ds_max + U_FP32 * sens.arg_mag + TORCH_EXPF_REL
     rho = tiles * (omega + 3 * U_FP32) + 2 * U_FP32
-    rho_sigma = ds_max + U_FP32 * sens.sink_arg + 2.0 ** -22
+    rho_sigma = ds_max + U_FP32 * sens.sink_arg + TORCH_EXPF_REL
     return _propagate(trace, sens, recipe, dp, dl, rho, rho_sigma).total + 2.0 ** -40 * trace.o.double().abs()
