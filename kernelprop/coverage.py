@@ -68,16 +68,18 @@ def raises_in_later_tile(scores: torch.Tensor, tile: int) -> bool:
 
 def tc_adversarial_dot(q: torch.Tensor, rows: torch.Tensor, valid: torch.Tensor) -> bool:
     """Is some valid q.k_j a dot a truncating tensor core gets most wrong: >= 3/4 of its nonzero
-    products of one sign and its largest product >= 2^12 x the median |product| (the terms
-    shifted out of a 24-bit window add up one-signed)?"""
-    for t in range(q.shape[0]):                                             # one token at a time
-        prod = q[t].double()[:, None, :] * rows[t].double()[None, :, :]      # [H, K, D]
+    products of one sign and >= 1/4 of them below 2^-12 x its largest (the terms shifted out of a
+    24-bit window add up one-signed)? Looks at the first 2 tokens and 4 heads only (the
+    classification runs on every example; a miss undercounts, never miscounts); bf16 products are
+    exact in fp32."""
+    for t in range(min(q.shape[0], 2)):                                     # one token at a time
+        prod = q[t, :4].float()[:, None, :] * rows[t].float()[None, :, :]    # [H, K, D]
         nonzero = prod != 0
         n = nonzero.sum(-1).clamp(min=1)
         same = torch.maximum((prod > 0).sum(-1), (prod < 0).sum(-1)) >= 0.75 * n
         mag = prod.abs()
-        median = torch.where(nonzero, mag, torch.nan).nanmedian(-1).values
-        wide = mag.amax(-1) >= 2.0 ** 12 * median
+        small = (mag < 2.0 ** -12 * mag.amax(-1, keepdim=True)) & nonzero
+        wide = small.sum(-1) >= 0.25 * n
         if bool((same & wide & valid[t][None, :] & (nonzero.sum(-1) >= 16)).any()):
             return True
     return False
