@@ -17,6 +17,9 @@ import torch
 from kernelprop.golden.values import CaseValue, TensorArgs
 
 DATA_KINDS = ("normal", "uniform", "heavy", "large_logits", "near_ties")
+# adversarial data for tensor-core dots (docs/bounds.md#gpu-model), drawn by its own shape class
+TC_ADVERSARIAL = "tc_adversarial"
+ALL_DATA_KINDS = DATA_KINDS + (TC_ADVERSARIAL,)
 SINK_KINDS = ("finite", "zero", "large", "neg_inf", "pos_inf")
 
 
@@ -54,8 +57,8 @@ class AttnCase(CaseValue):
         for name in ("topk", "extra", "max_cmp_len", "spare_pages"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.data not in DATA_KINDS:
-            raise ValueError(f"data must be one of {DATA_KINDS}, got {self.data!r}")
+        if self.data not in ALL_DATA_KINDS:
+            raise ValueError(f"data must be one of {ALL_DATA_KINDS}, got {self.data!r}")
         if self.sink not in SINK_KINDS:
             raise ValueError(f"sink must be one of {SINK_KINDS}, got {self.sink!r}")
 
@@ -145,9 +148,30 @@ def _values(gen: torch.Generator, shape, kind: str, scale: float = 1.0) -> torch
     elif kind == "near_ties":  # few distinct values: many equal or nearly equal scores
         x = torch.randint(-2, 3, shape, generator=gen).float() * 0.5
         x = x + torch.randn(shape, generator=gen) * 1e-3
+    elif kind == TC_ADVERSARIAL:
+        x = _tc_adversarial(gen, shape)
     else:
         x = torch.randn(shape, generator=gen)
     return x * scale
+
+
+def _tc_adversarial(gen: torch.Generator, shape) -> torch.Tensor:
+    """Rows along the last dim (D) that stress a truncating block-FMA dot: per row one of
+    same-sign heavy-tailed magnitudes (lognormal, sigma 2.5; 95% positive), the same with one
+    dominant coordinate (2^10 x the row's max, at coordinate D // 2 + 5 in every tensor, so that a
+    q row and a key row that both have it give one dominant product), or zero-mean i.i.d. normal.
+    Each row is scaled to max |x| = 1 (scores stay moderate; the dynamic range is within a row)."""
+    D = shape[-1]
+    heavy = torch.exp(2.5 * torch.randn(shape, generator=gen).clamp(-4, 4))
+    sign = torch.where(torch.rand(shape, generator=gen) < 0.95, 1.0, -1.0)
+    x = heavy * sign
+    kind = torch.randint(0, 3, shape[:-1] + (1,), generator=gen)
+    x = torch.where(kind == 2, torch.randn(shape, generator=gen), x)
+    dominant = torch.zeros(shape, dtype=torch.bool)
+    dominant[..., D // 2 + 5 if D > 5 else 0] = True
+    top = x.abs().amax(-1, keepdim=True)
+    x = torch.where(dominant & (kind == 1), top * 1024, x)
+    return x / x.abs().amax(-1, keepdim=True).clamp_min(1e-30)
 
 
 def _sink(gen: torch.Generator, heads: int, kind: str) -> torch.Tensor:

@@ -19,7 +19,7 @@ from typing import Optional
 import torch
 
 from kernelprop.golden.error_model import (FP32_HALF_SUBNORMAL, FP32_MIN_NORMAL, FP32_ULP_REL,
-                                           U_FP32, gamma)
+                                           PTX_FIGURES, U_FP32, gamma)
 from kernelprop.golden.output_margin import Fp32Domain
 from kernelprop.golden.recipes import NormRecipe
 from kernelprop.golden.rmsnorm import NormTrace
@@ -27,15 +27,38 @@ from kernelprop.golden.rounding import round_to_bf16
 
 ULP = FP32_ULP_REL                  # the relative size of one fp32 ulp, at most
 HALF_SUBNORMAL = FP32_HALF_SUBNORMAL  # absolute error of one fp32 rounding in the subnormal range
-FLUSHED = FP32_MIN_NORMAL           # absolute error of one result flushed to zero (FTZ, CUDA: SPEC 5)
+FLUSHED = FP32_MIN_NORMAL           # absolute error of one result flushed to zero (an .ftz backend)
 SLACK = 1 + 1e-3          # second-order terms (products of relative errors, all << 1e-3)
 
 
-# INV error bounds per backend, in units of 2^-23 relative (see docs/bounds-rmsnorm.md#backends).
+# INV error bounds per backend and variant, in units of 2^-23 relative (docs/bounds.md#gpu-model).
 # cpu: the Triton interpreter's rsqrt / 1 / sqrt / div_rn(1, sqrt_rn) are numpy's correctly rounded
-#      1 / sqrt (two roundings: 0.75); torch CPU rsqrt and 1 / sqrt measured <= 0.77 on 8M values.
-# cuda: H100, tl.math.rsqrt, 1 / tl.sqrt, div_rn(1, sqrt_rn) within 3 ulp of fp64 (SPEC section 5).
-INV_ULPS = {"cpu": 1.0, "cuda": 3.0}
+#      1 / sqrt (two roundings, <= 2u = 1); torch CPU rsqrt and 1 / sqrt measured <= 0.77 on 8M values.
+# cuda (sm_90a PTX, SPEC 5; figures golden.error_model.PTX_FIGURES), first order (second-order
+#      products ~2^-45 are inside SLACK):
+#   rsqrt          rsqrt.approx.ftz.f32: 2^-22.9 = 2^0.1 = 1.072
+#   recip_sqrt     sqrt.approx.ftz.f32 (2^-23: 1) then div.full.f32 (2.5 ulp from exact: 2.5) = 3.5
+#   recip_sqrt_rn  sqrt.rn.f32 then div.rn.f32: u + u = 1
+# The .ftz flushes only v (sqrt/rsqrt input), which the domain keeps normal (V_MIN_BY_BACKEND).
+_REL_ULPS = {name: f.rel / FP32_ULP_REL for name, f in PTX_FIGURES.items()}
+INV_ULPS_BY_VARIANT = {
+    "cpu": {"rsqrt": 1.0, "recip_sqrt": 1.0, "recip_sqrt_rn": 1.0},
+    "cuda": {"rsqrt": _REL_ULPS["rsqrt.approx.ftz"],
+             "recip_sqrt": _REL_ULPS["sqrt.approx.ftz"] + _REL_ULPS["div.full"],
+             "recip_sqrt_rn": _REL_ULPS["sqrt.rn"] + _REL_ULPS["div.rn"]},
+}
+# per backend, the largest of its variants: where the variant is unknown or two are compared
+INV_ULPS = {backend: max(v.values()) for backend, v in INV_ULPS_BY_VARIANT.items()}
+# results that flush to zero on the backend (squares, sums, products, outputs): none on CUDA, whose
+# squares, sums and products are mul.rn / add.rn / div.rn (gradual underflow)
+NORM_FTZ = {"cpu": False, "cuda": False}
+
+
+def inv_ulps_for(backend: str, *invs: Optional[str]) -> float:
+    """The backend's INV bound (units of 2^-23) for the named variants (the largest of them; a
+    variant with no hardware figure, e.g. the modelled rsqrt_approx, gets the backend's largest)."""
+    table = INV_ULPS_BY_VARIANT[backend]
+    return max(table.get(inv, INV_ULPS[backend]) for inv in invs if inv) if any(invs) else INV_ULPS[backend]
 GOLDEN_INV_ULPS = 1.0     # golden INV: one (rsqrt) or two (recip_sqrt) correctly rounded ops
 
 
@@ -44,8 +67,8 @@ class NormBackend:
     """Relative error bounds of one implementation's fp32 steps (see docs/bounds.md).
 
     inv_ulps: max error of its INV in fp32 ulps (an ulp is at most 2^-23 relative):
-      H100 measured <= 3 ulp for rsqrt / 1/sqrt / div_rn(1, sqrt_rn) (SPEC 5); the interpreter and
-      torch are correctly rounded per op (1/sqrt: two roundings, 1 ulp).
+      CUDA per variant from the PTX figures (INV_ULPS_BY_VARIANT); the interpreter and torch are
+      correctly rounded per op (1/sqrt: two roundings, 1 ulp).
     sum_depth: additions on the longest path of its sum of squares (None: D - 1, any order).
       `norm_relative_gap` charges the golden's sum one rounding (chunk None); for chunked recipes
       the caller folds the golden's ceil(D / chunk) partial roundings and the implementation's
@@ -83,7 +106,7 @@ def norm_relative_gap(trace: NormTrace, x: torch.Tensor, backend: NormBackend = 
     """
     D = x.shape[-1]
     share = torch.where(trace.v > 0, (trace.ss / D) / trace.v, torch.ones_like(trace.v)).double()
-    rel_v = (backend.sum_rel(D) + U_FP32) * share + 4 * U_FP32
+    rel_v = (backend.sum_rel(D) + U_FP32) * share + (3 + V_DIV_UNITS) * U_FP32
     rel_inv = 0.5 * rel_v + (backend.inv_ulps + 1) * FP32_ULP_REL
     return (rel_inv + 4 * U_FP32) * (1 + 1e-3)   # 1e-3: second-order terms, all << 1
 
@@ -91,9 +114,14 @@ def norm_relative_gap(trace: NormTrace, x: torch.Tensor, backend: NormBackend = 
 # %% the model's domain
 
 # smallest nonzero v = mean(x^2) + eps the first-order model is sound for: D roundings of <= 2^-150
-# (cpu) or D flushed squares of < 2^-126 (cuda, FTZ) stay <= 2^-14 of D v
-V_MIN_BY_BACKEND = {"cpu": 2.0 ** -136, "cuda": 2.0 ** -112}
+# stay <= 2^-14 of D v (cpu); on cuda also v itself must stay normal, as the input of
+# sqrt.approx.ftz / rsqrt.approx.ftz (a computed v >= 2^-125 (1 - 2^-14) is >= 2^-126)
+V_MIN_BY_BACKEND = {"cpu": 2.0 ** -136, "cuda": 2.0 ** -125}
 V_MIN = V_MIN_BY_BACKEND["cuda" if os.environ.get("KERNELPROP_BACKEND") == "cuda" else "cpu"]
+# the implementation's ss / D in units of u: an IEEE division (u) on the CPU; on CUDA a Triton `/`
+# is div.full.f32 (2.5 ulp = 5u; Liger's RMSNorm, ./kp compile --impl), div_rn is div.rn (u)
+V_DIV_UNITS_BY_BACKEND = {"cpu": 1.0, "cuda": PTX_FIGURES["div.full"].rel / U_FP32}
+V_DIV_UNITS = V_DIV_UNITS_BY_BACKEND["cuda" if os.environ.get("KERNELPROP_BACKEND") == "cuda" else "cpu"]
 
 
 def in_domain(x: torch.Tensor, eps: float) -> bool:
@@ -154,7 +182,7 @@ def error_vs_exact(x: torch.Tensor, weight, eps: float, *, depth: int, n_round: 
     ss = _rows(x)
     v = ss / D + _eps32(eps)
     share = torch.where(v > 0, (ss / D) / v.clamp_min(1e-300), torch.ones_like(v))
-    rel_v = gamma(depth) * share + 2 * U_FP32 + _underflow_rel(ss, D, v, n_round, sub)
+    rel_v = gamma(depth) * share + (1 + V_DIV_UNITS) * U_FP32 + _underflow_rel(ss, D, v, n_round, sub)
     products = 1 + (weight is not None)
     return (0.5 * rel_v + inv_ulps * ULP + products * U_FP32) * SLACK
 

@@ -1,6 +1,7 @@
 """`python -m kernelprop compile`: compile every kernel configuration for sm_90a on a CPU machine.
 
     ./kp compile [--fast] [--only NAME ...] [--json PATH] [--markdown PATH] [-j N]
+    ./kp compile --impl KIND=PATH_OR_MODULE:CALLABLE    (a plugged-in kernel's launches)
 
 No GPU and no driver are needed: with TRITON_INTERPRET=0, `triton.compile(ASTSource(...),
 target=GPUTarget("cuda", 90, 32))` runs Triton's whole NVIDIA pipeline (ttir, ttgir, llir, PTX,
@@ -17,9 +18,17 @@ to 255 registers with 3216 B of spill stores when every integer is a plain i32 (
 
 Columns: registers per thread, spill stores / loads (bytes per thread), stack frame (bytes), shared
 memory (bytes per program, Triton's allocation), static counts of mma.sync / wgmma.mma_async in the
-PTX, compile time (Triton pipeline + our ptxas run, fresh cache), and the grid's program count.
+PTX, compile time (Triton pipeline + our ptxas run, fresh cache), the grid's program count, and the
+PTX audit (kernelprop/ptx_audit.py): every approximate, flushing or rounding instruction and MMA kind,
+each of which the CUDA error model must cover (golden.error_model.PTX_FIGURES).
 Gates (exit status 1): a compile error anywhere; shared memory over the sm_90 per-block limit
-(227 KiB) anywhere; a spill or a stack frame at a reference configuration (`reference=True`).
+(227 KiB) anywhere; a spill or a stack frame at a reference configuration (`reference=True`); an
+instruction the error model does not cover, anywhere.
+
+`--impl KIND=TARGET` audits a plugged-in implementation instead: one call of it on a small case of
+its op (`IMPL_CASES`) runs with Triton's launches recorded, not executed (ptx_audit.record_launches),
+and every recorded launch (each autotune config too) is compiled with the specialization the
+recorded arguments give, into the same table.
 
 TRITON_INTERPRET is read when `@triton.jit` decorates a kernel, so this command re-executes itself
 in a child process with TRITON_INTERPRET=0 (the calling process, e.g. pytest with the interpreter,
@@ -271,6 +280,8 @@ class CompileRow:
     compile_s: Optional[float] = None
     reference: bool = False
     error: Optional[str] = None
+    instructions: Optional[dict] = None    # PTX audit: {instruction stem: count} (notable ones)
+    uncovered: Optional[list] = None       # stems the error model has no figure for
 
     def violations(self) -> list[str]:
         """Why this row fails the gate (empty: it passes)."""
@@ -282,6 +293,8 @@ class CompileRow:
         if self.reference and (self.spill_stores or self.spill_loads or self.stack):
             out.append(f"spills at a reference config: {self.spill_stores} B stores, "
                        f"{self.spill_loads} B loads, {self.stack} B stack")
+        if self.uncovered:
+            out.append(f"instructions the error model does not cover: {', '.join(self.uncovered)}")
         return out
 
 
@@ -306,17 +319,25 @@ def ptxas_usage(ptx: str, fp_fusion: bool) -> dict:
 
 
 def compile_point(point) -> CompileRow:
+    return compile_launch(point.name, build_launch(point), point.reference)
+
+
+def compile_launch(name: str, launch, reference: bool = False) -> CompileRow:
+    """Compile one KernelLaunch (or ptx_audit.RecordedLaunch) for sm_90a and measure it."""
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    launch = build_launch(point)
-    config = " ".join(f"{k}={int(v) if isinstance(v, bool) else v}" for k, v in launch.constexprs.items())
-    config += f" num_warps={launch.options.get('num_warps', 4)}"
-    if "num_stages" in launch.options:
-        config += f" num_stages={launch.options['num_stages']}"
-    base = dict(name=point.name, kernel=launch.kernel.__name__, config=config, programs=launch.programs,
-                reference=point.reference)
+    from kernelprop.ptx_audit import audit, notable, uncovered
+
+    config = " ".join(f"{k}={int(v) if isinstance(v, bool) else v}" for k, v in launch.constexprs.items()
+                      if k not in ("num_warps", "num_stages"))
+    options = {**launch.options, **{k: v for k, v in launch.constexprs.items() if k in ("num_warps", "num_stages")}}
+    config += f" num_warps={options.get('num_warps', 4)}"
+    if "num_stages" in options:
+        config += f" num_stages={options['num_stages']}"
+    base = dict(name=name, kernel=launch.kernel.__name__, config=config, programs=launch.programs,
+                reference=reference)
     start = time.perf_counter()
     try:
         signature, constexprs, attrs, options = specialize(launch)
@@ -330,10 +351,12 @@ def compile_point(point) -> CompileRow:
             root = root.__cause__ or root.__context__
         lines = [ln.strip() for ln in str(root).splitlines() if ln.strip().strip("^~ ")]
         return CompileRow(**base, error=f"{type(root).__name__}: {(lines or [''])[-1][:300]}")
+    counts = audit(ptx)
     return CompileRow(**base, **usage, shared=int(compiled.metadata.shared),
                       mma_sync=len(re.findall(r"\bmma\.sync\b", ptx)),
                       wgmma=len(re.findall(r"\bwgmma\.mma_async\b", ptx)),
-                      compile_s=round(time.perf_counter() - start, 2))
+                      compile_s=round(time.perf_counter() - start, 2),
+                      instructions=notable(counts), uncovered=uncovered(counts))
 
 
 def dedupe(points: list) -> list:
@@ -351,21 +374,86 @@ def dedupe(points: list) -> list:
 
 def markdown(rows: list[CompileRow]) -> str:
     head = ("| config point | constexprs | programs | regs | spill st/ld B | stack B | smem KiB | "
-            "mma.sync | wgmma | compile s | gate |")
-    lines = [head, "|" + "---|" * 11]
+            "mma.sync | wgmma | compile s | approximate / flushing / rounding instructions | gate |")
+    lines = [head, "|" + "---|" * 12]
     for r in rows:
         gate = "; ".join(r.violations()) or ("ok (ref)" if r.reference else "ok")
         if r.error:
-            lines.append(f"| {r.name} | {r.config} | {r.programs} | - | - | - | - | - | - | - | {gate} |")
+            lines.append(f"| {r.name} | {r.config} | {r.programs} | - | - | - | - | - | - | - | - | {gate} |")
             continue
+        instr = ", ".join(f"{s} x{n}" for s, n in (r.instructions or {}).items()) or "-"
         lines.append(f"| {r.name} | {r.config} | {r.programs} | {r.registers} | {r.spill_stores}/{r.spill_loads}"
-                     f" | {r.stack} | {r.shared / 1024:.1f} | {r.mma_sync} | {r.wgmma} | {r.compile_s} | {gate} |")
+                     f" | {r.stack} | {r.shared / 1024:.1f} | {r.mma_sync} | {r.wgmma} | {r.compile_s} | {instr}"
+                     f" | {gate} |")
     return "\n".join(lines)
+
+
+def impl_rows(kind: str, target: str) -> list[CompileRow]:
+    """Compile every launch one call of `target` (an --impl of `kind`) makes on IMPL_CASES[kind]."""
+    from kernelprop.impl import make_impl
+    from kernelprop.ptx_audit import record_launches
+    from kernelprop.registry import op, resolve
+
+    impl = make_impl(kind, target)
+    record = op(kind)
+    if kind not in IMPL_CASES:
+        raise ValueError(f"--impl {kind}: no audit case for this op kind (IMPL_CASES: {sorted(IMPL_CASES)})")
+    inputs = resolve(record.make_inputs)(IMPL_CASES[kind]())
+    launches, error = record_launches(lambda: inputs.call(impl))
+    if not launches:
+        raise ValueError(f"--impl {kind}={target}: one call launched no Triton kernel"
+                         + (f" ({error})" if error else ""))
+    return [compile_launch(f"{kind} launch {i} ({launch.kernel.__name__})", launch)
+            for i, launch in enumerate(launches)]
+
+
+def _print_models(kind: str, rows: list[CompileRow]) -> None:
+    """The CUDA figures each launch's PTX calls for (ptx_audit.attention_backend_for /
+    norm_figures_for): what P1 on a GPU must allow this kernel."""
+    from collections import Counter
+
+    from kernelprop.ptx_audit import attention_backend_for, norm_figures_for
+
+    for r in rows:
+        if r.instructions is None:
+            continue
+        counts = Counter(r.instructions)
+        if kind == "rms_norm":
+            inv, div = norm_figures_for(counts)
+            print(f"{r.name}: CUDA figures from its PTX: INV within {inv:.3f} x 2^-23, ss / D within {div:g}u")
+        else:
+            m = attention_backend_for(counts)
+            dots = f"tensor-core block FMA (k{m.tensor_core.block})" if m.tensor_core else "fp32 dot (random order)"
+            print(f"{r.name}: CUDA figures from its PTX: {dots}, exp {m.exp_base / 2.0 ** -24:g}u + "
+                  f"{m.exp_arg_units:.3f}u|x|, ftz {m.ftz}, divisions {m.div_units:g}u")
+
+
+def _attn_impl_case():
+    # the DSV4 decode shape's per-token dims, one batch: the kernel's specialization is shape-driven
+    return AttnCase(seed=0, batches=1, tokens_per_batch=2, heads=64, head_dim=512, page_size=64,
+                    window=128, topk=512, max_cmp_len=1024, min_used=128 + 1024, nan_unused=False)
+
+
+def _norm_impl_case():
+    from kernelprop.golden.inputs import NormCase
+
+    return NormCase(seed=0, rows=8, dim=4096, weight=True)
+
+
+# the small case of each op kind one --impl call runs on (launches recorded, not executed)
+IMPL_CASES = {"sparse_attention": _attn_impl_case, "rms_norm": _norm_impl_case}
 
 
 def _child_main(args) -> int:
     import multiprocessing
 
+    if args.impl:
+        kind, _, target = args.impl.partition("=")
+        print(f"kp compile: the launches of {args.impl} for sm_{TARGET_ARCH}a", flush=True)
+        rows = impl_rows(kind, target)
+        code = _finish(rows, args)
+        _print_models(kind, rows)
+        return code
     if args.fast:
         points = fast_points()
     elif args.reference:
@@ -382,6 +470,10 @@ def _child_main(args) -> int:
             rows = pool.map(compile_point, points, chunksize=1)
     else:
         rows = [compile_point(p) for p in points]
+    return _finish(rows, args)
+
+
+def _finish(rows: list[CompileRow], args) -> int:
     table = markdown(rows)
     print(table)
     if args.markdown:
@@ -404,6 +496,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--json", help="write the table as JSON here")
     parser.add_argument("--markdown", help="write the table as markdown here")
     parser.add_argument("-j", "--jobs", type=int, default=min(2, os.cpu_count() or 1))
+    parser.add_argument("--impl", help="KIND=PATH_OR_MODULE:CALLABLE: audit the launches of one call of it")
     args = parser.parse_args(argv)
     if os.environ.get("TRITON_INTERPRET") != "0" or "triton" in sys.modules:
         # a fresh Triton cache unless the caller names one: compile times are real compiles

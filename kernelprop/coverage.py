@@ -36,7 +36,7 @@ import torch
 from kernelprop.golden.error_model import FP32_MIN_NORMAL
 
 ATTN_CLASSES = ("multi_tile", "many_heads", "mtp_depth", "npow2_default_scale",
-                "large_logits_sink", "reference")
+                "large_logits_sink", "tc_adversarial", "reference")
 NORM_CLASSES = ("eps0_tiny", "eps_dominant", "reference")
 LARGE = 16.0          # |score| and |sink| from which "large logits x large sink" counts
 SECOND_HEAD_BLOCK = 17
@@ -64,6 +64,25 @@ def raises_in_later_tile(scores: torch.Tensor, tile: int) -> bool:
     running = tile_max.cummax(-1).values                                    # [T, H, n]
     raised = (tile_max[..., 1:] > running[..., :-1]) & torch.isfinite(running[..., :-1])
     return bool(raised.any())
+
+
+def tc_adversarial_dot(q: torch.Tensor, rows: torch.Tensor, valid: torch.Tensor) -> bool:
+    """Is some valid q.k_j a dot a truncating tensor core gets most wrong: >= 3/4 of its nonzero
+    products of one sign and >= 1/4 of them below 2^-12 x its largest (the terms shifted out of a
+    24-bit window add up one-signed)? Looks at the first 2 tokens and 4 heads only (the
+    classification runs on every example; a miss undercounts, never miscounts); bf16 products are
+    exact in fp32."""
+    for t in range(min(q.shape[0], 2)):                                     # one token at a time
+        prod = q[t, :4].float()[:, None, :] * rows[t].float()[None, :, :]    # [H, K, D]
+        nonzero = prod != 0
+        n = nonzero.sum(-1).clamp(min=1)
+        same = torch.maximum((prod > 0).sum(-1), (prod < 0).sum(-1)) >= 0.75 * n
+        mag = prod.abs()
+        small = (mag < 2.0 ** -12 * mag.amax(-1, keepdim=True)) & nonzero
+        wide = small.sum(-1) >= 0.25 * n
+        if bool((same & wide & valid[t][None, :] & (nonzero.sum(-1) >= 16)).any()):
+            return True
+    return False
 
 
 def attn_classes(x, tile: Optional[int]) -> frozenset:
@@ -94,6 +113,8 @@ def attn_classes(x, tile: Optional[int]) -> frozenset:
     s = s.masked_fill(~g.valid[:, None, :], -math.inf)
     if tile is not None and raises_in_later_tile(s, tile):
         found.add("multi_tile")
+    if D >= 32 and tc_adversarial_dot(x.q.cpu(), g.rows, g.valid):
+        found.add("tc_adversarial")
     finite = torch.isfinite(s)
     sink = x.attn_sink.cpu()
     big_sink = bool((torch.isfinite(sink) & (sink.abs() >= LARGE)).any())

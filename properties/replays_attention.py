@@ -12,7 +12,7 @@ import torch
 
 from kernelprop.golden.attention import (gather_kv, sparse_attention_fp64, sparse_attention_trace,
                               valid_index_mask)
-from kernelprop.golden.error_model import U_FP32
+from kernelprop.golden.error_model import TORCH_EXPF_REL, U_FP32
 from kernelprop.golden.attention_bounds import (BACKEND_MODELS, MODELS, attention_p1_bound, attention_p1_terms,
                                                attention_p2_bound)
 from kernelprop.golden.metrics import ratio_rule
@@ -22,9 +22,9 @@ from kernelprop.golden.recipes import AttnRecipe
 from kernelprop.evidence import Outcome
 
 P1_DOC = ("P1: |impl - golden| <= the worst direction of the P flips the fp32 error model makes "
-          "possible (score error of the backend's model: random-order lambda = 6 on cpu, tensor-core "
-          "+ ex2.approx + FTZ on cuda; 2^-21 + u|x| exp error) + fp32 noise (tiles x merge error); "
-          "docs/bounds.md#p1")
+          "possible (score error of the backend's model: random-order lambda = 6 on cpu, 2^-21 + u|x| "
+          "exp error; on cuda the wgmma k16 block-FMA bound and ex2.approx, 5u + 1.224u|x|, no flush) "
+          "+ fp32 noise (tiles x merge error); docs/bounds.md#p1, #gpu-model")
 
 
 BF16_OUT_DOC = (" [out_dtype bf16: the bf16 values reachable from the fp32 interval, exact where it "
@@ -225,7 +225,7 @@ def impl_agree(inputs: dict, impl, params: dict) -> Outcome:
 def _p2_size(x, trace) -> torch.Tensor:
     """[T, H, 1] C u32 kappa (n + 1)(1 + S + |sink - M|) >= the fp32-P P2 bound of `trace`
     (docs/bounds-attention-props.md#p3-size): n tiles used, S = max|s_j|, kappa = max|k| of the
-    token. +inf where the derivation's premise (n + 1)(16 u S + 8 u) <= 1e-3 fails."""
+    token. +inf where the derivation's premise (n + 1)(16 u S + 10 u) <= 1e-3 fails."""
     valid = trace.valid[:, None, :]                                                  # [T, 1, K]
     S = torch.where(valid, trace.scores.double().abs(), 0.0).amax(-1)                # [T, H]
     kappa = torch.where(trace.valid[..., None], trace.rows.double().abs(), 0.0).flatten(1).amax(-1)
@@ -234,7 +234,7 @@ def _p2_size(x, trace) -> torch.Tensor:
     sink_arg = torch.where(torch.isfinite(M) & torch.isfinite(sink), (sink - M).abs(), 0.0)
     n1 = trace.tiles_used.double() + 1
     size = P3_SIZE_C * U_FP32 * kappa[:, None] * n1 * (1 + S + sink_arg)
-    premise = n1 * (16 * U_FP32 * S + 8 * U_FP32) <= 1e-3
+    premise = n1 * (16 * U_FP32 * S + 10 * U_FP32) <= 1e-3
     return torch.where(premise, size, torch.inf)[..., None]
 
 
@@ -394,7 +394,7 @@ def _sink_scaling(x, trace):
     f = torch.where(has & torch.isfinite(sigma), L / (L + sigma), 0.0)
     pos = has & (sigma > 0) & torch.isfinite(sigma)
     ux = torch.where(pos, U_FP32 * x_arg.abs(), 0.0)
-    d_sigma = torch.where(pos, sigma * (torch.expm1(ux) + 2.0 ** -22 * torch.exp(ux)), 0.0) \
+    d_sigma = torch.where(pos, sigma * (torch.expm1(ux) + TORCH_EXPF_REL * torch.exp(ux)), 0.0) \
         + 2.0 ** -148                                                        # fl(x), expf, subnormal
     r = torch.where(pos, d_sigma / (L + sigma - d_sigma).clamp_min(1e-300), 2.0 ** -148 / L.clamp_min(1e-300))
     r = torch.where(has, r, 0.0).clamp(max=0.5)

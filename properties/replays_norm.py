@@ -20,8 +20,8 @@ from kernelprop.golden.recipes import NormRecipe
 from kernelprop.golden.error_model import U_FP32, rounding_interval_gap
 from kernelprop.golden.rmsnorm import rms_norm_golden, rms_norm_trace
 from kernelprop.golden.rmsnorm_bounds import (  # noqa: F401 (V_MIN, in_domain: re-exported)
-    FLUSHED, GOLDEN_INV_ULPS, HALF_SUBNORMAL, INV_ULPS, SLACK, SUM_LAMBDA, ULP, V_MIN,
-    V_MIN_BY_BACKEND, _abs_products, _interval, _nan_free, _with_flush, error_vs_exact, exact_y,
+    FLUSHED, GOLDEN_INV_ULPS, HALF_SUBNORMAL, INV_ULPS, NORM_FTZ, SLACK, SUM_LAMBDA, ULP, V_MIN,
+    V_MIN_BY_BACKEND, _abs_products, _interval, _nan_free, _with_flush, error_vs_exact, exact_y, inv_ulps_for,
     golden_sum_roundings, impl_sum_depth, in_domain, p1_bound, p1_domain, p1_interval, pair_bound)
 from kernelprop.evidence import Outcome
 
@@ -56,8 +56,9 @@ P12C_DOC = ("P12 chunks: y(chunk c1) vs y(chunk c2): both within r_c of exact, r
 def recipe_params(recipe: NormRecipe, backend: str, **extra) -> dict:
     """JSON-able params: the recipe as a dict and the backend's INV ulp bound (kept in the report,
     so a replay on another machine checks the same bound)."""
-    return {"recipe": asdict(recipe), "inv_ulps": INV_ULPS[backend], "sum_lambda": SUM_LAMBDA,
-            "ftz": backend == "cuda", **extra}
+    inv = inv_ulps_for(backend, recipe.inv, extra.get("inv_a"), extra.get("inv_b"))
+    return {"recipe": asdict(recipe), "inv_ulps": inv, "sum_lambda": SUM_LAMBDA,
+            "ftz": NORM_FTZ[backend], **extra}
 
 
 def _sub(params: dict) -> float:

@@ -31,7 +31,7 @@ from typing import Optional
 import pytest
 from hypothesis import Phase, given, settings, strategies as st
 
-from kernelprop.golden.inputs import DATA_KINDS, NORM_DATA_KINDS, SINK_KINDS, AttnCase, NormCase
+from kernelprop.golden.inputs import DATA_KINDS, NORM_DATA_KINDS, SINK_KINDS, TC_ADVERSARIAL, AttnCase, NormCase
 from kernelprop.golden.recipes import AttnRecipe, NormRecipe
 from kernelprop import coverage
 from kernelprop.declarations import AttnDomain, NormDomain
@@ -181,6 +181,12 @@ def class_cases(shape_class: str, *, limits: AttnLimits, tile: Optional[int] = N
         kinds = [s for s in ("large",) if s in sinks] or list(sinks)
         return _tiny(pads, ["large_logits"] if "large_logits" in data else data, kinds, strided,
                      heads=st.integers(1, 4), softmax_scale=None)
+    if shape_class == "tc_adversarial":
+        # tensor-core adversarial data (golden.inputs.TC_ADVERSARIAL) at head dims of several k16
+        # blocks; a test that restricts its data kinds keeps its own
+        dims = [d for d in (64, 128) if d <= max(limits.head_dim, 64)]
+        return _tiny(pads, [TC_ADVERSARIAL] if set(data) == set(DATA_KINDS) else data, sinks, strided,
+                     head_dim=st.sampled_from(dims), heads=st.integers(1, 3))
     if shape_class == "reference":
         batches = REFERENCE_BATCHES.get(current_sizes(), 1)
         shape = dict(REFERENCE)
