@@ -165,6 +165,10 @@ CONTROLS = [
             "the base declaring out_dtype input, no bug"),
     Control("narrow_reference", "rms_norm", f"{NORM}:narrow_reference",
             "the base declaring compute_dtype input (Liger none mode), no bug"),
+    Control("hf_llama_rms_norm", "rms_norm", "impls/hf_norms.py:llama_rms_norm",
+            "Hugging Face LlamaRMSNorm's formula in torch, its declared recipe"),
+    Control("hf_gemma_rms_norm", "rms_norm", "impls/hf_norms.py:gemma_rms_norm",
+            "Hugging Face GemmaRMSNorm's formula in torch, its declared recipe"),
 ]
 
 
