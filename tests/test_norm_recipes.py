@@ -1,6 +1,7 @@
-"""The Hugging Face RMSNorm formulas (impls/hf_norms.py) as shipped: each declares its NormRecipe
-(Llama: round_before_weight; Gemma: weight_offset 1; both out_dtype "input") and passes the RMSNorm
-property catalogue under the ci profile, as a catalogue control does (kernelprop.mutants.run_entry).
+"""The norm recipes of real models (SPEC 3). The Hugging Face RMSNorm formulas (impls/hf_norms.py)
+as shipped: each declares its NormRecipe (Llama: round_before_weight; Gemma: weight_offset 1; both
+out_dtype "input") and passes the RMSNorm property catalogue under the ci profile, as a catalogue
+control does (kernelprop.mutants.run_entry). And the planted bug of each new field dies on P1.
 """
 import pytest
 import torch
@@ -12,6 +13,8 @@ from kernelprop.impls.mutants import by_name
 from kernelprop.mutants import run_entry
 
 TIMEOUT_S = 300
+RECIPE_MUTANTS = ("gemma_no_offset", "llama_no_cast", "llama_cast_rtz", "input_dtype_always_bf16",
+                  "narrow_in_fp32")
 
 
 @pytest.mark.parametrize("fn", [hf_norms.llama_rms_norm, hf_norms.gemma_rms_norm],
@@ -40,3 +43,11 @@ def test_hf_formulas_pass_the_rmsnorm_catalogue(name, tmp_path):
     assert run.tests, f"no RMSNorm test ran: {run.output_tail[-1500:]}"
     assert run.verdict == "passed", f"{name}: {run.verdict} {cells}\n{run.output_tail[-2500:]}"
     assert cells["P1"] == "." and cells["P12"] == ".", cells
+
+
+@pytest.mark.parametrize("name", RECIPE_MUTANTS)
+def test_each_recipe_field_has_a_planted_bug_that_p1_kills(name, tmp_path):
+    run = run_entry(by_name(name), role="mutant", profile="ci", workdir=tmp_path, specs=("P1",),
+                    extra_args=("-x",), timeout=TIMEOUT_S, threads=1)
+    assert run.tests, f"no P1 test ran: {run.output_tail[-1500:]}"
+    assert run.cell("P1") == "K", f"{name} survives P1: {run.description}\n{run.output_tail[-2000:]}"
