@@ -222,7 +222,8 @@ def p12_scale(inputs: dict, impl, params: dict) -> Outcome:
                            inv_ulps=params["inv_ulps"], ftz=bool(params.get("ftz")), sub=_sub(params))
             for inp in (x, ax)]
     bound = pair_bound(ends[0], ends[1], recipe)
-    return Outcome(actual=y2, expected=y1, bound=bound, bound_doc=P12S_DOC)
+    return Outcome(actual=y2, expected=y1, bound=bound, bound_doc=P12S_DOC,
+                   truth=_offset_truth(x, recipe))
 
 
 def p12_golden_exact(inputs: dict, impl, params: dict) -> Outcome:
@@ -259,4 +260,5 @@ def p12_chunks(inputs: dict, impl, params: dict) -> Outcome:
         outs.append(y)
         ivs.append(iv)
     bound = pair_bound(ivs[0], ivs[1], base.for_input(x.x.dtype))
-    return Outcome(actual=outs[1], expected=outs[0], bound=bound, bound_doc=P12C_DOC)
+    return Outcome(actual=outs[1], expected=outs[0], bound=bound, bound_doc=P12C_DOC,
+                   truth=_offset_truth(x, base))
