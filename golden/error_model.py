@@ -194,3 +194,11 @@ def _rz_fp32(x: torch.Tensor) -> torch.Tensor:
     f = x.float()
     over = f.double().abs() > x.abs()
     return torch.where(over, torch.nextafter(f, torch.zeros_like(f)), f).double()
+
+
+# Split-KV decode (docs/bounds.md#split-kv): the instructions its two stages add.
+# log: tl.log = lg2.approx.f32 (PTX ISA: absolute error 2^-22 on (0.5, 2), relative 2^-22
+# elsewhere, in log2 units) times fp32(ln 2) (one rounding, a constant off by <= u), or a
+# libdevice / libm logf within 1 ulp: |fl(log x) - log x| <= LOG_ABS + LOG_REL |log x|.
+LOG_ABS = 2.0 ** -22
+LOG_REL = 2.0 ** -21
