@@ -142,6 +142,12 @@ MUTANTS = [
           ("P1", "P12")),
     _norm("narrow_in_fp32", "declares compute_dtype 'input' but computes a bf16 x in fp32",
           ("P1", "P12")),
+    _attn("table_width_stride", "block-table row b read at b * width (width taken as the row "
+          "stride of a table that is a row slice of a larger one)", ("P1", "P8", "P10")),
+    _attn("padding_column_read", "pages of every block-table column prefetched, padding columns "
+          "(-1, out-of-range ids) included", ("P1", "P8", "P10")),
+    _norm("nan_swallowed_fmax", "v guarded with fmax(v, FLT_MIN): a NaN sum of squares becomes "
+          "FLT_MIN, so a row with a NaN gives finite outputs beside it", ("P9",)),
 ]
 
 NO_ARG_CHECKS = ("impls/torch_reference.py is a numerics reference without the wrappers' argument "

@@ -289,3 +289,19 @@ input_dtype_reference = OutputFollowsInput()
 input_dtype_always_bf16 = OutputAlwaysBf16()
 narrow_reference = NarrowCompute()
 narrow_in_fp32 = NarrowComputedInFp32()
+
+
+# -- non-finite input (shape class nonfinite_rows) ---------------------------------------------
+
+class NanSwallowedByFmax(RMSNorm):
+    """v guarded with fmax(v, FLT_MIN) against all-zero rows: fmax returns the number when the
+    other operand is NaN, so a row whose sum of squares is NaN gets inv = 1 / sqrt(FLT_MIN) and
+    finite outputs beside its NaN element, instead of NaN throughout."""
+
+    def inv_rms(self, ss, D, eps, recipe, c=_same):
+        v = torch.fmax(self.mean(ss, D) + torch.tensor(eps, dtype=torch.float32),
+                       torch.tensor(torch.finfo(torch.float32).tiny))
+        return self.inverse(v, recipe)
+
+
+nan_swallowed_fmax = NanSwallowedByFmax()
