@@ -108,6 +108,12 @@ OPS: tuple[Op, ...] = (
        "kernelprop.kernels.sparse_indexer:sparse_indexer_topk", f"{P}.replays_indexer_bad_input:TABLE",
        None, ("I1", "I2", "I3", "I4", "I5", "P13"), "kernelprop.impls.mutants.indexer", False,
        f"{P}.indexer_limits:INDEXER_SIZES", "kernelprop.kernels.sparse_indexer_points:indexer_compile_points"),
+    Op("fused_add_rms_norm", "fused", "fused_impl", f"{G}.recipes:NormRecipe", f"{G}.fused_add_norm:FusedDomain",
+       f"{P}.fused_strategies:fused_cases", f"{G}.fused_add_norm:FusedInputs", f"{G}.fused_add_norm:make_fused_inputs",
+       f"{G}.fused_add_norm:fused_add_norm_trace", f"{G}.fused_add_norm:fused_add_rms_norm_fp64", f"{G}.fused_add_norm_bounds",
+       "kernelprop.kernels.fused_add_rms_norm:fused_add_rms_norm", f"{P}.replays_fused_bad_input:TABLE",
+       None, ("F1", "F2", "F3", "F4", "F5", "P13"), "kernelprop.impls.mutants.fused", True,
+       f"{P}.fused_limits:FUSED_SIZES", "kernelprop.kernels.fused_add_rms_norm_points:fused_compile_points"),
 )
 BY_KIND: dict[str, Op] = {op.kind: op for op in OPS}
 PROPERTY_IDS: tuple = tuple(dict.fromkeys(p for o in OPS for p in o.property_ids))
