@@ -35,10 +35,10 @@ def corruption_list(*, recipes: bool, cuda: bool) -> list:
     return out
 
 
-def _call(fn, x, recipe=None, **over):
-    w = over.pop("weight", x.weight)
-    args = (over.pop("x", x.x), over.pop("residual", x.residual), w)
-    kwargs = {"eps": over.pop("eps", x.eps)}
+def _call(fn, inputs, recipe=None, **over):
+    w = over.pop("weight", inputs.weight)
+    args = (over.pop("x", inputs.x), over.pop("residual", inputs.residual), w)
+    kwargs = {"eps": over.pop("eps", inputs.eps)}
     if recipe is not None:
         kwargs["recipe"] = recipe
     return call_with_timeout(fn, args, kwargs)
