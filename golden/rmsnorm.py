@@ -9,6 +9,13 @@ squares is formed in float64 and rounded once, partials are added left to right 
 1/sqrt in float64 rounded once ("rsqrt"), or fp32 sqrt then fp32 division ("recip_sqrt",
 "recip_sqrt_rn": correctly rounded both, which is what div_rn(1, sqrt_rn) is). "rsqrt_approx"
 rounds the exact 1/sqrt to `approx_bits` significand bits: a hardware rsqrt with k correct bits.
+
+The recipes of real models (NormRecipe's docstring gives the order): w' = fp32(weight_offset + w);
+round_before_weight rounds t = x * inv to the output dtype before y = t * w' (rounded again);
+compute_dtype "input" with a bf16 x rounds every step to bf16 (C below): C(x^2), C(ss), C(ss / D),
+C(ms + C(eps)), C(INV(v)), C(x * inv), C(offset + w), C(t * w'), each the fp32 operation then one
+rounding (recipe.rounding). The fp64 truth is the math: x w' / sqrt(mean(x^2) + eps) with the exact
+offset + w; the roundings are not part of it.
 """
 from __future__ import annotations
 
@@ -31,17 +38,19 @@ def _check(x: torch.Tensor, weight: Optional[torch.Tensor], eps) -> None:
         raise ValueError(f"eps must be a finite float >= 0, got {eps!r}")
 
 
-def rms_norm_fp64(x: torch.Tensor, weight: Optional[torch.Tensor] = None, *, eps: float = 1e-6):
-    """Exact math in float64: x / sqrt(mean(x^2) + eps) * weight. Returns float64."""
+def rms_norm_fp64(x: torch.Tensor, weight: Optional[torch.Tensor] = None, *, eps: float = 1e-6,
+                  weight_offset: float = 0.0):
+    """Exact math in float64: x / sqrt(mean(x^2) + eps) * (weight_offset + weight). Returns float64."""
     _check(x, weight, eps)
     xd = x.double()
     y = xd / torch.sqrt((xd * xd).mean(-1, keepdim=True) + eps)
-    return y if weight is None else y * weight.double()
+    return y if weight is None else y * (weight_offset + weight.double())
 
 
-def sum_of_squares_fp32(x: torch.Tensor, chunk: Optional[int]) -> torch.Tensor:
-    """fp32 sum of x^2 over the last dim: chunk partials rounded once each, added left to right."""
-    sq = x.double() ** 2
+def sum_of_squares_fp32(x: torch.Tensor, chunk: Optional[int], squares=None) -> torch.Tensor:
+    """fp32 sum of x^2 (or of the given fp32 `squares`) over the last dim: chunk partials rounded
+    once each, added left to right."""
+    sq = x.double() ** 2 if squares is None else squares.double()
     D = x.shape[-1]
     if chunk is None or chunk >= D:
         return sq.sum(-1).float()
@@ -63,13 +72,29 @@ def inverse_rms(v: torch.Tensor, recipe: NormRecipe) -> torch.Tensor:
     return torch.ldexp(torch.round(mantissa * scale) / scale, exponent).float()
 
 
+def round_to(t: torch.Tensor, dtype: str, rounding: str) -> torch.Tensor:
+    """An fp32 tensor rounded to `dtype` ("bf16": recipe rounding; "fp32": unchanged), as fp32."""
+    return t if dtype == "fp32" else round_to_bf16(t, rounding)
+
+
+def offset_weight(weight: Optional[torch.Tensor], recipe: NormRecipe, compute: str = "fp32"):
+    """w' = weight_offset + w: one fp32 addition (exact when the offset is 0), rounded to `compute`."""
+    if weight is None:
+        return None
+    w = weight.float()
+    return round_to(w + recipe.weight_offset, compute, recipe.rounding) if recipe.weight_offset else \
+        round_to(w, compute, recipe.rounding)
+
+
 @dataclass(frozen=True)
 class NormTrace:
     y: torch.Tensor       # output in the recipe's dtype
-    y_fp32: torch.Tensor  # (x * inv) * w before the output rounding
-    ss: torch.Tensor      # [...] fp32 sum of squares
-    v: torch.Tensor       # [...] fp32 ss / D + eps
-    inv: torch.Tensor     # [...] fp32 INV(v)
+    y_fp32: torch.Tensor  # t * w' before the output rounding (t without weight)
+    ss: torch.Tensor      # [...] fp32 sum of squares (compute "input": rounded to x's dtype)
+    v: torch.Tensor       # [...] fp32 ss / D + eps (compute "input": each step rounded)
+    inv: torch.Tensor     # [...] fp32 INV(v) (compute "input": rounded)
+    t: Optional[torch.Tensor] = None   # x * inv in fp32, before any rounding to a narrower dtype
+    w: Optional[torch.Tensor] = None   # w' = fp32(offset + w) (compute "input": rounded), or None
 
 
 def rms_norm_trace(x, weight=None, *, eps: float = 1e-6, recipe: NormRecipe = NormRecipe()) -> NormTrace:
@@ -77,19 +102,27 @@ def rms_norm_trace(x, weight=None, *, eps: float = 1e-6, recipe: NormRecipe = No
         raise TypeError(f"recipe must be a NormRecipe, got {type(recipe).__name__}")
     _check(x, weight, eps)
     D = x.shape[-1]
-    ss = sum_of_squares_fp32(x, recipe.chunk)
-    v = ss / D + torch.tensor(eps, dtype=torch.float32)
-    inv = inverse_rms(v, recipe)
-    y = x.float() * inv[..., None]
-    if weight is not None:
-        y = y * weight.float()
-    if recipe.out_dtype == "bf16":
-        out = round_to_bf16(y, recipe.rounding).to(torch.bfloat16)
-    else:
-        out = y
-    return NormTrace(y=out, y_fp32=y, ss=ss, v=v, inv=inv)
+    out = recipe.output_dtype(x.dtype)
+    comp = recipe.compute_in(x.dtype)
+    C = lambda t: round_to(t, comp, recipe.rounding)  # noqa: E731
+    xf = x.float()
+    squares = None if comp == "fp32" else C(xf * xf)
+    ss = C(sum_of_squares_fp32(x, recipe.chunk, squares))
+    eps32 = C(torch.tensor(eps, dtype=torch.float32))
+    v = C(C(ss / D) + eps32)
+    inv = C(inverse_rms(v, recipe))
+    t = xf * inv[..., None]
+    y = C(t)
+    w = offset_weight(weight, recipe, comp)
+    if w is not None:
+        if recipe.round_before_weight:
+            y = round_to(y, out, recipe.rounding)
+        y = C(y * w)
+    final = round_to(y, out, recipe.rounding)
+    final = final.to(torch.bfloat16) if out == "bf16" else final
+    return NormTrace(y=final, y_fp32=y, ss=ss, v=v, inv=inv, t=t, w=w)
 
 
 def rms_norm_golden(x, weight=None, *, eps: float = 1e-6, recipe: NormRecipe = NormRecipe()):
-    """The recipe-mirroring golden: y in recipe.out_dtype."""
+    """The recipe-mirroring golden: y in recipe.output_dtype(x.dtype)."""
     return rms_norm_trace(x, weight, eps=eps, recipe=recipe).y

@@ -261,11 +261,17 @@ def norm_class_cases(shape_class: str, *, limits: NormLimits | None = None, data
                      f"got {shape_class!r}")
 
 
-def norm_recipes(*, invs=("recip_sqrt", "rsqrt", "recip_sqrt_rn"), out_dtypes=("bf16", "fp32"),
-                 roundings=("rne",), max_chunk: int = 256) -> st.SearchStrategy[NormRecipe]:
+def norm_recipes(*, invs=("recip_sqrt", "rsqrt", "recip_sqrt_rn"),
+                 out_dtypes=("bf16", "fp32", "input"), roundings=("rne",), max_chunk: int = 256,
+                 weight_offsets=(0.0, 1.0), round_before_weight=(False, True),
+                 compute_dtypes=("fp32", "input")) -> st.SearchStrategy[NormRecipe]:
+    """NormRecipes over the given field values (the recipes of real models included: SPEC 3)."""
     return st.builds(NormRecipe, inv=st.sampled_from(invs),
                      chunk=st.one_of(st.none(), st.integers(1, max_chunk)),
-                     out_dtype=st.sampled_from(out_dtypes), rounding=st.sampled_from(roundings))
+                     out_dtype=st.sampled_from(out_dtypes), rounding=st.sampled_from(roundings),
+                     weight_offset=st.sampled_from(weight_offsets),
+                     round_before_weight=st.sampled_from(round_before_weight),
+                     compute_dtype=st.sampled_from(compute_dtypes))
 
 
 def recipes_for(impl, strategy: st.SearchStrategy) -> st.SearchStrategy:
