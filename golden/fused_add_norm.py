@@ -226,6 +226,7 @@ def fused_add_norm_trace(x, residual, weight=None, *, eps: float = 1e-6,
 
 
 def fused_add_rms_norm_fp64(x, residual, weight=None, *, eps: float = 1e-6, recipe=None):
-    """(y, z) in float64: exact sum, exact norm of it."""
+    """(y, z) in float64: exact sum, exact norm of it (with the recipe's weight offset)."""
     z = x.double() + residual.double()
-    return rms_norm_fp64(z, weight, eps=eps), z
+    offset = recipe.weight_offset if recipe is not None else 0.0
+    return rms_norm_fp64(z, weight, eps=eps, weight_offset=offset), z

@@ -17,7 +17,7 @@ from kernelprop.golden.recipes import NormRecipe
 from kernelprop.kernels._bf16 import ROUNDING_CODE, _round_to_bf16
 from kernelprop.kernels._checks import check_device, check_last_stride
 from kernelprop.kernels._launch import KernelLaunch
-from kernelprop.kernels.rms_norm import INV_CODE, check_norm_args
+from kernelprop.kernels.rms_norm import INV_CODE, _c, check_norm_args
 
 import torch
 
@@ -38,11 +38,18 @@ def _sum_z(x_row, r_row, cols, mask, Z_BF16: tl.constexpr):
 
 @triton.jit
 def _scale(z, inv, w_ptr, stride_w, cols, mask, HAS_WEIGHT: tl.constexpr, OUT_BF16: tl.constexpr,
-           ROUND_MODE: tl.constexpr):
-    y = z * inv
+           ROUND_MODE: tl.constexpr, W_OFFSET: tl.constexpr, ROUND_BEFORE_W: tl.constexpr,
+           COMPUTE_BF16: tl.constexpr):
+    """y = OUT(C(C(z * inv) * C(W_OFFSET + w))), with OUT(z * inv) first where ROUND_BEFORE_W."""
+    y = _c(z * inv, COMPUTE_BF16, ROUND_MODE)
     if HAS_WEIGHT:
         w = tl.load(w_ptr + cols * stride_w, mask=mask, other=0.0).to(tl.float32)
-        y = y * w
+        if W_OFFSET != 0.0:
+            w = w + W_OFFSET
+        w = _c(w, COMPUTE_BF16, ROUND_MODE)
+        if ROUND_BEFORE_W:
+            y = _c(y, OUT_BF16, ROUND_MODE)
+        y = _c(y * w, COMPUTE_BF16, ROUND_MODE)
     if OUT_BF16:
         y = _round_to_bf16(y, ROUND_MODE).to(tl.bfloat16)
     return y
@@ -66,10 +73,15 @@ def _fused_add_rms_norm_kernel(
     INV_MODE: tl.constexpr,   # 0 rsqrt, 1 recip_sqrt, 2 recip_sqrt_rn (rms_norm.INV_CODE)
     OUT_BF16: tl.constexpr,
     ROUND_MODE: tl.constexpr,
+    W_OFFSET: tl.constexpr,       # recipe.weight_offset: w' = W_OFFSET + w in fp32
+    ROUND_BEFORE_W: tl.constexpr, # z * inv rounded to the output dtype before * w'
+    COMPUTE_BF16: tl.constexpr,   # every step rounded to bf16 (compute_dtype "input", bf16 x)
 ):
     """Rounding points: x, r upcast on load; z = x + r in fp32, rounded to x's dtype and stored;
     z^2 and partial sums in fp32, each chunk of CHUNK columns one tl.sum, chunk partials added left
-    to right; v = div_rn(ss, D) + eps; INV per INV_MODE; y = (z * inv) * w; one output rounding."""
+    to right; v = div_rn(ss, D) + eps; INV per INV_MODE; y = (z * inv) * w; one output rounding.
+    The recipes of real models (golden/recipes.py NormRecipe) add C(.) roundings to bf16 after
+    each step (COMPUTE_BF16), w' = offset + w, and OUT(z * inv) before the weight product."""
     row = tl.program_id(0).to(tl.int64)
     x_row = x_ptr + row * stride_x
     r_row = r_ptr + row * stride_r
@@ -81,7 +93,7 @@ def _fused_add_rms_norm_kernel(
         mask = offs < D
         z = _sum_z(x_row, r_row, offs, mask, Z_BF16)
         tl.store(z_row + offs, z.to(z_ptr.dtype.element_ty), mask=mask)
-        sq = z * z
+        sq = _c(z * z, COMPUTE_BF16, ROUND_MODE)
         ss = tl.sum(tl.where(offs < CHUNK, sq, 0.0), axis=0)
         for c0 in range(CHUNK, D, CHUNK):                     # further chunks, left to right
             ss += tl.sum(tl.where((offs >= c0) & (offs < c0 + CHUNK), sq, 0.0), axis=0)
@@ -94,27 +106,32 @@ def _fused_add_rms_norm_kernel(
                 mask = (j + offs < CHUNK) & (cols < D)
                 zc = _sum_z(x_row, r_row, cols, mask, Z_BF16)
                 tl.store(z_row + cols, zc.to(z_ptr.dtype.element_ty), mask=mask)
-                acc += zc * zc
+                acc += _c(zc * zc, COMPUTE_BF16, ROUND_MODE)
             ss += tl.sum(acc, axis=0)
         tl.debug_barrier()                                    # z stored above, read back below
 
-    v = tl.math.div_rn(ss, D_F) + eps
+    ss = _c(ss, COMPUTE_BF16, ROUND_MODE)
+    ms = _c(tl.math.div_rn(ss, D_F), COMPUTE_BF16, ROUND_MODE)
+    v = _c(ms + _c(tl.zeros_like(ms) + eps, COMPUTE_BF16, ROUND_MODE), COMPUTE_BF16, ROUND_MODE)
     if INV_MODE == 0:
         inv = tl.math.rsqrt(v)
     elif INV_MODE == 1:
         inv = 1.0 / tl.sqrt(v)
     else:
         inv = tl.math.div_rn(1.0, tl.math.sqrt_rn(v))
+    inv = _c(inv, COMPUTE_BF16, ROUND_MODE)
 
     if ONE_BLOCK:
-        y = _scale(z, inv, w_ptr, stride_w, offs, mask, HAS_WEIGHT, OUT_BF16, ROUND_MODE)
+        y = _scale(z, inv, w_ptr, stride_w, offs, mask, HAS_WEIGHT, OUT_BF16, ROUND_MODE, W_OFFSET,
+                   ROUND_BEFORE_W, COMPUTE_BF16)
         tl.store(y_row + offs, y, mask=mask)
     else:
         for c0 in range(0, D, BLOCK_C):
             cols = c0 + offs
             mask = cols < D
             zc = tl.load(z_row + cols, mask=mask, other=0.0).to(tl.float32)
-            y = _scale(zc, inv, w_ptr, stride_w, cols, mask, HAS_WEIGHT, OUT_BF16, ROUND_MODE)
+            y = _scale(zc, inv, w_ptr, stride_w, cols, mask, HAS_WEIGHT, OUT_BF16, ROUND_MODE, W_OFFSET,
+                       ROUND_BEFORE_W, COMPUTE_BF16)
             tl.store(y_row + cols, y, mask=mask)
 
 
@@ -162,15 +179,16 @@ def _check_recipe(recipe) -> NormRecipe:
 def fused_add_rms_norm(x, residual, weight=None, *, eps=1e-6, recipe=None):
     """(y, residual_out) for x, residual [..., D] (bf16 or fp32, same dtype and shape) and weight
     [D] or None: residual_out = RNE_in(x + residual) (x's dtype), y = rms_norm(residual_out)
-    (recipe.out_dtype). Out of place: x and residual are never written. Last dims must be
+    (recipe.output_dtype(x.dtype)). Every NormRecipe field but the golden-only inv
+    "rsqrt_approx" is honoured. Out of place: x and residual are never written. Last dims must be
     contiguous; rows may have any stride (views of rows are used when they exist)."""
     recipe = _check_recipe(recipe)
     eps32 = check_fused_args(x, residual, weight, eps)
     D = x.shape[-1]
     x2, r2 = x.reshape(-1, D), residual.reshape(-1, D)
     R = x2.shape[0]
-    y = torch.empty((R, D), dtype=torch.bfloat16 if recipe.out_dtype == "bf16" else torch.float32,
-                    device=x.device)
+    y = torch.empty((R, D), dtype=torch.bfloat16 if recipe.output_dtype(x.dtype) == "bf16"
+                    else torch.float32, device=x.device)
     z = torch.empty((R, D), dtype=x.dtype, device=x.device)
     if R:
         fused_add_rms_norm_launch(x2, r2, weight, y, z, eps32, recipe).run()
@@ -187,8 +205,10 @@ def fused_add_rms_norm_launch(x2, r2, weight, y, z, eps32: float, recipe: NormRe
             y, y.stride(0), z, z.stride(0), D, float(D), cfg["CHUNK"], eps32)
     constexprs = dict(BLOCK_C=cfg["BLOCK_C"], ONE_BLOCK=cfg["ONE_BLOCK"],
                       Z_BF16=x2.dtype == torch.bfloat16, HAS_WEIGHT=weight is not None,
-                      INV_MODE=INV_CODE[recipe.inv], OUT_BF16=recipe.out_dtype == "bf16",
-                      ROUND_MODE=ROUNDING_CODE[recipe.rounding])
+                      INV_MODE=INV_CODE[recipe.inv], OUT_BF16=y.dtype == torch.bfloat16,
+                      ROUND_MODE=ROUNDING_CODE[recipe.rounding], W_OFFSET=recipe.weight_offset,
+                      ROUND_BEFORE_W=recipe.round_before_weight,
+                      COMPUTE_BF16=recipe.compute_in(x2.dtype) == "bf16")
     options = dict(num_warps=cfg["num_warps"], enable_fp_fusion=False)
     return KernelLaunch(_fused_add_rms_norm_kernel, (R,), args, constexprs, options)
 

@@ -33,7 +33,7 @@ class FusedPoint:
         from kernelprop.kernels.fused_add_rms_norm import fused_add_rms_norm_launch
 
         dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[self.dtype]
-        out = torch.bfloat16 if self.recipe.out_dtype == "bf16" else torch.float32
+        out = torch.bfloat16 if self.recipe.output_dtype(dtype) == "bf16" else torch.float32
         shape = (self.rows, self.dim)
         if device == "meta":
             x, r = (torch.empty(shape, dtype=dtype, device="meta") for _ in range(2))
@@ -61,7 +61,8 @@ def fused_compile_points(scope: str) -> list:
         pts.append(FusedPoint(f"fused D{d}", rows=256, dim=d))
     pts.append(FusedPoint("fused D4096 fp32", dtype="fp32"))
     pts.append(FusedPoint("fused D4096 no weight", weight=False))
-    for changes in (dict(chunk=256), dict(inv="rsqrt"), dict(out_dtype="fp32")):
+    for changes in (dict(chunk=256), dict(inv="rsqrt"), dict(out_dtype="fp32"), dict(weight_offset=1.0),
+                    dict(round_before_weight=True), dict(compute_dtype="input")):
         label = " ".join(f"{k}={v}" for k, v in changes.items())
         pts.append(FusedPoint(f"fused D4096 {label}", recipe=NormRecipe(**changes)))
     return pts

@@ -9,21 +9,21 @@ Bounds: golden/fused_add_norm_bounds.py, docs/bounds-fused-add-norm.md.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict
 
 import torch
 
 from kernelprop.evidence import Outcome
 from kernelprop.golden.fused_add_norm import FusedInputs, residual_sum
-from kernelprop.golden.fused_add_norm_bounds import y_bound, y_domain
-from kernelprop.golden.output_margin import sided_bound
+from kernelprop.golden.fused_add_norm_bounds import norm_inputs_on_z
 from kernelprop.golden.recipes import NormRecipe
 from kernelprop.golden.rmsnorm_bounds import INV_ULPS, SUM_LAMBDA
+from kernelprop.properties.replays_norm import p1 as norm_p1
 
 F1_DOC = "F1: residual_out == RNE_in(x + residual) bitwise (one correctly rounded fp32 add)"
 F2_DOC = ("F2: y within the RMSNorm P1 bound of the golden rms_norm on the golden z "
           "(docs/bounds-fused-add-norm.md; P1: docs/bounds-rmsnorm.md#p1)")
-F2_SIDED = " [bf16 y: exact membership of [OUT(lo), OUT(hi)]]"
 F3_DOC = ("F3: residual = 0: residual_out == RNE_in(x + 0) and y(x, 0) == y(0, x) bitwise (z is the "
           "same, so a correct implementation computes the same norm; docs/bounds-fused-add-norm.md#f3)")
 F4_DOC = "F4: rows of y and residual_out whose x and residual rows are unchanged stay bitwise unchanged"
@@ -46,10 +46,7 @@ def is_inplace(impl) -> bool:
 
 
 def _y_dtype(x: FusedInputs, recipe: NormRecipe) -> torch.dtype:
-    out = recipe.out_dtype
-    if out == "input":
-        return x.x.dtype
-    return torch.bfloat16 if out == "bf16" else torch.float32
+    return torch.bfloat16 if recipe.output_dtype(x.x.dtype) == "bf16" else torch.float32
 
 
 def outputs(x: FusedInputs, impl, recipe: NormRecipe):
@@ -89,24 +86,17 @@ def f1_residual(inputs: dict, impl, params: dict) -> Outcome:
 
 
 def f2_norm(inputs: dict, impl, params: dict) -> Outcome:
+    """The RMSNorm P1 replay (properties/replays_norm.p1) on the golden z, judging this y."""
     x = inputs["inputs"]
     recipe = _recipe(params)
     out = outputs(x, impl, recipe)
     if isinstance(out, str):
         return _broken(out, F2_DOC)
-    actual = out[0]
-    trace, iv, bound = y_bound(x, recipe, params["inv_ulps"], params.get("sum_lambda"),
-                               bool(params.get("ftz")))
-    expected = trace.y.cpu()
-    if actual.dtype != expected.dtype:  # in place: y lands in x's dtype
-        return _broken(f"wrote y as {actual.dtype}, the recipe's output is {expected.dtype}", F2_DOC)
-    if recipe.out_dtype == "fp32":
-        return Outcome(actual=actual, expected=expected, bound=bound, bound_doc=F2_DOC,
-                       discrete=torch.zeros_like(bound))
-    domain = y_domain(trace, iv, recipe)
-    sided = sided_bound(actual, trace.y, domain, bound)
-    return Outcome(actual=actual, expected=expected, bound=sided, bound_doc=F2_DOC + F2_SIDED,
-                   metrics={"undecided": int((bound > 0).sum())}, discrete=sided, fp32_domain=domain)
+    y = out[0]
+    if y.dtype != _y_dtype(x, recipe):  # in place: y lands in x's dtype
+        return _broken(f"wrote y as {y.dtype}, the recipe's output is {_y_dtype(x, recipe)}", F2_DOC)
+    outcome = norm_p1({"inputs": norm_inputs_on_z(x)}, lambda *args, **kw: y, params)
+    return dataclasses.replace(outcome, bound_doc=F2_DOC + ": " + outcome.bound_doc)
 
 
 def f3_zero_residual(inputs: dict, impl, params: dict) -> Outcome:

@@ -1,7 +1,7 @@
 """Planted fused add-RMSNorm bugs (SPEC section 9) on a torch base, for the kill matrix (`kp mutants`).
 
 `FusedAddNorm` is the correct base: the bundled wrapper's argument checks, z = RNE_in(x + r) from
-the fp32 sum, and the RMSNorm catalogue's torch base (impls/mutants/rmsnorm.py:RMSNorm) on z. Each
+the fp32 sum, and the torch RMSNorm (impls/torch_reference.py:rms_norm, every recipe field) on z. Each
 mutant overrides the one step its bug lives in: the add, z's rounding, what is written back where,
 which rows a step reads, and the norm's own steps. `InplaceFusedAddNorm` is vLLM's calling
 convention (`inplace = True`: y into x, z into residual), the base of the in-place bugs.
@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import torch
 
-from kernelprop.golden.fused_add_norm import FusedDomain
 from kernelprop.golden.recipes import NormRecipe
 from kernelprop.golden.rounding import round_to_bf16
-from kernelprop.impls.mutants.rmsnorm import RMSNorm
+from kernelprop.impls.torch_reference import rms_norm as torch_rms_norm
 from kernelprop.kernels.fused_add_rms_norm import _check_recipe, check_fused_args
 
 
@@ -22,7 +21,7 @@ class FusedAddNorm:
 
     recipe = NormRecipe()
     accepts_recipe = True
-    norm = RMSNorm()
+    norm = staticmethod(torch_rms_norm)
 
     def __call__(self, x, residual, weight=None, *, eps=1e-6, recipe=None):
         recipe = _check_recipe(self.recipe if recipe is None else recipe)
@@ -54,11 +53,11 @@ class FusedAddNorm:
 
 class InplaceFusedAddNorm(FusedAddNorm):
     """The correct in-place base (a control): y into x, z into residual, returns None. Its y is
-    written in x's dtype, so it declares the bf16 recipe and varies only inv and chunk."""
+    written in x's dtype: it declares out_dtype "input" and varies every other field."""
 
     inplace = True
-    accepts_recipe = ("inv", "chunk")
-    domain = FusedDomain(dtypes=("bf16",))
+    recipe = NormRecipe(out_dtype="input")
+    accepts_recipe = ("inv", "chunk", "weight_offset", "round_before_weight", "compute_dtype")
 
     def write(self, x, residual, y, z):
         x.copy_(y.to(x.dtype))
@@ -80,8 +79,8 @@ residual_truncated = _make(FusedAddNorm, "residual_truncated",
                            round_z=lambda self, zf, dtype: round_to_bf16(zf, "rtz").to(dtype)
                            if dtype == torch.bfloat16 else zf.to(dtype))
 y_from_unrounded = _make(FusedAddNorm, "y_from_unrounded",
-                         normalize=lambda self, z, zf, x2, w, eps, recipe: self.norm(zf, w, eps=eps, recipe=recipe)
-                         .to(torch.bfloat16 if recipe.out_dtype == "bf16" else torch.float32))
+                         normalize=lambda self, z, zf, x2, w, eps, recipe: self.norm(
+                             zf, w, eps=eps, recipe=recipe.for_input(z.dtype)))
 rounded_twice = _make(FusedAddNorm, "rounded_twice",
                       round_z=lambda self, zf, dtype: zf.half().to(dtype))
 add_in_bf16 = _make(FusedAddNorm, "add_in_bf16",
@@ -97,26 +96,29 @@ eps_dropped = _make(FusedAddNorm, "eps_dropped",
                     normalize=lambda self, z, zf, x2, w, eps, recipe: self.norm(z, w, eps=0.0, recipe=recipe))
 
 
+def _out(y, recipe, dtype):
+    if recipe.output_dtype(dtype) == "fp32":
+        return y
+    return round_to_bf16(y, recipe.rounding).to(torch.bfloat16)
+
+
 def _batch_mean(self, z, zf, x2, w, eps, recipe):
     """Every row normalized by the mean square over all rows (a reduction over the wrong axis)."""
     zf32 = z.float()
     inv = 1.0 / torch.sqrt((zf32 * zf32).mean() + eps)
-    y = zf32 * inv if w is None else zf32 * inv * w.float()
-    return self.norm.store(y, recipe)
+    y = zf32 * inv if w is None else zf32 * inv * (w.float() + recipe.weight_offset)
+    return _out(y, recipe, z.dtype)
 
 
 def _pow2_mean(self, z, zf, x2, w, eps, recipe):
     """The mean divides by the block width (next power of two of D), not D."""
     D = z.shape[-1]
     width = 1 << max(D - 1, 0).bit_length()
-    return self.norm(z, w, eps=eps, recipe=recipe) if width == D else \
-        self.norm.store(_scaled(z, w, eps, width), recipe)
-
-
-def _scaled(z, w, eps, width):
+    if width == D:
+        return self.norm(z, w, eps=eps, recipe=recipe)
     zf32 = z.float()
     y = zf32 / torch.sqrt((zf32 * zf32).sum(-1, keepdim=True) / width + eps)
-    return y if w is None else y * w.float()
+    return _out(y if w is None else y * (w.float() + recipe.weight_offset), recipe, z.dtype)
 
 
 def _wrong_row(self, x, residual, y, z):
