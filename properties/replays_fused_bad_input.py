@@ -9,7 +9,7 @@ from kernelprop.golden.fused_add_norm import FusedCase
 from kernelprop.golden.recipes import AttnRecipe, NormRecipe
 from kernelprop.properties.fused_limits import FusedLimits
 from kernelprop.properties.replays_bad_input import (BadInputTable, _corrupt_tensor, _raise_outcome,
-                                                     _same_outcome, call_with_timeout)
+                                                     _same_outcome, _strided_last, call_with_timeout)
 
 TENSORS = ("x", "residual", "weight")
 BAD_DTYPES = {"x": ("float16", "float64", "int32"), "residual": ("float16", "float64", "int32"),
@@ -66,24 +66,35 @@ def p13_fused(inputs: dict, impl, params: dict) -> Outcome:
         other = torch.float32 if x.x.dtype == torch.bfloat16 else torch.bfloat16
         return _raise_outcome("residual's dtype differs from x's",
                               *_call(fn, x, residual=x.residual.to(other)), ("residual",), False)
-    bad = _corrupt_tensor(getattr(x, arg), params)
-    got = _call(fn, x, **{arg: bad})
     names = (arg, "x") if kind in ("size", "device", "rank") else (arg,)
     if kind == "stride":
-        ref = _call(fn, x)
-        return _same(desc, got, ref, names)
-    return _raise_outcome(desc, *got, names, False)
+        return _same(desc, fn, x, arg, names)
+    bad = _corrupt_tensor(getattr(x, arg), params)
+    return _raise_outcome(desc, *_call(fn, x, **{arg: bad}), names, False)
 
 
-def _same(desc, got, ref, names) -> Outcome:
-    """An accepted non-unit last-dim stride must give the contiguous call's (y, residual_out)."""
-    if got[0] == "ok" and ref[0] == "ok" and isinstance(got[1], tuple) and isinstance(ref[1], tuple):
-        a = torch.cat([t.reshape(-1).float() for t in got[1]])
-        e = torch.cat([t.reshape(-1).float() for t in ref[1]])
-        return _same_outcome(desc, "ok", a, e, names, True)
-    if got[0] == "ok" and got[1] is None and ref[0] == "ok":   # an in-place implementation
-        return _same_outcome(desc, "ok", torch.zeros(1), torch.zeros(1), names, True)
-    return _same_outcome(desc, *got, None, names, True)
+def _results(fn, inputs, inplace: bool, **over):
+    """(status, value): the outputs of a call on clones of x and residual, as one flat fp64
+    tensor ((y, residual_out), or the written x and residual buffers when in place)."""
+    xb, rb = over.pop("x", inputs.x.clone()), over.pop("residual", inputs.residual.clone())
+    status, value = _call(fn, inputs, x=xb, residual=rb, **over)
+    if status != "ok":
+        return status, value
+    outs = (xb, rb) if inplace else value
+    if not (isinstance(outs, (tuple, list)) and len(outs) == 2
+            and all(isinstance(t, torch.Tensor) for t in outs)):
+        return status, value
+    return status, torch.cat([t.reshape(-1).double().cpu() for t in outs])
+
+
+def _same(desc, fn, x, arg, names) -> Outcome:
+    """A non-unit last-dim stride: rejected naming the argument, or accepted with the contiguous
+    call's outputs bitwise (written buffers for an in-place implementation)."""
+    inplace = bool(getattr(fn, "inplace", False))
+    bad = _strided_last(getattr(x, arg).clone())
+    got = _results(fn, x, inplace, **{arg: bad})
+    ref = _results(fn, x, inplace)
+    return _same_outcome(desc, *got, ref[1] if ref[0] == "ok" else None, names, True)
 
 
 TABLE = BadInputTable(

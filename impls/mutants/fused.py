@@ -72,7 +72,7 @@ reference = FusedAddNorm()
 reference_inplace = InplaceFusedAddNorm()
 
 residual_not_written = _make(InplaceFusedAddNorm, "residual_not_written",
-                             write=lambda self, x, residual, y, z: x.copy_(y.to(x.dtype)))
+                             write=lambda self, x, residual, y, z: x.copy_(y.to(x.dtype)) and None)
 residual_returns_input = _make(FusedAddNorm, "residual_returns_input",
                                write=lambda self, x, residual, y, z: (y, residual.clone()))
 residual_truncated = _make(FusedAddNorm, "residual_truncated",
