@@ -40,7 +40,8 @@ def tracked_files() -> list[str]:
 
 
 def module_of(path: str) -> str | None:
-    """"kernels/foo.py" -> "kernels.foo" (the name under the kernelprop namespace), else None."""
+    """A repository file's module name under the kernelprop namespace, without that prefix (the
+    form registry references take after `_module`); None for a file that is no module."""
     if not path.endswith(".py") or path.split("/")[0] not in FOLDERS:
         return None
     name = path.removesuffix(".py").replace("/", ".").removesuffix(".__init__")
