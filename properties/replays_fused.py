@@ -78,24 +78,26 @@ def _broken(why: str, doc: str) -> Outcome:
 
 def f1_residual(inputs: dict, impl, params: dict) -> Outcome:
     x = inputs["inputs"]
+    expected = residual_sum(x.x, x.residual).cpu()      # before the call: F5 judges input writes
+    truth = (x.x.double() + x.residual.double()).cpu()
     out = outputs(x, impl, _recipe(params))
     if isinstance(out, str):
         return _broken(out, F1_DOC)
-    return Outcome(actual=out[1], expected=residual_sum(x.x, x.residual).cpu(), bound=None,
-                   bound_doc=F1_DOC, truth=(x.x.double() + x.residual.double()).cpu())
+    return Outcome(actual=out[1], expected=expected, bound=None, bound_doc=F1_DOC, truth=truth)
 
 
 def f2_norm(inputs: dict, impl, params: dict) -> Outcome:
     """The RMSNorm P1 replay (properties/replays_norm.p1) on the golden z, judging this y."""
     x = inputs["inputs"]
     recipe = _recipe(params)
+    on_z = norm_inputs_on_z(x)
     out = outputs(x, impl, recipe)
     if isinstance(out, str):
         return _broken(out, F2_DOC)
     y = out[0]
     if y.dtype != _y_dtype(x, recipe):  # in place: y lands in x's dtype
         return _broken(f"wrote y as {y.dtype}, the recipe's output is {_y_dtype(x, recipe)}", F2_DOC)
-    outcome = norm_p1({"inputs": norm_inputs_on_z(x)}, lambda *args, **kw: y, params)
+    outcome = norm_p1({"inputs": on_z}, lambda *args, **kw: y, params)
     return dataclasses.replace(outcome, bound_doc=F2_DOC + ": " + outcome.bound_doc)
 
 
@@ -103,11 +105,11 @@ def f3_zero_residual(inputs: dict, impl, params: dict) -> Outcome:
     """inputs["inputs"] has residual = 0; inputs["swapped"] is (x, residual) = (0, x)."""
     x, swapped = inputs["inputs"], inputs["swapped"]
     recipe = _recipe(params)
+    z_ok = residual_sum(x.x, x.residual).cpu()
     a, b = outputs(x, impl, recipe), outputs(swapped, impl, recipe)
     for out in (a, b):
         if isinstance(out, str):
             return _broken(out, F3_DOC)
-    z_ok = residual_sum(x.x, x.residual).cpu()
     actual = torch.cat([a[1].reshape(-1).view(torch.uint8), b[1].reshape(-1).view(torch.uint8),
                         a[0].reshape(-1).view(torch.uint8)])
     expected = torch.cat([z_ok.reshape(-1).view(torch.uint8), z_ok.reshape(-1).view(torch.uint8),

@@ -92,7 +92,7 @@ norm_of_x = _make(FusedAddNorm, "norm_of_x",
                   normalize=lambda self, z, zf, x2, w, eps, recipe: self.norm(x2, w, eps=eps, recipe=recipe))
 residual_out_is_y = _make(FusedAddNorm, "residual_out_is_y",
                           write=lambda self, x, residual, y, z: (y, y.to(z.dtype)))
-eps_dropped = _make(FusedAddNorm, "eps_dropped",
+fused_eps_dropped = _make(FusedAddNorm, "fused_eps_dropped",
                     normalize=lambda self, z, zf, x2, w, eps, recipe: self.norm(z, w, eps=0.0, recipe=recipe))
 
 
@@ -169,7 +169,7 @@ def _catalogue():
         m("residual_stride_ignored", "residual rows read as if contiguous (its row stride ignored)", ("F1",)),
         m("norm_of_x", "y = rms_norm(x): the residual left out of the norm's input", ("F2",)),
         m("residual_out_is_y", "residual_out holds y (outputs aliased)", ("F1",)),
-        m("eps_dropped", "eps left out of the mean square", ("F2",)),
+        m("fused_eps_dropped", "eps left out of the mean square", ("F2",)),
         m("batch_mean", "mean square over all rows, not per row", ("F2", "F4")),
         m("pow2_mean", "mean divides by next_pow2(D) (the block width), not D", ("F2",)),
         m("wrong_row_inplace", "in place: row i of x receives row i + 1's y", ("F2", "F4")),
