@@ -71,8 +71,6 @@ def _make(base, name: str, **steps):
 reference = FusedAddNorm()
 reference_inplace = InplaceFusedAddNorm()
 
-residual_not_written = _make(InplaceFusedAddNorm, "residual_not_written",
-                             write=lambda self, x, residual, y, z: x.copy_(y.to(x.dtype)) and None)
 residual_returns_input = _make(FusedAddNorm, "residual_returns_input",
                                write=lambda self, x, residual, y, z: (y, residual.clone()))
 residual_truncated = _make(FusedAddNorm, "residual_truncated",
@@ -121,6 +119,11 @@ def _pow2_mean(self, z, zf, x2, w, eps, recipe):
     return _out(y if w is None else y * (w.float() + recipe.weight_offset), recipe, z.dtype)
 
 
+def _y_only(self, x, residual, y, z):
+    """In place: y written into x; the residual never receives z."""
+    x.copy_(y.to(x.dtype))
+
+
 def _wrong_row(self, x, residual, y, z):
     """In place: row i of x receives the y of row i + 1 (an off-by-one output row pointer)."""
     D = x.shape[-1]
@@ -144,6 +147,7 @@ def _updates_residual(self, x, residual, y, z):
     return y, z
 
 
+residual_not_written = _make(InplaceFusedAddNorm, "residual_not_written", write=_y_only)
 batch_mean = _make(FusedAddNorm, "batch_mean", normalize=_batch_mean)
 pow2_mean = _make(FusedAddNorm, "pow2_mean", normalize=_pow2_mean)
 wrong_row_inplace = _make(InplaceFusedAddNorm, "wrong_row_inplace", write=_wrong_row)
