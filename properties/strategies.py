@@ -213,10 +213,9 @@ def engine_table_cases(*, pads=True, data=DATA_KINDS, sinks=SINK_KINDS,
 
 
 def classes_for_run(kind: str) -> tuple:
-    """The shape classes of `kind` ("attn" / "norm", over_shape_classes) this run draws: every
+    """The shape classes of `kind` (an op's label, over_shape_classes) this run draws: every
     class but one whose `class_examples` is 0 (the reference class at small sizes runs 1)."""
-    classes = coverage.ATTN_CLASSES if kind == "attn" else coverage.NORM_CLASSES
-    return tuple(c for c in classes if class_examples(c) != 0)
+    return tuple(c for c in coverage.classes_of(kind) if class_examples(c) != 0)
 
 
 # %% recipes
@@ -372,7 +371,10 @@ def _class_in_domain(shape_class: str, domain) -> bool:
             "reference": (domain.dims is None or REFERENCE_NORM["dim"] in domain.dims)
             and (domain.max_dim is None or domain.max_dim >= REFERENCE_NORM["dim"]),
         }.get(shape_class, True)
-    raise TypeError(f"domain must be an AttnDomain or NormDomain, got {type(domain).__name__}")
+    if hasattr(domain, "admits"):  # an op's own domain type says which of its classes it admits
+        return domain.admits(shape_class)
+    raise TypeError(f"domain must be an AttnDomain, a NormDomain or have admits(shape_class), "
+                    f"got {type(domain).__name__}")
 
 
 def tile_is_free(impl) -> bool:
@@ -381,7 +383,7 @@ def tile_is_free(impl) -> bool:
     return impl is None or impl.varies("tile")
 
 
-def _inside_domain(shape_class: str, domain) -> None:
+def skip_outside_domain(shape_class: str, domain) -> None:
     """Skip (with the reason) a class parametrization the implementation's domain excludes."""
     if shape_class != "plain" and shape_class not in restrict_to_domain((shape_class,), domain):
         pytest.skip(reason=f"shape class {shape_class} lies outside the implementation's "
@@ -404,7 +406,7 @@ def draw_attn(data, shape_class: str = "plain", *, impl=None, backend: str = "cp
     excludes are skipped (restrict_to_domain), drawn cases are fitted into it (domain.fit).
     """
     domain = domain if domain is not None else getattr(impl, "domain", None)
-    _inside_domain(shape_class, domain)
+    skip_outside_domain(shape_class, domain)
     coverage.expect(() if shape_class == "plain" else (shape_class,))
     strategy = recipes if recipes is not None else attn_recipes(splits=_draws_splits(impl))
     drawn = data.draw(strategy if impl is None or impl.accepts_recipe else st.none(), label="recipe")
@@ -433,7 +435,7 @@ def draw_norm_case(data, shape_class: str = "plain", *, device: str = "cpu",
                    limits: NormLimits | None = None, data_kinds=NORM_DATA_KINDS,
                    dtypes=("bf16", "fp32"), domain=None) -> NormCase:
     """Draw an RMSNorm case of `shape_class` (on `device`); see draw_attn."""
-    _inside_domain(shape_class, domain)
+    skip_outside_domain(shape_class, domain)
     coverage.expect(() if shape_class == "plain" else (shape_class,))
     return data.draw(norm_class_cases(shape_class, limits=limits, data=data_kinds, dtypes=dtypes)
                      .map(lambda c: _fitted(c, domain).replace(device=device)), label="case")
