@@ -36,7 +36,8 @@ from kernelprop.golden.attention import TiledTrace
 from kernelprop.golden.recipes import AttnRecipe
 from kernelprop.golden.error_model import (BF16_ROUNDOFF, FP32_MAX, FP32_MIN_NORMAL,
                                            FP32_SUBNORMAL_ULP, FP32_ULP_REL, LOG2E_CONST_UNITS, LOG_ABS,
-                                           LOG_REL, PTX_FIGURES, TORCH_EXPF_REL, U_FP32, TensorCoreModel,
+                                           LOG_REL, PTX_FIGURES, TENSOR_CORE_KINDS, TORCH_EXPF_REL, U_FP32,
+                                           TensorCoreModel,
                                            gamma, probabilistic_gamma)
 from kernelprop.golden.rounding import round_to_bf16
 
@@ -522,3 +523,28 @@ def attention_p2_bound(trace: TiledTrace, attn_sink, recipe: AttnRecipe) -> torc
     rho = tiles * (omega + 3 * U_FP32) + 2 * U_FP32 + _split_rho(trace, None)
     rho_sigma = ds_max + U_FP32 * sens.sink_arg + TORCH_EXPF_REL
     return _propagate(trace, sens, recipe, dp, dl, rho, rho_sigma).total + 2.0 ** -40 * trace.o.double().abs()
+
+
+# %% the CUDA model a kernel's PTX calls for (kernelprop.ptx_audit counts its instructions)
+
+def cuda_model_for_ptx(counts) -> "AttnBackend":
+    """The AttnBackend for a kernel whose PTX has `counts` (instruction -> count, from
+    kernelprop.ptx_audit.audit): the tensor-core score model when its dots are bf16 / fp16 MMAs (else the random-order fp32 model), flush to zero
+    when any counted arithmetic flushes (ex2.approx.ftz, libdevice .ftz code), div.full's 5u where
+    it divides with `/`; the exp figure of ex2.approx either way."""
+    tc = any(s.split(" ")[0] in TENSOR_CORE_KINDS for s in counts)
+    model = CUDA_MODEL if tc else replace(CUDA_MODEL, tensor_core=None, dot_lambda=RANDOM_ORDER.dot_lambda,
+                                          dot_order="random")
+    flushes = any(PTX_FIGURES[s].flushes for s in counts
+                  if s in PTX_FIGURES and not s.startswith(("sqrt.", "rsqrt.")))
+    divides = any(s.startswith("div.full") for s in counts)
+    return replace(model, ftz=flushes, div_units=PTX_FIGURES["div.full"].rel / PTX_FIGURES["div.rn"].rel
+                   if divides else 1.0)
+
+
+def attention_ptx_model_line(counts) -> str:
+    """One line: the CUDA figures P1 on a GPU must allow a kernel whose PTX has `counts`."""
+    m = cuda_model_for_ptx(counts)
+    dots = f"tensor-core block FMA (k{m.tensor_core.block})" if m.tensor_core else "fp32 dot (random order)"
+    return (f"{dots}, exp {m.exp_base / 2.0 ** -24:g}u + {m.exp_arg_units:.3f}u|x|, ftz {m.ftz}, "
+            f"divisions {m.div_units:g}u")

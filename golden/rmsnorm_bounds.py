@@ -449,3 +449,30 @@ def in_recipe_domain(x: torch.Tensor, eps: float, recipe: NormRecipe) -> bool:
     xd = x.double()
     v = (xd * xd).mean(-1) + _eps32(eps)
     return bool(((v == 0) | (v >= v_min(recipe, x.dtype))).all())
+
+
+# %% the CUDA figures an RMSNorm kernel's PTX calls for (kernelprop.ptx_audit counts them)
+
+def cuda_figures_for_ptx(counts) -> tuple[float, float]:
+    """(inv_ulps, v_div_units) for an RMSNorm kernel whose PTX has `counts`: the largest INV figure
+    among the lowerings present (rsqrt.approx; sqrt.approx then div.full; sqrt.rn then div.rn) and
+    5u for its v = ss / D when it has any div.full (which of its divisions is which is not known
+    from the counts: both are charged)."""
+    ulps = lambda stem: PTX_FIGURES[stem].rel / FP32_ULP_REL  # noqa: E731
+    inv = []
+    if any(s.startswith("rsqrt.approx") for s in counts):
+        inv.append(ulps("rsqrt.approx"))
+    if any(s.startswith("sqrt.approx") for s in counts):
+        inv.append(ulps("sqrt.approx") + (ulps("div.full") if any(s.startswith("div.full") for s in counts)
+                                          else ulps("div.rn")))
+    if "sqrt.rn" in counts:
+        inv.append(ulps("sqrt.rn") + ulps("div.rn"))
+    divides = any(s.startswith("div.full") for s in counts)
+    return (max(inv) if inv else ulps("div.full") + ulps("sqrt.approx"),
+            PTX_FIGURES["div.full"].rel / PTX_FIGURES["div.rn"].rel if divides else 1.0)
+
+
+def norm_ptx_model_line(counts) -> str:
+    """One line: the CUDA figures P1 on a GPU must allow an RMSNorm kernel whose PTX has `counts`."""
+    inv, div = cuda_figures_for_ptx(counts)
+    return f"INV within {inv:.3f} x 2^-23, ss / D within {div:g}u"
