@@ -21,7 +21,7 @@ import os
 
 import torch
 
-from kernelprop.golden.recipes import AttnRecipe
+from kernelprop.golden.recipes import UNSPLIT_FIELDS, AttnRecipe
 from kernelprop.golden.rounding import round_to_bf16
 from kernelprop.impls.mutants._args import check_attention_args
 
@@ -36,7 +36,7 @@ class SparseAttention:
     """The correct base (a catalogue control: it must pass the whole suite)."""
 
     recipe = AttnRecipe()
-    accepts_recipe = True
+    accepts_recipe = UNSPLIT_FIELDS   # one pass; SplitKVAttention below adds the split fields
 
     def __call__(self, q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_indices,
                  seqused_kv, attn_sink, *, window, tokens_per_batch, softmax_scale=None,
