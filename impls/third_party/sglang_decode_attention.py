@@ -126,7 +126,7 @@ def sglang_recipe(shape) -> AttnRecipe:
     grouped = shape.heads > 1
     return AttnRecipe(tile=GROUPED_TILE if grouped else ONE_HEAD_TILE, tiling="compacted",
                       p_dtype="bf16" if grouped else "fp32", l_from="unrounded", out_dtype="bf16",
-                      kv_splits=NUM_KV_SPLITS, split_alignment=SPLIT_ALIGNMENT)
+                      kv_splits=NUM_KV_SPLITS, split_align=SPLIT_ALIGNMENT)
 
 
 sparse_decode_attention.recipe = sglang_recipe
