@@ -85,7 +85,8 @@ def test_p3_impl_tile_invariance(attn_impl, backend, device, shape_class, data):
     # positional only: the bundled kernels and impls/torch_reference.py raise NotImplementedError
     # for compacted tiling (the golden's P3 covers compacted)
     case, recipe = _impl_case(data, shape_class, attn_impl, backend, device, TWO_CALL_CPU_LIMITS)
-    other = _other_recipe(data, recipe, ("positional",), max_tile=2 * case.num_indices + 1)
+    tilings = ("positional",) if attn_impl.varies("tiling") else (recipe.tiling,)
+    other = _other_recipe(data, recipe, tilings, max_tile=2 * case.num_indices + 1)
     params = {**recipe_params(recipe), "recipe_b": recipe_params(other)["recipe"]}
     run_property("P3", "impl, two tile sizes",
                  "kernelprop.properties.replays_attention:impl_agree", inputs={"inputs": make_attn_inputs(case)},

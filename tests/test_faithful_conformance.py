@@ -39,9 +39,11 @@ RNG = np.random.default_rng(20261206)
 
 def same(actual: torch.Tensor, expected: torch.Tensor) -> int:
     """Number of elements whose bits differ (NaN == NaN)."""
+    assert actual.dtype == expected.dtype and actual.shape == expected.shape
     a, e = actual.float(), expected.float()
     both_nan = torch.isnan(a) & torch.isnan(e)
-    differ = (actual.view(torch.int16) != expected.view(torch.int16)) & ~both_nan
+    bits = {2: torch.int16, 4: torch.int32}[actual.element_size()]
+    differ = (actual.view(bits) != expected.view(bits)) & ~both_nan
     return int(differ.sum())
 
 
@@ -263,6 +265,85 @@ def test_bf16_max_min_argmax_on_values():
     assert out[0] == x.max() and out[1] == x.min() and int(out[2].float()) == int(x.float().argmax())
 
 
+@triton.jit
+def _fma_kernel(a_ptr, b_ptr, c_ptr, y_ptr, n, BLOCK: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    m = offs < n
+    a, b, c = tl.load(a_ptr + offs, mask=m), tl.load(b_ptr + offs, mask=m), tl.load(c_ptr + offs, mask=m)
+    tl.store(y_ptr + offs, tl.fma(a, b, c), mask=m)
+
+
+def test_fp32_fma_single_rounding():
+    """fma.rn: one rounding of a*b + c. Triples are kept where the fp64 sum of the exact fp64
+    product and c is itself exact (TwoSum error 0), so torch's fp64 -> fp32 cast of it is the one
+    correctly rounded reference."""
+    a, b, c = (RNG.standard_normal(1 << 18).astype(np.float32) for _ in range(3))
+    p = a.astype(np.float64) * b.astype(np.float64)
+    s = p + c
+    bb = s - p
+    exact = ((p - (s - bb)) + (c - bb)) == 0
+    a, b, c, s = a[exact], b[exact], c[exact], s[exact]
+    assert exact.mean() > 0.9
+    ta, tb, tc = (torch.from_numpy(v.copy()) for v in (a, b, c))
+    y, raw = torch.empty_like(ta), torch.empty_like(ta)
+    with faithful_interpreter():
+        launch(_fma_kernel, ta.numel(), ta, tb, tc, y, block=1 << 18)
+    with raw_interpreter():
+        launch(_fma_kernel, ta.numel(), ta, tb, tc, raw, block=1 << 18)
+    expected = torch.from_numpy(s).float()
+    assert same(y, expected) == 0
+    assert same(raw, expected) > 0  # the raw interpreter rounds the product first
+
+
+@triton.jit
+def _misc_kernel(x_ptr, h_ptr, i_ptr, ib_ptr, full_ptr, sum_ptr, N: tl.constexpr):
+    offs = tl.arange(0, N)
+    x = tl.load(x_ptr + offs)                                   # bf16
+    tl.store(h_ptr + offs, x.to(tl.float16))                    # bf16 -> fp16
+    tl.store(ib_ptr + offs, tl.load(i_ptr + offs).to(tl.bfloat16))  # int32 -> bf16
+    tl.store(full_ptr + offs, tl.full([N], 1.2345678, tl.bfloat16))  # builder.get_bf16
+    tl.store(sum_ptr, tl.sum(x, 0))                             # bf16 reduction
+
+
+def test_bf16_conversions_constants_and_sum():
+    n = 1 << 16
+    x = ALL_BF16.clone()
+    finite = torch.where(torch.isfinite(x), x, torch.zeros((), dtype=torch.bfloat16))
+    ints = torch.from_numpy(RNG.integers(-(1 << 31), 1 << 31, n, dtype=np.int64).astype(np.int32))
+    h, ib, full = torch.empty(n, dtype=torch.float16), torch.empty(n, dtype=torch.bfloat16), torch.empty(n, dtype=torch.bfloat16)
+    total = torch.empty(1, dtype=torch.bfloat16)
+    small = (torch.from_numpy(RNG.standard_normal(n)).abs()).to(torch.bfloat16)
+    with faithful_interpreter():
+        _misc_kernel[(1,)](x, h, ints, ib, full, total, N=n)
+        assert same(h, x.to(torch.float16)) == 0
+        assert same(ib, ints.float().to(torch.bfloat16)) == 0  # via fp32, as Triton lowers it
+        assert same(full, torch.full((n,), 1.2345678, dtype=torch.float32).to(torch.bfloat16)) == 0
+        _misc_kernel[(1,)](small, h, ints, ib, full, total, N=n)
+    # pairwise tree of depth log2(n) = 16, each add rounded to bf16 (u = 2^-8):
+    # |sum - exact| <= gamma_16 * sum|x|, gamma_16 = 16 u / (1 - 16 u)
+    exact = small.double().sum()
+    gamma = 16 * 2.0 ** -8 / (1 - 16 * 2.0 ** -8)
+    assert abs(float(total.double()) - float(exact)) <= gamma * float(small.double().abs().sum())
+
+
+@triton.jit
+def _nan_max_kernel(a_ptr, b_ptr, y_ptr, z_ptr, N: tl.constexpr):
+    offs = tl.arange(0, N)
+    a, b = tl.load(a_ptr + offs), tl.load(b_ptr + offs)
+    tl.store(y_ptr + offs, tl.maximum(a, b))                                     # max.f32
+    tl.store(z_ptr + offs, tl.maximum(a, b, propagate_nan=tl.PropagateNan.ALL))  # NaN-propagating
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_maximum_nan_rules(dtype):
+    a = torch.tensor([1.0, float("nan"), -2.0, float("nan")], dtype=dtype)
+    b = torch.tensor([float("nan"), 3.0, -1.0, float("nan")], dtype=dtype)
+    y, z = torch.empty_like(a), torch.empty_like(a)
+    with faithful_interpreter():
+        _nan_max_kernel[(1,)](a, b, y, z, N=4)
+    assert same(y, torch.fmax(a, b)) == 0 and same(z, torch.maximum(a, b)) == 0
+
+
 # --- what the raw interpreter gets wrong (so the tests above can fail) -------------------------
 def test_raw_interpreter_differs():
     x = rounding_boundaries()
@@ -279,8 +360,9 @@ def test_raw_interpreter_differs():
 # --- a Liger-like kernel, autotune, errors -----------------------------------------------------
 @triton.autotune(configs=[triton.Config({"BLOCK": 64}), triton.Config({"BLOCK": 128}),
                           triton.Config({"BLOCK": 256})], key=["n_cols"])
+@triton.heuristics({"HAS_WEIGHT": lambda args: args["w_ptr"] is not None})
 @triton.jit
-def _liger_like_kernel(x_ptr, w_ptr, y_ptr, n_cols, eps, BLOCK: tl.constexpr):
+def _liger_like_kernel(x_ptr, w_ptr, y_ptr, n_cols, eps, HAS_WEIGHT: tl.constexpr, BLOCK: tl.constexpr):
     row = tl.program_id(0)
     acc = tl.zeros([BLOCK], dtype=tl.float32)
     for start in range(0, n_cols, BLOCK):
@@ -292,8 +374,10 @@ def _liger_like_kernel(x_ptr, w_ptr, y_ptr, n_cols, eps, BLOCK: tl.constexpr):
         offs = start + tl.arange(0, BLOCK)
         m = offs < n_cols
         x = tl.load(x_ptr + row * n_cols + offs, mask=m, other=0.0)
-        w = tl.load(w_ptr + offs, mask=m, other=0.0)
-        tl.store(y_ptr + row * n_cols + offs, x.to(tl.float32) * inv * w.to(tl.float32), mask=m)
+        y = x.to(tl.float32) * inv
+        if HAS_WEIGHT:
+            y = y * tl.load(w_ptr + offs, mask=m, other=0.0).to(tl.float32)
+        tl.store(y_ptr + row * n_cols + offs, y, mask=m)
 
 
 def test_liger_like_pattern_and_each_autotune_config():
@@ -301,7 +385,6 @@ def test_liger_like_pattern_and_each_autotune_config():
     x = torch.randn(rows, cols).to(torch.bfloat16)
     w = torch.randn(cols).to(torch.bfloat16)
     sq = (x * x).float()  # torch: bf16 x*x rounds once per element
-    outputs = []
     for index in range(3):
         y = torch.empty_like(x)
         with faithful_interpreter(), autotune_config(index):
@@ -312,7 +395,6 @@ def test_liger_like_pattern_and_each_autotune_config():
         expected = (x.float() * inv[:, None] * w.float()).to(torch.bfloat16)
         ulps = (y.float() - expected.float()).abs() / expected.float().abs().clamp_min(1e-30)
         assert float(ulps.max()) <= 2.0 ** -7  # the fp32 sum order differs: at most 1 bf16 ulp
-        outputs.append(y)
     with raw_interpreter(), pytest.raises(Exception, match="active drivers"):
         _liger_like_kernel[(rows,)](x, w, torch.empty_like(x), cols, 1e-6)  # raw: needs a driver
 
@@ -322,11 +404,29 @@ def _fp8_kernel(x_ptr, y_ptr):
     tl.store(y_ptr, tl.load(x_ptr).to(tl.float8e4nv).to(tl.float32))
 
 
+@triton.jit
+def _tf32_dot_kernel(a_ptr, c_ptr, N: tl.constexpr):
+    r = tl.arange(0, N)
+    a = tl.load(a_ptr + r[:, None] * N + r[None, :])
+    tl.store(c_ptr + r[:, None] * N + r[None, :], tl.dot(a, a))  # fp32: tf32 by default
+
+
+@triton.jit
+def _asm_kernel(x_ptr, y_ptr):
+    x = tl.load(x_ptr)
+    y = tl.inline_asm_elementwise("mov.b32 $0, $1;", "=r,r", [x], dtype=tl.float32, is_pure=True, pack=1)
+    tl.store(y_ptr, y)
+
+
 def test_unsupported_operation_raises_cannot_check():
-    x, y = torch.ones(1), torch.empty(1)
-    with faithful_interpreter(), pytest.raises(CannotCheckOnBackend,
-                                               match="cannot be checked on this backend: conversion"):
-        _fp8_kernel[(1,)](x, y)
+    x, y = torch.ones(16 * 16), torch.empty(16 * 16)
+    with faithful_interpreter():
+        with pytest.raises(CannotCheckOnBackend, match="cannot be checked on this backend: conversion"):
+            _fp8_kernel[(1,)](x, y)
+        with pytest.raises(CannotCheckOnBackend, match="input_precision=tf32"):
+            _tf32_dot_kernel[(1,)](x, y, N=16)
+        with pytest.raises(CannotCheckOnBackend, match="inline_asm"):
+            _asm_kernel[(1,)](x, y)
 
 
 def test_patches_are_undone_and_version_is_checked(monkeypatch):

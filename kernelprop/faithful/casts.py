@@ -20,8 +20,11 @@ TensorHandle = _interp.TensorHandle
 def _convert(data: np.ndarray, src, dst, rtz: bool) -> np.ndarray:
     refuse_fp8(src, dst, operation=f"conversion {src} -> {dst}")
     if dst.is_floating():
-        source = values(data, src) if src.is_floating() else np.asarray(data).astype(np.float64)
-        return storage(source, dst, rtz)
+        if src.is_floating():
+            return storage(values(data, src), dst, rtz)
+        # int -> bf16 goes through fp32 (Triton's SIToFP lowering: sitofp f32, then cvt.rn.bf16.f32)
+        wide = np.float32 if dst == tl.bfloat16 else np.float64
+        return storage(np.asarray(data).astype(wide), dst, rtz)
     if src.is_floating():  # fp -> int: toward zero (cvt.rzi)
         with np.errstate(invalid="ignore"):
             return values(data, src).astype(_interp._get_np_dtype(dst))

@@ -8,7 +8,7 @@ numpy: fp32 symbols in fp64 on the exact fp32 inputs, rounded once to fp32 (a co
 function value, where libdevice itself is within its documented ulps; `fast_*` and `.approx` forms
 too); `_rn` arithmetic (div_rn, sqrt_rn, rcp_rn, fma_rn, ...) is IEEE-exact that way. fp64 symbols
 are numpy fp64. A symbol not in the table (other rounding directions, bessel functions, bit
-tricks) raises CannotCheckOnBackend naming it.
+tricks) raises CannotCheckOnBackend naming it, and so does inline PTX (`inline_asm_elementwise`).
 """
 from __future__ import annotations
 
@@ -77,9 +77,9 @@ FMA = ("__nv_fmaf", "__nv_fmaf_rn", "__nv_fma", "__nv_fma_rn")
 
 def create_extern_elementwise(self, libName, libPath, symbol, argList, retType, isPure):
     ret_ty = retType.scalar
-    wide = [values(h.data, h.dtype.scalar).astype(np.float64) if h.dtype.scalar.is_floating()
-            else np.asarray(h.data) for h in argList]
     with np.errstate(all="ignore"):
+        wide = [values(h.data, h.dtype.scalar).astype(np.float64) if h.dtype.scalar.is_floating()
+                else np.asarray(h.data) for h in argList]
         if symbol in FMA:
             if ret_ty.primitive_bitwidth == 64:
                 return TensorHandle(wide[0] * wide[1] + wide[2], ret_ty)
@@ -91,6 +91,10 @@ def create_extern_elementwise(self, libName, libPath, symbol, argList, retType, 
         if ret_ty.is_floating():
             return TensorHandle(storage(result.astype(np.float64), ret_ty), ret_ty)
         return TensorHandle(result.astype(_interp._get_np_dtype(ret_ty)), ret_ty)
+
+
+def create_inline_asm(self, inlineAsm, constraints, values, type, isPure, pack):
+    raise CannotCheckOnBackend(f"inline_asm_elementwise ({inlineAsm.strip().splitlines()[0][:60]!r})")
 
 
 def _interpreted(name: str, target):
@@ -148,6 +152,7 @@ class GlobalsPatch:
 def install(patcher) -> GlobalsPatch:
     builder = _interp.InterpreterBuilder
     patcher.set_attr(builder, "create_extern_elementwise", create_extern_elementwise)
+    patcher.set_attr(builder, "create_inline_asm", create_inline_asm)
     globals_patch = GlobalsPatch(patcher)
     raw_patch_lang = _interp._patch_lang
 

@@ -20,7 +20,7 @@ def bf16_bits_to_f32(bits: np.ndarray) -> np.ndarray:
 
 
 def f32_to_bf16_bits(x: np.ndarray, rtz: bool = False) -> np.ndarray:
-    x = np.ascontiguousarray(x, dtype=np.float32)
+    x = np.asarray(x, dtype=np.float32)  # same itemsize: .view works on any layout, keeps 0-d
     bits = x.view(np.uint32)
     if not rtz:
         bits = bits + (np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1)))
