@@ -93,3 +93,81 @@ def test_adapters_declare_what_the_kernels_compute():
         assert r.round_before_weight == ("llama" in name)
         assert r.compute_dtype == ("input" if "none" in name else "fp32")
         assert r.weight_offset == float(name[-1])
+
+
+# %% finding: SGLang's one-head decode path sums bf16-rounded products (docs/findings/sglang_decode_attention.md)
+
+def _attention_fp64(x, bf16_products: bool):
+    """SPEC section 2's output in float64 (no tiles, no P rounding, sink in the denominator), with
+    the scores either exact (q.k in fp64) or sums of q_d * k_d each rounded once to bf16."""
+    import math
+
+    import torch
+
+    from kernelprop import flat_slot_ids
+
+    D = x.q.shape[-1]
+    slots = flat_slot_ids(x.ori_block_table, x.cmp_block_table, x.sparse_indices, x.seqused_kv,
+                          window=x.window, tokens_per_batch=x.tokens_per_batch,
+                          page_size=x.ori_kv.shape[1], ori_pages=x.ori_kv.shape[0],
+                          cmp_pages=x.cmp_kv.shape[0])
+    keys = slots.rows(x.ori_kv, x.cmp_kv).double()
+    prod = x.q.double()[:, :, None, :] * keys[:, None, :, :]   # exact: bf16 x bf16 fits fp64
+    if bf16_products:
+        prod = prod.to(torch.bfloat16).double()
+    s = prod.sum(-1) * (D ** -0.5 if x.softmax_scale is None else x.softmax_scale)
+    s = torch.where(slots.valid[:, None, :], s, -math.inf)
+    m = s.amax(-1, keepdim=True)
+    e = torch.exp(s - m)
+    den = e.sum(-1) + torch.exp(x.attn_sink.double()[None, :] - m[..., 0])
+    return torch.einsum("thk,tkd->thd", e, keys) / den[..., None]
+
+
+def _sglang_fp32_output(x):
+    """decode_attention_fwd called as the adapter calls it, but with an fp32 `o` (SGLang writes o
+    in o's dtype), so the comparison sees the kernel's fp32 result before the bf16 store."""
+    import torch
+
+    from kernelprop import faithful_interpreter
+    from kernelprop.impls.third_party import sglang_decode_attention as S
+
+    calls = []
+    real = S._kernel.decode_attention_fwd
+
+    def capture(q, k, v, o, *args, **kwargs):
+        out = torch.empty(o.shape, dtype=torch.float32)
+        real(q, k, v, out, *args, **kwargs)
+        calls.append(out)
+
+    S._kernel.decode_attention_fwd = capture
+    try:
+        with faithful_interpreter():
+            x.call(S.sparse_decode_attention)
+    finally:
+        S._kernel.decode_attention_fwd = real
+    return calls[0].double()
+
+
+@pytest.mark.parametrize("head_dim", [16, 64])
+def test_sglang_one_head_scores_sum_bf16_products(head_dim):
+    """At one query head per KV head SGLang's stage 1 computes `tl.sum((q[None, :] * k).to(fp32))`:
+    each bf16 product is rounded to bf16 before the fp32 sum. Its fp32 output then equals the fp64
+    attention of bf16-rounded products to fp32 noise, and is ~10^4 times farther from the exact one,
+    which an fp32-scored, fp32-P kernel (the H = 1 path's P is never rounded) would match to fp32
+    noise. Two heads take the grouped kernel (tl.dot: exact products) and do not match that model."""
+    if not installed("sglang"):
+        pytest.skip("sglang is not installed: pip install --no-deps -r requirements-plugins.txt")
+    from kernelprop.golden.inputs import AttnCase, make_attn_inputs
+
+    for heads in (1, 2):
+        x = make_attn_inputs(AttnCase(seed=1, heads=heads, head_dim=head_dim, topk=40, min_used=4,
+                                      min_valid_keys=1, sink="finite"))
+        o = _sglang_fp32_output(x)
+        truth, model = _attention_fp64(x, False), _attention_fp64(x, True)
+        scale = float(truth.abs().max())
+        to_model = float((o - model).abs().max()) / scale
+        to_truth = float((o - truth).abs().max()) / scale
+        if heads == 1:
+            assert to_model < 2e-6 and to_truth > 1e-4, (to_model, to_truth)
+        else:
+            assert to_model > 1e-4, (to_model, to_truth)
