@@ -6,6 +6,8 @@ against each adapter of impls/third_party/ (docs/plugins.md), exactly as a user 
 A property the adapter's declarations rule out is skipped by the suite with its reason (P13 with
 validates_inputs = False, P7 with min_valid_keys = 1, P3/P4/P12 variants without accepts_recipe);
 each run must still pass a minimum number of property tests, so a run that skips everything fails.
+Runs the recipes cannot describe yet are strict xfails naming the gap (docs/plugins.md, "Where they
+stand"): they turn into failures the day they pass, so the marker goes with the gap.
 """
 from __future__ import annotations
 
@@ -26,7 +28,14 @@ NORM_PROPERTIES = "p1_norm or p4a or p4b or p12_scale or p12_impl or p13_bad"
 ATTN_FILES = ("properties/test_attention_p1.py", "properties/test_attention_numerics.py",
               "properties/test_attention_semantics.py", "properties/test_attention_memory.py",
               "properties/test_bad_input.py")
-ATTN_PROPERTIES = "p1_kernel or p2_ratio or p3_impl or p5 or p6 or p7 or p8 or p9 or p10 or p11 or p13_bad"
+# properties that compare the kernel with itself or check exact semantics, and those held to the
+# golden's bounds (these need the recipe to describe the kernel's arithmetic)
+ATTN_SEMANTICS = "p5_pads or p6_neg_inf or p7 or p8 or p9 or p10 or p11 or p13_bad"
+ATTN_NUMERICS = "p1_kernel or p2_ratio or p3_impl or p5_permuted or p5_dup or p6_sink_scaling"
+LIGER_NONE_GAP = ("suite gap: compute_dtype='input' rounds every step to bf16; Liger's none mode keeps "
+                  "Triton's promotion (bf16 squares and bf16 tl.sum, fp32 mean/rsqrt/x*r, bf16 offset+w)")
+SGLANG_GAP = ("suite gap: SGLang rounds P = exp(s - running max) (the golden: exp(s - tile max)); and "
+              "its H = 1 path sums bf16 products (docs/findings/sglang_decode_attention.md)")
 
 
 @dataclass(frozen=True)
@@ -37,17 +46,25 @@ class Adapter:
     files: tuple       # property files
     properties: str    # -k expression: the properties that call the implementation
     min_passed: int    # property tests a run must pass (the rest skip with their reason)
+    known_gap: str = ""  # why the run cannot pass yet (a strict xfail), or "" (it must pass)
 
     @property
     def id(self) -> str:
-        return self.target.replace(".py:", ".")
+        group = "" if self.kind == "rms_norm" else ("-numerics" if self.properties == ATTN_NUMERICS
+                                                    else "-semantics")
+        return self.target.replace(".py:", ".") + group
+
+    def param(self):
+        marks = [pytest.mark.xfail(strict=True, reason=self.known_gap)] if self.known_gap else []
+        return pytest.param(self, id=self.id, marks=marks)
 
 
 LIGER = [Adapter("liger_kernel", "rms_norm", f"liger_rms_norm.py:{name}", NORM_FILES,
-                 NORM_PROPERTIES, 2)
+                 NORM_PROPERTIES, 10, LIGER_NONE_GAP if name.startswith("none") else "")
          for name in ("llama", "llama_offset1", "gemma", "gemma_offset0", "none", "none_offset1")]
-SGLANG = [Adapter("sglang", "sparse_attention", "sglang_decode_attention.py:sparse_decode_attention",
-                  ATTN_FILES, ATTN_PROPERTIES, 11)]
+SGLANG_TARGET = "sglang_decode_attention.py:sparse_decode_attention"
+SGLANG = [Adapter("sglang", "sparse_attention", SGLANG_TARGET, ATTN_FILES, ATTN_SEMANTICS, 8),
+          Adapter("sglang", "sparse_attention", SGLANG_TARGET, ATTN_FILES, ATTN_NUMERICS, 8, SGLANG_GAP)]
 
 
 def installed(package: str) -> bool:
@@ -70,7 +87,7 @@ def summary_counts(output: str) -> dict:
     return {word: int(n) for n, word in re.findall(r"(\d+) (\w+)", lines[-1])} if lines else {}
 
 
-@pytest.mark.parametrize("adapter", LIGER + SGLANG, ids=lambda a: a.id)
+@pytest.mark.parametrize("adapter", [a.param() for a in LIGER + SGLANG])
 def test_third_party_kernel_passes_the_catalogue(adapter):
     if not installed(adapter.package):
         pytest.skip(f"{adapter.package} is not installed: pip install --no-deps -r requirements-plugins.txt")
