@@ -327,21 +327,25 @@ def test_bf16_conversions_constants_and_sum():
 
 
 @triton.jit
-def _nan_max_kernel(a_ptr, b_ptr, y_ptr, z_ptr, N: tl.constexpr):
+def _nan_max_kernel(a_ptr, b_ptr, y_ptr, z_ptr, lt_ptr, ne_ptr, N: tl.constexpr):
     offs = tl.arange(0, N)
     a, b = tl.load(a_ptr + offs), tl.load(b_ptr + offs)
     tl.store(y_ptr + offs, tl.maximum(a, b))                                     # max.f32
     tl.store(z_ptr + offs, tl.maximum(a, b, propagate_nan=tl.PropagateNan.ALL))  # NaN-propagating
+    tl.store(lt_ptr + offs, (a < b).to(tl.int8))                                 # ordered: NaN false
+    tl.store(ne_ptr + offs, (a != b).to(tl.int8))                                # unordered: NaN true
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_maximum_nan_rules(dtype):
+def test_maximum_and_comparison_nan_rules(dtype):
     a = torch.tensor([1.0, float("nan"), -2.0, float("nan")], dtype=dtype)
     b = torch.tensor([float("nan"), 3.0, -1.0, float("nan")], dtype=dtype)
     y, z = torch.empty_like(a), torch.empty_like(a)
+    lt, ne = torch.empty(4, dtype=torch.int8), torch.empty(4, dtype=torch.int8)
     with faithful_interpreter():
-        _nan_max_kernel[(1,)](a, b, y, z, N=4)
+        _nan_max_kernel[(1,)](a, b, y, z, lt, ne, N=4)
     assert same(y, torch.fmax(a, b)) == 0 and same(z, torch.maximum(a, b)) == 0
+    assert torch.equal(lt, (a < b).to(torch.int8)) and torch.equal(ne, (a != b).to(torch.int8))
 
 
 # --- what the raw interpreter gets wrong (so the tests above can fail) -------------------------
@@ -445,3 +449,19 @@ def test_patches_are_undone_and_version_is_checked(monkeypatch):
             with pytest.raises(UnsupportedTritonVersion, match="3.9.0"):
                 with faithful_interpreter():
                     pass
+
+
+def test_raw_switch_and_backend_choice(monkeypatch):
+    from kernelprop.faithful import enter_for_backend
+
+    monkeypatch.setenv("KERNELPROP_RAW_INTERPRETER", "1")
+    assert enter_for_backend("cpu") is False
+    monkeypatch.delenv("KERNELPROP_RAW_INTERPRETER")
+    assert enter_for_backend("cuda") is False
+    from kernelprop.faithful import session_autotune_config
+
+    monkeypatch.setenv("KERNELPROP_AUTOTUNE_CONFIG", "2")
+    assert session_autotune_config() == 2
+    monkeypatch.setenv("KERNELPROP_AUTOTUNE_CONFIG", "x")
+    with pytest.raises(ValueError, match="KERNELPROP_AUTOTUNE_CONFIG"):
+        session_autotune_config()

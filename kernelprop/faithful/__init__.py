@@ -6,20 +6,22 @@
 One module per concern: casts.py (conversions, stores, constants, float arguments), arith.py
 (bf16/fp16 arithmetic, comparisons, reductions, fma), dot.py (tl.dot), libdevice.py (extern
 functions), autotune.py (@triton.autotune without a driver). The suite enters it itself on the cpu
-backend (`enter_for_backend`); KERNELPROP_RAW_INTERPRETER=1 keeps the raw interpreter there.
+backend (`enter_for_backend`); KERNELPROP_RAW_INTERPRETER=1 keeps the raw interpreter there, and
+KERNELPROP_AUTOTUNE_CONFIG=i makes a whole run verify declared autotune config i.
 Importing this package imports neither torch nor triton; entering the context imports triton.
 docs/faithful-interpreter.md has the conformance table.
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 
 from kernelprop.faithful.errors import CannotCheckOnBackend, UnsupportedTritonVersion
 
-__all__ = ["faithful_interpreter", "CannotCheckOnBackend", "UnsupportedTritonVersion",
-           "enter_for_backend", "raw_interpreter", "autotune_config", "last_autotune_config", "autotune_choices",
-           "raw_interpreter_requested"]
+__all__ = ["faithful_interpreter", "raw_interpreter", "CannotCheckOnBackend", "UnsupportedTritonVersion",
+           "enter_for_backend", "raw_interpreter_requested", "session_autotune_config", "autotune_config", "last_autotune_config",
+           "autotune_choices"]
 
 _ACTIVE: list = []  # the Patcher of the active faithful interpreter (at most one)
 _SESSION = contextlib.ExitStack()
@@ -114,13 +116,23 @@ def _deactivate() -> None:
     _ACTIVE.pop().restore()
 
 
+def session_autotune_config() -> int:
+    """KERNELPROP_AUTOTUNE_CONFIG: the declared autotune config a whole run verifies (default 0)."""
+    text = os.environ.get("KERNELPROP_AUTOTUNE_CONFIG", "0")
+    if not text.isdigit():
+        raise ValueError(f"KERNELPROP_AUTOTUNE_CONFIG must be an integer >= 0 (a config index), got {text!r}")
+    return int(text)
+
+
 def enter_for_backend(backend: str) -> bool:
     """Enter the faithful interpreter for the rest of the process on the cpu backend (unless
-    KERNELPROP_RAW_INTERPRETER=1). Returns whether it is active."""
+    KERNELPROP_RAW_INTERPRETER=1), running autotune config KERNELPROP_AUTOTUNE_CONFIG (default
+    0). Returns whether it is active."""
     if backend != "cpu" or raw_interpreter_requested():
         return False
     if not _ACTIVE:
-        _SESSION.enter_context(faithful_interpreter())
+        _SESSION.enter_context(faithful_interpreter(autotune_config=session_autotune_config()))
+        atexit.register(_SESSION.close)  # before interpreter teardown clears this module
     return True
 
 

@@ -8,6 +8,7 @@ result once to nearest even. For + - * / that equals the correctly rounded bf16/
 (triton checks, as the compiler does) and keep the raw interpreter's numpy functions (bundled
 kernels unchanged); libdevice.py evaluates the libdevice forms.
 fma is one rounding of the exact x*y + z in every float type (fma.rn), where raw rounds twice.
+Comparisons follow fcmp's ordered/unordered NaN rules (raw: numpy's, wrong for ONE and U*).
 minnum/maxnum (tl.minimum/tl.maximum without propagate_nan) return the non-NaN operand (min.f32).
 A bf16/fp16 tl.sum adds in a pairwise tree rounding each addition to the type, like the GPU's
 per-thread then butterfly reduction rounds each add (the order differs; the magnitude matches).
@@ -15,6 +16,7 @@ per-thread then butterfly reduction rounds each add (the order differs; the magn
 from __future__ import annotations
 
 import numpy as np
+import triton.language as tl
 from triton.runtime import interpreter as _interp
 
 from kernelprop.faithful.rounding import exact_sum_round_to_odd
@@ -25,10 +27,20 @@ RAW: dict = {}
 
 BINARY = {"create_fadd": np.add, "create_fsub": np.subtract, "create_fmul": np.multiply,
           "create_fdiv": np.divide, "create_precise_divf": np.divide, "create_frem": np.fmod}
-COMPARE = {f"create_fcmp{kind}": fn for kind, fn in (
-    ("OLT", np.less), ("OGT", np.greater), ("OLE", np.less_equal), ("OGE", np.greater_equal),
-    ("OEQ", np.equal), ("ONE", np.not_equal), ("ULT", np.less), ("UGT", np.greater),
-    ("ULE", np.less_equal), ("UGE", np.greater_equal), ("UEQ", np.equal), ("UNE", np.not_equal))}
+
+
+def _unordered(op):
+    return lambda a, b: op(a, b) | np.isnan(a) | np.isnan(b)
+
+
+# ordered predicates are false on NaN (numpy's comparisons already are, but != is true on NaN);
+# unordered ones are true on NaN (numpy's are not): fcmp's IEEE predicates, for every float type
+COMPARE = {"create_fcmpOLT": np.less, "create_fcmpOGT": np.greater, "create_fcmpOLE": np.less_equal,
+           "create_fcmpOGE": np.greater_equal, "create_fcmpOEQ": np.equal,
+           "create_fcmpONE": lambda a, b: np.not_equal(a, b) & ~np.isnan(a) & ~np.isnan(b),
+           "create_fcmpULT": _unordered(np.less), "create_fcmpUGT": _unordered(np.greater),
+           "create_fcmpULE": _unordered(np.less_equal), "create_fcmpUGE": _unordered(np.greater_equal),
+           "create_fcmpUEQ": _unordered(np.equal), "create_fcmpUNE": np.not_equal}
 MIN_MAX = {"create_minimumf": np.minimum, "create_maximumf": np.maximum,
            "create_minnumf": np.fmin, "create_maxnumf": np.fmax}
 
@@ -46,9 +58,7 @@ def _binary(name, op):
 def _compare(name, op):
     def create(self, lhs, rhs):
         ty = lhs.dtype.scalar
-        if not is_low_precision(ty):
-            return RAW[name](self, lhs, rhs)
-        return TensorHandle(op(values(lhs.data, ty), values(rhs.data, ty)), ty)
+        return TensorHandle(op(values(lhs.data, ty), values(rhs.data, ty)), tl.int1)  # raw: lhs's type
     return create
 
 
@@ -116,8 +126,6 @@ def reduce_min_max(self, input, val_reduce_op, idx_reduce_op=None):
         val = self.to_tensor(storage(np.asarray(reduced, dtype=np.float32), ty).reshape(np.shape(reduced)),
                              tensor.dtype)
     if idx_reduce_op:
-        import triton.language as tl
-
         idx = self.to_tensor(idx_reduce_op(data, axis=self.axis, keepdims=self.keep_dims), tl.int32)
     if val is not None and idx is not None:
         return val, idx
