@@ -135,13 +135,13 @@ MUTANTS = [
     _norm("gemma_no_offset", "declares Gemma's weight_offset 1 but multiplies by w, not 1 + w",
           ("P1", "P12")),
     _norm("llama_no_cast", "declares round_before_weight (Llama) but skips the cast of x * inv",
-          ("P1",)),
+          ("P1", "P12")),
     _norm("llama_cast_rtz", "round_before_weight's cast of x * inv truncates (rtz), recipe rne",
           ("P1",)),
     _norm("input_dtype_always_bf16", "declares out_dtype 'input' but writes bf16 for fp32 x",
-          ("P1",)),
+          ("P1", "P12")),
     _norm("narrow_in_fp32", "declares compute_dtype 'input' but computes a bf16 x in fp32",
-          ("P1",)),
+          ("P1", "P12")),
 ]
 
 NO_ARG_CHECKS = ("impls/torch_reference.py is a numerics reference without the wrappers' argument "
@@ -178,6 +178,10 @@ CONTROLS = [
             "the base declaring out_dtype input, no bug"),
     Control("narrow_reference", "rms_norm", f"{NORM}:narrow_reference",
             "the base declaring compute_dtype input (Liger none mode), no bug"),
+    Control("hf_llama_rms_norm", "rms_norm", "impls/hf_norms.py:llama_rms_norm",
+            "Hugging Face LlamaRMSNorm's formula in torch, its declared recipe"),
+    Control("hf_gemma_rms_norm", "rms_norm", "impls/hf_norms.py:gemma_rms_norm",
+            "Hugging Face GemmaRMSNorm's formula in torch, its declared recipe"),
 ]
 
 
