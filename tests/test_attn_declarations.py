@@ -3,6 +3,7 @@
 callable of the drawn shape, resolved per example by draws, calls and replays)."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -168,3 +169,34 @@ def test_replay_resolves_a_callable_recipe_on_the_stored_inputs(tmp_path):
     data["recipe"]["tile"] = MANY_HEADS_TILE
     with pytest.raises(ReplayError, match="shape-dependent"):
         _check_recipe(impl, data, stored)
+
+
+def test_report_and_replay_of_a_shape_dependent_recipe(tmp_path):
+    """A P1 failure of a kernel with a callable recipe: the report records the recipe of the
+    drawn shape, and `kernelprop replay` resolves the callable on the stored inputs and
+    reproduces the failure."""
+    path = tmp_path / "rtz_one_head.py"
+    path.write_text(
+        "from kernelprop.golden.recipes import AttnRecipe\n"
+        "from kernelprop.impls.torch_reference import sparse_decode_attention as _ref\n\n"
+        "def one_head_recipe(shape):\n"
+        f"    return AttnRecipe(tile={ONE_HEAD_TILE} if shape.heads == 1 else {MANY_HEADS_TILE})\n\n"
+        "def fn(q, *args, recipe=None, **kwargs):\n"
+        "    recipe = recipe or one_head_recipe(type('S', (), {'heads': q.shape[1]}))\n"
+        "    return _ref(q, *args, recipe=recipe.replace(rounding='rtz'), **kwargs)\n\n"
+        "fn.recipe = one_head_recipe\nfn.accepts_recipe = ('rounding',)\n")
+    reports = tmp_path / "reports"
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "properties/test_attention_p1.py", "-p", "no:xdist", "-q",
+         "--hypothesis-profile=ci", "-k", "plain", "-x", "--impl", f"sparse_attention={path}:fn",
+         "--reports-dir", str(reports), "-p", "no:cacheprovider"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert "1 failed" in run.stdout, run.stdout[-3000:]
+    report = next(reports.rglob("report.json"))
+    data = json.loads(report.read_text())
+    heads = AttnCase(**{k: v for k, v in data["case"].items()}).heads
+    assert data["recipe"]["tile"] == (ONE_HEAD_TILE if heads == 1 else MANY_HEADS_TILE)
+    assert "shape-dependent" in json.dumps(data)
+    replay = subprocess.run([sys.executable, "-m", "kernelprop", "replay", str(report)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert replay.returncode == 1, replay.stdout[-2000:] + replay.stderr[-2000:]

@@ -113,7 +113,8 @@ def test_planted_attention_bug_gives_a_shrunk_report_that_replays(tmp_path, caps
     # the smaller window's data need not fail.
     assert data["inputs"]["inputs"]["valid_per_token"][0] in (2, 3)
     assert recipe == {"tile": 64, "tiling": "positional", "p_dtype": "bf16",
-                      "l_from": "rounded", "rounding": "rne", "out_dtype": "fp32"}
+                      "l_from": "rounded", "rounding": "rne", "out_dtype": "fp32",
+                      "kv_splits": None, "split_align": 1}
 
     # the tensors load without pickled code and rebuild the same inputs
     saved = torch.load(rdir / "inputs.pt", weights_only=True)
