@@ -137,7 +137,7 @@ MUTANTS = [
     _norm("llama_no_cast", "declares round_before_weight (Llama) but skips the cast of x * inv",
           ("P1", "P12")),
     _norm("llama_cast_rtz", "round_before_weight's cast of x * inv truncates (rtz), recipe rne",
-          ("P1",)),
+          ("P1", "P12")),
     _norm("input_dtype_always_bf16", "declares out_dtype 'input' but writes bf16 for fp32 x",
           ("P1", "P12")),
     _norm("narrow_in_fp32", "declares compute_dtype 'input' but computes a bf16 x in fp32",
