@@ -200,20 +200,6 @@ def pytest_runtest_setup(item):
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_call(item):
-    """A shape-class parametrization runs its class's own example count where it has one
-    (properties.strategies.class_examples: the reference class at small sizes)."""
-    shape_class = getattr(item, "callspec", None) and item.callspec.params.get("shape_class")
-    if not shape_class or item.get_closest_marker("shape_classes") is None:
-        yield
-        return
-    from kernelprop.properties.strategies import examples_of_class
-
-    with examples_of_class(item.obj, shape_class):
-        yield
-
-
-@pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
