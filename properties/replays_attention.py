@@ -56,7 +56,7 @@ def recipe_params(recipe: AttnRecipe, error_model: Optional[str] = None) -> dict
 
 
 def _model(params: dict):
-    """The P1 error model of params (reports written before it was stored: the worst case)."""
+    """The P1 error model of params (a report whose params name none: the worst case)."""
     return MODELS[params.get("error_model", "worst")]
 
 
