@@ -21,7 +21,7 @@ from kernelprop.golden.error_model import U_FP32, rounding_interval_gap
 from kernelprop.golden.rmsnorm import rms_norm_fp64, rms_norm_golden, rms_norm_trace
 from kernelprop.golden.rmsnorm_bounds import (  # noqa: F401 (in_domain, v_min: re-exported)
     FLUSHED, GOLDEN_INV_ULPS, HALF_SUBNORMAL, INV_ULPS, NORM_FTZ, SLACK, SUM_LAMBDA, ULP,
-    V_MIN_BY_BACKEND, _abs_products, _interval, _nan_free, _with_flush, error_vs_exact, exact_y,
+    V_MIN_BY_BACKEND, _nan_free, error_vs_exact, exact_y,
     exact_interval, golden_sum_roundings, impl_sum_depth, in_domain, in_recipe_domain, inv_ulps_for,
     p1_bound, p1_domain, p1_interval, pair_bound, v_min)
 from kernelprop import knobs
