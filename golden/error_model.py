@@ -134,7 +134,7 @@ class TensorCoreModel:
     lost), the truncated terms are added exactly, and the sum is truncated (RZ) to fp32. Blocks are
     taken in coordinate order (the wgmma chain along k). Per block the error is
         sum over the non-largest terms of min(|t|, g)  +  ulp of the result (< 2^-23 |S| = 2u|S|).
-    extra_bits = 0 is the sound default: no source gives H100's bf16 count (the review, SPEC 5)."""
+    extra_bits = 0 is the sound default: no source gives H100's bf16 count (SPEC 5)."""
 
     block: int = 16
     extra_bits: int = 0

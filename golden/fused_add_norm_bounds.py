@@ -22,6 +22,7 @@ def norm_inputs_on_z(inputs) -> NormInputs:
     return NormInputs(x=residual_sum(inputs.x, inputs.residual), weight=inputs.weight, eps=inputs.eps)
 
 
-def z_in_domain(inputs) -> bool:
-    """Whether the RMSNorm model is sound on z (rmsnorm_bounds.in_domain: v = 0 or v >= V_MIN)."""
-    return in_domain(residual_sum(inputs.x, inputs.residual), inputs.eps)
+def z_in_domain(inputs, backend: str) -> bool:
+    """Whether the RMSNorm model is sound on z on `backend` (rmsnorm_bounds.in_domain: v = 0 or
+    v >= V_MIN)."""
+    return in_domain(residual_sum(inputs.x, inputs.residual), inputs.eps, backend)

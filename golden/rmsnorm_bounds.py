@@ -12,7 +12,6 @@ The property replays (properties/replays_norm.py) build their Outcomes from thes
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from typing import Optional
 
@@ -78,6 +77,7 @@ class NormBackend:
     inv_ulps: float = 3.0
     sum_depth: Optional[int] = None
     sum_lambda: Optional[float] = None
+    div_units: float = 1.0   # its ss / D in units of u (V_DIV_UNITS_BY_BACKEND)
 
     def sum_rel(self, D: int) -> float:
         """Relative error bound of its sum of squares (positive terms) for row length D.
@@ -106,7 +106,7 @@ def norm_relative_gap(trace: NormTrace, x: torch.Tensor, backend: NormBackend = 
     """
     D = x.shape[-1]
     share = torch.where(trace.v > 0, (trace.ss / D) / trace.v, torch.ones_like(trace.v)).double()
-    rel_v = (backend.sum_rel(D) + U_FP32) * share + (3 + V_DIV_UNITS) * U_FP32
+    rel_v = (backend.sum_rel(D) + U_FP32) * share + (3 + backend.div_units) * U_FP32
     rel_inv = 0.5 * rel_v + (backend.inv_ulps + 1) * FP32_ULP_REL
     return (rel_inv + 4 * U_FP32) * (1 + 1e-3)   # 1e-3: second-order terms, all << 1
 
@@ -117,16 +117,25 @@ def norm_relative_gap(trace: NormTrace, x: torch.Tensor, backend: NormBackend = 
 # stay <= 2^-14 of D v (cpu); on cuda also v itself must stay normal, as the input of
 # sqrt.approx.ftz / rsqrt.approx.ftz (a computed v >= 2^-125 (1 - 2^-14) is >= 2^-126)
 V_MIN_BY_BACKEND = {"cpu": 2.0 ** -136, "cuda": 2.0 ** -125}
-V_MIN = V_MIN_BY_BACKEND["cuda" if os.environ.get("KERNELPROP_BACKEND") == "cuda" else "cpu"]
 # the implementation's ss / D in units of u: an IEEE division (u) on the CPU; on CUDA a Triton `/`
 # is div.full.f32 (2.5 ulp = 5u; Liger's RMSNorm, ./kp compile --impl), div_rn is div.rn (u)
 V_DIV_UNITS_BY_BACKEND = {"cpu": 1.0, "cuda": PTX_FIGURES["div.full"].rel / U_FP32}
-V_DIV_UNITS = V_DIV_UNITS_BY_BACKEND["cuda" if os.environ.get("KERNELPROP_BACKEND") == "cuda" else "cpu"]
 
 
-def in_domain(x: torch.Tensor, eps: float) -> bool:
+def _model(backend: str) -> str:
+    """The backend whose figures apply: cuda, or cpu for every other name."""
+    return "cuda" if backend == "cuda" else "cpu"
+
+
+def domain_v_min(backend: str) -> float:
+    """V_MIN: the smallest nonzero exact v the first-order model is sound for on `backend`."""
+    return V_MIN_BY_BACKEND[_model(backend)]
+
+
+def in_domain(x: torch.Tensor, eps: float, backend: str) -> bool:
     """True when every row's exact v = mean(x^2) + fp32(eps) is 0 (then y is 0 / 0 = NaN on every
-    side) or >= V_MIN. Below V_MIN the squares' subnormal roundings (<= 2^-150 each, <= D 2^-150 in
+    side) or >= V_MIN = domain_v_min(backend). Below V_MIN the squares' subnormal roundings
+    (<= 2^-150 each, <= D 2^-150 in
     all against D v) exceed 2^-14 relative, and as v -> 0 an fp32 sum of squares may flush to 0
     while the exact one does not (y = inf vs finite): fp32 RMSNorm itself is then ill-posed, and
     the properties draw no such rows (docs/bounds-rmsnorm.md#domain)."""
@@ -134,7 +143,7 @@ def in_domain(x: torch.Tensor, eps: float) -> bool:
         return True
     xd = x.double()
     v = (xd * xd).mean(-1) + _eps32(eps)
-    return bool(((v == 0) | (v >= V_MIN)).all())
+    return bool(((v == 0) | (v >= domain_v_min(backend))).all())
 
 
 # %% error model
@@ -175,7 +184,7 @@ def _underflow_rel(ss: torch.Tensor, D: int, v: torch.Tensor, n_round: int,
 
 def error_vs_exact(x: torch.Tensor, weight, eps: float, *, depth: int, n_round: int,
                    inv_ulps: float, sub: float = HALF_SUBNORMAL,
-                   weight_offset: float = 0.0) -> torch.Tensor:
+                   weight_offset: float = 0.0, backend: str = "cpu") -> torch.Tensor:
     """[...] bound on |y - y_exact| / |y_exact| before the output rounding, for one fp32
     implementation whose sum of squares has `depth` chained roundings and `n_round` roundings that
     may underflow; y_exact = x w' / sqrt(sum x^2 / D + fp32(eps)) in exact arithmetic, w' = offset
@@ -184,7 +193,7 @@ def error_vs_exact(x: torch.Tensor, weight, eps: float, *, depth: int, n_round: 
     ss = _rows(x)
     v = ss / D + _eps32(eps)
     share = torch.where(v > 0, (ss / D) / v.clamp_min(1e-300), torch.ones_like(v))
-    rel_v = gamma(depth) * share + (1 + V_DIV_UNITS) * U_FP32 + _underflow_rel(ss, D, v, n_round, sub)
+    rel_v = gamma(depth) * share + (1 + V_DIV_UNITS_BY_BACKEND[_model(backend)]) * U_FP32 + _underflow_rel(ss, D, v, n_round, sub)
     products = 1 + (weight is not None) + (weight is not None and weight_offset != 0)
     return (0.5 * rel_v + inv_ulps * ULP + products * U_FP32) * SLACK
 
@@ -251,7 +260,7 @@ SUM_LAMBDA = 6.0  # P1's probabilistic sum-of-squares model: 2 e^-18 = 3e-8 per 
 
 def p1_relative_gap(trace, x: torch.Tensor, eps: float, recipe: NormRecipe,
                     inv_ulps: float, sum_lambda: Optional[float] = SUM_LAMBDA,
-                    sub: float = HALF_SUBNORMAL) -> torch.Tensor:
+                    sub: float = HALF_SUBNORMAL, backend: str = "cpu") -> torch.Tensor:
     """[...] norm_relative_gap with the sum-of-squares term made sound for every recipe, plus
     the subnormal terms. golden.rmsnorm.norm_relative_gap charges the golden's sum one rounding (u)
     and the implementation gamma(sum_depth); the golden with chunk c rounds ceil(D/c) partials
@@ -264,7 +273,8 @@ def p1_relative_gap(trace, x: torch.Tensor, eps: float, recipe: NormRecipe,
     n_golden = golden_sum_roundings(D, recipe.chunk)
     depth = impl_sum_depth(D, recipe.chunk, x.dtype) + n_golden - 1
     rel = norm_relative_gap(trace, x, NormBackend(inv_ulps=inv_ulps, sum_depth=depth,
-                                                  sum_lambda=sum_lambda))
+                                                  sum_lambda=sum_lambda,
+                                                  div_units=V_DIV_UNITS_BY_BACKEND[_model(backend)]))
     ss = _rows(x)
     v = ss / D + _eps32(eps)
     under = 0.5 * (_underflow_rel(ss, D, v, D, sub) + _underflow_rel(ss, D, v, n_golden))
@@ -272,13 +282,14 @@ def p1_relative_gap(trace, x: torch.Tensor, eps: float, recipe: NormRecipe,
 
 
 def p1_interval(trace, inputs, recipe: NormRecipe, inv_ulps: float,
-                sum_lambda: Optional[float] = SUM_LAMBDA, ftz: bool = False):
+                sum_lambda: Optional[float] = SUM_LAMBDA, ftz: bool = False, backend: str = "cpu"):
     """(lo, hi) float64: both fp32 y lie in y_golden (1 +- rel) +- subnormal product errors (and,
     under FTZ, may be 0 where x or y is subnormal)."""
     sub = FLUSHED if ftz else HALF_SUBNORMAL
     if has_inner_roundings(recipe, inputs.x.dtype, inputs.weight):
-        return p1_chain_interval(trace, inputs, recipe, inv_ulps, sum_lambda, ftz)
-    rel = p1_relative_gap(trace, inputs.x, inputs.eps, recipe, inv_ulps, sum_lambda, sub)[..., None]
+        return p1_chain_interval(trace, inputs, recipe, inv_ulps, sum_lambda, ftz, backend)
+    rel = p1_relative_gap(trace, inputs.x, inputs.eps, recipe, inv_ulps, sum_lambda, sub,
+                          backend)[..., None]
     return _with_flush(_interval(trace.y_fp32, rel, _abs_products(inputs.weight, sub)), inputs.x, ftz)
 
 
@@ -293,10 +304,11 @@ def p1_domain(trace, iv, recipe: NormRecipe) -> Fp32Domain:
 
 
 def p1_bound(trace, inputs, recipe: NormRecipe, inv_ulps: float,
-             sum_lambda: Optional[float] = SUM_LAMBDA, ftz: bool = False, iv=None) -> torch.Tensor:
+             sum_lambda: Optional[float] = SUM_LAMBDA, ftz: bool = False, iv=None,
+             backend: str = "cpu") -> torch.Tensor:
     """Elementwise P1 bound on |impl - golden| from p1_interval (given as `iv`, or computed)."""
     if iv is None:
-        iv = p1_interval(trace, inputs, recipe, inv_ulps, sum_lambda, ftz)
+        iv = p1_interval(trace, inputs, recipe, inv_ulps, sum_lambda, ftz, backend)
     if recipe.out_dtype == "fp32":
         return _nan_free(torch.maximum(iv[1] - trace.y_fp32.double(), trace.y_fp32.double() - iv[0]))
     # both the implementation's and the golden's fp32 y lie in iv: bound OUT(hi) - OUT(lo)
@@ -392,7 +404,8 @@ def chain_interval(x: torch.Tensor, weight, eps: float, recipe: NormRecipe, *, s
 
 
 def p1_chain_interval(trace, inputs, recipe: NormRecipe, inv_ulps: float,
-                      sum_lambda: Optional[float] = SUM_LAMBDA, ftz: bool = False):
+                      sum_lambda: Optional[float] = SUM_LAMBDA, ftz: bool = False,
+                      backend: str = "cpu"):
     """p1_interval for recipes with inner roundings (has_inner_roundings): compute fp32: t = x * inv
     of both sides lies in t_golden (1 +- rel) (p1_relative_gap, which charges 2 products a side:
     t has one), then chain_interval; compute bf16: chain_interval from the squares, the sum charged
@@ -405,27 +418,29 @@ def p1_chain_interval(trace, inputs, recipe: NormRecipe, inv_ulps: float,
         sum_rel = NormBackend(inv_ulps=inv_ulps, sum_depth=depth, sum_lambda=sum_lambda).sum_rel(D)
         return chain_interval(x, inputs.weight, inputs.eps, recipe, sum_rel=sum_rel,
                               inv_ulps=inv_ulps, ftz=ftz, sub=sub)
-    rel = p1_relative_gap(trace, x, inputs.eps, recipe, inv_ulps, sum_lambda, sub)[..., None]
+    rel = p1_relative_gap(trace, x, inputs.eps, recipe, inv_ulps, sum_lambda, sub, backend)[..., None]
     t_iv = _interval(trace.t, rel, _abs_products(None, sub))
     return chain_interval(x, inputs.weight, inputs.eps, recipe, sum_rel=0.0, inv_ulps=inv_ulps,
                           t_iv=t_iv, ftz=ftz, sub=sub)
 
 
 def exact_interval(x: torch.Tensor, weight, eps: float, recipe: NormRecipe, *, depth: int,
-                   n_round: int, inv_ulps: float, ftz: bool = False, sub: float = HALF_SUBNORMAL):
+                   n_round: int, inv_ulps: float, ftz: bool = False, sub: float = HALF_SUBNORMAL,
+                   backend: str = "cpu"):
     """(lo, hi) float64 around the exact y holding one implementation's pre-output-rounding y
     (P12): y_exact (1 +- error_vs_exact) with w' = offset + w; for recipes with inner roundings the
     same error of t = x * inv (compute fp32) or of the sum of squares (compute bf16: gamma(depth))
     carried through chain_interval."""
     if not has_inner_roundings(recipe, x.dtype, weight):
         r = error_vs_exact(x, weight, eps, depth=depth, n_round=n_round, inv_ulps=inv_ulps, sub=sub,
-                           weight_offset=recipe.weight_offset)[..., None]
+                           weight_offset=recipe.weight_offset, backend=backend)[..., None]
         iv = _interval(exact_y(x, weight, eps, recipe.weight_offset), r, _abs_products(weight, sub) / 2)
         return _with_flush(iv, x, ftz)
     if recipe.compute_in(x.dtype) == "bf16":
         return chain_interval(x, weight, eps, recipe, sum_rel=gamma(depth), inv_ulps=inv_ulps,
                               ftz=ftz, sub=sub)
-    r = error_vs_exact(x, None, eps, depth=depth, n_round=n_round, inv_ulps=inv_ulps, sub=sub)
+    r = error_vs_exact(x, None, eps, depth=depth, n_round=n_round, inv_ulps=inv_ulps, sub=sub,
+                       backend=backend)
     t_iv = _interval(exact_y(x, None, eps), r[..., None], _abs_products(None, sub) / 2)
     return chain_interval(x, weight, eps, recipe, sum_rel=0.0, inv_ulps=inv_ulps, t_iv=t_iv,
                           ftz=ftz, sub=sub)
@@ -437,18 +452,19 @@ def exact_interval(x: torch.Tensor, weight, eps: float, recipe: NormRecipe, *, d
 V_MIN_NARROW = 2.0 ** -120
 
 
-def v_min(recipe: NormRecipe, x_dtype) -> float:
-    """The smallest nonzero exact v the properties draw for this recipe and x dtype."""
-    return max(V_MIN, V_MIN_NARROW) if recipe.compute_in(x_dtype) == "bf16" else V_MIN
+def v_min(recipe: NormRecipe, x_dtype, backend: str) -> float:
+    """The smallest nonzero exact v the properties draw for this recipe, x dtype and backend."""
+    low = domain_v_min(backend)
+    return max(low, V_MIN_NARROW) if recipe.compute_in(x_dtype) == "bf16" else low
 
 
-def in_recipe_domain(x: torch.Tensor, eps: float, recipe: NormRecipe) -> bool:
+def in_recipe_domain(x: torch.Tensor, eps: float, recipe: NormRecipe, backend: str) -> bool:
     """in_domain with the recipe's v_min (compute bf16: V_MIN_NARROW)."""
     if x.numel() == 0 or recipe.compute_in(x.dtype) != "bf16":
-        return in_domain(x, eps)
+        return in_domain(x, eps, backend)
     xd = x.double()
     v = (xd * xd).mean(-1) + _eps32(eps)
-    return bool(((v == 0) | (v >= v_min(recipe, x.dtype))).all())
+    return bool(((v == 0) | (v >= v_min(recipe, x.dtype, backend))).all())
 
 
 # %% the CUDA figures an RMSNorm kernel's PTX calls for (kernelprop.ptx_audit counts them)

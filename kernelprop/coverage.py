@@ -1,7 +1,8 @@
 """Shape-class coverage: which of the shapes where real kernels differ from toy ones each example hit.
 
 A property no example reaches is not a property (SPEC section 4, "Power at real shapes"). The
-classes below are where planted bugs hid from the suite (issue 9): each is recognized from the
+classes below are the shapes where a bug can hide from interpreter-sized examples (the real-shape
+mutants of impls/mutants show one per class): each is recognized from the
 *inputs the property actually ran on* (after its transformations), never from what a strategy
 meant to draw, so the counts are evidence.
 

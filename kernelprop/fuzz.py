@@ -47,6 +47,8 @@ import sys
 import time
 from pathlib import Path
 
+from kernelprop import knobs
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_EXAMPLES = 10         # first round: a few examples of every test, then scaled to the time left
 MAX_EXAMPLES = 2000        # the nightly profile's own max_examples
@@ -87,7 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default=None, choices=["auto", "cpu", "cuda"])
     p.add_argument("--sizes", default=None, choices=["small", "reference", "large"],
                    help="example sizes (kernelprop/sizes.py; default: reference, the nightly's)")
-    p.add_argument("--reports-dir", default=os.environ.get("KERNELPROP_REPORTS", "reports"))
+    p.add_argument("--reports-dir", default=knobs.reports.get())
     p.add_argument("--history-dir", default="fuzz-history")
     p.add_argument("--progress", type=float, default=15.0, help="seconds between progress lines")
     p.add_argument("--report-grace", type=float, default=60.0,
@@ -278,8 +280,8 @@ def run_round(args, rnd: int, seed: int, examples: int, paths, extra, work: Path
     log = work / f"round-{rnd}.log"
     priority = work / f"priority-{rnd}.json"
     priority.write_text(json.dumps(seen or {}))
-    env = dict(env, KERNELPROP_NIGHTLY_EXAMPLES=str(examples), KERNELPROP_FUZZ_STATS=str(stats),
-               KERNELPROP_FUZZ_PRIORITY=str(priority), KERNELPROP_PROFILE=profile)
+    env = dict(env, **knobs.env(nightly_examples=examples, fuzz_stats=stats, fuzz_priority=priority,
+                                profile=profile))
     cmd = _pytest_command(args, paths, seed, extra, deselect, profile)
     began = time.monotonic()
     interrupted = False
@@ -517,15 +519,12 @@ def main(argv: list[str]) -> int:
     work = history_dir / "runs" / run_id
     work.mkdir(parents=True, exist_ok=True)
     # rounds open the database fail-soft: it answered just now; a later outage only warns
-    env = dict(os.environ, KERNELPROP_PROFILE="nightly",
-               KERNELPROP_DATABASE=spec.shared or spec.local, KERNELPROP_LOCAL_DATABASE=spec.local,
-               KERNELPROP_DATABASE_ON_ERROR="warn", KERNELPROP_RUN_ID=run_id,
+    env = dict(os.environ, **knobs.env(profile="nightly", database=spec.shared or spec.local,
+                                       local_database=spec.local, database_on_error="warn",
+                                       run_id=run_id, backend=args.backend or None,
+                                       sizes=args.sizes or None),
                PYTHONPATH=os.pathsep.join([str(ROOT)] + ([os.environ["PYTHONPATH"]]
                                                          if os.environ.get("PYTHONPATH") else [])))
-    if args.backend:
-        env["KERNELPROP_BACKEND"] = args.backend
-    if args.sizes:
-        env["KERNELPROP_SIZES"] = args.sizes
     seed = args.seed
     examples = args.examples or DEFAULT_EXAMPLES
 

@@ -41,13 +41,11 @@ from typing import Optional
 
 import pytest
 
+from kernelprop import knobs
 from kernelprop.registry import BY_KIND, OPS, PROPERTY_IDS as REGISTRY_PROPERTY_IDS, Op
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PROPERTY_IDS = REGISTRY_PROPERTY_IDS   # every registered op's spec ids (kill-matrix columns)
-ENV_KIND = "KERNELPROP_MUTANT_KIND"          # keep tests of this implementation kind
-ENV_SPECS = "KERNELPROP_MUTANT_SPECS"        # optional: comma-separated P ids to keep
-ENV_RESULTS = "KERNELPROP_MUTANT_RESULTS"    # JSON lines, one per test
 
 
 # %% running one catalogue entry
@@ -146,12 +144,12 @@ def run_entry(entry, *, role: str, profile: str = "ci", workdir: pathlib.Path,
     where, _, attr = target.rpartition(":")
     if where.endswith(".py"):
         target = f"{ROOT / where}:{attr}"
-    env = dict(os.environ, KERNELPROP_PROFILE=profile, **{ENV_KIND: entry.kind,
-                                                          ENV_RESULTS: str(results)})
+    env = dict(os.environ, **knobs.env(profile=profile, mutant_kind=entry.kind,
+                                       mutant_results=results))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    env.pop(ENV_SPECS, None)
+    env.pop(knobs.mutant_specs.variable, None)
     if specs:
-        env[ENV_SPECS] = ",".join(specs)
+        env.update(knobs.env(mutant_specs=",".join(specs)))
     if threads:
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             env[var] = str(threads)
@@ -418,10 +416,10 @@ def item_kinds(item) -> set:
 
 
 def pytest_collection_modifyitems(session, config, items):
-    kind = os.environ.get(ENV_KIND)
+    kind = knobs.mutant_kind.get()
     if not kind:
         return
-    specs = {p for p in os.environ.get(ENV_SPECS, "").split(",") if p}
+    specs = {p for p in (knobs.mutant_specs.get() or "").split(",") if p}
     keep, drop = [], []
     for item in items:
         wanted = kind in item_kinds(item)
@@ -506,7 +504,7 @@ def _shrunk_case(item, report) -> tuple[Optional[dict], str]:
 def pytest_runtest_makereport(item, call):
     """Outermost wrapper: sees the report after conftest attached the counterexample report."""
     outcome = yield
-    path = os.environ.get(ENV_RESULTS)
+    path = knobs.mutant_results.get()
     if not path:
         return
     report = outcome.get_result()

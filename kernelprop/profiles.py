@@ -7,10 +7,11 @@ Every property test splits max_examples evenly over its shape classes
 (properties.strategies.over_shape_classes)."""
 from __future__ import annotations
 
-import os
 
 from hypothesis import HealthCheck, Phase, Verbosity, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
+
+from kernelprop import knobs
 
 _SUPPRESSED = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example,
                HealthCheck.function_scoped_fixture]
@@ -35,7 +36,7 @@ def register_profiles(database=None) -> None:
                               phases=[Phase.explicit, Phase.generate, Phase.target, Phase.shrink],
                               **common)
     settings.register_profile("dev", max_examples=50, database=db, **common)
-    settings.register_profile("nightly", max_examples=int(os.environ.get("KERNELPROP_NIGHTLY_EXAMPLES", 2000)),
+    settings.register_profile("nightly", max_examples=knobs.nightly_examples.get(),
                               database=db, phases=list(Phase), **common)
     settings.register_profile("replay", max_examples=1, database=db,
                               phases=[Phase.explicit, Phase.reuse], verbosity=Verbosity.normal,

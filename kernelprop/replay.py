@@ -21,6 +21,8 @@ import sys
 import traceback
 from pathlib import Path
 
+from kernelprop import knobs
+
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
 
 
@@ -198,7 +200,7 @@ def main(argv: list[str]) -> int:
                                 "metrics": comp and comp["metrics"],
                                 "impl": getattr(impl, "spec", None)}), allow_nan=False))
         return code
-    backend = os.environ.get("KERNELPROP_BACKEND", "cpu")
+    backend = knobs.backend.get() or "cpu"
     print(f"replay {data.get('property_id')} {data.get('check')}: {data.get('nodeid')}")
     print(f"  impl {impl.kind}={impl.spec}" if impl is not None else "  impl: none")
     print(f"  backend {backend} ({device_name(backend)}); report run {data.get('run_id')}, "

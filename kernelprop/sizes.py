@@ -25,12 +25,12 @@ only what every op uses.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, fields, make_dataclass
 from typing import Generic, TypeVar
 
+from kernelprop import knobs
+
 SIZES = ("small", "reference", "large")
-ENV = "KERNELPROP_SIZES"
 
 L = TypeVar("L")
 
@@ -56,7 +56,7 @@ def limits_type(name: str, module: str, doc: str, **defaults: int) -> type:
 
 
 def on_cuda() -> bool:
-    return os.environ.get("KERNELPROP_BACKEND") == "cuda"
+    return knobs.backend.get() == "cuda"
 
 
 @dataclass(frozen=True)
@@ -85,14 +85,14 @@ def _by_size() -> dict:
 
 def resolve_sizes(option: str | None, profile: str | None) -> str:
     """The sizes of this run: the option, else $KERNELPROP_SIZES, else by profile."""
-    value = option or os.environ.get(ENV) or ("reference" if profile == "nightly" else "small")
+    value = option or knobs.sizes.get() or ("reference" if profile == "nightly" else "small")
     if value not in SIZES:
         raise ValueError(f"--sizes must be one of {SIZES}, got {value!r}")
     return value
 
 
 def current_sizes() -> str:
-    value = os.environ.get(ENV) or "small"
+    value = knobs.sizes.get() or "small"
     return value if value in SIZES else "small"
 
 

@@ -4,12 +4,12 @@ names to AttnInputs, `params` is JSON-able (recipes as dicts)."""
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import asdict
 from typing import Optional
 
 import torch
 
+from kernelprop import knobs
 from kernelprop.golden.attention import (gather_kv, sparse_attention_fp64, sparse_attention_trace,
                               valid_index_mask)
 from kernelprop.golden.error_model import TORCH_EXPF_REL, U_FP32
@@ -51,12 +51,12 @@ def recipe_params(recipe: AttnRecipe, error_model: Optional[str] = None) -> dict
     """JSON-able params: the recipe and the name of the P1 error model (golden.attention_bounds
     MODELS; default: the one of the suite's backend), kept so a replay checks the same bound."""
     if error_model is None:
-        error_model = BACKEND_MODELS.get(os.environ.get("KERNELPROP_BACKEND", "cpu"), "random")
+        error_model = BACKEND_MODELS.get(knobs.backend.get() or "cpu", "random")
     return {"recipe": asdict(recipe), "error_model": error_model}
 
 
 def _model(params: dict):
-    """The P1 error model of params (reports written before it was stored: the worst case)."""
+    """The P1 error model of params (a report whose params name none: the worst case)."""
     return MODELS[params.get("error_model", "worst")]
 
 

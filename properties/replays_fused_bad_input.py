@@ -8,8 +8,8 @@ from kernelprop.evidence import Outcome
 from kernelprop.golden.fused_add_norm import FusedCase
 from kernelprop.golden.recipes import AttnRecipe, NormRecipe
 from kernelprop.properties.fused_limits import FusedLimits
-from kernelprop.properties.replays_bad_input import (BadInputTable, _corrupt_tensor, _raise_outcome,
-                                                     _same_outcome, _strided_last, call_with_timeout)
+from kernelprop.properties.replays_bad_input import (BadInputTable, corrupt_tensor, raise_outcome,
+                                                     same_outcome, strided_last, call_with_timeout)
 
 TENSORS = ("x", "residual", "weight")
 BAD_DTYPES = {"x": ("float16", "float64", "int32"), "residual": ("float16", "float64", "int32"),
@@ -51,26 +51,26 @@ def p13_fused(inputs: dict, impl, params: dict) -> Outcome:
     fn, kind, arg = impl.fn, params["kind"], params.get("arg")
     desc = f"{kind} {arg or ''}".strip()
     if kind == "scalar":
-        return _raise_outcome(f"eps={params['value']!r}", *_call(fn, x, eps=params["value"]), ("eps",), False)
+        return raise_outcome(f"eps={params['value']!r}", *_call(fn, x, eps=params["value"]), ("eps",), False)
     if kind == "recipe":
-        return _raise_outcome(f"recipe of type {params['value']}",
+        return raise_outcome(f"recipe of type {params['value']}",
                               *_call(fn, x, recipe=BAD_RECIPES[params["value"]]), ("recipe",), False)
     if kind == "unsupported_recipe":
-        return _raise_outcome("recipe inv='rsqrt_approx' (golden only)",
+        return raise_outcome("recipe inv='rsqrt_approx' (golden only)",
                               *_call(fn, x, recipe=NormRecipe(inv="rsqrt_approx")),
                               ("recipe", "inv", "rsqrt_approx"), True)
     if kind == "empty_last_dim":
-        return _raise_outcome("x and residual with last dim 0",
+        return raise_outcome("x and residual with last dim 0",
                               *_call(fn, x, x=x.x[..., :0], residual=x.residual[..., :0]), ("x",), False)
     if kind == "dtype_pair":  # each valid alone, not together
         other = torch.float32 if x.x.dtype == torch.bfloat16 else torch.bfloat16
-        return _raise_outcome("residual's dtype differs from x's",
+        return raise_outcome("residual's dtype differs from x's",
                               *_call(fn, x, residual=x.residual.to(other)), ("residual",), False)
     names = (arg, "x") if kind in ("size", "device", "rank") else (arg,)
     if kind == "stride":
         return _same(desc, fn, x, arg, names)
-    bad = _corrupt_tensor(getattr(x, arg), params)
-    return _raise_outcome(desc, *_call(fn, x, **{arg: bad}), names, False)
+    bad = corrupt_tensor(getattr(x, arg), params)
+    return raise_outcome(desc, *_call(fn, x, **{arg: bad}), names, False)
 
 
 def _results(fn, inputs, inplace: bool, **over):
@@ -91,10 +91,10 @@ def _same(desc, fn, x, arg, names) -> Outcome:
     """A non-unit last-dim stride: rejected naming the argument, or accepted with the contiguous
     call's outputs bitwise (written buffers for an in-place implementation)."""
     inplace = bool(getattr(fn, "inplace", False))
-    bad = _strided_last(getattr(x, arg).clone())
+    bad = strided_last(getattr(x, arg).clone())
     got = _results(fn, x, inplace, **{arg: bad})
     ref = _results(fn, x, inplace)
-    return _same_outcome(desc, *got, ref[1] if ref[0] == "ok" else None, names, True)
+    return same_outcome(desc, *got, ref[1] if ref[0] == "ok" else None, names, True)
 
 
 TABLE = BadInputTable(

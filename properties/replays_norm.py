@@ -19,11 +19,12 @@ from kernelprop.golden.output_margin import sided_bound
 from kernelprop.golden.recipes import NormRecipe
 from kernelprop.golden.error_model import U_FP32, rounding_interval_gap
 from kernelprop.golden.rmsnorm import rms_norm_fp64, rms_norm_golden, rms_norm_trace
-from kernelprop.golden.rmsnorm_bounds import (  # noqa: F401 (V_MIN, in_domain: re-exported)
-    FLUSHED, GOLDEN_INV_ULPS, HALF_SUBNORMAL, INV_ULPS, NORM_FTZ, SLACK, SUM_LAMBDA, ULP, V_MIN,
-    V_MIN_BY_BACKEND, _abs_products, _interval, _nan_free, _with_flush, error_vs_exact, exact_y,
+from kernelprop.golden.rmsnorm_bounds import (  # noqa: F401 (in_domain, v_min: re-exported)
+    FLUSHED, GOLDEN_INV_ULPS, HALF_SUBNORMAL, INV_ULPS, NORM_FTZ, SLACK, SUM_LAMBDA, ULP,
+    V_MIN_BY_BACKEND, _nan_free, error_vs_exact, exact_y,
     exact_interval, golden_sum_roundings, impl_sum_depth, in_domain, in_recipe_domain, inv_ulps_for,
     p1_bound, p1_domain, p1_interval, pair_bound, v_min)
+from kernelprop import knobs
 from kernelprop.evidence import Outcome
 
 P1_DOC = ("P1: |impl - golden| <= the bf16 flips (or fp32 |y| * rel) that rel allows; rel = impl + "
@@ -62,6 +63,11 @@ def recipe_params(recipe: NormRecipe, backend: str, **extra) -> dict:
             "ftz": NORM_FTZ[backend], **extra}
 
 
+def _backend() -> str:
+    """The backend this process runs the replay on (its ss / D division figure)."""
+    return knobs.backend.get() or "cpu"
+
+
 def _sub(params: dict) -> float:
     """Absolute loss of one implementation result in the subnormal range: 2^-150 (nearest
     rounding) or 2^-126 (flushed to zero: CUDA's libdevice and .ftz instructions, SPEC 5)."""
@@ -82,7 +88,7 @@ def p1(inputs: dict, impl, params: dict) -> Outcome:
     trace = x.call(rms_norm_trace, recipe=declared)
     recipe = declared.for_input(x.x.dtype)   # out_dtype / compute_dtype "input" resolved
     iv = p1_interval(trace, x, recipe, params["inv_ulps"], params.get("sum_lambda"),
-                     bool(params.get("ftz")))
+                     bool(params.get("ftz")), _backend())
     bound = p1_bound(trace, x, recipe, params["inv_ulps"], iv=iv)
     truth = _offset_truth(x, recipe)
     if recipe.out_dtype == "fp32":
@@ -220,7 +226,8 @@ def p12_scale(inputs: dict, impl, params: dict) -> Outcome:
     D = x.x.shape[-1]
     depth = impl_sum_depth(D, recipe.chunk, x.x.dtype)
     ends = [exact_interval(inp.x, inp.weight, inp.eps, recipe, depth=depth, n_round=D,
-                           inv_ulps=params["inv_ulps"], ftz=bool(params.get("ftz")), sub=_sub(params))
+                           inv_ulps=params["inv_ulps"], ftz=bool(params.get("ftz")), sub=_sub(params),
+                           backend=_backend())
             for inp in (x, ax)]
     bound = pair_bound(ends[0], ends[1], recipe)
     return Outcome(actual=y2, expected=y1, bound=bound, bound_doc=P12S_DOC,
@@ -251,13 +258,13 @@ def p12_chunks(inputs: dict, impl, params: dict) -> Outcome:
             y = x.call(rms_norm_golden, recipe=recipe)
             n = golden_sum_roundings(D, chunk)
             iv = exact_interval(x.x, x.weight, x.eps, resolved, depth=n, n_round=n,
-                                inv_ulps=GOLDEN_INV_ULPS)
+                                inv_ulps=GOLDEN_INV_ULPS, backend=_backend())
         else:
             y = x.call(impl, recipe=recipe)
             iv = exact_interval(x.x, x.weight, x.eps, resolved,
                                 depth=impl_sum_depth(D, chunk, x.x.dtype), n_round=D,
                                 inv_ulps=params["inv_ulps"], ftz=bool(params.get("ftz")),
-                                sub=_sub(params))
+                                sub=_sub(params), backend=_backend())
         outs.append(y)
         ivs.append(iv)
     bound = pair_bound(ivs[0], ivs[1], base.for_input(x.x.dtype))

@@ -24,7 +24,7 @@ reference gives the class its full share, up to the full decode shape (B=64; RMS
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
+import functools
 from dataclasses import dataclass
 from typing import Optional
 
@@ -463,36 +463,20 @@ def class_examples(shape_class: str) -> Optional[int]:
     return SMALL_SIZES_CLASS_EXAMPLES.get(shape_class) if current_sizes() == "small" else None
 
 
-@contextmanager
-def examples_of_class(test, shape_class: str):
-    """Run the hypothesis test `test` with the examples of its `shape_class` parametrization
-    (`class_examples`; the pytest plugin wraps each call in it, tests/test_coverage.py too).
-    Hypothesis has no per-parametrization settings: this sets the test's settings object, which
-    `@given` reads when the call starts (`_hypothesis_internal_use_settings`), for one call."""
-    n = class_examples(shape_class)
-    old = getattr(test, "_hypothesis_internal_use_settings", None)
-    if n is None or old is None:
-        yield
-        return
-    # no shrink phase either: the class fixes its dimensions, and every shrink step would cost a
-    # full example of it; a failure is reported as drawn
-    phases = [p for p in old.phases if p != Phase.shrink]
-    test._hypothesis_internal_use_settings = settings(old, max_examples=n, phases=phases)
-    try:
-        yield
-    finally:
-        test._hypothesis_internal_use_settings = old
+def over_shape_classes(kind: str, *, not_applicable: Optional[dict] = None, **given_kwargs):
+    """Decorator of a property test taking a `shape_class` argument and the arguments @given
+    draws (`given_kwargs`, strategies by name): pytest parametrizes it over "plain" and every
+    class of `kind` ("attn" / "norm") this run's sizes draw, except `not_applicable` ({class:
+    why}, kept for the coverage table), and each parametrization gets an equal share of the
+    profile's max_examples (at least 2), so every class is reached under every profile
+    (hypothesis' own choice of a sampled class is far from uniform: measured, 34 classes missed
+    over 40 ci-profile runs of 50 examples), except a class with its own count
+    (`class_examples`: the reference class at small sizes), which runs on top of the others'
+    shares (they stay what they were without it).
 
-
-def over_shape_classes(kind: str, *, not_applicable: Optional[dict] = None):
-    """Decorator (above @given) for a property test taking a `shape_class` argument: pytest
-    parametrizes it over "plain" and every class of `kind` ("attn" / "norm") this run's sizes
-    draw, except `not_applicable` ({class: why}, kept for the coverage table), and each
-    parametrization gets an equal share of the profile's max_examples (at least 2), so every
-    class is reached under every profile (hypothesis' own choice of a sampled class is far from
-    uniform: measured, 34 classes missed over 40 ci-profile runs of 50 examples), except a class
-    with its own count (`class_examples`: the reference class at small sizes), which runs on
-    top of the others' shares (they stay what they were without it).
+    Each count is its own `@settings(...)(@given(...)(test))` of the same test function (same
+    database key and seed); the test pytest sees dispatches a call to the one of its
+    `shape_class`. `class_settings(shape_class)` on it gives the settings that call runs under.
     """
     not_applicable = dict(not_applicable or {})
     run = classes_for_run(kind)
@@ -500,19 +484,38 @@ def over_shape_classes(kind: str, *, not_applicable: Optional[dict] = None):
     shared = sum(class_examples(c) is None for c in params)
 
     def decorate(test):
-        share = max(2, settings.default.max_examples // shared)
-        test = settings(max_examples=share)(test)
-        test = pytest.mark.shape_classes(kind=kind, not_applicable=not_applicable)(test)
-        return pytest.mark.parametrize("shape_class", params)(test)
+        share_settings = settings(max_examples=max(2, settings.default.max_examples // shared))
+        share_test = share_settings(given(**given_kwargs)(test))
+        own: dict = {}   # (class, examples) -> (its settings, its test)
+
+        def for_class(shape_class: str):
+            n = class_examples(shape_class)
+            if n is None:
+                return share_settings, share_test
+            if (shape_class, n) not in own:
+                # no shrink phase either: the class fixes its dimensions, and every shrink step
+                # would cost a full example of it; a failure is reported as drawn
+                phases = [p for p in share_settings.phases if p != Phase.shrink]
+                own_settings = settings(share_settings, max_examples=n, phases=phases)
+                own[(shape_class, n)] = (own_settings, own_settings(given(**given_kwargs)(test)))
+            return own[(shape_class, n)]
+
+        @functools.wraps(share_test)
+        def dispatch(*args, shape_class: str, **kwargs):
+            return for_class(shape_class)[1](*args, shape_class=shape_class, **kwargs)
+
+        dispatch.class_settings = lambda shape_class: for_class(shape_class)[0]
+        dispatch = pytest.mark.shape_classes(kind=kind, not_applicable=not_applicable)(dispatch)
+        return pytest.mark.parametrize("shape_class", params)(dispatch)
 
     return decorate
 
 
 def shape_class_property(pid: str, kind: str, *, not_applicable: Optional[dict] = None):
     """The header of a property test over the shape classes of `kind`: its SPEC id mark,
-    @over_shape_classes(kind, not_applicable=...) and @given(data=st.data())."""
+    @over_shape_classes(kind, not_applicable=..., data=st.data())."""
     def decorate(test):
-        test = over_shape_classes(kind, not_applicable=not_applicable)(given(data=st.data())(test))
+        test = over_shape_classes(kind, not_applicable=not_applicable, data=st.data())(test)
         return pytest.mark.spec(pid)(test)
 
     return decorate

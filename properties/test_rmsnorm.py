@@ -11,15 +11,13 @@ import torch
 from hypothesis import assume, event, given, note, strategies as st
 
 from kernelprop.golden.inputs import NormCase, make_norm_inputs
+from kernelprop import knobs
+from kernelprop.golden import rmsnorm_bounds
 from kernelprop.golden.recipes import NormRecipe
 from kernelprop.properties.checks import run_property
 from kernelprop.properties.replays_norm import (
     INV_ULPS,
-    V_MIN,
-    in_domain,
-    in_recipe_domain,
     npu_measurement,
-    v_min,
     recipe_params,
 )
 from kernelprop.properties.strategies import draw_norm_case, norm_recipes, shape_class_property, recipes_for
@@ -30,6 +28,17 @@ NPU_SHAPE = dict(rows=128, heads=64, dim=512)   # per-head q norm of the referen
 NPU_K = 8      # approx_bits whose modelled mismatch (26%) is nearest the NPU's 20.686% (SPEC 1)
 NONFINITE = {"nonfinite_rows": "the bounds need finite x; rows holding NaN or inf are P9's "
                                 "(test_p9_nonfinite_rows_stay_in_their_row)"}
+
+
+def in_recipe_domain(x: torch.Tensor, eps: float, recipe: NormRecipe) -> bool:
+    """rmsnorm_bounds.in_recipe_domain on this run's backend. The test bodies call it without the
+    backend: hypothesis derives a test's derandomized seed from its source, which stays as it is."""
+    return rmsnorm_bounds.in_recipe_domain(x, eps, recipe, knobs.backend.get() or "cpu")
+
+
+def v_min(recipe: NormRecipe, x_dtype) -> float:
+    """rmsnorm_bounds.v_min on this run's backend (see in_recipe_domain)."""
+    return rmsnorm_bounds.v_min(recipe, x_dtype, knobs.backend.get() or "cpu")
 
 
 def _need_recipes(impl) -> None:
