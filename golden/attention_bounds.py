@@ -34,8 +34,9 @@ import torch
 
 from kernelprop.golden.attention import TiledTrace
 from kernelprop.golden.recipes import AttnRecipe
-from kernelprop.golden.error_model import (BF16_ROUNDOFF, FP32_MAX, FP32_MIN_NORMAL, FP32_SUBNORMAL_ULP,
-                                           FP32_ULP_REL, U_FP32, gamma, probabilistic_gamma)
+from kernelprop.golden.error_model import (BF16_ROUNDOFF, DIV_FULL_REL, FP32_MAX, FP32_MIN_NORMAL,
+                                           FP32_SUBNORMAL_ULP, FP32_ULP_REL, LOG_ABS, LOG_REL, U_FP32,
+                                           gamma, probabilistic_gamma)
 from kernelprop.golden.rounding import round_to_bf16
 
 
@@ -276,6 +277,55 @@ def subnormal_floor(mass: torch.Tensor) -> torch.Tensor:
     return 4 * FP32_SUBNORMAL_ULP + FP32_SUBNORMAL_ULP * mass
 
 
+@dataclass(frozen=True)
+class SplitStats:
+    """Per-(t, h) float64 magnitudes of a split-KV trace's stage 2 (docs/bounds.md#split-kv)."""
+
+    splits: torch.Tensor    # [T, H] non-empty splits merged
+    lse_abs: torch.Tensor   # [T, H] max |lse_i|
+    log_l: torch.Tensor     # [T, H] max |log L_i|
+    lse_gap: torch.Tensor   # [T, H] max (X - lse_i), X = max lse_i
+
+
+def split_stats(trace: TiledTrace) -> Optional[SplitStats]:
+    """The stage-2 magnitudes of a split-KV trace (None without split)."""
+    if trace.lse is None:
+        return None
+    lse = trace.lse.double()
+    live = torch.isfinite(lse)
+    X = torch.where(live, lse, -math.inf).amax(-1, keepdim=True)
+    on = lambda t: torch.where(live, t, 0.0).amax(-1) if t.shape[-1] else lse.sum(-1) * 0  # noqa: E731
+    return SplitStats(splits=live.sum(-1).double(), lse_abs=on(lse.abs()),
+                      log_l=on(torch.log(torch.where(live, trace.split_L.double(), 1.0)).abs()),
+                      lse_gap=on(X - torch.where(live, lse, 0.0)))
+
+
+def _split_rho(trace: TiledTrace, backend: Optional[AttnBackend]) -> torch.Tensor:
+    """[T, H] relative error split-KV adds to every merge weight (docs/bounds.md#split-kv): 0
+    without split. backend None: the golden's own (P2); else both sides of P1, the
+    implementation's figures from `backend` and golden.error_model.
+      lse_i = fl(M_i + fl(log L_i)): |d lse_i| <= LOG_ABS + LOG_REL |log L_i| + u |lse_i| per side,
+        a relative error expm1(d) of w_i = exp(lse_i - X) (X itself cancels: it scales every
+        w_i and the sink alike, as M does without split);
+      w_i = exp(fl(lse_i - X)), possibly online (running max, each partial rescaled once per later
+        split, the exponents telescoping as the tile merges do): per split the argument rounding
+        u |lse_i - X| and the exp error of each side, plus 3 roundings (scale, add) per side;
+      o_i = O_i / L_i: one division (div.full on the implementation's side, IEEE on the golden's),
+        and the final quotient's div.full beyond the u the output term holds."""
+    stats = split_stats(trace)
+    if stats is None:
+        return torch.zeros_like(trace.M, dtype=torch.float64)
+    d_lse = LOG_ABS + LOG_REL * stats.log_l + U_FP32 * stats.lse_abs
+    if backend is None:
+        merges = stats.splits * (U_FP32 * stats.lse_gap + _golden_exp_rel(stats.lse_gap) + 3 * U_FP32)
+        rho = merges + torch.expm1(d_lse) + 2 * U_FP32
+    else:
+        omega = 2 * U_FP32 * stats.lse_gap + _exp_rel(stats.lse_gap, backend) + 2.0 ** -22
+        merges = stats.splits * (omega + 6 * U_FP32)
+        rho = merges + torch.expm1(2 * d_lse) + 2 * DIV_FULL_REL + U_FP32
+    return torch.where(stats.splits > 0, rho, 0.0)
+
+
 def _score_gap(trace: TiledTrace, q: torch.Tensor, scale: float, backend: Optional[AttnBackend]):
     """[T, H, K] bound on |s_impl - s_golden| (backend given) or |s_golden - s_exact| (None)."""
     s = trace.scores.double().abs()
@@ -387,7 +437,7 @@ def attention_p1_terms(trace: TiledTrace, q, attn_sink, recipe: AttnRecipe, *,
     omega = 2 * U_FP32 * sens.arg_mag + _exp_rel(sens.arg_mag, backend) + 2.0 ** -22
     tile_depth = trace.tile - 1 if backend.tile_depth is None else backend.tile_depth
     acc = gamma(tile_depth) + 2 * U_FP32 + (U_FP32 if recipe.p_dtype == "fp32" else 0.0)
-    rho = tiles * (omega + 6 * U_FP32) + acc
+    rho = tiles * (omega + 6 * U_FP32) + acc + _split_rho(trace, backend)
     rho_sigma = 2 * U_FP32 * sens.sink_arg + _exp_rel(sens.sink_arg, backend) + 2.0 ** -22
     # the maxima's score errors: the final max's cancels (sink included), each tile's scales its
     # N_t and l_t together by exp(d m_t), |d m_t| <= ds_max (docs/bounds.md#p1-maxima)
@@ -416,6 +466,6 @@ def attention_p2_bound(trace: TiledTrace, attn_sink, recipe: AttnRecipe) -> torc
     sens = sensitivity(trace, attn_sink)
     tiles = trace.tiles_used.double()
     omega = 2 * ds_max + U_FP32 * sens.arg_mag + 2.0 ** -22
-    rho = tiles * (omega + 3 * U_FP32) + 2 * U_FP32
+    rho = tiles * (omega + 3 * U_FP32) + 2 * U_FP32 + _split_rho(trace, None)
     rho_sigma = ds_max + U_FP32 * sens.sink_arg + 2.0 ** -22
     return _propagate(trace, sens, recipe, dp, dl, rho, rho_sigma).total + 2.0 ** -40 * trace.o.double().abs()

@@ -54,3 +54,14 @@ def rounding_interval_gap(y: torch.Tensor, rel: torch.Tensor, mode: str) -> torc
     hi = torch.nextafter(hi, torch.full_like(hi, float("inf")))
     lo = torch.nextafter(lo, torch.full_like(lo, -float("inf")))
     return (round_to_bf16(hi, mode) - round_to_bf16(lo, mode)).abs()
+
+
+# Split-KV decode (docs/bounds.md#split-kv): the instructions its two stages add.
+# log: tl.log = lg2.approx.f32 (PTX ISA: absolute error 2^-22 on (0.5, 2), relative 2^-22
+# elsewhere, in log2 units) times fp32(ln 2) (one rounding, a constant off by <= u), or a
+# libdevice / libm logf within 1 ulp: |fl(log x) - log x| <= LOG_ABS + LOG_REL |log x|.
+LOG_ABS = 2.0 ** -22
+LOG_REL = 2.0 ** -21
+# x / y in Triton is div.full.f32: 2 ulp from the correctly rounded quotient (PTX ISA), so
+# <= 2.5 ulp = 5 u of the exact one (IEEE division: u).
+DIV_FULL_REL = 5 * U_FP32

@@ -46,18 +46,25 @@ class AttnCase(CaseValue):
     nan_unused: bool = True         # NaN in pool rows that no valid index reaches
     strided: bool = False           # q and pools as non-contiguous views (last dim stride 1)
     device: str = "cpu"
+    min_valid_keys: int = 0         # rows left with fewer valid indices get window slots (needs
+                                    # min_used >= S - 1 + min_valid_keys: AttnDomain.fit sets it)
 
     def __post_init__(self) -> None:
         for name in ("batches", "tokens_per_batch", "heads", "head_dim", "page_size", "window"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("topk", "extra", "max_cmp_len", "spare_pages"):
+        for name in ("topk", "extra", "max_cmp_len", "spare_pages", "min_valid_keys"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.data not in DATA_KINDS:
             raise ValueError(f"data must be one of {DATA_KINDS}, got {self.data!r}")
         if self.sink not in SINK_KINDS:
             raise ValueError(f"sink must be one of {SINK_KINDS}, got {self.sink!r}")
+        if self.min_valid_keys and (self.min_used < self.tokens_per_batch - 1 + self.min_valid_keys
+                                    or self.num_indices < self.min_valid_keys):
+            raise ValueError(f"min_valid_keys={self.min_valid_keys} needs min_used >= "
+                             f"tokens_per_batch - 1 + min_valid_keys and at least that many index "
+                             f"positions, got min_used={self.min_used}, K={self.num_indices}")
 
     @property
     def tokens(self) -> int:
@@ -67,6 +74,23 @@ class AttnCase(CaseValue):
     def num_indices(self) -> int:
         return self.window + self.topk + self.extra
 
+    def shape(self) -> "AttnShape":
+        return AttnShape(tokens=self.tokens, heads=self.heads, head_dim=self.head_dim,
+                         num_indices=self.num_indices, tokens_per_batch=self.tokens_per_batch,
+                         page_size=self.page_size)
+
+
+@dataclass(frozen=True)
+class AttnShape:
+    """What a shape-dependent recipe (SPEC section 6: `recipe` a callable) is given: the sizes of
+    one example, from its case (`AttnCase.shape()`) or its tensors (`AttnInputs.shape()`)."""
+
+    tokens: int             # T
+    heads: int              # H
+    head_dim: int           # D
+    num_indices: int        # K, index positions per token
+    tokens_per_batch: int   # S
+    page_size: int          # BS
 
 
 @dataclass(frozen=True)
@@ -91,6 +115,11 @@ class AttnInputs(TensorArgs):
     def kwargs(self) -> dict:
         return dict(window=self.window, tokens_per_batch=self.tokens_per_batch,
                     softmax_scale=self.softmax_scale)
+
+    def shape(self) -> AttnShape:
+        T, H, D = self.q.shape
+        return AttnShape(tokens=T, heads=H, head_dim=D, num_indices=self.sparse_indices.shape[1],
+                         tokens_per_batch=self.tokens_per_batch, page_size=self.ori_kv.shape[1])
 
     def to(self, device) -> "AttnInputs":
         return replace(self, **{n: getattr(self, n).to(device) for n in self.TENSORS})
@@ -219,6 +248,8 @@ def make_attn_inputs(case: AttnCase) -> AttnInputs:
     ori_kv = _values(gen, (n_ori, BS, D), case.data).to(torch.bfloat16)
     cmp_kv = _values(gen, (n_cmp, BS, D), case.data).to(torch.bfloat16)
     sink = _sink(gen, H, case.sink)
+    if case.min_valid_keys:
+        idx = _ensure_valid_keys(idx, used, W, cmp_valid, case.min_valid_keys, gen)
     inputs = AttnInputs(q=q, ori_kv=ori_kv, ori_block_table=ori_table.int(), cmp_kv=cmp_kv,
                         cmp_block_table=cmp_table.int(), sparse_indices=idx.int(),
                         seqused_kv=seqused.int(), attn_sink=sink.float(), window=W,
@@ -230,6 +261,21 @@ def make_attn_inputs(case: AttnCase) -> AttnInputs:
                                 cmp_kv=_strided(inputs.cmp_kv, gen),
                                 sparse_indices=_strided(inputs.sparse_indices, gen))
     return inputs.to(case.device) if case.device != "cpu" else inputs
+
+
+def _ensure_valid_keys(idx, used, W: int, cmp_valid, n: int, gen: torch.Generator):
+    """idx [T, K] with every token holding >= n valid indices: a short row's missing ones replace
+    invalid entries at random positions, each a random visible window slot (used >= n >= 1, so
+    slot 0 is visible; a repeated slot counts twice, SPEC section 2)."""
+    T, K = idx.shape
+    win_valid = used.clamp(min=0, max=W)
+    valid = ((idx >= 0) & (idx < win_valid[:, None])) | \
+        ((idx >= W) & (idx - W < cmp_valid[:, None]))
+    short = (n - valid.sum(1)).clamp(min=0)                                  # [T] keys missing
+    keys = torch.rand(T, K, generator=gen) + valid.double()                  # invalid ones first
+    rank = keys.argsort(dim=1).argsort(dim=1)                                # [T, K]
+    slot = (torch.rand(T, K, generator=gen) * win_valid.clamp(min=1)[:, None]).long()
+    return torch.where(rank < short[:, None], slot, idx)
 
 
 def read_rows(inputs: AttnInputs):

@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from kernelprop.golden.recipes import AttnRecipe, NormRecipe
+from kernelprop.golden.recipes import UNSPLIT_FIELDS, AttnRecipe, NormRecipe
 
 LOG2E = 1.4426950408889634
 
@@ -89,7 +89,7 @@ def sparse_decode_attention(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table,
 
 
 sparse_decode_attention.recipe = AttnRecipe()
-sparse_decode_attention.accepts_recipe = True
+sparse_decode_attention.accepts_recipe = UNSPLIT_FIELDS  # one pass: no split-KV
 
 
 def rms_norm(x, weight=None, *, eps=1e-6, recipe=None):

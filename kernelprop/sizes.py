@@ -107,12 +107,12 @@ class BySize:
     implementation (same checks, same recipes) for larger ones. `work_doc` names the work measure
     in the session header."""
 
-    accepts_recipe = True
-
     def __init__(self, recipe: str, work, limit: int, small: str, large: str, work_doc: str):
         from kernelprop.registry import resolve
 
         self.recipe = resolve(recipe)()
+        # the fields the bundled kernel varies (the torch implementation takes the same)
+        self.accepts_recipe = getattr(resolve(small), "accepts_recipe", True)
         self.work, self.limit, self.small, self.large = work, limit, small, large
         self.work_doc = work_doc
 

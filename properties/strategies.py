@@ -211,13 +211,31 @@ def tiles(*, max_tile: int = 100, untiled: bool = True) -> st.SearchStrategy[Opt
 
 
 def attn_recipes(*, tilings=("positional",), roundings=("rne", "rtz", "rna"),
-                 p_dtypes=("bf16", "fp32"), max_tile: int = 100) -> st.SearchStrategy[AttnRecipe]:
-    """Attention recipes; shrinks to the default recipe (tile 64 first, then small tiles)."""
-    return st.builds(AttnRecipe, tile=tiles(max_tile=max_tile), tiling=st.sampled_from(tilings),
+                 p_dtypes=("bf16", "fp32"), max_tile: int = 100,
+                 splits: bool = False) -> st.SearchStrategy[AttnRecipe]:
+    """Attention recipes; shrinks to the default recipe (tile 64 first, then small tiles).
+    splits: also draw split-KV recipes (kv_splits, split_align; tiling then "compacted")."""
+    base = st.builds(AttnRecipe, tile=tiles(max_tile=max_tile), tiling=st.sampled_from(tilings),
                      p_dtype=st.sampled_from(p_dtypes),
                      l_from=st.sampled_from(["rounded", "unrounded"]),
                      rounding=st.sampled_from(roundings),
                      out_dtype=st.sampled_from(["fp32", "bf16"]))
+    if not splits:
+        return base
+    return st.tuples(base, split_counts(), split_aligns()).map(
+        lambda r: r[0] if r[1] is None else
+        r[0].replace(tiling="compacted", kv_splits=r[1], split_align=r[2]))
+
+
+def split_counts() -> st.SearchStrategy[Optional[int]]:
+    """kv_splits: None (no split) first, then SGLang's 8, 1, 2, 3 and up to 16: small cases have
+    fewer keys than splits (empty splits) as well as more."""
+    return st.one_of(st.none(), st.sampled_from([8, 1, 2, 3]), st.integers(1, 16))
+
+
+def split_aligns() -> st.SearchStrategy[int]:
+    """split_align: 1 (vLLM), SGLang's 32, and small odd alignments."""
+    return st.sampled_from([1, 32, 2, 3, 4])
 
 
 def norm_cases(*, limits: NormLimits | None = None, data=NORM_DATA_KINDS,
@@ -269,16 +287,15 @@ def norm_recipes(*, invs=("recip_sqrt", "rsqrt", "recip_sqrt_rn"), out_dtypes=("
                      out_dtype=st.sampled_from(out_dtypes), rounding=st.sampled_from(roundings))
 
 
-def recipes_for(impl, strategy: st.SearchStrategy) -> st.SearchStrategy:
+def recipes_for(impl, strategy: st.SearchStrategy, example=None) -> st.SearchStrategy:
     """`strategy` for implementations that accept any recipe keyword; for those that declare the
-    fields they can vary (accepts_recipe a tuple), their declared recipe with only those fields
-    drawn; else their declared recipe."""
+    fields they can vary (accepts_recipe a tuple), their declared recipe (for `example`'s shape
+    when shape-dependent) with only those fields drawn; else their declared recipe."""
     if impl.accepts_recipe is True:
         return strategy
     if not impl.accepts_recipe:
-        return st.just(impl.recipe)
-    varied = impl.accepts_recipe
-    return strategy.map(lambda r: impl.recipe.replace(**{f: getattr(r, f) for f in varied}))
+        return st.just(impl.recipe_for(example))
+    return strategy.map(lambda r: impl.example_recipe(r, example))
 
 
 # %% the draw helpers every property test uses
@@ -362,16 +379,27 @@ def draw_attn(data, shape_class: str = "plain", *, impl=None, backend: str = "cp
     domain = domain if domain is not None else getattr(impl, "domain", None)
     _inside_domain(shape_class, domain)
     coverage.expect(() if shape_class == "plain" else (shape_class,))
-    strategy = recipes if recipes is not None else attn_recipes()
-    recipe = data.draw(strategy if impl is None else recipes_for(impl, strategy), label="recipe")
-    tile = recipe.tile
+    strategy = recipes if recipes is not None else attn_recipes(splits=_draws_splits(impl))
+    drawn = data.draw(strategy if impl is None or impl.accepts_recipe else st.none(), label="recipe")
+    # the tile the multi-tile class cuts the list by: a shape-dependent recipe's (SPEC section 6)
+    # is only known with the case, so its value at the default case's shape stands in for it
+    tile = drawn.tile if drawn is not None and tile_is_free(impl) else \
+        impl.recipe_for(AttnCase()).tile
     if shape_class == "multi_tile" and tile_is_free(impl):
         tile = data.draw(st.integers(*MULTI_TILE_TILES), label="multi-tile tile")
-        recipe = recipe.replace(tile=tile)
+        drawn = drawn.replace(tile=tile)
     case = data.draw(class_cases(shape_class, limits=limits or current_limits(), tile=tile,
                                  pads=pads, data=data_kinds, sinks=sinks, strided=strided)
                      .map(lambda c: _fitted(c, domain).replace(device=device)), label="case")
+    recipe = drawn if impl is None else impl.example_recipe(drawn, case)
     return AttnDraw(shape_class, case, recipe)
+
+
+def _draws_splits(impl) -> bool:
+    """Whether split-KV recipes are drawn: golden-only properties (impl None) and implementations
+    that vary `kv_splits` (a one-pass kernel, e.g. the bundled Triton one, declares
+    accepts_recipe without it and is never asked for a split)."""
+    return impl is None or impl.varies("kv_splits")
 
 
 def draw_norm_case(data, shape_class: str = "plain", *, device: str = "cpu",

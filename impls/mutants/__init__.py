@@ -105,6 +105,15 @@ MUTANTS = [
     _attn("scale_isqrt", "default softmax scale 1 / isqrt(D)", ("P1", "P2")),
     _attn("scale_padded_d", "default softmax scale from the padded BLOCK_D = next_pow2(D)",
           ("P1", "P2")),
+    # split-KV decode (AttnRecipe.kv_splits; drawn only for implementations that vary it)
+    _attn("split_sink_dropped", "split-KV merge leaves the sink out of the denominator",
+          ("P1", "P6")),
+    _attn("split_first_max", "split-KV merge rescales by the first split's lse, not the largest "
+          "(overflow once another split's lse exceeds it by ~88)", ("P1", "P6")),
+    _attn("split_empty_unguarded", "split-KV merge does not skip empty splits: 0 * (0 / 0) = NaN",
+          ("P1",)),
+    _attn("split_unaligned", "split length cdiv(n, kv_splits) not rounded up to split_align",
+          ("P1",)),
     # RMSNorm
     _norm("rsqrt_12bit", "INV is a hardware rsqrt with 12 correct bits", ("P1", "P12")),
     _norm("rsqrt_10bit", "INV is a hardware rsqrt with 10 correct bits", ("P1", "P12")),
@@ -144,6 +153,10 @@ CONTROLS = [
             "benign: -0.0 for tokens with no valid key (IEEE-equal to the exact zero)"),
     Control("fixed_tile_64", "sparse_attention", f"{ATTN}:fixed_tile_64",
             "the base with a fixed tile of 64 and no recipe keyword (the fixed64_* mutants' base)"),
+    Control("split_kv", "sparse_attention", f"{ATTN}:split_kv",
+            "the base with split-KV (the split_* mutants' base; two-pass merge)"),
+    Control("split_kv_reference", "sparse_attention", "impls/split_kv_reference.py:sparse_decode_attention",
+            "independent split-KV implementation (SGLang's structure, online merge)"),
     Control("reverse_chunks", "rms_norm", f"{NORM}:reverse_chunks",
             "benign: sum-of-squares chunks added right to left (within fp32 bounds)"),
 ]
