@@ -45,6 +45,7 @@ class AttnCase(CaseValue):
     softmax_scale: Optional[float] = None
     nan_unused: bool = True         # NaN in pool rows that no valid index reaches
     strided: bool = False           # q and pools as non-contiguous views (last dim stride 1)
+    engine_tables: bool = False     # block tables as serving engines lay them out (engine_block_tables)
     device: str = "cpu"
     min_valid_keys: int = 0         # rows left with fewer valid indices get window slots (needs
                                     # min_used >= S - 1 + min_valid_keys: AttnDomain.fit sets it)
@@ -254,6 +255,8 @@ def make_attn_inputs(case: AttnCase) -> AttnInputs:
                         cmp_block_table=cmp_table.int(), sparse_indices=idx.int(),
                         seqused_kv=seqused.int(), attn_sink=sink.float(), window=W,
                         tokens_per_batch=S, softmax_scale=case.softmax_scale)
+    if case.engine_tables:  # its own generator: every other field's tensors stay as they were
+        inputs = engine_block_tables(inputs, torch.Generator().manual_seed(case.seed ^ ENGINE_SEED))
     if case.nan_unused:
         inputs = poison_unread_rows(inputs)
     if case.strided:
@@ -276,6 +279,55 @@ def _ensure_valid_keys(idx, used, W: int, cmp_valid, n: int, gen: torch.Generato
     rank = keys.argsort(dim=1).argsort(dim=1)                                # [T, K]
     slot = (torch.rand(T, K, generator=gen) * win_valid.clamp(min=1)[:, None]).long()
     return torch.where(rank < short[:, None], slot, idx)
+
+
+ENGINE_SEED = 0x6B76_7461  # mixed into the case seed for engine_block_tables' own draws
+
+
+def reached_columns(seqused_kv: torch.Tensor, *, window: int, page_size: int):
+    """Per batch [B], the block-table columns a valid index can reach: (window ring, compressed
+    cache). The batch's last token sees the most rows (seqused); W of them are the window ring."""
+    used = seqused_kv.long().clamp(min=0)
+    win = used.clamp(max=window)
+    return -(-win // page_size), -(-(used - win) // page_size)
+
+
+def engine_block_tables(inputs: AttnInputs, gen: torch.Generator) -> AttnInputs:
+    """The block tables as a serving engine holds them (vLLM, SGLang): each batch's row is a row of
+    a larger preallocated table (row stride > width, a non-contiguous view at a storage offset),
+    with 1-3 more columns than any batch reaches; every column a batch's valid indices cannot reach
+    holds garbage: -1, ids just past or far outside the pool, or a real page of another batch (the
+    last column always holds the id just past the pool); and with two batches reaching the
+    compressed cache, batch 1's first compressed page is batch 0's (prefix caching: one physical
+    page named by two batches). Reached columns keep their pages; what a correct kernel reads is
+    unchanged up to the shared page."""
+    B = inputs.seqused_kv.shape[0]
+    BS = inputs.ori_kv.shape[1]
+    reach_ori, reach_cmp = reached_columns(inputs.seqused_kv.cpu(), window=inputs.window,
+                                           page_size=BS)
+    tables = {}
+    for name, pool, reach in (("ori_block_table", inputs.ori_kv, reach_ori),
+                              ("cmp_block_table", inputs.cmp_kv, reach_cmp)):
+        table = getattr(inputs, name).cpu().long()
+        n = pool.shape[0]
+        if name == "cmp_block_table" and B >= 2 and bool((reach[:2] >= 1).all()):
+            table = table.clone()
+            table[1, 0] = table[0, 0]
+        width = table.shape[1] + int(torch.randint(1, 4, (1,), generator=gen))
+        row_stride = width + int(torch.randint(1, 6, (1,), generator=gen))
+        junk = torch.tensor([-1, n, n + 7, 2**31 - 1, -(2**31)])
+        garbage = torch.where(torch.rand(B, width, generator=gen) < 0.5,
+                              junk[torch.randint(len(junk), (B, width), generator=gen)],
+                              torch.randint(0, max(n, 1), (B, width), generator=gen))
+        garbage[:, -1] = n
+        column = torch.arange(width)
+        wide = torch.cat([table, torch.zeros(B, width - table.shape[1], dtype=torch.long)], 1)
+        values = torch.where(column[None, :] < reach[:, None], wide, garbage)
+        backing = torch.randint(-1, max(n, 1), (B + 1, row_stride), generator=gen)
+        view = backing.to(torch.int32)[1:, :width]
+        view.copy_(values)
+        tables[name] = view.to(pool.device) if pool.device.type != "cpu" else view
+    return inputs.replace(**tables)
 
 
 def read_rows(inputs: AttnInputs):

@@ -13,6 +13,9 @@ Attention classes (SparseInputs + the recipe's tile):
   npow2_default_scale  softmax_scale None with a head dim that is not a power of two
   large_logits_sink    some |score| >= 16 and some finite |sink| >= 16 together
   reference            D >= 512, K >= 640, H >= 64, S >= 2 (the DeepSeek-V4 decode shape)
+  engine_tables        a block table as serving engines hold one: rows of a larger table (row
+                       stride > width, B >= 2), a column holding an id that is no page of its
+                       pool (-1, out of range), or one page reached by two batches
 RMSNorm classes (NormInputs):
   eps0_tiny            eps = 0 with data so small that fp32 x^2 is subnormal
   eps_dominant         eps > 0 above some row's mean square (where eps enters decides the scale)
@@ -36,7 +39,7 @@ import torch
 from kernelprop.golden.error_model import FP32_MIN_NORMAL
 
 ATTN_CLASSES = ("multi_tile", "many_heads", "mtp_depth", "npow2_default_scale",
-                "large_logits_sink", "reference")
+                "large_logits_sink", "reference", "engine_tables")
 NORM_CLASSES = ("eps0_tiny", "eps_dominant", "reference")
 LARGE = 16.0          # |score| and |sink| from which "large logits x large sink" counts
 SECOND_HEAD_BLOCK = 17
@@ -66,6 +69,32 @@ def raises_in_later_tile(scores: torch.Tensor, tile: int) -> bool:
     return bool(raised.any())
 
 
+def engine_tables(x) -> bool:
+    """Does an AttnInputs `x` hold a block table laid out as a serving engine's (class
+    engine_tables): row stride > width with >= 2 rows, an entry that names no page of its pool, or
+    one page that two batches' reached columns (golden.inputs.reached_columns) both name?"""
+    from kernelprop.golden.inputs import reached_columns  # local: golden imports nothing from here
+
+    B = x.seqused_kv.shape[0]
+    reach = reached_columns(x.seqused_kv.cpu(), window=x.window, page_size=x.ori_kv.shape[1])
+    for table, pool, cols in ((x.ori_block_table, x.ori_kv, reach[0]),
+                              (x.cmp_block_table, x.cmp_kv, reach[1])):
+        if table.dim() != 2 or table.shape[0] != B:
+            continue  # bad-input examples
+        if B >= 2 and table.shape[1] and table.stride(0) > table.shape[1]:
+            return True
+        t = table.cpu().long()
+        if bool(((t < 0) | (t >= pool.shape[0])).any()):
+            return True
+        reached = torch.arange(t.shape[1])[None, :] < cols.clamp(max=t.shape[1])[:, None]
+        owner = {}
+        for b, page in zip(*torch.nonzero(reached, as_tuple=True)):
+            p = int(t[b, page])
+            if owner.setdefault(p, int(b)) != int(b):
+                return True
+    return False
+
+
 def attn_classes(x, tile: Optional[int]) -> frozenset:
     """The attention classes an AttnInputs `x` (run with positional tiles of `tile`) falls in."""
     from kernelprop.golden.attention import gather_kv  # local: golden imports nothing from here
@@ -82,6 +111,8 @@ def attn_classes(x, tile: Optional[int]) -> frozenset:
         found.add("npow2_default_scale")
     if D >= 512 and K >= 640 and H >= 64 and S >= 2:
         found.add("reference")
+    if engine_tables(x):
+        found.add("engine_tables")
     try:
         g = gather_kv(x.ori_kv.cpu(), x.ori_block_table.cpu(), x.cmp_kv.cpu(),
                       x.cmp_block_table.cpu(), x.sparse_indices.cpu(), x.seqused_kv.cpu(),

@@ -268,7 +268,7 @@ def _progress_line(elapsed, budget, rnd, examples, records) -> str:
     worst_text = ", ".join(f"{k} {_fmt(v)}" for k, v in sorted(worst.items())) or "-"
     return (f"[{_clock(elapsed)}/{_clock(budget)}] round {rnd} ({examples} examples/test): "
             f"{len(done)} tests done, {len(running)} running, {n_examples} examples, "
-            f"{failures} failed; worst error/bound {worst_text}")
+            f"{failures} failed; worst score {worst_text}")
 
 
 def run_round(args, rnd: int, seed: int, examples: int, paths, extra, work: Path, env: dict,
@@ -373,7 +373,7 @@ def markdown(summary: dict) -> str:
              f"{summary['backend']} ({summary['device']}), database `{summary['database']}`, "
              f"impl {', '.join(summary['impl']) or 'bundled'}", "",
              "| property | test (cases) | examples | failing runs | failing examples | "
-             "worst error/bound (target max) | reports |",
+             "worst score (target max) | reports |",
              "|---|---|---:|---:|---:|---:|---|"]
     for nodeid, p in summary["groups"].items():
         spec = "/".join(p["spec"]) or "-"
@@ -402,9 +402,10 @@ def markdown(summary: dict) -> str:
         lines.append(f"| {r['round']} | {r.get('kind', 'nightly')} | {seed} | "
                      f"{r['examples_per_test']} | {r['seconds']} | "
                      f"{r['rc']}{' (deadline)' if r['interrupted'] else ''} | `{r['log']}` |")
-    lines += ["", "worst error/bound: the largest hypothesis `target()` score of the property "
-              "(max |actual - expected| / bound; for bitwise checks the count of differing "
-              "elements); above 1 fails. Failing runs: rounds in which the test failed or errored."
+    lines += ["", "worst score: the largest hypothesis `target()` score of the property "
+              "(kernelprop.verdict.Verdict.score: the margin ratio where the bound has a discrete "
+              "share of bf16 flips, 0 for a legitimate flip; else max |actual - expected| / bound;"
+              " for bitwise checks the count of differing elements); above 1 fails. Failing runs: rounds in which the test failed or errored."
               " Replay a report: `python -m kernelprop replay <report>/report.json`.", ""]
     return "\n".join(lines)
 

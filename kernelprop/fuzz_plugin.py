@@ -2,7 +2,7 @@
 
 Per test it counts the examples hypothesis ran (through hypothesis' observability callbacks: one
 observation per test case), the failing ones, and every `target()` score (the properties target
-their worst error/bound ratio), and appends JSON lines to $KERNELPROP_FUZZ_STATS/<process>.jsonl:
+kernelprop.verdict.Verdict.score: the margin ratio, or error/bound where the bound has no flips), and appends JSON lines to $KERNELPROP_FUZZ_STATS/<process>.jsonl:
 
   {"type": "progress", "nodeid", "examples", "failed", "max": {label: score}}   every few seconds
   {"type": "test", "nodeid", "spec", "outcome", "interrupted", "examples", "failed", "gave_up",

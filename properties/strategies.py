@@ -190,8 +190,20 @@ def class_cases(shape_class: str, *, limits: AttnLimits, tile: Optional[int] = N
         return _tiny(pads, data, sinks, strided, batches=st.integers(1, batches), extra=0,
                      max_cmp_len=st.integers(2 * REFERENCE["topk"], 4 * REFERENCE["topk"]),
                      min_used=REFERENCE["window"] + 2 * REFERENCE["topk"], **shape)
+    if shape_class == "engine_tables":
+        return engine_table_cases(pads=pads, data=data, sinks=sinks, strided=strided)
     raise ValueError(f"shape_class must be 'plain' or one of {coverage.ATTN_CLASSES}, "
                      f"got {shape_class!r}")
+
+
+def engine_table_cases(*, pads=True, data=DATA_KINDS, sinks=SINK_KINDS,
+                       strided=None) -> st.SearchStrategy[AttnCase]:
+    """Block tables as serving engines lay them out (golden.inputs.engine_block_tables: rows of a
+    larger table, poisoned unreached columns, a page shared by batches 0 and 1). 2-3 batches that
+    all see more than the window (min_used > W <= 8), so each reaches the compressed cache and the
+    shared page is read by both."""
+    return _tiny(pads, data, sinks, strided, batches=st.integers(2, 3), engine_tables=True,
+                 min_used=st.integers(9, 24), max_cmp_len=st.integers(1, 16))
 
 
 def classes_for_run(kind: str) -> tuple:

@@ -296,4 +296,4 @@ def test_fuzz_summary_and_plots_from_records():
     assert "| P1 | `p.py::t` (2 cases) | 5 | 1 | 1 | inf | `reports/x/y` |" in md
     assert "Not reached" in md and "p.py::u" in md
     page = fuzz_html.render(summary, [fuzz.history_line(summary)] * 2)
-    assert page.count("<svg") == 2 and "infinite error/bound" in page
+    assert page.count("<svg") == 2 and "infinite score" in page

@@ -131,6 +131,10 @@ MUTANTS = [
           ("P1",)),
     _norm("subnormals_flushed", "fp32 subnormal squares flushed to zero (eps = 0, tiny data: "
           "y = inf)", ("P1",)),
+    _attn("table_width_stride", "block-table row b read at b * width (width taken as the row "
+          "stride of a table that is a row slice of a larger one)", ("P1", "P8", "P10")),
+    _attn("padding_column_read", "pages of every block-table column prefetched, padding columns "
+          "(-1, out-of-range ids) included", ("P1", "P8", "P10")),
 ]
 
 NO_ARG_CHECKS = ("impls/torch_reference.py is a numerics reference without the wrappers' argument "

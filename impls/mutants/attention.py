@@ -657,3 +657,31 @@ split_sink_dropped = SplitMergeSinkDropped()
 split_first_max = SplitMergeFirstMax()
 split_empty_unguarded = SplitEmptyUnguarded()
 split_unaligned = SplitLengthUnaligned()
+
+
+
+
+# -- block tables as serving engines lay them out (shape class engine_tables) ------------------
+
+class TableWidthAsStride(SparseAttention):
+    """Row b of a block table read at b * width (the table's width taken as its row stride): right
+    for a contiguous table, wrong rows for a table that is a row slice of a larger one."""
+
+    def page(self, table, b, block, n_pages):
+        dense = table.as_strided(table.shape, (table.shape[1], 1))
+        return dense.long()[b[:, None], block.clamp(0, table.shape[1] - 1)]
+
+
+class PaddingColumnRead(SparseAttention):
+    """Prefetches the page of every column of its batch's table row, padding columns included:
+    the ids a serving engine leaves there (-1, out of range) are dereferenced (an illegal address
+    on a GPU; an index error here)."""
+
+    def read(self, pool, table, b, slot, ok):
+        if table.shape[1]:
+            pool[table.long()[b.unique()]]  # every column's page, before any masking
+        return super().read(pool, table, b, slot, ok)
+
+
+table_width_stride = TableWidthAsStride()
+padding_column_read = PaddingColumnRead()
