@@ -659,8 +659,6 @@ split_empty_unguarded = SplitEmptyUnguarded()
 split_unaligned = SplitLengthUnaligned()
 
 
-
-
 # -- block tables as serving engines lay them out (shape class engine_tables) ------------------
 
 class TableWidthAsStride(SparseAttention):
