@@ -17,6 +17,11 @@ import torch
 from kernelprop.golden.values import CaseValue, TensorArgs
 
 DATA_KINDS = ("normal", "uniform", "heavy", "large_logits", "near_ties")
+# Data kinds drawn only by their shape class (properties/strategies.py), never by "plain":
+# "huge_negative": every valid score of a token lies below -5e4 (the finite "-inf" sentinel of
+# some kernels, flashinfer #4450), spread by thousands (the softmax is nearly one-hot).
+EXTREME_DATA_KINDS = ("huge_negative",)
+FINITE_SENTINEL = -5e4
 SINK_KINDS = ("finite", "zero", "large", "neg_inf", "pos_inf")
 
 
@@ -57,8 +62,9 @@ class AttnCase(CaseValue):
         for name in ("topk", "extra", "max_cmp_len", "spare_pages", "min_valid_keys"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.data not in DATA_KINDS:
-            raise ValueError(f"data must be one of {DATA_KINDS}, got {self.data!r}")
+        if self.data not in DATA_KINDS + EXTREME_DATA_KINDS:
+            raise ValueError(f"data must be one of {DATA_KINDS + EXTREME_DATA_KINDS}, got "
+                             f"{self.data!r}")
         if self.sink not in SINK_KINDS:
             raise ValueError(f"sink must be one of {SINK_KINDS}, got {self.sink!r}")
         if self.min_valid_keys and (self.min_used < self.tokens_per_batch - 1 + self.min_valid_keys
@@ -180,6 +186,22 @@ def _values(gen: torch.Generator, shape, kind: str, scale: float = 1.0) -> torch
     return x * scale
 
 
+def _huge_negative(gen: torch.Generator, q_shape, ori_shape, cmp_shape):
+    """bf16 q, ori_kv, cmp_kv whose scores at the default scale D^-1/2 all lie below -5e4: along
+    one random sign vector u (|u|^2 = D), q = a u and every key row -c u + n, n ~ N(0, 8^2)
+    clamped to [-48, 48], with a, c in [256, 512]: s = a sqrt(D) (-c + u.n / D) <= 256 x (-256
+    + 48) = -53248 < -5e4 at every D (bf16 rounding moves a, c by 2^-9 relative)."""
+    D = q_shape[-1]
+    u = torch.where(torch.rand(D, generator=gen) < 0.5, -1.0, 1.0)
+    a = 256 + 256 * torch.rand(*q_shape[:-1], 1, generator=gen)
+    rows = []
+    for shape in (ori_shape, cmp_shape):
+        c = 256 + 256 * torch.rand(*shape[:-1], 1, generator=gen)
+        noise = (torch.randn(shape, generator=gen) * 8).clamp(-48, 48)
+        rows.append((-c * u + noise).to(torch.bfloat16))
+    return (a * u).to(torch.bfloat16), rows[0], rows[1]
+
+
 def _sink(gen: torch.Generator, heads: int, kind: str) -> torch.Tensor:
     if kind == "neg_inf":
         return torch.full((heads,), -math.inf)
@@ -193,13 +215,17 @@ def _sink(gen: torch.Generator, heads: int, kind: str) -> torch.Tensor:
 
 
 def _strided(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """The same values as a non-contiguous view (padded leading dims, last-dim stride 1)."""
+    """The same values as a non-contiguous view (last-dim stride 1): the first dim starts one
+    row in, the last is padded by 3, and every middle dim is padded by 1, so a pool [N, BS, D]
+    has a page stride of (BS + 1) x its row stride, not page_size x row stride (padded pages,
+    vLLM #47783)."""
     shape = list(x.shape)
-    padded = shape[:-1] + [shape[-1] + 3]
-    padded[0] += 1
+    padded = [shape[0] + 1] + [n + 1 for n in shape[1:-1]] + [shape[-1] + 3] if x.dim() > 1 \
+        else [shape[-1] + 3]
     big = torch.empty(padded, dtype=x.dtype).normal_(generator=gen) if x.is_floating_point() \
         else torch.zeros(padded, dtype=x.dtype)
-    view = big[1:, ..., 1:shape[-1] + 1] if x.dim() > 1 else big[1:shape[-1] + 1]
+    view = big[(slice(1, None), *(slice(0, n) for n in shape[1:-1]), slice(1, shape[-1] + 1))] \
+        if x.dim() > 1 else big[1:shape[-1] + 1]
     view.copy_(x)
     return view
 
@@ -249,6 +275,8 @@ def make_attn_inputs(case: AttnCase) -> AttnInputs:
     ori_kv = _values(gen, (n_ori, BS, D), case.data).to(torch.bfloat16)
     cmp_kv = _values(gen, (n_cmp, BS, D), case.data).to(torch.bfloat16)
     sink = _sink(gen, H, case.sink)
+    if case.data == "huge_negative":
+        q, ori_kv, cmp_kv = _huge_negative(gen, q.shape, ori_kv.shape, cmp_kv.shape)
     if case.min_valid_keys:
         idx = _ensure_valid_keys(idx, used, W, cmp_valid, case.min_valid_keys, gen)
     inputs = AttnInputs(q=q, ori_kv=ori_kv, ori_block_table=ori_table.int(), cmp_kv=cmp_kv,

@@ -51,6 +51,7 @@ PROPERTY_IDS = REGISTRY_PROPERTY_IDS   # every registered op's spec ids (kill-ma
 ENV_KIND = "KERNELPROP_MUTANT_KIND"          # keep tests of this implementation kind
 ENV_SPECS = "KERNELPROP_MUTANT_SPECS"        # optional: comma-separated P ids to keep
 ENV_RESULTS = "KERNELPROP_MUTANT_RESULTS"    # JSON lines, one per test
+ENV_NO_SHRINK = "KERNELPROP_MUTANT_NO_SHRINK"  # "1": the profile without its shrink phase
 
 
 # %% running one catalogue entry
@@ -139,7 +140,7 @@ def suite_command(kind: str, target: str, *, profile: str, reports_dir: pathlib.
 
 def run_entry(entry, *, role: str, profile: str = "ci", workdir: pathlib.Path,
               paths=("properties",), specs=None, extra_args=(), timeout: Optional[float] = None,
-              threads: Optional[int] = None) -> RunResult:
+              threads: Optional[int] = None, shrink: bool = True) -> RunResult:
     """Run the suite against one catalogue entry (a Mutant or Control) in a pytest subprocess."""
     out = pathlib.Path(workdir) / entry.name
     out.mkdir(parents=True, exist_ok=True)
@@ -153,6 +154,9 @@ def run_entry(entry, *, role: str, profile: str = "ci", workdir: pathlib.Path,
                                                           ENV_RESULTS: str(results)})
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env.pop(ENV_SPECS, None)
+    env.pop(ENV_NO_SHRINK, None)
+    if not shrink:
+        env[ENV_NO_SHRINK] = "1"
     if specs:
         env[ENV_SPECS] = ",".join(specs)
     if threads:
@@ -327,13 +331,14 @@ def select(entries: list, patterns: Optional[list]) -> list:
 
 
 def run_catalogue(jobs: list, *, profile: str, workers: int, timeout: float,
-                  workdir: pathlib.Path) -> dict:
+                  workdir: pathlib.Path, shrink: bool = True) -> dict:
     """Run (entry, role) jobs, `workers` subprocesses at a time; {name: RunResult}."""
     threads = max(1, (os.cpu_count() or 1) // workers)
     results = {}
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
         futures = [pool.submit(run_entry, entry, role=role, profile=profile, workdir=workdir,
-                               timeout=timeout, threads=threads) for entry, role in jobs]
+                               timeout=timeout, threads=threads, shrink=shrink)
+                   for entry, role in jobs]
         for done, future in enumerate(concurrent.futures.as_completed(futures), 1):
             run = future.result()
             results[run.name] = run
@@ -397,6 +402,9 @@ def main(argv: list) -> int:
                         help="re-render a saved --json run instead of running the suite")
     parser.add_argument("--zoo", action="store_true",
                         help="run the bug zoo (impls/zoo) instead of the mutant catalogue")
+    parser.add_argument("--no-shrink", action="store_true",
+                        help="the profile without its shrink phase: the same examples and kills, "
+                             "the first failing example reported as drawn (default with --zoo)")
     args = parser.parse_args(argv)
     MUTANTS, CONTROLS = zoo_catalogue()[:2] if args.zoo else catalogue()
     if args.workers < 1:
@@ -418,7 +426,8 @@ def main(argv: list) -> int:
         with tempfile.TemporaryDirectory(prefix="kernelprop-mutants-") as tmp:
             results = run_catalogue(jobs, profile=profile, workers=workers,
                                     timeout=args.timeout_per_mutant,
-                                    workdir=pathlib.Path(args.keep or tmp))
+                                    workdir=pathlib.Path(args.keep or tmp),
+                                    shrink=not (args.no_shrink or args.zoo))
         wall = time.monotonic() - start
         mutant_runs = [results[m.name] for m in mutants]
         control_runs = [results[c.name] for c in controls]
@@ -497,6 +506,30 @@ def pytest_collection_modifyitems(session, config, items):
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_setup(item):
+    """With $KERNELPROP_MUTANT_NO_SHRINK: the test's hypothesis settings without the shrink phase
+    for this item (restored at teardown). Derandomized profiles draw the same examples, so an
+    entry dies on the same example; shrinking its counterexample is what is skipped."""
+    test = getattr(item, "obj", None)
+    old = getattr(test, "_hypothesis_internal_use_settings", None)
+    if os.environ.get(ENV_NO_SHRINK) == "1" and old is not None:
+        from hypothesis import Phase, settings
+
+        test._hypothesis_internal_use_settings = settings(
+            old, phases=[p for p in old.phases if p != Phase.shrink])
+        item._kernelprop_settings = old
+    yield
+
+
+@pytest.hookimpl(hookwrapper=True, trylast=True)
+def pytest_runtest_teardown(item):
+    yield
+    old = getattr(item, "_kernelprop_settings", None)
+    if old is not None:
+        item.obj._hypothesis_internal_use_settings = old
 
 
 @pytest.hookimpl(hookwrapper=True, trylast=True)
