@@ -199,10 +199,11 @@ def class_cases(shape_class: str, *, limits: AttnLimits, tile: Optional[int] = N
                      heads=1, head_dim=_size(8, (3,)), topk=st.integers(1, 6),
                      pad_prob=0.2 if pads else 0.0)
     if shape_class == "huge_scores":
-        # every valid score below -5e4 (golden.inputs "huge_negative"); a -inf sink first, so
-        # that the keys, not the sink, carry the output
+        # every valid score below -5e4 (golden.inputs "huge_negative"), every token with a valid
+        # key; a -inf sink first, so that the keys, not the sink, carry the output
         kinds = [s for s in ("neg_inf", "finite", "zero") if s in sinks] or list(sinks)
-        return _tiny(pads, ["huge_negative"], kinds, strided, softmax_scale=None)
+        return _tiny(pads, ["huge_negative"], kinds, strided, softmax_scale=None,
+                     min_used=st.integers(2, 4), min_valid_keys=1)
     raise ValueError(f"shape_class must be 'plain' or one of {coverage.ATTN_CLASSES}, "
                      f"got {shape_class!r}")
 
@@ -444,8 +445,10 @@ def _fitted(case, domain):
 # small sizes costs up to ~13 s an example on the interpreter (docs/measurements.md), so ci and
 # dev run one example of it per property (0 would leave it out of small-size runs); nightly
 # (reference sizes) gives it its full share. many_rows (66-72 tokens) costs ~35 times a tiny
-# example on the interpreter: 2 per property.
-SMALL_SIZES_CLASS_EXAMPLES = {"reference": 1, "many_rows": 2}
+# example on the interpreter: 2 per property; huge_scores kills what it kills on any example
+# (every row below the sentinel): 3 per property. Both run on top of the other classes' shares,
+# which stay what they were without them.
+SMALL_SIZES_CLASS_EXAMPLES = {"reference": 1, "many_rows": 2, "huge_scores": 3}
 
 
 def class_examples(shape_class: str) -> Optional[int]:
