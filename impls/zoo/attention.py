@@ -138,9 +138,12 @@ class PageOffsetInt32(SparseAttention):
             return torch.zeros(*slot.shape, D, device=pool.device)
         slot = torch.where(ok, slot, 0)
         page = torch.where(ok, self.page(table, b, slot // BS, pool.shape[0]), 0)
-        offset = _wrap_int32(page * pool.stride(0)) + (slot % BS) * pool.stride(1)
-        flat = torch.where(ok, offset // pool.stride(1), 0).clamp(0, pool.shape[0] * BS - 1)
-        return pool.reshape(-1, D)[flat].float()
+        s0, s1, s2 = pool.stride()
+        offset = _wrap_int32(page * s0) + (slot % BS) * s1                  # element offsets
+        size = (pool.shape[0] - 1) * s0 + (BS - 1) * s1 + (D - 1) * s2 + 1
+        memory = pool.as_strided((size,), (1,))                              # the pool's span
+        offset = offset.clamp(0, size - 1 - (D - 1) * s2)
+        return memory[offset[..., None] + torch.arange(D, device=pool.device) * s2].float()
 
 
 class QueryOffsetInt32(SparseAttention):
