@@ -19,7 +19,12 @@ from kernelprop.golden.values import CaseValue, TensorArgs
 DATA_KINDS = ("normal", "uniform", "heavy", "large_logits", "near_ties")
 # adversarial data for tensor-core dots (docs/bounds.md#gpu-model), drawn by its own shape class
 TC_ADVERSARIAL = "tc_adversarial"
-ALL_DATA_KINDS = DATA_KINDS + (TC_ADVERSARIAL,)
+# Data kinds drawn only by their shape class (properties/strategies.py), never by "plain":
+# "huge_negative": every valid score of a token lies below -5e4 (the finite "-inf" sentinel of
+# some kernels, flashinfer #4450), spread by thousands (the softmax is nearly one-hot).
+EXTREME_DATA_KINDS = ("huge_negative",)
+FINITE_SENTINEL = -5e4
+ALL_DATA_KINDS = DATA_KINDS + (TC_ADVERSARIAL,) + EXTREME_DATA_KINDS
 SINK_KINDS = ("finite", "zero", "large", "neg_inf", "pos_inf")
 
 
@@ -204,6 +209,22 @@ def _tc_adversarial(gen: torch.Generator, shape) -> torch.Tensor:
     return x / x.abs().amax(-1, keepdim=True).clamp_min(1e-30)
 
 
+def _huge_negative(gen: torch.Generator, q_shape, ori_shape, cmp_shape):
+    """bf16 q, ori_kv, cmp_kv whose scores at the default scale D^-1/2 all lie below -5e4: along
+    one random sign vector u (|u|^2 = D), q = a u and every key row -c u + n, n ~ N(0, 8^2)
+    clamped to [-48, 48], with a, c in [256, 512]: s = a sqrt(D) (-c + u.n / D) <= 256 x (-256
+    + 48) = -53248 < -5e4 at every D (bf16 rounding moves a, c by 2^-9 relative)."""
+    D = q_shape[-1]
+    u = torch.where(torch.rand(D, generator=gen) < 0.5, -1.0, 1.0)
+    a = 256 + 256 * torch.rand(*q_shape[:-1], 1, generator=gen)
+    rows = []
+    for shape in (ori_shape, cmp_shape):
+        c = 256 + 256 * torch.rand(*shape[:-1], 1, generator=gen)
+        noise = (torch.randn(shape, generator=gen) * 8).clamp(-48, 48)
+        rows.append((-c * u + noise).to(torch.bfloat16))
+    return (a * u).to(torch.bfloat16), rows[0], rows[1]
+
+
 def _sink(gen: torch.Generator, heads: int, kind: str) -> torch.Tensor:
     if kind == "neg_inf":
         return torch.full((heads,), -math.inf)
@@ -217,13 +238,17 @@ def _sink(gen: torch.Generator, heads: int, kind: str) -> torch.Tensor:
 
 
 def _strided(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """The same values as a non-contiguous view (padded leading dims, last-dim stride 1)."""
+    """The same values as a non-contiguous view (last-dim stride 1): the first dim starts one
+    row in, the last is padded by 3, and every middle dim is padded by 1, so a pool [N, BS, D]
+    has a page stride of (BS + 1) x its row stride, not page_size x row stride (padded pages,
+    vLLM #47783)."""
     shape = list(x.shape)
-    padded = shape[:-1] + [shape[-1] + 3]
-    padded[0] += 1
+    padded = [shape[0] + 1] + [n + 1 for n in shape[1:-1]] + [shape[-1] + 3] if x.dim() > 1 \
+        else [shape[-1] + 3]
     big = torch.empty(padded, dtype=x.dtype).normal_(generator=gen) if x.is_floating_point() \
         else torch.zeros(padded, dtype=x.dtype)
-    view = big[1:, ..., 1:shape[-1] + 1] if x.dim() > 1 else big[1:shape[-1] + 1]
+    view = big[(slice(1, None), *(slice(0, n) for n in shape[1:-1]), slice(1, shape[-1] + 1))] \
+        if x.dim() > 1 else big[1:shape[-1] + 1]
     view.copy_(x)
     return view
 
@@ -273,6 +298,8 @@ def make_attn_inputs(case: AttnCase) -> AttnInputs:
     ori_kv = _values(gen, (n_ori, BS, D), case.data).to(torch.bfloat16)
     cmp_kv = _values(gen, (n_cmp, BS, D), case.data).to(torch.bfloat16)
     sink = _sink(gen, H, case.sink)
+    if case.data == "huge_negative":
+        q, ori_kv, cmp_kv = _huge_negative(gen, q.shape, ori_kv.shape, cmp_kv.shape)
     if case.min_valid_keys:
         idx = _ensure_valid_keys(idx, used, W, cmp_valid, case.min_valid_keys, gen)
     inputs = AttnInputs(q=q, ori_kv=ori_kv, ori_block_table=ori_table.int(), cmp_kv=cmp_kv,
@@ -303,6 +330,8 @@ def _ensure_valid_keys(idx, used, W: int, cmp_valid, n: int, gen: torch.Generato
     rank = keys.argsort(dim=1).argsort(dim=1)                                # [T, K]
     slot = (torch.rand(T, K, generator=gen) * win_valid.clamp(min=1)[:, None]).long()
     return torch.where(rank < short[:, None], slot, idx)
+
+
 ENGINE_SEED = 0x6B76_7461  # mixed into the case seed for engine_block_tables' own draws
 
 

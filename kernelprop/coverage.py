@@ -17,6 +17,10 @@ Attention classes (SparseInputs + the recipe's tile):
   engine_tables        a block table as serving engines hold one: rows of a larger table (row
                        stride > width, B >= 2), a column holding an id that is no page of its
                        pool (-1, out of range), or one page reached by two batches
+  many_rows            T > 64 query rows (tokens): the other side of a row-count switch (sglang
+                       #39288 changes path above 64 rows)
+  huge_scores          a token whose valid scores all lie below -5e4, the finite "-inf" sentinel
+                       of some kernels (flashinfer #4450)
 RMSNorm classes (NormInputs):
   eps0_tiny            eps = 0 with data so small that fp32 x^2 is subnormal
   eps_dominant         eps > 0 above some row's mean square (where eps enters decides the scale)
@@ -41,10 +45,13 @@ import torch
 from kernelprop.golden.error_model import FP32_MIN_NORMAL
 
 ATTN_CLASSES = ("multi_tile", "many_heads", "mtp_depth", "npow2_default_scale",
-                "large_logits_sink", "tc_adversarial", "reference", "engine_tables")
+                "large_logits_sink", "tc_adversarial", "reference", "engine_tables", "many_rows",
+                "huge_scores")
 NORM_CLASSES = ("eps0_tiny", "eps_dominant", "reference", "nonfinite_rows")
 LARGE = 16.0          # |score| and |sink| from which "large logits x large sink" counts
 SECOND_HEAD_BLOCK = 17
+ROW_SWITCH = 64       # query rows above which kernels switch path (many_rows: T > ROW_SWITCH)
+SENTINEL = -5e4       # huge_scores: every valid score of a token below it
 TINY_SQUARE = FP32_MIN_NORMAL  # fp32 x^2 below this is subnormal (or zero)
 
 USER_PROPERTY = "kernelprop_shape_classes"
@@ -134,6 +141,8 @@ def attn_classes(x, tile: Optional[int]) -> frozenset:
         found.add("reference")
     if engine_tables(x):
         found.add("engine_tables")
+    if T > ROW_SWITCH:
+        found.add("many_rows")
     try:
         g = gather_kv(x.ori_kv.cpu(), x.ori_block_table.cpu(), x.cmp_kv.cpu(),
                       x.cmp_block_table.cpu(), x.sparse_indices.cpu(), x.seqused_kv.cpu(),
@@ -153,6 +162,9 @@ def attn_classes(x, tile: Optional[int]) -> frozenset:
     big_sink = bool((torch.isfinite(sink) & (sink.abs() >= LARGE)).any())
     if big_sink and bool((s.abs() >= LARGE)[finite].any()):
         found.add("large_logits_sink")
+    row_max = s.amax(-1) if K else s.new_full((T, H), -math.inf)
+    if bool((torch.isfinite(row_max) & (row_max < SENTINEL)).any()):
+        found.add("huge_scores")
     return frozenset(found)
 
 

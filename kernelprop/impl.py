@@ -24,6 +24,7 @@ from dataclasses import fields
 from typing import Any, Callable, Optional, Union
 
 from kernelprop.registry import BY_KIND, OPS
+from kernelprop.scratch import poisoned_allocations
 
 KINDS = tuple(o.kind for o in OPS)                  # --impl NAMEs, in registry order
 BUNDLED = {o.kind: o.bundled for o in OPS}          # kind -> bundled "module:callable"
@@ -108,12 +109,14 @@ class Impl:
 
     def __call__(self, *args, recipe=None, **kwargs):
         """Run the implementation; `recipe` None means its declared recipe. A recipe keyword is
-        passed only to implementations that accept one (True or a tuple of fields)."""
+        passed only to implementations that accept one (True or a tuple of fields). The call
+        runs with poisoned allocations (kernelprop.scratch)."""
         if recipe is not None and not self.supports(recipe, self._example(args, kwargs)):
             raise ValueError(self.unsupported_reason(recipe))
-        if recipe is None or not self.accepts_recipe:
-            return self.fn(*args, **kwargs)
-        return self.fn(*args, recipe=recipe, **kwargs)
+        with poisoned_allocations():  # scratch the kernel never writes must not reach a result
+            if recipe is None or not self.accepts_recipe:
+                return self.fn(*args, **kwargs)
+            return self.fn(*args, recipe=recipe, **kwargs)
 
 
     def _example(self, args, kwargs):

@@ -41,4 +41,10 @@ def register_profiles(database=None) -> None:
     settings.register_profile("replay", max_examples=1, database=db,
                               phases=[Phase.explicit, Phase.reuse], verbosity=Verbosity.normal,
                               **common)
+    # the same profiles without their shrink phase (./kp mutants --no-shrink: a derandomized run
+    # dies on the same example; only shrinking its counterexample is skipped)
+    for name in ("ci", "dev", "nightly"):
+        base = settings.get_profile(name)
+        settings.register_profile(f"{name}-noshrink", base,
+                                  phases=[p for p in base.phases if p != Phase.shrink])
 
