@@ -7,6 +7,8 @@ What an adapter for a third-party kernel needs (docs/plugins.md), importable fro
   (every op's recipe and domain type, read from the op registry, kernelprop/registry.py)
   check_attention_args, check_norm_args   the suite's input contract (P13), for adapters
   flat_slot_ids                   block tables + SPEC visibility -> flat slot ids per pool
+  faithful_interpreter            context: triton's CPU interpreter computing as the GPU does
+  CannotCheckOnBackend            raised by a kernel operation that interpreter cannot compute
 Names resolve lazily: importing kernelprop imports neither triton nor the bundled kernels.
 
 One namespace: the repo's top-level folders install as kernelprop.kernels, kernelprop.golden,
@@ -37,6 +39,8 @@ _EXPORTS = {
     "check_norm_args": "kernelprop.kernels.rms_norm",
     "flat_slot_ids": "kernelprop.slots",
     "FlatSlots": "kernelprop.slots",
+    "faithful_interpreter": "kernelprop.faithful",
+    "CannotCheckOnBackend": "kernelprop.faithful.errors",
 }
 __all__ = sorted(_EXPORTS)
 

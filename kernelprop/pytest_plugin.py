@@ -88,6 +88,9 @@ def pytest_configure(config):
         # Examples are small: torch's intra-op threads only contend, with xdist workers (one per
         # core) or with the interpreter, and stall badly on a loaded machine (measured 50x).
         torch.set_num_threads(1)
+    from kernelprop.faithful import enter_for_backend
+
+    enter_for_backend(backend)  # the interpreter computes as the GPU does (SPEC section 8)
     config.kernelprop_backend = backend
     _open_database(config)  # a dead Redis stops the run here, with the cause
     from kernelprop.report import configure as configure_reports

@@ -131,6 +131,9 @@ def replay(report: str | os.PathLike, impl_overrides: list[str] = (), backend: s
     from kernelprop.backend import choose_backend
 
     backend = choose_backend(backend)  # before anything imports triton
+    from kernelprop.faithful import enter_for_backend
+
+    enter_for_backend(backend)  # the same faithful interpreter as the suite's run (SPEC section 8)
     device = "cuda" if backend == "cuda" else "cpu"
     path, data = load_report(report)
     if data.get("stale_evidence"):
