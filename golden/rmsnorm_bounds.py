@@ -146,25 +146,27 @@ def _underflow_rel(ss: torch.Tensor, D: int, v: torch.Tensor, n_round: int,
 
 
 def error_vs_exact(x: torch.Tensor, weight, eps: float, *, depth: int, n_round: int,
-                   inv_ulps: float, sub: float = HALF_SUBNORMAL) -> torch.Tensor:
+                   inv_ulps: float, sub: float = HALF_SUBNORMAL,
+                   weight_offset: float = 0.0) -> torch.Tensor:
     """[...] bound on |y - y_exact| / |y_exact| before the output rounding, for one fp32
     implementation whose sum of squares has `depth` chained roundings and `n_round` roundings that
-    may underflow; y_exact = x w / sqrt(sum x^2 / D + fp32(eps)) in exact arithmetic."""
+    may underflow; y_exact = x w' / sqrt(sum x^2 / D + fp32(eps)) in exact arithmetic, w' = offset
+    + w (its fp32 addition: one more u, relative to w'; exact when the offset is 0)."""
     D = x.shape[-1]
     ss = _rows(x)
     v = ss / D + _eps32(eps)
     share = torch.where(v > 0, (ss / D) / v.clamp_min(1e-300), torch.ones_like(v))
     rel_v = gamma(depth) * share + 2 * U_FP32 + _underflow_rel(ss, D, v, n_round, sub)
-    products = 1 + (weight is not None)
+    products = 1 + (weight is not None) + (weight is not None and weight_offset != 0)
     return (0.5 * rel_v + inv_ulps * ULP + products * U_FP32) * SLACK
 
 
-def exact_y(x: torch.Tensor, weight, eps: float) -> torch.Tensor:
-    """float64 y = x w / sqrt(mean x^2 + fp32(eps)): the exact value the fp32 model perturbs
-    (implementations add eps as an fp32 number; fp64 rounding ~1e-16 is inside SLACK)."""
+def exact_y(x: torch.Tensor, weight, eps: float, weight_offset: float = 0.0) -> torch.Tensor:
+    """float64 y = x (offset + w) / sqrt(mean x^2 + fp32(eps)): the exact value the fp32 model
+    perturbs (implementations add eps as an fp32 number; fp64 rounding ~1e-16 is inside SLACK)."""
     xd = x.double()
     y = xd / torch.sqrt((xd * xd).mean(-1, keepdim=True) + _eps32(eps))
-    return y if weight is None else y * weight.double()
+    return y if weight is None else y * (weight_offset + weight.double())
 
 
 def _fp32_out(lo: torch.Tensor, hi: torch.Tensor):
@@ -246,6 +248,8 @@ def p1_interval(trace, inputs, recipe: NormRecipe, inv_ulps: float,
     """(lo, hi) float64: both fp32 y lie in y_golden (1 +- rel) +- subnormal product errors (and,
     under FTZ, may be 0 where x or y is subnormal)."""
     sub = FLUSHED if ftz else HALF_SUBNORMAL
+    if has_inner_roundings(recipe, inputs.x.dtype, inputs.weight):
+        return p1_chain_interval(trace, inputs, recipe, inv_ulps, sum_lambda, ftz)
     rel = p1_relative_gap(trace, inputs.x, inputs.eps, recipe, inv_ulps, sum_lambda, sub)[..., None]
     return _with_flush(_interval(trace.y_fp32, rel, _abs_products(inputs.weight, sub)), inputs.x, ftz)
 
@@ -269,3 +273,131 @@ def p1_bound(trace, inputs, recipe: NormRecipe, inv_ulps: float,
         return _nan_free(torch.maximum(iv[1] - trace.y_fp32.double(), trace.y_fp32.double() - iv[0]))
     # both the implementation's and the golden's fp32 y lie in iv: bound OUT(hi) - OUT(lo)
     return pair_bound(iv, iv, recipe)
+
+
+# %% the recipes of real models (docs/bounds-rmsnorm.md#recipes)
+
+def has_inner_roundings(recipe: NormRecipe, x_dtype, weight) -> bool:
+    """Whether the recipe rounds inside the chain to a narrower dtype than fp32: round_before_weight
+    with a weight and a bf16 output, or compute_dtype "input" with a bf16 x. Then the intervals are
+    carried through each rounding (chain_interval); otherwise one relative interval of y suffices
+    (weight_offset only changes the weight both sides multiply by: w' = fp32(offset + w))."""
+    rbw = recipe.round_before_weight and weight is not None and recipe.output_dtype(x_dtype) == "bf16"
+    return rbw or recipe.compute_in(x_dtype) == "bf16"
+
+
+def _to_grid(lo: torch.Tensor, hi: torch.Tensor, dtype: str, rounding: str):
+    """float64 ends of an interval of exact values -> float64 ends of the interval of their
+    roundings to `dtype` (fp32 RNE outward, then bf16 under `rounding`: monotone, so the rounded
+    value of anything inside lies between the rounded ends)."""
+    lo32, hi32 = _fp32_out(lo, hi)
+    if dtype == "bf16":
+        lo32, hi32 = round_to_bf16(lo32, rounding), round_to_bf16(hi32, rounding)
+    return lo32.double(), hi32.double()
+
+
+def _fl_grid(lo: torch.Tensor, hi: torch.Tensor, dtype: str, rounding: str):
+    """Ends that are exact results of one operation (float64 holds them exactly) -> their fp32
+    round-to-nearest result (what the fp32 operation returns), then rounded to `dtype`."""
+    lo32, hi32 = lo.float(), hi.float()
+    if dtype == "bf16":
+        lo32, hi32 = round_to_bf16(lo32, rounding), round_to_bf16(hi32, rounding)
+    return lo32.double(), hi32.double()
+
+
+def _fp32_op(lo32: torch.Tensor, hi32: torch.Tensor, dtype: str, rounding: str):
+    """Ends that are results of an fp32 operation (correctly rounded) -> rounded to `dtype`."""
+    if dtype == "bf16":
+        lo32, hi32 = round_to_bf16(lo32, rounding), round_to_bf16(hi32, rounding)
+    return lo32.double(), hi32.double()
+
+
+def _times(iv, factor: torch.Tensor):
+    """Ends of {a * factor : a in iv} (elementwise, factor of either sign), float64."""
+    a, b = iv[0] * factor, iv[1] * factor
+    return torch.minimum(a, b), torch.maximum(a, b)
+
+
+def chain_interval(x: torch.Tensor, weight, eps: float, recipe: NormRecipe, *, sum_rel: float,
+                   inv_ulps: float, t_iv=None, ftz: bool = False, sub: float = HALF_SUBNORMAL):
+    """(lo, hi) float64 [..., D] containing the pre-output-rounding y of every implementation of
+    `recipe` (and the golden) whose sum of squares is within `sum_rel` of exact and whose INV is
+    within max(inv_ulps, 1) 2^-23 of 1 / sqrt of its v; each rounding step maps the interval by
+    its rounding, which is monotone (docs/bounds-rmsnorm.md#recipes).
+
+    compute "input" with a bf16 x (C = bf16): sq = C(x^2) is exact and shared; ss in the fp32
+    interval, then C; ms = C(fl(ss / D)); v = C(fl(ms + C(eps))); inv = C(exact 1/sqrt(v) widened
+    by the INV ulps); t = C(x * inv) (bf16 * bf16: exact in fp32, one rounding to C).
+    compute fp32: t_iv (x * inv, both sides' fp32 errors) is given by the caller.
+    Then with a weight: T = OUT(t) when round_before_weight (else t), y = C(fl(T * w')); w' the
+    shared fp32(offset + w) (rounded to C)."""
+    from kernelprop.golden.rmsnorm import offset_weight, round_to
+
+    comp, out = recipe.compute_in(x.dtype), recipe.output_dtype(x.dtype)
+    mode = recipe.rounding
+    if comp == "bf16":
+        D = x.shape[-1]
+        xf = x.float()
+        sq = round_to(xf * xf, comp, mode).double()
+        ss = sq.sum(-1)
+        width = ss * sum_rel + 2 * D * sub   # subnormal roundings, both sides
+        lo, hi = _to_grid(ss - width, ss + width, comp, mode)
+        lo, hi = _fp32_op(lo.float() / D, hi.float() / D, comp, mode)
+        eps_c = round_to(torch.tensor(eps, dtype=torch.float32), comp, mode)
+        lo, hi = _fp32_op(lo.float() + eps_c, hi.float() + eps_c, comp, mode)
+        q = max(inv_ulps, GOLDEN_INV_ULPS) * ULP
+        inv_lo, inv_hi = _to_grid((1 / torch.sqrt(hi)) * (1 - q), (1 / torch.sqrt(lo)) * (1 + q),
+                                  comp, mode)
+        t_lo, t_hi = _times((inv_lo[..., None], inv_hi[..., None]), x.double())
+        t_iv = _fl_grid(t_lo, t_hi, comp, mode)
+    t_iv = _with_flush(t_iv, x, ftz)
+    w = offset_weight(weight, recipe, comp)
+    if w is None:
+        return t_iv
+    if recipe.round_before_weight:
+        t_iv = _to_grid(*t_iv, out, mode)
+    elif comp == "fp32":
+        t_iv = _fp32_out(*t_iv)
+        t_iv = (t_iv[0].double(), t_iv[1].double())
+    y_iv = _fl_grid(*_times(t_iv, w.double()), comp, mode)
+    return _with_flush(y_iv, x, ftz)
+
+
+def p1_chain_interval(trace, inputs, recipe: NormRecipe, inv_ulps: float,
+                      sum_lambda: Optional[float] = SUM_LAMBDA, ftz: bool = False):
+    """p1_interval for recipes with inner roundings (has_inner_roundings): compute fp32: t = x * inv
+    of both sides lies in t_golden (1 +- rel) (p1_relative_gap, which charges 2 products a side:
+    t has one), then chain_interval; compute bf16: chain_interval from the squares, the sum charged
+    as in p1_relative_gap (depth_impl + n_golden - 1, squares already rounded: no fp32 x*x)."""
+    x = inputs.x
+    sub = FLUSHED if ftz else HALF_SUBNORMAL
+    D = x.shape[-1]
+    if recipe.compute_in(x.dtype) == "bf16":
+        depth = impl_sum_depth(D, recipe.chunk, torch.bfloat16) + golden_sum_roundings(D, recipe.chunk) - 1
+        sum_rel = NormBackend(inv_ulps=inv_ulps, sum_depth=depth, sum_lambda=sum_lambda).sum_rel(D)
+        return chain_interval(x, inputs.weight, inputs.eps, recipe, sum_rel=sum_rel,
+                              inv_ulps=inv_ulps, ftz=ftz, sub=sub)
+    rel = p1_relative_gap(trace, x, inputs.eps, recipe, inv_ulps, sum_lambda, sub)[..., None]
+    t_iv = _interval(trace.t, rel, _abs_products(None, sub))
+    return chain_interval(x, inputs.weight, inputs.eps, recipe, sum_rel=0.0, inv_ulps=inv_ulps,
+                          t_iv=t_iv, ftz=ftz, sub=sub)
+
+
+def exact_interval(x: torch.Tensor, weight, eps: float, recipe: NormRecipe, *, depth: int,
+                   n_round: int, inv_ulps: float, ftz: bool = False, sub: float = HALF_SUBNORMAL):
+    """(lo, hi) float64 around the exact y holding one implementation's pre-output-rounding y
+    (P12): y_exact (1 +- error_vs_exact) with w' = offset + w; for recipes with inner roundings the
+    same error of t = x * inv (compute fp32) or of the sum of squares (compute bf16: gamma(depth))
+    carried through chain_interval."""
+    if not has_inner_roundings(recipe, x.dtype, weight):
+        r = error_vs_exact(x, weight, eps, depth=depth, n_round=n_round, inv_ulps=inv_ulps, sub=sub,
+                           weight_offset=recipe.weight_offset)[..., None]
+        iv = _interval(exact_y(x, weight, eps, recipe.weight_offset), r, _abs_products(weight, sub) / 2)
+        return _with_flush(iv, x, ftz)
+    if recipe.compute_in(x.dtype) == "bf16":
+        return chain_interval(x, weight, eps, recipe, sum_rel=gamma(depth), inv_ulps=inv_ulps,
+                              ftz=ftz, sub=sub)
+    r = error_vs_exact(x, None, eps, depth=depth, n_round=n_round, inv_ulps=inv_ulps, sub=sub)
+    t_iv = _interval(exact_y(x, None, eps), r[..., None], _abs_products(None, sub) / 2)
+    return chain_interval(x, weight, eps, recipe, sum_rel=0.0, inv_ulps=inv_ulps, t_iv=t_iv,
+                          ftz=ftz, sub=sub)

@@ -162,8 +162,27 @@ def norm_classes(x) -> frozenset:
     return frozenset(found)
 
 
+def classes_of(label: str) -> tuple:
+    """The shape classes of the op labelled `label` (registry `Op.label`): attention's and RMSNorm's
+    above, else the op's Inputs type's SHAPE_CLASSES (an op declares its own classes there and
+    recognizes them in `Inputs.shape_classes()`)."""
+    if label == "attn":
+        return ATTN_CLASSES
+    if label == "norm":
+        return NORM_CLASSES
+    from kernelprop.registry import OPS
+
+    for o in OPS:
+        if o.label == label:
+            return tuple(getattr(o.inputs_type, "SHAPE_CLASSES", ()))
+    raise ValueError(f"no registered op is labelled {label!r}")
+
+
 def classify(inputs, recipe=None) -> frozenset:
-    """Classes of an inputs object (AttnInputs or NormInputs); the recipe gives the tile."""
+    """Classes of an inputs object (AttnInputs or NormInputs, or any Inputs with its own
+    `shape_classes()`); the recipe gives the tile."""
+    if callable(getattr(inputs, "shape_classes", None)):
+        return frozenset(inputs.shape_classes())
     if hasattr(inputs, "sparse_indices"):
         return attn_classes(inputs, getattr(recipe, "tile", None))
     if hasattr(inputs, "eps"):
@@ -245,7 +264,8 @@ def table_lines(rows: list) -> list:
     """rows: (nodeid, snapshot), merged per test function. One line per test: examples, then
     count per class; a class the test draws that got zero is flagged '0!', one it does not draw
     shows '-'."""
-    names = list(dict.fromkeys(ATTN_CLASSES + NORM_CLASSES))
+    seen = [c for _, snap in rows for c in (*snap.get("expected", ()), *snap.get("counts", {}))]
+    names = list(dict.fromkeys(ATTN_CLASSES + NORM_CLASSES + tuple(seen)))
     short = {c: c[:12] for c in names}
     head = f"{'examples':>8} " + " ".join(f"{short[c]:>12}" for c in names) + "  test"
     lines = [head]

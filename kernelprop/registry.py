@@ -122,6 +122,18 @@ OPS: tuple[Op, ...] = (
        catalogue="kernelprop.impls.mutants.indexer", shape_classes=False,
        limits=f"{P}.indexer_limits:INDEXER_SIZES",
        compile_points="kernelprop.kernels.sparse_indexer_points:indexer_compile_points"),
+    Op(kind="fused_add_rms_norm", label="fused", fixture="fused_impl",
+       recipe=f"{G}.recipes:NormRecipe", domain=f"{G}.fused_add_norm:FusedDomain",
+       cases=f"{P}.fused_strategies:fused_cases", inputs=f"{G}.fused_add_norm:FusedInputs",
+       make_inputs=f"{G}.fused_add_norm:make_fused_inputs",
+       trace=f"{G}.fused_add_norm:fused_add_norm_trace",
+       truth=f"{G}.fused_add_norm:fused_add_rms_norm_fp64", bounds=f"{G}.fused_add_norm_bounds",
+       bundled="kernelprop.kernels.fused_add_rms_norm:fused_add_rms_norm",
+       bad_input=f"{P}.replays_fused_bad_input:TABLE",
+       property_ids=("F1", "F2", "F3", "F4", "F5", "P13"),
+       catalogue="kernelprop.impls.mutants.fused", shape_classes=True,
+       limits=f"{P}.fused_limits:FUSED_SIZES",
+       compile_points="kernelprop.kernels.fused_add_rms_norm_points:fused_compile_points"),
 )
 BY_KIND: dict[str, Op] = {op.kind: op for op in OPS}
 PROPERTY_IDS: tuple = tuple(dict.fromkeys(p for o in OPS for p in o.property_ids))

@@ -18,11 +18,11 @@ from kernelprop.golden.metrics import mismatch_ratio, ulp_distance_fp32
 from kernelprop.golden.output_margin import sided_bound
 from kernelprop.golden.recipes import NormRecipe
 from kernelprop.golden.error_model import U_FP32, rounding_interval_gap
-from kernelprop.golden.rmsnorm import rms_norm_golden, rms_norm_trace
+from kernelprop.golden.rmsnorm import rms_norm_fp64, rms_norm_golden, rms_norm_trace
 from kernelprop.golden.rmsnorm_bounds import (  # noqa: F401 (V_MIN, in_domain: re-exported)
     FLUSHED, GOLDEN_INV_ULPS, HALF_SUBNORMAL, INV_ULPS, SLACK, SUM_LAMBDA, ULP, V_MIN,
     V_MIN_BY_BACKEND, _abs_products, _interval, _nan_free, _with_flush, error_vs_exact, exact_y,
-    golden_sum_roundings, impl_sum_depth, in_domain, p1_bound, p1_domain, p1_interval, pair_bound)
+    exact_interval, golden_sum_roundings, impl_sum_depth, in_domain, p1_bound, p1_domain, p1_interval, pair_bound)
 from kernelprop.evidence import Outcome
 
 P1_DOC = ("P1: |impl - golden| <= the bf16 flips (or fp32 |y| * rel) that rel allows; rel = impl + "
@@ -75,15 +75,17 @@ def _recipe(params: dict, key: str = "recipe") -> NormRecipe:
 def p1(inputs: dict, impl, params: dict) -> Outcome:
     """Implementation vs golden under one recipe, within the sound-and-tight P1 bound."""
     x = inputs["inputs"]
-    recipe = _recipe(params)
-    actual = x.call(impl, recipe=recipe)
-    trace = x.call(rms_norm_trace, recipe=recipe)
+    declared = _recipe(params)
+    actual = x.call(impl, recipe=declared)
+    trace = x.call(rms_norm_trace, recipe=declared)
+    recipe = declared.for_input(x.x.dtype)   # out_dtype / compute_dtype "input" resolved
     iv = p1_interval(trace, x, recipe, params["inv_ulps"], params.get("sum_lambda"),
                      bool(params.get("ftz")))
     bound = p1_bound(trace, x, recipe, params["inv_ulps"], iv=iv)
+    truth = _offset_truth(x, recipe)
     if recipe.out_dtype == "fp32":
         return Outcome(actual=actual, expected=trace.y, bound=bound, bound_doc=P1_DOC,
-                       discrete=torch.zeros_like(bound), golden_expected=True)
+                       discrete=torch.zeros_like(bound), golden_expected=True, truth=truth)
     # bf16: exact membership of [OUT(lo), OUT(hi)] (the bound on actual's side of expected);
     # every allowed value is a rounding flip, and the margin is measured in fp32, from y_fp32 to
     # the output's rounding cell (docs/bounds-output-rounding.md#margin)
@@ -91,7 +93,15 @@ def p1(inputs: dict, impl, params: dict) -> Outcome:
     sided = sided_bound(actual, trace.y, domain, bound)
     return Outcome(actual=actual, expected=trace.y, bound=sided, bound_doc=P1_DOC + P1_SIDED_DOC,
                    metrics={"undecided": int((bound > 0).sum())}, discrete=sided,
-                   fp32_domain=domain, golden_expected=True)
+                   fp32_domain=domain, golden_expected=True, truth=truth)
+
+
+def _offset_truth(x, recipe: NormRecipe):
+    """The fp64 truth with w' = offset + w where the recipe has an offset (None: the inputs' own
+    truth, which has no offset, applies)."""
+    if not recipe.weight_offset or x.weight is None:
+        return None
+    return x.call(rms_norm_fp64, weight_offset=recipe.weight_offset)
 
 
 # %% P4
@@ -201,18 +211,15 @@ def _scaled(x, log2_scale: int):
 def p12_scale(inputs: dict, impl, params: dict) -> Outcome:
     """P12: impl(2^j x) vs impl(x) within the eps-aware bound (see P12S_DOC)."""
     x = inputs["inputs"]
-    recipe = _recipe(params)
+    declared = _recipe(params)
     ax = _scaled(x, params["log2_scale"])
-    y1, y2 = x.call(impl, recipe=recipe), ax.call(impl, recipe=recipe)
+    y1, y2 = x.call(impl, recipe=declared), ax.call(impl, recipe=declared)
+    recipe = declared.for_input(x.x.dtype)
     D = x.x.shape[-1]
     depth = impl_sum_depth(D, recipe.chunk, x.x.dtype)
-    ends = []
-    for inp in (x, ax):
-        r = error_vs_exact(inp.x, inp.weight, inp.eps, depth=depth, n_round=D,
-                           inv_ulps=params["inv_ulps"], sub=_sub(params))[..., None]
-        ends.append(_with_flush(_interval(exact_y(inp.x, inp.weight, inp.eps), r,
-                                          _abs_products(inp.weight, _sub(params)) / 2),
-                                inp.x, bool(params.get("ftz"))))
+    ends = [exact_interval(inp.x, inp.weight, inp.eps, recipe, depth=depth, n_round=D,
+                           inv_ulps=params["inv_ulps"], ftz=bool(params.get("ftz")), sub=_sub(params))
+            for inp in (x, ax)]
     bound = pair_bound(ends[0], ends[1], recipe)
     return Outcome(actual=y2, expected=y1, bound=bound, bound_doc=P12S_DOC)
 
@@ -236,18 +243,19 @@ def p12_chunks(inputs: dict, impl, params: dict) -> Outcome:
     outs, ivs = [], []
     for chunk in (params["chunk_a"], params["chunk_b"]):
         recipe = base.replace(chunk=chunk)
+        resolved = recipe.for_input(x.x.dtype)
         if golden:
             y = x.call(rms_norm_golden, recipe=recipe)
             n = golden_sum_roundings(D, chunk)
-            r = error_vs_exact(x.x, x.weight, x.eps, depth=n, n_round=n, inv_ulps=GOLDEN_INV_ULPS)
+            iv = exact_interval(x.x, x.weight, x.eps, resolved, depth=n, n_round=n,
+                                inv_ulps=GOLDEN_INV_ULPS)
         else:
             y = x.call(impl, recipe=recipe)
-            r = error_vs_exact(x.x, x.weight, x.eps, depth=impl_sum_depth(D, chunk, x.x.dtype),
-                               n_round=D, inv_ulps=params["inv_ulps"], sub=_sub(params))
+            iv = exact_interval(x.x, x.weight, x.eps, resolved,
+                                depth=impl_sum_depth(D, chunk, x.x.dtype), n_round=D,
+                                inv_ulps=params["inv_ulps"], ftz=bool(params.get("ftz")),
+                                sub=_sub(params))
         outs.append(y)
-        sub = HALF_SUBNORMAL if golden else _sub(params)
-        ivs.append(_with_flush(_interval(exact_y(x.x, x.weight, x.eps), r[..., None],
-                                         _abs_products(x.weight, sub) / 2),
-                               x.x, bool(params.get("ftz")) and not golden))
-    bound = pair_bound(ivs[0], ivs[1], base)
+        ivs.append(iv)
+    bound = pair_bound(ivs[0], ivs[1], base.for_input(x.x.dtype))
     return Outcome(actual=outs[1], expected=outs[0], bound=bound, bound_doc=P12C_DOC)

@@ -218,10 +218,9 @@ def engine_table_cases(*, pads=True, data=DATA_KINDS, sinks=SINK_KINDS,
 
 
 def classes_for_run(kind: str) -> tuple:
-    """The shape classes of `kind` ("attn" / "norm", over_shape_classes) this run draws: every
+    """The shape classes of `kind` (an op's label, over_shape_classes) this run draws: every
     class but one whose `class_examples` is 0 (the reference class at small sizes runs 1)."""
-    classes = coverage.ATTN_CLASSES if kind == "attn" else coverage.NORM_CLASSES
-    return tuple(c for c in classes if class_examples(c) != 0)
+    return tuple(c for c in coverage.classes_of(kind) if class_examples(c) != 0)
 
 
 # %% recipes
@@ -303,11 +302,17 @@ def norm_class_cases(shape_class: str, *, limits: NormLimits | None = None, data
                      f"got {shape_class!r}")
 
 
-def norm_recipes(*, invs=("recip_sqrt", "rsqrt", "recip_sqrt_rn"), out_dtypes=("bf16", "fp32"),
-                 roundings=("rne",), max_chunk: int = 256) -> st.SearchStrategy[NormRecipe]:
+def norm_recipes(*, invs=("recip_sqrt", "rsqrt", "recip_sqrt_rn"),
+                 out_dtypes=("bf16", "fp32", "input"), roundings=("rne",), max_chunk: int = 256,
+                 weight_offsets=(0.0, 1.0), round_before_weight=(False, True),
+                 compute_dtypes=("fp32", "input")) -> st.SearchStrategy[NormRecipe]:
+    """NormRecipes over the given field values (the recipes of real models included: SPEC 3)."""
     return st.builds(NormRecipe, inv=st.sampled_from(invs),
                      chunk=st.one_of(st.none(), st.integers(1, max_chunk)),
-                     out_dtype=st.sampled_from(out_dtypes), rounding=st.sampled_from(roundings))
+                     out_dtype=st.sampled_from(out_dtypes), rounding=st.sampled_from(roundings),
+                     weight_offset=st.sampled_from(weight_offsets),
+                     round_before_weight=st.sampled_from(round_before_weight),
+                     compute_dtype=st.sampled_from(compute_dtypes))
 
 
 def recipes_for(impl, strategy: st.SearchStrategy, example=None) -> st.SearchStrategy:
@@ -368,7 +373,10 @@ def _class_in_domain(shape_class: str, domain) -> bool:
             "reference": (domain.dims is None or REFERENCE_NORM["dim"] in domain.dims)
             and (domain.max_dim is None or domain.max_dim >= REFERENCE_NORM["dim"]),
         }.get(shape_class, True)
-    raise TypeError(f"domain must be an AttnDomain or NormDomain, got {type(domain).__name__}")
+    if hasattr(domain, "admits"):  # an op's own domain type says which of its classes it admits
+        return domain.admits(shape_class)
+    raise TypeError(f"domain must be an AttnDomain, a NormDomain or have admits(shape_class), "
+                    f"got {type(domain).__name__}")
 
 
 def tile_is_free(impl) -> bool:
@@ -377,7 +385,7 @@ def tile_is_free(impl) -> bool:
     return impl is None or impl.varies("tile")
 
 
-def _inside_domain(shape_class: str, domain) -> None:
+def skip_outside_domain(shape_class: str, domain) -> None:
     """Skip (with the reason) a class parametrization the implementation's domain excludes."""
     if shape_class != "plain" and shape_class not in restrict_to_domain((shape_class,), domain):
         pytest.skip(reason=f"shape class {shape_class} lies outside the implementation's "
@@ -400,7 +408,7 @@ def draw_attn(data, shape_class: str = "plain", *, impl=None, backend: str = "cp
     excludes are skipped (restrict_to_domain), drawn cases are fitted into it (domain.fit).
     """
     domain = domain if domain is not None else getattr(impl, "domain", None)
-    _inside_domain(shape_class, domain)
+    skip_outside_domain(shape_class, domain)
     coverage.expect(() if shape_class == "plain" else (shape_class,))
     strategy = recipes if recipes is not None else attn_recipes(splits=_draws_splits(impl))
     drawn = data.draw(strategy if impl is None or impl.accepts_recipe else st.none(), label="recipe")
@@ -429,7 +437,7 @@ def draw_norm_case(data, shape_class: str = "plain", *, device: str = "cpu",
                    limits: NormLimits | None = None, data_kinds=NORM_DATA_KINDS,
                    dtypes=("bf16", "fp32"), domain=None) -> NormCase:
     """Draw an RMSNorm case of `shape_class` (on `device`); see draw_attn."""
-    _inside_domain(shape_class, domain)
+    skip_outside_domain(shape_class, domain)
     coverage.expect(() if shape_class == "plain" else (shape_class,))
     return data.draw(norm_class_cases(shape_class, limits=limits, data=data_kinds, dtypes=dtypes)
                      .map(lambda c: _fitted(c, domain).replace(device=device)), label="case")
