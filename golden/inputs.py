@@ -407,9 +407,12 @@ class NormCase(CaseValue):
     weight: bool = True
     eps: float = 1e-6
     strided: bool = False
+    nonfinite_rows: int = 0          # rows given a NaN / +inf / -inf (poison_norm_rows)
     device: str = "cpu"
 
     def __post_init__(self) -> None:
+        if self.nonfinite_rows < 0:
+            raise ValueError(f"nonfinite_rows must be >= 0, got {self.nonfinite_rows}")
         if self.rows < 0 or self.dim < 1 or self.heads < 0:
             raise ValueError(f"rows >= 0, dim >= 1, heads >= 0 required, got {self.rows}, {self.dim}, {self.heads}")
         if self.dtype not in ("bf16", "fp32"):
@@ -478,9 +481,31 @@ def make_norm_inputs(case: NormCase) -> NormInputs:
     dtype = torch.bfloat16 if case.dtype == "bf16" else torch.float32
     x = x.to(dtype)
     weight = (1 + 0.5 * torch.randn(case.dim, generator=gen)).to(dtype) if case.weight else None
+    if case.nonfinite_rows:  # its own generator: the finite rows stay what they were without it
+        x = poison_norm_rows(x, case.nonfinite_rows,
+                             torch.Generator().manual_seed(case.seed ^ NONFINITE_SEED))
     if case.strided:
         x = _strided(x, gen)
     if case.device != "cpu":
         x = x.to(case.device)
         weight = None if weight is None else weight.to(case.device)
     return NormInputs(x=x, weight=weight, eps=case.eps)
+
+
+NONFINITE_SEED = 0x6E61_6E21  # mixed into the case seed for poison_norm_rows' own draws
+NONFINITE_KINDS = (math.nan, math.inf, -math.inf)
+
+
+def poison_norm_rows(x: torch.Tensor, count: int, gen: torch.Generator) -> torch.Tensor:
+    """x [..., D] with `count` of its rows (at most all but one, so a finite row stays) each given
+    1-2 non-finite elements of one kind (NaN, +inf or -inf, drawn per row) at drawn positions;
+    every other element unchanged."""
+    D = x.shape[-1]
+    flat = x.reshape(-1, D).clone()
+    rows = flat.shape[0]
+    n = min(count, rows - 1) if rows > 1 else min(count, rows)
+    for r in torch.randperm(rows, generator=gen)[:n].tolist():
+        kind = NONFINITE_KINDS[int(torch.randint(len(NONFINITE_KINDS), (1,), generator=gen))]
+        where = torch.randperm(D, generator=gen)[:int(torch.randint(1, 3, (1,), generator=gen))]
+        flat[r, where] = kind
+    return flat.reshape(x.shape)

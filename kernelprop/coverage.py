@@ -25,6 +25,7 @@ RMSNorm classes (NormInputs):
   eps_dominant         eps > 0 above some row's mean square (where eps enters decides the scale)
   reference            the per-head q norm of the decode shape: x [>= 2, 64, 512] (one batch's
                        S = 2 tokens and up) or D >= 4096
+  nonfinite_rows       a row holding NaN or +-inf beside a row that is all finite
 
 Collection: `run_property` calls `observe(case, inputs, recipe)` once per example (the first check
 of an example; later checks on the same `case` object are the same example). Counts are kept per
@@ -44,7 +45,7 @@ from kernelprop.golden.error_model import FP32_MIN_NORMAL
 
 ATTN_CLASSES = ("multi_tile", "many_heads", "mtp_depth", "npow2_default_scale",
                 "large_logits_sink", "reference", "engine_tables", "many_rows", "huge_scores")
-NORM_CLASSES = ("eps0_tiny", "eps_dominant", "reference")
+NORM_CLASSES = ("eps0_tiny", "eps_dominant", "reference", "nonfinite_rows")
 LARGE = 16.0          # |score| and |sink| from which "large logits x large sink" counts
 SECOND_HEAD_BLOCK = 17
 ROW_SWITCH = 64       # query rows above which kernels switch path (many_rows: T > ROW_SWITCH)
@@ -155,6 +156,9 @@ def norm_classes(x) -> frozenset:
             found.add("eps0_tiny")
     if x.eps > 0 and xf.numel() and bool(((xf.double() ** 2).mean(-1) < x.eps).any()):
         found.add("eps_dominant")
+    finite_rows = torch.isfinite(xf).all(-1) if xf.numel() else torch.ones(0, dtype=torch.bool)
+    if bool((~finite_rows).any()) and bool(finite_rows.any()):
+        found.add("nonfinite_rows")
     shape = tuple(x.x.shape)
     if (len(shape) == 3 and shape[0] >= 2 and shape[1] >= 64 and shape[2] >= 512) \
             or (shape and shape[-1] >= 4096):

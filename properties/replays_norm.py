@@ -259,3 +259,32 @@ def p12_chunks(inputs: dict, impl, params: dict) -> Outcome:
         ivs.append(iv)
     bound = pair_bound(ivs[0], ivs[1], base.for_input(x.x.dtype))
     return Outcome(actual=outs[1], expected=outs[0], bound=bound, bound_doc=P12C_DOC)
+
+
+# %% P9 (rows): non-finite input stays in its row
+
+P9N_DOC = ("P9 non-finite rows: a row holding NaN is NaN throughout; a row holding +-inf (no NaN) is "
+           "NaN at its infinities and a zero with the sign of x_i * w_i elsewhere (ss = inf, "
+           "inv = 0); every other row bitwise equal to the implementation's output without the "
+           "non-finite rows (NaN payloads not compared); docs/bounds-rmsnorm.md#nonfinite")
+
+
+def _one_nan(t: torch.Tensor) -> torch.Tensor:
+    """t with every NaN replaced by the same NaN (payload and sign are not part of the contract)."""
+    return torch.where(torch.isnan(t), torch.full_like(t, math.nan), t)
+
+
+def p9_nonfinite_rows(inputs: dict, impl, params: dict) -> Outcome:
+    """The implementation on x with non-finite rows vs its own output on the same x without them
+    (inputs["clean"]): the documented result in the non-finite rows, bitwise equal elsewhere."""
+    from kernelprop.golden.rmsnorm import nonfinite_row_result, nonfinite_rows
+
+    x, clean = inputs["inputs"], inputs["clean"]
+    recipe = _recipe(params)
+    actual = x.call(impl, recipe=recipe)
+    unchanged = clean.call(impl, recipe=recipe)
+    bad = nonfinite_rows(x.x).to(actual.device)[..., None]
+    documented = nonfinite_row_result(x.x, x.weight).to(actual.device)
+    expected = torch.where(bad, documented.to(actual.dtype), unchanged)
+    return Outcome(actual=_one_nan(actual), expected=_one_nan(expected), bound=None,
+                   bound_doc=P9N_DOC, metrics={"nonfinite_rows": int(bad.sum())})

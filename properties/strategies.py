@@ -298,6 +298,9 @@ def norm_class_cases(shape_class: str, *, limits: NormLimits | None = None, data
             return base.map(lambda c: c.replace(rows=min(c.rows, 64), heads=0, dim=LARGE_NORM_DIM))
         rows = REFERENCE_NORM_SMALL_ROWS if current_sizes() == "small" else REFERENCE_NORM["rows"]
         return base.map(lambda c: c.replace(**{**REFERENCE_NORM, "rows": rows}))
+    if shape_class == "nonfinite_rows":  # >= 2 rows, so a finite row stays beside them
+        return st.tuples(base, st.integers(1, 3)).map(
+            lambda a: a[0].replace(rows=max(a[0].rows, 2), nonfinite_rows=a[1]))
     raise ValueError(f"shape_class must be 'plain' or one of {coverage.NORM_CLASSES}, "
                      f"got {shape_class!r}")
 

@@ -26,6 +26,8 @@ REAL_INVS = ("recip_sqrt", "rsqrt", "recip_sqrt_rn")
 INV_PAIRS = list(itertools.permutations(REAL_INVS, 2))
 NPU_SHAPE = dict(rows=128, heads=64, dim=512)   # per-head q norm of the reference decode shape
 NPU_K = 8      # approx_bits whose modelled mismatch (26%) is nearest the NPU's 20.686% (SPEC 1)
+NONFINITE = {"nonfinite_rows": "the bounds need finite x; rows holding NaN or inf are P9's "
+                                "(test_p9_nonfinite_rows_stay_in_their_row)"}
 
 
 def _need_recipes(impl) -> None:
@@ -78,7 +80,7 @@ def _run_in_domain(pid: str, check: str, replay: str, case, *, impl, recipe, par
 
 # %% P1
 
-@shape_class_property("P1", "norm")
+@shape_class_property("P1", "norm", not_applicable=NONFINITE)
 def test_p1_norm_matches_golden(norm_impl, backend, device, shape_class, data):
     case, recipe = _draw_for(norm_impl, data, device, shape_class, backend)
     _run_in_domain("P1", "rms_norm impl vs golden, same recipe", "p1", case, impl=norm_impl,
@@ -94,7 +96,7 @@ def p4_recipes(out_dtypes):
     return norm_recipes(out_dtypes=out_dtypes, round_before_weight=(False,), compute_dtypes=("fp32",))
 
 
-@shape_class_property("P4", "norm")
+@shape_class_property("P4", "norm", not_applicable=NONFINITE)
 def test_p4a_inv_variants_fp32_ulps(norm_impl, backend, device, shape_class, data):
     _need_recipes(norm_impl)
     case = _case(data, device, shape_class, domain=norm_impl.domain).replace(weight=False)
@@ -104,7 +106,7 @@ def test_p4a_inv_variants_fp32_ulps(norm_impl, backend, device, shape_class, dat
                    recipe=recipe, params=recipe_params(recipe, backend, inv_a=inv_a, inv_b=inv_b))
 
 
-@shape_class_property("P4", "norm")
+@shape_class_property("P4", "norm", not_applicable=NONFINITE)
 def test_p4b_inv_variants_bf16_mismatch(norm_impl, backend, device, shape_class, data):
     _need_recipes(norm_impl)
     case = _case(data, device, shape_class, domain=norm_impl.domain)
@@ -190,7 +192,7 @@ def _draw_log2_scale(data, span: tuple[int, int], *, x_in_span: bool = False) ->
     return data.draw(st.sampled_from(choices), label="log2_scale")
 
 
-@shape_class_property("P12", "norm")
+@shape_class_property("P12", "norm", not_applicable=NONFINITE)
 def test_p12_scale_invariance(norm_impl, backend, device, shape_class, data):
     case, recipe = _draw_for(norm_impl, data, device, shape_class, backend)
     x = make_norm_inputs(case)
@@ -207,7 +209,7 @@ def test_p12_scale_invariance(norm_impl, backend, device, shape_class, data):
 @shape_class_property("P12", "norm", not_applicable={
     "eps0_tiny": "tiny data squares into fp32 subnormals, where 2^j scaling is not exact "
                  "(docs/bounds-rmsnorm.md#p12)",
-    "eps_dominant": "eps is 0 in this test (the class needs eps > 0)"})
+    "eps_dominant": "eps is 0 in this test (the class needs eps > 0)", **NONFINITE})
 def test_p12_golden_exact_scale_invariance_eps0(backend, device, shape_class, data):
     """eps = 0: the golden is bitwise invariant under 2^j x as long as nothing over- or underflows
     (data "tiny" squares into fp32 subnormals: excluded, see docs/bounds-rmsnorm.md#p12)."""
@@ -223,7 +225,7 @@ def test_p12_golden_exact_scale_invariance_eps0(backend, device, shape_class, da
                  params=recipe_params(recipe, backend, log2_scale=j), recipe=recipe, case=case)
 
 
-@shape_class_property("P12", "norm")
+@shape_class_property("P12", "norm", not_applicable=NONFINITE)
 def test_p12_golden_chunk_orders(backend, device, shape_class, data):
     case = _case(data, device, shape_class)
     recipe = data.draw(norm_recipes(), label="recipe")
@@ -232,7 +234,7 @@ def test_p12_golden_chunk_orders(backend, device, shape_class, data):
                    params=recipe_params(recipe, backend, chunk_a=c1, chunk_b=c2, who="golden"))
 
 
-@shape_class_property("P12", "norm")
+@shape_class_property("P12", "norm", not_applicable=NONFINITE)
 def test_p12_impl_chunk_orders(norm_impl, backend, device, shape_class, data):
     _need_recipes(norm_impl)
     case = _case(data, device, shape_class, domain=norm_impl.domain)
@@ -241,3 +243,20 @@ def test_p12_impl_chunk_orders(norm_impl, backend, device, shape_class, data):
     c2 = data.draw(_chunks(case.dim, backend), label="chunk_b")
     _run_in_domain("P12", "impl chunk c1 vs chunk c2", "p12_chunks", case, impl=norm_impl, recipe=recipe,
                    params=recipe_params(recipe, backend, chunk_a=c1, chunk_b=c2, who="impl"))
+
+
+# %% P9 for RMSNorm: rows are independent, non-finite input included
+
+@shape_class_property("P9", "norm")
+def test_p9_nonfinite_rows_stay_in_their_row(norm_impl, backend, device, shape_class, data):
+    """1-3 rows of an example of the class get a NaN, +inf or -inf: those rows give the documented
+    result (golden.rmsnorm.nonfinite_row_result: NaN row -> all NaN; inf -> NaN at the inf, signed
+    zeros elsewhere) and every other row is bitwise what the implementation gives without them."""
+    case, recipe = _draw_for(norm_impl, data, device, shape_class, backend)
+    count = data.draw(st.integers(1, 3), label="non-finite rows")
+    case = case.replace(rows=max(case.rows, 2), nonfinite_rows=max(case.nonfinite_rows, count))
+    x, clean = make_norm_inputs(case), make_norm_inputs(case.replace(nonfinite_rows=0))
+    run_property("P9", "non-finite rows: documented result there, other rows bitwise unchanged",
+                 "kernelprop.properties.replays_norm:p9_nonfinite_rows",
+                 inputs={"inputs": x, "clean": clean}, impl=norm_impl,
+                 params=recipe_params(recipe, backend), recipe=recipe, case=case)

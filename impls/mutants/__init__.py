@@ -135,6 +135,8 @@ MUTANTS = [
           "stride of a table that is a row slice of a larger one)", ("P1", "P8", "P10")),
     _attn("padding_column_read", "pages of every block-table column prefetched, padding columns "
           "(-1, out-of-range ids) included", ("P1", "P8", "P10")),
+    _norm("nan_swallowed_fmax", "v guarded with fmax(v, FLT_MIN): a NaN sum of squares becomes "
+          "FLT_MIN, so a row with a NaN gives finite outputs beside it", ("P9",)),
 ]
 
 NO_ARG_CHECKS = ("impls/torch_reference.py is a numerics reference without the wrappers' argument "

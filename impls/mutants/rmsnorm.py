@@ -191,3 +191,19 @@ out_via_fp16 = OutputThroughFp16()
 norm_recipe_ignored = RecipeIgnored()
 reverse_chunks = ChunksSummedRightToLeft()
 subnormals_flushed = SubnormalsFlushed()
+
+
+# -- non-finite input (shape class nonfinite_rows) ---------------------------------------------
+
+class NanSwallowedByFmax(RMSNorm):
+    """v guarded with fmax(v, FLT_MIN) against all-zero rows: fmax returns the number when the
+    other operand is NaN, so a row whose sum of squares is NaN gets inv = 1 / sqrt(FLT_MIN) and
+    finite outputs beside its NaN element, instead of NaN throughout."""
+
+    def inv_rms(self, ss, D, eps, recipe):
+        v = torch.fmax(self.mean(ss, D) + torch.tensor(eps, dtype=torch.float32),
+                       torch.tensor(torch.finfo(torch.float32).tiny))
+        return self.inverse(v, recipe)
+
+
+nan_swallowed_fmax = NanSwallowedByFmax()
