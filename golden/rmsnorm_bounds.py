@@ -401,3 +401,23 @@ def exact_interval(x: torch.Tensor, weight, eps: float, recipe: NormRecipe, *, d
     t_iv = _interval(exact_y(x, None, eps), r[..., None], _abs_products(None, sub) / 2)
     return chain_interval(x, weight, eps, recipe, sum_rel=0.0, inv_ulps=inv_ulps, t_iv=t_iv,
                           ftz=ftz, sub=sub)
+
+
+# compute bf16: a square that lands in bf16's subnormals loses up to 2^-134 (half the smallest bf16
+# subnormal, 2^-133) where fp32 loses 2^-150; as for V_MIN, D such losses stay <= 2^-14 of D v
+# above 2^-120. Below it the bf16 squares may all round to 0 (y = inf against a finite y of 2^j x).
+V_MIN_NARROW = 2.0 ** -120
+
+
+def v_min(recipe: NormRecipe, x_dtype) -> float:
+    """The smallest nonzero exact v the properties draw for this recipe and x dtype."""
+    return max(V_MIN, V_MIN_NARROW) if recipe.compute_in(x_dtype) == "bf16" else V_MIN
+
+
+def in_recipe_domain(x: torch.Tensor, eps: float, recipe: NormRecipe) -> bool:
+    """in_domain with the recipe's v_min (compute bf16: V_MIN_NARROW)."""
+    if x.numel() == 0 or recipe.compute_in(x.dtype) != "bf16":
+        return in_domain(x, eps)
+    xd = x.double()
+    v = (xd * xd).mean(-1) + _eps32(eps)
+    return bool(((v == 0) | (v >= v_min(recipe, x.dtype))).all())

@@ -67,6 +67,8 @@ def _rms_norm_kernel(
     each chunk of CHUNK columns is one tl.sum (in blocks of BLOCK_C summed elementwise first
     when CHUNK > BLOCK_C), chunk partials are added to ss left to right; v = div_rn(ss, D) + eps;
     INV per INV_MODE; y = (x * inv) * w in fp32; one output rounding (bf16 bit arithmetic).
+    w = W_OFFSET + w in fp32; ROUND_BEFORE_W rounds x * inv to the output dtype before * w;
+    COMPUTE_BF16 rounds x^2, ss, ss / D, eps, v, inv, x * inv, w and the product to bf16 (_c).
     ONE_BLOCK keeps x in registers; otherwise x is read twice (sum of squares, then output).
     """
     rows = tl.program_id(0).to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R).to(tl.int64)

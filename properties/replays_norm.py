@@ -22,7 +22,8 @@ from kernelprop.golden.rmsnorm import rms_norm_fp64, rms_norm_golden, rms_norm_t
 from kernelprop.golden.rmsnorm_bounds import (  # noqa: F401 (V_MIN, in_domain: re-exported)
     FLUSHED, GOLDEN_INV_ULPS, HALF_SUBNORMAL, INV_ULPS, SLACK, SUM_LAMBDA, ULP, V_MIN,
     V_MIN_BY_BACKEND, _abs_products, _interval, _nan_free, _with_flush, error_vs_exact, exact_y,
-    exact_interval, golden_sum_roundings, impl_sum_depth, in_domain, p1_bound, p1_domain, p1_interval, pair_bound)
+    exact_interval, golden_sum_roundings, impl_sum_depth, in_domain, in_recipe_domain, p1_bound,
+    p1_domain, p1_interval, pair_bound, v_min)
 from kernelprop.evidence import Outcome
 
 P1_DOC = ("P1: |impl - golden| <= the bf16 flips (or fp32 |y| * rel) that rel allows; rel = impl + "
@@ -221,7 +222,8 @@ def p12_scale(inputs: dict, impl, params: dict) -> Outcome:
                            inv_ulps=params["inv_ulps"], ftz=bool(params.get("ftz")), sub=_sub(params))
             for inp in (x, ax)]
     bound = pair_bound(ends[0], ends[1], recipe)
-    return Outcome(actual=y2, expected=y1, bound=bound, bound_doc=P12S_DOC)
+    return Outcome(actual=y2, expected=y1, bound=bound, bound_doc=P12S_DOC,
+                   truth=_offset_truth(x, recipe))
 
 
 def p12_golden_exact(inputs: dict, impl, params: dict) -> Outcome:
@@ -258,7 +260,8 @@ def p12_chunks(inputs: dict, impl, params: dict) -> Outcome:
         outs.append(y)
         ivs.append(iv)
     bound = pair_bound(ivs[0], ivs[1], base.for_input(x.x.dtype))
-    return Outcome(actual=outs[1], expected=outs[0], bound=bound, bound_doc=P12C_DOC)
+    return Outcome(actual=outs[1], expected=outs[0], bound=bound, bound_doc=P12C_DOC,
+                   truth=_offset_truth(x, base))
 
 
 # %% P9 (rows): non-finite input stays in its row

@@ -17,7 +17,9 @@ from kernelprop.properties.replays_norm import (
     INV_ULPS,
     V_MIN,
     in_domain,
+    in_recipe_domain,
     npu_measurement,
+    v_min,
     recipe_params,
 )
 from kernelprop.properties.strategies import draw_norm_case, norm_recipes, shape_class_property, recipes_for
@@ -73,7 +75,7 @@ def _run_in_domain(pid: str, check: str, replay: str, case, *, impl, recipe, par
     """run_property on the inputs of `case` (`replay`: a function of properties/replays_norm.py);
     inputs outside the golden's error-model domain are discarded (hypothesis draws again)."""
     x = make_norm_inputs(case)
-    assume(in_domain(x.x, x.eps))
+    assume(in_recipe_domain(x.x, x.eps, recipe))
     return run_property(pid, check, f"kernelprop.properties.replays_norm:{replay}", inputs={"inputs": x},
                         impl=impl, params=params, recipe=recipe, case=case)
 
@@ -198,8 +200,9 @@ def test_p12_scale_invariance(norm_impl, backend, device, shape_class, data):
     x = make_norm_inputs(case)
     # 2^j x is exact (no bf16/fp32 overflow, no new subnormals), its sum of squares stays finite,
     # and x and 2^j x stay in the model's domain (at eps = 0: every nonzero mean square >= V_MIN)
-    assume(in_domain(x.x, x.eps))
-    span = _log2_range(x.x, 2.0**-126, 2.0**126, 2.0**126, V_MIN if x.eps == 0 else 0.0)
+    assume(in_recipe_domain(x.x, x.eps, recipe))
+    span = _log2_range(x.x, 2.0**-126, 2.0**126, 2.0**126,
+                       v_min(recipe, x.x.dtype) if x.eps == 0 else 0.0)
     j = _draw_log2_scale(data, span)
     run_property("P12", "rms_norm(2^j x) vs rms_norm(x), eps-aware",
                  "kernelprop.properties.replays_norm:p12_scale", inputs={"inputs": x}, impl=norm_impl,

@@ -137,6 +137,17 @@ MUTANTS = [
           "(-1, out-of-range ids) included", ("P1", "P8", "P10")),
     _norm("nan_swallowed_fmax", "v guarded with fmax(v, FLT_MIN): a NaN sum of squares becomes "
           "FLT_MIN, so a row with a NaN gives finite outputs beside it", ("P9",)),
+    # the recipes of real models (SPEC 3), each declared as shipped (no recipe keyword)
+    _norm("gemma_no_offset", "declares Gemma's weight_offset 1 but multiplies by w, not 1 + w",
+          ("P1", "P12")),
+    _norm("llama_no_cast", "declares round_before_weight (Llama) but skips the cast of x * inv",
+          ("P1", "P12")),
+    _norm("llama_cast_rtz", "round_before_weight's cast of x * inv truncates (rtz), recipe rne",
+          ("P1",)),
+    _norm("input_dtype_always_bf16", "declares out_dtype 'input' but writes bf16 for fp32 x",
+          ("P1", "P12")),
+    _norm("narrow_in_fp32", "declares compute_dtype 'input' but computes a bf16 x in fp32",
+          ("P1", "P12")),
 ]
 
 NO_ARG_CHECKS = ("impls/torch_reference.py is a numerics reference without the wrappers' argument "
@@ -165,6 +176,18 @@ CONTROLS = [
             "independent split-KV implementation (SGLang's structure, online merge)"),
     Control("reverse_chunks", "rms_norm", f"{NORM}:reverse_chunks",
             "benign: sum-of-squares chunks added right to left (within fp32 bounds)"),
+    Control("gemma_reference", "rms_norm", f"{NORM}:gemma_reference",
+            "the base declaring Gemma's recipe (weight_offset 1, out_dtype input), no bug"),
+    Control("llama_reference", "rms_norm", f"{NORM}:llama_reference",
+            "the base declaring Llama's recipe (round_before_weight, out_dtype input), no bug"),
+    Control("input_dtype_reference", "rms_norm", f"{NORM}:input_dtype_reference",
+            "the base declaring out_dtype input, no bug"),
+    Control("narrow_reference", "rms_norm", f"{NORM}:narrow_reference",
+            "the base declaring compute_dtype input (Liger none mode), no bug"),
+    Control("hf_llama_rms_norm", "rms_norm", "impls/hf_norms.py:llama_rms_norm",
+            "Hugging Face LlamaRMSNorm's formula in torch, its declared recipe"),
+    Control("hf_gemma_rms_norm", "rms_norm", "impls/hf_norms.py:gemma_rms_norm",
+            "Hugging Face GemmaRMSNorm's formula in torch, its declared recipe"),
 ]
 
 
