@@ -56,3 +56,33 @@ def p1_autotune_config(inputs: dict, impl, params: dict) -> Outcome:
 
     with autotune_config(int(params["autotune_config"])):
         return p1(inputs, impl, params)
+
+
+F4B_DOC = ("F4 batch invariance: y and residual_out of the m rows of a small batch bitwise equal "
+           "to the same rows inside calls on n rows (each n of batch_rows); no bound: the same "
+           "inputs (docs/bounds-rmsnorm.md#launch)")
+
+
+def f4_batch_invariance(inputs: dict, impl, params: dict) -> Outcome:
+    """fused_add_rms_norm: (y, z) of the first m rows alone vs inside the first n rows of
+    inputs["inputs"] for each n of params["counts"] (either calling convention)."""
+    import torch
+
+    from kernelprop.properties.replays_fused import _broken, outputs
+
+    whole = inputs["inputs"]
+    recipe = _recipe(params)
+    m = int(params["part_rows"])
+    counts = [int(n) for n in params["counts"]]
+
+    def rows(n):
+        out = outputs(whole.replace(x=whole.x[:n], residual=whole.residual[:n]), impl, recipe)
+        return out if isinstance(out, str) else torch.cat([t[:m].float().reshape(-1) for t in out])
+
+    alone = rows(m)
+    inside = [rows(n) for n in counts]
+    broken = next((o for o in [alone] + inside if isinstance(o, str)), None)
+    if broken is not None:
+        return _broken(broken, F4B_DOC)
+    return Outcome(actual=torch.cat(inside), expected=torch.cat([alone] * len(counts)), bound=None,
+                   bound_doc=F4B_DOC, metrics={"batch_rows": counts, "part_rows": m})
