@@ -287,7 +287,9 @@ def p9_nonfinite_rows(inputs: dict, impl, params: dict) -> Outcome:
     actual = x.call(impl, recipe=recipe)
     unchanged = clean.call(impl, recipe=recipe)
     bad = nonfinite_rows(x.x).to(actual.device)[..., None]
-    documented = nonfinite_row_result(x.x, x.weight).to(actual.device)
+    # the weight the recipe multiplies by: w' = weight_offset + w (Gemma's 1 + w flips zeros' signs)
+    weight = None if x.weight is None else x.weight.float() + recipe.weight_offset
+    documented = nonfinite_row_result(x.x, weight).to(actual.device)
     expected = torch.where(bad, documented.to(actual.dtype), unchanged)
     return Outcome(actual=_one_nan(actual), expected=_one_nan(expected), bound=None,
                    bound_doc=P9N_DOC, metrics={"nonfinite_rows": int(bad.sum())})

@@ -111,8 +111,9 @@ class ColumnStrideIgnored(RMSNorm):
     stride."""
 
     def __call__(self, x, weight=None, *, eps=1e-6, recipe=None):
+        # accepts any column stride (no contiguity check): the variance pass reads x as strided
         self._unit_cols = x.as_strided(x.shape, x.stride()[:-1] + (1,), x.storage_offset())
-        return super().__call__(x, weight, eps=eps, recipe=recipe)
+        return super().__call__(x.contiguous(), weight, eps=eps, recipe=recipe)
 
     def apply(self, xf, inv, weight, in_dtype, recipe=None, c=lambda t: t):
         return super().apply(self._unit_cols.float(), inv, weight, in_dtype, recipe, c)

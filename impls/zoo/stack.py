@@ -9,7 +9,6 @@ import torch
 import triton
 import triton.language as tl
 
-from kernelprop.declarations import NormDomain
 from kernelprop.golden.recipes import NormRecipe
 from kernelprop.golden.rounding import round_to_bf16
 from kernelprop.impls.mutants._args import check_norm_args
@@ -26,17 +25,19 @@ FP32_MIN_NORMAL = 2.0 ** -126
 # %% Triton RMSNorms (default recipe: fp32 inside, 1 / sqrt, one RNE rounding to bf16)
 
 @triton.jit
-def _gram_rms_kernel(x_ptr, w_ptr, y_ptr, R, D, stride_xr, stride_yr, eps,
-                     HAS_WEIGHT: tl.constexpr, BITS: tl.constexpr,
+def _gram_rms_kernel(x_ptr, w_ptr, y_ptr, R, D, stride_xr, stride_yr, stride_w, eps,
+                     HAS_WEIGHT: tl.constexpr, BITS: tl.constexpr, X_FP32: tl.constexpr,
                      BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr):
     """BLOCK_R rows per program; their sums of squares are the diagonal of the Gram tile x x^T,
-    computed by tl.dot on the bf16 rows (exact products, fp32 accumulation). BITS: the products
-    use the rows' raw 16-bit patterns as values."""
+    computed by tl.dot on the rows (bf16: exact products, fp32 accumulation; fp32 x: an IEEE fp32
+    dot). BITS: the products of a bf16 x use the rows' raw 16-bit patterns as values."""
     rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     cols = tl.arange(0, BLOCK_D)
     mask = (rows[:, None] < R) & (cols[None, :] < D)
     x = tl.load(x_ptr + rows[:, None] * stride_xr + cols[None, :], mask=mask, other=0.0)
-    if BITS:
+    if X_FP32:
+        gram = tl.dot(x, tl.trans(x), input_precision="ieee")
+    elif BITS:
         xb = x.to(tl.int16, bitcast=True).to(tl.float32)
         gram = tl.dot(xb, tl.trans(xb), input_precision="ieee")
     else:
@@ -46,7 +47,7 @@ def _gram_rms_kernel(x_ptr, w_ptr, y_ptr, R, D, stride_xr, stride_yr, eps,
     inv = 1.0 / tl.sqrt(ss / D + eps)
     y = x.to(tl.float32) * inv[:, None]
     if HAS_WEIGHT:
-        w = tl.load(w_ptr + cols, mask=cols < D, other=0.0).to(tl.float32)
+        w = tl.load(w_ptr + cols * stride_w, mask=cols < D, other=0.0).to(tl.float32)
         y = y * w[None, :]
     tl.store(y_ptr + rows[:, None] * stride_yr + cols[None, :], _round_to_bf16(y, 0).to(tl.bfloat16),
              mask=mask)
@@ -54,7 +55,7 @@ def _gram_rms_kernel(x_ptr, w_ptr, y_ptr, R, D, stride_xr, stride_yr, eps,
 
 @triton.autotune(configs=[triton.Config({"BLOCK_R": 1}), triton.Config({"BLOCK_R": 4})], key=["D"])
 @triton.jit
-def _rows_rms_kernel(x_ptr, w_ptr, y_ptr, R, D, stride_xr, stride_yr, eps,
+def _rows_rms_kernel(x_ptr, w_ptr, y_ptr, R, D, stride_xr, stride_yr, stride_w, eps,
                      HAS_WEIGHT: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr,
                      ROW_AXIS: tl.constexpr = 0):
     """BLOCK_R rows per program (the autotuned parameter), one reduction per row; the row blocks
@@ -67,23 +68,20 @@ def _rows_rms_kernel(x_ptr, w_ptr, y_ptr, R, D, stride_xr, stride_yr, eps,
     inv = 1.0 / tl.sqrt(ss / D + eps)
     y = x * inv[:, None]
     if HAS_WEIGHT:
-        w = tl.load(w_ptr + cols, mask=cols < D, other=0.0).to(tl.float32)
+        w = tl.load(w_ptr + cols * stride_w, mask=cols < D, other=0.0).to(tl.float32)
         y = y * w[None, :]
     tl.store(y_ptr + rows[:, None] * stride_yr + cols[None, :], _round_to_bf16(y, 0).to(tl.bfloat16),
              mask=mask)
 
 
 class TritonRMSNorm:
-    """A Triton RMSNorm of bf16 rows under the default recipe (declared; no recipe keyword)."""
+    """A Triton RMSNorm under the default recipe (declared; no recipe keyword): bf16 output."""
 
     recipe = NormRecipe()
     accepts_recipe = False
-    domain = NormDomain(dtypes=("bf16",))
 
     def __call__(self, x, weight=None, *, eps=1e-6, recipe=None):
         check_norm_args(x, weight, eps, recipe)
-        if x.dtype != torch.bfloat16:
-            raise TypeError(f"x must be bf16 (the declared domain), got {x.dtype}")
         D = x.shape[-1]
         x2 = x.reshape(-1, D)
         if x2.stride(-1) != 1:
@@ -107,8 +105,9 @@ class GramRMSNorm(TritonRMSNorm):
         R, D = x2.shape
         block_r = 16
         _gram_rms_kernel[(triton.cdiv(R, block_r),)](
-            x2, x2 if weight is None else weight, y, R, D, x2.stride(0), y.stride(0), eps,
-            HAS_WEIGHT=weight is not None, BITS=self.bits, BLOCK_R=block_r,
+            x2, x2 if weight is None else weight, y, R, D, x2.stride(0), y.stride(0),
+            1 if weight is None else weight.stride(0), eps, HAS_WEIGHT=weight is not None,
+            BITS=self.bits, X_FP32=x2.dtype == torch.float32, BLOCK_R=block_r,
             BLOCK_D=max(16, triton.next_power_of_2(D)))
 
 
@@ -134,7 +133,8 @@ class RowsRMSNorm(TritonRMSNorm):
     def launch(self, x2, weight, y, eps):
         R, D = x2.shape
         _rows_rms_kernel[self.grid(R)](x2, x2 if weight is None else weight, y, R, D, x2.stride(0),
-                                       y.stride(0), eps, HAS_WEIGHT=weight is not None,
+                                       y.stride(0), 1 if weight is None else weight.stride(0), eps,
+                                       HAS_WEIGHT=weight is not None,
                                        BLOCK_D=triton.next_power_of_2(D), ROW_AXIS=self.row_axis)
 
 
