@@ -12,9 +12,8 @@ import os
 import torch
 
 from kernelprop.golden.recipes import AttnRecipe
-from kernelprop.golden.rounding import round_to_bf16
-from kernelprop.impls.mutants.attention import (SparseAttention, SplitKVAttention, TableWidthAsStride,
-                                                UnmaskedValueRows, _exp)
+from kernelprop.impls.mutants.attention import (FixedTile64, SparseAttention, SplitKVAttention,
+                                                TableWidthAsStride, UnmaskedValueRows, _exp)
 from kernelprop.impls.zoo import ZooControl, ZooEntry
 
 HERE = "impls/zoo/attention.py"
@@ -52,63 +51,25 @@ class UnwrittenSplitScratch(SplitKVAttention):
         return torch.where(seen[..., None], acc / (total + self.sink_term(sink, X))[..., None], 0.0)
 
 
-class RunningMaxSoftmax(SparseAttention):
-    """The FlashAttention-2 loop most Triton decode kernels write: one running max m, per tile
-    m' = max(m, max s), alpha = exp(m - m'), p = exp(s - m') (not the tile's own max), with
-    masked lanes and the initial m at `NEG` and `GUARD` deciding whether alpha and p are taken
-    as 0 while m' is still NEG. The correct form (NEG = -inf, GUARD) is a zoo control."""
-
-    NEG = -math.inf
-    GUARD = True
-
-    def online_softmax(self, q, keys, valid, scale, sink, recipe):
-        T, H, D = q.shape
-        M = torch.full((T, H), self.NEG, device=q.device)
-        L = torch.zeros(T, H, device=q.device)
-        O = torch.zeros(T, H, D, device=q.device)
-        K = keys.shape[1]
-        for start, stop in self.tile_bounds(K, max(K, 1) if recipe.tile is None else recipe.tile):
-            k_t = keys[:, start:stop]
-            s = self.scores(q, k_t, scale).masked_fill(~valid[:, None, start:stop], self.NEG)
-            M_new = torch.maximum(M, s.amax(-1))
-            if self.GUARD:
-                live = M_new > self.NEG
-                alpha = torch.where(live, _exp(M - M_new), 1.0)
-                e = torch.where(live[..., None], _exp(s - M_new[..., None]), 0.0)
-            else:
-                alpha, e = _exp(M - M_new), _exp(s - M_new[..., None])
-            p = self.round_p(e, recipe)
-            L = alpha * L + self.tile_sum(p, e, recipe)
-            O = alpha[..., None] * O + self.pv(p, k_t, recipe)
-            M = M_new
-        return M, L, O
-
-    def normalize(self, O, L, M, sink):
-        seen = M > self.NEG
-        denom = L + _exp(sink[None] - torch.where(seen, M, 0.0))
-        return torch.where(seen[..., None], O / denom[..., None], 0.0)
-
-
-class Block16Fixed(RunningMaxSoftmax):
-    """The running-max loop over positional blocks of 16 top-k entries, no recipe keyword."""
+class Block16Fixed(FixedTile64):
+    """The base over positional blocks of 16 index positions, no recipe keyword (bug 4's base)."""
 
     recipe = AttnRecipe(tile=16)
-    accepts_recipe = False
-
-    def __call__(self, *args, **kwargs):
-        if kwargs.get("recipe") is not None:
-            raise TypeError("this kernel takes no recipe keyword")
-        return super().__call__(*args, **kwargs)
 
 
 class LeadingMaskedBlockNaN(Block16Fixed):
     """vLLM #48364 / PR #48366: xpu_mla_sparse returns NaN when the first BLOCK_N = 16 top-k
-    entries of a row are all masked: m' = max(-inf, -inf) = -inf, then alpha = exp2(m - m') and
-    p = exp2(s - m') are exp2(-inf - -inf) = NaN, carried into every later block. Trigger: a
-    masked (padded or invisible) first block followed by valid entries; the upstream test padded
-    only at the back."""
+    entries of a row are all masked. Its merge does not skip a block without a valid entry:
+    m' = max(m, -inf), alpha = exp2(m - m'), beta = exp2(-inf - m'); while the running max m is
+    still -inf these are exp2(-inf - -inf) = NaN and stay in L and O for good (a later empty block
+    is harmless: m is finite, alpha = 1, beta = 0). Trigger: a masked (padded or invisible) first
+    block followed by valid entries; the upstream test padded only at the back."""
 
-    GUARD = False
+    def merge(self, M, L, O, m, live, l, o):
+        m = torch.where(live, m, -math.inf)
+        M_new = torch.maximum(M, m)
+        a, b = _exp(M - M_new), _exp(m - M_new)
+        return M_new, a * L + b * l, a[..., None] * O + b[..., None] * o
 
 
 class NullSlotGather(SparseAttention):
@@ -177,9 +138,12 @@ class PageOffsetInt32(SparseAttention):
             return torch.zeros(*slot.shape, D, device=pool.device)
         slot = torch.where(ok, slot, 0)
         page = torch.where(ok, self.page(table, b, slot // BS, pool.shape[0]), 0)
-        offset = _wrap_int32(page * pool.stride(0)) + (slot % BS) * pool.stride(1)
-        flat = torch.where(ok, offset // pool.stride(1), 0).clamp(0, pool.shape[0] * BS - 1)
-        return pool.reshape(-1, D)[flat].float()
+        s0, s1, s2 = pool.stride()
+        offset = _wrap_int32(page * s0) + (slot % BS) * s1                  # element offsets
+        size = (pool.shape[0] - 1) * s0 + (BS - 1) * s1 + (D - 1) * s2 + 1
+        memory = pool.as_strided((size,), (1,))                              # the pool's span
+        offset = offset.clamp(0, size - 1 - (D - 1) * s2)
+        return memory[offset[..., None] + torch.arange(D, device=pool.device) * s2].float()
 
 
 class QueryOffsetInt32(SparseAttention):
@@ -195,13 +159,33 @@ class QueryOffsetInt32(SparseAttention):
                                       sink, recipe)
 
 
-class FiniteSentinel(RunningMaxSoftmax):
+class FiniteSentinel(SparseAttention):
     """flashinfer #4450 (see also #4267): paged decode returns zeros, with a wrong LSE, for valid
     finite logits below -5e4, because its `-inf` was the finite -5e4: masked lanes and the
-    initial running max sit at -5e4, so a row whose every score is below it keeps m = -5e4 and
-    exp(s + 5e4) underflows to 0. Trigger: scores below -5e4 (a very negative row)."""
+    initial running max sit at -5e4, so a row whose every score is below it keeps the running max
+    -5e4, and exp(s + 5e4) underflows to 0. Trigger: scores below -5e4 (a very negative row)."""
 
     NEG = -5e4
+
+    def tile_parts(self, q, keys, valid, scale, sink, recipe):
+        K = keys.shape[1]
+        for start, stop in self.tile_bounds(K, max(K, 1) if recipe.tile is None else recipe.tile):
+            k_t = keys[:, start:stop]
+            s = self.scores(q, k_t, scale).masked_fill(~valid[:, None, start:stop], self.NEG)
+            m = s.amax(-1) if stop > start else s.new_full(s.shape[:-1], self.NEG)
+            e = _exp(s - m[..., None])
+            p = self.round_p(e, recipe)
+            yield m, torch.ones_like(m, dtype=torch.bool), self.tile_sum(p, e, recipe), \
+                self.pv(p, k_t, recipe)
+
+    def online_softmax(self, q, keys, valid, scale, sink, recipe):
+        T, H, D = q.shape
+        M = torch.full((T, H), self.NEG, device=q.device)
+        L = torch.zeros(T, H, device=q.device)
+        O = torch.zeros(T, H, D, device=q.device)
+        for part in self.tile_parts(q, keys, valid, scale, sink, recipe):
+            M, L, O = self.merge(M, L, O, *part)
+        return M, L, O
 
 
 class TailLanesCounted(SparseAttention):
@@ -272,7 +256,6 @@ class NondeterministicSplitOrder(SplitKVAttention):
         return torch.where(seen[..., None], acc / (total + self.sink_term(sink, X))[..., None], 0.0)
 
 
-running_max = RunningMaxSoftmax()
 block16 = Block16Fixed()
 split_base = SplitKVAttention()
 zoo_sglang_2465_short_split = ShortSplitFloor()
@@ -369,10 +352,8 @@ ZOO = [
 ]
 
 CONTROLS = [
-    ZooControl("zoo_running_max", "sparse_attention", f"{HERE}:running_max",
-               "the zoo's FlashAttention-2 loop (running max, -inf, guarded): correct"),
     ZooControl("zoo_block16", "sparse_attention", f"{HERE}:block16",
-               "the running-max loop over fixed blocks of 16 (bug 4's base): correct"),
+               "the base over fixed blocks of 16, no recipe keyword (bug 4's base): correct"),
     ZooControl("zoo_split_base", "sparse_attention", f"{HERE}:split_base",
                "the split-KV base of the split entries: correct"),
 ]
