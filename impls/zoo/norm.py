@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import torch
 
-from kernelprop.golden.rounding import round_to_bf16
 from kernelprop.impls.mutants.rmsnorm import Gemma, Llama, RMSNorm
 from kernelprop.impls.zoo import ZooControl, ZooEntry
 
