@@ -272,12 +272,14 @@ def p1_relative_gap(trace, x: torch.Tensor, eps: float, recipe: NormRecipe,
 
 
 def p1_interval(trace, inputs, recipe: NormRecipe, inv_ulps: float,
-                sum_lambda: Optional[float] = SUM_LAMBDA, ftz: bool = False):
+                sum_lambda: Optional[float] = SUM_LAMBDA, ftz: bool = False,
+                tree_any_order: bool = False):
     """(lo, hi) float64: both fp32 y lie in y_golden (1 +- rel) +- subnormal product errors (and,
-    under FTZ, may be 0 where x or y is subnormal)."""
+    under FTZ, may be 0 where x or y is subnormal). tree_any_order: a bf16 tl.sum (compute
+    "promote") may add in any order (a GPU), not only the modelled tree."""
     sub = FLUSHED if ftz else HALF_SUBNORMAL
     if has_inner_roundings(recipe, inputs.x.dtype, inputs.weight):
-        return p1_chain_interval(trace, inputs, recipe, inv_ulps, sum_lambda, ftz)
+        return p1_chain_interval(trace, inputs, recipe, inv_ulps, sum_lambda, ftz, tree_any_order)
     rel = p1_relative_gap(trace, inputs.x, inputs.eps, recipe, inv_ulps, sum_lambda, sub)[..., None]
     return _with_flush(_interval(trace.y_fp32, rel, _abs_products(inputs.weight, sub)), inputs.x, ftz)
 
@@ -407,19 +409,22 @@ def chain_interval(x: torch.Tensor, weight, eps: float, recipe: NormRecipe, *, s
 
 
 def p1_chain_interval(trace, inputs, recipe: NormRecipe, inv_ulps: float,
-                      sum_lambda: Optional[float] = SUM_LAMBDA, ftz: bool = False):
+                      sum_lambda: Optional[float] = SUM_LAMBDA, ftz: bool = False,
+                      tree_any_order: bool = False):
     """p1_interval for recipes with inner roundings (has_inner_roundings): compute fp32: t = x * inv
     of both sides lies in t_golden (1 +- rel) (p1_relative_gap, which charges 2 products a side:
     t has one), then chain_interval; compute bf16: chain_interval from the squares, the sum charged
-    as in p1_relative_gap (depth_impl + n_golden - 1, squares already rounded: no fp32 x*x)."""
+    as in p1_relative_gap (depth_impl + n_golden - 1, squares already rounded: no fp32 x*x);
+    compute "promote": the bf16 tree sum is decided by the modelled order (the golden's ss, a
+    point), or under tree_any_order lies in tree_sum_interval with D roundings on a path."""
     x = inputs.x
     sub = FLUSHED if ftz else HALF_SUBNORMAL
     D = x.shape[-1]
     if recipe.promotes(x.dtype):
-        # the bf16 tree sum is decided by its order (the modelled one): the golden's ss, a point
         ss = trace.ss.double()
+        ss_iv = tree_sum_interval(x, recipe.rounding, D) if tree_any_order else (ss, ss)
         return chain_interval(x, inputs.weight, inputs.eps, recipe, sum_rel=0.0, inv_ulps=inv_ulps,
-                              ftz=ftz, sub=sub, ss_iv=(ss, ss))
+                              ftz=ftz, sub=sub, ss_iv=ss_iv)
     if recipe.compute_in(x.dtype) == "bf16":
         depth = impl_sum_depth(D, recipe.chunk, torch.bfloat16) + golden_sum_roundings(D, recipe.chunk) - 1
         sum_rel = NormBackend(inv_ulps=inv_ulps, sum_depth=depth, sum_lambda=sum_lambda).sum_rel(D)
@@ -432,19 +437,23 @@ def p1_chain_interval(trace, inputs, recipe: NormRecipe, inv_ulps: float,
 
 
 def exact_interval(x: torch.Tensor, weight, eps: float, recipe: NormRecipe, *, depth: int,
-                   n_round: int, inv_ulps: float, ftz: bool = False, sub: float = HALF_SUBNORMAL):
+                   n_round: int, inv_ulps: float, ftz: bool = False, sub: float = HALF_SUBNORMAL,
+                   tree_any_order: bool = False):
     """(lo, hi) float64 around the exact y holding one implementation's pre-output-rounding y
     (P12): y_exact (1 +- error_vs_exact) with w' = offset + w; for recipes with inner roundings the
     same error of t = x * inv (compute fp32) or of the sum of squares (compute bf16: gamma(depth))
-    carried through chain_interval."""
+    carried through chain_interval; compute "promote": the bf16 tree sum in tree_sum_interval
+    (1 + ceil(log2 D) roundings on a path, or D under tree_any_order)."""
     if not has_inner_roundings(recipe, x.dtype, weight):
         r = error_vs_exact(x, weight, eps, depth=depth, n_round=n_round, inv_ulps=inv_ulps, sub=sub,
                            weight_offset=recipe.weight_offset)[..., None]
         iv = _interval(exact_y(x, weight, eps, recipe.weight_offset), r, _abs_products(weight, sub) / 2)
         return _with_flush(iv, x, ftz)
     if recipe.promotes(x.dtype):
+        D = x.shape[-1]
+        k = D if tree_any_order else 1 + (D - 1).bit_length()
         return chain_interval(x, weight, eps, recipe, sum_rel=0.0, inv_ulps=inv_ulps, ftz=ftz,
-                              sub=sub, ss_iv=tree_sum_interval(x, recipe.rounding))
+                              sub=sub, ss_iv=tree_sum_interval(x, recipe.rounding, k))
     if recipe.compute_in(x.dtype) == "bf16":
         return chain_interval(x, weight, eps, recipe, sum_rel=gamma(depth), inv_ulps=inv_ulps,
                               ftz=ftz, sub=sub)
@@ -454,20 +463,20 @@ def exact_interval(x: torch.Tensor, weight, eps: float, recipe: NormRecipe, *, d
                           ftz=ftz, sub=sub)
 
 
-def tree_sum_interval(x: torch.Tensor, rounding: str):
-    """float64 ends around the exact sum of squares holding the bf16 tree sum of the bf16 squares
-    (compute "promote", any order of at most ceil(log2 D) additions per path): a rounding to bf16
-    of a nonnegative value is within 2^-8 relative (2^-7 under a directed mode) plus half the
-    smallest bf16 subnormal, so the sum lies in ss (1 +- gamma_k) with k = 1 + ceil(log2 D)
-    (the square and each addition on its path) plus D + P - 1 < 3 D bf16 subnormal losses of 2^-134
-    each (P < 2 D: the block), themselves carried through the later relative roundings."""
+def tree_sum_interval(x: torch.Tensor, rounding: str, k: int):
+    """float64 ends holding a bf16 sum of the bf16 squares (compute "promote") in which every
+    square passes through at most k roundings (its own and the additions on its path: 1 +
+    ceil(log2 D) in the modelled tree, at most D in any order). All terms are >= 0, so each
+    rounding to bf16 of a partial s gives s (1 + d), |d| <= u (2^-8 nearest, 2^-7 directed), and
+    the sum lies in [ss (1 - u)^k, ss (1 + u)^k] (ss exact; one-sided products, so the low end
+    stays > 0 for any k); plus D + P - 1 < 3 D subnormal losses of <= 2^-134 each (P < 2 D: the
+    block), scaled by the later roundings' (1 + u)^k."""
     D = x.shape[-1]
-    k = 1 + (D - 1).bit_length()
     u = 2.0 ** -8 if rounding in ("rne", "rna") else 2.0 ** -7
-    rel = (1 + u) ** k - 1
     ss = _rows(x)
-    width = ss * rel + (1 + rel) * 3 * D * 2.0 ** -134
-    return torch.clamp(ss - width, min=0.0), ss + width
+    grow = (1 + u) ** k
+    tiny = grow * 3 * D * 2.0 ** -134
+    return torch.clamp(ss * (1 - u) ** k - tiny, min=0.0), ss * grow + tiny
 
 
 # compute bf16: a square that lands in bf16's subnormals loses up to 2^-134 (half the smallest bf16

@@ -59,7 +59,7 @@ def recipe_params(recipe: NormRecipe, backend: str, **extra) -> dict:
     so a replay on another machine checks the same bound)."""
     inv = inv_ulps_for(backend, recipe.inv, extra.get("inv_a"), extra.get("inv_b"))
     return {"recipe": asdict(recipe), "inv_ulps": inv, "sum_lambda": SUM_LAMBDA,
-            "ftz": NORM_FTZ[backend], **extra}
+            "ftz": NORM_FTZ[backend], "tree_any_order": backend != "cpu", **extra}
 
 
 def _sub(params: dict) -> float:
@@ -82,7 +82,7 @@ def p1(inputs: dict, impl, params: dict) -> Outcome:
     trace = x.call(rms_norm_trace, recipe=declared)
     recipe = declared.for_input(x.x.dtype)   # out_dtype / compute_dtype "input" resolved
     iv = p1_interval(trace, x, recipe, params["inv_ulps"], params.get("sum_lambda"),
-                     bool(params.get("ftz")))
+                     bool(params.get("ftz")), bool(params.get("tree_any_order")))
     bound = p1_bound(trace, x, recipe, params["inv_ulps"], iv=iv)
     truth = _offset_truth(x, recipe)
     if recipe.out_dtype == "fp32":
@@ -220,7 +220,8 @@ def p12_scale(inputs: dict, impl, params: dict) -> Outcome:
     D = x.x.shape[-1]
     depth = impl_sum_depth(D, recipe.chunk, x.x.dtype)
     ends = [exact_interval(inp.x, inp.weight, inp.eps, recipe, depth=depth, n_round=D,
-                           inv_ulps=params["inv_ulps"], ftz=bool(params.get("ftz")), sub=_sub(params))
+                           inv_ulps=params["inv_ulps"], ftz=bool(params.get("ftz")), sub=_sub(params),
+                           tree_any_order=bool(params.get("tree_any_order")))
             for inp in (x, ax)]
     bound = pair_bound(ends[0], ends[1], recipe)
     return Outcome(actual=y2, expected=y1, bound=bound, bound_doc=P12S_DOC,
@@ -257,7 +258,7 @@ def p12_chunks(inputs: dict, impl, params: dict) -> Outcome:
             iv = exact_interval(x.x, x.weight, x.eps, resolved,
                                 depth=impl_sum_depth(D, chunk, x.x.dtype), n_round=D,
                                 inv_ulps=params["inv_ulps"], ftz=bool(params.get("ftz")),
-                                sub=_sub(params))
+                                sub=_sub(params), tree_any_order=bool(params.get("tree_any_order")))
         outs.append(y)
         ivs.append(iv)
     bound = pair_bound(ivs[0], ivs[1], base.for_input(x.x.dtype))
