@@ -145,7 +145,14 @@ class NormRecipe:
                  operation (correctly rounded) followed by one rounding to C, which is what a GPU
                  does for bf16 arithmetic. A kernel whose reduction adds in bf16 (a tl.sum over a
                  bf16 block) rounds every addition: that is not this recipe (its bf16 partial sums
-                 are not modelled).
+                 are not modelled); "promote" is.
+                 Or "promote": Triton's type promotion on a bf16 x (Liger `none` mode): sq_i =
+                 C(x_i^2) and their tl.sum in x's dtype: the squares padded with zeros to the next
+                 power of two P >= D, then the pairwise tree s[i] = C(s[i] + s[i + P/2]) (the
+                 faithful interpreter's order, kernelprop/faithful/arith.py tree_sum), each
+                 addition rounded; ms = fl(ss / D), v = fl(ms + C(eps)), inv = INV(v), t =
+                 fl(x * inv) in fp32; w' = C(weight_offset + w); y = fl(t * w'); then OUT. chunk
+                 is ignored. For an fp32 x this is the fp32 recipe.
     """
 
     inv: str = "recip_sqrt"
@@ -173,7 +180,7 @@ class NormRecipe:
         object.__setattr__(self, "weight_offset", float(self.weight_offset))
         if not isinstance(self.round_before_weight, bool):
             raise ValueError(f"round_before_weight must be a bool, got {self.round_before_weight!r}")
-        _choice("compute_dtype", self.compute_dtype, ("fp32", "input"))
+        _choice("compute_dtype", self.compute_dtype, ("fp32", "input", "promote"))
 
     def output_dtype(self, x_dtype) -> str:
         """"bf16" or "fp32": the output dtype for an x of `x_dtype` (torch dtype or name)."""
@@ -183,10 +190,16 @@ class NormRecipe:
         """"bf16" or "fp32": the dtype the steps are rounded to for an x of `x_dtype`."""
         return _dtype_name(x_dtype) if self.compute_dtype == "input" else "fp32"
 
+    def promotes(self, x_dtype) -> bool:
+        """Whether the squares and their sum run in bf16 under Triton's promotion (compute_dtype
+        "promote" on a bf16 x); the later steps are fp32 (compute_in gives "fp32")."""
+        return self.compute_dtype == "promote" and _dtype_name(x_dtype) == "bf16"
+
     def for_input(self, x_dtype) -> "NormRecipe":
         """This recipe with out_dtype and compute_dtype resolved for an x of `x_dtype` (out_dtype
         "bf16" / "fp32"; compute_dtype "fp32" where x is fp32, as the steps are then fp32)."""
-        compute = "input" if self.compute_in(x_dtype) == "bf16" else "fp32"
+        compute = "input" if self.compute_in(x_dtype) == "bf16" else \
+            "promote" if self.promotes(x_dtype) else "fp32"
         return self.replace(out_dtype=self.output_dtype(x_dtype), compute_dtype=compute)
 
     def replace(self, **changes) -> "NormRecipe":

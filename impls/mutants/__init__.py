@@ -142,6 +142,8 @@ MUTANTS = [
           ("P1", "P12")),
     _norm("narrow_in_fp32", "declares compute_dtype 'input' but computes a bf16 x in fp32",
           ("P1", "P12")),
+    _norm("promote_fp32_sum", "declares compute_dtype 'promote' (bf16 tl.sum of the squares) but "
+          "sums the bf16 squares in fp32", ("P1",)),
     _attn("table_width_stride", "block-table row b read at b * width (width taken as the row "
           "stride of a table that is a row slice of a larger one)", ("P1", "P8", "P10")),
     _attn("padding_column_read", "pages of every block-table column prefetched, padding columns "
@@ -183,7 +185,9 @@ CONTROLS = [
     Control("input_dtype_reference", "rms_norm", f"{NORM}:input_dtype_reference",
             "the base declaring out_dtype input, no bug"),
     Control("narrow_reference", "rms_norm", f"{NORM}:narrow_reference",
-            "the base declaring compute_dtype input (Liger none mode), no bug"),
+            "the base declaring compute_dtype input, no bug"),
+    Control("promote_reference", "rms_norm", f"{NORM}:promote_reference",
+            "the base declaring compute_dtype promote (Liger none mode), no bug"),
     Control("hf_llama_rms_norm", "rms_norm", "impls/hf_norms.py:llama_rms_norm",
             "Hugging Face LlamaRMSNorm's formula in torch, its declared recipe"),
     Control("hf_gemma_rms_norm", "rms_norm", "impls/hf_norms.py:gemma_rms_norm",
