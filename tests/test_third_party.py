@@ -35,8 +35,8 @@ ATTN_NUMERICS = ("p1_kernel or p2_ratio or p3_impl or p5_permuted or p5_dup or p
                  "or p6_sink_scaling")
 LIGER_NONE_GAP = ("suite gap: compute_dtype='input' rounds every step to bf16; Liger's none mode keeps "
                   "Triton's promotion (bf16 squares and bf16 tl.sum, fp32 mean/rsqrt/x*r, bf16 offset+w)")
-SGLANG_GAP = ("suite gap: SGLang rounds P = exp(s - running max) (the golden: exp(s - tile max)); and "
-              "its H = 1 path sums bf16 products (docs/findings/sglang_decode_attention.md)")
+SGLANG_FINDING = ("finding: SGLang's H = 1 path sums bf16 products, outside P1's bound "
+                  "(docs/findings/sglang_decode_attention.md)")
 
 
 @dataclass(frozen=True)
@@ -64,8 +64,11 @@ LIGER = [Adapter("liger_kernel", "rms_norm", f"liger_rms_norm.py:{name}", NORM_F
                  NORM_PROPERTIES, 10, LIGER_NONE_GAP if name.startswith("none") else "")
          for name in ("llama", "llama_offset1", "gemma", "gemma_offset0", "none", "none_offset1")]
 SGLANG_TARGET = "sglang_decode_attention.py:sparse_decode_attention"
+SGLANG_GROUPED = "sglang_decode_attention.py:grouped_decode_attention"
 SGLANG = [Adapter("sglang", "sparse_attention", SGLANG_TARGET, ATTN_FILES, ATTN_SEMANTICS, 6),
-          Adapter("sglang", "sparse_attention", SGLANG_TARGET, ATTN_FILES, ATTN_NUMERICS, 8, SGLANG_GAP)]
+          Adapter("sglang", "sparse_attention", SGLANG_TARGET, ATTN_FILES, ATTN_NUMERICS, 8,
+                  SGLANG_FINDING),
+          Adapter("sglang", "sparse_attention", SGLANG_GROUPED, ATTN_FILES, ATTN_NUMERICS, 8)]
 
 
 def installed(package: str) -> bool:
