@@ -6,8 +6,9 @@ against each adapter of impls/third_party/ (docs/plugins.md), exactly as a user 
 A property the adapter's declarations rule out is skipped by the suite with its reason (P13 with
 validates_inputs = False, P7 with min_valid_keys = 1, P3/P4/P12 variants without accepts_recipe);
 each run must still pass a minimum number of property tests, so a run that skips everything fails.
-Runs the recipes cannot describe yet are strict xfails naming the gap (docs/plugins.md, "Where they
-stand"): they turn into failures the day they pass, so the marker goes with the gap.
+Runs that fail for a documented reason (a gap of the recipes, or a finding in the kernel) are strict
+xfails naming it (docs/plugins.md, "Where they stand"): they turn into failures the day they pass,
+so the marker goes with the reason.
 """
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ class Adapter:
     files: tuple       # property files
     properties: str    # -k expression: the properties that call the implementation
     min_passed: int    # property tests a run must pass (the rest skip with their reason)
-    known_gap: str = ""  # why the run cannot pass yet (a strict xfail), or "" (it must pass)
+    known_gap: str = ""  # why the run cannot pass (a strict xfail: gap or finding), or "" (it must pass)
 
     @property
     def id(self) -> str:
