@@ -42,6 +42,11 @@ class AttnRecipe:
     split_align: split length = cdiv(n_valid, kv_splits) rounded up to a multiple of split_align
               (SGLang: kv_splits 8, split_align 32; vLLM: split_align 1, kv_splits from its
               heuristic: declare a callable recipe, SPEC section 6). Ignored without kv_splits.
+    p_max:    the max P is taken against. "tile": p_j = exp(s_j - m_t), m_t the max of j's tile,
+              merged with a = exp(M - M'), b = exp(m_t - M'), M' = max(M, m_t).
+              "running" (FlashAttention-2; SGLang's decode kernels): p_j = exp(s_j - M'), the
+              running max including this tile, so O = a O + P.V and L = a L + l_t (l_t the tile's
+              sum as l_from says; b = 1, never computed). The two agree when a pass (or split) is one tile.
     """
 
     tile: Optional[int] = 64
@@ -52,6 +57,7 @@ class AttnRecipe:
     out_dtype: str = "fp32"
     kv_splits: Optional[int] = None
     split_align: int = 1
+    p_max: str = "tile"
 
     def __post_init__(self) -> None:
         if self.tile is not None and (isinstance(self.tile, bool) or not isinstance(self.tile, int)
@@ -62,6 +68,7 @@ class AttnRecipe:
         _choice("l_from", self.l_from, ("rounded", "unrounded"))
         _choice("rounding", self.rounding, ROUNDINGS)
         _choice("out_dtype", self.out_dtype, ("fp32", "bf16"))
+        _choice("p_max", self.p_max, ("tile", "running"))
         if self.kv_splits is not None and (isinstance(self.kv_splits, bool)
                                            or not isinstance(self.kv_splits, int)
                                            or self.kv_splits < 1):
@@ -99,8 +106,10 @@ class AttnRecipe:
 
 
 SPLIT_FIELDS = ("kv_splits", "split_align")
-# the fields a one-pass kernel (no split-KV) can vary: its `accepts_recipe`
-UNSPLIT_FIELDS = tuple(f.name for f in dataclasses.fields(AttnRecipe) if f.name not in SPLIT_FIELDS)
+# the fields a one-pass tile-max kernel (no split-KV, P against the tile max) can vary: its
+# `accepts_recipe`
+UNSPLIT_FIELDS = tuple(f.name for f in dataclasses.fields(AttnRecipe)
+                       if f.name not in SPLIT_FIELDS + ("p_max",))
 
 INV_VARIANTS = ("rsqrt", "recip_sqrt", "recip_sqrt_rn", "rsqrt_approx")
 

@@ -242,14 +242,16 @@ def tiles(*, max_tile: int = 100, untiled: bool = True) -> st.SearchStrategy[Opt
 
 def attn_recipes(*, tilings=("positional",), roundings=("rne", "rtz", "rna"),
                  p_dtypes=("bf16", "fp32"), max_tile: int = 100,
-                 splits: bool = False) -> st.SearchStrategy[AttnRecipe]:
+                 splits: bool = False, p_maxes=("tile",)) -> st.SearchStrategy[AttnRecipe]:
     """Attention recipes; shrinks to the default recipe (tile 64 first, then small tiles).
-    splits: also draw split-KV recipes (kv_splits, split_align; tiling then "compacted")."""
+    splits: also draw split-KV recipes (kv_splits, split_align; tiling then "compacted").
+    p_maxes: the p_max values drawn (the first is the one it shrinks to)."""
     base = st.builds(AttnRecipe, tile=tiles(max_tile=max_tile), tiling=st.sampled_from(tilings),
                      p_dtype=st.sampled_from(p_dtypes),
                      l_from=st.sampled_from(["rounded", "unrounded"]),
                      rounding=st.sampled_from(roundings),
-                     out_dtype=st.sampled_from(["fp32", "bf16"]))
+                     out_dtype=st.sampled_from(["fp32", "bf16"]),
+                     p_max=st.sampled_from(p_maxes))
     if not splits:
         return base
     return st.tuples(base, split_counts(), split_aligns()).map(
@@ -421,7 +423,8 @@ def draw_attn(data, shape_class: str = "plain", *, impl=None, backend: str = "cp
     domain = domain if domain is not None else getattr(impl, "domain", None)
     skip_outside_domain(shape_class, domain)
     coverage.expect(() if shape_class == "plain" else (shape_class,))
-    strategy = recipes if recipes is not None else attn_recipes(splits=_draws_splits(impl))
+    strategy = recipes if recipes is not None else \
+        attn_recipes(splits=_draws_splits(impl), p_maxes=_p_maxes(impl))
     drawn = data.draw(strategy if impl is None or impl.accepts_recipe else st.none(), label="recipe")
     # the tile the multi-tile class cuts the list by: a shape-dependent recipe's (SPEC section 6)
     # is only known with the case, so its value at the default case's shape stands in for it
@@ -446,6 +449,12 @@ def _draws_splits(impl) -> bool:
     that vary `kv_splits` (a one-pass kernel, e.g. the bundled Triton one, declares
     accepts_recipe without it and is never asked for a split)."""
     return impl is None or impl.varies("kv_splits")
+
+
+def _p_maxes(impl) -> tuple:
+    """The p_max values drawn: both for golden-only properties (impl None) and implementations
+    that vary `p_max`, else the default "tile" alone."""
+    return ("tile", "running") if impl is None or impl.varies("p_max") else ("tile",)
 
 
 def draw_norm_case(data, shape_class: str = "plain", *, device: str = "cpu",

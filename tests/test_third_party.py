@@ -6,8 +6,9 @@ against each adapter of impls/third_party/ (docs/plugins.md), exactly as a user 
 A property the adapter's declarations rule out is skipped by the suite with its reason (P13 with
 validates_inputs = False, P7 with min_valid_keys = 1, P3/P4/P12 variants without accepts_recipe);
 each run must still pass a minimum number of property tests, so a run that skips everything fails.
-Runs the recipes cannot describe yet are strict xfails naming the gap (docs/plugins.md, "Where they
-stand"): they turn into failures the day they pass, so the marker goes with the gap.
+Runs that fail for a documented reason (a gap of the recipes, or a finding in the kernel) are strict
+xfails naming it (docs/plugins.md, "Where they stand"): they turn into failures the day they pass,
+so the marker goes with the reason.
 """
 from __future__ import annotations
 
@@ -33,8 +34,8 @@ ATTN_FILES = ("properties/test_attention_p1.py", "properties/test_attention_nume
 ATTN_SEMANTICS = "p5_pads or p7 or p8 or p9 or p10 or p11 or p13_bad"
 ATTN_NUMERICS = ("p1_kernel or p2_ratio or p3_impl or p5_permuted or p5_dup or p6_neg_inf "
                  "or p6_sink_scaling")
-SGLANG_GAP = ("suite gap: SGLang rounds P = exp(s - running max) (the golden: exp(s - tile max)); and "
-              "its H = 1 path sums bf16 products (docs/findings/sglang_decode_attention.md)")
+SGLANG_FINDING = ("finding: SGLang's H = 1 path sums bf16 products, outside P1's bound "
+                  "(docs/findings/sglang_decode_attention.md)")
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ class Adapter:
     files: tuple       # property files
     properties: str    # -k expression: the properties that call the implementation
     min_passed: int    # property tests a run must pass (the rest skip with their reason)
-    known_gap: str = ""  # why the run cannot pass yet (a strict xfail), or "" (it must pass)
+    known_gap: str = ""  # why the run cannot pass (a strict xfail: gap or finding), or "" (it must pass)
 
     @property
     def id(self) -> str:
@@ -62,8 +63,11 @@ LIGER = [Adapter("liger_kernel", "rms_norm", f"liger_rms_norm.py:{name}", NORM_F
                  NORM_PROPERTIES, 10)
          for name in ("llama", "llama_offset1", "gemma", "gemma_offset0", "none", "none_offset1")]
 SGLANG_TARGET = "sglang_decode_attention.py:sparse_decode_attention"
+SGLANG_GROUPED = "sglang_decode_attention.py:grouped_decode_attention"
 SGLANG = [Adapter("sglang", "sparse_attention", SGLANG_TARGET, ATTN_FILES, ATTN_SEMANTICS, 6),
-          Adapter("sglang", "sparse_attention", SGLANG_TARGET, ATTN_FILES, ATTN_NUMERICS, 8, SGLANG_GAP)]
+          Adapter("sglang", "sparse_attention", SGLANG_TARGET, ATTN_FILES, ATTN_NUMERICS, 8,
+                  SGLANG_FINDING),
+          Adapter("sglang", "sparse_attention", SGLANG_GROUPED, ATTN_FILES, ATTN_NUMERICS, 8)]
 
 
 def installed(package: str) -> bool:

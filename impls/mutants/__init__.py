@@ -114,6 +114,8 @@ MUTANTS = [
           ("P1",)),
     _attn("split_unaligned", "split length cdiv(n, kv_splits) not rounded up to split_align",
           ("P1",)),
+    _attn("split_running_max_as_tile", "P taken against the running max (p_max running) while "
+          "the recipe says the tile max", ("P1",)),
     # RMSNorm
     _norm("rsqrt_12bit", "INV is a hardware rsqrt with 12 correct bits", ("P1", "P12")),
     _norm("rsqrt_10bit", "INV is a hardware rsqrt with 10 correct bits", ("P1", "P12")),
