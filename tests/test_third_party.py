@@ -34,8 +34,6 @@ ATTN_FILES = ("properties/test_attention_p1.py", "properties/test_attention_nume
 ATTN_SEMANTICS = "p5_pads or p7 or p8 or p9 or p10 or p11 or p13_bad"
 ATTN_NUMERICS = ("p1_kernel or p2_ratio or p3_impl or p5_permuted or p5_dup or p6_neg_inf "
                  "or p6_sink_scaling")
-SGLANG_FINDING = ("finding: SGLang's H = 1 path sums bf16 products, outside P1's bound "
-                  "(docs/findings/sglang_decode_attention.md)")
 
 
 @dataclass(frozen=True)
@@ -67,9 +65,9 @@ SGLANG_TARGET = "sglang_decode_attention.py:sparse_decode_attention"
 SGLANG_GROUPED = "sglang_decode_attention.py:grouped_decode_attention"
 # SGLang's kernels take minutes per property on the interpreter, so ci runs them on the plain and
 # multi_tile classes (several tiles per split: where the running max matters); the nightly runs
-# every class. The one-head path's finding (SGLANG_FINDING) is proved directly against fp64
+# every class. The one-head path's finding (its scores sum bf16 products) is proved against fp64
 # (test_sglang_one_head_scores_sum_bf16_products), not by a catalogue run that can only fail
-# (docs/findings/sglang_decode_attention.md gives that run's command).
+# (docs/findings/sglang_decode_attention.md).
 SGLANG_CI_CLASSES = "plain or multi_tile"
 SGLANG = [Adapter("sglang", "sparse_attention", SGLANG_TARGET, ATTN_FILES, ATTN_SEMANTICS, 6,
                   classes=SGLANG_CI_CLASSES),
