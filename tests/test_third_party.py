@@ -49,7 +49,7 @@ class Adapter:
 
     @property
     def id(self) -> str:
-        group = "" if self.kind == "rms_norm" else ("-numerics" if self.properties == ATTN_NUMERICS
+        group = "" if self.kind != "sparse_attention" else ("-numerics" if self.properties == ATTN_NUMERICS
                                                     else "-semantics")
         return self.target.replace(".py:", ".") + group
 
@@ -61,6 +61,9 @@ class Adapter:
 LIGER = [Adapter("liger_kernel", "rms_norm", f"liger_rms_norm.py:{name}", NORM_FILES,
                  NORM_PROPERTIES, 10)
          for name in ("llama", "llama_offset1", "gemma", "gemma_offset0", "none", "none_offset1")]
+LIGER_FUSED = [Adapter("liger_kernel", "fused_add_rms_norm", f"liger_fused_add_rms_norm.py:{name}",
+                       ("properties/test_fused.py",), "test_f", 10)
+               for name in ("llama", "llama_offset1", "gemma", "gemma_offset0", "none")]
 SGLANG_TARGET = "sglang_decode_attention.py:sparse_decode_attention"
 SGLANG_GROUPED = "sglang_decode_attention.py:grouped_decode_attention"
 # SGLang's kernels take minutes per property on the interpreter, so ci runs them on the plain and
@@ -97,7 +100,7 @@ def summary_counts(output: str) -> dict:
     return {word: int(n) for n, word in re.findall(r"(\d+) (\w+)", lines[-1])} if lines else {}
 
 
-@pytest.mark.parametrize("adapter", [a.param() for a in LIGER + SGLANG])
+@pytest.mark.parametrize("adapter", [a.param() for a in LIGER + LIGER_FUSED + SGLANG])
 def test_third_party_kernel_passes_the_catalogue(adapter):
     if not installed(adapter.package):
         pytest.skip(f"{adapter.package} is not installed: pip install --no-deps -r requirements-plugins.txt")
