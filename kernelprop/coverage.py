@@ -16,6 +16,9 @@ Attention classes (SparseInputs + the recipe's tile):
   engine_tables        a block table as serving engines hold one: rows of a larger table (row
                        stride > width, B >= 2), a column holding an id that is no page of its
                        pool (-1, out of range), or one page reached by two batches
+  large_offsets        a table naming a page at or past 2^31 elements of its pool (an int32
+                       page * page_stride wraps there); drawn by P1 and P10 only (the pool is
+                       lazily allocated: properties.strategies.OPT_IN_CLASSES)
 RMSNorm classes (NormInputs):
   eps0_tiny            eps = 0 with data so small that fp32 x^2 is subnormal
   eps_dominant         eps > 0 above some row's mean square (where eps enters decides the scale)
@@ -40,7 +43,8 @@ import torch
 from kernelprop.golden.error_model import FP32_MIN_NORMAL
 
 ATTN_CLASSES = ("multi_tile", "many_heads", "mtp_depth", "npow2_default_scale",
-                "large_logits_sink", "tc_adversarial", "reference", "engine_tables")
+                "large_logits_sink", "tc_adversarial", "reference", "engine_tables",
+                "large_offsets")
 NORM_CLASSES = ("eps0_tiny", "eps_dominant", "reference", "nonfinite_rows")
 LARGE = 16.0          # |score| and |sink| from which "large logits x large sink" counts
 SECOND_HEAD_BLOCK = 17
@@ -115,6 +119,18 @@ def engine_tables(x) -> bool:
     return False
 
 
+def large_offsets(x) -> bool:
+    """Does a block table of an AttnInputs `x` name a page that starts at or past 2^31 elements
+    of its pool (class large_offsets)?"""
+    for table, pool in ((x.ori_block_table, x.ori_kv), (x.cmp_block_table, x.cmp_kv)):
+        if pool.dim() != 3 or pool.shape[0] * pool.stride(0) <= 2 ** 31:
+            continue
+        t = table.long()
+        if bool(((t < pool.shape[0]) & (t * pool.stride(0) >= 2 ** 31)).any()):
+            return True
+    return False
+
+
 def attn_classes(x, tile: Optional[int]) -> frozenset:
     """The attention classes an AttnInputs `x` (run with positional tiles of `tile`) falls in."""
     from kernelprop.golden.attention import gather_kv  # local: golden imports nothing from here
@@ -133,6 +149,8 @@ def attn_classes(x, tile: Optional[int]) -> frozenset:
         found.add("reference")
     if engine_tables(x):
         found.add("engine_tables")
+    if large_offsets(x):
+        found.add("large_offsets")
     try:
         g = gather_kv(x.ori_kv.cpu(), x.ori_block_table.cpu(), x.cmp_kv.cpu(),
                       x.cmp_block_table.cpu(), x.sparse_indices.cpu(), x.seqused_kv.cpu(),

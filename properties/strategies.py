@@ -198,6 +198,11 @@ def class_cases(shape_class: str, *, limits: AttnLimits, tile: Optional[int] = N
                      min_used=REFERENCE["window"] + 2 * REFERENCE["topk"], **shape)
     if shape_class == "engine_tables":
         return engine_table_cases(pads=pads, data=data, sinks=sinks, strided=strided)
+    if shape_class == "large_offsets":
+        # every batch reaches the compressed cache (min_used > W <= 8), whose pages the case
+        # moves past 2^31 elements (golden.inputs.relocate_past_2_31); a contiguous pool
+        return _tiny(pads, data, sinks, False, large_offsets=True, min_used=st.integers(9, 24),
+                     max_cmp_len=st.integers(1, 16), head_dim=st.sampled_from([16, 64]))
     raise ValueError(f"shape_class must be 'plain' or one of {coverage.ATTN_CLASSES}, "
                      f"got {shape_class!r}")
 
@@ -212,11 +217,18 @@ def engine_table_cases(*, pads=True, data=DATA_KINDS, sinks=SINK_KINDS,
                  min_used=st.integers(9, 24), max_cmp_len=st.integers(1, 16))
 
 
+# classes a property draws only where it names them (over_shape_classes(also=...)): the pools of
+# large_offsets are 4 GiB of lazily allocated memory that a whole-pool rewrite (P8's permutation,
+# a strided copy) would make resident
+OPT_IN_CLASSES = ("large_offsets",)
+
+
 def classes_for_run(kind: str) -> tuple:
     """The shape classes of `kind` ("attn" / "norm", over_shape_classes) this run draws: every
-    class but one whose `class_examples` is 0 (the reference class at small sizes runs 1)."""
+    class but one whose `class_examples` is 0 (the reference class at small sizes runs 1) and
+    the opt-in ones (OPT_IN_CLASSES)."""
     classes = coverage.ATTN_CLASSES if kind == "attn" else coverage.NORM_CLASSES
-    return tuple(c for c in classes if class_examples(c) != 0)
+    return tuple(c for c in classes if class_examples(c) != 0 and c not in OPT_IN_CLASSES)
 
 
 # %% recipes
@@ -477,7 +489,7 @@ def examples_of_class(test, shape_class: str):
         test._hypothesis_internal_use_settings = old
 
 
-def over_shape_classes(kind: str, *, not_applicable: Optional[dict] = None):
+def over_shape_classes(kind: str, *, not_applicable: Optional[dict] = None, also: tuple = ()):
     """Decorator (above @given) for a property test taking a `shape_class` argument: pytest
     parametrizes it over "plain" and every class of `kind` ("attn" / "norm") this run's sizes
     draw, except `not_applicable` ({class: why}, kept for the coverage table), and each
@@ -489,7 +501,7 @@ def over_shape_classes(kind: str, *, not_applicable: Optional[dict] = None):
     """
     not_applicable = dict(not_applicable or {})
     run = classes_for_run(kind)
-    params = ("plain", *(c for c in run if c not in not_applicable))
+    params = ("plain", *(c for c in run + tuple(also) if c not in not_applicable))
     shared = sum(class_examples(c) is None for c in params)
 
     def decorate(test):
@@ -501,11 +513,13 @@ def over_shape_classes(kind: str, *, not_applicable: Optional[dict] = None):
     return decorate
 
 
-def shape_class_property(pid: str, kind: str, *, not_applicable: Optional[dict] = None):
+def shape_class_property(pid: str, kind: str, *, not_applicable: Optional[dict] = None,
+                         also: tuple = ()):
     """The header of a property test over the shape classes of `kind`: its SPEC id mark,
-    @over_shape_classes(kind, not_applicable=...) and @given(data=st.data())."""
+    @over_shape_classes(kind, not_applicable=..., also=...) and @given(data=st.data())."""
     def decorate(test):
-        test = over_shape_classes(kind, not_applicable=not_applicable)(given(data=st.data())(test))
+        test = over_shape_classes(kind, not_applicable=not_applicable, also=also)(
+            given(data=st.data())(test))
         return pytest.mark.spec(pid)(test)
 
     return decorate

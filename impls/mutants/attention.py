@@ -681,5 +681,24 @@ class PaddingColumnRead(SparseAttention):
         return super().read(pool, table, b, slot, ok)
 
 
+# -- address arithmetic past 2^31 elements (shape class large_offsets) ---------------------------
+
+class Int32PageOffset(SparseAttention):
+    """The element offset page * page_stride + row * D formed in int32: it wraps once a page starts
+    at or past 2^31 elements of the pool, and the wrapped (negative) offset addresses another row
+    (here: counted from the pool's end, as a negative index does; on a GPU, memory before the
+    pool). Right for every pool of at most 2^31 elements."""
+
+    def read(self, pool, table, b, slot, ok):
+        BS, D = pool.shape[1], pool.shape[2]
+        if table.shape[1] == 0:
+            return torch.zeros(*slot.shape, D, device=pool.device)
+        slot = torch.where(ok, slot, 0)
+        page = torch.where(ok, self.page(table, b, slot // BS, pool.shape[0]), 0).int()
+        offset = page * int(pool.stride(0)) + (slot % BS).int() * D   # int32: wraps past 2^31
+        return pool.reshape(-1, D)[offset.long() // D].float()
+
+
 table_width_stride = TableWidthAsStride()
 padding_column_read = PaddingColumnRead()
+int32_page_offset = Int32PageOffset()
