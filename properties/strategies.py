@@ -218,10 +218,11 @@ def engine_table_cases(*, pads=True, data=DATA_KINDS, sinks=SINK_KINDS,
                  min_used=st.integers(9, 24), max_cmp_len=st.integers(1, 16))
 
 
-# classes a property draws only where it names them (over_shape_classes(also=...)): the pools of
-# large_offsets are 4 GiB of lazily allocated memory that a whole-pool rewrite (P8's permutation,
-# a strided copy) would make resident
-OPT_IN_CLASSES = ("large_offsets",)
+# classes drawn only by the properties named here (shape_class_property adds them, on top of the
+# others' shares): the pools of large_offsets are 4 GiB of lazily allocated memory that a
+# whole-pool rewrite (P8's permutation, a strided copy) would make resident; P1 and P10 (its
+# garbage fill restricted to the live pages) read only the rows they reach
+OPT_IN_CLASSES = {"large_offsets": ("P1", "P10")}
 
 
 def classes_for_run(kind: str) -> tuple:
@@ -517,12 +518,14 @@ def over_shape_classes(kind: str, *, not_applicable: Optional[dict] = None, also
     not_applicable = dict(not_applicable or {})
     run = classes_for_run(kind)
     params = ("plain", *(c for c in run + tuple(also) if c not in not_applicable))
-    shared = sum(class_examples(c) is None for c in params)
+    # an opt-in class gets a share on top: the other classes' shares stay what they were
+    shared = sum(class_examples(c) is None for c in params if c not in also)
 
     def decorate(test):
         share = max(2, settings.default.max_examples // shared)
         test = settings(max_examples=share)(test)
-        test = pytest.mark.shape_classes(kind=kind, not_applicable=not_applicable)(test)
+        test = pytest.mark.shape_classes(kind=kind, not_applicable=not_applicable,
+                                         also=tuple(also))(test)
         return pytest.mark.parametrize("shape_class", params)(test)
 
     return decorate
@@ -532,6 +535,9 @@ def shape_class_property(pid: str, kind: str, *, not_applicable: Optional[dict] 
                          also: tuple = ()):
     """The header of a property test over the shape classes of `kind`: its SPEC id mark,
     @over_shape_classes(kind, not_applicable=..., also=...) and @given(data=st.data())."""
+    also = tuple(also) + tuple(c for c, pids in OPT_IN_CLASSES.items()
+                               if pid in pids and kind == "attn" and c not in also)
+
     def decorate(test):
         test = over_shape_classes(kind, not_applicable=not_applicable, also=also)(
             given(data=st.data())(test))

@@ -176,7 +176,7 @@ def fill_unread_rows(x: AttnInputs, seed: int, garbage: str) -> AttnInputs:
     return _map_pools(x, fill)
 
 
-@shape_class_property("P10", "attn", also=("large_offsets",))
+@shape_class_property("P10", "attn")
 def test_p10_unread_rows_never_matter(attn_impl, backend, device, shape_class, data):
     case, recipe = _draw(data, shape_class, attn_impl, backend, device)
     case = case.replace(nan_unused=True)

@@ -8,7 +8,7 @@ from kernelprop.properties.replays_attention import recipe_params
 from kernelprop.properties.strategies import draw_attn, shape_class_property
 
 
-@shape_class_property("P1", "attn", also=("large_offsets",))
+@shape_class_property("P1", "attn")
 def test_p1_kernel_matches_golden(attn_impl, backend, device, shape_class, data):
     drawn = draw_attn(data, shape_class, impl=attn_impl, backend=backend, device=device)
     case, recipe = drawn.case, drawn.recipe

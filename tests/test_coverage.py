@@ -25,7 +25,8 @@ from kernelprop import coverage
 from kernelprop.evidence import Outcome
 from kernelprop.impl import make_impl
 from kernelprop.registry import OPS
-from kernelprop.properties.strategies import class_examples, classes_for_run, examples_of_class
+from kernelprop.properties.strategies import (OPT_IN_CLASSES, class_examples, classes_for_run,
+                                              examples_of_class)
 
 # hypothesis property tests that draw no case through the shape classes, and why
 NO_SHAPE_CLASSES = {
@@ -72,7 +73,10 @@ def test_every_property_test_is_parametrized_over_its_shape_classes():
             continue
         kind, skipped = mark.kwargs["kind"], mark.kwargs["not_applicable"]
         run = classes_for_run(kind)
-        want = ("plain", *(c for c in run if c not in skipped))
+        also = mark.kwargs.get("also", ())
+        problems += [f"{name}: opts in to {c}, which is no opt-in class" for c in also
+                     if c not in OPT_IN_CLASSES]
+        want = ("plain", *(c for c in run + tuple(also) if c not in skipped))
         if _params(fn) != want:
             problems.append(f"{name}: parametrized over {_params(fn)}, expected {want}")
         problems += [f"{name}: {c} not applicable without a reason" for c, why in skipped.items()
