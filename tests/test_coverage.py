@@ -137,7 +137,7 @@ def test_ci_profile_reaches_every_class_of_every_property(impl_name, monkeypatch
     assert not missed, "\n".join(missed)
     assert "reference" in classes, "the reference decode shape is not reached in this profile"
     # issue 23's classes (serving-engine block tables, NaN / inf rows) of the ops this entry runs
-    nightly = {"engine_tables"} | ({"nonfinite_rows"} if impl_name == "bundled" else set())
+    nightly = {"engine_tables", "large_offsets"} | ({"nonfinite_rows"} if impl_name == "bundled" else set())
     assert nightly <= classes, f"not reached in this profile: {sorted(nightly - classes)}"
 
 
@@ -156,3 +156,20 @@ def test_reference_class_examples_by_sizes(sizes, examples, monkeypatch):
         assert during is before
     else:
         assert during.max_examples == examples and Phase.shrink not in during.phases, name
+
+
+def test_nightly_reference_class_runs_an_eighth_of_the_share(monkeypatch):
+    """The nightly's stated time split (strategies.NIGHTLY_CLASS_FRACTION): at reference sizes
+    the reference class runs 1/8 of the test's share (at least 1), the other classes the share."""
+    from hypothesis import settings as hypothesis_settings
+
+    monkeypatch.setenv("KERNELPROP_SIZES", "reference")
+    profile = hypothesis_settings.get_current_profile_name()
+    try:
+        hypothesis_settings.load_profile("nightly")
+        assert class_examples("reference", 200) == 25 and class_examples("reference", 3) == 1
+        assert class_examples("plain", 200) is None and class_examples("multi_tile", 200) is None
+        hypothesis_settings.load_profile("ci")
+        assert class_examples("reference", 200) is None
+    finally:
+        hypothesis_settings.load_profile(profile)
