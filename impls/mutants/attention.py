@@ -690,13 +690,20 @@ class Int32PageOffset(SparseAttention):
     pool). Right for every pool of at most 2^31 elements."""
 
     def read(self, pool, table, b, slot, ok):
+        keys = super().read(pool, table, b, slot, ok)
         BS, D = pool.shape[1], pool.shape[2]
         if table.shape[1] == 0:
-            return torch.zeros(*slot.shape, D, device=pool.device)
+            return keys
         slot = torch.where(ok, slot, 0)
-        page = torch.where(ok, self.page(table, b, slot // BS, pool.shape[0]), 0).int()
-        offset = page * int(pool.stride(0)) + (slot % BS).int() * D   # int32: wraps past 2^31
-        return pool.reshape(-1, D)[offset.long() // D].float()
+        page = torch.where(ok, self.page(table, b, slot // BS, pool.shape[0]), 0)
+        offset = page.int() * int(pool.stride(0))               # int32: wraps past 2^31
+        wrapped = ok & (offset.long() != page * pool.stride(0))
+        if not bool(wrapped.any()):
+            return keys
+        # only a contiguous pool reaches 2^31 elements here (the large_offsets class)
+        row = (offset.long() + (slot % BS) * D) // D             # negative: from the pool's end
+        keys[wrapped] = pool.reshape(-1, D)[row[wrapped]].float()
+        return keys
 
 
 table_width_stride = TableWidthAsStride()
