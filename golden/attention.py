@@ -90,8 +90,8 @@ def gather_kv(ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_indices, 
     batch, in_window, in_cmp = index_masks(sparse_indices, seqused_kv, window=window,
                                            tokens_per_batch=tokens_per_batch)
     r = sparse_indices.long()
-    flat_index = torch.full((T, K), -1, dtype=torch.long, device=r.device)  # -1: the zero row
-    offset = 0
+    # per pool, only the named rows are read (pool[page, row]): a pool is never copied whole
+    rows = torch.zeros(T, K, D, dtype=ori_kv.dtype, device=ori_kv.device)
     for name, pool, table, mask, slot in (
         ("ori_block_table", ori_kv, ori_block_table, in_window, r),
         ("cmp_block_table", cmp_kv, cmp_block_table, in_cmp, r - window),
@@ -107,12 +107,7 @@ def gather_kv(ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_indices, 
             t, k = bad.nonzero()[0].tolist()
             raise ValueError(f"{name} names page {int(page[t, k])} for token {t} index {int(r[t, k])}, "
                              f"outside the pool of {pool.shape[0]} pages")
-        flat_index = torch.where(mask, offset + page * BS + slot % BS, flat_index)
-        offset += pool.shape[0] * BS
-    # one gather from [ori rows; cmp rows; a zero row] (index -1 picks the zero row)
-    table_rows = torch.cat([ori_kv.reshape(-1, D), cmp_kv.reshape(-1, D),
-                            torch.zeros(1, D, dtype=ori_kv.dtype, device=ori_kv.device)])
-    rows = table_rows[flat_index.reshape(-1)].reshape(T, K, D)
+        rows[mask] = pool[page[mask], slot[mask] % BS].to(rows.dtype)
     return GatheredKV(rows=rows, valid=in_window | in_cmp)
 
 

@@ -150,6 +150,8 @@ MUTANTS = [
           "stride of a table that is a row slice of a larger one)", ("P1", "P8", "P10")),
     _attn("padding_column_read", "pages of every block-table column prefetched, padding columns "
           "(-1, out-of-range ids) included", ("P1", "P8", "P10")),
+    _attn("int32_page_offset", "pool element offset page * page_stride + row * D formed in int32, "
+          "wrapping for a page at or past 2^31 elements", ("P1",)),
     _norm("nan_swallowed_fmax", "v guarded with fmax(v, FLT_MIN): a NaN sum of squares becomes "
           "FLT_MIN, so a row with a NaN gives finite outputs beside it", ("P9",)),
 ]

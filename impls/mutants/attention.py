@@ -698,5 +698,31 @@ class PaddingColumnRead(SparseAttention):
         return super().read(pool, table, b, slot, ok)
 
 
+# -- address arithmetic past 2^31 elements (shape class large_offsets) ---------------------------
+
+class Int32PageOffset(SparseAttention):
+    """The element offset page * page_stride + row * D formed in int32: it wraps once a page starts
+    at or past 2^31 elements of the pool, and the wrapped (negative) offset addresses another row
+    (here: counted from the pool's end, as a negative index does; on a GPU, memory before the
+    pool). Right for every pool of at most 2^31 elements."""
+
+    def read(self, pool, table, b, slot, ok):
+        keys = super().read(pool, table, b, slot, ok)
+        BS, D = pool.shape[1], pool.shape[2]
+        if table.shape[1] == 0:
+            return keys
+        slot = torch.where(ok, slot, 0)
+        page = torch.where(ok, self.page(table, b, slot // BS, pool.shape[0]), 0)
+        offset = page.int() * int(pool.stride(0))               # int32: wraps past 2^31
+        wrapped = ok & (offset.long() != page * pool.stride(0))
+        if not bool(wrapped.any()):
+            return keys
+        # only a contiguous pool reaches 2^31 elements here (the large_offsets class)
+        row = (offset.long() + (slot % BS) * D) // D             # negative: from the pool's end
+        keys[wrapped] = pool.reshape(-1, D)[row[wrapped]].float()
+        return keys
+
+
 table_width_stride = TableWidthAsStride()
 padding_column_read = PaddingColumnRead()
+int32_page_offset = Int32PageOffset()
