@@ -32,6 +32,12 @@ NO_SHAPE_CLASSES = {
     "test_p4c_modelled_low_precision_rsqrt_violates":
         "a fixed per-head shape (Dh = 512) where the modelled rsqrt must fail",
     "test_p13_bad_input": "bad input on a small valid example (shape is not the point)",
+    "test_p9_batch_invariance": "its shapes are row counts on both sides of launch thresholds "
+                                "(1-63, 64-511, 512-4096 rows): the class is the property",
+    "test_f4_batch_invariance": "its shapes are row counts on both sides of launch thresholds "
+                                "(1-63, 64-511, 512-4096 rows): the class is the property",
+    "test_p1_every_autotune_config": "one example per declared autotune config: the configs, not "
+                                     "the shapes, are what it varies",
 }
 # implementations the reach check runs, as {op kind: --impl target} (ops not named: bundled); a
 # test none of whose op fixtures an entry names runs under "bundled" only
