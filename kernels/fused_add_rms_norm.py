@@ -17,7 +17,7 @@ from kernelprop.golden.recipes import NormRecipe
 from kernelprop.kernels._bf16 import ROUNDING_CODE, _round_to_bf16
 from kernelprop.kernels._checks import check_device, check_last_stride
 from kernelprop.kernels._launch import KernelLaunch
-from kernelprop.kernels.rms_norm import INV_CODE, _c, check_norm_args
+from kernelprop.kernels.rms_norm import INV_CODE, _c, check_norm_args, check_norm_recipe
 
 import torch
 
@@ -165,27 +165,13 @@ def check_fused_args(x, residual, weight, eps) -> float:
     return eps32
 
 
-def _check_recipe(recipe) -> NormRecipe:
-    recipe = NormRecipe() if recipe is None else recipe
-    if not isinstance(recipe, NormRecipe):
-        raise TypeError(f"recipe must be a NormRecipe or None, got {type(recipe).__name__}")
-    if recipe.inv not in INV_CODE:
-        raise NotImplementedError(
-            f"recipe.inv={recipe.inv!r} is a modelled hardware rsqrt for the golden only; the Triton "
-            f"kernel implements {tuple(INV_CODE)}")
-    if recipe.compute_dtype == "promote":
-        raise NotImplementedError("recipe.compute_dtype='promote' (a bf16 tl.sum of the squares) is not "
-                                  "implemented by this kernel; it implements 'fp32' and 'input'")
-    return recipe
-
-
 def fused_add_rms_norm(x, residual, weight=None, *, eps=1e-6, recipe=None):
     """(y, residual_out) for x, residual [..., D] (bf16 or fp32, same dtype and shape) and weight
     [D] or None: residual_out = RNE_in(x + residual) (x's dtype), y = rms_norm(residual_out)
     (recipe.output_dtype(x.dtype)). Every NormRecipe field but the golden-only inv
     "rsqrt_approx" is honoured. Out of place: x and residual are never written. Last dims must be
     contiguous; rows may have any stride (views of rows are used when they exist)."""
-    recipe = _check_recipe(recipe)
+    recipe = check_norm_recipe(recipe)
     eps32 = check_fused_args(x, residual, weight, eps)
     D = x.shape[-1]
     x2, r2 = x.reshape(-1, D), residual.reshape(-1, D)

@@ -197,14 +197,10 @@ def check_norm_args(x, weight, eps) -> float:
     return eps32
 
 
-def rms_norm(x, weight=None, *, eps=1e-6, recipe=None):
-    """RMSNorm over the last dim of x [..., D] (bf16 or fp32) with optional weight [D].
-
-    Returns y with x's shape, in recipe.output_dtype(x.dtype) (bf16 or fp32).
-    x needs a contiguous last dim (ValueError otherwise); leading dims are flattened with
-    reshape (a copy only when they cannot be viewed as rows, which does not change any value).
-    recipe: NormRecipe (None: NormRecipe()); inv "rsqrt_approx" is golden-only.
-    """
+def check_norm_recipe(recipe) -> NormRecipe:
+    """The recipe a norm kernel of this file's form runs (None: NormRecipe()); TypeError for another
+    type, NotImplementedError for what the Triton kernels do not compute (the golden-only modelled
+    rsqrt, compute_dtype "promote")."""
     recipe = NormRecipe() if recipe is None else recipe
     if not isinstance(recipe, NormRecipe):
         raise TypeError(f"recipe must be a NormRecipe or None, got {type(recipe).__name__}")
@@ -215,6 +211,18 @@ def rms_norm(x, weight=None, *, eps=1e-6, recipe=None):
     if recipe.compute_dtype == "promote":
         raise NotImplementedError("recipe.compute_dtype='promote' (a bf16 tl.sum of the squares) is not "
                                   "implemented by this kernel; it implements 'fp32' and 'input'")
+    return recipe
+
+
+def rms_norm(x, weight=None, *, eps=1e-6, recipe=None):
+    """RMSNorm over the last dim of x [..., D] (bf16 or fp32) with optional weight [D].
+
+    Returns y with x's shape, in recipe.output_dtype(x.dtype) (bf16 or fp32).
+    x needs a contiguous last dim (ValueError otherwise); leading dims are flattened with
+    reshape (a copy only when they cannot be viewed as rows, which does not change any value).
+    recipe: NormRecipe (None: NormRecipe()); inv "rsqrt_approx" is golden-only.
+    """
+    recipe = check_norm_recipe(recipe)
     eps32 = check_norm_args(x, weight, eps)
     D = x.shape[-1]
 
