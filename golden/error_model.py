@@ -22,7 +22,9 @@ and the tensor-core block-FMA model of bf16 dots (`TensorCoreModel`).
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 
@@ -59,6 +61,22 @@ def rounding_interval_gap(y: torch.Tensor, rel: torch.Tensor, mode: str) -> torc
     hi = torch.nextafter(hi, torch.full_like(hi, float("inf")))
     lo = torch.nextafter(lo, torch.full_like(lo, -float("inf")))
     return (round_to_bf16(hi, mode) - round_to_bf16(lo, mode)).abs()
+
+
+# %% which model the bounds use
+
+ERROR_MODELS = ("cpu", "cuda")
+ERROR_MODEL_ENV = "KERNELPROP_ERROR_MODEL"
+
+
+def error_model_family(backend: Optional[str] = None) -> str:
+    """The error model the bounds charge: "cuda" (the PTX figures, docs/bounds.md#gpu-model) or
+    "cpu". $KERNELPROP_ERROR_MODEL (pytest `--error-model`) when set, so the CUDA bounds can check
+    an emulated GPU on the CPU backend; else the suite backend's (`backend`, $KERNELPROP_BACKEND)."""
+    chosen = os.environ.get(ERROR_MODEL_ENV) or backend or os.environ.get("KERNELPROP_BACKEND") or "cpu"
+    if chosen not in ERROR_MODELS:
+        raise ValueError(f"{ERROR_MODEL_ENV} must be one of {ERROR_MODELS}, got {chosen!r}")
+    return chosen
 
 
 # %% CUDA: one figure per PTX instruction (PTX ISA 9.1 section 9.7.3; CUDA C++ Programming Guide)

@@ -12,14 +12,13 @@ The property replays (properties/replays_norm.py) build their Outcomes from thes
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from typing import Optional
 
 import torch
 
 from kernelprop.golden.error_model import (FP32_HALF_SUBNORMAL, FP32_MIN_NORMAL, FP32_ULP_REL,
-                                           PTX_FIGURES, U_FP32, gamma)
+                                           PTX_FIGURES, U_FP32, error_model_family, gamma)
 from kernelprop.golden.output_margin import Fp32Domain
 from kernelprop.golden.recipes import NormRecipe
 from kernelprop.golden.rmsnorm import NormTrace
@@ -78,6 +77,7 @@ class NormBackend:
     inv_ulps: float = 3.0
     sum_depth: Optional[int] = None
     sum_lambda: Optional[float] = None
+    v_div_units: Optional[float] = None   # its ss / D in units of u (None: the active model's)
 
     def sum_rel(self, D: int) -> float:
         """Relative error bound of its sum of squares (positive terms) for row length D.
@@ -106,7 +106,7 @@ def norm_relative_gap(trace: NormTrace, x: torch.Tensor, backend: NormBackend = 
     """
     D = x.shape[-1]
     share = torch.where(trace.v > 0, (trace.ss / D) / trace.v, torch.ones_like(trace.v)).double()
-    rel_v = (backend.sum_rel(D) + U_FP32) * share + (3 + V_DIV_UNITS) * U_FP32
+    rel_v = (backend.sum_rel(D) + U_FP32) * share + (3 + _v_div(backend.v_div_units)) * U_FP32
     rel_inv = 0.5 * rel_v + (backend.inv_ulps + 1) * FP32_ULP_REL
     return (rel_inv + 4 * U_FP32) * (1 + 1e-3)   # 1e-3: second-order terms, all << 1
 
@@ -117,16 +117,24 @@ def norm_relative_gap(trace: NormTrace, x: torch.Tensor, backend: NormBackend = 
 # stay <= 2^-14 of D v (cpu); on cuda also v itself must stay normal, as the input of
 # sqrt.approx.ftz / rsqrt.approx.ftz (a computed v >= 2^-125 (1 - 2^-14) is >= 2^-126)
 V_MIN_BY_BACKEND = {"cpu": 2.0 ** -136, "cuda": 2.0 ** -125}
-V_MIN = V_MIN_BY_BACKEND["cuda" if os.environ.get("KERNELPROP_BACKEND") == "cuda" else "cpu"]
 # the implementation's ss / D in units of u: an IEEE division (u) on the CPU; on CUDA a Triton `/`
 # is div.full.f32 (2.5 ulp = 5u; Liger's RMSNorm, ./kp compile --impl), div_rn is div.rn (u)
 V_DIV_UNITS_BY_BACKEND = {"cpu": 1.0, "cuda": PTX_FIGURES["div.full"].rel / U_FP32}
-V_DIV_UNITS = V_DIV_UNITS_BY_BACKEND["cuda" if os.environ.get("KERNELPROP_BACKEND") == "cuda" else "cpu"]
 
 
-def in_domain(x: torch.Tensor, eps: float) -> bool:
+def v_min() -> float:
+    """The domain's smallest nonzero v under the active error model (golden.error_model
+    .error_model_family: `--error-model`, else the backend's), read when called."""
+    return V_MIN_BY_BACKEND[error_model_family()]
+
+
+def _v_div(units: Optional[float]) -> float:
+    return V_DIV_UNITS_BY_BACKEND[error_model_family()] if units is None else units
+
+
+def in_domain(x: torch.Tensor, eps: float, floor: Optional[float] = None) -> bool:
     """True when every row's exact v = mean(x^2) + fp32(eps) is 0 (then y is 0 / 0 = NaN on every
-    side) or >= V_MIN. Below V_MIN the squares' subnormal roundings (<= 2^-150 each, <= D 2^-150 in
+    side) or >= `floor` (default v_min()). Below it the squares' subnormal roundings (<= 2^-150 each, <= D 2^-150 in
     all against D v) exceed 2^-14 relative, and as v -> 0 an fp32 sum of squares may flush to 0
     while the exact one does not (y = inf vs finite): fp32 RMSNorm itself is then ill-posed, and
     the properties draw no such rows (docs/bounds-rmsnorm.md#domain)."""
@@ -134,7 +142,7 @@ def in_domain(x: torch.Tensor, eps: float) -> bool:
         return True
     xd = x.double()
     v = (xd * xd).mean(-1) + _eps32(eps)
-    return bool(((v == 0) | (v >= V_MIN)).all())
+    return bool(((v == 0) | (v >= (v_min() if floor is None else floor))).all())
 
 
 # %% error model
@@ -174,7 +182,8 @@ def _underflow_rel(ss: torch.Tensor, D: int, v: torch.Tensor, n_round: int,
 
 
 def error_vs_exact(x: torch.Tensor, weight, eps: float, *, depth: int, n_round: int,
-                   inv_ulps: float, sub: float = HALF_SUBNORMAL) -> torch.Tensor:
+                   inv_ulps: float, sub: float = HALF_SUBNORMAL,
+                   v_div_units: Optional[float] = None) -> torch.Tensor:
     """[...] bound on |y - y_exact| / |y_exact| before the output rounding, for one fp32
     implementation whose sum of squares has `depth` chained roundings and `n_round` roundings that
     may underflow; y_exact = x w / sqrt(sum x^2 / D + fp32(eps)) in exact arithmetic."""
@@ -182,7 +191,7 @@ def error_vs_exact(x: torch.Tensor, weight, eps: float, *, depth: int, n_round: 
     ss = _rows(x)
     v = ss / D + _eps32(eps)
     share = torch.where(v > 0, (ss / D) / v.clamp_min(1e-300), torch.ones_like(v))
-    rel_v = gamma(depth) * share + (1 + V_DIV_UNITS) * U_FP32 + _underflow_rel(ss, D, v, n_round, sub)
+    rel_v = gamma(depth) * share + (1 + _v_div(v_div_units)) * U_FP32 + _underflow_rel(ss, D, v, n_round, sub)
     products = 1 + (weight is not None)
     return (0.5 * rel_v + inv_ulps * ULP + products * U_FP32) * SLACK
 
@@ -249,7 +258,7 @@ SUM_LAMBDA = 6.0  # P1's probabilistic sum-of-squares model: 2 e^-18 = 3e-8 per 
 
 def p1_relative_gap(trace, x: torch.Tensor, eps: float, recipe: NormRecipe,
                     inv_ulps: float, sum_lambda: Optional[float] = SUM_LAMBDA,
-                    sub: float = HALF_SUBNORMAL) -> torch.Tensor:
+                    sub: float = HALF_SUBNORMAL, v_div_units: Optional[float] = None) -> torch.Tensor:
     """[...] norm_relative_gap with the sum-of-squares term made sound for every recipe, plus
     the subnormal terms. golden.rmsnorm.norm_relative_gap charges the golden's sum one rounding (u)
     and the implementation gamma(sum_depth); the golden with chunk c rounds ceil(D/c) partials
@@ -262,7 +271,7 @@ def p1_relative_gap(trace, x: torch.Tensor, eps: float, recipe: NormRecipe,
     n_golden = golden_sum_roundings(D, recipe.chunk)
     depth = impl_sum_depth(D, recipe.chunk, x.dtype) + n_golden - 1
     rel = norm_relative_gap(trace, x, NormBackend(inv_ulps=inv_ulps, sum_depth=depth,
-                                                  sum_lambda=sum_lambda))
+                                                  sum_lambda=sum_lambda, v_div_units=v_div_units))
     ss = _rows(x)
     v = ss / D + _eps32(eps)
     under = 0.5 * (_underflow_rel(ss, D, v, D, sub) + _underflow_rel(ss, D, v, n_golden))
@@ -270,11 +279,12 @@ def p1_relative_gap(trace, x: torch.Tensor, eps: float, recipe: NormRecipe,
 
 
 def p1_interval(trace, inputs, recipe: NormRecipe, inv_ulps: float,
-                sum_lambda: Optional[float] = SUM_LAMBDA, ftz: bool = False):
+                sum_lambda: Optional[float] = SUM_LAMBDA, ftz: bool = False,
+                v_div_units: Optional[float] = None):
     """(lo, hi) float64: both fp32 y lie in y_golden (1 +- rel) +- subnormal product errors (and,
     under FTZ, may be 0 where x or y is subnormal)."""
     sub = FLUSHED if ftz else HALF_SUBNORMAL
-    rel = p1_relative_gap(trace, inputs.x, inputs.eps, recipe, inv_ulps, sum_lambda, sub)[..., None]
+    rel = p1_relative_gap(trace, inputs.x, inputs.eps, recipe, inv_ulps, sum_lambda, sub, v_div_units)[..., None]
     return _with_flush(_interval(trace.y_fp32, rel, _abs_products(inputs.weight, sub)), inputs.x, ftz)
 
 

@@ -209,3 +209,17 @@ def norm_figures_for(counts: Counter) -> tuple[float, float]:
     divides = any(s.startswith("div.full") for s in counts)
     return (max(inv) if inv else ulps("div.full") + ulps("sqrt.approx"),
             PTX_FIGURES["div.full"].rel / PTX_FIGURES["div.rn"].rel if divides else 1.0)
+
+
+def declared_ptx(fn, recipe) -> Optional[Counter]:
+    """The audit stems an implementation declares for `recipe`'s compiled PTX (None: unknown).
+
+    Its `ptx` attribute: a tuple of `audit` stems (every recipe compiles to those), or a callable
+    recipe -> tuple (the lowering depends on the recipe, e.g. RMSNorm's INV variant). What
+    `./kp compile` lists for the kernel; the bundled kernels' declarations are checked against
+    their compile points' PTX (tests/test_compile.py)."""
+    ptx = getattr(fn, "ptx", None)
+    if ptx is None:
+        return None
+    stems = ptx(recipe) if callable(ptx) else ptx
+    return Counter({str(s): 1 for s in stems})

@@ -19,11 +19,14 @@ from kernelprop.golden.output_margin import sided_bound
 from kernelprop.golden.recipes import NormRecipe
 from kernelprop.golden.error_model import U_FP32, rounding_interval_gap
 from kernelprop.golden.rmsnorm import rms_norm_golden, rms_norm_trace
-from kernelprop.golden.rmsnorm_bounds import (  # noqa: F401 (V_MIN, in_domain: re-exported)
-    FLUSHED, GOLDEN_INV_ULPS, HALF_SUBNORMAL, INV_ULPS, NORM_FTZ, SLACK, SUM_LAMBDA, ULP, V_MIN,
-    V_MIN_BY_BACKEND, _abs_products, _interval, _nan_free, _with_flush, error_vs_exact, exact_y, inv_ulps_for,
+from kernelprop.golden.error_model import error_model_family
+from kernelprop.golden.rmsnorm_bounds import (  # noqa: F401 (v_min, in_domain: re-exported)
+    FLUSHED, GOLDEN_INV_ULPS, HALF_SUBNORMAL, INV_ULPS, NORM_FTZ, SLACK, SUM_LAMBDA, ULP, v_min,
+    V_DIV_UNITS_BY_BACKEND, V_MIN_BY_BACKEND,
+    _abs_products, _interval, _nan_free, _with_flush, error_vs_exact, exact_y, inv_ulps_for,
     golden_sum_roundings, impl_sum_depth, in_domain, p1_bound, p1_domain, p1_interval, pair_bound)
 from kernelprop.evidence import Outcome
+from kernelprop.ptx_audit import declared_ptx, norm_figures_for
 
 P1_DOC = ("P1: |impl - golden| <= the bf16 flips (or fp32 |y| * rel) that rel allows; rel = impl + "
           "golden error vs exact: 1/2 (gamma(depth_impl + roundings_golden - 1) + u) ss/D/v + 4u, "
@@ -53,12 +56,22 @@ P12C_DOC = ("P12 chunks: y(chunk c1) vs y(chunk c2): both within r_c of exact, r
 
 # %% params
 
-def recipe_params(recipe: NormRecipe, backend: str, **extra) -> dict:
-    """JSON-able params: the recipe as a dict and the backend's INV ulp bound (kept in the report,
-    so a replay on another machine checks the same bound)."""
-    inv = inv_ulps_for(backend, recipe.inv, extra.get("inv_a"), extra.get("inv_b"))
-    return {"recipe": asdict(recipe), "inv_ulps": inv, "sum_lambda": SUM_LAMBDA,
-            "ftz": NORM_FTZ[backend], **extra}
+def recipe_params(recipe: NormRecipe, backend: str, impl=None, **extra) -> dict:
+    """JSON-able params: the recipe as a dict and the error model's figures (the backend's, or
+    `--error-model`'s: golden.error_model.error_model_family): the INV ulp bound, flush, v's
+    division, kept in the report so a replay on another machine checks the same bound. Under the
+    CUDA model, an `impl` (P1: one recipe) that declares its PTX gets the INV and v figures that
+    PTX calls for (kernelprop.ptx_audit.declared_ptx, norm_figures_for)."""
+    model = error_model_family(backend)
+    inv = inv_ulps_for(model, recipe.inv, extra.get("inv_a"), extra.get("inv_b"))
+    params = {"recipe": asdict(recipe), "inv_ulps": inv, "sum_lambda": SUM_LAMBDA,
+              "ftz": NORM_FTZ[model], "v_div_units": V_DIV_UNITS_BY_BACKEND[model],
+              "error_model": model, **extra}
+    stems = declared_ptx(impl.fn, recipe) if model == "cuda" and impl is not None else None
+    if stems is not None:  # the figures its PTX calls for (kernelprop.ptx_audit.norm_figures_for)
+        params["inv_ulps"], params["v_div_units"] = norm_figures_for(stems)
+        params["ptx"] = sorted(stems)
+    return params
 
 
 def _sub(params: dict) -> float:
@@ -80,7 +93,7 @@ def p1(inputs: dict, impl, params: dict) -> Outcome:
     actual = x.call(impl, recipe=recipe)
     trace = x.call(rms_norm_trace, recipe=recipe)
     iv = p1_interval(trace, x, recipe, params["inv_ulps"], params.get("sum_lambda"),
-                     bool(params.get("ftz")))
+                     bool(params.get("ftz")), params.get("v_div_units"))
     bound = p1_bound(trace, x, recipe, params["inv_ulps"], iv=iv)
     if recipe.out_dtype == "fp32":
         return Outcome(actual=actual, expected=trace.y, bound=bound, bound_doc=P1_DOC,
@@ -210,7 +223,8 @@ def p12_scale(inputs: dict, impl, params: dict) -> Outcome:
     ends = []
     for inp in (x, ax):
         r = error_vs_exact(inp.x, inp.weight, inp.eps, depth=depth, n_round=D,
-                           inv_ulps=params["inv_ulps"], sub=_sub(params))[..., None]
+                           inv_ulps=params["inv_ulps"], sub=_sub(params),
+                           v_div_units=params.get("v_div_units"))[..., None]
         ends.append(_with_flush(_interval(exact_y(inp.x, inp.weight, inp.eps), r,
                                           _abs_products(inp.weight, _sub(params)) / 2),
                                 inp.x, bool(params.get("ftz"))))
@@ -244,7 +258,8 @@ def p12_chunks(inputs: dict, impl, params: dict) -> Outcome:
         else:
             y = x.call(impl, recipe=recipe)
             r = error_vs_exact(x.x, x.weight, x.eps, depth=impl_sum_depth(D, chunk, x.x.dtype),
-                               n_round=D, inv_ulps=params["inv_ulps"], sub=_sub(params))
+                               n_round=D, inv_ulps=params["inv_ulps"], sub=_sub(params),
+                               v_div_units=params.get("v_div_units"))
         outs.append(y)
         sub = HALF_SUBNORMAL if golden else _sub(params)
         ivs.append(_with_flush(_interval(exact_y(x.x, x.weight, x.eps), r[..., None],
