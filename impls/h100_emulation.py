@@ -75,7 +75,9 @@ def _farthest_within(exact: torch.Tensor, rel: float, side: torch.Tensor) -> tor
 
 
 def ex2_approx(t: torch.Tensor) -> torch.Tensor:
-    """ex2.approx.f32 (no .ftz): 2 ulp from the correctly rounded 2^t, away from the exact value."""
+    """ex2.approx.f32 (no .ftz): 2 ulp from the correctly rounded 2^t, away from the exact value.
+    The correctly rounded value is float64 exp2 rounded to fp32 (off by one fp32 ulp only where 2^t
+    lies within ~2^-52 relative of an fp32 midpoint)."""
     exact = torch.exp2(t.double())
     cr = exact.float()
     y = _step(cr, _away(cr, exact, t), 2)
@@ -127,7 +129,8 @@ def _seq_sum(x: torch.Tensor) -> torch.Tensor:
 
 def _fp32_dot_chain(p: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     """[T, H, D] IEEE fp32 P.V: acc = fma.rn(p_j, k_jd, acc) for j left to right (p fp32
-    [T, H, n], rows [T, n, D]; p_j k_jd is exact in float64, the sum is rounded once)."""
+    [T, H, n], rows [T, n, D]; p_j k_jd is exact in float64; the float64 sum may round before the
+    fp32 rounding, at most 2^-29 of an fp32 ulp more than one fma)."""
     T, H, n = p.shape
     acc = torch.zeros(T, H, rows.shape[-1], dtype=torch.float32, device=p.device)
     for j in range(n):
