@@ -122,7 +122,7 @@ V_MIN_BY_BACKEND = {"cpu": 2.0 ** -136, "cuda": 2.0 ** -125}
 V_DIV_UNITS_BY_BACKEND = {"cpu": 1.0, "cuda": PTX_FIGURES["div.full"].rel / U_FP32}
 
 
-def v_min() -> float:
+def model_v_min() -> float:
     """The domain's smallest nonzero v under the active error model (golden.error_model
     .error_model_family: `--error-model`, else the backend's), read when called."""
     return V_MIN_BY_BACKEND[error_model_family()]
@@ -134,7 +134,7 @@ def _v_div(units: Optional[float]) -> float:
 
 def in_domain(x: torch.Tensor, eps: float, floor: Optional[float] = None) -> bool:
     """True when every row's exact v = mean(x^2) + fp32(eps) is 0 (then y is 0 / 0 = NaN on every
-    side) or >= `floor` (default v_min()). Below it the squares' subnormal roundings (<= 2^-150 each, <= D 2^-150 in
+    side) or >= `floor` (default model_v_min()). Below it the squares' subnormal roundings (<= 2^-150 each, <= D 2^-150 in
     all against D v) exceed 2^-14 relative, and as v -> 0 an fp32 sum of squares may flush to 0
     while the exact one does not (y = inf vs finite): fp32 RMSNorm itself is then ill-posed, and
     the properties draw no such rows (docs/bounds-rmsnorm.md#domain)."""
@@ -142,7 +142,7 @@ def in_domain(x: torch.Tensor, eps: float, floor: Optional[float] = None) -> boo
         return True
     xd = x.double()
     v = (xd * xd).mean(-1) + _eps32(eps)
-    return bool(((v == 0) | (v >= (v_min() if floor is None else floor))).all())
+    return bool(((v == 0) | (v >= (model_v_min() if floor is None else floor))).all())
 
 
 # %% error model

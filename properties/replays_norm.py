@@ -20,8 +20,8 @@ from kernelprop.golden.recipes import NormRecipe
 from kernelprop.golden.error_model import U_FP32, rounding_interval_gap
 from kernelprop.golden.rmsnorm import rms_norm_golden, rms_norm_trace
 from kernelprop.golden.error_model import error_model_family
-from kernelprop.golden.rmsnorm_bounds import (  # noqa: F401 (v_min, in_domain: re-exported)
-    FLUSHED, GOLDEN_INV_ULPS, HALF_SUBNORMAL, INV_ULPS, NORM_FTZ, SLACK, SUM_LAMBDA, ULP, v_min,
+from kernelprop.golden.rmsnorm_bounds import (  # noqa: F401 (model_v_min, in_domain: re-exported)
+    FLUSHED, GOLDEN_INV_ULPS, HALF_SUBNORMAL, INV_ULPS, NORM_FTZ, SLACK, SUM_LAMBDA, ULP, model_v_min,
     V_DIV_UNITS_BY_BACKEND, V_MIN_BY_BACKEND,
     _abs_products, _interval, _nan_free, _with_flush, error_vs_exact, exact_y, inv_ulps_for,
     golden_sum_roundings, impl_sum_depth, in_domain, p1_bound, p1_domain, p1_interval, pair_bound)

@@ -33,7 +33,7 @@ from hypothesis import Phase, given, settings, strategies as st
 
 from kernelprop.golden.inputs import DATA_KINDS, NORM_DATA_KINDS, SINK_KINDS, TC_ADVERSARIAL, AttnCase, NormCase
 from kernelprop.golden.inputs import SUBNORMAL_SQUARES
-from kernelprop.golden.rmsnorm_bounds import v_min
+from kernelprop.golden.rmsnorm_bounds import model_v_min
 from kernelprop.golden.recipes import AttnRecipe, NormRecipe
 from kernelprop import coverage
 from kernelprop.declarations import AttnDomain, NormDomain
@@ -258,7 +258,7 @@ def norm_class_cases(shape_class: str, *, limits: NormLimits | None = None, data
         return base
     if shape_class == "eps0_tiny":
         # under the CUDA model "tiny" rows (v ~ 2^-133) are all below its domain (v >= 2^-125)
-        tiny = "tiny" if v_min() < 2.0 ** -130 else SUBNORMAL_SQUARES
+        tiny = "tiny" if model_v_min() < 2.0 ** -130 else SUBNORMAL_SQUARES
         return base.map(lambda c: c.replace(data=tiny, eps=0.0, rows=min(c.rows, 4),
                                             dim=min(c.dim, 64)))
     if shape_class == "eps_dominant":

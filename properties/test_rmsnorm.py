@@ -18,7 +18,7 @@ from kernelprop.properties.replays_norm import (
     in_domain,
     npu_measurement,
     recipe_params,
-    v_min,
+    model_v_min,
 )
 from kernelprop.properties.strategies import draw_norm_case, norm_recipes, shape_class_property, recipes_for
 
@@ -190,9 +190,9 @@ def test_p12_scale_invariance(norm_impl, backend, device, shape_class, data):
     case, recipe = _draw_for(norm_impl, data, device, shape_class, backend)
     x = make_norm_inputs(case)
     # 2^j x is exact (no bf16/fp32 overflow, no new subnormals), its sum of squares stays finite,
-    # and x and 2^j x stay in the model's domain (at eps = 0: every nonzero mean square >= v_min())
+    # and x and 2^j x stay in the model's domain (at eps = 0: every nonzero mean square >= model_v_min())
     assume(in_domain(x.x, x.eps))
-    span = _log2_range(x.x, 2.0**-126, 2.0**126, 2.0**126, v_min() if x.eps == 0 else 0.0)
+    span = _log2_range(x.x, 2.0**-126, 2.0**126, 2.0**126, model_v_min() if x.eps == 0 else 0.0)
     j = _draw_log2_scale(data, span)
     run_property("P12", "rms_norm(2^j x) vs rms_norm(x), eps-aware",
                  "kernelprop.properties.replays_norm:p12_scale", inputs={"inputs": x}, impl=norm_impl,

@@ -146,16 +146,16 @@ def test_emulated_rms_norm_with_a_12_bit_rsqrt_fails_p1(cuda_model):
 def test_error_model_knob_selects_cuda_on_the_cpu_backend(monkeypatch):
     """KERNELPROP_ERROR_MODEL (--error-model) picks the bounds' model; default the backend's."""
     from kernelprop.golden.error_model import error_model_family
-    from kernelprop.golden.rmsnorm_bounds import V_MIN_BY_BACKEND, v_min
+    from kernelprop.golden.rmsnorm_bounds import V_MIN_BY_BACKEND, model_v_min
     from kernelprop.properties.replays_attention import recipe_params as attn_params
     from kernelprop.properties.replays_norm import recipe_params as norm_params
 
     monkeypatch.delenv("KERNELPROP_ERROR_MODEL", raising=False)
     monkeypatch.setenv("KERNELPROP_BACKEND", "cpu")
     assert error_model_family() == "cpu" and attn_params(AttnRecipe())["error_model"] == "random"
-    assert norm_params(NormRecipe(), "cpu")["v_div_units"] == 1.0 and v_min() == V_MIN_BY_BACKEND["cpu"]
+    assert norm_params(NormRecipe(), "cpu")["v_div_units"] == 1.0 and model_v_min() == V_MIN_BY_BACKEND["cpu"]
     monkeypatch.setenv("KERNELPROP_ERROR_MODEL", "cuda")
-    assert attn_params(AttnRecipe())["error_model"] == "cuda" and v_min() == V_MIN_BY_BACKEND["cuda"]
+    assert attn_params(AttnRecipe())["error_model"] == "cuda" and model_v_min() == V_MIN_BY_BACKEND["cuda"]
     params = norm_params(NormRecipe(), "cpu")
     assert (params["inv_ulps"], params["v_div_units"], params["error_model"]) == (3.5, 5.0, "cuda")
     bundled = make_impl("rms_norm")       # its PTX: v by div.rn, INV per variant
