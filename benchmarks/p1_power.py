@@ -67,7 +67,8 @@ from kernelprop.golden.rounding import round_to_bf16  # noqa: E402
 from kernelprop.impls.torch_reference import rms_norm as torch_rms_norm  # noqa: E402
 from kernelprop.impls.h100_emulation import sparse_decode_attention as h100_attention  # noqa: E402
 from kernelprop.kernels.sparse_attention import sparse_decode_attention as bundled_attention  # noqa: E402
-from kernelprop.ptx_audit import declared_ptx, attention_backend_for  # noqa: E402
+from kernelprop.golden.attention_bounds import cuda_model_for_ptx  # noqa: E402
+from kernelprop.ptx_audit import declared_ptx  # noqa: E402
 from kernelprop.impls.torch_reference import sparse_decode_attention as torch_reference  # noqa: E402
 
 
@@ -133,7 +134,7 @@ def variant_attention(x, *, dot: str = "matmul", p_round: str = "rne", l_bf16: b
 
 
 # the bound models, and the CUDA figures the bundled kernel's PTX calls for (P1 on CUDA selects them)
-MODELS = {**BOUND_MODELS, "cuda_bundled_ptx": attention_backend_for(declared_ptx(bundled_attention, AttnRecipe()))}
+MODELS = {**BOUND_MODELS, "cuda_bundled_ptx": cuda_model_for_ptx(declared_ptx(bundled_attention, AttnRecipe()))}
 
 ATTN_IMPLS = {
     "torch_reference (bmm, exp2)": (True, lambda x: x.call(torch_reference, recipe=AttnRecipe())),

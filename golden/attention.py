@@ -177,7 +177,13 @@ sparse_attention_fp32_full = _untiled_golden(
 class TiledTrace:
     """What the tiled golden computed, for error bounds: everything per (t, h) or (t, h, j).
 
-    Positions j are in tiling order (index order for positional tiling, compacted order otherwise).
+    Positions j are in tiling order (index order for positional tiling, compacted order otherwise;
+    with split-KV the split layout of `_split_layout`: split i in columns [i P, (i + 1) P), its
+    keys first, P a multiple of the tile, so column blocks of `tile` are the kernel's tiles).
+    M, L and denom are on one common scale: without split M is the running max and L the running
+    denominator; with split-KV M is X = max lse_i and L = sum_i exp(lse_i - X) (the merge's
+    denominator without the sink), so that in both o = sum_j w_j p_j k_j / (L + exp(sink - M)) in
+    exact arithmetic, w_j = exp(m_tile(j) - M) (docs/bounds.md#split-kv).
     """
 
     o: torch.Tensor            # [T, H, D] fp32 output
@@ -187,11 +193,14 @@ class TiledTrace:
     e: torch.Tensor            # [T, H, K] fp32 exp(s_j - m_tile) (0 where invalid)
     p: torch.Tensor            # [T, H, K] fp32 P as used in P.V (rounded or not; 0 where invalid)
     tile_max: torch.Tensor     # [T, H, K] fp32 max score of j's tile
-    M: torch.Tensor            # [T, H] fp32 final running max (-inf: no valid key)
-    L: torch.Tensor            # [T, H] fp32 final running denominator without the sink
+    M: torch.Tensor            # [T, H] fp32 final running max, or X with split (-inf: no valid key)
+    L: torch.Tensor            # [T, H] fp32 final denominator without the sink, on M's scale
     denom: torch.Tensor        # [T, H] fp32 L + exp(sink - M)
     tiles_used: torch.Tensor   # [T, H] int64 number of non-empty tiles merged
     tile: int                  # rows per tile as run: min(recipe tile, K), K when untiled
+    split_max: Optional[torch.Tensor] = None  # [T, H, n] fp32 M_i per split (-inf: empty split)
+    split_L: Optional[torch.Tensor] = None    # [T, H, n] fp32 L_i per split (0: empty split)
+    lse: Optional[torch.Tensor] = None        # [T, H, n] fp32 M_i + log(L_i) (-inf: empty split)
 
 
 def _tiling_order(valid: torch.Tensor, tiling: str):
@@ -204,34 +213,62 @@ def _tiling_order(valid: torch.Tensor, tiling: str):
     return order, torch.gather(valid, 1, order)
 
 
-def sparse_attention_trace(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_indices,
-                           seqused_kv, attn_sink, *, window, tokens_per_batch, softmax_scale=None,
-                           recipe: AttnRecipe = AttnRecipe()) -> TiledTrace:
-    """The tiled BF16 golden of SPEC section 2 with its intermediates (see `TiledTrace`)."""
-    if not isinstance(recipe, AttnRecipe):
-        raise TypeError(f"recipe must be an AttnRecipe, got {type(recipe).__name__}")
-    _check_shapes(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_indices,
-                  seqused_kv, attn_sink, window, tokens_per_batch)
-    kv = gather_kv(ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_indices, seqused_kv,
-                   window=window, tokens_per_batch=tokens_per_batch)
-    T, H, D = q.shape
-    K = sparse_indices.shape[1]
-    order, valid = _tiling_order(kv.valid, recipe.tiling)
-    rows = kv.rows if recipe.tiling == "positional" else \
-        torch.gather(kv.rows, 1, order[..., None].expand(T, K, D))      # [T, K, D]
-    rows64 = rows.double()
-    scores = fp32_scores(q, rows64, _scale(softmax_scale, D))            # [T, H, K]
-    dev = q.device
+@dataclass(frozen=True)
+class SplitLayout:
+    """Where split-KV puts each valid key: column i P + r holds key r of split i."""
+
+    source: torch.Tensor  # [T, C] index position of each column's key (0 where invalid)
+    valid: torch.Tensor   # [T, C] bool
+    split_cols: int       # P: columns per split (a multiple of `tile`)
+    splits: int           # n: splits laid out (the most any token fills)
+    tile: int             # rows per tile in effect (untiled: the longest split)
+
+
+def _split_layout(valid: torch.Tensor, recipe: AttnRecipe) -> SplitLayout:
+    """The split-KV layout of `valid` [T, K] (AttnRecipe.kv_splits): each token's valid keys in
+    index order, split i holding keys [i l, min((i + 1) l, n)) of its n, l = recipe.split_len(n)."""
+    T, K = valid.shape
+    dev = valid.device
+    order, compact = _tiling_order(valid, "compacted")
+    n = compact.sum(1)                                                     # [T]
+    n_max = int(n.max()) if T else 0
+    per = -(-n.clamp(min=1) // recipe.kv_splits)
+    length = -(-per // recipe.split_align) * recipe.split_align            # [T] l per token
+    longest = recipe.split_len(n_max)
+    tile = min(longest if recipe.tile is None else recipe.tile, longest)
+    split_cols = -(-longest // tile) * tile
+    splits = max(int((-(-n // length)).max()) if T else 1, 1)
+    col = torch.arange(splits * split_cols, device=dev)
+    i, r = col // split_cols, col % split_cols                             # [C] split, rank
+    j = i[None, :] * length[:, None] + r[None, :]                          # [T, C] compacted rank
+    ok = (r[None, :] < length[:, None]) & (j < n[:, None])
+    source = order.gather(1, j.clamp(max=max(K - 1, 0))) if K else torch.zeros_like(j)
+    return SplitLayout(source=torch.where(ok, source, 0), valid=ok, split_cols=split_cols,
+                       splits=splits, tile=tile)
+
+
+@dataclass
+class _TileRecord:
+    """The per-position intermediates the tile loop fills in ([T, H, K] each)."""
+
+    e: torch.Tensor
+    p: torch.Tensor
+    tile_max: torch.Tensor
+    tiles_used: torch.Tensor   # [T, H]
+
+
+def _online_softmax(scores, rows64, valid, recipe: AttnRecipe, tile: int, start: int, stop: int,
+                    record: _TileRecord):
+    """The tiled online softmax of SPEC section 2 over columns [start, stop), tiles of `tile`
+    from `start`: (M, L, O) [T, H], [T, H], [T, H, D] fp32; fills `record` for those columns."""
+    T, H = scores.shape[:2]
+    D = rows64.shape[-1]
+    dev = scores.device
     M = torch.full((T, H), -torch.inf, device=dev)
     L = torch.zeros(T, H, device=dev)
     O = torch.zeros(T, H, D, device=dev)
-    e_all = torch.zeros(T, H, K, device=dev)
-    p_all = torch.zeros(T, H, K, device=dev)
-    tile_max = torch.full((T, H, K), -torch.inf, device=dev)
-    tiles_used = torch.zeros(T, H, dtype=torch.int64, device=dev)
-    tile = recipe.tile_for(K)  # untiled (None): one tile of all K positions; never longer than K
-    for start in range(0, K, tile):
-        cols = slice(start, min(start + tile, K))
+    for first in range(start, stop, tile):
+        cols = slice(first, min(first + tile, stop))
         lane_ok = valid[:, None, cols]                                   # [T, 1, n]
         s = torch.where(lane_ok, scores[:, :, cols], -torch.inf)         # [T, H, n]
         m = s.amax(-1)                                                   # [T, H]
@@ -248,16 +285,94 @@ def sparse_attention_trace(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, 
         L = torch.where(has, a * L + b * l, L)
         O = torch.where(has[..., None], a[..., None] * O + b[..., None] * o_tile, O)
         M = M_new
-        tiles_used += has.long()
-        e_all[:, :, cols], p_all[:, :, cols] = e, p
-        tile_max[:, :, cols] = torch.where(lane_ok, m[..., None], -torch.inf)
+        record.tiles_used += has.long()
+        record.e[:, :, cols], record.p[:, :, cols] = e, p
+        record.tile_max[:, :, cols] = torch.where(lane_ok, m[..., None], -torch.inf)
+    return M, L, O
+
+
+def _new_record(T: int, H: int, K: int, dev) -> _TileRecord:
+    return _TileRecord(e=torch.zeros(T, H, K, device=dev), p=torch.zeros(T, H, K, device=dev),
+                       tile_max=torch.full((T, H, K), -torch.inf, device=dev),
+                       tiles_used=torch.zeros(T, H, dtype=torch.int64, device=dev))
+
+
+def _split_merge(parts, attn_sink):
+    """Stage 2 of split-KV: per split i the partial o_i = O_i / L_i and lse_i = M_i + log(L_i)
+    (fp32, one rounding each); X = max lse_i over non-empty splits, w_i = exp(lse_i - X),
+    o = (sum_i w_i o_i) / (sum_i w_i + exp(sink - X)), the sums formed in fp64 and rounded once.
+    Empty splits (M_i = -inf) contribute nothing. Returns (o, X, sum_i w_i, denom, split M, split
+    L, lse)."""
+    M_s = torch.stack([m for m, _, _ in parts], -1)                      # [T, H, n]
+    L_s = torch.stack([l for _, l, _ in parts], -1)                      # [T, H, n]
+    O_s = torch.stack([o for _, _, o in parts], -2)                      # [T, H, n, D]
+    live = M_s > -torch.inf
+    L_safe = torch.where(live, L_s, 1.0)
+    o_s = torch.where(live[..., None], O_s / L_safe[..., None], 0.0)     # fp32 division
+    lse = torch.where(live, M_s + torch.log(L_safe), -torch.inf)         # fp32 log, fp32 add
+    X = lse.amax(-1)                                                     # [T, H]
+    any_live = X > -torch.inf
+    X_safe = torch.where(any_live, X, 0.0)
+    w = torch.where(live, torch.exp(lse - X_safe[..., None]), 0.0)      # fp32 exp
+    acc = torch.einsum("thn,thnd->thd", w.double(), o_s.double()).float()
+    w_sum = w.double().sum(-1).float()
+    denom = w_sum + torch.exp(attn_sink.float()[None, :] - X_safe)
+    o = torch.where(any_live[..., None], acc / denom[..., None], 0.0)
+    return o, X, w_sum, denom, M_s, L_s, lse
+
+
+def sparse_attention_trace(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_indices,
+                           seqused_kv, attn_sink, *, window, tokens_per_batch, softmax_scale=None,
+                           recipe: AttnRecipe = AttnRecipe()) -> TiledTrace:
+    """The tiled BF16 golden of SPEC section 2 with its intermediates (see `TiledTrace`);
+    split-KV (recipe.kv_splits) as AttnRecipe documents it."""
+    if not isinstance(recipe, AttnRecipe):
+        raise TypeError(f"recipe must be an AttnRecipe, got {type(recipe).__name__}")
+    _check_shapes(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_indices,
+                  seqused_kv, attn_sink, window, tokens_per_batch)
+    kv = gather_kv(ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_indices, seqused_kv,
+                   window=window, tokens_per_batch=tokens_per_batch)
+    T, H, D = q.shape
+    K = sparse_indices.shape[1]
+    if recipe.kv_splits is not None:
+        return _split_trace(q, kv, attn_sink, _scale(softmax_scale, D), recipe)
+    order, valid = _tiling_order(kv.valid, recipe.tiling)
+    rows = kv.rows if recipe.tiling == "positional" else \
+        torch.gather(kv.rows, 1, order[..., None].expand(T, K, D))      # [T, K, D]
+    rows64 = rows.double()
+    scores = fp32_scores(q, rows64, _scale(softmax_scale, D))            # [T, H, K]
+    record = _new_record(T, H, K, q.device)
+    tile = recipe.tile_for(K)  # untiled (None): one tile of all K positions; never longer than K
+    M, L, O = _online_softmax(scores, rows64, valid, recipe, tile, 0, K, record)
     any_valid = M > -torch.inf
     M_safe = torch.where(any_valid, M, 0.0)
     denom = L + torch.exp(attn_sink.float()[None, :] - M_safe)
     o = torch.where(any_valid[..., None], O / denom[..., None], 0.0)
-    return TiledTrace(o=o, rows=rows, valid=valid, scores=scores, e=e_all, p=p_all,
-                      tile_max=tile_max, M=M, L=L, denom=denom, tiles_used=tiles_used,
-                      tile=tile)
+    return TiledTrace(o=o, rows=rows, valid=valid, scores=scores, e=record.e, p=record.p,
+                      tile_max=record.tile_max, M=M, L=L, denom=denom,
+                      tiles_used=record.tiles_used, tile=tile)
+
+
+def _split_trace(q, kv: GatheredKV, attn_sink, scale: float, recipe: AttnRecipe) -> TiledTrace:
+    """The split-KV golden: each split's tiled softmax (`_online_softmax` over its columns of
+    `_split_layout`), then `_split_merge`."""
+    T, H, D = q.shape
+    layout = _split_layout(kv.valid, recipe)
+    C = layout.splits * layout.split_cols
+    rows = torch.where(layout.valid[..., None],
+                       kv.rows.gather(1, layout.source[..., None].expand(T, C, D)), 0.0) \
+        if kv.rows.shape[1] else torch.zeros(T, C, D, dtype=kv.rows.dtype, device=q.device)
+    rows64 = rows.double()
+    scores = fp32_scores(q, rows64, scale)                               # [T, H, C]
+    record = _new_record(T, H, C, q.device)
+    parts = [_online_softmax(scores, rows64, layout.valid, recipe, layout.tile,
+                             i * layout.split_cols, (i + 1) * layout.split_cols, record)
+             for i in range(layout.splits)]
+    o, X, w_sum, denom, M_s, L_s, lse = _split_merge(parts, attn_sink)
+    return TiledTrace(o=o, rows=rows, valid=layout.valid, scores=scores, e=record.e, p=record.p,
+                      tile_max=record.tile_max, M=X, L=w_sum, denom=denom,
+                      tiles_used=record.tiles_used, tile=layout.tile, split_max=M_s,
+                      split_L=L_s, lse=lse)
 
 
 def sparse_attention_golden(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_indices,

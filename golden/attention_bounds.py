@@ -34,9 +34,11 @@ import torch
 
 from kernelprop.golden.attention import TiledTrace
 from kernelprop.golden.recipes import AttnRecipe
-from kernelprop.golden.error_model import (BF16_ROUNDOFF, FP32_MAX, FP32_MIN_NORMAL, FP32_SUBNORMAL_ULP,
-                                           FP32_ULP_REL, LOG2E_CONST_UNITS, PTX_FIGURES, TORCH_EXPF_REL,
-                                           U_FP32, TensorCoreModel, gamma, probabilistic_gamma)
+from kernelprop.golden.error_model import (BF16_ROUNDOFF, FP32_MAX, FP32_MIN_NORMAL,
+                                           FP32_SUBNORMAL_ULP, FP32_ULP_REL, LOG2E_CONST_UNITS, LOG_ABS,
+                                           LOG_REL, PTX_FIGURES, TENSOR_CORE_KINDS, TORCH_EXPF_REL, U_FP32,
+                                           TensorCoreModel,
+                                           gamma, probabilistic_gamma)
 from kernelprop.golden.rounding import round_to_bf16
 
 
@@ -306,6 +308,56 @@ def subnormal_floor(mass: torch.Tensor) -> torch.Tensor:
     return 4 * FP32_SUBNORMAL_ULP + FP32_SUBNORMAL_ULP * mass
 
 
+@dataclass(frozen=True)
+class SplitStats:
+    """Per-(t, h) float64 magnitudes of a split-KV trace's stage 2 (docs/bounds.md#split-kv)."""
+
+    splits: torch.Tensor    # [T, H] non-empty splits merged
+    lse_abs: torch.Tensor   # [T, H] max |lse_i|
+    log_l: torch.Tensor     # [T, H] max |log L_i|
+    lse_gap: torch.Tensor   # [T, H] max (X - lse_i), X = max lse_i
+
+
+def split_stats(trace: TiledTrace) -> Optional[SplitStats]:
+    """The stage-2 magnitudes of a split-KV trace (None without split)."""
+    if trace.lse is None:
+        return None
+    lse = trace.lse.double()
+    live = torch.isfinite(lse)
+    X = torch.where(live, lse, -math.inf).amax(-1, keepdim=True)
+    on = lambda t: torch.where(live, t, 0.0).amax(-1) if t.shape[-1] else lse.sum(-1) * 0  # noqa: E731
+    return SplitStats(splits=live.sum(-1).double(), lse_abs=on(lse.abs()),
+                      log_l=on(torch.log(torch.where(live, trace.split_L.double(), 1.0)).abs()),
+                      lse_gap=on(X - torch.where(live, lse, 0.0)))
+
+
+def _split_rho(trace: TiledTrace, backend: Optional[AttnBackend]) -> torch.Tensor:
+    """[T, H] relative error split-KV adds to every merge weight (docs/bounds.md#split-kv): 0
+    without split. backend None: the golden's own (P2); else both sides of P1, the
+    implementation's figures from `backend` and golden.error_model.
+      lse_i = fl(M_i + fl(log L_i)): |d lse_i| <= LOG_ABS + LOG_REL |log L_i| + u |lse_i| per side,
+        a relative error expm1(d) of w_i = exp(lse_i - X) (X itself cancels: it scales every
+        w_i and the sink alike, as M does without split);
+      w_i = exp(fl(lse_i - X)), possibly online (running max, each partial rescaled once per later
+        split, the exponents telescoping as the tile merges do): per split the argument rounding
+        u |lse_i - X| and the exp error of each side, plus 3 roundings (scale, add) per side;
+      o_i = O_i / L_i: one division on each side (backend.div_units u on the implementation's,
+        IEEE u on the golden's); the final quotient's excess over u is charged with the output
+        division (attention_p1_bound)."""
+    stats = split_stats(trace)
+    if stats is None:
+        return torch.zeros_like(trace.M, dtype=torch.float64)
+    d_lse = LOG_ABS + LOG_REL * stats.log_l + U_FP32 * stats.lse_abs
+    if backend is None:
+        merges = stats.splits * (U_FP32 * stats.lse_gap + _golden_exp_rel(stats.lse_gap) + 3 * U_FP32)
+        rho = merges + torch.expm1(d_lse) + 2 * U_FP32
+    else:
+        omega = 2 * U_FP32 * stats.lse_gap + _exp_rel(stats.lse_gap, backend) + TORCH_EXPF_REL
+        merges = stats.splits * (omega + 6 * U_FP32)
+        rho = merges + torch.expm1(2 * d_lse) + backend.div_units * U_FP32 + U_FP32
+    return torch.where(stats.splits > 0, rho, 0.0)
+
+
 def _score_gap(trace: TiledTrace, q: torch.Tensor, scale: float, backend: Optional[AttnBackend]):
     """[T, H, K] bound on |s_impl - s_golden| (backend given) or |s_golden - s_exact| (None)."""
     s = trace.scores.double().abs()
@@ -436,7 +488,7 @@ def attention_p1_terms(trace: TiledTrace, q, attn_sink, recipe: AttnRecipe, *,
     omega = 2 * U_FP32 * sens.arg_mag + _exp_rel(sens.arg_mag, backend) + TORCH_EXPF_REL
     acc = backend.tile_rel(trace.tile, tiles, recipe.p_dtype) + 2 * U_FP32 \
         + (U_FP32 if recipe.p_dtype == "fp32" else 0.0)
-    rho = tiles * (omega + (6 + backend.div_units - 1) * U_FP32) + acc
+    rho = tiles * (omega + (6 + backend.div_units - 1) * U_FP32) + acc + _split_rho(trace, backend)
     rho_sigma = 2 * U_FP32 * sens.sink_arg + _exp_rel(sens.sink_arg, backend) + TORCH_EXPF_REL
     # the maxima's score errors: the final max's cancels (sink included), each tile's scales its
     # N_t and l_t together by exp(d m_t), |d m_t| <= ds_max (docs/bounds.md#p1-maxima)
@@ -468,6 +520,31 @@ def attention_p2_bound(trace: TiledTrace, attn_sink, recipe: AttnRecipe) -> torc
     sens = sensitivity(trace, attn_sink)
     tiles = trace.tiles_used.double()
     omega = 2 * ds_max + U_FP32 * sens.arg_mag + TORCH_EXPF_REL
-    rho = tiles * (omega + 3 * U_FP32) + 2 * U_FP32
+    rho = tiles * (omega + 3 * U_FP32) + 2 * U_FP32 + _split_rho(trace, None)
     rho_sigma = ds_max + U_FP32 * sens.sink_arg + TORCH_EXPF_REL
     return _propagate(trace, sens, recipe, dp, dl, rho, rho_sigma).total + 2.0 ** -40 * trace.o.double().abs()
+
+
+# %% the CUDA model a kernel's PTX calls for (kernelprop.ptx_audit counts its instructions)
+
+def cuda_model_for_ptx(counts) -> "AttnBackend":
+    """The AttnBackend for a kernel whose PTX has `counts` (instruction -> count, from
+    kernelprop.ptx_audit.audit): the tensor-core score model when its dots are bf16 / fp16 MMAs (else the random-order fp32 model), flush to zero
+    when any counted arithmetic flushes (ex2.approx.ftz, libdevice .ftz code), div.full's 5u where
+    it divides with `/`; the exp figure of ex2.approx either way."""
+    tc = any(s.split(" ")[0] in TENSOR_CORE_KINDS for s in counts)
+    model = CUDA_MODEL if tc else replace(CUDA_MODEL, tensor_core=None, dot_lambda=RANDOM_ORDER.dot_lambda,
+                                          dot_order="random")
+    flushes = any(PTX_FIGURES[s].flushes for s in counts
+                  if s in PTX_FIGURES and not s.startswith(("sqrt.", "rsqrt.")))
+    divides = any(s.startswith("div.full") for s in counts)
+    return replace(model, ftz=flushes, div_units=PTX_FIGURES["div.full"].rel / PTX_FIGURES["div.rn"].rel
+                   if divides else 1.0)
+
+
+def attention_ptx_model_line(counts) -> str:
+    """One line: the CUDA figures P1 on a GPU must allow a kernel whose PTX has `counts`."""
+    m = cuda_model_for_ptx(counts)
+    dots = f"tensor-core block FMA (k{m.tensor_core.block})" if m.tensor_core else "fp32 dot (random order)"
+    return (f"{dots}, exp {m.exp_base / 2.0 ** -24:g}u + {m.exp_arg_units:.3f}u|x|, ftz {m.ftz}, "
+            f"divisions {m.div_units:g}u")

@@ -49,6 +49,11 @@ def most():
     return field(default=None, metadata={"check": check_positive})
 
 
+def least():
+    """A field: None or a positive int (a lower bound)."""
+    return field(default=None, metadata={"check": check_positive})
+
+
 def flag():
     """A field: None (either), True or False."""
     return field(default=None, metadata={"check": check_flag})

@@ -22,7 +22,6 @@ and the tensor-core block-FMA model of bf16 dots (`TensorCoreModel`).
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from typing import Optional
 
@@ -66,16 +65,20 @@ def rounding_interval_gap(y: torch.Tensor, rel: torch.Tensor, mode: str) -> torc
 # %% which model the bounds use
 
 ERROR_MODELS = ("cpu", "cuda")
-ERROR_MODEL_ENV = "KERNELPROP_ERROR_MODEL"
 
 
 def error_model_family(backend: Optional[str] = None) -> str:
     """The error model the bounds charge: "cuda" (the PTX figures, docs/bounds.md#gpu-model) or
-    "cpu". $KERNELPROP_ERROR_MODEL (pytest `--error-model`) when set, so the CUDA bounds can check
-    an emulated GPU on the CPU backend; else the suite backend's (`backend`, $KERNELPROP_BACKEND)."""
-    chosen = os.environ.get(ERROR_MODEL_ENV) or backend or os.environ.get("KERNELPROP_BACKEND") or "cpu"
+    "cpu". knobs.error_model (pytest `--error-model`) when set, so the CUDA bounds can check
+    an emulated GPU on the CPU backend; else the suite backend's (`backend`, else knobs.backend):
+    "cuda" for cuda, "cpu" for every other backend name."""
+    from kernelprop import knobs   # a setting, read when asked (golden/ imports no core module at import)
+
+    chosen = knobs.error_model.get()
+    if chosen is None:
+        return "cuda" if (backend or knobs.backend.get()) == "cuda" else "cpu"
     if chosen not in ERROR_MODELS:
-        raise ValueError(f"{ERROR_MODEL_ENV} must be one of {ERROR_MODELS}, got {chosen!r}")
+        raise ValueError(f"{knobs.error_model.variable} must be one of {ERROR_MODELS}, got {chosen!r}")
     return chosen
 
 
@@ -152,7 +155,7 @@ class TensorCoreModel:
     lost), the truncated terms are added exactly, and the sum is truncated (RZ) to fp32. Blocks are
     taken in coordinate order (the wgmma chain along k). Per block the error is
         sum over the non-largest terms of min(|t|, g)  +  ulp of the result (< 2^-23 |S| = 2u|S|).
-    extra_bits = 0 is the sound default: no source gives H100's bf16 count (the review, SPEC 5)."""
+    extra_bits = 0 is the sound default: no source gives H100's bf16 count (SPEC 5)."""
 
     block: int = 16
     extra_bits: int = 0
@@ -212,3 +215,11 @@ def _rz_fp32(x: torch.Tensor) -> torch.Tensor:
     f = x.float()
     over = f.double().abs() > x.abs()
     return torch.where(over, torch.nextafter(f, torch.zeros_like(f)), f).double()
+
+
+# Split-KV decode (docs/bounds.md#split-kv): the instructions its two stages add.
+# log: tl.log = lg2.approx.f32 (PTX ISA: absolute error 2^-22 on (0.5, 2), relative 2^-22
+# elsewhere, in log2 units) times fp32(ln 2) (one rounding, a constant off by <= u), or a
+# libdevice / libm logf within 1 ulp: |fl(log x) - log x| <= LOG_ABS + LOG_REL |log x|.
+LOG_ABS = 2.0 ** -22
+LOG_REL = 2.0 ** -21

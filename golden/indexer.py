@@ -177,7 +177,8 @@ def gather_index_k(index_k, cmp_block_table, seqused_kv, *, window, tokens_per_b
     return rows, visible
 
 
-def _slots(x_shape_k, table) -> int:
+def slot_count(x_shape_k, table) -> int:
+    """The flat slots a block table reaches: its blocks per row times the slots per block."""
     return table.shape[1] * x_shape_k
 
 
@@ -199,7 +200,7 @@ def select_topk(scores: torch.Tensor, visible: torch.Tensor, *, window: int, top
 def indexer_scores_golden(index_q, index_k, cmp_block_table, weights, seqused_kv, *, window,
                           tokens_per_batch, topk=None) -> tuple[torch.Tensor, torch.Tensor]:
     """[T, slots] fp32 scores (the kernel's roundings, module docstring) and [T, slots] visible."""
-    slots = _slots(index_k.shape[1], cmp_block_table)
+    slots = slot_count(index_k.shape[1], cmp_block_table)
     rows, visible = gather_index_k(index_k, cmp_block_table, seqused_kv, window=window,
                                    tokens_per_batch=tokens_per_batch, slots=slots)
     dots = torch.einsum("thd,tjd->thj", index_q.double(), rows.double()).float()
@@ -213,7 +214,7 @@ def indexer_scores_golden(index_q, index_k, cmp_block_table, weights, seqused_kv
 def indexer_scores_fp64(index_q, index_k, cmp_block_table, weights, seqused_kv, *, window,
                           tokens_per_batch, topk=None) -> tuple[torch.Tensor, torch.Tensor]:
     """[T, slots] exact (fp64) scores and visibility."""
-    slots = _slots(index_k.shape[1], cmp_block_table)
+    slots = slot_count(index_k.shape[1], cmp_block_table)
     rows, visible = gather_index_k(index_k, cmp_block_table, seqused_kv, window=window,
                                    tokens_per_batch=tokens_per_batch, slots=slots)
     dots = torch.einsum("thd,tjd->thj", index_q.double(), rows.double())

@@ -15,13 +15,13 @@ from __future__ import annotations
 import torch
 
 from kernelprop.golden.error_model import FP32_SUBNORMAL_ULP, gamma
-from kernelprop.golden.indexer import _slots, gather_index_k
+from kernelprop.golden.indexer import slot_count, gather_index_k
 
 
 def score_error_bound(index_q, index_k, cmp_block_table, weights, seqused_kv, *, window,
                       tokens_per_batch, topk=None, recipe=None) -> torch.Tensor:
     """[T, slots] float64 E_tj (module docstring); 0 where the slot is invisible."""
-    slots = _slots(index_k.shape[1], cmp_block_table)
+    slots = slot_count(index_k.shape[1], cmp_block_table)
     rows, visible = gather_index_k(index_k, cmp_block_table, seqused_kv, window=window,
                                    tokens_per_batch=tokens_per_batch, slots=slots)
     q, k = index_q.double(), rows.double()

@@ -19,7 +19,12 @@ from kernelprop.golden.values import CaseValue, TensorArgs
 DATA_KINDS = ("normal", "uniform", "heavy", "large_logits", "near_ties")
 # adversarial data for tensor-core dots (docs/bounds.md#gpu-model), drawn by its own shape class
 TC_ADVERSARIAL = "tc_adversarial"
-ALL_DATA_KINDS = DATA_KINDS + (TC_ADVERSARIAL,)
+# Data kinds drawn only by their shape class (properties/strategies.py), never by "plain":
+# "huge_negative": every valid score of a token lies below -5e4 (the finite "-inf" sentinel of
+# some kernels, flashinfer #4450), spread by thousands (the softmax is nearly one-hot).
+EXTREME_DATA_KINDS = ("huge_negative",)
+FINITE_SENTINEL = -5e4
+ALL_DATA_KINDS = DATA_KINDS + (TC_ADVERSARIAL,) + EXTREME_DATA_KINDS
 SINK_KINDS = ("finite", "zero", "large", "neg_inf", "pos_inf")
 
 
@@ -48,19 +53,27 @@ class AttnCase(CaseValue):
     softmax_scale: Optional[float] = None
     nan_unused: bool = True         # NaN in pool rows that no valid index reaches
     strided: bool = False           # q and pools as non-contiguous views (last dim stride 1)
+    engine_tables: bool = False     # block tables as serving engines lay them out (engine_block_tables)
     device: str = "cpu"
+    min_valid_keys: int = 0         # rows left with fewer valid indices get window slots (needs
+                                    # min_used >= S - 1 + min_valid_keys: AttnDomain.fit sets it)
 
     def __post_init__(self) -> None:
         for name in ("batches", "tokens_per_batch", "heads", "head_dim", "page_size", "window"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("topk", "extra", "max_cmp_len", "spare_pages"):
+        for name in ("topk", "extra", "max_cmp_len", "spare_pages", "min_valid_keys"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.data not in ALL_DATA_KINDS:
             raise ValueError(f"data must be one of {ALL_DATA_KINDS}, got {self.data!r}")
         if self.sink not in SINK_KINDS:
             raise ValueError(f"sink must be one of {SINK_KINDS}, got {self.sink!r}")
+        if self.min_valid_keys and (self.min_used < self.tokens_per_batch - 1 + self.min_valid_keys
+                                    or self.num_indices < self.min_valid_keys):
+            raise ValueError(f"min_valid_keys={self.min_valid_keys} needs min_used >= "
+                             f"tokens_per_batch - 1 + min_valid_keys and at least that many index "
+                             f"positions, got min_used={self.min_used}, K={self.num_indices}")
 
     @property
     def tokens(self) -> int:
@@ -70,6 +83,23 @@ class AttnCase(CaseValue):
     def num_indices(self) -> int:
         return self.window + self.topk + self.extra
 
+    def shape(self) -> "AttnShape":
+        return AttnShape(tokens=self.tokens, heads=self.heads, head_dim=self.head_dim,
+                         num_indices=self.num_indices, tokens_per_batch=self.tokens_per_batch,
+                         page_size=self.page_size)
+
+
+@dataclass(frozen=True)
+class AttnShape:
+    """What a shape-dependent recipe (SPEC section 6: `recipe` a callable) is given: the sizes of
+    one example, from its case (`AttnCase.shape()`) or its tensors (`AttnInputs.shape()`)."""
+
+    tokens: int             # T
+    heads: int              # H
+    head_dim: int           # D
+    num_indices: int        # K, index positions per token
+    tokens_per_batch: int   # S
+    page_size: int          # BS
 
 
 @dataclass(frozen=True)
@@ -94,6 +124,11 @@ class AttnInputs(TensorArgs):
     def kwargs(self) -> dict:
         return dict(window=self.window, tokens_per_batch=self.tokens_per_batch,
                     softmax_scale=self.softmax_scale)
+
+    def shape(self) -> AttnShape:
+        T, H, D = self.q.shape
+        return AttnShape(tokens=T, heads=H, head_dim=D, num_indices=self.sparse_indices.shape[1],
+                         tokens_per_batch=self.tokens_per_batch, page_size=self.ori_kv.shape[1])
 
     def to(self, device) -> "AttnInputs":
         return replace(self, **{n: getattr(self, n).to(device) for n in self.TENSORS})
@@ -174,6 +209,22 @@ def _tc_adversarial(gen: torch.Generator, shape) -> torch.Tensor:
     return x / x.abs().amax(-1, keepdim=True).clamp_min(1e-30)
 
 
+def _huge_negative(gen: torch.Generator, q_shape, ori_shape, cmp_shape):
+    """bf16 q, ori_kv, cmp_kv whose scores at the default scale D^-1/2 all lie below -5e4: along
+    one random sign vector u (|u|^2 = D), q = a u and every key row -c u + n, n ~ N(0, 8^2)
+    clamped to [-48, 48], with a, c in [256, 512]: s = a sqrt(D) (-c + u.n / D) <= 256 x (-256
+    + 48) = -53248 < -5e4 at every D (bf16 rounding moves a, c by 2^-9 relative)."""
+    D = q_shape[-1]
+    u = torch.where(torch.rand(D, generator=gen) < 0.5, -1.0, 1.0)
+    a = 256 + 256 * torch.rand(*q_shape[:-1], 1, generator=gen)
+    rows = []
+    for shape in (ori_shape, cmp_shape):
+        c = 256 + 256 * torch.rand(*shape[:-1], 1, generator=gen)
+        noise = (torch.randn(shape, generator=gen) * 8).clamp(-48, 48)
+        rows.append((-c * u + noise).to(torch.bfloat16))
+    return (a * u).to(torch.bfloat16), rows[0], rows[1]
+
+
 def _sink(gen: torch.Generator, heads: int, kind: str) -> torch.Tensor:
     if kind == "neg_inf":
         return torch.full((heads,), -math.inf)
@@ -187,13 +238,17 @@ def _sink(gen: torch.Generator, heads: int, kind: str) -> torch.Tensor:
 
 
 def _strided(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """The same values as a non-contiguous view (padded leading dims, last-dim stride 1)."""
+    """The same values as a non-contiguous view (last-dim stride 1): the first dim starts one
+    row in, the last is padded by 3, and every middle dim is padded by 1, so a pool [N, BS, D]
+    has a page stride of (BS + 1) x its row stride, not page_size x row stride (padded pages,
+    vLLM #47783)."""
     shape = list(x.shape)
-    padded = shape[:-1] + [shape[-1] + 3]
-    padded[0] += 1
+    padded = [shape[0] + 1] + [n + 1 for n in shape[1:-1]] + [shape[-1] + 3] if x.dim() > 1 \
+        else [shape[-1] + 3]
     big = torch.empty(padded, dtype=x.dtype).normal_(generator=gen) if x.is_floating_point() \
         else torch.zeros(padded, dtype=x.dtype)
-    view = big[1:, ..., 1:shape[-1] + 1] if x.dim() > 1 else big[1:shape[-1] + 1]
+    view = big[(slice(1, None), *(slice(0, n) for n in shape[1:-1]), slice(1, shape[-1] + 1))] \
+        if x.dim() > 1 else big[1:shape[-1] + 1]
     view.copy_(x)
     return view
 
@@ -243,10 +298,16 @@ def make_attn_inputs(case: AttnCase) -> AttnInputs:
     ori_kv = _values(gen, (n_ori, BS, D), case.data).to(torch.bfloat16)
     cmp_kv = _values(gen, (n_cmp, BS, D), case.data).to(torch.bfloat16)
     sink = _sink(gen, H, case.sink)
+    if case.data == "huge_negative":
+        q, ori_kv, cmp_kv = _huge_negative(gen, q.shape, ori_kv.shape, cmp_kv.shape)
+    if case.min_valid_keys:
+        idx = _ensure_valid_keys(idx, used, W, cmp_valid, case.min_valid_keys, gen)
     inputs = AttnInputs(q=q, ori_kv=ori_kv, ori_block_table=ori_table.int(), cmp_kv=cmp_kv,
                         cmp_block_table=cmp_table.int(), sparse_indices=idx.int(),
                         seqused_kv=seqused.int(), attn_sink=sink.float(), window=W,
                         tokens_per_batch=S, softmax_scale=case.softmax_scale)
+    if case.engine_tables:  # its own generator: every other field's tensors stay as they were
+        inputs = engine_block_tables(inputs, torch.Generator().manual_seed(case.seed ^ ENGINE_SEED))
     if case.nan_unused:
         inputs = poison_unread_rows(inputs)
     if case.strided:
@@ -254,6 +315,70 @@ def make_attn_inputs(case: AttnCase) -> AttnInputs:
                                 cmp_kv=_strided(inputs.cmp_kv, gen),
                                 sparse_indices=_strided(inputs.sparse_indices, gen))
     return inputs.to(case.device) if case.device != "cpu" else inputs
+
+
+def _ensure_valid_keys(idx, used, W: int, cmp_valid, n: int, gen: torch.Generator):
+    """idx [T, K] with every token holding >= n valid indices: a short row's missing ones replace
+    invalid entries at random positions, each a random visible window slot (used >= n >= 1, so
+    slot 0 is visible; a repeated slot counts twice, SPEC section 2)."""
+    T, K = idx.shape
+    win_valid = used.clamp(min=0, max=W)
+    valid = ((idx >= 0) & (idx < win_valid[:, None])) | \
+        ((idx >= W) & (idx - W < cmp_valid[:, None]))
+    short = (n - valid.sum(1)).clamp(min=0)                                  # [T] keys missing
+    keys = torch.rand(T, K, generator=gen) + valid.double()                  # invalid ones first
+    rank = keys.argsort(dim=1).argsort(dim=1)                                # [T, K]
+    slot = (torch.rand(T, K, generator=gen) * win_valid.clamp(min=1)[:, None]).long()
+    return torch.where(rank < short[:, None], slot, idx)
+
+
+ENGINE_SEED = 0x6B76_7461  # mixed into the case seed for engine_block_tables' own draws
+
+
+def reached_columns(seqused_kv: torch.Tensor, *, window: int, page_size: int):
+    """Per batch [B], the block-table columns a valid index can reach: (window ring, compressed
+    cache). The batch's last token sees the most rows (seqused); W of them are the window ring."""
+    used = seqused_kv.long().clamp(min=0)
+    win = used.clamp(max=window)
+    return -(-win // page_size), -(-(used - win) // page_size)
+
+
+def engine_block_tables(inputs: AttnInputs, gen: torch.Generator) -> AttnInputs:
+    """The block tables as a serving engine holds them (vLLM, SGLang): each batch's row is a row of
+    a larger preallocated table (row stride > width, a non-contiguous view at a storage offset),
+    with 1-3 more columns than any batch reaches; every column a batch's valid indices cannot reach
+    holds garbage: -1, ids just past or far outside the pool, or a real page of another batch (the
+    last column always holds the id just past the pool); and with two batches reaching the
+    compressed cache, batch 1's first compressed page is batch 0's (prefix caching: one physical
+    page named by two batches). Reached columns keep their pages; what a correct kernel reads is
+    unchanged up to the shared page."""
+    B = inputs.seqused_kv.shape[0]
+    BS = inputs.ori_kv.shape[1]
+    reach_ori, reach_cmp = reached_columns(inputs.seqused_kv.cpu(), window=inputs.window,
+                                           page_size=BS)
+    tables = {}
+    for name, pool, reach in (("ori_block_table", inputs.ori_kv, reach_ori),
+                              ("cmp_block_table", inputs.cmp_kv, reach_cmp)):
+        table = getattr(inputs, name).cpu().long()
+        n = pool.shape[0]
+        if name == "cmp_block_table" and B >= 2 and bool((reach[:2] >= 1).all()):
+            table = table.clone()
+            table[1, 0] = table[0, 0]
+        width = table.shape[1] + int(torch.randint(1, 4, (1,), generator=gen))
+        row_stride = width + int(torch.randint(1, 6, (1,), generator=gen))
+        junk = torch.tensor([-1, n, n + 7, 2**31 - 1, -(2**31)])
+        garbage = torch.where(torch.rand(B, width, generator=gen) < 0.5,
+                              junk[torch.randint(len(junk), (B, width), generator=gen)],
+                              torch.randint(0, max(n, 1), (B, width), generator=gen))
+        garbage[:, -1] = n
+        column = torch.arange(width)
+        wide = torch.cat([table, torch.zeros(B, width - table.shape[1], dtype=torch.long)], 1)
+        values = torch.where(column[None, :] < reach[:, None], wide, garbage)
+        backing = torch.randint(-1, max(n, 1), (B + 1, row_stride), generator=gen)
+        view = backing.to(torch.int32)[1:, :width]
+        view.copy_(values)
+        tables[name] = view.to(pool.device) if pool.device.type != "cpu" else view
+    return inputs.replace(**tables)
 
 
 def read_rows(inputs: AttnInputs):
@@ -309,9 +434,12 @@ class NormCase(CaseValue):
     weight: bool = True
     eps: float = 1e-6
     strided: bool = False
+    nonfinite_rows: int = 0          # rows given a NaN / +inf / -inf (poison_norm_rows)
     device: str = "cpu"
 
     def __post_init__(self) -> None:
+        if self.nonfinite_rows < 0:
+            raise ValueError(f"nonfinite_rows must be >= 0, got {self.nonfinite_rows}")
         if self.rows < 0 or self.dim < 1 or self.heads < 0:
             raise ValueError(f"rows >= 0, dim >= 1, heads >= 0 required, got {self.rows}, {self.dim}, {self.heads}")
         if self.dtype not in ("bf16", "fp32"):
@@ -382,9 +510,31 @@ def make_norm_inputs(case: NormCase) -> NormInputs:
     dtype = torch.bfloat16 if case.dtype == "bf16" else torch.float32
     x = x.to(dtype)
     weight = (1 + 0.5 * torch.randn(case.dim, generator=gen)).to(dtype) if case.weight else None
+    if case.nonfinite_rows:  # its own generator: the finite rows stay what they were without it
+        x = poison_norm_rows(x, case.nonfinite_rows,
+                             torch.Generator().manual_seed(case.seed ^ NONFINITE_SEED))
     if case.strided:
         x = _strided(x, gen)
     if case.device != "cpu":
         x = x.to(case.device)
         weight = None if weight is None else weight.to(case.device)
     return NormInputs(x=x, weight=weight, eps=case.eps)
+
+
+NONFINITE_SEED = 0x6E61_6E21  # mixed into the case seed for poison_norm_rows' own draws
+NONFINITE_KINDS = (math.nan, math.inf, -math.inf)
+
+
+def poison_norm_rows(x: torch.Tensor, count: int, gen: torch.Generator) -> torch.Tensor:
+    """x [..., D] with `count` of its rows (at most all but one, so a finite row stays) each given
+    1-2 non-finite elements of one kind (NaN, +inf or -inf, drawn per row) at drawn positions;
+    every other element unchanged."""
+    D = x.shape[-1]
+    flat = x.reshape(-1, D).clone()
+    rows = flat.shape[0]
+    n = min(count, rows - 1) if rows > 1 else min(count, rows)
+    for r in torch.randperm(rows, generator=gen)[:n].tolist():
+        kind = NONFINITE_KINDS[int(torch.randint(len(NONFINITE_KINDS), (1,), generator=gen))]
+        where = torch.randperm(D, generator=gen)[:int(torch.randint(1, 3, (1,), generator=gen))]
+        flat[r, where] = kind
+    return flat.reshape(x.shape)

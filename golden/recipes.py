@@ -30,6 +30,18 @@ class AttnRecipe:
               kernels write bf16).
     tile None: untiled, one tile spanning all K index positions (a plain softmax over all rows);
               `tile_for(K)` gives the tile length in effect for K index positions.
+    kv_splits: None: no split (one pass over the keys). n: split-KV decode (FlashDecoding; SGLang,
+              vLLM): a token's n_valid valid keys, in index order (the compacted list: needs
+              tiling "compacted"), are cut into contiguous splits of `split_len(n_valid)` keys
+              (the last one shorter; splits past the end are empty). Each non-empty split i runs
+              the tiled softmax above from its own first key (tiles restart at the split) and
+              writes, in fp32, o_i = O_i / L_i and lse_i = M_i + log(L_i). Stage 2 merges the
+              non-empty splits: X = max lse_i, w_i = exp(lse_i - X),
+              o = (sum_i w_i o_i) / (sum_i w_i + exp(sink - X)). Empty splits contribute nothing
+              (never a NaN); a token with no valid key gives zeros.
+    split_align: split length = cdiv(n_valid, kv_splits) rounded up to a multiple of split_align
+              (SGLang: kv_splits 8, split_align 32; vLLM: split_align 1, kv_splits from its
+              heuristic: declare a callable recipe, SPEC section 6). Ignored without kv_splits.
     """
 
     tile: Optional[int] = 64
@@ -38,6 +50,8 @@ class AttnRecipe:
     l_from: str = "rounded"
     rounding: str = "rne"
     out_dtype: str = "fp32"
+    kv_splits: Optional[int] = None
+    split_align: int = 1
 
     def __post_init__(self) -> None:
         if self.tile is not None and (isinstance(self.tile, bool) or not isinstance(self.tile, int)
@@ -48,6 +62,26 @@ class AttnRecipe:
         _choice("l_from", self.l_from, ("rounded", "unrounded"))
         _choice("rounding", self.rounding, ROUNDINGS)
         _choice("out_dtype", self.out_dtype, ("fp32", "bf16"))
+        if self.kv_splits is not None and (isinstance(self.kv_splits, bool)
+                                           or not isinstance(self.kv_splits, int)
+                                           or self.kv_splits < 1):
+            raise ValueError(f"kv_splits must be None (no split) or a positive int, "
+                             f"got {self.kv_splits!r}")
+        if isinstance(self.split_align, bool) or not isinstance(self.split_align, int) \
+                or self.split_align < 1:
+            raise ValueError(f"split_align must be a positive int, got {self.split_align!r}")
+        if self.kv_splits is not None and self.tiling != "compacted":
+            raise ValueError("kv_splits needs tiling='compacted' (splits cut the list of valid "
+                             f"keys), got tiling={self.tiling!r}")
+
+    def split_len(self, n_valid: int) -> int:
+        """Keys per split for a token with n_valid valid keys: cdiv(n_valid, kv_splits) rounded
+        up to a multiple of split_align (>= 1; n_valid itself when not split)."""
+        n_valid = max(int(n_valid), 1)
+        if self.kv_splits is None:
+            return n_valid
+        per = -(-n_valid // self.kv_splits)
+        return -(-per // self.split_align) * self.split_align
 
     def tile_for(self, K: int) -> int:
         """Rows per tile in effect for K index positions: min(tile, K), K when untiled (>= 1).
@@ -55,9 +89,18 @@ class AttnRecipe:
         K = max(int(K), 1)
         return K if self.tile is None else min(self.tile, K)
 
+    def with_tiling(self, tiling: str) -> "AttnRecipe":
+        """This recipe with `tiling`; a split recipe keeps "compacted" (its splits cut the valid
+        list, so the tiling of the index positions is not a choice there)."""
+        return self if self.kv_splits is not None else self.replace(tiling=tiling)
+
     def replace(self, **changes) -> "AttnRecipe":
         return dataclasses.replace(self, **changes)  # re-runs __post_init__ validation
 
+
+SPLIT_FIELDS = ("kv_splits", "split_align")
+# the fields a one-pass kernel (no split-KV) can vary: its `accepts_recipe`
+UNSPLIT_FIELDS = tuple(f.name for f in dataclasses.fields(AttnRecipe) if f.name not in SPLIT_FIELDS)
 
 INV_VARIANTS = ("rsqrt", "recip_sqrt", "recip_sqrt_rn", "rsqrt_approx")
 

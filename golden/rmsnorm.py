@@ -19,6 +19,7 @@ offset + w; the roundings are not part of it.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Optional
 
@@ -126,3 +127,30 @@ def rms_norm_trace(x, weight=None, *, eps: float = 1e-6, recipe: NormRecipe = No
 def rms_norm_golden(x, weight=None, *, eps: float = 1e-6, recipe: NormRecipe = NormRecipe()):
     """The recipe-mirroring golden: y in recipe.output_dtype(x.dtype)."""
     return rms_norm_trace(x, weight, eps=eps, recipe=recipe).y
+
+
+def nonfinite_rows(x: torch.Tensor) -> torch.Tensor:
+    """[...] bool: the rows of x [..., D] holding a NaN or an infinity."""
+    return ~torch.isfinite(x).all(-1)
+
+
+def nonfinite_row_result(x: torch.Tensor, weight: Optional[torch.Tensor] = None,
+                         weight_offset: float = 0.0) -> torch.Tensor:
+    """The documented fp32 result of the rows of x holding a NaN or an infinity (finite weight),
+    under every recipe (docs/bounds-rmsnorm.md#nonfinite):
+      a NaN in the row: x_j^2 = NaN, so ss = NaN, v = NaN, inv = INV(NaN) = NaN and every
+        y_i = x_i * NaN * w_i = NaN: the whole row is NaN;
+      else an infinity: x_j^2 = +inf, ss = +inf (finite partials + inf, any order or chunking),
+        v = inf / D + eps = +inf, inv = INV(+inf) = +0 (1 / sqrt(inf), rsqrt(inf), a k-bit rsqrt
+        alike), so y_j = (+-inf * 0) * w_j = NaN at each infinite element and y_i = (x_i * +0) * w_i
+        = a zero with the sign of x_i * w_i at every finite one (also x / sqrt(v) * w, the
+        division form: x_i / inf = +-0).
+    Rows without a non-finite element are returned as NaN here (not documented: not this
+    function's rows). The weight is offset + w (NormRecipe.weight_offset). Shape and fp32 dtype of x."""
+    xf = x.float()
+    zero = torch.copysign(torch.zeros_like(xf), xf)
+    if weight is not None:
+        zero = zero * (weight_offset + weight.float())  # +-0 * finite w: the product's sign
+    inf_row = torch.where(torch.isinf(xf), math.nan, zero)
+    has_nan = torch.isnan(xf).any(-1, keepdim=True)
+    return torch.where(has_nan | ~nonfinite_rows(x)[..., None], math.nan, inf_row)

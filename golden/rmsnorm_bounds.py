@@ -18,7 +18,7 @@ from typing import Optional
 import torch
 
 from kernelprop.golden.error_model import (FP32_HALF_SUBNORMAL, FP32_MIN_NORMAL, FP32_ULP_REL,
-                                           PTX_FIGURES, U_FP32, error_model_family, gamma)
+                                           PTX_FIGURES, U_FP32, gamma)
 from kernelprop.golden.output_margin import Fp32Domain
 from kernelprop.golden.recipes import NormRecipe
 from kernelprop.golden.rmsnorm import NormTrace
@@ -77,7 +77,7 @@ class NormBackend:
     inv_ulps: float = 3.0
     sum_depth: Optional[int] = None
     sum_lambda: Optional[float] = None
-    v_div_units: Optional[float] = None   # its ss / D in units of u (None: the active model's)
+    div_units: float = 1.0   # its ss / D in units of u (V_DIV_UNITS_BY_BACKEND)
 
     def sum_rel(self, D: int) -> float:
         """Relative error bound of its sum of squares (positive terms) for row length D.
@@ -106,7 +106,7 @@ def norm_relative_gap(trace: NormTrace, x: torch.Tensor, backend: NormBackend = 
     """
     D = x.shape[-1]
     share = torch.where(trace.v > 0, (trace.ss / D) / trace.v, torch.ones_like(trace.v)).double()
-    rel_v = (backend.sum_rel(D) + U_FP32) * share + (3 + _v_div(backend.v_div_units)) * U_FP32
+    rel_v = (backend.sum_rel(D) + U_FP32) * share + (3 + backend.div_units) * U_FP32
     rel_inv = 0.5 * rel_v + (backend.inv_ulps + 1) * FP32_ULP_REL
     return (rel_inv + 4 * U_FP32) * (1 + 1e-3)   # 1e-3: second-order terms, all << 1
 
@@ -122,19 +122,26 @@ V_MIN_BY_BACKEND = {"cpu": 2.0 ** -136, "cuda": 2.0 ** -125}
 V_DIV_UNITS_BY_BACKEND = {"cpu": 1.0, "cuda": PTX_FIGURES["div.full"].rel / U_FP32}
 
 
-def model_v_min() -> float:
-    """The domain's smallest nonzero v under the active error model (golden.error_model
-    .error_model_family: `--error-model`, else the backend's), read when called."""
-    return V_MIN_BY_BACKEND[error_model_family()]
+def _model(backend: str) -> str:
+    """The backend whose figures apply: cuda, or cpu for every other name."""
+    return "cuda" if backend == "cuda" else "cpu"
 
 
-def _v_div(units: Optional[float]) -> float:
-    return V_DIV_UNITS_BY_BACKEND[error_model_family()] if units is None else units
+def _div_units(backend: str, v_div_units: Optional[float]) -> float:
+    """v = ss / D's rounding in units of u: the kernel's own figure (`v_div_units`, from its
+    declared PTX: cuda_figures_for_ptx) when known, else the backend's (V_DIV_UNITS_BY_BACKEND)."""
+    return V_DIV_UNITS_BY_BACKEND[_model(backend)] if v_div_units is None else v_div_units
 
 
-def in_domain(x: torch.Tensor, eps: float, floor: Optional[float] = None) -> bool:
+def domain_v_min(backend: str) -> float:
+    """V_MIN: the smallest nonzero exact v the first-order model is sound for on `backend`."""
+    return V_MIN_BY_BACKEND[_model(backend)]
+
+
+def in_domain(x: torch.Tensor, eps: float, backend: str) -> bool:
     """True when every row's exact v = mean(x^2) + fp32(eps) is 0 (then y is 0 / 0 = NaN on every
-    side) or >= `floor` (default model_v_min()). Below it the squares' subnormal roundings (<= 2^-150 each, <= D 2^-150 in
+    side) or >= V_MIN = domain_v_min(backend). Below V_MIN the squares' subnormal roundings
+    (<= 2^-150 each, <= D 2^-150 in
     all against D v) exceed 2^-14 relative, and as v -> 0 an fp32 sum of squares may flush to 0
     while the exact one does not (y = inf vs finite): fp32 RMSNorm itself is then ill-posed, and
     the properties draw no such rows (docs/bounds-rmsnorm.md#domain)."""
@@ -142,7 +149,7 @@ def in_domain(x: torch.Tensor, eps: float, floor: Optional[float] = None) -> boo
         return True
     xd = x.double()
     v = (xd * xd).mean(-1) + _eps32(eps)
-    return bool(((v == 0) | (v >= (model_v_min() if floor is None else floor))).all())
+    return bool(((v == 0) | (v >= domain_v_min(backend))).all())
 
 
 # %% error model
@@ -183,25 +190,27 @@ def _underflow_rel(ss: torch.Tensor, D: int, v: torch.Tensor, n_round: int,
 
 def error_vs_exact(x: torch.Tensor, weight, eps: float, *, depth: int, n_round: int,
                    inv_ulps: float, sub: float = HALF_SUBNORMAL,
+                   weight_offset: float = 0.0, backend: str = "cpu",
                    v_div_units: Optional[float] = None) -> torch.Tensor:
     """[...] bound on |y - y_exact| / |y_exact| before the output rounding, for one fp32
     implementation whose sum of squares has `depth` chained roundings and `n_round` roundings that
-    may underflow; y_exact = x w / sqrt(sum x^2 / D + fp32(eps)) in exact arithmetic."""
+    may underflow; y_exact = x w' / sqrt(sum x^2 / D + fp32(eps)) in exact arithmetic, w' = offset
+    + w (its fp32 addition: one more u, relative to w'; exact when the offset is 0)."""
     D = x.shape[-1]
     ss = _rows(x)
     v = ss / D + _eps32(eps)
     share = torch.where(v > 0, (ss / D) / v.clamp_min(1e-300), torch.ones_like(v))
-    rel_v = gamma(depth) * share + (1 + _v_div(v_div_units)) * U_FP32 + _underflow_rel(ss, D, v, n_round, sub)
-    products = 1 + (weight is not None)
+    rel_v = gamma(depth) * share + (1 + _div_units(backend, v_div_units)) * U_FP32 + _underflow_rel(ss, D, v, n_round, sub)
+    products = 1 + (weight is not None) + (weight is not None and weight_offset != 0)
     return (0.5 * rel_v + inv_ulps * ULP + products * U_FP32) * SLACK
 
 
-def exact_y(x: torch.Tensor, weight, eps: float) -> torch.Tensor:
-    """float64 y = x w / sqrt(mean x^2 + fp32(eps)): the exact value the fp32 model perturbs
-    (implementations add eps as an fp32 number; fp64 rounding ~1e-16 is inside SLACK)."""
+def exact_y(x: torch.Tensor, weight, eps: float, weight_offset: float = 0.0) -> torch.Tensor:
+    """float64 y = x (offset + w) / sqrt(mean x^2 + fp32(eps)): the exact value the fp32 model
+    perturbs (implementations add eps as an fp32 number; fp64 rounding ~1e-16 is inside SLACK)."""
     xd = x.double()
     y = xd / torch.sqrt((xd * xd).mean(-1, keepdim=True) + _eps32(eps))
-    return y if weight is None else y * weight.double()
+    return y if weight is None else y * (weight_offset + weight.double())
 
 
 def _fp32_out(lo: torch.Tensor, hi: torch.Tensor):
@@ -258,7 +267,8 @@ SUM_LAMBDA = 6.0  # P1's probabilistic sum-of-squares model: 2 e^-18 = 3e-8 per 
 
 def p1_relative_gap(trace, x: torch.Tensor, eps: float, recipe: NormRecipe,
                     inv_ulps: float, sum_lambda: Optional[float] = SUM_LAMBDA,
-                    sub: float = HALF_SUBNORMAL, v_div_units: Optional[float] = None) -> torch.Tensor:
+                    sub: float = HALF_SUBNORMAL, backend: str = "cpu",
+                    v_div_units: Optional[float] = None) -> torch.Tensor:
     """[...] norm_relative_gap with the sum-of-squares term made sound for every recipe, plus
     the subnormal terms. golden.rmsnorm.norm_relative_gap charges the golden's sum one rounding (u)
     and the implementation gamma(sum_depth); the golden with chunk c rounds ceil(D/c) partials
@@ -271,7 +281,8 @@ def p1_relative_gap(trace, x: torch.Tensor, eps: float, recipe: NormRecipe,
     n_golden = golden_sum_roundings(D, recipe.chunk)
     depth = impl_sum_depth(D, recipe.chunk, x.dtype) + n_golden - 1
     rel = norm_relative_gap(trace, x, NormBackend(inv_ulps=inv_ulps, sum_depth=depth,
-                                                  sum_lambda=sum_lambda, v_div_units=v_div_units))
+                                                  sum_lambda=sum_lambda,
+                                                  div_units=_div_units(backend, v_div_units)))
     ss = _rows(x)
     v = ss / D + _eps32(eps)
     under = 0.5 * (_underflow_rel(ss, D, v, D, sub) + _underflow_rel(ss, D, v, n_golden))
@@ -279,12 +290,15 @@ def p1_relative_gap(trace, x: torch.Tensor, eps: float, recipe: NormRecipe,
 
 
 def p1_interval(trace, inputs, recipe: NormRecipe, inv_ulps: float,
-                sum_lambda: Optional[float] = SUM_LAMBDA, ftz: bool = False,
+                sum_lambda: Optional[float] = SUM_LAMBDA, ftz: bool = False, backend: str = "cpu",
                 v_div_units: Optional[float] = None):
     """(lo, hi) float64: both fp32 y lie in y_golden (1 +- rel) +- subnormal product errors (and,
     under FTZ, may be 0 where x or y is subnormal)."""
     sub = FLUSHED if ftz else HALF_SUBNORMAL
-    rel = p1_relative_gap(trace, inputs.x, inputs.eps, recipe, inv_ulps, sum_lambda, sub, v_div_units)[..., None]
+    if has_inner_roundings(recipe, inputs.x.dtype, inputs.weight):
+        return p1_chain_interval(trace, inputs, recipe, inv_ulps, sum_lambda, ftz, backend, v_div_units)
+    rel = p1_relative_gap(trace, inputs.x, inputs.eps, recipe, inv_ulps, sum_lambda, sub,
+                          backend, v_div_units)[..., None]
     return _with_flush(_interval(trace.y_fp32, rel, _abs_products(inputs.weight, sub)), inputs.x, ftz)
 
 
@@ -299,11 +313,193 @@ def p1_domain(trace, iv, recipe: NormRecipe) -> Fp32Domain:
 
 
 def p1_bound(trace, inputs, recipe: NormRecipe, inv_ulps: float,
-             sum_lambda: Optional[float] = SUM_LAMBDA, ftz: bool = False, iv=None) -> torch.Tensor:
+             sum_lambda: Optional[float] = SUM_LAMBDA, ftz: bool = False, iv=None,
+             backend: str = "cpu", v_div_units: Optional[float] = None) -> torch.Tensor:
     """Elementwise P1 bound on |impl - golden| from p1_interval (given as `iv`, or computed)."""
     if iv is None:
-        iv = p1_interval(trace, inputs, recipe, inv_ulps, sum_lambda, ftz)
+        iv = p1_interval(trace, inputs, recipe, inv_ulps, sum_lambda, ftz, backend, v_div_units)
     if recipe.out_dtype == "fp32":
         return _nan_free(torch.maximum(iv[1] - trace.y_fp32.double(), trace.y_fp32.double() - iv[0]))
     # both the implementation's and the golden's fp32 y lie in iv: bound OUT(hi) - OUT(lo)
     return pair_bound(iv, iv, recipe)
+
+
+# %% the recipes of real models (docs/bounds-rmsnorm.md#recipes)
+
+def has_inner_roundings(recipe: NormRecipe, x_dtype, weight) -> bool:
+    """Whether the recipe rounds inside the chain to a narrower dtype than fp32: round_before_weight
+    with a weight and a bf16 output, or compute_dtype "input" with a bf16 x. Then the intervals are
+    carried through each rounding (chain_interval); otherwise one relative interval of y suffices
+    (weight_offset only changes the weight both sides multiply by: w' = fp32(offset + w))."""
+    rbw = recipe.round_before_weight and weight is not None and recipe.output_dtype(x_dtype) == "bf16"
+    return rbw or recipe.compute_in(x_dtype) == "bf16"
+
+
+def _to_grid(lo: torch.Tensor, hi: torch.Tensor, dtype: str, rounding: str):
+    """float64 ends of an interval of exact values -> float64 ends of the interval of their
+    roundings to `dtype` (fp32 RNE outward, then bf16 under `rounding`: monotone, so the rounded
+    value of anything inside lies between the rounded ends)."""
+    lo32, hi32 = _fp32_out(lo, hi)
+    if dtype == "bf16":
+        lo32, hi32 = round_to_bf16(lo32, rounding), round_to_bf16(hi32, rounding)
+    return lo32.double(), hi32.double()
+
+
+def _fl_grid(lo: torch.Tensor, hi: torch.Tensor, dtype: str, rounding: str):
+    """Ends that are exact results of one operation (float64 holds them exactly) -> their fp32
+    round-to-nearest result (what the fp32 operation returns), then rounded to `dtype`."""
+    lo32, hi32 = lo.float(), hi.float()
+    if dtype == "bf16":
+        lo32, hi32 = round_to_bf16(lo32, rounding), round_to_bf16(hi32, rounding)
+    return lo32.double(), hi32.double()
+
+
+def _fp32_op(lo32: torch.Tensor, hi32: torch.Tensor, dtype: str, rounding: str):
+    """Ends that are results of an fp32 operation (correctly rounded) -> rounded to `dtype`."""
+    if dtype == "bf16":
+        lo32, hi32 = round_to_bf16(lo32, rounding), round_to_bf16(hi32, rounding)
+    return lo32.double(), hi32.double()
+
+
+def _times(iv, factor: torch.Tensor):
+    """Ends of {a * factor : a in iv} (elementwise, factor of either sign), float64."""
+    a, b = iv[0] * factor, iv[1] * factor
+    return torch.minimum(a, b), torch.maximum(a, b)
+
+
+def chain_interval(x: torch.Tensor, weight, eps: float, recipe: NormRecipe, *, sum_rel: float,
+                   inv_ulps: float, t_iv=None, ftz: bool = False, sub: float = HALF_SUBNORMAL):
+    """(lo, hi) float64 [..., D] containing the pre-output-rounding y of every implementation of
+    `recipe` (and the golden) whose sum of squares is within `sum_rel` of exact and whose INV is
+    within max(inv_ulps, 1) 2^-23 of 1 / sqrt of its v; each rounding step maps the interval by
+    its rounding, which is monotone (docs/bounds-rmsnorm.md#recipes).
+
+    compute "input" with a bf16 x (C = bf16): sq = C(x^2) is exact and shared; ss in the fp32
+    interval, then C; ms = C(fl(ss / D)); v = C(fl(ms + C(eps))); inv = C(exact 1/sqrt(v) widened
+    by the INV ulps); t = C(x * inv) (bf16 * bf16: exact in fp32, one rounding to C).
+    compute fp32: t_iv (x * inv, both sides' fp32 errors) is given by the caller.
+    Then with a weight: T = OUT(t) when round_before_weight (else t), y = C(fl(T * w')); w' the
+    shared fp32(offset + w) (rounded to C)."""
+    from kernelprop.golden.rmsnorm import offset_weight, round_to
+
+    comp, out = recipe.compute_in(x.dtype), recipe.output_dtype(x.dtype)
+    mode = recipe.rounding
+    if comp == "bf16":
+        D = x.shape[-1]
+        xf = x.float()
+        sq = round_to(xf * xf, comp, mode).double()
+        ss = sq.sum(-1)
+        width = ss * sum_rel + 2 * D * sub   # subnormal roundings, both sides
+        lo, hi = _to_grid(ss - width, ss + width, comp, mode)
+        lo, hi = _fp32_op(lo.float() / D, hi.float() / D, comp, mode)
+        eps_c = round_to(torch.tensor(eps, dtype=torch.float32), comp, mode)
+        lo, hi = _fp32_op(lo.float() + eps_c, hi.float() + eps_c, comp, mode)
+        q = max(inv_ulps, GOLDEN_INV_ULPS) * ULP
+        inv_lo, inv_hi = _to_grid((1 / torch.sqrt(hi)) * (1 - q), (1 / torch.sqrt(lo)) * (1 + q),
+                                  comp, mode)
+        t_lo, t_hi = _times((inv_lo[..., None], inv_hi[..., None]), x.double())
+        t_iv = _fl_grid(t_lo, t_hi, comp, mode)
+    t_iv = _with_flush(t_iv, x, ftz)
+    w = offset_weight(weight, recipe, comp)
+    if w is None:
+        return t_iv
+    if recipe.round_before_weight:
+        t_iv = _to_grid(*t_iv, out, mode)
+    elif comp == "fp32":
+        t_iv = _fp32_out(*t_iv)
+        t_iv = (t_iv[0].double(), t_iv[1].double())
+    y_iv = _fl_grid(*_times(t_iv, w.double()), comp, mode)
+    return _with_flush(y_iv, x, ftz)
+
+
+def p1_chain_interval(trace, inputs, recipe: NormRecipe, inv_ulps: float,
+                      sum_lambda: Optional[float] = SUM_LAMBDA, ftz: bool = False,
+                      backend: str = "cpu", v_div_units: Optional[float] = None):
+    """p1_interval for recipes with inner roundings (has_inner_roundings): compute fp32: t = x * inv
+    of both sides lies in t_golden (1 +- rel) (p1_relative_gap, which charges 2 products a side:
+    t has one), then chain_interval; compute bf16: chain_interval from the squares, the sum charged
+    as in p1_relative_gap (depth_impl + n_golden - 1, squares already rounded: no fp32 x*x)."""
+    x = inputs.x
+    sub = FLUSHED if ftz else HALF_SUBNORMAL
+    D = x.shape[-1]
+    if recipe.compute_in(x.dtype) == "bf16":
+        depth = impl_sum_depth(D, recipe.chunk, torch.bfloat16) + golden_sum_roundings(D, recipe.chunk) - 1
+        sum_rel = NormBackend(inv_ulps=inv_ulps, sum_depth=depth, sum_lambda=sum_lambda).sum_rel(D)
+        return chain_interval(x, inputs.weight, inputs.eps, recipe, sum_rel=sum_rel,
+                              inv_ulps=inv_ulps, ftz=ftz, sub=sub)
+    rel = p1_relative_gap(trace, x, inputs.eps, recipe, inv_ulps, sum_lambda, sub, backend,
+                          v_div_units)[..., None]
+    t_iv = _interval(trace.t, rel, _abs_products(None, sub))
+    return chain_interval(x, inputs.weight, inputs.eps, recipe, sum_rel=0.0, inv_ulps=inv_ulps,
+                          t_iv=t_iv, ftz=ftz, sub=sub)
+
+
+def exact_interval(x: torch.Tensor, weight, eps: float, recipe: NormRecipe, *, depth: int,
+                   n_round: int, inv_ulps: float, ftz: bool = False, sub: float = HALF_SUBNORMAL,
+                   backend: str = "cpu", v_div_units: Optional[float] = None):
+    """(lo, hi) float64 around the exact y holding one implementation's pre-output-rounding y
+    (P12): y_exact (1 +- error_vs_exact) with w' = offset + w; for recipes with inner roundings the
+    same error of t = x * inv (compute fp32) or of the sum of squares (compute bf16: gamma(depth))
+    carried through chain_interval."""
+    if not has_inner_roundings(recipe, x.dtype, weight):
+        r = error_vs_exact(x, weight, eps, depth=depth, n_round=n_round, inv_ulps=inv_ulps, sub=sub,
+                           weight_offset=recipe.weight_offset, backend=backend,
+                           v_div_units=v_div_units)[..., None]
+        iv = _interval(exact_y(x, weight, eps, recipe.weight_offset), r, _abs_products(weight, sub) / 2)
+        return _with_flush(iv, x, ftz)
+    if recipe.compute_in(x.dtype) == "bf16":
+        return chain_interval(x, weight, eps, recipe, sum_rel=gamma(depth), inv_ulps=inv_ulps,
+                              ftz=ftz, sub=sub)
+    r = error_vs_exact(x, None, eps, depth=depth, n_round=n_round, inv_ulps=inv_ulps, sub=sub,
+                       backend=backend, v_div_units=v_div_units)
+    t_iv = _interval(exact_y(x, None, eps), r[..., None], _abs_products(None, sub) / 2)
+    return chain_interval(x, weight, eps, recipe, sum_rel=0.0, inv_ulps=inv_ulps, t_iv=t_iv,
+                          ftz=ftz, sub=sub)
+
+
+# compute bf16: a square that lands in bf16's subnormals loses up to 2^-134 (half the smallest bf16
+# subnormal, 2^-133) where fp32 loses 2^-150; as for V_MIN, D such losses stay <= 2^-14 of D v
+# above 2^-120. Below it the bf16 squares may all round to 0 (y = inf against a finite y of 2^j x).
+V_MIN_NARROW = 2.0 ** -120
+
+
+def v_min(recipe: NormRecipe, x_dtype, backend: str) -> float:
+    """The smallest nonzero exact v the properties draw for this recipe, x dtype and backend."""
+    low = domain_v_min(backend)
+    return max(low, V_MIN_NARROW) if recipe.compute_in(x_dtype) == "bf16" else low
+
+
+def in_recipe_domain(x: torch.Tensor, eps: float, recipe: NormRecipe, backend: str) -> bool:
+    """in_domain with the recipe's v_min (compute bf16: V_MIN_NARROW)."""
+    if x.numel() == 0 or recipe.compute_in(x.dtype) != "bf16":
+        return in_domain(x, eps, backend)
+    xd = x.double()
+    v = (xd * xd).mean(-1) + _eps32(eps)
+    return bool(((v == 0) | (v >= v_min(recipe, x.dtype, backend))).all())
+
+
+# %% the CUDA figures an RMSNorm kernel's PTX calls for (kernelprop.ptx_audit counts them)
+
+def cuda_figures_for_ptx(counts) -> tuple[float, float]:
+    """(inv_ulps, v_div_units) for an RMSNorm kernel whose PTX has `counts`: the largest INV figure
+    among the lowerings present (rsqrt.approx; sqrt.approx then div.full; sqrt.rn then div.rn) and
+    5u for its v = ss / D when it has any div.full (which of its divisions is which is not known
+    from the counts: both are charged)."""
+    ulps = lambda stem: PTX_FIGURES[stem].rel / FP32_ULP_REL  # noqa: E731
+    inv = []
+    if any(s.startswith("rsqrt.approx") for s in counts):
+        inv.append(ulps("rsqrt.approx"))
+    if any(s.startswith("sqrt.approx") for s in counts):
+        inv.append(ulps("sqrt.approx") + (ulps("div.full") if any(s.startswith("div.full") for s in counts)
+                                          else ulps("div.rn")))
+    if "sqrt.rn" in counts:
+        inv.append(ulps("sqrt.rn") + ulps("div.rn"))
+    divides = any(s.startswith("div.full") for s in counts)
+    return (max(inv) if inv else ulps("div.full") + ulps("sqrt.approx"),
+            PTX_FIGURES["div.full"].rel / PTX_FIGURES["div.rn"].rel if divides else 1.0)
+
+
+def norm_ptx_model_line(counts) -> str:
+    """One line: the CUDA figures P1 on a GPU must allow an RMSNorm kernel whose PTX has `counts`."""
+    inv, div = cuda_figures_for_ptx(counts)
+    return f"INV within {inv:.3f} x 2^-23, ss / D within {div:g}u"

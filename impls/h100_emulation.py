@@ -6,7 +6,7 @@ false alarm on it (docs/measurements.md "GPU error model: emulated H100").
 
 Per instruction (golden.error_model.PTX_FIGURES):
   bf16 tl.dot (q.k, P.V)   wgmma k16 block FMAs: `tc_dot_emulate`, 0 extra alignment bits
-                           (EXTRA_BITS; KERNELPROP_H100_EXTRA_BITS=3 for the other studied count)
+                           (knobs.h100_extra_bits; KERNELPROP_H100_EXTRA_BITS=3 for the other studied count)
   tl.exp(x)                mul.rn.f32(x, fp32(log2 e)) then ex2.approx.f32 (no .ftz): 2 ulp from
                            the correctly rounded 2^t, away from the exact value (ties: a side
                            taken from the argument's bits), never below 0, exact for +-inf
@@ -23,20 +23,25 @@ n - 1) the models charge. fp32 P.V (an IEEE fp32 tl.dot) is a left-to-right fp32
 from __future__ import annotations
 
 import math
-import os
 
 import torch
 
+from kernelprop import knobs
 from kernelprop.golden.attention import gather_kv
 from kernelprop.golden.error_model import (FP32_MIN_NORMAL, LOG2E_FP32, PTX_FIGURES, TensorCoreModel,
                                            tc_dot_emulate)
-from kernelprop.golden.recipes import AttnRecipe, NormRecipe
+from kernelprop.golden.recipes import UNSPLIT_FIELDS, AttnRecipe, NormRecipe
 from kernelprop.golden.rounding import round_to_bf16
 from kernelprop.kernels.rms_norm import INV_CODE, check_norm_args, rms_norm as _bundled_rms_norm
 from kernelprop.kernels.sparse_attention import check_attention_args, sparse_decode_attention as _bundled_attention
 
-EXTRA_BITS = int(os.environ.get("KERNELPROP_H100_EXTRA_BITS", "0"))
-TC_MODEL = TensorCoreModel(block=16, extra_bits=EXTRA_BITS)
+
+
+def _tc_model() -> TensorCoreModel:
+    """The emulated tensor core: 16-wide blocks, knobs.h100_extra_bits extra alignment bits."""
+    return TensorCoreModel(block=16, extra_bits=knobs.h100_extra_bits.get())
+
+
 _LOG2E = torch.tensor(LOG2E_FP32, dtype=torch.float32)
 _FP32_MAX = torch.finfo(torch.float32).max
 
@@ -148,6 +153,9 @@ def sparse_decode_attention(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table,
     recipe = AttnRecipe() if recipe is None else recipe
     if not isinstance(recipe, AttnRecipe):
         raise TypeError(f"recipe must be an AttnRecipe or None, got {type(recipe).__name__}")
+    if recipe.kv_splits is not None:
+        raise NotImplementedError(f"recipe.kv_splits={recipe.kv_splits!r}: the emulated kernel runs one "
+                                  "pass over the keys (no split-KV)")
     if recipe.tiling != "positional":
         raise NotImplementedError(f"recipe.tiling={recipe.tiling!r}: the emulated kernel tiles positionally")
     scale = check_attention_args(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_indices,
@@ -161,7 +169,7 @@ def sparse_decode_attention(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table,
     kv = gather_kv(ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_indices, seqused_kv,
                    window=window, tokens_per_batch=tokens_per_batch)
     rows = torch.where(kv.valid[..., None], kv.rows, torch.zeros_like(kv.rows))   # [T, K, D] bf16
-    raw = tc_dot_emulate(q[:, :, None, :], rows[:, None, :, :], TC_MODEL)      # [T, H, K] fp32
+    raw = tc_dot_emulate(q[:, :, None, :], rows[:, None, :, :], _tc_model())      # [T, H, K] fp32
     s = torch.where(kv.valid[:, None, :], raw * torch.tensor(scale, dtype=torch.float32), -math.inf)
     neg_inf = torch.full((T, H), -math.inf)
     M, L, O = neg_inf, torch.zeros(T, H), torch.zeros(T, H, D)
@@ -178,7 +186,7 @@ def sparse_decode_attention(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table,
         L = alpha * L + beta * l
         block = rows[:, start:start + tile]                                   # [T, n, D] bf16
         if recipe.p_dtype == "bf16":
-            pv = tc_dot_emulate(p.bfloat16()[:, :, None, :], block.transpose(1, 2)[:, None], TC_MODEL)
+            pv = tc_dot_emulate(p.bfloat16()[:, :, None, :], block.transpose(1, 2)[:, None], _tc_model())
         else:
             pv = _fp32_dot_chain(p, block)
         O = alpha[..., None] * O + beta[..., None] * pv
@@ -191,7 +199,8 @@ def sparse_decode_attention(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table,
 
 
 sparse_decode_attention.recipe = AttnRecipe()
-sparse_decode_attention.accepts_recipe = True   # every field but tiling "compacted" (raises, as bundled)
+# every field but the split-KV ones (one pass over the keys); tiling "compacted" raises, as bundled
+sparse_decode_attention.accepts_recipe = UNSPLIT_FIELDS
 sparse_decode_attention.ptx = _bundled_attention.ptx   # the lowering it emulates
 
 

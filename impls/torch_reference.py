@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from kernelprop.golden.recipes import AttnRecipe, NormRecipe
+from kernelprop.golden.recipes import UNSPLIT_FIELDS, AttnRecipe, NormRecipe
 
 LOG2E = 1.4426950408889634
 
@@ -89,27 +89,35 @@ def sparse_decode_attention(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table,
 
 
 sparse_decode_attention.recipe = AttnRecipe()
-sparse_decode_attention.accepts_recipe = True
+sparse_decode_attention.accepts_recipe = UNSPLIT_FIELDS  # one pass: no split-KV
 
 
 def rms_norm(x, weight=None, *, eps=1e-6, recipe=None):
     recipe = recipe or NormRecipe()
     if recipe.inv == "rsqrt_approx":
         raise NotImplementedError("torch_reference has no low-precision rsqrt")
+    out = torch.bfloat16 if recipe.output_dtype(x.dtype) == "bf16" else torch.float32
+    narrow = recipe.compute_in(x.dtype) == "bf16"
+    # C: one rounding of an fp32 result to the compute dtype (identity when it is fp32)
+    C = (lambda t: _to_bf16_grid(t, recipe.rounding)) if narrow else (lambda t: t)  # noqa: E731
     xf = x.float()
-    sq = xf * xf
+    sq = C(xf * xf)
     if recipe.chunk is None:
         ss = sq.sum(-1)
     else:
         ss = torch.zeros(x.shape[:-1], device=x.device)
         for start in range(0, x.shape[-1], recipe.chunk):
             ss = ss + sq[..., start:start + recipe.chunk].sum(-1)
-    v = ss / x.shape[-1] + eps
-    inv = torch.rsqrt(v) if recipe.inv == "rsqrt" else 1.0 / torch.sqrt(v)
-    y = xf * inv[..., None]
+    eps_c = C(torch.tensor(float(eps), dtype=torch.float32, device=x.device))
+    v = C(C(C(ss) / x.shape[-1]) + eps_c)
+    inv = C(torch.rsqrt(v) if recipe.inv == "rsqrt" else 1.0 / torch.sqrt(v))
+    y = C(xf * inv[..., None])
     if weight is not None:
-        y = y * weight.float()
-    if recipe.out_dtype == "fp32":
+        w = C(weight.float() + recipe.weight_offset)
+        if recipe.round_before_weight and out == torch.bfloat16:
+            y = _to_bf16_grid(y, recipe.rounding)
+        y = C(y * w)
+    if out == torch.float32:
         return y
     return _to_bf16_grid(y, recipe.rounding).to(torch.bfloat16)
 

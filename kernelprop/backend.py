@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 
+from kernelprop import knobs
+
 
 def choose_backend(requested: str | None) -> str:
-    requested = requested or os.environ.get("KERNELPROP_BACKEND") or "auto"
+    requested = requested or knobs.backend.get() or "auto"
     if requested not in ("auto", "cpu", "cuda"):
         raise ValueError(f"--backend must be auto, cpu or cuda, got {requested!r}")
     import torch
@@ -22,7 +24,7 @@ def choose_backend(requested: str | None) -> str:
         worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
         index = int(worker[2:]) if worker[2:].isdigit() else 0
         torch.cuda.set_device(index % torch.cuda.device_count())  # one GPU per xdist worker
-    os.environ["KERNELPROP_BACKEND"] = requested
+    knobs.backend.set(requested)
     return requested
 
 

@@ -26,7 +26,7 @@ Gates (exit status 1): a compile error anywhere; shared memory over the sm_90 pe
 instruction the error model does not cover, anywhere.
 
 `--impl KIND=TARGET` audits a plugged-in implementation instead: one call of it on a small case of
-its op (`IMPL_CASES`) runs with Triton's launches recorded, not executed (ptx_audit.record_launches),
+its op (its record's `audit_case`) runs with Triton's launches recorded, not executed (ptx_audit.record_launches),
 and every recorded launch (each autotune config too) is compiled with the specialization the
 recorded arguments give, into the same table.
 
@@ -389,16 +389,17 @@ def markdown(rows: list[CompileRow]) -> str:
 
 
 def impl_rows(kind: str, target: str) -> list[CompileRow]:
-    """Compile every launch one call of `target` (an --impl of `kind`) makes on IMPL_CASES[kind]."""
+    """Compile every launch one call of `target` (an --impl of `kind`) makes on its op's audit case
+    (the registry record's `audit_case`)."""
     from kernelprop.impl import make_impl
     from kernelprop.ptx_audit import record_launches
     from kernelprop.registry import op, resolve
 
     impl = make_impl(kind, target)
     record = op(kind)
-    if kind not in IMPL_CASES:
-        raise ValueError(f"--impl {kind}: no audit case for this op kind (IMPL_CASES: {sorted(IMPL_CASES)})")
-    inputs = resolve(record.make_inputs)(IMPL_CASES[kind]())
+    if not record.audit_case:
+        raise ValueError(f"--impl {kind}: its registry record names no audit case")
+    inputs = resolve(record.make_inputs)(resolve(record.audit_case)())
     launches, error = record_launches(lambda: inputs.call(impl))
     if not launches:
         raise ValueError(f"--impl {kind}={target}: one call launched no Triton kernel"
@@ -408,40 +409,19 @@ def impl_rows(kind: str, target: str) -> list[CompileRow]:
 
 
 def _print_models(kind: str, rows: list[CompileRow]) -> None:
-    """The CUDA figures each launch's PTX calls for (ptx_audit.attention_backend_for /
-    norm_figures_for): what P1 on a GPU must allow this kernel."""
+    """The CUDA figures each launch's PTX calls for (the record's `ptx_model`): what P1 on a GPU
+    must allow this kernel."""
     from collections import Counter
 
-    from kernelprop.ptx_audit import attention_backend_for, norm_figures_for
+    from kernelprop.registry import op, resolve
 
+    record = op(kind)
+    if not record.ptx_model:
+        return
+    line = resolve(record.ptx_model)
     for r in rows:
-        if r.instructions is None:
-            continue
-        counts = Counter(r.instructions)
-        if kind == "rms_norm":
-            inv, div = norm_figures_for(counts)
-            print(f"{r.name}: CUDA figures from its PTX: INV within {inv:.3f} x 2^-23, ss / D within {div:g}u")
-        else:
-            m = attention_backend_for(counts)
-            dots = f"tensor-core block FMA (k{m.tensor_core.block})" if m.tensor_core else "fp32 dot (random order)"
-            print(f"{r.name}: CUDA figures from its PTX: {dots}, exp {m.exp_base / 2.0 ** -24:g}u + "
-                  f"{m.exp_arg_units:.3f}u|x|, ftz {m.ftz}, divisions {m.div_units:g}u")
-
-
-def _attn_impl_case():
-    # the DSV4 decode shape's per-token dims, one batch: the kernel's specialization is shape-driven
-    return AttnCase(seed=0, batches=1, tokens_per_batch=2, heads=64, head_dim=512, page_size=64,
-                    window=128, topk=512, max_cmp_len=1024, min_used=128 + 1024, nan_unused=False)
-
-
-def _norm_impl_case():
-    from kernelprop.golden.inputs import NormCase
-
-    return NormCase(seed=0, rows=8, dim=4096, weight=True)
-
-
-# the small case of each op kind one --impl call runs on (launches recorded, not executed)
-IMPL_CASES = {"sparse_attention": _attn_impl_case, "rms_norm": _norm_impl_case}
+        if r.instructions is not None:
+            print(f"{r.name}: CUDA figures from its PTX: {line(Counter(r.instructions))}")
 
 
 def _child_main(args) -> int:

@@ -1,7 +1,8 @@
 """Shape-class coverage: which of the shapes where real kernels differ from toy ones each example hit.
 
 A property no example reaches is not a property (SPEC section 4, "Power at real shapes"). The
-classes below are where planted bugs hid from the suite (issue 9): each is recognized from the
+classes below are the shapes where a bug can hide from interpreter-sized examples (the real-shape
+mutants of impls/mutants show one per class): each is recognized from the
 *inputs the property actually ran on* (after its transformations), never from what a strategy
 meant to draw, so the counts are evidence.
 
@@ -13,11 +14,19 @@ Attention classes (SparseInputs + the recipe's tile):
   npow2_default_scale  softmax_scale None with a head dim that is not a power of two
   large_logits_sink    some |score| >= 16 and some finite |sink| >= 16 together
   reference            D >= 512, K >= 640, H >= 64, S >= 2 (the DeepSeek-V4 decode shape)
+  engine_tables        a block table as serving engines hold one: rows of a larger table (row
+                       stride > width, B >= 2), a column holding an id that is no page of its
+                       pool (-1, out of range), or one page reached by two batches
+  many_rows            T > 64 query rows (tokens): the other side of a row-count switch (sglang
+                       #39288 changes path above 64 rows)
+  huge_scores          a token whose valid scores all lie below -5e4, the finite "-inf" sentinel
+                       of some kernels (flashinfer #4450)
 RMSNorm classes (NormInputs):
   eps0_tiny            eps = 0 with data so small that fp32 x^2 is subnormal
   eps_dominant         eps > 0 above some row's mean square (where eps enters decides the scale)
   reference            the per-head q norm of the decode shape: x [>= 2, 64, 512] (one batch's
                        S = 2 tokens and up) or D >= 4096
+  nonfinite_rows       a row holding NaN or +-inf beside a row that is all finite
 
 Collection: `run_property` calls `observe(case, inputs, recipe)` once per example (the first check
 of an example; later checks on the same `case` object are the same example). Counts are kept per
@@ -36,10 +45,13 @@ import torch
 from kernelprop.golden.error_model import FP32_MIN_NORMAL
 
 ATTN_CLASSES = ("multi_tile", "many_heads", "mtp_depth", "npow2_default_scale",
-                "large_logits_sink", "tc_adversarial", "reference")
-NORM_CLASSES = ("eps0_tiny", "eps_dominant", "reference")
+                "large_logits_sink", "tc_adversarial", "reference", "engine_tables", "many_rows",
+                "huge_scores")
+NORM_CLASSES = ("eps0_tiny", "eps_dominant", "reference", "nonfinite_rows")
 LARGE = 16.0          # |score| and |sink| from which "large logits x large sink" counts
 SECOND_HEAD_BLOCK = 17
+ROW_SWITCH = 64       # query rows above which kernels switch path (many_rows: T > ROW_SWITCH)
+SENTINEL = -5e4       # huge_scores: every valid score of a token below it
 TINY_SQUARE = FP32_MIN_NORMAL  # fp32 x^2 below this is subnormal (or zero)
 
 USER_PROPERTY = "kernelprop_shape_classes"
@@ -85,6 +97,32 @@ def tc_adversarial_dot(q: torch.Tensor, rows: torch.Tensor, valid: torch.Tensor)
     return False
 
 
+def engine_tables(x) -> bool:
+    """Does an AttnInputs `x` hold a block table laid out as a serving engine's (class
+    engine_tables): row stride > width with >= 2 rows, an entry that names no page of its pool, or
+    one page that two batches' reached columns (golden.inputs.reached_columns) both name?"""
+    from kernelprop.golden.inputs import reached_columns  # local: golden imports nothing from here
+
+    B = x.seqused_kv.shape[0]
+    reach = reached_columns(x.seqused_kv.cpu(), window=x.window, page_size=x.ori_kv.shape[1])
+    for table, pool, cols in ((x.ori_block_table, x.ori_kv, reach[0]),
+                              (x.cmp_block_table, x.cmp_kv, reach[1])):
+        if table.dim() != 2 or table.shape[0] != B:
+            continue  # bad-input examples
+        if B >= 2 and table.shape[1] and table.stride(0) > table.shape[1]:
+            return True
+        t = table.cpu().long()
+        if bool(((t < 0) | (t >= pool.shape[0])).any()):
+            return True
+        reached = torch.arange(t.shape[1])[None, :] < cols.clamp(max=t.shape[1])[:, None]
+        owner = {}
+        for b, page in zip(*torch.nonzero(reached, as_tuple=True)):
+            p = int(t[b, page])
+            if owner.setdefault(p, int(b)) != int(b):
+                return True
+    return False
+
+
 def attn_classes(x, tile: Optional[int]) -> frozenset:
     """The attention classes an AttnInputs `x` (run with positional tiles of `tile`) falls in."""
     from kernelprop.golden.attention import gather_kv  # local: golden imports nothing from here
@@ -101,6 +139,10 @@ def attn_classes(x, tile: Optional[int]) -> frozenset:
         found.add("npow2_default_scale")
     if D >= 512 and K >= 640 and H >= 64 and S >= 2:
         found.add("reference")
+    if engine_tables(x):
+        found.add("engine_tables")
+    if T > ROW_SWITCH:
+        found.add("many_rows")
     try:
         g = gather_kv(x.ori_kv.cpu(), x.ori_block_table.cpu(), x.cmp_kv.cpu(),
                       x.cmp_block_table.cpu(), x.sparse_indices.cpu(), x.seqused_kv.cpu(),
@@ -120,6 +162,9 @@ def attn_classes(x, tile: Optional[int]) -> frozenset:
     big_sink = bool((torch.isfinite(sink) & (sink.abs() >= LARGE)).any())
     if big_sink and bool((s.abs() >= LARGE)[finite].any()):
         found.add("large_logits_sink")
+    row_max = s.amax(-1) if K else s.new_full((T, H), -math.inf)
+    if bool((torch.isfinite(row_max) & (row_max < SENTINEL)).any()):
+        found.add("huge_scores")
     return frozenset(found)
 
 
@@ -134,6 +179,9 @@ def norm_classes(x) -> frozenset:
             found.add("eps0_tiny")
     if x.eps > 0 and xf.numel() and bool(((xf.double() ** 2).mean(-1) < x.eps).any()):
         found.add("eps_dominant")
+    finite_rows = torch.isfinite(xf).all(-1) if xf.numel() else torch.ones(0, dtype=torch.bool)
+    if bool((~finite_rows).any()) and bool(finite_rows.any()):
+        found.add("nonfinite_rows")
     shape = tuple(x.x.shape)
     if (len(shape) == 3 and shape[0] >= 2 and shape[1] >= 64 and shape[2] >= 512) \
             or (shape and shape[-1] >= 4096):
@@ -141,8 +189,27 @@ def norm_classes(x) -> frozenset:
     return frozenset(found)
 
 
+def classes_of(label: str) -> tuple:
+    """The shape classes of the op labelled `label` (registry `Op.label`): attention's and RMSNorm's
+    above, else the op's Inputs type's SHAPE_CLASSES (an op declares its own classes there and
+    recognizes them in `Inputs.shape_classes()`)."""
+    if label == "attn":
+        return ATTN_CLASSES
+    if label == "norm":
+        return NORM_CLASSES
+    from kernelprop.registry import OPS
+
+    for o in OPS:
+        if o.label == label:
+            return tuple(getattr(o.inputs_type, "SHAPE_CLASSES", ()))
+    raise ValueError(f"no registered op is labelled {label!r}")
+
+
 def classify(inputs, recipe=None) -> frozenset:
-    """Classes of an inputs object (AttnInputs or NormInputs); the recipe gives the tile."""
+    """Classes of an inputs object (AttnInputs or NormInputs, or any Inputs with its own
+    `shape_classes()`); the recipe gives the tile."""
+    if callable(getattr(inputs, "shape_classes", None)):
+        return frozenset(inputs.shape_classes())
     if hasattr(inputs, "sparse_indices"):
         return attn_classes(inputs, getattr(recipe, "tile", None))
     if hasattr(inputs, "eps"):
@@ -224,7 +291,8 @@ def table_lines(rows: list) -> list:
     """rows: (nodeid, snapshot), merged per test function. One line per test: examples, then
     count per class; a class the test draws that got zero is flagged '0!', one it does not draw
     shows '-'."""
-    names = list(dict.fromkeys(ATTN_CLASSES + NORM_CLASSES))
+    seen = [c for _, snap in rows for c in (*snap.get("expected", ()), *snap.get("counts", {}))]
+    names = list(dict.fromkeys(ATTN_CLASSES + NORM_CLASSES + tuple(seen)))
     short = {c: c[:12] for c in names}
     head = f"{'examples':>8} " + " ".join(f"{short[c]:>12}" for c in names) + "  test"
     lines = [head]

@@ -18,7 +18,6 @@ server once it answers again.
 """
 from __future__ import annotations
 
-import os
 import sys
 import time
 import warnings
@@ -27,6 +26,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from hypothesis.database import (DirectoryBasedExampleDatabase, ExampleDatabase,
                                  MultiplexedDatabase)
+
+from kernelprop import knobs
 
 DEFAULT_LOCAL = ".hypothesis/examples"
 REDIS_SCHEMES = ("redis", "rediss", "unix")
@@ -70,8 +71,8 @@ def is_shared(value: str | None) -> bool:
 def parse_database(value: str | None = None, local: str | None = None) -> DatabaseSpec:
     """DatabaseSpec from a --database value (a directory or a redis URL) and --local-database;
     None falls back to $KERNELPROP_DATABASE / $KERNELPROP_LOCAL_DATABASE, then the default."""
-    value = value or os.environ.get("KERNELPROP_DATABASE") or DEFAULT_LOCAL
-    local = local or os.environ.get("KERNELPROP_LOCAL_DATABASE") or DEFAULT_LOCAL
+    value = value or knobs.database.get() or DEFAULT_LOCAL
+    local = local or knobs.local_database.get() or DEFAULT_LOCAL
     if not is_shared(value):
         return DatabaseSpec(local=value)
     scheme = urlsplit(value).scheme

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Optional
 
-from kernelprop.golden.domain import DomainValue, flag, kinds, most, sizes
+from kernelprop.golden.domain import DomainValue, flag, kinds, least, most, sizes
 from kernelprop.golden.inputs import NORM_DATA_KINDS, SINK_KINDS
 
 SINK_VALUE_KINDS = {"neg_inf": lambda v: v == -math.inf, "pos_inf": lambda v: v == math.inf,
@@ -30,6 +30,10 @@ class AttnDomain(DomainValue):
     max_heads:          most heads H; None: any.
     max_tokens_per_batch: most tokens per batch S (MTP depth); None: any.
     max_indices:        most index positions K per token; None: any.
+    min_valid_keys:     every token has at least this many valid keys (serving engines never
+                        send an empty decode row; SGLang and vLLM return NaN there); None: a token
+                        may have none. P7 (empty rows) is then skipped with that reason, and every
+                        drawn case is fitted so that no property sees a token below it.
     """
 
     sinks: Optional[tuple] = kinds(SINK_KINDS)
@@ -37,6 +41,22 @@ class AttnDomain(DomainValue):
     max_heads: Optional[int] = most()
     max_tokens_per_batch: Optional[int] = most()
     max_indices: Optional[int] = most()
+    min_valid_keys: Optional[int] = least()
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if (self.min_valid_keys is not None and self.max_indices is not None
+                and self.min_valid_keys > self.max_indices):
+            raise ValueError(f"min_valid_keys={self.min_valid_keys} exceeds max_indices="
+                             f"{self.max_indices}: no token could have that many valid keys")
+
+    def empty_rows_reason(self) -> Optional[str]:
+        """Why tokens without a valid key (P7) lie outside the domain, or None."""
+        if self.min_valid_keys is None:
+            return None
+        return (f"the implementation declares {self.describe()}: every token has at least "
+                f"{self.min_valid_keys} valid key(s), so tokens without one (P7) lie outside "
+                f"its domain")
 
     def allows_sink(self, kind: str) -> bool:
         return self.sinks is None or kind in self.sinks
@@ -64,7 +84,23 @@ class AttnDomain(DomainValue):
             topk = min(case.topk, self.max_indices - window)
             changes.update(window=window, topk=topk,
                            extra=min(case.extra, self.max_indices - window - topk))
+        if self.min_valid_keys is not None:
+            changes.update(self._fit_valid_keys(case.replace(**changes)))
         return case.replace(**changes) if changes else case
+
+    def _fit_valid_keys(self, case) -> dict:
+        """Changes that give every token >= min_valid_keys valid keys: each token sees at least
+        that many rows (seqused_kv >= S - 1 + n, the compressed cache long enough to hold what
+        the window does not), K >= n index positions, and the generator repairs rows that pads,
+        out-of-range values or duplicates left short (AttnCase.min_valid_keys)."""
+        n = self.min_valid_keys
+        S, W = case.tokens_per_batch, case.window
+        min_used = max(case.min_used, S - 1 + n)
+        changes = dict(min_valid_keys=n, min_used=min_used,
+                       max_cmp_len=max(case.max_cmp_len, min_used - W))
+        if case.num_indices < n:
+            changes["topk"] = case.topk + n - case.num_indices
+        return changes
 
 
 @dataclass(frozen=True)

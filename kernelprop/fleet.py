@@ -21,6 +21,8 @@ import socket
 import sys
 from pathlib import Path
 
+from kernelprop import knobs
+
 SCHEMA = "kernelprop-fleet-run/1"
 REDIS_KEY = "kernelprop:fleet:runs"
 
@@ -87,7 +89,7 @@ def open_store(target: str):
 
 
 def worker_name(requested: str | None = None) -> str:
-    return requested or os.environ.get("KERNELPROP_WORKER") or socket.gethostname()
+    return requested or knobs.worker.get() or socket.gethostname()
 
 
 def run_record(summary: dict, worker: str) -> dict:

@@ -9,10 +9,10 @@ Exit 0 when written, 2 when no record was found or a store cannot be read (the c
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
+from kernelprop import knobs
 from kernelprop.fleet import open_store
 from kernelprop.fleet_html import render
 from kernelprop.fleet_report import markdown, merge
@@ -39,8 +39,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--out", default="fuzz-history/fleet", help="output directory")
     p.add_argument("--title", default="kernelprop fleet fuzzing")
     args = p.parse_args(argv)
-    targets = args.fleet or ([os.environ["KERNELPROP_FLEET"]]
-                             if os.environ.get("KERNELPROP_FLEET") else [])
+    targets = args.fleet or ([knobs.fleet.get()] if knobs.fleet.get() else [])
     if not targets:
         p.error("name a fleet store: --fleet redis://HOST:PORT/N or --fleet DIR")
     try:

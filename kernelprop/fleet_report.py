@@ -151,7 +151,8 @@ def markdown(view: FleetView, title: str) -> str:
     for (worker, test), (ex, sec) in view.throughput.items():
         lines.append(f"| {worker} | `{test}` | {ex} | {sec:.1f} | "
                      f"{fmt(ex / sec) if sec > 0 else '-'} |")
-    lines += ["", "worst error/bound: the largest hypothesis `target()` score (max |actual - "
-              "expected| / bound); above 1 fails. First failure: where the worker's first failing "
+    lines += ["", "worst error/bound: the largest hypothesis `target()` score (kernelprop.verdict."
+              "Verdict.score: the margin ratio where the bound has bf16 flips, 0 for a legitimate "
+              "flip; else max |actual - expected| / bound); above 1 fails. First failure: where the worker's first failing "
               "example came from; \"replayed from the database\" means another worker found it.", ""]
     return "\n".join(lines)

@@ -47,6 +47,8 @@ import sys
 import time
 from pathlib import Path
 
+from kernelprop import knobs
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_EXAMPLES = 10         # first round: a few examples of every test, then scaled to the time left
 MAX_EXAMPLES = 2000        # the nightly profile's own max_examples
@@ -87,7 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default=None, choices=["auto", "cpu", "cuda"])
     p.add_argument("--sizes", default=None, choices=["small", "reference", "large"],
                    help="example sizes (kernelprop/sizes.py; default: reference, the nightly's)")
-    p.add_argument("--reports-dir", default=os.environ.get("KERNELPROP_REPORTS", "reports"))
+    p.add_argument("--reports-dir", default=knobs.reports.get())
     p.add_argument("--history-dir", default="fuzz-history")
     p.add_argument("--progress", type=float, default=15.0, help="seconds between progress lines")
     p.add_argument("--report-grace", type=float, default=60.0,
@@ -268,7 +270,7 @@ def _progress_line(elapsed, budget, rnd, examples, records) -> str:
     worst_text = ", ".join(f"{k} {_fmt(v)}" for k, v in sorted(worst.items())) or "-"
     return (f"[{_clock(elapsed)}/{_clock(budget)}] round {rnd} ({examples} examples/test): "
             f"{len(done)} tests done, {len(running)} running, {n_examples} examples, "
-            f"{failures} failed; worst error/bound {worst_text}")
+            f"{failures} failed; worst score {worst_text}")
 
 
 def run_round(args, rnd: int, seed: int, examples: int, paths, extra, work: Path, env: dict,
@@ -278,8 +280,8 @@ def run_round(args, rnd: int, seed: int, examples: int, paths, extra, work: Path
     log = work / f"round-{rnd}.log"
     priority = work / f"priority-{rnd}.json"
     priority.write_text(json.dumps(seen or {}))
-    env = dict(env, KERNELPROP_NIGHTLY_EXAMPLES=str(examples), KERNELPROP_FUZZ_STATS=str(stats),
-               KERNELPROP_FUZZ_PRIORITY=str(priority), KERNELPROP_PROFILE=profile)
+    env = dict(env, **knobs.env(nightly_examples=examples, fuzz_stats=stats, fuzz_priority=priority,
+                                profile=profile))
     cmd = _pytest_command(args, paths, seed, extra, deselect, profile)
     began = time.monotonic()
     interrupted = False
@@ -373,7 +375,7 @@ def markdown(summary: dict) -> str:
              f"{summary['backend']} ({summary['device']}), database `{summary['database']}`, "
              f"impl {', '.join(summary['impl']) or 'bundled'}", "",
              "| property | test (cases) | examples | failing runs | failing examples | "
-             "worst error/bound (target max) | reports |",
+             "worst score (target max) | reports |",
              "|---|---|---:|---:|---:|---:|---|"]
     for nodeid, p in summary["groups"].items():
         spec = "/".join(p["spec"]) or "-"
@@ -402,9 +404,10 @@ def markdown(summary: dict) -> str:
         lines.append(f"| {r['round']} | {r.get('kind', 'nightly')} | {seed} | "
                      f"{r['examples_per_test']} | {r['seconds']} | "
                      f"{r['rc']}{' (deadline)' if r['interrupted'] else ''} | `{r['log']}` |")
-    lines += ["", "worst error/bound: the largest hypothesis `target()` score of the property "
-              "(max |actual - expected| / bound; for bitwise checks the count of differing "
-              "elements); above 1 fails. Failing runs: rounds in which the test failed or errored."
+    lines += ["", "worst score: the largest hypothesis `target()` score of the property "
+              "(kernelprop.verdict.Verdict.score: the margin ratio where the bound has a discrete "
+              "share of bf16 flips, 0 for a legitimate flip; else max |actual - expected| / bound;"
+              " for bitwise checks the count of differing elements); above 1 fails. Failing runs: rounds in which the test failed or errored."
               " Replay a report: `python -m kernelprop replay <report>/report.json`.", ""]
     return "\n".join(lines)
 
@@ -516,15 +519,12 @@ def main(argv: list[str]) -> int:
     work = history_dir / "runs" / run_id
     work.mkdir(parents=True, exist_ok=True)
     # rounds open the database fail-soft: it answered just now; a later outage only warns
-    env = dict(os.environ, KERNELPROP_PROFILE="nightly",
-               KERNELPROP_DATABASE=spec.shared or spec.local, KERNELPROP_LOCAL_DATABASE=spec.local,
-               KERNELPROP_DATABASE_ON_ERROR="warn", KERNELPROP_RUN_ID=run_id,
+    env = dict(os.environ, **knobs.env(profile="nightly", database=spec.shared or spec.local,
+                                       local_database=spec.local, database_on_error="warn",
+                                       run_id=run_id, backend=args.backend or None,
+                                       sizes=args.sizes or None),
                PYTHONPATH=os.pathsep.join([str(ROOT)] + ([os.environ["PYTHONPATH"]]
                                                          if os.environ.get("PYTHONPATH") else [])))
-    if args.backend:
-        env["KERNELPROP_BACKEND"] = args.backend
-    if args.sizes:
-        env["KERNELPROP_SIZES"] = args.sizes
     seed = args.seed
     examples = args.examples or DEFAULT_EXAMPLES
 

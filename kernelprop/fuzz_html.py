@@ -1,6 +1,8 @@
-"""The fuzz run's HTML page: a summary table, the error distribution of every property (a
-histogram of its per-example target scores on a log10 axis, the bound at 1), and each property's
-worst error over the past runs of history.jsonl. Plain inline SVG: no plotting dependency."""
+"""The fuzz run's HTML page: a summary table, the score distribution of every property (a
+histogram of its per-example target() scores on a log10 axis, the bound at 1), and each
+property's worst score over the past runs of history.jsonl. Plain inline SVG: no plotting
+dependency. The score is kernelprop.verdict.Verdict.score: the margin ratio where the bound has
+a discrete share of bf16 flips (0 for a legitimate flip), else error/bound; > 1 fails."""
 from __future__ import annotations
 
 import html
@@ -70,12 +72,15 @@ def _svg(body: list[str], title: str) -> str:
 
 
 def histogram(values: list[float], title: str, bins: int = 30) -> str:
-    """Histogram of log10(score) for the positive scores; zeros are counted in the caption."""
+    """Histogram of log10(score) for the positive scores; zeros are counted in the caption.
+    A bar is red only when it holds a failing score (> 1): a passing score of exactly 1 (the
+    bound reached, not exceeded) stays blue although its bin reaches past 1."""
     infinite = sum(v >= INF_SCORE for v in values)
     positive = [v for v in values if 0 < v < INF_SCORE]
     zeros = len(values) - len(positive) - infinite
-    caption = (f"<p class='cap'>{len(values)} examples; {zeros} with zero error; {infinite} with "
-               f"infinite error/bound (not plotted); max {_num(max(values))}</p>")
+    caption = (f"<p class='cap'>{len(values)} examples; {zeros} with score 0 (no error beyond "
+               f"the allowed flips); {infinite} with an infinite score (not plotted); "
+               f"{sum(v > 1 for v in values)} above 1 (failing); max {_num(max(values))}</p>")
     if not positive:
         return caption
     logs = [math.log10(v) for v in positive]
@@ -84,9 +89,11 @@ def histogram(values: list[float], title: str, bins: int = 30) -> str:
     if hi - lo < 2:
         lo = hi - 2
     width = (hi - lo) / bins
-    counts = [0] * bins
-    for v in logs:
-        counts[min(bins - 1, int((v - lo) / width))] += 1
+    counts, failing = [0] * bins, [0] * bins
+    for v, log in zip(positive, logs):
+        b = min(bins - 1, int((log - lo) / width))
+        counts[b] += 1
+        failing[b] += v > 1
     top = max(counts)
     body = _decade_grid(lo, hi, vertical=True)
     for i, c in enumerate(counts):
@@ -95,14 +102,14 @@ def histogram(values: list[float], title: str, bins: int = 30) -> str:
         left, right = lo + i * width, lo + (i + 1) * width
         x0, x1 = _x(left, lo, hi), _x(right, lo, hi)
         y = _y(c, 0, top)
-        color = BAD if right > 0 else OK
+        color = BAD if failing[i] else OK
         body.append(f'<rect x="{x0:.1f}" y="{y:.1f}" width="{max(x1 - x0 - 1, 1):.1f}" '
                     f'height="{H - PAD_B - y:.1f}" fill="{color}"><title>{c} examples in '
                     f'[{10 ** left:.3g}, {10 ** right:.3g})</title></rect>')
     xb = _x(0, lo, hi)
     body.append(_rule(xb, BAD, vertical=True, dashed=True) + _text(xb + 3, PAD_T + 10, "bound", fill=BAD))
     body.append(_text(PAD_L - 4, PAD_T + 8, top, anchor="end") + _text(PAD_L - 4, H - PAD_B, 0, anchor="end")
-                + _text(f"{(PAD_L + W - PAD_R) / 2:.0f}", H - 3, "error / bound (log scale)",
+                + _text(f"{(PAD_L + W - PAD_R) / 2:.0f}", H - 3, "score (log scale)",
                         anchor="middle"))
     return _svg(body, title) + caption
 
@@ -178,13 +185,13 @@ def render(summary: dict, history: list[dict]) -> str:
         if not p["scores"]:
             continue  # no target() scores: nothing to plot (bad-input checks, skipped tests)
         title = f"{'/'.join(p['spec']) or '-'} {nodeid}"
-        plots = [histogram(values, f"{label}: error distribution") if values else
+        plots = [histogram(values, f"{label}: score distribution") if values else
                  "<p>no scores</p>" for label, values in sorted(p["scores"].items())]
         labels = ", ".join(_esc(label) for label in sorted(p["scores"])) or "no target() scores"
         sections.append(
             f"<section><h3>{_esc(title)}</h3><p class='cap'>{labels}</p><div class='row'>"
-            f"<div><h4>error distribution, this run</h4>{''.join(plots) or '<p>no scores</p>'}</div>"
-            f"<div><h4>worst error over past runs</h4>"
+            f"<div><h4>score distribution, this run</h4>{''.join(plots) or '<p>no scores</p>'}</div>"
+            f"<div><h4>worst score over past runs</h4>"
             f"{trend(_history_points(history, nodeid), title + ': worst over runs')}</div>"
             f"</div></section>")
     v = summary.get("versions", {})
@@ -204,11 +211,14 @@ td code {{ word-break: break-all; }}
 database <code>{_esc(summary['database'])}</code>;
 {_esc(', '.join(f'{k} {val}' for k, val in v.items()))}</p>
 <table><tr><th>property</th><th>test</th><th>examples</th><th>failing runs</th>
-<th>failing examples</th><th>worst error/bound</th><th>reports</th></tr>
+<th>failing examples</th><th>worst score</th><th>reports</th></tr>
 {''.join(rows)}</table>
 {missing}
-<p class="cap">error/bound is each example's hypothesis target() score: max |actual - expected| / bound
-(bitwise checks: the count of differing elements). Above 1 (red) fails.</p>
+<p class="cap">score is each example's hypothesis target() score, named by its label: "margin" (the
+margin ratio: how far the worst element lies outside expected +- the bf16 flips a correct
+implementation may make, in units of the bound's remaining part; 0 for a legitimate flip), where
+the bound has such flips, else "error/bound" (max |actual - expected| / bound); bitwise checks:
+the count of differing elements. Above 1 (red) fails.</p>
 {''.join(sections)}
 </body></html>
 """

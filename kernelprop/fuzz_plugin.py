@@ -2,7 +2,7 @@
 
 Per test it counts the examples hypothesis ran (through hypothesis' observability callbacks: one
 observation per test case), the failing ones, and every `target()` score (the properties target
-their worst error/bound ratio), and appends JSON lines to $KERNELPROP_FUZZ_STATS/<process>.jsonl:
+kernelprop.verdict.Verdict.score: the margin ratio, or error/bound where the bound has no flips), and appends JSON lines to $KERNELPROP_FUZZ_STATS/<process>.jsonl:
 
   {"type": "progress", "nodeid", "examples", "failed", "max": {label: score}}   every few seconds
   {"type": "test", "nodeid", "spec", "outcome", "interrupted", "examples", "failed", "gave_up",
@@ -30,12 +30,14 @@ import time
 
 import pytest
 
+from kernelprop import knobs
+
 PROGRESS_EVERY_S = 5.0
 MAX_SCORES = 50_000  # per test and label; later scores only update the count and the max
 
 
 def _out_path():
-    base = os.environ.get("KERNELPROP_FUZZ_STATS")
+    base = knobs.fuzz_stats.get()
     if not base:
         return None
     os.makedirs(base, exist_ok=True)
@@ -166,7 +168,7 @@ def pytest_runtest_makereport(item, call):
 
 
 def pytest_collection_modifyitems(session, config, items):
-    path = os.environ.get("KERNELPROP_FUZZ_PRIORITY")
+    path = knobs.fuzz_priority.get()
     if not path or _out_path() is None:
         return
     try:
@@ -181,7 +183,7 @@ def pytest_collection_finish(session):
     if session.items and _out_path() is not None:
         from kernelprop.backend import device_name
 
-        backend = os.environ.get("KERNELPROP_BACKEND", "cpu")
+        backend = knobs.backend.get() or "cpu"
         _write({"type": "collected", "nodeids": [item.nodeid for item in session.items],
                 "backend": backend, "device": device_name(backend)})
 

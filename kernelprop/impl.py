@@ -1,7 +1,11 @@
 """Implementations under test and the `--impl name=PATH_OR_MODULE:CALLABLE` plug-in (SPEC section 6).
 
 An `Impl` wraps a callable with the bundled signature. Its declarations (attributes of the callable):
-  recipe            the op's recipe type (registry): its numerics (default: the type's defaults)
+  recipe            the op's recipe type (registry): its numerics (default: the type's defaults);
+                    or a callable of the example's shape (the op's `Inputs.shape()`, e.g.
+                    golden.inputs.AttnShape) returning that recipe, for kernels whose arithmetic
+                    depends on the shape (SPEC section 6); `Impl.recipe_for(case_or_inputs)`
+                    resolves it, and every property, report and replay reads it through that
   accepts_recipe    True: any recipe keyword; a tuple of field names: only those fields may differ
                     from `recipe` (the suite varies only those); absent/False: never a keyword
   validates_inputs  default True; False: the kernel does no argument checks, P13 is skipped
@@ -20,6 +24,7 @@ from dataclasses import fields
 from typing import Any, Callable, Optional, Union
 
 from kernelprop.registry import BY_KIND, OPS
+from kernelprop.scratch import poisoned_allocations
 
 KINDS = tuple(o.kind for o in OPS)                  # --impl NAMEs, in registry order
 BUNDLED = {o.kind: o.bundled for o in OPS}          # kind -> bundled "module:callable"
@@ -30,7 +35,7 @@ class Impl:
     kind: str               # a registry kind (kernelprop.registry.OPS)
     spec: str               # what the user named: PATH_OR_MODULE:CALLABLE
     fn: Callable
-    recipe: Any             # declared recipe (the op's recipe type)
+    recipe: Any             # declared recipe (the op's recipe type), or a callable of the shape
     accepts_recipe: Union[bool, tuple]  # True, False, or the recipe fields it can vary
     validates_inputs: bool = True
     domain: Optional[Any] = None  # the op's domain type, None: any input
@@ -39,34 +44,87 @@ class Impl:
     def label(self) -> str:
         return self.spec
 
+    @property
+    def shape_dependent(self) -> bool:
+        """Whether the declared recipe is a callable of the example's shape."""
+        return not isinstance(self.recipe, BY_KIND[self.kind].recipe_type)
+
+    def recipe_for(self, example=None):
+        """The declared recipe in effect for `example` (a case or inputs value with `.shape()`,
+        or a shape): a shape-dependent recipe is called on the shape; a fixed one is returned
+        as is (example may then be None)."""
+        if not self.shape_dependent:
+            return self.recipe
+        if example is None:
+            raise ValueError(f"{self.spec} declares a shape-dependent recipe: which one is in "
+                             f"effect needs the example's shape")
+        shape = example.shape() if callable(getattr(example, "shape", None)) else example
+        recipe = self.recipe(shape)
+        recipe_type = BY_KIND[self.kind].recipe_type
+        if not isinstance(recipe, recipe_type):
+            raise TypeError(f"{self.spec}: its recipe callable returned {type(recipe).__name__} "
+                            f"for {shape}, expected a {recipe_type.__name__}")
+        return recipe
+
+    def example_recipe(self, drawn, example=None):
+        """The recipe an example runs on this implementation: its declared recipe for the
+        example, with the fields it may vary taken from `drawn` (all of them for True)."""
+        if self.accepts_recipe is True:
+            return drawn
+        declared = self.recipe_for(example)
+        if not self.accepts_recipe:
+            return declared
+        return declared.replace(**{f: getattr(drawn, f) for f in self.accepts_recipe})
+
     def varies(self, field: str) -> bool:
         """Whether the suite may pass recipes that differ from the declared one in `field`."""
         return self.accepts_recipe is True or (isinstance(self.accepts_recipe, tuple)
                                                and field in self.accepts_recipe)
 
-    def supports(self, recipe) -> bool:
-        return recipe == self.recipe or all(
+    def supports(self, recipe, example=None) -> bool:
+        """Whether `recipe` may be passed for `example` (needed when the recipe is
+        shape-dependent and the implementation does not accept every field)."""
+        if self.accepts_recipe is True:
+            return True
+        declared = self.recipe_for(example)
+        return recipe == declared or all(
             self.varies(f.name) for f in fields(recipe)
-            if getattr(recipe, f.name) != getattr(self.recipe, f.name))
+            if getattr(recipe, f.name) != getattr(declared, f.name))
+
+    def describe_recipe(self) -> str:
+        if not self.shape_dependent:
+            return str(self.recipe)
+        name = getattr(self.recipe, "__qualname__", None) or repr(self.recipe)
+        return f"{name}(shape) (shape-dependent)"
 
     def unsupported_reason(self, recipe) -> str:
-        return (f"{self.spec} declares recipe {self.recipe} and accepts_recipe="
+        return (f"{self.spec} declares recipe {self.describe_recipe()} and accepts_recipe="
                 f"{self.accepts_recipe!r}; this check needs {recipe}")
 
     def declared(self) -> str:
         """One line: what the implementation declared (report and terminal headers)."""
-        return (f"recipe={self.recipe}, accepts_recipe={self.accepts_recipe!r}, "
+        return (f"recipe={self.describe_recipe()}, accepts_recipe={self.accepts_recipe!r}, "
                 f"validates_inputs={self.validates_inputs}, domain="
                 f"{self.domain.describe() if self.domain is not None else 'any input'}")
 
     def __call__(self, *args, recipe=None, **kwargs):
         """Run the implementation; `recipe` None means its declared recipe. A recipe keyword is
-        passed only to implementations that accept one (True or a tuple of fields)."""
-        if recipe is not None and not self.supports(recipe):
+        passed only to implementations that accept one (True or a tuple of fields). The call
+        runs with poisoned allocations (kernelprop.scratch)."""
+        if recipe is not None and not self.supports(recipe, self._example(args, kwargs)):
             raise ValueError(self.unsupported_reason(recipe))
-        if recipe is None or not self.accepts_recipe:
-            return self.fn(*args, **kwargs)
-        return self.fn(*args, recipe=recipe, **kwargs)
+        with poisoned_allocations():  # scratch the kernel never writes must not reach a result
+            if recipe is None or not self.accepts_recipe:
+                return self.fn(*args, **kwargs)
+            return self.fn(*args, recipe=recipe, **kwargs)
+
+
+    def _example(self, args, kwargs):
+        """The call's arguments as the op's inputs value (what a shape-dependent recipe is
+        resolved on); None when the recipe is fixed."""
+        if not self.shape_dependent or self.accepts_recipe is True:
+            return None
+        return BY_KIND[self.kind].inputs_type(*args, **kwargs)
 
 
 def parse_impl_option(value: str) -> tuple[str, str]:
@@ -141,24 +199,26 @@ def make_impl(kind: str, target: str | None = None) -> Impl:
     recipe = getattr(fn, "recipe", None)
     if recipe is None:
         recipe = recipe_type()
-    elif not isinstance(recipe, recipe_type):
+    elif not isinstance(recipe, recipe_type) and (isinstance(recipe, type) or not callable(recipe)):
         raise ValueError(f"--impl {kind}={target}: its `recipe` attribute must be a "
-                         f"{recipe_type.__name__}, got {type(recipe).__name__}")
+                         f"{recipe_type.__name__} or a callable of the shape returning one, got "
+                         f"{type(recipe).__name__}")
     return Impl(kind=kind, spec=target, fn=fn, recipe=recipe,
-                accepts_recipe=_accepts(kind, target, getattr(fn, "accepts_recipe", False), recipe),
+                accepts_recipe=_accepts(kind, target, getattr(fn, "accepts_recipe", False),
+                                        recipe_type),
                 validates_inputs=_flag(kind, target, "validates_inputs",
                                        getattr(fn, "validates_inputs", True)),
                 domain=_domain(kind, target, getattr(fn, "domain", None)))
 
 
-def _accepts(kind: str, target: str, value, recipe) -> Union[bool, tuple]:
+def _accepts(kind: str, target: str, value, recipe_type) -> Union[bool, tuple]:
     if value is True or value is False or value is None:
         return bool(value)
-    names = {f.name for f in fields(recipe)}
+    names = {f.name for f in fields(recipe_type)}
     if isinstance(value, (tuple, list)) and value and all(v in names for v in value):
         return tuple(value)
     raise ValueError(f"--impl {kind}={target}: accepts_recipe must be True, False or a non-empty "
-                     f"tuple of {type(recipe).__name__} fields {sorted(names)}, got {value!r}")
+                     f"tuple of {recipe_type.__name__} fields {sorted(names)}, got {value!r}")
 
 
 def _flag(kind: str, target: str, name: str, value) -> bool:

@@ -2,7 +2,7 @@
 
     python -m kernelprop mutants [--profile ci] [--only NAME ...] [--workers W]
                                  [--timeout-per-mutant S] [--json PATH] [--markdown PATH]
-                                 [--no-controls] [--keep DIR] [--from-json PATH]
+                                 [--no-controls] [--keep DIR] [--from-json PATH] [--zoo]
 
 Runs properties/ (hypothesis profile `--profile`, default ci) once per catalogue entry of
 impls/mutants/ through `--impl KIND=TARGET`, as one pytest subprocess per entry, W at a time, with
@@ -16,6 +16,9 @@ and, per mutant, the search time and example count hypothesis needed for the fir
 example (shrinking excluded) and the size of the shrunk counterexample. Controls (correct
 implementations, impls.mutants.CONTROLS) run the same way and must pass everything.
 Exit status 1 if a mutant that some property should catch survives, or a control fails.
+
+--zoo runs the bug zoo instead (impls/zoo: public bugs reproduced on our code, their correct bases
+as controls) and adds, per entry, the (property, shape class) pairs whose tests failed on it.
 
 The same module is the pytest plugin of the subprocesses (`-p kernelprop.mutants`): it keeps the
 tests whose fixtures include the entry's implementation (attn_impl / norm_impl), optionally only
@@ -41,13 +44,11 @@ from typing import Optional
 
 import pytest
 
+from kernelprop import knobs
 from kernelprop.registry import BY_KIND, OPS, PROPERTY_IDS as REGISTRY_PROPERTY_IDS, Op
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PROPERTY_IDS = REGISTRY_PROPERTY_IDS   # every registered op's spec ids (kill-matrix columns)
-ENV_KIND = "KERNELPROP_MUTANT_KIND"          # keep tests of this implementation kind
-ENV_SPECS = "KERNELPROP_MUTANT_SPECS"        # optional: comma-separated P ids to keep
-ENV_RESULTS = "KERNELPROP_MUTANT_RESULTS"    # JSON lines, one per test
 
 
 # %% running one catalogue entry
@@ -136,7 +137,7 @@ def suite_command(kind: str, target: str, *, profile: str, reports_dir: pathlib.
 
 def run_entry(entry, *, role: str, profile: str = "ci", workdir: pathlib.Path,
               paths=("properties",), specs=None, extra_args=(), timeout: Optional[float] = None,
-              threads: Optional[int] = None) -> RunResult:
+              threads: Optional[int] = None, shrink: bool = True) -> RunResult:
     """Run the suite against one catalogue entry (a Mutant or Control) in a pytest subprocess."""
     out = pathlib.Path(workdir) / entry.name
     out.mkdir(parents=True, exist_ok=True)
@@ -146,12 +147,13 @@ def run_entry(entry, *, role: str, profile: str = "ci", workdir: pathlib.Path,
     where, _, attr = target.rpartition(":")
     if where.endswith(".py"):
         target = f"{ROOT / where}:{attr}"
-    env = dict(os.environ, KERNELPROP_PROFILE=profile, **{ENV_KIND: entry.kind,
-                                                          ENV_RESULTS: str(results)})
+    # without shrinking: the profile's "-noshrink" twin (kernelprop.profiles), the same examples
+    env = dict(os.environ, **knobs.env(profile=profile if shrink else f"{profile}-noshrink",
+                                       mutant_kind=entry.kind, mutant_results=results))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    env.pop(ENV_SPECS, None)
+    env.pop(knobs.mutant_specs.variable, None)
     if specs:
-        env[ENV_SPECS] = ",".join(specs)
+        env.update(knobs.env(mutant_specs=",".join(specs)))
     if threads:
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             env[var] = str(threads)
@@ -199,6 +201,32 @@ def case_size(case: Optional[dict]) -> tuple[Optional[int], str]:
     return rows * max(heads, 1) * dim, "x".join(map(str, shape))
 
 
+def shape_class_of(nodeid: str) -> str:
+    """The shape class of a test's parametrization ("plain", a kernelprop.coverage class), or ""
+    for tests not parametrized over classes."""
+    from kernelprop.coverage import ATTN_CLASSES, NORM_CLASSES
+
+    params = nodeid.rpartition("[")[2].rstrip("]").split("-") if nodeid.endswith("]") else []
+    known = ("plain", *ATTN_CLASSES, *NORM_CLASSES)
+    return next((p for p in params if p in known), "")
+
+
+def killed_by(run: RunResult) -> list:
+    """[(P id, shape class), ...] of the failing tests of a run, in property order."""
+    pairs = {(p, shape_class_of(t.nodeid)) for t in run.tests if t.outcome == "failed"
+             for p in t.specs}
+    order = {p: i for i, p in enumerate(PROPERTY_IDS)}
+    return sorted(pairs, key=lambda pc: (order.get(pc[0], len(order)), pc[1]))
+
+
+def killed_by_text(run: RunResult) -> str:
+    """'P1 (plain, multi_tile); P7 (plain)': each killing property with its shape classes."""
+    by_pid: dict = {}
+    for pid, shape_class in killed_by(run):
+        by_pid.setdefault(pid, []).append(shape_class or "-")
+    return "; ".join(f"{pid} ({', '.join(classes)})" for pid, classes in by_pid.items())
+
+
 def _fmt_s(value: Optional[float]) -> str:
     return "" if value is None else f"{value:.1f}s"
 
@@ -226,6 +254,8 @@ def matrix_lines(runs: list) -> list:
         kind = BY_KIND[r.kind].label
         lines.append(f"{r.name:<{name_w}} {kind:<5} {cells}  {verdict:<11} {kill:<15} "
                      f"{examples:>8}  {shape:<20} {missed}")
+        if r.role == "mutant" and killed_by(r):
+            lines.append(f"{'':<{name_w}}   killed by {killed_by_text(r)}")
     return lines
 
 
@@ -237,6 +267,31 @@ def markdown_table(runs: list) -> str:
         row = [f"`{r.name}`", BY_KIND[r.kind].label,
                *(r.cell(p) for p in PROPERTY_IDS), r.verdict, *_kill_columns(r)]
         lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def zoo_markdown(runs: list, entries: list) -> str:
+    """The zoo table (docs/zoo.md, docs/mutants.md "Zoo"): one row per surveyed bug entry, in
+    scope or not: its thread, mechanism, verdict and the (property, shape class) that killed it,
+    or why it is out of scope / survives."""
+    by_name = {r.name: r for r in runs}
+    head = ["bug", "entry", "thread", "mechanism", "in scope", "verdict",
+            "killed by (property, shape class) / reason"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for e in entries:
+        run = by_name.get(e.name)
+        threads = " ".join(f"[{i + 1}]({url})" for i, url in enumerate(e.threads))
+        if not e.in_scope:
+            verdict, why = "out of scope", e.out_of_scope
+        elif run is None:
+            verdict, why = "not run", ""
+        else:
+            verdict = run.verdict
+            why = killed_by_text(run) if verdict == "killed" else (e.survives or "")
+        lines.append("| " + " | ".join([str(e.bug or "see also"), f"`{e.name}`", threads,
+                                        e.mechanism.replace("|", "/"),
+                                        "yes" if e.in_scope else "no", verdict,
+                                        why.replace("|", "/")]) + " |")
     return "\n".join(lines)
 
 
@@ -271,13 +326,14 @@ def select(entries: list, patterns: Optional[list]) -> list:
 
 
 def run_catalogue(jobs: list, *, profile: str, workers: int, timeout: float,
-                  workdir: pathlib.Path) -> dict:
+                  workdir: pathlib.Path, shrink: bool = True) -> dict:
     """Run (entry, role) jobs, `workers` subprocesses at a time; {name: RunResult}."""
     threads = max(1, (os.cpu_count() or 1) // workers)
     results = {}
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
         futures = [pool.submit(run_entry, entry, role=role, profile=profile, workdir=workdir,
-                               timeout=timeout, threads=threads) for entry, role in jobs]
+                               timeout=timeout, threads=threads, shrink=shrink)
+                   for entry, role in jobs]
         for done, future in enumerate(concurrent.futures.as_completed(futures), 1):
             run = future.result()
             results[run.name] = run
@@ -316,9 +372,14 @@ def catalogue() -> tuple:
     return mutants, controls
 
 
-def main(argv: list) -> int:
-    MUTANTS, CONTROLS = catalogue()
+def zoo_catalogue() -> tuple:
+    """(in-scope zoo entries, zoo controls, every zoo entry) of impls/zoo."""
+    from kernelprop.impls import zoo
 
+    return zoo.in_scope(), zoo.controls(), zoo.zoo()
+
+
+def main(argv: list) -> int:
     parser = argparse.ArgumentParser(prog="python -m kernelprop mutants",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", default="ci", help="hypothesis profile (default ci)")
@@ -334,7 +395,13 @@ def main(argv: list) -> int:
                         help="keep per-entry reports and results in DIR (default: a temp dir)")
     parser.add_argument("--from-json", metavar="PATH",
                         help="re-render a saved --json run instead of running the suite")
+    parser.add_argument("--zoo", action="store_true",
+                        help="run the bug zoo (impls/zoo) instead of the mutant catalogue")
+    parser.add_argument("--no-shrink", action="store_true",
+                        help="the profile without its shrink phase: the same examples and kills, "
+                             "the first failing example reported as drawn (default with --zoo)")
     args = parser.parse_args(argv)
+    MUTANTS, CONTROLS = zoo_catalogue()[:2] if args.zoo else catalogue()
     if args.workers < 1:
         parser.error("--workers must be >= 1")
     if args.from_json:
@@ -354,7 +421,8 @@ def main(argv: list) -> int:
         with tempfile.TemporaryDirectory(prefix="kernelprop-mutants-") as tmp:
             results = run_catalogue(jobs, profile=profile, workers=workers,
                                     timeout=args.timeout_per_mutant,
-                                    workdir=pathlib.Path(args.keep or tmp))
+                                    workdir=pathlib.Path(args.keep or tmp),
+                                    shrink=not (args.no_shrink or args.zoo))
         wall = time.monotonic() - start
         mutant_runs = [results[m.name] for m in mutants]
         control_runs = [results[c.name] for c in controls]
@@ -377,12 +445,14 @@ def main(argv: list) -> int:
     if args.json:
         payload = dict(profile=profile, workers=workers, summary=stats,
                        runs=[dict(asdict(r), verdict=r.verdict, killers=r.killers,
+                                  killed_by=killed_by(r),
                                   cells={p: r.cell(p) for p in PROPERTY_IDS})
                              for r in mutant_runs + control_runs])
         pathlib.Path(args.json).write_text(json.dumps(payload, indent=1, default=str))
     if args.markdown:
+        zoo_table = f"{zoo_markdown(mutant_runs, zoo_catalogue()[2])}\n\n" if args.zoo else ""
         pathlib.Path(args.markdown).write_text(
-            f"{markdown_table(mutant_runs)}\n\n{markdown_table(control_runs)}\n\n"
+            f"{zoo_table}{markdown_table(mutant_runs)}\n\n{markdown_table(control_runs)}\n\n"
             f"{summary_line(stats)}\n")
     unexpected = [name for name in stats["survivors"] if name not in stats["expected_survivors"]]
     return 1 if unexpected or stats["false_alarms"] else 0
@@ -418,10 +488,10 @@ def item_kinds(item) -> set:
 
 
 def pytest_collection_modifyitems(session, config, items):
-    kind = os.environ.get(ENV_KIND)
+    kind = knobs.mutant_kind.get()
     if not kind:
         return
-    specs = {p for p in os.environ.get(ENV_SPECS, "").split(",") if p}
+    specs = {p for p in (knobs.mutant_specs.get() or "").split(",") if p}
     keep, drop = [], []
     for item in items:
         wanted = kind in item_kinds(item)
@@ -506,7 +576,7 @@ def _shrunk_case(item, report) -> tuple[Optional[dict], str]:
 def pytest_runtest_makereport(item, call):
     """Outermost wrapper: sees the report after conftest attached the counterexample report."""
     outcome = yield
-    path = os.environ.get(ENV_RESULTS)
+    path = knobs.mutant_results.get()
     if not path:
         return
     report = outcome.get_result()

@@ -7,10 +7,11 @@ Every property test splits max_examples evenly over its shape classes
 (properties.strategies.over_shape_classes)."""
 from __future__ import annotations
 
-import os
 
 from hypothesis import HealthCheck, Phase, Verbosity, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
+
+from kernelprop import knobs
 
 _SUPPRESSED = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example,
                HealthCheck.function_scoped_fixture]
@@ -35,9 +36,15 @@ def register_profiles(database=None) -> None:
                               phases=[Phase.explicit, Phase.generate, Phase.target, Phase.shrink],
                               **common)
     settings.register_profile("dev", max_examples=50, database=db, **common)
-    settings.register_profile("nightly", max_examples=int(os.environ.get("KERNELPROP_NIGHTLY_EXAMPLES", 2000)),
+    settings.register_profile("nightly", max_examples=knobs.nightly_examples.get(),
                               database=db, phases=list(Phase), **common)
     settings.register_profile("replay", max_examples=1, database=db,
                               phases=[Phase.explicit, Phase.reuse], verbosity=Verbosity.normal,
                               **common)
+    # the same profiles without their shrink phase (./kp mutants --no-shrink: a derandomized run
+    # dies on the same example; only shrinking its counterexample is skipped)
+    for name in ("ci", "dev", "nightly"):
+        base = settings.get_profile(name)
+        settings.register_profile(f"{name}-noshrink", base,
+                                  phases=[p for p in base.phases if p != Phase.shrink])
 

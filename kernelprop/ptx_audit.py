@@ -169,47 +169,7 @@ def record_launches(call: Callable[[], Any]) -> tuple[list[RecordedLaunch], Opti
     return launches, error
 
 
-# %% the CUDA model a kernel's PTX calls for
-
-def attention_backend_for(counts: Counter):
-    """golden.attention_bounds.AttnBackend for a kernel whose PTX has `counts`: the tensor-core
-    score model when its dots are bf16 / fp16 MMAs (else the random-order fp32 model), flush to zero
-    when any counted arithmetic flushes (ex2.approx.ftz, libdevice .ftz code), div.full's 5u where
-    it divides with `/`; the exp figure of ex2.approx either way."""
-    from dataclasses import replace
-
-    from kernelprop.golden.attention_bounds import CUDA_MODEL, RANDOM_ORDER
-
-    tc = any(s.split(" ")[0] in TENSOR_CORE_KINDS for s in counts)
-    model = CUDA_MODEL if tc else replace(CUDA_MODEL, tensor_core=None, dot_lambda=RANDOM_ORDER.dot_lambda,
-                                          dot_order="random")
-    flushes = any(PTX_FIGURES[s].flushes for s in counts
-                  if s in PTX_FIGURES and not s.startswith(("sqrt.", "rsqrt.")))
-    divides = any(s.startswith("div.full") for s in counts)
-    return replace(model, ftz=flushes, div_units=PTX_FIGURES["div.full"].rel / PTX_FIGURES["div.rn"].rel
-                   if divides else 1.0)
-
-
-def norm_figures_for(counts: Counter) -> tuple[float, float]:
-    """(inv_ulps, v_div_units) for an RMSNorm kernel whose PTX has `counts`: the largest INV figure
-    among the lowerings present (rsqrt.approx; sqrt.approx then div.full; sqrt.rn then div.rn) and
-    5u for its v = ss / D when it has any div.full (which of its divisions is which is not known
-    from the counts: both are charged)."""
-    from kernelprop.golden.error_model import FP32_ULP_REL
-
-    ulps = lambda stem: PTX_FIGURES[stem].rel / FP32_ULP_REL  # noqa: E731
-    inv = []
-    if any(s.startswith("rsqrt.approx") for s in counts):
-        inv.append(ulps("rsqrt.approx"))
-    if any(s.startswith("sqrt.approx") for s in counts):
-        inv.append(ulps("sqrt.approx") + (ulps("div.full") if any(s.startswith("div.full") for s in counts)
-                                          else ulps("div.rn")))
-    if "sqrt.rn" in counts:
-        inv.append(ulps("sqrt.rn") + ulps("div.rn"))
-    divides = any(s.startswith("div.full") for s in counts)
-    return (max(inv) if inv else ulps("div.full") + ulps("sqrt.approx"),
-            PTX_FIGURES["div.full"].rel / PTX_FIGURES["div.rn"].rel if divides else 1.0)
-
+# %% the PTX an implementation declares
 
 def declared_ptx(fn, recipe) -> Optional[Counter]:
     """The audit stems an implementation declares for `recipe`'s compiled PTX (None: unknown).

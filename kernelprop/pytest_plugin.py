@@ -19,20 +19,19 @@ Options:
 """
 from __future__ import annotations
 
-import os
 
 import pytest
 from hypothesis import settings
 
-from kernelprop import coverage, evidence, profiles, sizes
+from kernelprop import coverage, evidence, knobs, profiles, sizes
 from kernelprop.backend import choose_backend, device_name
-from kernelprop.golden.error_model import ERROR_MODEL_ENV, error_model_family
+from kernelprop.golden.error_model import error_model_family
 from kernelprop.impl import (KINDS, check_targets, declared_lines, make_impl,
                              parse_impl_option)
 from kernelprop.registry import OPS
 
 profiles.register_profiles()
-settings.load_profile(os.environ.get("KERNELPROP_PROFILE", "dev"))
+settings.load_profile(knobs.profile.get())
 
 
 def pytest_addoption(parser):
@@ -41,7 +40,7 @@ def pytest_addoption(parser):
                     help="kernel backend: CUDA if available, else the Triton CPU interpreter")
     group.addoption("--impl", action="append", default=[], metavar="KIND=PATH_OR_MODULE:CALLABLE",
                     help=f"implementation under test, KIND in {', '.join(KINDS)} (repeatable)")
-    group.addoption("--reports-dir", default=os.environ.get("KERNELPROP_REPORTS", "reports"),
+    group.addoption("--reports-dir", default=knobs.reports.get(),
                     help="directory for counterexample reports")
     group.addoption("--sizes", default=None, choices=list(sizes.SIZES),
                     help="example sizes: small (default), reference (nightly default), large (CUDA)")
@@ -75,7 +74,7 @@ def _open_database(config) -> None:
     try:
         spec = parse_database(config.getoption("--database"),
                               config.getoption("--local-database"))
-        db = open_database(spec, on_error=os.environ.get("KERNELPROP_DATABASE_ON_ERROR", "stop"))
+        db = open_database(spec, on_error=knobs.database_on_error.get())
     except DatabaseUnavailable as err:
         raise pytest.UsageError(str(err)) from err
     profiles.register_profiles(database=db)
@@ -100,7 +99,7 @@ def pytest_configure(config):
     enter_for_backend(backend)  # the interpreter computes as the GPU does (SPEC section 8)
     config.kernelprop_backend = backend
     if config.getoption("--error-model"):
-        os.environ[ERROR_MODEL_ENV] = config.getoption("--error-model")   # xdist workers inherit it
+        knobs.error_model.set(config.getoption("--error-model"))   # xdist workers inherit it
     config.kernelprop_error_model = error_model_family(backend)
     _open_database(config)  # a dead Redis stops the run here, with the cause
     from kernelprop.report import configure as configure_reports
@@ -119,10 +118,10 @@ def pytest_configure(config):
         raise pytest.UsageError(str(err)) from err
     config.kernelprop_impl_targets = targets
     profile = config.getoption("--hypothesis-profile", default=None) or \
-        os.environ.get("KERNELPROP_PROFILE", "dev")
-    os.environ["KERNELPROP_PROFILE_ACTIVE"] = profile
+        knobs.profile.get()
+    knobs.profile_active.set(profile)
     config.kernelprop_sizes = sizes.resolve_sizes(config.getoption("--sizes"), profile)
-    os.environ[sizes.ENV] = config.kernelprop_sizes  # read by the strategies and xdist workers
+    knobs.sizes.set(config.kernelprop_sizes)  # read by the strategies and xdist workers
     for kind in KINDS:
         default = sizes.default_target(kind, config.kernelprop_sizes, backend)
         if kind not in targets and default:
@@ -134,7 +133,7 @@ def pytest_report_header(config):
     impls = ", ".join(f"{k}={targets.get(k, 'bundled')}" for k in KINDS)
     return [f"kernelprop: backend={config.kernelprop_backend} "
             f"({device_name(config.kernelprop_backend)}), error model={config.kernelprop_error_model}, profile="
-            f"{os.environ.get('KERNELPROP_PROFILE_ACTIVE')}, impl: {impls}",
+            f"{knobs.profile_active.get()}, impl: {impls}",
             sizes.header(config.kernelprop_sizes, config.kernelprop_backend, targets),
             *declared_lines(targets)]
 
@@ -208,20 +207,6 @@ def pytest_collection_modifyitems(config, items):
 def pytest_runtest_setup(item):
     evidence.begin()
     coverage.begin(item.nodeid, item.get_closest_marker("shape_classes"))
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_call(item):
-    """A shape-class parametrization runs its class's own example count where it has one
-    (properties.strategies.class_examples: the reference class at small sizes)."""
-    shape_class = getattr(item, "callspec", None) and item.callspec.params.get("shape_class")
-    if not shape_class or item.get_closest_marker("shape_classes") is None:
-        yield
-        return
-    from kernelprop.properties.strategies import examples_of_class
-
-    with examples_of_class(item.obj, shape_class):
-        yield
 
 
 @pytest.hookimpl(hookwrapper=True)

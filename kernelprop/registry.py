@@ -49,6 +49,9 @@ class Op:
                 points, each with .name, .reference and .launch(device) -> KernelLaunch
     explain     its kernelprop.causes.Explain: the root causes a failing example can prove, and the
                 small case of the pre-flight call (None: neither)
+    audit_case  () -> the Case one `./kp compile --impl KIND=...` call runs on (launches recorded)
+    ptx_model   (instruction counts) -> one line: the CUDA figures P1 on a GPU must allow a kernel
+                whose PTX has them (kernelprop.ptx_audit; docs/bounds.md#ptx-audit)
     """
 
     kind: str
@@ -71,6 +74,8 @@ class Op:
     limits: Optional[str] = None
     compile_points: Optional[str] = None
     explain: Optional[str] = None
+    audit_case: Optional[str] = None
+    ptx_model: Optional[str] = None
 
     @property
     def recipe_type(self) -> type:
@@ -102,7 +107,8 @@ OPS: tuple[Op, ...] = (
        by_size=f"{P}.attention_limits:sparse_attention_by_size",
        limits=f"{P}.attention_limits:ATTN_SIZES",
        compile_points="kernelprop.compile:attention_points",
-       explain=f"{P}.explain_attention:CAUSES"),
+       explain=f"{P}.explain_attention:CAUSES", audit_case=f"{P}.attention_limits:attention_audit_case",
+       ptx_model=f"{G}.attention_bounds:attention_ptx_model_line"),
     Op(kind="rms_norm", label="norm", fixture="norm_impl",
        recipe=f"{G}.recipes:NormRecipe", domain="kernelprop.declarations:NormDomain",
        cases=f"{P}.strategies:norm_cases", inputs=f"{G}.inputs:NormInputs",
@@ -110,7 +116,8 @@ OPS: tuple[Op, ...] = (
        truth=f"{G}.rmsnorm:rms_norm_fp64", bounds=f"{G}.rmsnorm_bounds",
        bundled="kernelprop.kernels:rms_norm", bad_input=f"{P}.replays_bad_input:NORM_TABLE",
        by_size=f"{P}.norm_limits:rms_norm_by_size", limits=f"{P}.norm_limits:NORM_SIZES",
-       compile_points="kernelprop.compile:norm_points", explain=f"{P}.explain_norm:CAUSES"),
+       compile_points="kernelprop.compile:norm_points", explain=f"{P}.explain_norm:CAUSES",
+       audit_case=f"{P}.norm_limits:norm_audit_case", ptx_model=f"{G}.rmsnorm_bounds:norm_ptx_model_line"),
     Op(kind="indexer_topk", label="idx", fixture="indexer_impl",
        recipe=f"{G}.indexer:IndexerRecipe", domain=f"{G}.indexer:IndexerDomain",
        cases=f"{P}.indexer_strategies:indexer_cases", inputs=f"{G}.indexer:IndexerInputs",
@@ -122,6 +129,18 @@ OPS: tuple[Op, ...] = (
        catalogue="kernelprop.impls.mutants.indexer", shape_classes=False,
        limits=f"{P}.indexer_limits:INDEXER_SIZES",
        compile_points="kernelprop.kernels.sparse_indexer_points:indexer_compile_points"),
+    Op(kind="fused_add_rms_norm", label="fused", fixture="fused_impl",
+       recipe=f"{G}.recipes:NormRecipe", domain=f"{G}.fused_add_norm:FusedDomain",
+       cases=f"{P}.fused_strategies:fused_cases", inputs=f"{G}.fused_add_norm:FusedInputs",
+       make_inputs=f"{G}.fused_add_norm:make_fused_inputs",
+       trace=f"{G}.fused_add_norm:fused_add_norm_trace",
+       truth=f"{G}.fused_add_norm:fused_add_rms_norm_fp64", bounds=f"{G}.fused_add_norm_bounds",
+       bundled="kernelprop.kernels.fused_add_rms_norm:fused_add_rms_norm",
+       bad_input=f"{P}.replays_fused_bad_input:TABLE",
+       property_ids=("F1", "F2", "F3", "F4", "F5", "P13"),
+       catalogue="kernelprop.impls.mutants.fused", shape_classes=True,
+       limits=f"{P}.fused_limits:FUSED_SIZES",
+       compile_points="kernelprop.kernels.fused_add_rms_norm_points:fused_compile_points"),
 )
 BY_KIND: dict[str, Op] = {op.kind: op for op in OPS}
 PROPERTY_IDS: tuple = tuple(dict.fromkeys(p for o in OPS for p in o.property_ids))

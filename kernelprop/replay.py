@@ -21,6 +21,8 @@ import sys
 import traceback
 from pathlib import Path
 
+from kernelprop import knobs
+
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
 
 
@@ -106,19 +108,23 @@ def build_impl(data: dict, overrides: list[str]):
         raise ReplayError(f"cannot load {kind} implementation {spec!r}: {err}") from err
 
 
-def _check_recipe(impl, data: dict) -> None:
-    """An --impl that cannot take the recorded recipe cannot replay the report (not a fix)."""
+def _check_recipe(impl, data: dict, inputs: dict) -> None:
+    """An --impl that cannot take the recorded recipe cannot replay the report (not a fix). A
+    shape-dependent recipe is resolved on the stored inputs, as the draw resolved it."""
     recipe = data.get("recipe")
     if impl is None or not isinstance(recipe, dict):
         return
-    recipe_type = type(impl.recipe)
+    from kernelprop.registry import BY_KIND
+
+    recipe_type = BY_KIND[impl.kind].recipe_type
     if data.get("recipe_type") != recipe_type.__name__:
         return
     try:
         wanted = recipe_type(**recipe)
     except (TypeError, ValueError):
         return
-    if not impl.supports(wanted):
+    example = inputs.get("inputs") if impl.shape_dependent else None
+    if not impl.supports(wanted, example):
         raise ReplayError(impl.unsupported_reason(wanted))
 
 
@@ -150,7 +156,7 @@ def replay(report: str | os.PathLike, impl_overrides: list[str] = (), backend: s
     except (ImportError, AttributeError) as err:
         raise ReplayError(f"replay function {fn_name} not found: {err}") from err
     params = (data.get("replay") or {}).get("params") or {}
-    _check_recipe(impl, data)
+    _check_recipe(impl, data, inputs)
     try:
         outcome = fn(inputs, impl, params)
     except Exception as err:  # noqa: BLE001
@@ -194,7 +200,7 @@ def main(argv: list[str]) -> int:
                                 "metrics": comp and comp["metrics"],
                                 "impl": getattr(impl, "spec", None)}), allow_nan=False))
         return code
-    backend = os.environ.get("KERNELPROP_BACKEND", "cpu")
+    backend = knobs.backend.get() or "cpu"
     print(f"replay {data.get('property_id')} {data.get('check')}: {data.get('nodeid')}")
     print(f"  impl {impl.kind}={impl.spec}" if impl is not None else "  impl: none")
     print(f"  backend {backend} ({device_name(backend)}); report run {data.get('run_id')}, "

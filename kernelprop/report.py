@@ -39,6 +39,7 @@ from typing import Optional
 
 import torch
 
+from kernelprop import knobs
 from kernelprop.plain import plain
 from kernelprop.verdict import (Verdict, check_outcome, comparison, derived_truth, exception_verdict,
                                 kernel_raised, raised_leaves)
@@ -83,7 +84,7 @@ def run_id(config) -> str:
     cached = getattr(config, "_kernelprop_run_id", None)
     if cached:
         return cached
-    rid = os.environ.get("KERNELPROP_RUN_ID", "").strip()
+    rid = knobs.run_id.get()
     workerinput = getattr(config, "workerinput", None)
     if not rid and workerinput and workerinput.get("testrunuid"):
         rid = _shared_run_id(reports_base(config), str(workerinput["testrunuid"]))
@@ -95,8 +96,8 @@ def run_id(config) -> str:
 def configure(config) -> str:
     """Optional, for conftest's pytest_configure on the controller: fix the run id before xdist
     starts its workers (they inherit KERNELPROP_RUN_ID), so every report of a session shares it."""
-    if getattr(config, "workerinput", None) is None and not os.environ.get("KERNELPROP_RUN_ID"):
-        os.environ["KERNELPROP_RUN_ID"] = new_run_id()
+    if getattr(config, "workerinput", None) is None and not knobs.run_id.is_set():
+        knobs.run_id.set(new_run_id())
     return run_id(config)
 
 
@@ -105,7 +106,7 @@ def reports_base(config) -> Path:
         base = config.getoption("--reports-dir")
     except ValueError:
         base = None
-    return Path(base or os.environ.get("KERNELPROP_REPORTS", "reports"))
+    return Path(base or knobs.reports.get())
 
 
 def sanitize(text: str) -> str:
@@ -170,7 +171,7 @@ def _autotune_ran() -> dict:
 def environment() -> dict:
     from kernelprop.backend import device_name
 
-    backend = os.environ.get("KERNELPROP_BACKEND") or ("cuda" if torch.cuda.is_available() else "cpu")
+    backend = knobs.backend.get() or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = device_name(backend)
     except Exception as err:  # noqa: BLE001
@@ -178,7 +179,7 @@ def environment() -> dict:
     return {"backend": backend, "device": device, "platform": platform.platform(),
             "triton_interpret": os.environ.get("TRITON_INTERPRET"),
             "xdist_worker": os.environ.get("PYTEST_XDIST_WORKER"),
-            "profile": os.environ.get("KERNELPROP_PROFILE_ACTIVE"),
+            "profile": knobs.profile_active.get(),
             "autotune": _autotune_ran(),
             "versions": versions()}
 

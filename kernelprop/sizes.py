@@ -25,12 +25,12 @@ only what every op uses.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, fields, make_dataclass
 from typing import Generic, TypeVar
 
+from kernelprop import knobs
+
 SIZES = ("small", "reference", "large")
-ENV = "KERNELPROP_SIZES"
 
 L = TypeVar("L")
 
@@ -56,7 +56,7 @@ def limits_type(name: str, module: str, doc: str, **defaults: int) -> type:
 
 
 def on_cuda() -> bool:
-    return os.environ.get("KERNELPROP_BACKEND") == "cuda"
+    return knobs.backend.get() == "cuda"
 
 
 @dataclass(frozen=True)
@@ -85,14 +85,14 @@ def _by_size() -> dict:
 
 def resolve_sizes(option: str | None, profile: str | None) -> str:
     """The sizes of this run: the option, else $KERNELPROP_SIZES, else by profile."""
-    value = option or os.environ.get(ENV) or ("reference" if profile == "nightly" else "small")
+    value = option or knobs.sizes.get() or ("reference" if profile == "nightly" else "small")
     if value not in SIZES:
         raise ValueError(f"--sizes must be one of {SIZES}, got {value!r}")
     return value
 
 
 def current_sizes() -> str:
-    value = os.environ.get(ENV) or "small"
+    value = knobs.sizes.get() or "small"
     return value if value in SIZES else "small"
 
 
@@ -107,12 +107,12 @@ class BySize:
     implementation (same checks, same recipes) for larger ones. `work_doc` names the work measure
     in the session header."""
 
-    accepts_recipe = True
-
     def __init__(self, recipe: str, work, limit: int, small: str, large: str, work_doc: str):
         from kernelprop.registry import resolve
 
         self.recipe = resolve(recipe)()
+        # the fields the bundled kernel varies (the torch implementation takes the same)
+        self.accepts_recipe = getattr(resolve(small), "accepts_recipe", True)
         self.work, self.limit, self.small, self.large = work, limit, small, large
         self.work_doc = work_doc
 

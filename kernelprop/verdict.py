@@ -76,6 +76,21 @@ class Verdict:
     discrete: Optional[float] = None
     margin_fp32: bool = False    # the margin was measured in the fp32 domain of a bf16 output
 
+    @property
+    def score(self) -> float:
+        """The number the nightly steers toward (hypothesis target()) and plots: > 1 exactly where
+        the check fails. The margin ratio where the bound has a discrete share (0 for a legitimate
+        bf16 flip, so targeting climbs toward errors beyond the flips, not toward flips), else the
+        worst |a - e| / bound, or for a bitwise check the count of differing elements."""
+        return self.worst if self.margin is None else self.margin
+
+    @property
+    def score_label(self) -> str:
+        """What `score` measures: "margin", "error/bound" or "differing elements"."""
+        if self.kind == "bitwise":
+            return "differing elements"
+        return "error/bound" if self.margin is None else "margin"
+
     def add_truth(self, truth: Optional[torch.Tensor]) -> "Verdict":
         if truth is not None and self.index is not None and len(self.index) == truth.dim():
             self.truth = float(truth[self.index].item())

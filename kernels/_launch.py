@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+# CUDA's grid limits (programs per axis): x up to 2^31 - 1, y and z up to 65535
+GRID_LIMITS = (2**31 - 1, 65535, 65535)
+
 
 @dataclass(frozen=True)
 class KernelLaunch:
@@ -25,3 +28,11 @@ class KernelLaunch:
         for n in self.grid:
             total *= n
         return total
+
+    def grid_problems(self) -> list[str]:
+        """Why this grid cannot launch on CUDA (empty: it can): more than 3 axes, or an axis with
+        more programs than GRID_LIMITS allows."""
+        if len(self.grid) > len(GRID_LIMITS):
+            return [f"grid {self.grid} has {len(self.grid)} axes; CUDA allows 3"]
+        return [f"grid axis {axis} has {n} programs; CUDA allows at most {limit}"
+                for axis, (n, limit) in enumerate(zip(self.grid, GRID_LIMITS)) if n > limit]

@@ -6,7 +6,11 @@
 
 INV is the recipe's: rsqrt (tl.math.rsqrt), recip_sqrt (1.0 / tl.sqrt), recip_sqrt_rn
 (div_rn(1, sqrt_rn)). The output is rounded once, to bf16 by bit arithmetic (recipe.rounding) or
-kept in fp32 (recipe.out_dtype).
+kept in fp32 (recipe.out_dtype; "input": x's dtype). The recipes of real models: w' = weight_offset
++ w in fp32; round_before_weight rounds x * inv to the output dtype before the weight product;
+compute_dtype "input" on a bf16 x rounds every step to bf16 (golden/recipes.py NormRecipe: C(x^2),
+C(ss), C(ss / D), C(ms + C(eps)), C(INV(v)), C(x * inv), C(offset + w), C(t * w')), each the fp32
+operation followed by the bit-arithmetic rounding.
 """
 import math
 import numbers
@@ -24,6 +28,14 @@ INV_CODE = {"rsqrt": 0, "recip_sqrt": 1, "recip_sqrt_rn": 2}
 
 
 # %% kernel
+
+@triton.jit
+def _c(t, ON: tl.constexpr, MODE: tl.constexpr):
+    """One rounding of an fp32 result to the compute dtype: bf16 (ON) or fp32 (unchanged)."""
+    if ON:
+        return _round_to_bf16(t, MODE)
+    return t
+
 
 @triton.jit
 def _rms_norm_kernel(
@@ -45,6 +57,9 @@ def _rms_norm_kernel(
     INV_MODE: tl.constexpr,    # 0 rsqrt, 1 recip_sqrt, 2 recip_sqrt_rn (INV_CODE)
     OUT_BF16: tl.constexpr,    # round the output to bf16 (else store fp32)
     ROUND_MODE: tl.constexpr,  # recipe.rounding code (kernels._bf16.ROUNDING_CODE)
+    W_OFFSET: tl.constexpr = 0.0,        # recipe.weight_offset: w' = W_OFFSET + w in fp32
+    ROUND_BEFORE_W: tl.constexpr = False,  # round x * inv to the output dtype before * w'
+    COMPUTE_BF16: tl.constexpr = False,    # round every step to bf16 (compute_dtype "input")
 ):
     """BLOCK_R rows per program.
 
@@ -52,6 +67,8 @@ def _rms_norm_kernel(
     each chunk of CHUNK columns is one tl.sum (in blocks of BLOCK_C summed elementwise first
     when CHUNK > BLOCK_C), chunk partials are added to ss left to right; v = div_rn(ss, D) + eps;
     INV per INV_MODE; y = (x * inv) * w in fp32; one output rounding (bf16 bit arithmetic).
+    w = W_OFFSET + w in fp32; ROUND_BEFORE_W rounds x * inv to the output dtype before * w;
+    COMPUTE_BF16 rounds x^2, ss, ss / D, eps, v, inv, x * inv, w and the product to bf16 (_c).
     ONE_BLOCK keeps x in registers; otherwise x is read twice (sum of squares, then output).
     """
     rows = tl.program_id(0).to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R).to(tl.int64)
@@ -64,7 +81,7 @@ def _rms_norm_kernel(
         c_mask = offs < D
         mask = r_mask[:, None] & c_mask[None, :]
         x = tl.load(x_rows[:, None] + offs[None, :], mask=mask, other=0.0).to(tl.float32)
-        ss = tl.sum(x * x, axis=1)
+        ss = tl.sum(_c(x * x, COMPUTE_BF16, ROUND_MODE), axis=1)
     else:
         ss = tl.full([BLOCK_R], 0.0, tl.float32)
         for c0 in range(0, D, CHUNK):                          # chunks, left to right
@@ -73,10 +90,13 @@ def _rms_norm_kernel(
                 cols = c0 + j + offs
                 mask = r_mask[:, None] & ((j + offs < CHUNK) & (cols < D))[None, :]
                 xc = tl.load(x_rows[:, None] + cols[None, :], mask=mask, other=0.0).to(tl.float32)
-                acc += xc * xc
+                acc += _c(xc * xc, COMPUTE_BF16, ROUND_MODE)
             ss += tl.sum(acc, axis=1)
 
-    v = tl.math.div_rn(ss, D_F) + eps                          # IEEE division, like the golden
+    ss = _c(ss, COMPUTE_BF16, ROUND_MODE)
+    ms = _c(tl.math.div_rn(ss, D_F), COMPUTE_BF16, ROUND_MODE)  # IEEE division, like the golden
+    eps_c = _c(tl.zeros([BLOCK_R], tl.float32) + eps, COMPUTE_BF16, ROUND_MODE)  # C(eps)
+    v = _c(ms + eps_c, COMPUTE_BF16, ROUND_MODE)
     v = tl.where(r_mask, v, 1.0)                               # rows past R: no 1/0 (never stored)
     if INV_MODE == 0:
         inv = tl.math.rsqrt(v)
@@ -84,12 +104,18 @@ def _rms_norm_kernel(
         inv = 1.0 / tl.sqrt(v)
     else:
         inv = tl.math.div_rn(tl.full(v.shape, 1.0, tl.float32), tl.math.sqrt_rn(v))
+    inv = _c(inv, COMPUTE_BF16, ROUND_MODE)
 
     if ONE_BLOCK:
-        y = x * inv[:, None]
+        y = _c(x * inv[:, None], COMPUTE_BF16, ROUND_MODE)
         if HAS_WEIGHT:
             w = tl.load(w_ptr + offs * stride_w, mask=c_mask, other=0.0).to(tl.float32)
-            y = y * w[None, :]
+            if W_OFFSET != 0.0:
+                w = w + W_OFFSET
+            w = _c(w, COMPUTE_BF16, ROUND_MODE)
+            if ROUND_BEFORE_W:
+                y = _c(y, OUT_BF16, ROUND_MODE)
+            y = _c(y * w[None, :], COMPUTE_BF16, ROUND_MODE)
         if OUT_BF16:
             y = _round_to_bf16(y, ROUND_MODE).to(tl.bfloat16)  # exact cast of a bf16 value
         tl.store(y_rows[:, None] + offs[None, :], y, mask=mask)
@@ -99,9 +125,15 @@ def _rms_norm_kernel(
             c_mask = cols < D
             mask = r_mask[:, None] & c_mask[None, :]
             y = tl.load(x_rows[:, None] + cols[None, :], mask=mask, other=0.0).to(tl.float32) * inv[:, None]
+            y = _c(y, COMPUTE_BF16, ROUND_MODE)
             if HAS_WEIGHT:
                 w = tl.load(w_ptr + cols * stride_w, mask=c_mask, other=0.0).to(tl.float32)
-                y = y * w[None, :]
+                if W_OFFSET != 0.0:
+                    w = w + W_OFFSET
+                w = _c(w, COMPUTE_BF16, ROUND_MODE)
+                if ROUND_BEFORE_W:
+                    y = _c(y, OUT_BF16, ROUND_MODE)
+                y = _c(y * w[None, :], COMPUTE_BF16, ROUND_MODE)
             if OUT_BF16:
                 y = _round_to_bf16(y, ROUND_MODE).to(tl.bfloat16)
             tl.store(y_rows[:, None] + cols[None, :], y, mask=mask)
@@ -168,7 +200,7 @@ def check_norm_args(x, weight, eps) -> float:
 def rms_norm(x, weight=None, *, eps=1e-6, recipe=None):
     """RMSNorm over the last dim of x [..., D] (bf16 or fp32) with optional weight [D].
 
-    Returns y with x's shape, bf16 if recipe.out_dtype == "bf16" else fp32.
+    Returns y with x's shape, in recipe.output_dtype(x.dtype) (bf16 or fp32).
     x needs a contiguous last dim (ValueError otherwise); leading dims are flattened with
     reshape (a copy only when they cannot be viewed as rows, which does not change any value).
     recipe: NormRecipe (None: NormRecipe()); inv "rsqrt_approx" is golden-only.
@@ -183,7 +215,7 @@ def rms_norm(x, weight=None, *, eps=1e-6, recipe=None):
     eps32 = check_norm_args(x, weight, eps)
     D = x.shape[-1]
 
-    out_dtype = torch.bfloat16 if recipe.out_dtype == "bf16" else torch.float32
+    out_dtype = torch.bfloat16 if recipe.output_dtype(x.dtype) == "bf16" else torch.float32
     x2 = x.reshape(-1, D)
     R = x2.shape[0]
     y = torch.empty((R, D), dtype=out_dtype, device=x.device)
@@ -198,6 +230,7 @@ def norm_launch(x2, weight, y, eps32: float, recipe: NormRecipe) -> KernelLaunch
     checks here): the wrapper runs it and `./kp compile` compiles it, so both see one config."""
     R, D = x2.shape
     cfg = _norm_config(R, D, recipe.chunk)
+    compute_bf16 = recipe.compute_in(x2.dtype) == "bf16"
     w = weight if weight is not None else x2  # placeholder pointer, never read without HAS_WEIGHT
     grid = (triton.cdiv(R, cfg["BLOCK_R"]),)
     args = (
@@ -209,7 +242,9 @@ def norm_launch(x2, weight, y, eps32: float, recipe: NormRecipe) -> KernelLaunch
     constexprs = dict(
         BLOCK_R=cfg["BLOCK_R"], BLOCK_C=cfg["BLOCK_C"], ONE_BLOCK=cfg["ONE_BLOCK"],
         HAS_WEIGHT=weight is not None, INV_MODE=INV_CODE[recipe.inv],
-        OUT_BF16=recipe.out_dtype == "bf16", ROUND_MODE=ROUNDING_CODE[recipe.rounding],
+        OUT_BF16=y.dtype == torch.bfloat16, ROUND_MODE=ROUNDING_CODE[recipe.rounding],
+        W_OFFSET=recipe.weight_offset, ROUND_BEFORE_W=recipe.round_before_weight,
+        COMPUTE_BF16=compute_bf16,
     )
     options = dict(
         num_warps=cfg["num_warps"],

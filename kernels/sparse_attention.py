@@ -28,7 +28,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernelprop.golden.recipes import AttnRecipe
+from kernelprop.golden.recipes import UNSPLIT_FIELDS, AttnRecipe
 from kernelprop.kernels._bf16 import ROUNDING_CODE, _round_to_bf16
 from kernelprop.kernels._checks import check_device, check_last_stride, check_tensor, interpreted
 from kernelprop.kernels._launch import KernelLaunch
@@ -607,6 +607,11 @@ def sparse_decode_attention(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table,
     recipe = AttnRecipe() if recipe is None else recipe
     if not isinstance(recipe, AttnRecipe):
         raise TypeError(f"recipe must be an AttnRecipe or None, got {type(recipe).__name__}")
+    if recipe.kv_splits is not None:
+        raise NotImplementedError(
+            f"recipe.kv_splits={recipe.kv_splits!r}: the bundled Triton kernel runs one pass over "
+            "the keys (no split-KV); it declares accepts_recipe without the split fields, so the "
+            "suite never asks it for a split (impls/split_kv_reference.py computes split recipes)")
     if recipe.tiling != "positional":
         raise NotImplementedError(
             f"recipe.tiling={recipe.tiling!r} is not implemented by the bundled Triton kernel "
@@ -678,6 +683,7 @@ def _to_out_dtype(o: torch.Tensor, recipe: AttnRecipe) -> torch.Tensor:
 
 
 sparse_decode_attention.recipe = AttnRecipe()
-sparse_decode_attention.accepts_recipe = True
+# every recipe field but the split-KV ones: this kernel is one pass over the keys
+sparse_decode_attention.accepts_recipe = UNSPLIT_FIELDS
 # its sm_90a PTX (./kp compile; kernelprop.ptx_audit.declared_ptx): P1 on CUDA charges these figures
 sparse_decode_attention.ptx = ("cvt.rn.bf16", "div.rn", "ex2.approx", "wgmma.f32.bf16.bf16 k16")

@@ -26,13 +26,15 @@ def _indexer_scores_kernel(
     w_ptr, stride_wt,                     # weights [T, Hi] fp32
     valid_ptr,                            # [T] int32 visible compressed slots
     out_ptr, stride_ot,                   # scores [T, slots] fp32
-    S, BS, Di,
+    S, BS, Di, NJ,                        # NJ: slot blocks per token
     HEADS: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     """One token and BLOCK_J slots per program: page lookup per slot, per head one fp32 dot
-    (tl.sum), relu, and the weighted sum over heads in head order."""
-    t = tl.program_id(0)
-    j = tl.program_id(1) * BLOCK_J + tl.arange(0, BLOCK_J)
+    (tl.sum), relu, and the weighted sum over heads in head order. A 1-D grid of T * NJ programs
+    (grid axis 0 allows 2^31 - 1; axes 1-2 only 65535, which NJ passes at ~1M slots)."""
+    pid = tl.program_id(0)
+    t = pid // NJ
+    j = (pid % NJ) * BLOCK_J + tl.arange(0, BLOCK_J)
     d = tl.arange(0, BLOCK_D)
     valid = tl.load(valid_ptr + t)
     vis = j < valid
@@ -144,7 +146,8 @@ def indexer_launch(index_q, index_k, cmp_block_table, weights, valid, scores, to
     multiple of BLOCK_J] fp32 `scores` (no checks here): the wrapper runs it and `./kp compile`
     compiles it, so both see one config."""
     T, H, D = index_q.shape
-    grid = (T, scores.shape[1] // BLOCK_J)
+    n_jblk = scores.shape[1] // BLOCK_J
+    grid = (T * n_jblk,)
     args = (
         index_q, index_q.stride(0), index_q.stride(1),
         index_k, index_k.stride(0), index_k.stride(1),
@@ -152,7 +155,7 @@ def indexer_launch(index_q, index_k, cmp_block_table, weights, valid, scores, to
         weights, weights.stride(0),
         valid,
         scores, scores.stride(0),
-        tokens_per_batch, index_k.shape[1], D,
+        tokens_per_batch, index_k.shape[1], D, n_jblk,
     )
     constexprs = dict(HEADS=H, BLOCK_J=BLOCK_J, BLOCK_D=triton.next_power_of_2(max(D, 1)))
     return KernelLaunch(_indexer_scores_kernel, grid, args, constexprs)

@@ -2,7 +2,9 @@
 
 `run_property` calls the property's replay function (see kernelprop.evidence) on the example's
 inputs, records what it saw (the counterexample report's content), calls hypothesis' `target()`
-with the worst error/bound ratio so the targeted phase climbs toward the worst case, `note()`s the
+with the verdict's score (kernelprop.verdict.Verdict.score: the margin ratio where the bound has a
+discrete share of bf16 flips, which is 0 for a legitimate flip, else the error/bound ratio) so the
+targeted phase climbs toward bugs rather than toward harmless roundings, `note()`s the
 metrics of golden/ when it fails, counts the example's shape classes (kernelprop.coverage), and
 asserts: |actual - expected| <= bound elementwise, or bitwise equality when the outcome's bound is
 None.
@@ -44,13 +46,12 @@ def run_property(pid: str, check: str, replay_fn: str, *, inputs: dict, impl=Non
     outcome = resolve(replay_fn)(inputs, impl, params)
     evidence.outcome = outcome
     verdict = check_outcome(outcome)  # the same verdict the report and `replay` give
-    worst = verdict.worst
-    label = "differing elements" if outcome.bound is None else "error/bound"
+    score, label = verdict.score, verdict.score_label
     in_hypothesis = currently_in_test_context()  # plain (non-@given) checks run this too
     if in_hypothesis:
-        target(worst if math.isfinite(worst) else 1e300, label=f"{pid} {check} {label}")
+        target(score if math.isfinite(score) else 1e300, label=f"{pid} {check} {label}")
     if in_hypothesis and verdict.failing:
-        note(f"{pid} {check}: worst {label} = {worst:.4g}; {outcome.bound_doc}\n"
+        note(f"{pid} {check}: worst {label} = {score:.4g}; {outcome.bound_doc}\n"
              f"{compare(outcome.actual.float(), outcome.expected.float(), truth=outcome.truth)}")
     assert_outcome(pid, check, outcome, verdict)
     return outcome

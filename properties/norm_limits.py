@@ -23,3 +23,11 @@ INTERPRETER_MAX_NORM_ELEMENTS = 2 ** 20   # RMSNorm elements the interpreter run
 rms_norm_by_size = BySize("kernelprop.golden.recipes:NormRecipe", first_arg_elements, INTERPRETER_MAX_NORM_ELEMENTS,
                           "kernelprop.kernels:rms_norm", "kernelprop.impls.mutants.rmsnorm:reference",
                           "RMSNorm elements")
+
+
+def norm_audit_case():
+    """The case one `./kp compile --impl rms_norm=...` call runs on (launches recorded, not
+    executed): 8 rows of D = 4096 with a weight."""
+    from kernelprop.golden.inputs import NormCase
+
+    return NormCase(seed=0, rows=8, dim=4096, weight=True)

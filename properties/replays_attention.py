@@ -14,13 +14,14 @@ from kernelprop.golden.attention import (gather_kv, sparse_attention_fp64, spars
                               valid_index_mask)
 from kernelprop.golden.error_model import TORCH_EXPF_REL, U_FP32, error_model_family
 from kernelprop.golden.attention_bounds import (BACKEND_MODELS, MODELS, attention_p1_bound, attention_p1_terms,
+                                               cuda_model_for_ptx,
                                                attention_p2_bound)
 from kernelprop.golden.metrics import ratio_rule
 from kernelprop.golden.output_margin import Fp32Domain, sided_bound
 from kernelprop.golden.output_rounding import reachable_bf16, widen_for_rounded
 from kernelprop.golden.recipes import AttnRecipe
 from kernelprop.evidence import Outcome
-from kernelprop.ptx_audit import attention_backend_for, declared_ptx
+from kernelprop.ptx_audit import declared_ptx
 
 P1_DOC = ("P1: |impl - golden| <= the worst direction of the P flips the fp32 error model makes "
           "possible (score error of the backend's model: random-order lambda = 6 on cpu, 2^-21 + u|x| "
@@ -53,7 +54,7 @@ def recipe_params(recipe: AttnRecipe, error_model: Optional[str] = None, impl=No
     MODELS; default: the active model family's, golden.error_model.error_model_family:
     `--error-model`, else the suite backend's), kept so a replay checks the same bound. Under the
     CUDA model, an `impl` that declares its PTX (kernelprop.ptx_audit.declared_ptx) gets the
-    figures that PTX calls for (attention_backend_for): its stems are kept as "ptx"."""
+    figures that PTX calls for (golden.attention_bounds.cuda_model_for_ptx): its stems are kept as "ptx"."""
     if error_model is None:
         error_model = BACKEND_MODELS[error_model_family()]
     params = {"recipe": asdict(recipe), "error_model": error_model}
@@ -68,7 +69,7 @@ def _model(params: dict):
     """The P1 error model of params (reports written before it was stored: the worst case; under
     the CUDA model with declared PTX stems: the figures they call for)."""
     if params.get("error_model") == "cuda" and params.get("ptx"):
-        return attention_backend_for(Counter(params["ptx"]))
+        return cuda_model_for_ptx(Counter(params["ptx"]))
     return MODELS[params.get("error_model", "worst")]
 
 

@@ -107,7 +107,7 @@ def _describe(status: str, value) -> str:
     return f"returned {shape} instead of raising"
 
 
-def _raise_outcome(desc: str, status: str, value, names, unsupported: bool) -> Outcome:
+def raise_outcome(desc: str, status: str, value, names, unsupported: bool) -> Outcome:
     allowed = (TypeError, ValueError) + ((NotImplementedError,) if unsupported else ())
     ok = status == "raised" and isinstance(value, allowed) and (
         isinstance(value, NotImplementedError) or names_any(str(value), names))
@@ -119,14 +119,14 @@ def _raise_outcome(desc: str, status: str, value, names, unsupported: bool) -> O
                    metrics={"verdict": "ok" if ok else "bad", "got": _describe(status, value)})
 
 
-def _same_outcome(desc: str, status: str, value, reference, names, may_raise: bool) -> Outcome:
+def same_outcome(desc: str, status: str, value, reference, names, may_raise: bool) -> Outcome:
     """Accepted input: the result must equal `reference` bitwise (or, if may_raise, a clear error)."""
     if status == "ok" and isinstance(value, torch.Tensor) and isinstance(reference, torch.Tensor) \
             and value.shape == reference.shape and value.dtype == reference.dtype:
         return Outcome(actual=value, expected=reference, bound=None,
                        bound_doc=f"P13 {desc}: accepted, so equal bitwise to the equivalent valid call")
     if may_raise and status == "raised":
-        return _raise_outcome(desc, status, value, names, False)
+        return raise_outcome(desc, status, value, names, False)
     doc = (f"P13 {desc}: expected {'a clear error naming ' + ' or '.join(names) + ' or ' if may_raise else ''}"
            f"the result of the equivalent valid call; {_describe(status, value)}")
     return Outcome(actual=torch.ones(1), expected=torch.zeros(1), bound=None, bound_doc=doc,
@@ -139,7 +139,7 @@ def _other_device(t: torch.Tensor) -> torch.Tensor:
     return t.to("cpu") if t.device.type == "cuda" else t.to("cuda")
 
 
-def _strided_last(t: torch.Tensor) -> torch.Tensor:
+def strided_last(t: torch.Tensor) -> torch.Tensor:
     """Same values, last-dim stride 2 (a view into a wider buffer)."""
     big = torch.zeros(*t.shape[:-1], 2 * t.shape[-1], dtype=t.dtype, device=t.device)
     big[..., ::2] = t
@@ -155,7 +155,7 @@ def _grow(t: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.cat([t, t.narrow(dim, t.shape[dim] - 1, 1)], dim=dim)
 
 
-def _corrupt_tensor(t: torch.Tensor, params: dict):
+def corrupt_tensor(t: torch.Tensor, params: dict):
     kind = params["kind"]
     if kind == "not_tensor":
         return t.tolist()
@@ -169,7 +169,7 @@ def _corrupt_tensor(t: torch.Tensor, params: dict):
     if kind == "size":
         return _grow(t, params["dim"])
     if kind == "stride":
-        return _strided_last(t)
+        return strided_last(t)
     if kind == "device":
         return _other_device(t)
     raise ValueError(f"unknown tensor corruption kind {kind!r}")
@@ -279,8 +279,8 @@ def p13_attention(inputs: dict, impl, params: dict) -> Outcome:
         got = call_with_timeout(fn, *_attn_call(x, sparse_indices=bad))
         ref = call_with_timeout(fn, *_attn_call(x, sparse_indices=pads))
         if ref[0] != "ok":
-            return _same_outcome(desc + " (the -1 reference call failed)", *ref, None, (), False)
-        return _same_outcome(desc + ": out-of-range indices are ignored like -1", *got, ref[1], (),
+            return same_outcome(desc + " (the -1 reference call failed)", *ref, None, (), False)
+        return same_outcome(desc + ": out-of-range indices are ignored like -1", *got, ref[1], (),
                              False)
     if kind in ("bad_page", "bad_column"):
         found = _bad_table(x, params)
@@ -288,21 +288,21 @@ def p13_attention(inputs: dict, impl, params: dict) -> Outcome:
             raise ValueError("P13 bad_page needs inputs with at least one valid index")
         name, override = found
         got = call_with_timeout(fn, *_attn_call(x, **override))
-        return _raise_outcome(f"{desc} in {name}", *got, (name,), False)
+        return raise_outcome(f"{desc} in {name}", *got, (name,), False)
     if kind == "scalar":
         value = _bad_scalar(arg, params["value"], x.q.shape[0])
         got = call_with_timeout(fn, *_attn_call(x, **{arg: value}))
-        return _raise_outcome(f"{arg}={value!r}", *got, (arg,), False)
+        return raise_outcome(f"{arg}={value!r}", *got, (arg,), False)
     if kind == "recipe":
         got = call_with_timeout(fn, *_attn_call(x, recipe=_bad_recipe(params["value"])))
-        return _raise_outcome(f"recipe of type {params['value']}", *got, ("recipe",), False)
-    bad = _corrupt_tensor(getattr(x, arg), params)
+        return raise_outcome(f"recipe of type {params['value']}", *got, ("recipe",), False)
+    bad = corrupt_tensor(getattr(x, arg), params)
     got = call_with_timeout(fn, *_attn_call(x, **{arg: bad}))
     names = _tensor_names(arg, params)
     if kind == "stride":
         ref = call_with_timeout(fn, *_attn_call(x))
-        return _same_outcome(desc, *got, ref[1] if ref[0] == "ok" else None, names, True)
-    return _raise_outcome(desc, *got, names, False)
+        return same_outcome(desc, *got, ref[1] if ref[0] == "ok" else None, names, True)
+    return raise_outcome(desc, *got, names, False)
 
 
 # %% rms_norm
@@ -321,24 +321,24 @@ def p13_norm(inputs: dict, impl, params: dict) -> Outcome:
                                           dict(eps=kw.pop("eps", x.eps), **kw))
     if kind == "scalar":
         value = params["value"]
-        return _raise_outcome(f"eps={value!r}", *call(eps=value), ("eps",), False)
+        return raise_outcome(f"eps={value!r}", *call(eps=value), ("eps",), False)
     if kind == "recipe":
-        return _raise_outcome(f"recipe of type {params['value']}",
+        return raise_outcome(f"recipe of type {params['value']}",
                               *call(recipe=_bad_recipe(params["value"])), ("recipe",), False)
     if kind == "unsupported_recipe":
         recipe = NormRecipe(inv="rsqrt_approx", approx_bits=params["approx_bits"])
-        return _raise_outcome("recipe inv='rsqrt_approx' (golden only)", *call(recipe=recipe),
+        return raise_outcome("recipe inv='rsqrt_approx' (golden only)", *call(recipe=recipe),
                               ("recipe", "inv", "rsqrt_approx"), True)
     if kind == "empty_last_dim":
-        return _raise_outcome("x with last dim 0", *call(x=xt[..., :0]), ("x",), False)
+        return raise_outcome("x with last dim 0", *call(x=xt[..., :0]), ("x",), False)
     target = xt if arg == "x" else w
-    bad = _corrupt_tensor(target, params)
+    bad = corrupt_tensor(target, params)
     got = call(**{arg: bad})
     names = _tensor_names(arg, params)
     if kind == "stride":
         ref = call()
-        return _same_outcome(desc, *got, ref[1] if ref[0] == "ok" else None, names, True)
-    return _raise_outcome(desc, *got, names, False)
+        return same_outcome(desc, *got, ref[1] if ref[0] == "ok" else None, names, True)
+    return raise_outcome(desc, *got, names, False)
 
 
 # %% the corruptions of each op and its P13 argument table (kernelprop.registry: Op.bad_input)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from kernelprop.evidence import Outcome
 from kernelprop.golden.indexer import IndexerCase, cmp_valid
 from kernelprop.properties.indexer_limits import IndexerLimits
-from kernelprop.properties.replays_bad_input import (BadInputTable, _corrupt_tensor, _raise_outcome,
-                                                     _same_outcome, call_with_timeout)
+from kernelprop.properties.replays_bad_input import (BadInputTable, corrupt_tensor, raise_outcome,
+                                                     same_outcome, call_with_timeout)
 
 TENSORS = ("index_q", "index_k", "cmp_block_table", "weights", "seqused_kv")
 BAD_DTYPES = {"index_q": ("float32", "float16"), "index_k": ("float32", "int8"),
@@ -51,9 +51,9 @@ def p13_indexer(inputs: dict, impl, params: dict) -> Outcome:
         value = params["value"]
         if value == "nondivisor":
             value = x.index_q.shape[0] + 1
-        return _raise_outcome(f"{arg}={value!r}", *_call(fn, x, **{arg: value}), (arg,), False)
+        return raise_outcome(f"{arg}={value!r}", *_call(fn, x, **{arg: value}), (arg,), False)
     if kind == "recipe":
-        return _raise_outcome(f"recipe of type {params['value']}",
+        return raise_outcome(f"recipe of type {params['value']}",
                               *_call(fn, x, recipe=BAD_RECIPES[params["value"]]), ("recipe",), False)
     if kind == "bad_page":
         valid = cmp_valid(x.seqused_kv, window=x.window, tokens_per_batch=x.tokens_per_batch,
@@ -63,15 +63,15 @@ def p13_indexer(inputs: dict, impl, params: dict) -> Outcome:
             raise ValueError("I6 bad_page needs a token with a visible compressed slot")
         table = x.cmp_block_table.clone()
         table[t // x.tokens_per_batch, 0] = x.index_k.shape[0] if params["page"] == "n_pages" else -1
-        return _raise_outcome(f"{desc} in cmp_block_table", *_call(fn, x, cmp_block_table=table),
+        return raise_outcome(f"{desc} in cmp_block_table", *_call(fn, x, cmp_block_table=table),
                               ("cmp_block_table",), False)
-    bad = _corrupt_tensor(getattr(x, arg), params)
+    bad = corrupt_tensor(getattr(x, arg), params)
     got = _call(fn, x, **{arg: bad})
     names = SIZES[arg][1] if kind == "size" else ((arg, "index_q") if kind == "device" else (arg,))
     if kind == "stride":
         ref = _call(fn, x)
-        return _same_outcome(desc, *got, ref[1] if ref[0] == "ok" else None, names, True)
-    return _raise_outcome(desc, *got, names, False)
+        return same_outcome(desc, *got, ref[1] if ref[0] == "ok" else None, names, True)
+    return raise_outcome(desc, *got, names, False)
 
 
 def _with_visible_slot(case: IndexerCase) -> IndexerCase:

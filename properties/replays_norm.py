@@ -18,15 +18,15 @@ from kernelprop.golden.metrics import mismatch_ratio, ulp_distance_fp32
 from kernelprop.golden.output_margin import sided_bound
 from kernelprop.golden.recipes import NormRecipe
 from kernelprop.golden.error_model import U_FP32, rounding_interval_gap
-from kernelprop.golden.rmsnorm import rms_norm_golden, rms_norm_trace
+from kernelprop.golden.rmsnorm import rms_norm_fp64, rms_norm_golden, rms_norm_trace
+from kernelprop.golden.rmsnorm_bounds import (  # noqa: F401 (in_domain, v_min: re-exported)
+    FLUSHED, GOLDEN_INV_ULPS, HALF_SUBNORMAL, INV_ULPS, NORM_FTZ, SLACK, SUM_LAMBDA, ULP,
+    V_DIV_UNITS_BY_BACKEND, V_MIN_BY_BACKEND, _nan_free, cuda_figures_for_ptx, error_vs_exact, exact_y,
+    exact_interval, golden_sum_roundings, impl_sum_depth, in_domain, in_recipe_domain, inv_ulps_for,
+    p1_bound, p1_domain, p1_interval, pair_bound, v_min)
 from kernelprop.golden.error_model import error_model_family
-from kernelprop.golden.rmsnorm_bounds import (  # noqa: F401 (model_v_min, in_domain: re-exported)
-    FLUSHED, GOLDEN_INV_ULPS, HALF_SUBNORMAL, INV_ULPS, NORM_FTZ, SLACK, SUM_LAMBDA, ULP, model_v_min,
-    V_DIV_UNITS_BY_BACKEND, V_MIN_BY_BACKEND,
-    _abs_products, _interval, _nan_free, _with_flush, error_vs_exact, exact_y, inv_ulps_for,
-    golden_sum_roundings, impl_sum_depth, in_domain, p1_bound, p1_domain, p1_interval, pair_bound)
 from kernelprop.evidence import Outcome
-from kernelprop.ptx_audit import declared_ptx, norm_figures_for
+from kernelprop.ptx_audit import declared_ptx
 
 P1_DOC = ("P1: |impl - golden| <= the bf16 flips (or fp32 |y| * rel) that rel allows; rel = impl + "
           "golden error vs exact: 1/2 (gamma(depth_impl + roundings_golden - 1) + u) ss/D/v + 4u, "
@@ -60,18 +60,31 @@ def recipe_params(recipe: NormRecipe, backend: str, impl=None, **extra) -> dict:
     """JSON-able params: the recipe as a dict and the error model's figures (the backend's, or
     `--error-model`'s: golden.error_model.error_model_family): the INV ulp bound, flush, v's
     division, kept in the report so a replay on another machine checks the same bound. Under the
-    CUDA model, an `impl` (P1: one recipe) that declares its PTX gets the INV and v figures that
-    PTX calls for (kernelprop.ptx_audit.declared_ptx, norm_figures_for)."""
+    CUDA model, an `impl` (P1: one recipe) that declares its PTX gets the figures that PTX calls
+    for (with_declared_ptx)."""
     model = error_model_family(backend)
     inv = inv_ulps_for(model, recipe.inv, extra.get("inv_a"), extra.get("inv_b"))
     params = {"recipe": asdict(recipe), "inv_ulps": inv, "sum_lambda": SUM_LAMBDA,
               "ftz": NORM_FTZ[model], "v_div_units": V_DIV_UNITS_BY_BACKEND[model],
               "error_model": model, **extra}
-    stems = declared_ptx(impl.fn, recipe) if model == "cuda" and impl is not None else None
-    if stems is not None:  # the figures its PTX calls for (kernelprop.ptx_audit.norm_figures_for)
-        params["inv_ulps"], params["v_div_units"] = norm_figures_for(stems)
-        params["ptx"] = sorted(stems)
-    return params
+    return with_declared_ptx(params, recipe, impl)
+
+
+def with_declared_ptx(params: dict, recipe: NormRecipe, impl) -> dict:
+    """params (of one recipe, recipe_params) with, under the CUDA model, the INV and v figures that
+    `impl`'s declared PTX for `recipe` calls for (kernelprop.ptx_audit.declared_ptx,
+    golden.rmsnorm_bounds.cuda_figures_for_ptx), its stems kept as "ptx"; else params as given."""
+    stems = declared_ptx(impl.fn, recipe) if params.get("error_model") == "cuda" and impl is not None else None
+    if stems is None:
+        return params
+    inv_ulps, v_div_units = cuda_figures_for_ptx(stems)
+    return {**params, "inv_ulps": inv_ulps, "v_div_units": v_div_units, "ptx": sorted(stems)}
+
+
+def _backend(params: dict) -> str:
+    """The error model family the bounds charge (cpu or cuda): the one the params were made under
+    (recipe_params), else this run's (golden.error_model.error_model_family)."""
+    return params.get("error_model") or error_model_family()
 
 
 def _sub(params: dict) -> float:
@@ -89,15 +102,17 @@ def _recipe(params: dict, key: str = "recipe") -> NormRecipe:
 def p1(inputs: dict, impl, params: dict) -> Outcome:
     """Implementation vs golden under one recipe, within the sound-and-tight P1 bound."""
     x = inputs["inputs"]
-    recipe = _recipe(params)
-    actual = x.call(impl, recipe=recipe)
-    trace = x.call(rms_norm_trace, recipe=recipe)
+    declared = _recipe(params)
+    actual = x.call(impl, recipe=declared)
+    trace = x.call(rms_norm_trace, recipe=declared)
+    recipe = declared.for_input(x.x.dtype)   # out_dtype / compute_dtype "input" resolved
     iv = p1_interval(trace, x, recipe, params["inv_ulps"], params.get("sum_lambda"),
-                     bool(params.get("ftz")), params.get("v_div_units"))
+                     bool(params.get("ftz")), _backend(params), params.get("v_div_units"))
     bound = p1_bound(trace, x, recipe, params["inv_ulps"], iv=iv)
+    truth = _offset_truth(x, recipe)
     if recipe.out_dtype == "fp32":
         return Outcome(actual=actual, expected=trace.y, bound=bound, bound_doc=P1_DOC,
-                       discrete=torch.zeros_like(bound), golden_expected=True)
+                       discrete=torch.zeros_like(bound), golden_expected=True, truth=truth)
     # bf16: exact membership of [OUT(lo), OUT(hi)] (the bound on actual's side of expected);
     # every allowed value is a rounding flip, and the margin is measured in fp32, from y_fp32 to
     # the output's rounding cell (docs/bounds-output-rounding.md#margin)
@@ -105,7 +120,15 @@ def p1(inputs: dict, impl, params: dict) -> Outcome:
     sided = sided_bound(actual, trace.y, domain, bound)
     return Outcome(actual=actual, expected=trace.y, bound=sided, bound_doc=P1_DOC + P1_SIDED_DOC,
                    metrics={"undecided": int((bound > 0).sum())}, discrete=sided,
-                   fp32_domain=domain, golden_expected=True)
+                   fp32_domain=domain, golden_expected=True, truth=truth)
+
+
+def _offset_truth(x, recipe: NormRecipe):
+    """The fp64 truth with w' = offset + w where the recipe has an offset (None: the inputs' own
+    truth, which has no offset, applies)."""
+    if not recipe.weight_offset or x.weight is None:
+        return None
+    return x.call(rms_norm_fp64, weight_offset=recipe.weight_offset)
 
 
 # %% P4
@@ -215,21 +238,19 @@ def _scaled(x, log2_scale: int):
 def p12_scale(inputs: dict, impl, params: dict) -> Outcome:
     """P12: impl(2^j x) vs impl(x) within the eps-aware bound (see P12S_DOC)."""
     x = inputs["inputs"]
-    recipe = _recipe(params)
+    declared = _recipe(params)
     ax = _scaled(x, params["log2_scale"])
-    y1, y2 = x.call(impl, recipe=recipe), ax.call(impl, recipe=recipe)
+    y1, y2 = x.call(impl, recipe=declared), ax.call(impl, recipe=declared)
+    recipe = declared.for_input(x.x.dtype)
     D = x.x.shape[-1]
     depth = impl_sum_depth(D, recipe.chunk, x.x.dtype)
-    ends = []
-    for inp in (x, ax):
-        r = error_vs_exact(inp.x, inp.weight, inp.eps, depth=depth, n_round=D,
-                           inv_ulps=params["inv_ulps"], sub=_sub(params),
-                           v_div_units=params.get("v_div_units"))[..., None]
-        ends.append(_with_flush(_interval(exact_y(inp.x, inp.weight, inp.eps), r,
-                                          _abs_products(inp.weight, _sub(params)) / 2),
-                                inp.x, bool(params.get("ftz"))))
+    ends = [exact_interval(inp.x, inp.weight, inp.eps, recipe, depth=depth, n_round=D,
+                           inv_ulps=params["inv_ulps"], ftz=bool(params.get("ftz")), sub=_sub(params),
+                           backend=_backend(params), v_div_units=params.get("v_div_units"))
+            for inp in (x, ax)]
     bound = pair_bound(ends[0], ends[1], recipe)
-    return Outcome(actual=y2, expected=y1, bound=bound, bound_doc=P12S_DOC)
+    return Outcome(actual=y2, expected=y1, bound=bound, bound_doc=P12S_DOC,
+                   truth=_offset_truth(x, recipe))
 
 
 def p12_golden_exact(inputs: dict, impl, params: dict) -> Outcome:
@@ -251,19 +272,50 @@ def p12_chunks(inputs: dict, impl, params: dict) -> Outcome:
     outs, ivs = [], []
     for chunk in (params["chunk_a"], params["chunk_b"]):
         recipe = base.replace(chunk=chunk)
+        resolved = recipe.for_input(x.x.dtype)
         if golden:
             y = x.call(rms_norm_golden, recipe=recipe)
             n = golden_sum_roundings(D, chunk)
-            r = error_vs_exact(x.x, x.weight, x.eps, depth=n, n_round=n, inv_ulps=GOLDEN_INV_ULPS)
+            iv = exact_interval(x.x, x.weight, x.eps, resolved, depth=n, n_round=n,
+                                inv_ulps=GOLDEN_INV_ULPS, backend=_backend(params))
         else:
             y = x.call(impl, recipe=recipe)
-            r = error_vs_exact(x.x, x.weight, x.eps, depth=impl_sum_depth(D, chunk, x.x.dtype),
-                               n_round=D, inv_ulps=params["inv_ulps"], sub=_sub(params),
-                               v_div_units=params.get("v_div_units"))
+            iv = exact_interval(x.x, x.weight, x.eps, resolved,
+                                depth=impl_sum_depth(D, chunk, x.x.dtype), n_round=D,
+                                inv_ulps=params["inv_ulps"], ftz=bool(params.get("ftz")),
+                                sub=_sub(params), backend=_backend(params),
+                                v_div_units=params.get("v_div_units"))
         outs.append(y)
-        sub = HALF_SUBNORMAL if golden else _sub(params)
-        ivs.append(_with_flush(_interval(exact_y(x.x, x.weight, x.eps), r[..., None],
-                                         _abs_products(x.weight, sub) / 2),
-                               x.x, bool(params.get("ftz")) and not golden))
-    bound = pair_bound(ivs[0], ivs[1], base)
-    return Outcome(actual=outs[1], expected=outs[0], bound=bound, bound_doc=P12C_DOC)
+        ivs.append(iv)
+    bound = pair_bound(ivs[0], ivs[1], base.for_input(x.x.dtype))
+    return Outcome(actual=outs[1], expected=outs[0], bound=bound, bound_doc=P12C_DOC,
+                   truth=_offset_truth(x, base))
+
+
+# %% P9 (rows): non-finite input stays in its row
+
+P9N_DOC = ("P9 non-finite rows: a row holding NaN is NaN throughout; a row holding +-inf (no NaN) is "
+           "NaN at its infinities and a zero with the sign of x_i * w_i elsewhere (ss = inf, "
+           "inv = 0); every other row bitwise equal to the implementation's output without the "
+           "non-finite rows (NaN payloads not compared); docs/bounds-rmsnorm.md#nonfinite")
+
+
+def _one_nan(t: torch.Tensor) -> torch.Tensor:
+    """t with every NaN replaced by the same NaN (payload and sign are not part of the contract)."""
+    return torch.where(torch.isnan(t), torch.full_like(t, math.nan), t)
+
+
+def p9_nonfinite_rows(inputs: dict, impl, params: dict) -> Outcome:
+    """The implementation on x with non-finite rows vs its own output on the same x without them
+    (inputs["clean"]): the documented result in the non-finite rows, bitwise equal elsewhere."""
+    from kernelprop.golden.rmsnorm import nonfinite_row_result, nonfinite_rows
+
+    x, clean = inputs["inputs"], inputs["clean"]
+    recipe = _recipe(params)
+    actual = x.call(impl, recipe=recipe)
+    unchanged = clean.call(impl, recipe=recipe)
+    bad = nonfinite_rows(x.x).to(actual.device)[..., None]
+    documented = nonfinite_row_result(x.x, x.weight, recipe.weight_offset).to(actual.device)
+    expected = torch.where(bad, documented.to(actual.dtype), unchanged)
+    return Outcome(actual=_one_nan(actual), expected=_one_nan(expected), bound=None,
+                   bound_doc=P9N_DOC, metrics={"nonfinite_rows": int(bad.sum())})

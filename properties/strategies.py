@@ -24,16 +24,18 @@ reference gives the class its full share, up to the full decode shape (B=64; RMS
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
+import functools
 from dataclasses import dataclass
 from typing import Optional
 
 import pytest
-from hypothesis import Phase, given, settings, strategies as st
+from hypothesis import Phase, assume, given, settings, strategies as st
 
-from kernelprop.golden.inputs import DATA_KINDS, NORM_DATA_KINDS, SINK_KINDS, TC_ADVERSARIAL, AttnCase, NormCase
+from kernelprop.golden.inputs import (DATA_KINDS, NORM_DATA_KINDS, SINK_KINDS, TC_ADVERSARIAL, AttnCase,
+                                     NormCase, make_attn_inputs)
+from kernelprop.golden.error_model import error_model_family
 from kernelprop.golden.inputs import SUBNORMAL_SQUARES
-from kernelprop.golden.rmsnorm_bounds import model_v_min
+from kernelprop.golden.rmsnorm_bounds import domain_v_min
 from kernelprop.golden.recipes import AttnRecipe, NormRecipe
 from kernelprop import coverage
 from kernelprop.declarations import AttnDomain, NormDomain
@@ -198,15 +200,38 @@ def class_cases(shape_class: str, *, limits: AttnLimits, tile: Optional[int] = N
         return _tiny(pads, data, sinks, strided, batches=st.integers(1, batches), extra=0,
                      max_cmp_len=st.integers(2 * REFERENCE["topk"], 4 * REFERENCE["topk"]),
                      min_used=REFERENCE["window"] + 2 * REFERENCE["topk"], **shape)
+    if shape_class == "engine_tables":
+        return engine_table_cases(pads=pads, data=data, sinks=sinks, strided=strided)
+    if shape_class == "many_rows":
+        # 66 query rows, each with invalid lanes (pads): kernels that switch path above 64
+        # rows (sglang #39288) run their other path on masked candidates
+        return _tiny(pads, data, sinks, strided, batches=33, tokens_per_batch=2, heads=1,
+                     head_dim=_size(4, (3,)), window=_size(4, (3,)), topk=st.integers(1, 3),
+                     max_cmp_len=st.integers(0, 6), pad_prob=0.2 if pads else 0.0)
+    if shape_class == "huge_scores":
+        # every valid score below -5e4 (golden.inputs "huge_negative"), every token with a valid
+        # key; a -inf sink first, so that the keys, not the sink, carry the output
+        kinds = [s for s in ("neg_inf", "finite", "zero") if s in sinks] or list(sinks)
+        return _tiny(pads, ["huge_negative"], kinds, strided, softmax_scale=None,
+                     min_used=st.integers(2, 4), min_valid_keys=1)
     raise ValueError(f"shape_class must be 'plain' or one of {coverage.ATTN_CLASSES}, "
                      f"got {shape_class!r}")
 
 
+def engine_table_cases(*, pads=True, data=DATA_KINDS, sinks=SINK_KINDS,
+                       strided=None) -> st.SearchStrategy[AttnCase]:
+    """Block tables as serving engines lay them out (golden.inputs.engine_block_tables: rows of a
+    larger table, poisoned unreached columns, a page shared by batches 0 and 1). 2-3 batches that
+    all see more than the window (min_used > W <= 8), so each reaches the compressed cache and the
+    shared page is read by both."""
+    return _tiny(pads, data, sinks, strided, batches=st.integers(2, 3), engine_tables=True,
+                 min_used=st.integers(9, 24), max_cmp_len=st.integers(1, 16))
+
+
 def classes_for_run(kind: str) -> tuple:
-    """The shape classes of `kind` ("attn" / "norm", over_shape_classes) this run draws: every
+    """The shape classes of `kind` (an op's label, over_shape_classes) this run draws: every
     class but one whose `class_examples` is 0 (the reference class at small sizes runs 1)."""
-    classes = coverage.ATTN_CLASSES if kind == "attn" else coverage.NORM_CLASSES
-    return tuple(c for c in classes if class_examples(c) != 0)
+    return tuple(c for c in coverage.classes_of(kind) if class_examples(c) != 0)
 
 
 # %% recipes
@@ -219,13 +244,31 @@ def tiles(*, max_tile: int = 100, untiled: bool = True) -> st.SearchStrategy[Opt
 
 
 def attn_recipes(*, tilings=("positional",), roundings=("rne", "rtz", "rna"),
-                 p_dtypes=("bf16", "fp32"), max_tile: int = 100) -> st.SearchStrategy[AttnRecipe]:
-    """Attention recipes; shrinks to the default recipe (tile 64 first, then small tiles)."""
-    return st.builds(AttnRecipe, tile=tiles(max_tile=max_tile), tiling=st.sampled_from(tilings),
+                 p_dtypes=("bf16", "fp32"), max_tile: int = 100,
+                 splits: bool = False) -> st.SearchStrategy[AttnRecipe]:
+    """Attention recipes; shrinks to the default recipe (tile 64 first, then small tiles).
+    splits: also draw split-KV recipes (kv_splits, split_align; tiling then "compacted")."""
+    base = st.builds(AttnRecipe, tile=tiles(max_tile=max_tile), tiling=st.sampled_from(tilings),
                      p_dtype=st.sampled_from(p_dtypes),
                      l_from=st.sampled_from(["rounded", "unrounded"]),
                      rounding=st.sampled_from(roundings),
                      out_dtype=st.sampled_from(["fp32", "bf16"]))
+    if not splits:
+        return base
+    return st.tuples(base, split_counts(), split_aligns()).map(
+        lambda r: r[0] if r[1] is None else
+        r[0].replace(tiling="compacted", kv_splits=r[1], split_align=r[2]))
+
+
+def split_counts() -> st.SearchStrategy[Optional[int]]:
+    """kv_splits: None (no split) first, then SGLang's 8, 1, 2, 3 and up to 16: small cases have
+    fewer keys than splits (empty splits) as well as more."""
+    return st.one_of(st.none(), st.sampled_from([8, 1, 2, 3]), st.integers(1, 16))
+
+
+def split_aligns() -> st.SearchStrategy[int]:
+    """split_align: 1 (vLLM), SGLang's 32, and small odd alignments."""
+    return st.sampled_from([1, 32, 2, 3, 4])
 
 
 def norm_cases(*, limits: NormLimits | None = None, data=NORM_DATA_KINDS,
@@ -258,7 +301,7 @@ def norm_class_cases(shape_class: str, *, limits: NormLimits | None = None, data
         return base
     if shape_class == "eps0_tiny":
         # under the CUDA model "tiny" rows (v ~ 2^-133) are all below its domain (v >= 2^-125)
-        tiny = "tiny" if model_v_min() < 2.0 ** -130 else SUBNORMAL_SQUARES
+        tiny = "tiny" if domain_v_min(error_model_family()) < 2.0 ** -130 else SUBNORMAL_SQUARES
         return base.map(lambda c: c.replace(data=tiny, eps=0.0, rows=min(c.rows, 4),
                                             dim=min(c.dim, 64)))
     if shape_class == "eps_dominant":
@@ -268,27 +311,35 @@ def norm_class_cases(shape_class: str, *, limits: NormLimits | None = None, data
             return base.map(lambda c: c.replace(rows=min(c.rows, 64), heads=0, dim=LARGE_NORM_DIM))
         rows = REFERENCE_NORM_SMALL_ROWS if current_sizes() == "small" else REFERENCE_NORM["rows"]
         return base.map(lambda c: c.replace(**{**REFERENCE_NORM, "rows": rows}))
+    if shape_class == "nonfinite_rows":  # >= 2 rows, so a finite row stays beside them
+        return st.tuples(base, st.integers(1, 3)).map(
+            lambda a: a[0].replace(rows=max(a[0].rows, 2), nonfinite_rows=a[1]))
     raise ValueError(f"shape_class must be 'plain' or one of {coverage.NORM_CLASSES}, "
                      f"got {shape_class!r}")
 
 
-def norm_recipes(*, invs=("recip_sqrt", "rsqrt", "recip_sqrt_rn"), out_dtypes=("bf16", "fp32"),
-                 roundings=("rne",), max_chunk: int = 256) -> st.SearchStrategy[NormRecipe]:
+def norm_recipes(*, invs=("recip_sqrt", "rsqrt", "recip_sqrt_rn"),
+                 out_dtypes=("bf16", "fp32", "input"), roundings=("rne",), max_chunk: int = 256,
+                 weight_offsets=(0.0, 1.0), round_before_weight=(False, True),
+                 compute_dtypes=("fp32", "input")) -> st.SearchStrategy[NormRecipe]:
+    """NormRecipes over the given field values (the recipes of real models included: SPEC 3)."""
     return st.builds(NormRecipe, inv=st.sampled_from(invs),
                      chunk=st.one_of(st.none(), st.integers(1, max_chunk)),
-                     out_dtype=st.sampled_from(out_dtypes), rounding=st.sampled_from(roundings))
+                     out_dtype=st.sampled_from(out_dtypes), rounding=st.sampled_from(roundings),
+                     weight_offset=st.sampled_from(weight_offsets),
+                     round_before_weight=st.sampled_from(round_before_weight),
+                     compute_dtype=st.sampled_from(compute_dtypes))
 
 
-def recipes_for(impl, strategy: st.SearchStrategy) -> st.SearchStrategy:
+def recipes_for(impl, strategy: st.SearchStrategy, example=None) -> st.SearchStrategy:
     """`strategy` for implementations that accept any recipe keyword; for those that declare the
-    fields they can vary (accepts_recipe a tuple), their declared recipe with only those fields
-    drawn; else their declared recipe."""
+    fields they can vary (accepts_recipe a tuple), their declared recipe (for `example`'s shape
+    when shape-dependent) with only those fields drawn; else their declared recipe."""
     if impl.accepts_recipe is True:
         return strategy
     if not impl.accepts_recipe:
-        return st.just(impl.recipe)
-    varied = impl.accepts_recipe
-    return strategy.map(lambda r: impl.recipe.replace(**{f: getattr(r, f) for f in varied}))
+        return st.just(impl.recipe_for(example))
+    return strategy.map(lambda r: impl.example_recipe(r, example))
 
 
 # %% the draw helpers every property test uses
@@ -338,7 +389,10 @@ def _class_in_domain(shape_class: str, domain) -> bool:
             "reference": (domain.dims is None or REFERENCE_NORM["dim"] in domain.dims)
             and (domain.max_dim is None or domain.max_dim >= REFERENCE_NORM["dim"]),
         }.get(shape_class, True)
-    raise TypeError(f"domain must be an AttnDomain or NormDomain, got {type(domain).__name__}")
+    if hasattr(domain, "admits"):  # an op's own domain type says which of its classes it admits
+        return domain.admits(shape_class)
+    raise TypeError(f"domain must be an AttnDomain, a NormDomain or have admits(shape_class), "
+                    f"got {type(domain).__name__}")
 
 
 def tile_is_free(impl) -> bool:
@@ -347,7 +401,7 @@ def tile_is_free(impl) -> bool:
     return impl is None or impl.varies("tile")
 
 
-def _inside_domain(shape_class: str, domain) -> None:
+def skip_outside_domain(shape_class: str, domain) -> None:
     """Skip (with the reason) a class parametrization the implementation's domain excludes."""
     if shape_class != "plain" and shape_class not in restrict_to_domain((shape_class,), domain):
         pytest.skip(reason=f"shape class {shape_class} lies outside the implementation's "
@@ -370,25 +424,40 @@ def draw_attn(data, shape_class: str = "plain", *, impl=None, backend: str = "cp
     excludes are skipped (restrict_to_domain), drawn cases are fitted into it (domain.fit).
     """
     domain = domain if domain is not None else getattr(impl, "domain", None)
-    _inside_domain(shape_class, domain)
+    skip_outside_domain(shape_class, domain)
     coverage.expect(() if shape_class == "plain" else (shape_class,))
-    strategy = recipes if recipes is not None else attn_recipes()
-    recipe = data.draw(strategy if impl is None else recipes_for(impl, strategy), label="recipe")
-    tile = recipe.tile
+    strategy = recipes if recipes is not None else attn_recipes(splits=_draws_splits(impl))
+    drawn = data.draw(strategy if impl is None or impl.accepts_recipe else st.none(), label="recipe")
+    # the tile the multi-tile class cuts the list by: a shape-dependent recipe's (SPEC section 6)
+    # is only known with the case, so its value at the default case's shape stands in for it
+    tile = drawn.tile if drawn is not None and tile_is_free(impl) else \
+        impl.recipe_for(AttnCase()).tile
     if shape_class == "multi_tile" and tile_is_free(impl):
         tile = data.draw(st.integers(*MULTI_TILE_TILES), label="multi-tile tile")
-        recipe = recipe.replace(tile=tile)
+        drawn = drawn.replace(tile=tile)
     case = data.draw(class_cases(shape_class, limits=limits or current_limits(), tile=tile,
                                  pads=pads, data=data_kinds, sinks=sinks, strided=strided)
                      .map(lambda c: _fitted(c, domain).replace(device=device)), label="case")
+    recipe = drawn if impl is None else impl.example_recipe(drawn, case)
+    if shape_class == "multi_tile":
+        # the class is its data's (a later tile raises the running max, coverage.classify), which
+        # random values give only some of the time: an example without it is not one of the class
+        assume("multi_tile" in coverage.classify(make_attn_inputs(case.replace(device="cpu")), recipe))
     return AttnDraw(shape_class, case, recipe)
+
+
+def _draws_splits(impl) -> bool:
+    """Whether split-KV recipes are drawn: golden-only properties (impl None) and implementations
+    that vary `kv_splits` (a one-pass kernel, e.g. the bundled Triton one, declares
+    accepts_recipe without it and is never asked for a split)."""
+    return impl is None or impl.varies("kv_splits")
 
 
 def draw_norm_case(data, shape_class: str = "plain", *, device: str = "cpu",
                    limits: NormLimits | None = None, data_kinds=NORM_DATA_KINDS,
                    dtypes=("bf16", "fp32"), domain=None) -> NormCase:
     """Draw an RMSNorm case of `shape_class` (on `device`); see draw_attn."""
-    _inside_domain(shape_class, domain)
+    skip_outside_domain(shape_class, domain)
     coverage.expect(() if shape_class == "plain" else (shape_class,))
     return data.draw(norm_class_cases(shape_class, limits=limits, data=data_kinds, dtypes=dtypes)
                      .map(lambda c: _fitted(c, domain).replace(device=device)), label="case")
@@ -402,8 +471,11 @@ def _fitted(case, domain):
 # Examples of a class parametrization that does not take an equal share: the reference class at
 # small sizes costs up to ~13 s an example on the interpreter (docs/measurements.md), so ci and
 # dev run one example of it per property (0 would leave it out of small-size runs); nightly
-# (reference sizes) gives it its full share.
-SMALL_SIZES_CLASS_EXAMPLES = {"reference": 1}
+# (reference sizes) gives it its full share. many_rows (66 tokens) costs ~15 times a plain
+# example on the interpreter: 1 per property; huge_scores kills what it kills on any example
+# (every row below the sentinel): 3 per property. Both run on top of the other classes' shares,
+# which stay what they were without them.
+SMALL_SIZES_CLASS_EXAMPLES = {"reference": 1, "many_rows": 1, "huge_scores": 3}
 
 
 def class_examples(shape_class: str) -> Optional[int]:
@@ -411,36 +483,20 @@ def class_examples(shape_class: str) -> Optional[int]:
     return SMALL_SIZES_CLASS_EXAMPLES.get(shape_class) if current_sizes() == "small" else None
 
 
-@contextmanager
-def examples_of_class(test, shape_class: str):
-    """Run the hypothesis test `test` with the examples of its `shape_class` parametrization
-    (`class_examples`; the pytest plugin wraps each call in it, tests/test_coverage.py too).
-    Hypothesis has no per-parametrization settings: this sets the test's settings object, which
-    `@given` reads when the call starts (`_hypothesis_internal_use_settings`), for one call."""
-    n = class_examples(shape_class)
-    old = getattr(test, "_hypothesis_internal_use_settings", None)
-    if n is None or old is None:
-        yield
-        return
-    # no shrink phase either: the class fixes its dimensions, and every shrink step would cost a
-    # full example of it; a failure is reported as drawn
-    phases = [p for p in old.phases if p != Phase.shrink]
-    test._hypothesis_internal_use_settings = settings(old, max_examples=n, phases=phases)
-    try:
-        yield
-    finally:
-        test._hypothesis_internal_use_settings = old
+def over_shape_classes(kind: str, *, not_applicable: Optional[dict] = None, **given_kwargs):
+    """Decorator of a property test taking a `shape_class` argument and the arguments @given
+    draws (`given_kwargs`, strategies by name): pytest parametrizes it over "plain" and every
+    class of `kind` ("attn" / "norm") this run's sizes draw, except `not_applicable` ({class:
+    why}, kept for the coverage table), and each parametrization gets an equal share of the
+    profile's max_examples (at least 2), so every class is reached under every profile
+    (hypothesis' own choice of a sampled class is far from uniform: measured, 34 classes missed
+    over 40 ci-profile runs of 50 examples), except a class with its own count
+    (`class_examples`: the reference class at small sizes), which runs on top of the others'
+    shares (they stay what they were without it).
 
-
-def over_shape_classes(kind: str, *, not_applicable: Optional[dict] = None):
-    """Decorator (above @given) for a property test taking a `shape_class` argument: pytest
-    parametrizes it over "plain" and every class of `kind` ("attn" / "norm") this run's sizes
-    draw, except `not_applicable` ({class: why}, kept for the coverage table), and each
-    parametrization gets an equal share of the profile's max_examples (at least 2), so every
-    class is reached under every profile (hypothesis' own choice of a sampled class is far from
-    uniform: measured, 34 classes missed over 40 ci-profile runs of 50 examples), except a class
-    with its own count (`class_examples`: the reference class at small sizes), which runs on
-    top of the others' shares (they stay what they were without it).
+    Each count is its own `@settings(...)(@given(...)(test))` of the same test function (same
+    database key and seed); the test pytest sees dispatches a call to the one of its
+    `shape_class`. `class_settings(shape_class)` on it gives the settings that call runs under.
     """
     not_applicable = dict(not_applicable or {})
     run = classes_for_run(kind)
@@ -448,19 +504,38 @@ def over_shape_classes(kind: str, *, not_applicable: Optional[dict] = None):
     shared = sum(class_examples(c) is None for c in params)
 
     def decorate(test):
-        share = max(2, settings.default.max_examples // shared)
-        test = settings(max_examples=share)(test)
-        test = pytest.mark.shape_classes(kind=kind, not_applicable=not_applicable)(test)
-        return pytest.mark.parametrize("shape_class", params)(test)
+        share_settings = settings(max_examples=max(2, settings.default.max_examples // shared))
+        share_test = share_settings(given(**given_kwargs)(test))
+        own: dict = {}   # (class, examples) -> (its settings, its test)
+
+        def for_class(shape_class: str):
+            n = class_examples(shape_class)
+            if n is None:
+                return share_settings, share_test
+            if (shape_class, n) not in own:
+                # no shrink phase either: the class fixes its dimensions, and every shrink step
+                # would cost a full example of it; a failure is reported as drawn
+                phases = [p for p in share_settings.phases if p != Phase.shrink]
+                own_settings = settings(share_settings, max_examples=n, phases=phases)
+                own[(shape_class, n)] = (own_settings, own_settings(given(**given_kwargs)(test)))
+            return own[(shape_class, n)]
+
+        @functools.wraps(share_test)
+        def dispatch(*args, shape_class: str, **kwargs):
+            return for_class(shape_class)[1](*args, shape_class=shape_class, **kwargs)
+
+        dispatch.class_settings = lambda shape_class: for_class(shape_class)[0]
+        dispatch = pytest.mark.shape_classes(kind=kind, not_applicable=not_applicable)(dispatch)
+        return pytest.mark.parametrize("shape_class", params)(dispatch)
 
     return decorate
 
 
 def shape_class_property(pid: str, kind: str, *, not_applicable: Optional[dict] = None):
     """The header of a property test over the shape classes of `kind`: its SPEC id mark,
-    @over_shape_classes(kind, not_applicable=...) and @given(data=st.data())."""
+    @over_shape_classes(kind, not_applicable=..., data=st.data())."""
     def decorate(test):
-        test = over_shape_classes(kind, not_applicable=not_applicable)(given(data=st.data())(test))
+        test = over_shape_classes(kind, not_applicable=not_applicable, data=st.data())(test)
         return pytest.mark.spec(pid)(test)
 
     return decorate

@@ -5,7 +5,7 @@ golden/attention_bounds.py and docs/bounds-attention-props.md."""
 import pytest
 from hypothesis import strategies as st
 
-from kernelprop.golden.inputs import make_attn_inputs
+from kernelprop.golden.inputs import AttnCase, make_attn_inputs
 from kernelprop.properties.checks import run_property
 from kernelprop.properties.replays_attention import recipe_params
 from kernelprop.properties.strategies import (
@@ -42,8 +42,8 @@ def _impl_case(data, shape_class, impl, backend, device, cpu_limits: AttnLimits)
 
 def _other_recipe(data, recipe, tilings, max_tile=100):
     """A second recipe differing in tile size (1, odd, > K, non-divisors) and tiling."""
-    return recipe.replace(tile=data.draw(tiles(max_tile=max_tile), label="tile_b"),
-                          tiling=data.draw(st.sampled_from(tilings), label="tiling_b"))
+    return recipe.replace(tile=data.draw(tiles(max_tile=max_tile), label="tile_b")).with_tiling(
+        data.draw(st.sampled_from(tilings), label="tiling_b"))
 
 
 @shape_class_property("P2", "attn")
@@ -80,11 +80,13 @@ def test_p3_golden_tile_and_tiling_invariance(backend, device, shape_class, data
 @shape_class_property("P3", "attn")
 def test_p3_impl_tile_invariance(attn_impl, backend, device, shape_class, data):
     if not attn_impl.varies("tile"):
-        pytest.skip(reason=attn_impl.unsupported_reason(attn_impl.recipe.replace(tile=1)))
+        pytest.skip(reason=attn_impl.unsupported_reason(
+            attn_impl.recipe_for(AttnCase()).replace(tile=1)))
     # positional only: the bundled kernels and impls/torch_reference.py raise NotImplementedError
     # for compacted tiling (the golden's P3 covers compacted)
     case, recipe = _impl_case(data, shape_class, attn_impl, backend, device, TWO_CALL_CPU_LIMITS)
-    other = _other_recipe(data, recipe, ("positional",), max_tile=2 * case.num_indices + 1)
+    tilings = ("positional",) if attn_impl.varies("tiling") else (recipe.tiling,)
+    other = _other_recipe(data, recipe, tilings, max_tile=2 * case.num_indices + 1)
     params = {**recipe_params(recipe), "recipe_b": recipe_params(other)["recipe"]}
     run_property("P3", "impl, two tile sizes",
                  "kernelprop.properties.replays_attention:impl_agree", inputs={"inputs": make_attn_inputs(case)},

@@ -73,6 +73,20 @@ def insert_pads(x: AttnInputs, seed: int, count: int) -> AttnInputs:
     return _with_indices(x, insert_positions(x.sparse_indices.cpu().long(), pads, gen))
 
 
+def pad_first_tile(x: AttnInputs, seed: int, tile: int) -> AttnInputs:
+    """`tile` invalid indices put in front of every row: the first positional tile holds no valid
+    entry and every later tile is an original one, shifted by a whole tile (vLLM #48364: a kernel
+    whose running max is still -inf after an all-masked first block; tests that pad at the back
+    never see it)."""
+    gen = _gen(seed)
+    bad = _invalid_values(x)
+    pads = bad.gather(1, torch.randint(0, bad.shape[1], (bad.shape[0], tile), generator=gen))
+    return _with_indices(x, torch.cat([pads, x.sparse_indices.cpu().long()], dim=1))
+
+
+MAX_PADDED_TILE = 64  # the first-tile padding stays affordable on the interpreter
+
+
 def permute_indices(x: AttnInputs, seed: int) -> AttnInputs:
     """Every token's index list (valid and invalid entries) in a random order."""
     idx = x.sparse_indices.cpu().long()
@@ -112,9 +126,13 @@ def test_p5_pads_anywhere(attn_impl, backend, device, shape_class, data):
     count = data.draw(st.integers(1, 6), label="pads per token")
     case, recipe = _draw(data, shape_class, attn_impl, backend, device, k_extra=count)
     x = make_attn_inputs(case)
-    x_pad = insert_pads(x, data.draw(seeds, label="pad seed"), count)
+    first_tile = data.draw(st.booleans(), label="pad the whole first tile")
+    if first_tile and recipe.tile is not None and recipe.tile <= MAX_PADDED_TILE:
+        x_pad = pad_first_tile(x, data.draw(seeds, label="pad seed"), recipe.tile)
+    else:
+        x_pad = insert_pads(x, data.draw(seeds, label="pad seed"), count)
     inputs = {"inputs": x_pad, "inputs_b": x}
-    golden_recipe = recipe.replace(tiling="compacted")
+    golden_recipe = recipe.with_tiling("compacted")
     run_property("P5", "golden compacted: pads are bitwise neutral", R + "golden_bitwise",
                  inputs=inputs, params=recipe_params(golden_recipe), recipe=golden_recipe, case=case)
     _agree_with_original("padded", inputs, recipe, attn_impl, recipe, case)
@@ -126,7 +144,7 @@ def test_p5_permuted_indices(attn_impl, backend, device, shape_class, data):
     x = make_attn_inputs(case)
     inputs = {"inputs": permute_indices(x, data.draw(seeds, label="permutation seed")), "inputs_b": x}
     tiling = data.draw(st.sampled_from(["positional", "compacted"]), label="golden tiling")
-    golden_recipe = recipe.replace(tiling=tiling)
+    golden_recipe = recipe.with_tiling(tiling)
     _agree_with_original("permuted", inputs, golden_recipe, attn_impl, recipe, case)
 
 
@@ -138,7 +156,7 @@ def test_p5_duplicate_counts_twice(attn_impl, backend, device, shape_class, data
     inputs = {"inputs": x, "inputs_b": x_dup}
     params = {**recipe_params(recipe), "dup_pos": pos, "dup_copies": copies}
     tiling = data.draw(st.sampled_from(["positional", "compacted"]), label="golden tiling")
-    golden_params = {**params, **recipe_params(recipe.replace(tiling=tiling))}
+    golden_params = {**params, **recipe_params(recipe.with_tiling(tiling))}
     run_property("P5", "golden(dup) vs fp64 truth weighting the duplicate (1 + copies)",
                  R + "p5_dup_golden", inputs=inputs, params=golden_params, recipe=recipe, case=case)
     run_property("P5", "impl(dup) vs fp64 truth weighting the duplicate, P1 + P2", R + "p5_dup_impl",
@@ -200,7 +218,7 @@ def test_p6_sink_scaling(attn_impl, backend, device, shape_class, data):
     x = _with_sinks(make_attn_inputs(case), data.draw(sink_values(case.heads, attn_impl.domain),
                                                       label="sinks"))
     inputs, params = {"inputs": x}, recipe_params(recipe)
-    golden_recipe = recipe.replace(tiling=data.draw(st.sampled_from(["positional", "compacted"]),
+    golden_recipe = recipe.with_tiling(data.draw(st.sampled_from(["positional", "compacted"]),
                                                     label="golden tiling"))
     run_property("P6", "golden o(sink) = o(-inf) L / (L + exp(sink - M))", R + "p6_sink_scaling_golden",
                  inputs=inputs, params=recipe_params(golden_recipe), recipe=golden_recipe, case=case)
@@ -235,6 +253,8 @@ def empty_some_tokens(x: AttnInputs, seed: int) -> AttnInputs:
 
 @shape_class_property("P7", "attn")
 def test_p7_empty_rows_are_exact_zeros(attn_impl, backend, device, shape_class, data):
+    if attn_impl.domain is not None and attn_impl.domain.empty_rows_reason():
+        pytest.skip(reason=attn_impl.domain.empty_rows_reason())
     case, recipe = _draw(data, shape_class, attn_impl, backend, device)
     x = empty_some_tokens(make_attn_inputs(case), data.draw(seeds, label="empty seed"))
     inputs, params = {"inputs": x}, recipe_params(recipe)

@@ -32,8 +32,8 @@ def _skip_unless_possible(params: dict, impl) -> None:
     _skip_unless_validating(impl)
     if params["kind"] == "device" and not CUDA:
         pytest.skip(reason=NO_CUDA)
-    if params["kind"] in ("recipe", "unsupported_recipe") and impl.accepts_recipe is not True:
-        pytest.skip(reason=f"{impl.spec} takes no recipe keyword (accepts_recipe is not True)")
+    if params["kind"] in ("recipe", "unsupported_recipe") and not impl.accepts_recipe:
+        pytest.skip(reason=f"{impl.spec} takes no recipe keyword (accepts_recipe is not set)")
 
 
 def _bad_input_run(op, table, impl, case, params) -> None:
@@ -52,7 +52,7 @@ def test_p13_bad_input(op, impl_of, device, data):
     table = resolve(op.bad_input)
     cases = resolve(op.cases)(**table.case_kwargs)
     case = table.fix_case(data.draw(cases, label="case")).replace(device=device)
-    params = data.draw(st.sampled_from(table.corruptions(recipes=impl.accepts_recipe is True,
+    params = data.draw(st.sampled_from(table.corruptions(recipes=bool(impl.accepts_recipe),
                                                          cuda=CUDA)), label="corruption")
     event(f"{params['kind']} {params.get('arg', '')}".strip())
     _bad_input_run(op, table, impl, case, params)

@@ -11,14 +11,15 @@ import torch
 from hypothesis import assume, event, given, note, strategies as st
 
 from kernelprop.golden.inputs import NormCase, make_norm_inputs
+from kernelprop.golden.error_model import error_model_family
+from kernelprop.golden import rmsnorm_bounds
 from kernelprop.golden.recipes import NormRecipe
 from kernelprop.properties.checks import run_property
 from kernelprop.properties.replays_norm import (
     INV_ULPS,
-    in_domain,
     npu_measurement,
     recipe_params,
-    model_v_min,
+    with_declared_ptx,
 )
 from kernelprop.properties.strategies import draw_norm_case, norm_recipes, shape_class_property, recipes_for
 
@@ -26,6 +27,20 @@ REAL_INVS = ("recip_sqrt", "rsqrt", "recip_sqrt_rn")
 INV_PAIRS = list(itertools.permutations(REAL_INVS, 2))
 NPU_SHAPE = dict(rows=128, heads=64, dim=512)   # per-head q norm of the reference decode shape
 NPU_K = 8      # approx_bits whose modelled mismatch (26%) is nearest the NPU's 20.686% (SPEC 1)
+NONFINITE = {"nonfinite_rows": "the bounds need finite x; rows holding NaN or inf are P9's "
+                                "(test_p9_nonfinite_rows_stay_in_their_row)"}
+
+
+def in_recipe_domain(x: torch.Tensor, eps: float, recipe: NormRecipe) -> bool:
+    """rmsnorm_bounds.in_recipe_domain under this run's error model (golden.error_model
+    .error_model_family: --error-model, else the backend's). The test bodies call it without it:
+    hypothesis derives a test's derandomized seed from its source, which stays as it is."""
+    return rmsnorm_bounds.in_recipe_domain(x, eps, recipe, error_model_family())
+
+
+def v_min(recipe: NormRecipe, x_dtype) -> float:
+    """rmsnorm_bounds.v_min under this run's error model (see in_recipe_domain)."""
+    return rmsnorm_bounds.v_min(recipe, x_dtype, error_model_family())
 
 
 def _need_recipes(impl) -> None:
@@ -69,41 +84,49 @@ def _draw_for(impl, data, device, shape_class: str, backend: str) -> tuple[NormC
 
 def _run_in_domain(pid: str, check: str, replay: str, case, *, impl, recipe, params: dict):
     """run_property on the inputs of `case` (`replay`: a function of properties/replays_norm.py);
-    inputs outside the golden's error-model domain are discarded (hypothesis draws again)."""
+    inputs outside the golden's error-model domain are discarded (hypothesis draws again). P1's
+    params get the figures of the implementation's declared PTX (replays_norm.with_declared_ptx)."""
+    if replay == "p1":
+        params = with_declared_ptx(params, recipe, impl)
     x = make_norm_inputs(case)
-    assume(in_domain(x.x, x.eps))
+    assume(in_recipe_domain(x.x, x.eps, recipe))
     return run_property(pid, check, f"kernelprop.properties.replays_norm:{replay}", inputs={"inputs": x},
                         impl=impl, params=params, recipe=recipe, case=case)
 
 
 # %% P1
 
-@shape_class_property("P1", "norm")
+@shape_class_property("P1", "norm", not_applicable=NONFINITE)
 def test_p1_norm_matches_golden(norm_impl, backend, device, shape_class, data):
     case, recipe = _draw_for(norm_impl, data, device, shape_class, backend)
     _run_in_domain("P1", "rms_norm impl vs golden, same recipe", "p1", case, impl=norm_impl,
-                   recipe=recipe, params=recipe_params(recipe, backend, impl=norm_impl))
+                   recipe=recipe, params=recipe_params(recipe, backend))
 
 
 # %% P4
 
-@shape_class_property("P4", "norm")
+def p4_recipes(out_dtypes):
+    """P4's recipes: fp32 compute without the rounding before the weight (both would add bf16
+    roundings between inv and y, outside P4's one-rounding-per-product model); weight_offset only
+    changes the weight, so it is drawn."""
+    return norm_recipes(out_dtypes=out_dtypes, round_before_weight=(False,), compute_dtypes=("fp32",))
+
+
+@shape_class_property("P4", "norm", not_applicable=NONFINITE)
 def test_p4a_inv_variants_fp32_ulps(norm_impl, backend, device, shape_class, data):
     _need_recipes(norm_impl)
     case = _case(data, device, shape_class, domain=norm_impl.domain).replace(weight=False)
-    recipe = _affordable(data.draw(norm_recipes(out_dtypes=("fp32",)), label="recipe"), case.dim,
-                         backend)
+    recipe = _affordable(data.draw(p4_recipes(("fp32",)), label="recipe"), case.dim, backend)
     inv_a, inv_b = data.draw(st.sampled_from(INV_PAIRS), label="variants")
     _run_in_domain("P4", "fp32 ulps of y between INV variants", "p4_ulp", case, impl=norm_impl,
                    recipe=recipe, params=recipe_params(recipe, backend, inv_a=inv_a, inv_b=inv_b))
 
 
-@shape_class_property("P4", "norm")
+@shape_class_property("P4", "norm", not_applicable=NONFINITE)
 def test_p4b_inv_variants_bf16_mismatch(norm_impl, backend, device, shape_class, data):
     _need_recipes(norm_impl)
     case = _case(data, device, shape_class, domain=norm_impl.domain)
-    recipe = _affordable(data.draw(norm_recipes(out_dtypes=("bf16",)), label="recipe"), case.dim,
-                         backend)
+    recipe = _affordable(data.draw(p4_recipes(("bf16",)), label="recipe"), case.dim, backend)
     inv_a, inv_b = data.draw(st.sampled_from(INV_PAIRS), label="variants")
     out = _run_in_domain("P4", "bf16 mismatches between INV variants", "p4_mismatch", case,
                          impl=norm_impl, recipe=recipe,
@@ -185,14 +208,15 @@ def _draw_log2_scale(data, span: tuple[int, int], *, x_in_span: bool = False) ->
     return data.draw(st.sampled_from(choices), label="log2_scale")
 
 
-@shape_class_property("P12", "norm")
+@shape_class_property("P12", "norm", not_applicable=NONFINITE)
 def test_p12_scale_invariance(norm_impl, backend, device, shape_class, data):
     case, recipe = _draw_for(norm_impl, data, device, shape_class, backend)
     x = make_norm_inputs(case)
     # 2^j x is exact (no bf16/fp32 overflow, no new subnormals), its sum of squares stays finite,
-    # and x and 2^j x stay in the model's domain (at eps = 0: every nonzero mean square >= model_v_min())
-    assume(in_domain(x.x, x.eps))
-    span = _log2_range(x.x, 2.0**-126, 2.0**126, 2.0**126, model_v_min() if x.eps == 0 else 0.0)
+    # and x and 2^j x stay in the model's domain (at eps = 0: every nonzero mean square >= V_MIN)
+    assume(in_recipe_domain(x.x, x.eps, recipe))
+    span = _log2_range(x.x, 2.0**-126, 2.0**126, 2.0**126,
+                       v_min(recipe, x.x.dtype) if x.eps == 0 else 0.0)
     j = _draw_log2_scale(data, span)
     run_property("P12", "rms_norm(2^j x) vs rms_norm(x), eps-aware",
                  "kernelprop.properties.replays_norm:p12_scale", inputs={"inputs": x}, impl=norm_impl,
@@ -202,7 +226,7 @@ def test_p12_scale_invariance(norm_impl, backend, device, shape_class, data):
 @shape_class_property("P12", "norm", not_applicable={
     "eps0_tiny": "tiny data squares into fp32 subnormals, where 2^j scaling is not exact "
                  "(docs/bounds-rmsnorm.md#p12)",
-    "eps_dominant": "eps is 0 in this test (the class needs eps > 0)"})
+    "eps_dominant": "eps is 0 in this test (the class needs eps > 0)", **NONFINITE})
 def test_p12_golden_exact_scale_invariance_eps0(backend, device, shape_class, data):
     """eps = 0: the golden is bitwise invariant under 2^j x as long as nothing over- or underflows
     (data "tiny" squares into fp32 subnormals: excluded, see docs/bounds-rmsnorm.md#p12)."""
@@ -218,7 +242,7 @@ def test_p12_golden_exact_scale_invariance_eps0(backend, device, shape_class, da
                  params=recipe_params(recipe, backend, log2_scale=j), recipe=recipe, case=case)
 
 
-@shape_class_property("P12", "norm")
+@shape_class_property("P12", "norm", not_applicable=NONFINITE)
 def test_p12_golden_chunk_orders(backend, device, shape_class, data):
     case = _case(data, device, shape_class)
     recipe = data.draw(norm_recipes(), label="recipe")
@@ -227,7 +251,7 @@ def test_p12_golden_chunk_orders(backend, device, shape_class, data):
                    params=recipe_params(recipe, backend, chunk_a=c1, chunk_b=c2, who="golden"))
 
 
-@shape_class_property("P12", "norm")
+@shape_class_property("P12", "norm", not_applicable=NONFINITE)
 def test_p12_impl_chunk_orders(norm_impl, backend, device, shape_class, data):
     _need_recipes(norm_impl)
     case = _case(data, device, shape_class, domain=norm_impl.domain)
@@ -236,3 +260,20 @@ def test_p12_impl_chunk_orders(norm_impl, backend, device, shape_class, data):
     c2 = data.draw(_chunks(case.dim, backend), label="chunk_b")
     _run_in_domain("P12", "impl chunk c1 vs chunk c2", "p12_chunks", case, impl=norm_impl, recipe=recipe,
                    params=recipe_params(recipe, backend, chunk_a=c1, chunk_b=c2, who="impl"))
+
+
+# %% P9 for RMSNorm: rows are independent, non-finite input included
+
+@shape_class_property("P9", "norm")
+def test_p9_nonfinite_rows_stay_in_their_row(norm_impl, backend, device, shape_class, data):
+    """1-3 rows of an example of the class get a NaN, +inf or -inf: those rows give the documented
+    result (golden.rmsnorm.nonfinite_row_result: NaN row -> all NaN; inf -> NaN at the inf, signed
+    zeros elsewhere) and every other row is bitwise what the implementation gives without them."""
+    case, recipe = _draw_for(norm_impl, data, device, shape_class, backend)
+    count = data.draw(st.integers(1, 3), label="non-finite rows")
+    case = case.replace(rows=max(case.rows, 2), nonfinite_rows=max(case.nonfinite_rows, count))
+    x, clean = make_norm_inputs(case), make_norm_inputs(case.replace(nonfinite_rows=0))
+    run_property("P9", "non-finite rows: documented result there, other rows bitwise unchanged",
+                 "kernelprop.properties.replays_norm:p9_nonfinite_rows",
+                 inputs={"inputs": x, "clean": clean}, impl=norm_impl,
+                 params=recipe_params(recipe, backend), recipe=recipe, case=case)

@@ -13,7 +13,7 @@ import math
 import torch
 
 from kernelprop.golden.attention import gather_kv
-from kernelprop.golden.recipes import AttnRecipe
+from kernelprop.golden.recipes import UNSPLIT_FIELDS, AttnRecipe
 from kernelprop.golden.rounding import round_to_bf16
 
 
@@ -57,4 +57,4 @@ def lse_sink_attention(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, spar
 
 
 lse_sink_attention.recipe = AttnRecipe()
-lse_sink_attention.accepts_recipe = True
+lse_sink_attention.accepts_recipe = UNSPLIT_FIELDS  # one pass: no split-KV

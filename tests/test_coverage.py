@@ -25,7 +25,7 @@ from kernelprop import coverage
 from kernelprop.evidence import Outcome
 from kernelprop.impl import make_impl
 from kernelprop.registry import OPS
-from kernelprop.properties.strategies import class_examples, classes_for_run, examples_of_class
+from kernelprop.properties.strategies import class_examples, classes_for_run
 
 # hypothesis property tests that draw no case through the shape classes, and why
 NO_SHAPE_CLASSES = {
@@ -99,8 +99,7 @@ def _reach(module, fn, shape_class, targets, monkeypatch) -> dict:
     kwargs = {"backend": "cpu", "device": "cpu", "shape_class": shape_class}
     kwargs.update({fixture: make_impl(kind, targets.get(kind)) for kind, fixture in _op_fixtures(fn).items()})
     try:
-        with examples_of_class(fn, shape_class):
-            fn(**kwargs)
+        fn(**kwargs)
     except pytest.skip.Exception:
         return {}
     return coverage.snapshot() or {}
@@ -132,20 +131,22 @@ def test_ci_profile_reaches_every_class_of_every_property(impl_name, monkeypatch
     assert reached, "no property test ran (all skipped?)"
     assert not missed, "\n".join(missed)
     assert "reference" in classes, "the reference decode shape is not reached in this profile"
+    # issue 23's classes (serving-engine block tables, NaN / inf rows) of the ops this entry runs
+    nightly = {"engine_tables"} | ({"nonfinite_rows"} if impl_name == "bundled" else set())
+    assert nightly <= classes, f"not reached in this profile: {sorted(nightly - classes)}"
 
 
 @pytest.mark.parametrize("sizes, examples", [("small", 1), ("reference", None)])
 def test_reference_class_examples_by_sizes(sizes, examples, monkeypatch):
-    """At small sizes the reference parametrization runs class_examples = 1 example, unshrunk, for
-    that call only; at reference sizes it keeps the test's own settings (its share)."""
+    """At small sizes the reference parametrization runs class_examples = 1 example, unshrunk, under
+    its own settings; at reference sizes it runs under the test's shared settings (its share)."""
     monkeypatch.setenv("KERNELPROP_SIZES", sizes)
     _, name, fn = next(t for t in _property_tests() if "reference" in _params(t[2]))
-    before = fn._hypothesis_internal_use_settings
     assert class_examples("reference") == examples and class_examples("plain") is None
-    with examples_of_class(fn, "reference"):
-        during = fn._hypothesis_internal_use_settings
-    assert fn._hypothesis_internal_use_settings is before, name
+    shared, own = fn.class_settings("plain"), fn.class_settings("reference")
+    assert Phase.shrink in shared.phases and shared.max_examples >= 2, name
     if examples is None:
-        assert during is before
+        assert own is shared, name
     else:
-        assert during.max_examples == examples and Phase.shrink not in during.phases, name
+        assert own.max_examples == examples and Phase.shrink not in own.phases, name
+        assert fn.class_settings("reference") is own, name   # built once per class and count

@@ -119,7 +119,7 @@ def test_emulated_rms_norm_passes_p1_under_the_cuda_model(cuda_model, case, reci
 
     impl = make_impl("rms_norm", f"{EMU}:rms_norm")
     x = _inputs(case)
-    assert in_domain(x.x, x.eps)
+    assert in_domain(x.x, x.eps, "cuda")
     params = recipe_params(recipe, "cpu", impl=impl)
     assert params["error_model"] == "cuda" and params["ptx"]
     verdict = check_outcome(p1({"inputs": x}, impl, params))
@@ -146,7 +146,9 @@ def test_emulated_rms_norm_with_a_12_bit_rsqrt_fails_p1(cuda_model):
 def test_error_model_knob_selects_cuda_on_the_cpu_backend(monkeypatch):
     """KERNELPROP_ERROR_MODEL (--error-model) picks the bounds' model; default the backend's."""
     from kernelprop.golden.error_model import error_model_family
-    from kernelprop.golden.rmsnorm_bounds import V_MIN_BY_BACKEND, model_v_min
+    from kernelprop.golden.rmsnorm_bounds import V_MIN_BY_BACKEND, domain_v_min
+
+    model_v_min = lambda: domain_v_min(error_model_family())  # noqa: E731
     from kernelprop.properties.replays_attention import recipe_params as attn_params
     from kernelprop.properties.replays_norm import recipe_params as norm_params
 

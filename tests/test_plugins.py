@@ -19,7 +19,7 @@ import torch
 from kernelprop.golden.attention import gather_kv, sparse_attention_golden, sparse_attention_trace
 from kernelprop.golden.inputs import AttnCase, NormCase, make_attn_inputs
 from kernelprop.golden.output_rounding import reachable_bf16, round_bf16_rne, widen_for_rounded
-from kernelprop.golden.recipes import AttnRecipe
+from kernelprop.golden.recipes import UNSPLIT_FIELDS, AttnRecipe
 from kernelprop import hints
 from kernelprop.declarations import AttnDomain, NormDomain
 from kernelprop.impl import check_targets, make_impl
@@ -186,7 +186,7 @@ def test_declarations_are_read_and_checked():
         chunked(recipe=chunked.recipe.replace(rounding="rtz"))
     assert "validates_inputs=False" in chunked.declared()
     bundled = make_impl("sparse_attention")
-    assert bundled.accepts_recipe is True and bundled.validates_inputs and bundled.domain is None
+    assert bundled.accepts_recipe == UNSPLIT_FIELDS and bundled.validates_inputs and bundled.domain is None
 
 
 def test_bad_declarations_and_paths_give_one_clear_error(tmp_path):

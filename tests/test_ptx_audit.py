@@ -105,7 +105,8 @@ def test_models_selected_from_the_ptx():
     from collections import Counter
 
     from kernelprop.golden.attention_bounds import CUDA_MODEL
-    from kernelprop.ptx_audit import attention_backend_for, norm_figures_for
+    from kernelprop.golden.attention_bounds import cuda_model_for_ptx as attention_backend_for
+    from kernelprop.golden.rmsnorm_bounds import cuda_figures_for_ptx as norm_figures_for
 
     bundled = Counter({"ex2.approx": 40, "div.rn": 64, "cvt.rn.bf16": 8, "wgmma.f32.bf16.bf16 k16": 80})
     assert attention_backend_for(bundled) == CUDA_MODEL.__class__(**{**CUDA_MODEL.__dict__, "div_units": 1.0})

@@ -52,9 +52,10 @@ def test_in_process_packages_are_this_repos(name):
 
 def test_in_process_kernels_exports_the_bundled_callables():
     from kernelprop import kernels
+    from kernelprop.golden.recipes import UNSPLIT_FIELDS
 
     assert callable(kernels.sparse_decode_attention) and callable(kernels.rms_norm)
-    assert getattr(kernels.sparse_decode_attention, "accepts_recipe", False) is True
+    assert getattr(kernels.sparse_decode_attention, "accepts_recipe", False) == UNSPLIT_FIELDS
 
 
 def test_fake_kernels_is_hostile_on_its_own(fake_path):

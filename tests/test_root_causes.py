@@ -216,7 +216,7 @@ def _write_report(tmp_path, monkeypatch, error: BaseException):
 
     monkeypatch.delenv("KERNELPROP_RUN_ID", raising=False)
     x = make_norm_inputs(NormCase(rows=2, dim=3, weight=False))
-    evidence.begin("fake::test")
+    evidence.begin()
     evidence.record(Evidence(property_id="P1", check="planted", outcome=None,
                              impl="tests/planted/rms_norm_crash.py:rms_norm", impl_kind="rms_norm",
                              recipe=NormRecipe(), inputs={"inputs": x},

@@ -105,6 +105,15 @@ MUTANTS = [
     _attn("scale_isqrt", "default softmax scale 1 / isqrt(D)", ("P1", "P2")),
     _attn("scale_padded_d", "default softmax scale from the padded BLOCK_D = next_pow2(D)",
           ("P1", "P2")),
+    # split-KV decode (AttnRecipe.kv_splits; drawn only for implementations that vary it)
+    _attn("split_sink_dropped", "split-KV merge leaves the sink out of the denominator",
+          ("P1", "P6")),
+    _attn("split_first_max", "split-KV merge rescales by the first split's lse, not the largest "
+          "(overflow once another split's lse exceeds it by ~88)", ("P1", "P6")),
+    _attn("split_empty_unguarded", "split-KV merge does not skip empty splits: 0 * (0 / 0) = NaN",
+          ("P1",)),
+    _attn("split_unaligned", "split length cdiv(n, kv_splits) not rounded up to split_align",
+          ("P1",)),
     # RMSNorm
     _norm("rsqrt_12bit", "INV is a hardware rsqrt with 12 correct bits", ("P1", "P12")),
     _norm("rsqrt_10bit", "INV is a hardware rsqrt with 10 correct bits", ("P1", "P12")),
@@ -122,6 +131,23 @@ MUTANTS = [
           ("P1",)),
     _norm("subnormals_flushed", "fp32 subnormal squares flushed to zero (eps = 0, tiny data: "
           "y = inf)", ("P1",)),
+    # the recipes of real models (SPEC 3), each declared as shipped (no recipe keyword)
+    _norm("gemma_no_offset", "declares Gemma's weight_offset 1 but multiplies by w, not 1 + w",
+          ("P1", "P12")),
+    _norm("llama_no_cast", "declares round_before_weight (Llama) but skips the cast of x * inv",
+          ("P1", "P12")),
+    _norm("llama_cast_rtz", "round_before_weight's cast of x * inv truncates (rtz), recipe rne",
+          ("P1", "P12")),
+    _norm("input_dtype_always_bf16", "declares out_dtype 'input' but writes bf16 for fp32 x",
+          ("P1", "P12")),
+    _norm("narrow_in_fp32", "declares compute_dtype 'input' but computes a bf16 x in fp32",
+          ("P1", "P12")),
+    _attn("table_width_stride", "block-table row b read at b * width (width taken as the row "
+          "stride of a table that is a row slice of a larger one)", ("P1", "P8", "P10")),
+    _attn("padding_column_read", "pages of every block-table column prefetched, padding columns "
+          "(-1, out-of-range ids) included", ("P1", "P8", "P10")),
+    _norm("nan_swallowed_fmax", "v guarded with fmax(v, FLT_MIN): a NaN sum of squares becomes "
+          "FLT_MIN, so a row with a NaN gives finite outputs beside it", ("P9",)),
 ]
 
 NO_ARG_CHECKS = ("impls/torch_reference.py is a numerics reference without the wrappers' argument "
@@ -144,8 +170,24 @@ CONTROLS = [
             "benign: -0.0 for tokens with no valid key (IEEE-equal to the exact zero)"),
     Control("fixed_tile_64", "sparse_attention", f"{ATTN}:fixed_tile_64",
             "the base with a fixed tile of 64 and no recipe keyword (the fixed64_* mutants' base)"),
+    Control("split_kv", "sparse_attention", f"{ATTN}:split_kv",
+            "the base with split-KV (the split_* mutants' base; two-pass merge)"),
+    Control("split_kv_reference", "sparse_attention", "impls/split_kv_reference.py:sparse_decode_attention",
+            "independent split-KV implementation (SGLang's structure, online merge)"),
     Control("reverse_chunks", "rms_norm", f"{NORM}:reverse_chunks",
             "benign: sum-of-squares chunks added right to left (within fp32 bounds)"),
+    Control("gemma_reference", "rms_norm", f"{NORM}:gemma_reference",
+            "the base declaring Gemma's recipe (weight_offset 1, out_dtype input), no bug"),
+    Control("llama_reference", "rms_norm", f"{NORM}:llama_reference",
+            "the base declaring Llama's recipe (round_before_weight, out_dtype input), no bug"),
+    Control("input_dtype_reference", "rms_norm", f"{NORM}:input_dtype_reference",
+            "the base declaring out_dtype input, no bug"),
+    Control("narrow_reference", "rms_norm", f"{NORM}:narrow_reference",
+            "the base declaring compute_dtype input (Liger none mode), no bug"),
+    Control("hf_llama_rms_norm", "rms_norm", "impls/hf_norms.py:llama_rms_norm",
+            "Hugging Face LlamaRMSNorm's formula in torch, its declared recipe"),
+    Control("hf_gemma_rms_norm", "rms_norm", "impls/hf_norms.py:gemma_rms_norm",
+            "Hugging Face GemmaRMSNorm's formula in torch, its declared recipe"),
 ]
 
 

@@ -21,7 +21,7 @@ import os
 
 import torch
 
-from kernelprop.golden.recipes import AttnRecipe
+from kernelprop.golden.recipes import UNSPLIT_FIELDS, AttnRecipe
 from kernelprop.golden.rounding import round_to_bf16
 from kernelprop.impls.mutants._args import check_attention_args
 
@@ -36,7 +36,7 @@ class SparseAttention:
     """The correct base (a catalogue control: it must pass the whole suite)."""
 
     recipe = AttnRecipe()
-    accepts_recipe = True
+    accepts_recipe = UNSPLIT_FIELDS   # one pass; SplitKVAttention below adds the split fields
 
     def __call__(self, q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_indices,
                  seqused_kv, attn_sink, *, window, tokens_per_batch, softmax_scale=None,
@@ -65,11 +65,15 @@ class SparseAttention:
             valid = valid.gather(1, order)
             keys = keys.gather(1, order[..., None].expand_as(keys))
         sink = attn_sink.float().to(q.device)
-        m, l, o = self.online_softmax(q.float(), keys, valid, self.scale(scale, q.device), sink,
-                                      recipe)
-        return self.output(self.normalize(o, l, m, sink), recipe)
+        return self.output(self.attend(q.float(), keys, valid, self.scale(scale, q.device), sink,
+                                       recipe), recipe)
 
     # -- steps (each mutant overrides one) --------------------------------------------------
+
+    def attend(self, q, keys, valid, scale, sink, recipe):
+        """o [T, H, D] fp32 from the rows in tiling order: one online softmax, then the sink."""
+        m, l, o = self.online_softmax(q, keys, valid, scale, sink, recipe)
+        return self.normalize(o, l, m, sink)
 
     def effective_recipe(self, recipe):
         return self.recipe if recipe is None else recipe
@@ -503,6 +507,101 @@ class DefaultScalePaddedD(SparseAttention):
         return super().__call__(*args, softmax_scale=softmax_scale, **kwargs)
 
 
+# -- split-KV decode (FlashDecoding: SGLang, vLLM) ------------------------------------------
+
+class SplitKVAttention(SparseAttention):
+    """The base with split-KV (AttnRecipe.kv_splits; a catalogue control): the compacted valid
+    list cut into splits of cdiv(n, kv_splits) rounded up to split_align keys, each split's online
+    softmax stored as o_i = O_i / L_i and lse_i = M_i + log(L_i), then merged in two passes:
+    X = max lse_i, o = sum exp(lse_i - X) o_i / (sum exp(lse_i - X) + exp(sink - X)), skipping
+    empty splits."""
+
+    accepts_recipe = True
+
+    def attend(self, q, keys, valid, scale, sink, recipe):
+        if recipe.kv_splits is None:
+            return super().attend(q, keys, valid, scale, sink, recipe)
+        n = valid.sum(1)                                      # compacted: valid keys come first
+        length = self.split_length(n, recipe)                 # [T]
+        width = max(int(length.max()), 1)
+        r = torch.arange(width, device=q.device)
+        parts = []
+        for i in range(recipe.kv_splits):
+            pos = i * length[:, None] + r[None, :]                                   # [T, w]
+            ok = (r[None, :] < length[:, None]) & (pos < n[:, None])
+            k_i = keys.gather(1, pos.clamp(max=max(keys.shape[1] - 1, 0))[..., None]
+                              .expand(-1, -1, keys.shape[2])) if keys.shape[1] else \
+                torch.zeros(keys.shape[0], width, keys.shape[2], device=keys.device)
+            k_i = torch.where(ok[..., None], k_i, 0.0)
+            M, L, O = self.online_softmax(q, k_i, ok, scale, sink, recipe)
+            parts.append(self.partial(M, L, O))
+        return self.merge_splits(parts, sink)
+
+    def split_length(self, n, recipe):
+        """Keys per split of each token: cdiv(n, kv_splits) rounded up to split_align."""
+        per = -(-n.clamp(min=1) // recipe.kv_splits)
+        return -(-per // recipe.split_align) * recipe.split_align
+
+    def partial(self, M, L, O):
+        """Stage 1's stores (o_i, lse_i, split has keys); an empty split's o_i is 0 / 0."""
+        return O / L[..., None], M + torch.log(L), torch.isfinite(M)
+
+    def split_max(self, lse, live):
+        """X [T, H]: the largest lse of a non-empty split (0 where none)."""
+        X = torch.where(live, lse, -math.inf).amax(-1)
+        return torch.where(torch.isfinite(X), X, 0.0)
+
+    def split_weights(self, lse, live, X):
+        return torch.where(live, _exp(lse - X[..., None]), 0.0)
+
+    def split_terms(self, o_i, w, live):
+        """(sum w_i o_i, sum w_i) over the non-empty splits."""
+        return (torch.where(live[..., None], w[..., None] * o_i, 0.0).sum(-2),
+                torch.where(live, w, 0.0).sum(-1))
+
+    def sink_term(self, sink, X):
+        return _exp(sink[None] - X)
+
+    def merge_splits(self, parts, sink):
+        o_i = torch.stack([p[0] for p in parts], -2)                    # [T, H, n, D]
+        lse = torch.stack([p[1] for p in parts], -1)                    # [T, H, n]
+        live = torch.stack([p[2] for p in parts], -1)
+        X = self.split_max(lse, live)
+        acc, total = self.split_terms(o_i, self.split_weights(lse, live, X), live)
+        seen = live.any(-1)
+        return torch.where(seen[..., None], acc / (total + self.sink_term(sink, X))[..., None], 0.0)
+
+
+class SplitMergeSinkDropped(SplitKVAttention):
+    """Stage 2 forgets the sink: o = sum w_i o_i / sum w_i."""
+
+    def sink_term(self, sink, X):
+        return torch.zeros_like(X)
+
+
+class SplitMergeFirstMax(SplitKVAttention):
+    """Stage 2 rescales by the first split's lse instead of the largest: exp(lse_i - lse_0)
+    overflows (inf / inf = NaN, or a huge sink term) once another split's lse exceeds it by ~88."""
+
+    def split_max(self, lse, live):
+        return torch.where(live[..., 0], lse[..., 0], 0.0)
+
+
+class SplitEmptyUnguarded(SplitKVAttention):
+    """Stage 2 merges every split, empty ones too: their o_i = 0 / 0 = NaN times weight 0."""
+
+    def split_terms(self, o_i, w, live):
+        return (w[..., None] * o_i).sum(-2), w.sum(-1)
+
+
+class SplitLengthUnaligned(SplitKVAttention):
+    """Split length cdiv(n, kv_splits), not rounded up to split_align: other split boundaries,
+    so other tiles and tile maxima than the recipe's."""
+
+    def split_length(self, n, recipe):
+        return -(-n.clamp(min=1) // recipe.kv_splits)
+
+
 # -- benign variant (a control: NOT a bug) ---------------------------------------------------
 
 class NegativeZeroEmptyRows(SparseAttention):
@@ -553,3 +652,34 @@ head_block2_q = SecondHeadBlockQ()
 mtp_depth2_only = MtpDepthTwoOnly()
 scale_isqrt = DefaultScaleIntSqrt()
 scale_padded_d = DefaultScalePaddedD()
+split_kv = SplitKVAttention()
+split_sink_dropped = SplitMergeSinkDropped()
+split_first_max = SplitMergeFirstMax()
+split_empty_unguarded = SplitEmptyUnguarded()
+split_unaligned = SplitLengthUnaligned()
+
+
+# -- block tables as serving engines lay them out (shape class engine_tables) ------------------
+
+class TableWidthAsStride(SparseAttention):
+    """Row b of a block table read at b * width (the table's width taken as its row stride): right
+    for a contiguous table, wrong rows for a table that is a row slice of a larger one."""
+
+    def page(self, table, b, block, n_pages):
+        dense = table.as_strided(table.shape, (table.shape[1], 1))
+        return dense.long()[b[:, None], block.clamp(0, table.shape[1] - 1)]
+
+
+class PaddingColumnRead(SparseAttention):
+    """Prefetches the page of every column of its batch's table row, padding columns included:
+    the ids a serving engine leaves there (-1, out of range) are dereferenced (an illegal address
+    on a GPU; an index error here)."""
+
+    def read(self, pool, table, b, slot, ok):
+        if table.shape[1]:
+            pool[table.long()[b.unique()]]  # every column's page, before any masking
+        return super().read(pool, table, b, slot, ok)
+
+
+table_width_stride = TableWidthAsStride()
+padding_column_read = PaddingColumnRead()

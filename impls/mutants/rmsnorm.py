@@ -9,6 +9,9 @@ bugs aside. Module-level instances are the `--impl` targets, e.g.
 Math of the base (SPEC section 3), fp32 throughout:
     ss = sum x^2 (chunk partials added left to right), inv = INV(ss / D + eps),
     y = round_out((x * inv) * w), rounded once to recipe.out_dtype with recipe.rounding.
+The recipes of real models (golden/recipes.py NormRecipe): w' = offset + w in fp32;
+round_before_weight rounds x * inv to the output dtype first; compute_dtype "input" on a bf16 x
+rounds each step's fp32 result to bf16 (`narrow`).
 """
 from __future__ import annotations
 
@@ -17,6 +20,10 @@ import torch
 from kernelprop.golden.recipes import NormRecipe
 from kernelprop.golden.rounding import round_to_bf16
 from kernelprop.impls.mutants._args import check_norm_args
+
+
+def _same(t):
+    return t
 
 
 def _keep_bits(x: torch.Tensor, bits: int) -> torch.Tensor:
@@ -34,14 +41,15 @@ class RMSNorm:
 
     def __call__(self, x, weight=None, *, eps=1e-6, recipe=None):
         check_norm_args(x, weight, eps, recipe)
-        recipe = self.effective_recipe(recipe)
+        recipe = self.effective_recipe(recipe).for_input(x.dtype)
         if recipe.inv == "rsqrt_approx":
             raise NotImplementedError("rsqrt_approx is a golden-only model of a hardware rsqrt")
+        c = lambda t: self.narrow(t, recipe)  # noqa: E731
         xf = self.load(x)
-        ss = self.sum_of_squares(xf, recipe.chunk)
-        eps32 = torch.tensor(float(eps), dtype=torch.float32, device=x.device)
-        inv = self.inv_rms(ss, x.shape[-1], eps32, recipe)
-        y = self.apply(xf, inv, weight, x.dtype)
+        ss = c(self.sum_of_squares(xf, recipe.chunk, c))
+        eps32 = c(torch.tensor(float(eps), dtype=torch.float32, device=x.device))
+        inv = c(self.inv_rms(ss, x.shape[-1], eps32, recipe, c))
+        y = self.apply(xf, inv, weight, x.dtype, recipe, c)
         return self.store(y, recipe)
 
     # -- steps (each mutant overrides one) --------------------------------------------------
@@ -52,8 +60,12 @@ class RMSNorm:
     def load(self, x):
         return x.float()
 
-    def sum_of_squares(self, xf, chunk):
-        sq = xf * xf
+    def narrow(self, t, recipe):
+        """One rounding of an fp32 result to the compute dtype (recipe resolved for x)."""
+        return round_to_bf16(t, recipe.rounding) if recipe.compute_dtype == "input" else t
+
+    def sum_of_squares(self, xf, chunk, c=_same):
+        sq = c(xf * xf)
         if chunk is None:
             return sq.sum(-1)
         ss = torch.zeros(xf.shape[:-1], device=xf.device)
@@ -68,15 +80,27 @@ class RMSNorm:
     def mean(self, ss, D):
         return ss / D
 
-    def inv_rms(self, ss, D, eps, recipe):
-        return self.inverse(self.mean(ss, D) + eps, recipe)
+    def inv_rms(self, ss, D, eps, recipe, c=_same):
+        return self.inverse(c(c(self.mean(ss, D)) + eps), recipe)
 
     def inverse(self, v, recipe):
         return torch.rsqrt(v) if recipe.inv == "rsqrt" else 1.0 / torch.sqrt(v)
 
-    def apply(self, xf, inv, weight, in_dtype):
-        y = xf * inv[..., None]
-        return y if weight is None else y * weight.float()
+    def apply(self, xf, inv, weight, in_dtype, recipe=NormRecipe(), c=_same):
+        t = c(xf * inv[..., None])
+        if weight is None:
+            return t
+        w = c(self.offset_weight(weight, recipe))
+        if recipe.round_before_weight:
+            t = self.before_weight(t, recipe)
+        return c(t * w)
+
+    def offset_weight(self, weight, recipe):
+        return weight.float() + recipe.weight_offset
+
+    def before_weight(self, t, recipe):
+        """round_before_weight: x * inv rounded to the output dtype."""
+        return t if recipe.out_dtype == "fp32" else round_to_bf16(t, recipe.rounding)
 
     def store(self, y, recipe):
         if recipe.out_dtype == "fp32":
@@ -98,17 +122,17 @@ class Rsqrt10Bits(RMSNorm):
 
 
 class EpsAfterSqrt(RMSNorm):
-    def inv_rms(self, ss, D, eps, recipe):
+    def inv_rms(self, ss, D, eps, recipe, c=_same):
         return 1.0 / (torch.sqrt(self.mean(ss, D)) + eps)
 
 
 class EpsDropped(RMSNorm):
-    def inv_rms(self, ss, D, eps, recipe):
+    def inv_rms(self, ss, D, eps, recipe, c=_same):
         return self.inverse(self.mean(ss, D), recipe)
 
 
 class EpsAddedToSum(RMSNorm):
-    def inv_rms(self, ss, D, eps, recipe):
+    def inv_rms(self, ss, D, eps, recipe, c=_same):
         return self.inverse((ss + eps) / D, recipe)
 
 
@@ -118,7 +142,7 @@ class MeanOverPaddedLength(RMSNorm):
 
 
 class SquaresAccumulatedInBf16(RMSNorm):
-    def sum_of_squares(self, xf, chunk):
+    def sum_of_squares(self, xf, chunk, c=_same):
         acc = torch.zeros(xf.shape[:-1], dtype=torch.bfloat16, device=xf.device)
         for i in range(xf.shape[-1]):
             acc = acc + (xf[..., i] * xf[..., i]).to(torch.bfloat16)
@@ -133,7 +157,7 @@ class Fp32InputReadAsBf16(RMSNorm):
 class BF16BeforeWeight(RMSNorm):
     """Llama's casting mode: (x * inv) cast to x's dtype, then times the weight."""
 
-    def apply(self, xf, inv, weight, in_dtype):
+    def apply(self, xf, inv, weight, in_dtype, recipe=NormRecipe(), c=_same):
         y = xf * inv[..., None]
         if in_dtype == torch.bfloat16:
             y = round_to_bf16(y, "rne")
@@ -163,9 +187,74 @@ class SubnormalsFlushed(RMSNorm):
     """fp32 subnormal squares flushed to zero (FTZ arithmetic on the CPU backend, where the
     golden and the recipe keep them): eps = 0 with tiny x gives ss = 0 and y = inf."""
 
-    def sum_of_squares(self, xf, chunk):
+    def sum_of_squares(self, xf, chunk, c=_same):
         # x^2 < 2^-126 (subnormal or zero in fp32) exactly when |x| < 2^-63: those squares flush
-        return super().sum_of_squares(torch.where(xf.abs() < 2.0 ** -63, 0.0, xf), chunk)
+        return super().sum_of_squares(torch.where(xf.abs() < 2.0 ** -63, 0.0, xf), chunk, c)
+
+
+# -- the recipes of real models, declared as shipped (no recipe keyword) ---------------------
+
+GEMMA = NormRecipe(weight_offset=1.0, out_dtype="input")
+LLAMA = NormRecipe(round_before_weight=True, out_dtype="input")
+OUT_FOLLOWS_INPUT = NormRecipe(out_dtype="input")
+NARROW = NormRecipe(compute_dtype="input", out_dtype="input")
+
+
+class Declared(RMSNorm):
+    """The base as a kernel ships one recipe: `recipe` declared, no recipe keyword."""
+
+    accepts_recipe = False
+
+
+class Gemma(Declared):
+    recipe = GEMMA
+
+
+class GemmaOffsetForgotten(Gemma):
+    """Declares Gemma's 1 + w but multiplies by w."""
+
+    def offset_weight(self, weight, recipe):
+        return weight.float()
+
+
+class Llama(Declared):
+    recipe = LLAMA
+
+
+class LlamaCastSkipped(Llama):
+    """Declares Llama's cast of x * inv to the output dtype but multiplies the fp32 product."""
+
+    def before_weight(self, t, recipe):
+        return t
+
+
+class LlamaCastTruncated(Llama):
+    """The cast before the weight truncates (rtz) where the recipe rounds nearest-even."""
+
+    def before_weight(self, t, recipe):
+        return t if recipe.out_dtype == "fp32" else round_to_bf16(t, "rtz")
+
+
+class OutputFollowsInput(Declared):
+    recipe = OUT_FOLLOWS_INPUT
+
+
+class OutputAlwaysBf16(OutputFollowsInput):
+    """Declares out_dtype "input" but writes bf16 for an fp32 x too."""
+
+    def store(self, y, recipe):
+        return super().store(y, recipe.replace(out_dtype="bf16"))
+
+
+class NarrowCompute(Declared):
+    recipe = NARROW
+
+
+class NarrowComputedInFp32(NarrowCompute):
+    """Declares compute_dtype "input" (each step rounded to x's dtype) but computes in fp32."""
+
+    def narrow(self, t, recipe):
+        return t
 
 
 # -- benign variant (a control: NOT a bug) ---------------------------------------------------
@@ -191,3 +280,28 @@ out_via_fp16 = OutputThroughFp16()
 norm_recipe_ignored = RecipeIgnored()
 reverse_chunks = ChunksSummedRightToLeft()
 subnormals_flushed = SubnormalsFlushed()
+gemma_reference = Gemma()
+gemma_no_offset = GemmaOffsetForgotten()
+llama_reference = Llama()
+llama_no_cast = LlamaCastSkipped()
+llama_cast_rtz = LlamaCastTruncated()
+input_dtype_reference = OutputFollowsInput()
+input_dtype_always_bf16 = OutputAlwaysBf16()
+narrow_reference = NarrowCompute()
+narrow_in_fp32 = NarrowComputedInFp32()
+
+
+# -- non-finite input (shape class nonfinite_rows) ---------------------------------------------
+
+class NanSwallowedByFmax(RMSNorm):
+    """v guarded with fmax(v, FLT_MIN) against all-zero rows: fmax returns the number when the
+    other operand is NaN, so a row whose sum of squares is NaN gets inv = 1 / sqrt(FLT_MIN) and
+    finite outputs beside its NaN element, instead of NaN throughout."""
+
+    def inv_rms(self, ss, D, eps, recipe, c=_same):
+        v = torch.fmax(self.mean(ss, D) + torch.tensor(eps, dtype=torch.float32),
+                       torch.tensor(torch.finfo(torch.float32).tiny))
+        return self.inverse(v, recipe)
+
+
+nan_swallowed_fmax = NanSwallowedByFmax()

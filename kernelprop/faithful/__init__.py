@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import os
 
+from kernelprop import knobs
 from kernelprop.faithful.errors import CannotCheckOnBackend, UnsupportedTritonVersion
 
 __all__ = ["faithful_interpreter", "raw_interpreter", "CannotCheckOnBackend", "UnsupportedTritonVersion",
@@ -28,7 +28,7 @@ _SESSION = contextlib.ExitStack()
 
 
 def raw_interpreter_requested() -> bool:
-    return os.environ.get("KERNELPROP_RAW_INTERPRETER", "") not in ("", "0")
+    return knobs.raw_interpreter.get()
 
 
 def _cannot_check_cause(error: BaseException) -> CannotCheckOnBackend | None:
@@ -118,10 +118,7 @@ def _deactivate() -> None:
 
 def session_autotune_config() -> int:
     """KERNELPROP_AUTOTUNE_CONFIG: the declared autotune config a whole run verifies (default 0)."""
-    text = os.environ.get("KERNELPROP_AUTOTUNE_CONFIG", "0")
-    if not text.isdigit():
-        raise ValueError(f"KERNELPROP_AUTOTUNE_CONFIG must be an integer >= 0 (a config index), got {text!r}")
-    return int(text)
+    return knobs.autotune_config.get()
 
 
 def enter_for_backend(backend: str) -> bool:

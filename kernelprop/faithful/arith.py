@@ -109,7 +109,9 @@ def reduce_sum(self, input):
     total = tree_sum(data, axis, ty)
     if self.keep_dims:
         total = np.expand_dims(total, axis) if self.axis is not None else total.reshape((1,) * input.handle.data.ndim)
-    return self.to_tensor(storage(np.asarray(total, dtype=np.float32), ty), input.dtype)
+    # storage() returns at least 1-d; a full reduction must stay a scalar, as in the raw interpreter
+    return self.to_tensor(storage(np.asarray(total, dtype=np.float32), ty).reshape(np.shape(total)),
+                          input.dtype)
 
 
 def reduce_min_max(self, input, val_reduce_op, idx_reduce_op=None):
@@ -121,7 +123,8 @@ def reduce_min_max(self, input, val_reduce_op, idx_reduce_op=None):
     val = idx = None
     if val_reduce_op:
         reduced = val_reduce_op(data, axis=self.axis, keepdims=self.keep_dims)
-        val = self.to_tensor(storage(np.asarray(reduced, dtype=np.float32), ty), tensor.dtype)
+        val = self.to_tensor(storage(np.asarray(reduced, dtype=np.float32), ty).reshape(np.shape(reduced)),
+                             tensor.dtype)
     if idx_reduce_op:
         idx = self.to_tensor(idx_reduce_op(data, axis=self.axis, keepdims=self.keep_dims), tl.int32)
     if val is not None and idx is not None:

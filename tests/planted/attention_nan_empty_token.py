@@ -23,4 +23,4 @@ def sparse_decode_attention(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table,
 
 
 sparse_decode_attention.recipe = _reference.recipe
-sparse_decode_attention.accepts_recipe = True
+sparse_decode_attention.accepts_recipe = _reference.accepts_recipe

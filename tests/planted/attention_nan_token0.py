@@ -12,4 +12,4 @@ def sparse_decode_attention(*args, recipe=None, **kwargs):
 
 
 sparse_decode_attention.recipe = _reference.recipe
-sparse_decode_attention.accepts_recipe = True
+sparse_decode_attention.accepts_recipe = _reference.accepts_recipe

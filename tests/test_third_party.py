@@ -1,0 +1,191 @@
+"""Third-party Triton kernels verified as their PyPI packages ship them (requirements-plugins.txt,
+installed by ./kp with --no-deps): every applicable property of the catalogue, in the ci profile,
+against each adapter of impls/third_party/ (docs/plugins.md), exactly as a user runs it:
+`pytest properties/... --impl KIND=impls/third_party/FILE.py:CALLABLE`.
+
+A property the adapter's declarations rule out is skipped by the suite with its reason (P13 with
+validates_inputs = False, P7 with min_valid_keys = 1, P3/P4/P12 variants without accepts_recipe);
+each run must still pass a minimum number of property tests, so a run that skips everything fails.
+Runs the recipes cannot describe yet are strict xfails naming the gap (docs/plugins.md, "Where they
+stand"): they turn into failures the day they pass, so the marker goes with the gap.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+THIRD_PARTY = "impls/third_party"
+NORM_FILES = ("properties/test_rmsnorm.py", "properties/test_bad_input.py")
+NORM_PROPERTIES = "p1_norm or p4a or p4b or p12_scale or p12_impl or p13_bad"
+ATTN_FILES = ("properties/test_attention_p1.py", "properties/test_attention_numerics.py",
+              "properties/test_attention_semantics.py", "properties/test_attention_memory.py",
+              "properties/test_bad_input.py")
+# properties that compare the kernel with itself or check exact semantics, and those held to the
+# golden's bounds (these need the recipe to describe the kernel's arithmetic)
+ATTN_SEMANTICS = "p5_pads or p7 or p8 or p9 or p10 or p11 or p13_bad"
+ATTN_NUMERICS = ("p1_kernel or p2_ratio or p3_impl or p5_permuted or p5_dup or p6_neg_inf "
+                 "or p6_sink_scaling")
+LIGER_NONE_GAP = ("suite gap: compute_dtype='input' rounds every step to bf16; Liger's none mode keeps "
+                  "Triton's promotion (bf16 squares and bf16 tl.sum, fp32 mean/rsqrt/x*r, bf16 offset+w)")
+SGLANG_GAP = ("suite gap: SGLang rounds P = exp(s - running max) (the golden: exp(s - tile max)); and "
+              "its H = 1 path sums bf16 products (docs/findings/sglang_decode_attention.md)")
+
+
+@dataclass(frozen=True)
+class Adapter:
+    package: str       # the PyPI distribution's import name
+    kind: str          # --impl kind
+    target: str        # FILE.py:CALLABLE under impls/third_party
+    files: tuple       # property files
+    properties: str    # -k expression: the properties that call the implementation
+    min_passed: int    # property tests a run must pass (the rest skip with their reason)
+    known_gap: str = ""  # why the run cannot pass yet (a strict xfail), or "" (it must pass)
+
+    @property
+    def id(self) -> str:
+        group = "" if self.kind == "rms_norm" else ("-numerics" if self.properties == ATTN_NUMERICS
+                                                    else "-semantics")
+        return self.target.replace(".py:", ".") + group
+
+    def param(self):
+        marks = [pytest.mark.xfail(strict=True, reason=self.known_gap)] if self.known_gap else []
+        return pytest.param(self, id=self.id, marks=marks)
+
+
+LIGER = [Adapter("liger_kernel", "rms_norm", f"liger_rms_norm.py:{name}", NORM_FILES,
+                 NORM_PROPERTIES, 10, LIGER_NONE_GAP if name.startswith("none") else "")
+         for name in ("llama", "llama_offset1", "gemma", "gemma_offset0", "none", "none_offset1")]
+SGLANG_TARGET = "sglang_decode_attention.py:sparse_decode_attention"
+SGLANG = [Adapter("sglang", "sparse_attention", SGLANG_TARGET, ATTN_FILES, ATTN_SEMANTICS, 6),
+          Adapter("sglang", "sparse_attention", SGLANG_TARGET, ATTN_FILES, ATTN_NUMERICS, 8, SGLANG_GAP)]
+
+
+def installed(package: str) -> bool:
+    """Whether `package` can be found (without importing it: `import sglang` needs its runtime)."""
+    return importlib.util.find_spec(package) is not None
+
+
+def run_catalogue(adapter: Adapter, *extra: str, timeout: int = 3000) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "KERNELPROP_"))}
+    env["PYTHONPATH"] = str(ROOT)
+    args = [sys.executable, "-m", "pytest", *adapter.files, "-p", "no:xdist", "-p", "no:cacheprovider",
+            "-q", "-rs", "--hypothesis-profile=ci", "-k", adapter.properties,
+            "--impl", f"{adapter.kind}={THIRD_PARTY}/{adapter.target}", *extra]
+    return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def summary_counts(output: str) -> dict:
+    """{"passed": n, "failed": n, "skipped": n, ...} from pytest's last summary line."""
+    lines = [line for line in output.splitlines() if re.search(r"\d+ (passed|failed|skipped|error)", line)]
+    return {word: int(n) for n, word in re.findall(r"(\d+) (\w+)", lines[-1])} if lines else {}
+
+
+@pytest.mark.parametrize("adapter", [a.param() for a in LIGER + SGLANG])
+def test_third_party_kernel_passes_the_catalogue(adapter):
+    if not installed(adapter.package):
+        pytest.skip(f"{adapter.package} is not installed: pip install --no-deps -r requirements-plugins.txt")
+    run = run_catalogue(adapter)
+    out = run.stdout + run.stderr
+    counts = summary_counts(out)
+    assert run.returncode == 0 and not counts.get("failed") and not counts.get("error"), out[-6000:]
+    assert counts.get("passed", 0) >= adapter.min_passed, out[-6000:]
+
+
+def test_adapters_declare_what_the_kernels_compute():
+    if not installed("liger_kernel"):
+        pytest.skip("liger_kernel is not installed: pip install --no-deps -r requirements-plugins.txt")
+    from kernelprop.impls.third_party import liger_rms_norm as L
+
+    assert set(L.ADAPTERS) == {f"liger_{m}_offset{o}" for m in ("llama", "gemma", "none") for o in (0, 1)}
+    for name, fn in L.ADAPTERS.items():
+        r = fn.recipe
+        assert r.inv == "rsqrt" and r.out_dtype == "input" and fn.validates_inputs is False
+        assert r.round_before_weight == ("llama" in name)
+        assert r.compute_dtype == ("input" if "none" in name else "fp32")
+        assert r.weight_offset == float(name[-1])
+
+
+# %% finding: SGLang's one-head decode path sums bf16-rounded products (docs/findings/sglang_decode_attention.md)
+
+def _attention_fp64(x, bf16_products: bool):
+    """SPEC section 2's output in float64 (no tiles, no P rounding, sink in the denominator), with
+    the scores either exact (q.k in fp64) or sums of q_d * k_d each rounded once to bf16."""
+    import math
+
+    import torch
+
+    from kernelprop import flat_slot_ids
+
+    D = x.q.shape[-1]
+    slots = flat_slot_ids(x.ori_block_table, x.cmp_block_table, x.sparse_indices, x.seqused_kv,
+                          window=x.window, tokens_per_batch=x.tokens_per_batch,
+                          page_size=x.ori_kv.shape[1], ori_pages=x.ori_kv.shape[0],
+                          cmp_pages=x.cmp_kv.shape[0])
+    keys = slots.rows(x.ori_kv, x.cmp_kv).double()
+    prod = x.q.double()[:, :, None, :] * keys[:, None, :, :]   # exact: bf16 x bf16 fits fp64
+    if bf16_products:
+        prod = prod.to(torch.bfloat16).double()
+    s = prod.sum(-1) * (D ** -0.5 if x.softmax_scale is None else x.softmax_scale)
+    s = torch.where(slots.valid[:, None, :], s, -math.inf)
+    m = s.amax(-1, keepdim=True)
+    e = torch.exp(s - m)
+    den = e.sum(-1) + torch.exp(x.attn_sink.double()[None, :] - m[..., 0])
+    return torch.einsum("thk,tkd->thd", e, keys) / den[..., None]
+
+
+def _sglang_fp32_output(x):
+    """decode_attention_fwd called as the adapter calls it, but with an fp32 `o` (SGLang writes o
+    in o's dtype), so the comparison sees the kernel's fp32 result before the bf16 store."""
+    import torch
+
+    from kernelprop import faithful_interpreter
+    from kernelprop.impls.third_party import sglang_decode_attention as S
+
+    calls = []
+    real = S._kernel.decode_attention_fwd
+
+    def capture(q, k, v, o, *args, **kwargs):
+        out = torch.empty(o.shape, dtype=torch.float32)
+        real(q, k, v, out, *args, **kwargs)
+        calls.append(out)
+
+    S._kernel.decode_attention_fwd = capture
+    try:
+        with faithful_interpreter():
+            x.call(S.sparse_decode_attention)
+    finally:
+        S._kernel.decode_attention_fwd = real
+    return calls[0].double()
+
+
+@pytest.mark.parametrize("head_dim", [16, 64])
+def test_sglang_one_head_scores_sum_bf16_products(head_dim):
+    """At one query head per KV head SGLang's stage 1 computes `tl.sum((q[None, :] * k).to(fp32))`:
+    each bf16 product is rounded to bf16 before the fp32 sum. Its fp32 output then equals the fp64
+    attention of bf16-rounded products to fp32 noise, and is ~10^4 times farther from the exact one,
+    which an fp32-scored, fp32-P kernel (the H = 1 path's P is never rounded) would match to fp32
+    noise. Two heads take the grouped kernel (tl.dot: exact products) and do not match that model."""
+    if not installed("sglang"):
+        pytest.skip("sglang is not installed: pip install --no-deps -r requirements-plugins.txt")
+    from kernelprop.golden.inputs import AttnCase, make_attn_inputs
+
+    for heads in (1, 2):
+        x = make_attn_inputs(AttnCase(seed=1, heads=heads, head_dim=head_dim, topk=40, min_used=4,
+                                      min_valid_keys=1, sink="finite"))
+        o = _sglang_fp32_output(x)
+        truth, model = _attention_fp64(x, False), _attention_fp64(x, True)
+        scale = float(truth.abs().max())
+        to_model = float((o - model).abs().max()) / scale
+        to_truth = float((o - truth).abs().max()) / scale
+        if heads == 1:
+            assert to_model < 2e-6 and to_truth > 1e-4, (to_model, to_truth)
+        else:
+            assert to_model > 1e-4, (to_model, to_truth)
