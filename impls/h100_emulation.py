@@ -216,39 +216,42 @@ def _inv(v: torch.Tensor, inv: str) -> torch.Tensor:
 
 def rms_norm(x, weight=None, *, eps=1e-6, recipe=None):
     """kernels.rms_norm.rms_norm as it computes on an H100 (module docstring): fp32 squares, chunk
-    partials left to right, v = div_rn(ss, D) + eps, INV per the recipe's lowering, (x inv) w."""
+    partials left to right, v = div_rn(ss, D) + eps, INV per the recipe's lowering, (x inv) w;
+    compute_dtype "input" with a bf16 x rounds each of those steps to bf16 (C), as the kernel does."""
     recipe = NormRecipe() if recipe is None else recipe
     if not isinstance(recipe, NormRecipe):
         raise TypeError(f"recipe must be a NormRecipe or None, got {type(recipe).__name__}")
     if recipe.inv not in INV_CODE:
         raise NotImplementedError(f"recipe.inv={recipe.inv!r}: the emulated kernel implements {tuple(INV_CODE)}")
     eps32 = check_norm_args(x, weight, eps)
-    if recipe.compute_in(x.dtype) != "fp32":
-        raise NotImplementedError("compute_dtype 'input' with a bf16 x: the emulated kernel computes in fp32")
+    compute_bf16 = recipe.compute_in(x.dtype) == "bf16"
+    c = (lambda t: round_to_bf16(t, recipe.rounding)) if compute_bf16 else (lambda t: t)  # noqa: E731
     D = x.shape[-1]
     out_bf16 = recipe.output_dtype(x.dtype) == "bf16"
     xf = x.reshape(-1, D).float()
     if xf.shape[0] == 0:
         return torch.empty(x.shape, dtype=torch.bfloat16 if out_bf16 else torch.float32, device=x.device)
-    sq = xf * xf
+    sq = c(xf * xf)
     chunk = D if recipe.chunk is None else min(recipe.chunk, D)
     ss = torch.zeros(xf.shape[0])
     for c0 in range(0, D, chunk):
         ss = ss + _seq_sum(sq[:, c0:c0 + chunk])
-    v = ss / torch.tensor(float(D), dtype=torch.float32) + torch.tensor(eps32, dtype=torch.float32)
-    y = xf * _inv(v, recipe.inv)[:, None]
+    ms = c(c(ss) / torch.tensor(float(D), dtype=torch.float32))
+    v = c(ms + c(torch.tensor(eps32, dtype=torch.float32)))
+    y = c(xf * c(_inv(v, recipe.inv))[:, None])
     if weight is not None:
         w = weight.float()
         if recipe.weight_offset:
             w = w + torch.tensor(recipe.weight_offset, dtype=torch.float32)
+        w = c(w)
         if recipe.round_before_weight and out_bf16:
             y = round_to_bf16(y, recipe.rounding)
-        y = y * w
+        y = c(y * w)
     if out_bf16:
         y = round_to_bf16(y, recipe.rounding).to(torch.bfloat16)
     return y.reshape(x.shape)
 
 
 rms_norm.recipe = NormRecipe()
-rms_norm.accepts_recipe = True   # every field; inv "rsqrt_approx" and bf16 compute_dtype raise
+rms_norm.accepts_recipe = True   # every field; inv "rsqrt_approx" raises, as bundled
 rms_norm.ptx = _bundled_rms_norm.ptx                                      # the lowering it emulates

@@ -65,11 +65,14 @@ def recipe_params(recipe: AttnRecipe, error_model: Optional[str] = None, impl=No
     return params
 
 
-def _model(params: dict):
+def _model(params: dict, impl=None, recipe: Optional[AttnRecipe] = None):
     """The P1 error model of params (reports written before it was stored: the worst case; under
-    the CUDA model with declared PTX stems: the figures they call for)."""
-    if params.get("error_model") == "cuda" and params.get("ptx"):
-        return cuda_model_for_ptx(Counter(params["ptx"]))
+    the CUDA model, with PTX stems in params or declared by `impl` for `recipe`
+    (kernelprop.ptx_audit.declared_ptx): the figures they call for)."""
+    if params.get("error_model") == "cuda":
+        stems = params.get("ptx") or (declared_ptx(getattr(impl, "fn", impl), recipe) if impl is not None else None)
+        if stems:
+            return cuda_model_for_ptx(Counter(stems))
     return MODELS[params.get("error_model", "worst")]
 
 
@@ -89,7 +92,7 @@ def p1(inputs: dict, impl, params: dict) -> Outcome:
     """Kernel vs golden under one recipe, within the sound-and-tight P1 bound."""
     x, recipe, actual, trace = _impl_and_trace(inputs, impl, params)
     terms = attention_p1_terms(trace, x.q, x.attn_sink, recipe, softmax_scale=x.softmax_scale,
-                               backend=_model(params))
+                               backend=_model(params, impl, recipe))
     expected, bound, doc = rounded_output(recipe, trace.o, terms.total, P1_DOC)
     if recipe.out_dtype == "fp32":
         # the bound's discrete share (docs/bounds.md#p1-margin): the P flips

@@ -14,4 +14,4 @@ def test_p1_kernel_matches_golden(attn_impl, backend, device, shape_class, data)
     case, recipe = drawn.case, drawn.recipe
     run_property("P1", "impl vs golden, same recipe", "kernelprop.properties.replays_attention:p1",
                  inputs={"inputs": make_attn_inputs(case)}, impl=attn_impl,
-                 params=recipe_params(recipe, impl=attn_impl), recipe=recipe, case=case)
+                 params=recipe_params(recipe), recipe=recipe, case=case)
