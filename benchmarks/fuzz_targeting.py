@@ -27,7 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 MUTANTS = ("p_fp32", "l_unrounded", "fixed64_rescale_bf16")
-MODES = ("untargeted", "error_bound", "margin")
+MODES = ("untargeted", "error_bound", "margin", "both")
 
 
 def one_run(mutant: str, mode: str, seed: int, examples: int, shape_class: str,

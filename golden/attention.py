@@ -90,8 +90,8 @@ def gather_kv(ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_indices, 
     batch, in_window, in_cmp = index_masks(sparse_indices, seqused_kv, window=window,
                                            tokens_per_batch=tokens_per_batch)
     r = sparse_indices.long()
-    flat_index = torch.full((T, K), -1, dtype=torch.long, device=r.device)  # -1: the zero row
-    offset = 0
+    # per pool, only the named rows are read (pool[page, row]): a pool is never copied whole
+    rows = torch.zeros(T, K, D, dtype=ori_kv.dtype, device=ori_kv.device)
     for name, pool, table, mask, slot in (
         ("ori_block_table", ori_kv, ori_block_table, in_window, r),
         ("cmp_block_table", cmp_kv, cmp_block_table, in_cmp, r - window),
@@ -107,12 +107,7 @@ def gather_kv(ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_indices, 
             t, k = bad.nonzero()[0].tolist()
             raise ValueError(f"{name} names page {int(page[t, k])} for token {t} index {int(r[t, k])}, "
                              f"outside the pool of {pool.shape[0]} pages")
-        flat_index = torch.where(mask, offset + page * BS + slot % BS, flat_index)
-        offset += pool.shape[0] * BS
-    # one gather from [ori rows; cmp rows; a zero row] (index -1 picks the zero row)
-    table_rows = torch.cat([ori_kv.reshape(-1, D), cmp_kv.reshape(-1, D),
-                            torch.zeros(1, D, dtype=ori_kv.dtype, device=ori_kv.device)])
-    rows = table_rows[flat_index.reshape(-1)].reshape(T, K, D)
+        rows[mask] = pool[page[mask], slot[mask] % BS].to(rows.dtype)
     return GatheredKV(rows=rows, valid=in_window | in_cmp)
 
 
@@ -183,16 +178,17 @@ class TiledTrace:
     M, L and denom are on one common scale: without split M is the running max and L the running
     denominator; with split-KV M is X = max lse_i and L = sum_i exp(lse_i - X) (the merge's
     denominator without the sink), so that in both o = sum_j w_j p_j k_j / (L + exp(sink - M)) in
-    exact arithmetic, w_j = exp(m_tile(j) - M) (docs/bounds.md#split-kv).
+    exact arithmetic, w_j = exp(tile_max_j - M) (docs/bounds.md#split-kv).
     """
 
     o: torch.Tensor            # [T, H, D] fp32 output
     rows: torch.Tensor         # [T, K, D] bf16 key rows in tiling order (zeros where invalid)
     valid: torch.Tensor        # [T, K] bool, tiling order
     scores: torch.Tensor       # [T, H, K] fp32 scores (meaningless where invalid)
-    e: torch.Tensor            # [T, H, K] fp32 exp(s_j - m_tile) (0 where invalid)
+    e: torch.Tensor            # [T, H, K] fp32 exp(s_j - tile_max_j) (0 where invalid)
     p: torch.Tensor            # [T, H, K] fp32 P as used in P.V (rounded or not; 0 where invalid)
-    tile_max: torch.Tensor     # [T, H, K] fp32 max score of j's tile
+    tile_max: torch.Tensor     # [T, H, K] fp32 the max j's exp is taken against: its tile's max
+                               # score (p_max "tile") or the running max after its tile ("running")
     M: torch.Tensor            # [T, H] fp32 final running max, or X with split (-inf: no valid key)
     L: torch.Tensor            # [T, H] fp32 final denominator without the sink, on M's scale
     denom: torch.Tensor        # [T, H] fp32 L + exp(sink - M)
@@ -274,12 +270,15 @@ def _online_softmax(scores, rows64, valid, recipe: AttnRecipe, tile: int, start:
         m = s.amax(-1)                                                   # [T, H]
         has = lane_ok.any(-1).expand(T, H)                               # [T, H]
         m_safe = torch.where(has, m, 0.0)
+        M_new = torch.where(has, torch.maximum(M, m_safe), M)
+        if recipe.p_max == "running":  # P against the running max: b = 1
+            m = torch.where(has, M_new, m)
+            m_safe = torch.where(has, M_new, 0.0)
         e = torch.where(lane_ok, torch.exp(s - m_safe[..., None]), 0.0)  # [T, H, n] fp32
         p = round_to_bf16(e, recipe.rounding) if recipe.p_dtype == "bf16" else e
         summed = p if recipe.l_from == "rounded" else e
         l = summed.double().sum(-1).float()                              # one rounding
         o_tile = torch.einsum("thn,tnd->thd", p.double(), rows64[:, cols]).float()
-        M_new = torch.where(has, torch.maximum(M, m_safe), M)
         a = torch.where(M == -torch.inf, 0.0, torch.exp(M - M_new))      # [T, H]
         b = torch.exp(m_safe - M_new)
         L = torch.where(has, a * L + b * l, L)

@@ -1,7 +1,8 @@
 """Error bounds for sparse attention, derived from the tiled golden's trace (docs/bounds.md).
 
 All bounds are elementwise on o [T, H, D] and built by one propagation rule. Write w_j for the
-merge weight exp(m_tile(j) - M) of row j, Lt = sum_j w_j l_j + sigma (sigma = exp(sink - M)),
+merge weight exp(m_tile(j) - M) of row j (m_tile(j) = trace.tile_max: the max j's exp was taken
+against, its tile's or, with p_max "running", the running max: docs/bounds.md#p-max), Lt = sum_j w_j l_j + sigma (sigma = exp(sink - M)),
 N_d = sum_j w_j p_j k_jd, o_d = N_d / Lt. If p_j moves by dp_j, the l-sum by dl_j, every weight and
 tile sum by a relative rho (merges, accumulation), and sigma by a relative rho_sigma, then to first
 order
@@ -174,7 +175,7 @@ class Sensitivity:
     w: torch.Tensor        # [T, H, K] merge weight of each row's tile, 0 where invalid
     abs_rows: torch.Tensor  # [T, K, D] |k|
     sigma: torch.Tensor    # [T, H] exp(sink - M) (0 for -inf sinks)
-    arg_mag: torch.Tensor  # [T, H] largest |m_tile - M| over non-empty tiles
+    arg_mag: torch.Tensor  # [T, H] largest |m_tile - M| over non-empty tiles (m_tile: tile_max)
     sink_arg: torch.Tensor  # [T, H] |sink - M| (0 where sigma is 0 or inf)
 
 

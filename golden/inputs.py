@@ -54,6 +54,7 @@ class AttnCase(CaseValue):
     nan_unused: bool = True         # NaN in pool rows that no valid index reaches
     strided: bool = False           # q and pools as non-contiguous views (last dim stride 1)
     engine_tables: bool = False     # block tables as serving engines lay them out (engine_block_tables)
+    large_offsets: bool = False     # cmp pages past 2^31 elements of a lazily allocated pool
     device: str = "cpu"
     min_valid_keys: int = 0         # rows left with fewer valid indices get window slots (needs
                                     # min_used >= S - 1 + min_valid_keys: AttnDomain.fit sets it)
@@ -125,6 +126,17 @@ class AttnInputs(TensorArgs):
         return dict(window=self.window, tokens_per_batch=self.tokens_per_batch,
                     softmax_scale=self.softmax_scale)
 
+    def state_dict(self) -> dict:
+        """As TensorArgs', except a large-offset pool (large_offset_base > 0) is saved as its live
+        pages and its page count: never the gigabytes of untouched pages below them."""
+        out = super().state_dict()
+        for name in ("ori_kv", "cmp_kv"):
+            pool = getattr(self, name)
+            if large_offset_base(pool):
+                out[name] = live_pages(pool).detach().cpu().clone()
+                out[name + "_pages"] = pool.shape[0]
+        return out
+
     def shape(self) -> AttnShape:
         T, H, D = self.q.shape
         return AttnShape(tokens=T, heads=H, head_dim=D, num_indices=self.sparse_indices.shape[1],
@@ -135,6 +147,10 @@ class AttnInputs(TensorArgs):
 
     @classmethod
     def from_state_dict(cls, state: dict) -> "AttnInputs":
+        state = dict(state)
+        for name in ("ori_kv", "cmp_kv"):
+            if name + "_pages" in state:
+                state[name] = with_live_pages(state[name], int(state[name + "_pages"]))
         return cls(**{k: state[k] for k in cls.TENSORS}, window=int(state["window"]),
                    tokens_per_batch=int(state["tokens_per_batch"]),
                    softmax_scale=state.get("softmax_scale"))
@@ -152,9 +168,13 @@ class AttnInputs(TensorArgs):
 
         desc: dict = {}
         for name in self.TENSORS:
-            summary = tensor_summary(getattr(self, name))
+            x = getattr(self, name)
+            summary = tensor_summary(live_pages(x) if name in ("ori_kv", "cmp_kv") else x)
             if name in ("q", "ori_kv", "cmp_kv"):
                 summary.pop("values", None)
+                summary.update(shape=list(x.shape), stride=list(x.stride()))
+            if name in ("ori_kv", "cmp_kv") and large_offset_base(x):
+                summary["first_live_page"] = large_offset_base(x)  # pages below: never written
             desc[name] = summary
         desc.update(window=self.window, tokens_per_batch=self.tokens_per_batch,
                     softmax_scale=plain(self.softmax_scale))
@@ -314,6 +334,8 @@ def make_attn_inputs(case: AttnCase) -> AttnInputs:
         inputs = inputs.replace(q=_strided(inputs.q, gen), ori_kv=_strided(inputs.ori_kv, gen),
                                 cmp_kv=_strided(inputs.cmp_kv, gen),
                                 sparse_indices=_strided(inputs.sparse_indices, gen))
+    if case.large_offsets:
+        inputs = relocate_past_2_31(inputs)
     return inputs.to(case.device) if case.device != "cpu" else inputs
 
 
@@ -330,6 +352,47 @@ def _ensure_valid_keys(idx, used, W: int, cmp_valid, n: int, gen: torch.Generato
     rank = keys.argsort(dim=1).argsort(dim=1)                                # [T, K]
     slot = (torch.rand(T, K, generator=gen) * win_valid.clamp(min=1)[:, None]).long()
     return torch.where(rank < short[:, None], slot, idx)
+
+
+LARGE_OFFSET = 2 ** 31  # elements: an int32 element offset into a pool wraps at or past this
+
+
+def large_offset_base(pool: torch.Tensor) -> int:
+    """The first page of a large-offset pool (relocate_past_2_31) that holds data: the first page
+    at or past 2^31 elements. Pages below it were never written (lazily allocated memory, zeros
+    where read) and no table names them. 0 for a pool of at most 2^31 elements."""
+    if pool.dim() != 3 or pool.numel() <= LARGE_OFFSET or not pool.is_contiguous():
+        return 0
+    return -(-LARGE_OFFSET // (pool.shape[1] * pool.shape[2]))
+
+
+def live_pages(pool: torch.Tensor) -> torch.Tensor:
+    """The pages of `pool` that hold data (a view): all of them unless it is a large-offset pool."""
+    return pool[large_offset_base(pool):] if pool.dim() == 3 else pool
+
+
+def with_live_pages(live: torch.Tensor, pages: int) -> torch.Tensor:
+    """A contiguous pool of `pages` pages whose last live.shape[0] pages are `live`, the pages below
+    them lazily allocated and never touched (torch.empty of a large size is an mmap: its pages
+    become resident only when written; tests/test_large_offsets.py checks VmRSS)."""
+    pool = torch.empty((pages,) + tuple(live.shape[1:]), dtype=live.dtype, device=live.device)
+    pool[pages - live.shape[0]:] = live
+    return pool
+
+
+def relocate_past_2_31(inputs: AttnInputs) -> AttnInputs:
+    """The compressed pool moved past 2^31 elements: page p becomes page base + p of a pool of
+    base + N pages (base = the first page at or past 2^31 elements, large_offset_base), and every
+    table entry that is a page, or an out-of-range id past the pool, shifts with it (-1 and ids
+    that would pass 2^31 - 1 stay). Only the N moved pages are written (N * BS * D * 2 bytes);
+    a kernel that forms page * page_stride in int32 wraps to a negative offset."""
+    pool, table = inputs.cmp_kv, inputs.cmp_block_table
+    n, BS, D = pool.shape
+    base = -(-LARGE_OFFSET // (BS * D))
+    big = with_live_pages(pool, base + n)
+    t = table.long()
+    moved = torch.where((t >= 0) & (t <= 2 ** 31 - 1 - base), t + base, t).to(table.dtype)
+    return inputs.replace(cmp_kv=big, cmp_block_table=moved)
 
 
 ENGINE_SEED = 0x6B76_7461  # mixed into the case seed for engine_block_tables' own draws

@@ -42,6 +42,11 @@ class AttnRecipe:
     split_align: split length = cdiv(n_valid, kv_splits) rounded up to a multiple of split_align
               (SGLang: kv_splits 8, split_align 32; vLLM: split_align 1, kv_splits from its
               heuristic: declare a callable recipe, SPEC section 6). Ignored without kv_splits.
+    p_max:    the max P is taken against. "tile": p_j = exp(s_j - m_t), m_t the max of j's tile,
+              merged with a = exp(M - M'), b = exp(m_t - M'), M' = max(M, m_t).
+              "running" (FlashAttention-2; SGLang's decode kernels): p_j = exp(s_j - M'), the
+              running max including this tile, so O = a O + P.V and L = a L + l_t (l_t the tile's
+              sum as l_from says; b = 1, never computed). The two agree when a pass (or split) is one tile.
     """
 
     tile: Optional[int] = 64
@@ -52,6 +57,7 @@ class AttnRecipe:
     out_dtype: str = "fp32"
     kv_splits: Optional[int] = None
     split_align: int = 1
+    p_max: str = "tile"
 
     def __post_init__(self) -> None:
         if self.tile is not None and (isinstance(self.tile, bool) or not isinstance(self.tile, int)
@@ -62,6 +68,7 @@ class AttnRecipe:
         _choice("l_from", self.l_from, ("rounded", "unrounded"))
         _choice("rounding", self.rounding, ROUNDINGS)
         _choice("out_dtype", self.out_dtype, ("fp32", "bf16"))
+        _choice("p_max", self.p_max, ("tile", "running"))
         if self.kv_splits is not None and (isinstance(self.kv_splits, bool)
                                            or not isinstance(self.kv_splits, int)
                                            or self.kv_splits < 1):
@@ -99,8 +106,10 @@ class AttnRecipe:
 
 
 SPLIT_FIELDS = ("kv_splits", "split_align")
-# the fields a one-pass kernel (no split-KV) can vary: its `accepts_recipe`
-UNSPLIT_FIELDS = tuple(f.name for f in dataclasses.fields(AttnRecipe) if f.name not in SPLIT_FIELDS)
+# the fields a one-pass tile-max kernel (no split-KV, P against the tile max) can vary: its
+# `accepts_recipe`
+UNSPLIT_FIELDS = tuple(f.name for f in dataclasses.fields(AttnRecipe)
+                       if f.name not in SPLIT_FIELDS + ("p_max",))
 
 INV_VARIANTS = ("rsqrt", "recip_sqrt", "recip_sqrt_rn", "rsqrt_approx")
 
@@ -145,7 +154,14 @@ class NormRecipe:
                  operation (correctly rounded) followed by one rounding to C, which is what a GPU
                  does for bf16 arithmetic. A kernel whose reduction adds in bf16 (a tl.sum over a
                  bf16 block) rounds every addition: that is not this recipe (its bf16 partial sums
-                 are not modelled).
+                 are not modelled); "promote" is.
+                 Or "promote": Triton's type promotion on a bf16 x (Liger `none` mode): sq_i =
+                 C(x_i^2) and their tl.sum in x's dtype: the squares padded with zeros to the next
+                 power of two P >= D, then the pairwise tree s[i] = C(s[i] + s[i + P/2]) (the
+                 faithful interpreter's order, kernelprop/faithful/arith.py tree_sum), each
+                 addition rounded; ms = fl(ss / D), v = fl(ms + C(eps)), inv = INV(v), t =
+                 fl(x * inv) in fp32; w' = C(weight_offset + w); y = fl(t * w'); then OUT. chunk
+                 is ignored. For an fp32 x this is the fp32 recipe.
     """
 
     inv: str = "recip_sqrt"
@@ -173,7 +189,7 @@ class NormRecipe:
         object.__setattr__(self, "weight_offset", float(self.weight_offset))
         if not isinstance(self.round_before_weight, bool):
             raise ValueError(f"round_before_weight must be a bool, got {self.round_before_weight!r}")
-        _choice("compute_dtype", self.compute_dtype, ("fp32", "input"))
+        _choice("compute_dtype", self.compute_dtype, ("fp32", "input", "promote"))
 
     def output_dtype(self, x_dtype) -> str:
         """"bf16" or "fp32": the output dtype for an x of `x_dtype` (torch dtype or name)."""
@@ -183,10 +199,16 @@ class NormRecipe:
         """"bf16" or "fp32": the dtype the steps are rounded to for an x of `x_dtype`."""
         return _dtype_name(x_dtype) if self.compute_dtype == "input" else "fp32"
 
+    def promotes(self, x_dtype) -> bool:
+        """Whether the squares and their sum run in bf16 under Triton's promotion (compute_dtype
+        "promote" on a bf16 x); the later steps are fp32 (compute_in gives "fp32")."""
+        return self.compute_dtype == "promote" and _dtype_name(x_dtype) == "bf16"
+
     def for_input(self, x_dtype) -> "NormRecipe":
         """This recipe with out_dtype and compute_dtype resolved for an x of `x_dtype` (out_dtype
         "bf16" / "fp32"; compute_dtype "fp32" where x is fp32, as the steps are then fp32)."""
-        compute = "input" if self.compute_in(x_dtype) == "bf16" else "fp32"
+        compute = "input" if self.compute_in(x_dtype) == "bf16" else \
+            "promote" if self.promotes(x_dtype) else "fp32"
         return self.replace(out_dtype=self.output_dtype(x_dtype), compute_dtype=compute)
 
     def replace(self, **changes) -> "NormRecipe":

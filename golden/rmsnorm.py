@@ -14,7 +14,8 @@ The recipes of real models (NormRecipe's docstring gives the order): w' = fp32(w
 round_before_weight rounds t = x * inv to the output dtype before y = t * w' (rounded again);
 compute_dtype "input" with a bf16 x rounds every step to bf16 (C below): C(x^2), C(ss), C(ss / D),
 C(ms + C(eps)), C(INV(v)), C(x * inv), C(offset + w), C(t * w'), each the fp32 operation then one
-rounding (recipe.rounding). The fp64 truth is the math: x w' / sqrt(mean(x^2) + eps) with the exact
+rounding (recipe.rounding). compute_dtype "promote" with a bf16 x: C(x^2) summed by
+`bf16_tree_sum` (pairwise, every addition rounded to bf16), then fp32 steps, C(offset + w). The fp64 truth is the math: x w' / sqrt(mean(x^2) + eps) with the exact
 offset + w; the roundings are not part of it.
 """
 from __future__ import annotations
@@ -59,6 +60,18 @@ def sum_of_squares_fp32(x: torch.Tensor, chunk: Optional[int], squares=None) -> 
     for start in range(0, D, chunk):
         total = total + sq[..., start:start + chunk].sum(-1).float()
     return total
+
+
+def bf16_tree_sum(squares: torch.Tensor, rounding: str) -> torch.Tensor:
+    """tl.sum of bf16 values (fp32 tensor [..., D]) as modelled: zeros pad D to the next power of two
+    P (the kernel's block), then s[i] = bf16(s[i] + s[i + P/2]) until one value is left."""
+    D = squares.shape[-1]
+    P = 1 << (D - 1).bit_length()
+    s = torch.nn.functional.pad(squares.float(), (0, P - D))
+    while s.shape[-1] > 1:
+        half = s.shape[-1] // 2
+        s = round_to_bf16(s[..., :half] + s[..., half:], rounding)
+    return s[..., 0]
 
 
 def inverse_rms(v: torch.Tensor, recipe: NormRecipe) -> torch.Tensor:
@@ -108,13 +121,17 @@ def rms_norm_trace(x, weight=None, *, eps: float = 1e-6, recipe: NormRecipe = No
     C = lambda t: round_to(t, comp, recipe.rounding)  # noqa: E731
     xf = x.float()
     squares = None if comp == "fp32" else C(xf * xf)
-    ss = C(sum_of_squares_fp32(x, recipe.chunk, squares))
-    eps32 = C(torch.tensor(eps, dtype=torch.float32))
+    if recipe.promotes(x.dtype):
+        ss = bf16_tree_sum(round_to_bf16(xf * xf, recipe.rounding), recipe.rounding)
+        eps32 = round_to_bf16(torch.tensor(eps, dtype=torch.float32), recipe.rounding)
+    else:
+        ss = C(sum_of_squares_fp32(x, recipe.chunk, squares))
+        eps32 = C(torch.tensor(eps, dtype=torch.float32))
     v = C(C(ss / D) + eps32)
     inv = C(inverse_rms(v, recipe))
     t = xf * inv[..., None]
     y = C(t)
-    w = offset_weight(weight, recipe, comp)
+    w = offset_weight(weight, recipe, "bf16" if recipe.promotes(x.dtype) else comp)
     if w is not None:
         if recipe.round_before_weight:
             y = round_to(y, out, recipe.rounding)

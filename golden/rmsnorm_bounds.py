@@ -293,7 +293,8 @@ def p1_interval(trace, inputs, recipe: NormRecipe, inv_ulps: float,
                 sum_lambda: Optional[float] = SUM_LAMBDA, ftz: bool = False, backend: str = "cpu",
                 v_div_units: Optional[float] = None):
     """(lo, hi) float64: both fp32 y lie in y_golden (1 +- rel) +- subnormal product errors (and,
-    under FTZ, may be 0 where x or y is subnormal)."""
+    under FTZ, may be 0 where x or y is subnormal). backend: the error model ("cpu": a bf16 tl.sum
+    of compute "promote" adds in the modelled tree; else in any order, tree_any_order)."""
     sub = FLUSHED if ftz else HALF_SUBNORMAL
     if has_inner_roundings(recipe, inputs.x.dtype, inputs.weight):
         return p1_chain_interval(trace, inputs, recipe, inv_ulps, sum_lambda, ftz, backend, v_div_units)
@@ -332,7 +333,7 @@ def has_inner_roundings(recipe: NormRecipe, x_dtype, weight) -> bool:
     carried through each rounding (chain_interval); otherwise one relative interval of y suffices
     (weight_offset only changes the weight both sides multiply by: w' = fp32(offset + w))."""
     rbw = recipe.round_before_weight and weight is not None and recipe.output_dtype(x_dtype) == "bf16"
-    return rbw or recipe.compute_in(x_dtype) == "bf16"
+    return rbw or recipe.compute_in(x_dtype) == "bf16" or recipe.promotes(x_dtype)
 
 
 def _to_grid(lo: torch.Tensor, hi: torch.Tensor, dtype: str, rounding: str):
@@ -368,7 +369,8 @@ def _times(iv, factor: torch.Tensor):
 
 
 def chain_interval(x: torch.Tensor, weight, eps: float, recipe: NormRecipe, *, sum_rel: float,
-                   inv_ulps: float, t_iv=None, ftz: bool = False, sub: float = HALF_SUBNORMAL):
+                   inv_ulps: float, t_iv=None, ftz: bool = False, sub: float = HALF_SUBNORMAL,
+                   ss_iv=None):
     """(lo, hi) float64 [..., D] containing the pre-output-rounding y of every implementation of
     `recipe` (and the golden) whose sum of squares is within `sum_rel` of exact and whose INV is
     within max(inv_ulps, 1) 2^-23 of 1 / sqrt of its v; each rounding step maps the interval by
@@ -378,13 +380,27 @@ def chain_interval(x: torch.Tensor, weight, eps: float, recipe: NormRecipe, *, s
     interval, then C; ms = C(fl(ss / D)); v = C(fl(ms + C(eps))); inv = C(exact 1/sqrt(v) widened
     by the INV ulps); t = C(x * inv) (bf16 * bf16: exact in fp32, one rounding to C).
     compute fp32: t_iv (x * inv, both sides' fp32 errors) is given by the caller.
+    compute "promote" with a bf16 x: ss_iv (the ends of the bf16 tree sum) is given by the caller;
+    fl(/ D), fl(+ bf16(eps)), inv as above rounded outward to fp32, t = fl(x * inv) (fp32 x bf16:
+    exact in float64, one fp32 rounding).
     Then with a weight: T = OUT(t) when round_before_weight (else t), y = C(fl(T * w')); w' the
-    shared fp32(offset + w) (rounded to C)."""
+    shared fp32(offset + w) (rounded to C; to bf16 under "promote")."""
     from kernelprop.golden.rmsnorm import offset_weight, round_to
 
     comp, out = recipe.compute_in(x.dtype), recipe.output_dtype(x.dtype)
     mode = recipe.rounding
-    if comp == "bf16":
+    promote = recipe.promotes(x.dtype)
+    if promote:
+        D = x.shape[-1]
+        lo, hi = _to_grid(ss_iv[0], ss_iv[1], "bf16", mode)
+        lo, hi = _fp32_op(lo.float() / D, hi.float() / D, "fp32", mode)
+        eps_c = round_to(torch.tensor(eps, dtype=torch.float32), "bf16", mode)
+        lo, hi = _fp32_op(lo.float() + eps_c, hi.float() + eps_c, "fp32", mode)
+        q = max(inv_ulps, GOLDEN_INV_ULPS) * ULP
+        inv_lo, inv_hi = _to_grid((1 / torch.sqrt(hi)) * (1 - q), (1 / torch.sqrt(lo)) * (1 + q),
+                                  "fp32", mode)
+        t_iv = _fl_grid(*_times((inv_lo[..., None], inv_hi[..., None]), x.double()), "fp32", mode)
+    elif comp == "bf16":
         D = x.shape[-1]
         xf = x.float()
         sq = round_to(xf * xf, comp, mode).double()
@@ -400,12 +416,12 @@ def chain_interval(x: torch.Tensor, weight, eps: float, recipe: NormRecipe, *, s
         t_lo, t_hi = _times((inv_lo[..., None], inv_hi[..., None]), x.double())
         t_iv = _fl_grid(t_lo, t_hi, comp, mode)
     t_iv = _with_flush(t_iv, x, ftz)
-    w = offset_weight(weight, recipe, comp)
+    w = offset_weight(weight, recipe, "bf16" if promote else comp)
     if w is None:
         return t_iv
     if recipe.round_before_weight:
         t_iv = _to_grid(*t_iv, out, mode)
-    elif comp == "fp32":
+    elif comp == "fp32" and not promote:
         t_iv = _fp32_out(*t_iv)
         t_iv = (t_iv[0].double(), t_iv[1].double())
     y_iv = _fl_grid(*_times(t_iv, w.double()), comp, mode)
@@ -418,10 +434,18 @@ def p1_chain_interval(trace, inputs, recipe: NormRecipe, inv_ulps: float,
     """p1_interval for recipes with inner roundings (has_inner_roundings): compute fp32: t = x * inv
     of both sides lies in t_golden (1 +- rel) (p1_relative_gap, which charges 2 products a side:
     t has one), then chain_interval; compute bf16: chain_interval from the squares, the sum charged
-    as in p1_relative_gap (depth_impl + n_golden - 1, squares already rounded: no fp32 x*x)."""
+    as in p1_relative_gap (depth_impl + n_golden - 1, squares already rounded: no fp32 x*x);
+    compute "promote": the bf16 tree sum is decided by the modelled order (the golden's ss, a
+    point), or where the backend's order is unknown (tree_any_order) lies in tree_sum_interval with
+    D roundings on a path."""
     x = inputs.x
     sub = FLUSHED if ftz else HALF_SUBNORMAL
     D = x.shape[-1]
+    if recipe.promotes(x.dtype):
+        ss = trace.ss.double()
+        ss_iv = tree_sum_interval(x, recipe.rounding, D) if tree_any_order(backend) else (ss, ss)
+        return chain_interval(x, inputs.weight, inputs.eps, recipe, sum_rel=0.0, inv_ulps=inv_ulps,
+                              ftz=ftz, sub=sub, ss_iv=ss_iv)
     if recipe.compute_in(x.dtype) == "bf16":
         depth = impl_sum_depth(D, recipe.chunk, torch.bfloat16) + golden_sum_roundings(D, recipe.chunk) - 1
         sum_rel = NormBackend(inv_ulps=inv_ulps, sum_depth=depth, sum_lambda=sum_lambda).sum_rel(D)
@@ -440,13 +464,19 @@ def exact_interval(x: torch.Tensor, weight, eps: float, recipe: NormRecipe, *, d
     """(lo, hi) float64 around the exact y holding one implementation's pre-output-rounding y
     (P12): y_exact (1 +- error_vs_exact) with w' = offset + w; for recipes with inner roundings the
     same error of t = x * inv (compute fp32) or of the sum of squares (compute bf16: gamma(depth))
-    carried through chain_interval."""
+    carried through chain_interval; compute "promote": the bf16 tree sum in tree_sum_interval
+    (1 + ceil(log2 D) roundings on a path, or D under tree_any_order)."""
     if not has_inner_roundings(recipe, x.dtype, weight):
         r = error_vs_exact(x, weight, eps, depth=depth, n_round=n_round, inv_ulps=inv_ulps, sub=sub,
                            weight_offset=recipe.weight_offset, backend=backend,
                            v_div_units=v_div_units)[..., None]
         iv = _interval(exact_y(x, weight, eps, recipe.weight_offset), r, _abs_products(weight, sub) / 2)
         return _with_flush(iv, x, ftz)
+    if recipe.promotes(x.dtype):
+        D = x.shape[-1]
+        k = D if tree_any_order(backend) else 1 + (D - 1).bit_length()
+        return chain_interval(x, weight, eps, recipe, sum_rel=0.0, inv_ulps=inv_ulps, ftz=ftz,
+                              sub=sub, ss_iv=tree_sum_interval(x, recipe.rounding, k))
     if recipe.compute_in(x.dtype) == "bf16":
         return chain_interval(x, weight, eps, recipe, sum_rel=gamma(depth), inv_ulps=inv_ulps,
                               ftz=ftz, sub=sub)
@@ -455,6 +485,29 @@ def exact_interval(x: torch.Tensor, weight, eps: float, recipe: NormRecipe, *, d
     t_iv = _interval(exact_y(x, None, eps), r[..., None], _abs_products(None, sub) / 2)
     return chain_interval(x, weight, eps, recipe, sum_rel=0.0, inv_ulps=inv_ulps, t_iv=t_iv,
                           ftz=ftz, sub=sub)
+
+
+def tree_any_order(backend: str) -> bool:
+    """Whether a bf16 tl.sum may add in any order: on a GPU (per-thread serial, warp shuffles,
+    then across warps: the launch decides); the cpu backend's faithful interpreter adds in the
+    modelled pairwise tree (golden.rmsnorm.bf16_tree_sum), which decides the sum."""
+    return backend != "cpu"
+
+
+def tree_sum_interval(x: torch.Tensor, rounding: str, k: int):
+    """float64 ends holding a bf16 sum of the bf16 squares (compute "promote") in which every
+    square passes through at most k roundings (its own and the additions on its path: 1 +
+    ceil(log2 D) in the modelled tree, at most D in any order). All terms are >= 0, so each
+    rounding to bf16 of a partial s gives s (1 + d), |d| <= u (2^-8 nearest, 2^-7 directed), and
+    the sum lies in [ss (1 - u)^k, ss (1 + u)^k] (ss exact; one-sided products, so the low end
+    stays > 0 for any k); plus D + P - 1 < 3 D subnormal losses of <= 2^-134 each (P < 2 D: the
+    block), scaled by the later roundings' (1 + u)^k."""
+    D = x.shape[-1]
+    u = 2.0 ** -8 if rounding in ("rne", "rna") else 2.0 ** -7
+    ss = _rows(x)
+    grow = (1 + u) ** k
+    tiny = grow * 3 * D * 2.0 ** -134
+    return torch.clamp(ss * (1 - u) ** k - tiny, min=0.0), ss * grow + tiny
 
 
 # compute bf16: a square that lands in bf16's subnormals loses up to 2^-134 (half the smallest bf16
@@ -466,12 +519,13 @@ V_MIN_NARROW = 2.0 ** -120
 def v_min(recipe: NormRecipe, x_dtype, backend: str) -> float:
     """The smallest nonzero exact v the properties draw for this recipe, x dtype and backend."""
     low = domain_v_min(backend)
-    return max(low, V_MIN_NARROW) if recipe.compute_in(x_dtype) == "bf16" else low
+    narrow = recipe.compute_in(x_dtype) == "bf16" or recipe.promotes(x_dtype)
+    return max(low, V_MIN_NARROW) if narrow else low
 
 
 def in_recipe_domain(x: torch.Tensor, eps: float, recipe: NormRecipe, backend: str) -> bool:
     """in_domain with the recipe's v_min (compute bf16: V_MIN_NARROW)."""
-    if x.numel() == 0 or recipe.compute_in(x.dtype) != "bf16":
+    if x.numel() == 0 or not (recipe.compute_in(x.dtype) == "bf16" or recipe.promotes(x.dtype)):
         return in_domain(x, eps, backend)
     xd = x.double()
     v = (xd * xd).mean(-1) + _eps32(eps)

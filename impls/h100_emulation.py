@@ -223,6 +223,9 @@ def rms_norm(x, weight=None, *, eps=1e-6, recipe=None):
         raise TypeError(f"recipe must be a NormRecipe or None, got {type(recipe).__name__}")
     if recipe.inv not in INV_CODE:
         raise NotImplementedError(f"recipe.inv={recipe.inv!r}: the emulated kernel implements {tuple(INV_CODE)}")
+    if recipe.compute_dtype == "promote":
+        raise NotImplementedError("recipe.compute_dtype='promote' (a bf16 tl.sum of the squares): the "
+                                  "emulated kernel, as the bundled one, sums in fp32")
     eps32 = check_norm_args(x, weight, eps)
     compute_bf16 = recipe.compute_in(x.dtype) == "bf16"
     c = (lambda t: round_to_bf16(t, recipe.rounding)) if compute_bf16 else (lambda t: t)  # noqa: E731
@@ -253,5 +256,5 @@ def rms_norm(x, weight=None, *, eps=1e-6, recipe=None):
 
 
 rms_norm.recipe = NormRecipe()
-rms_norm.accepts_recipe = True   # every field; inv "rsqrt_approx" raises, as bundled
+rms_norm.accepts_recipe = True   # every field; inv "rsqrt_approx" and compute "promote" raise, as bundled
 rms_norm.ptx = _bundled_rms_norm.ptx                                      # the lowering it emulates

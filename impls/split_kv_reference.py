@@ -11,8 +11,8 @@ maximum, adding the sink once at the end:
 It is independent of the golden (golden/attention.py merges in two passes, max first; this one
 merges online, per token, with exp as exp2(x log2 e), fp32 matmul scores). Declarations:
   recipe          kv_splits 8, split_align 32 (SGLang's split rule), compacted tiling, tile 64
-  accepts_recipe  the split fields, the tile and the P numerics: every field but the tiling (it
-                  always walks the compacted list); kv_splits None runs one pass (no stage 2)
+  accepts_recipe  the split fields, the tile and the P numerics (p_max included): every field but
+                  the tiling (it always walks the compacted list); kv_splits None runs one pass
 """
 from __future__ import annotations
 
@@ -45,6 +45,8 @@ def _tiled_softmax(q, keys, scale, recipe: AttnRecipe):
         k = keys[start:start + tile]                                      # [b, D]
         s = (q @ k.T) * scale                                             # [H, b]
         m = s.amax(-1)
+        if recipe.p_max == "running":    # P against the running max: b = exp(0) = 1
+            m = torch.maximum(M, m)
         e = _exp(s - m[:, None])
         p = round_to_bf16(e, recipe.rounding) if recipe.p_dtype == "bf16" else e
         l = (p if recipe.l_from == "rounded" else e).sum(-1)
@@ -117,4 +119,4 @@ def sparse_decode_attention(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table,
 
 sparse_decode_attention.recipe = AttnRecipe(tiling="compacted", kv_splits=8, split_align=32)
 sparse_decode_attention.accepts_recipe = ("tile", "p_dtype", "l_from", "rounding", "out_dtype",
-                                          "kv_splits", "split_align")
+                                          "kv_splits", "split_align", "p_max")

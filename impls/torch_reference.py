@@ -96,6 +96,8 @@ def rms_norm(x, weight=None, *, eps=1e-6, recipe=None):
     recipe = recipe or NormRecipe()
     if recipe.inv == "rsqrt_approx":
         raise NotImplementedError("torch_reference has no low-precision rsqrt")
+    if recipe.compute_dtype == "promote":
+        raise NotImplementedError("torch_reference has no bf16 tl.sum (compute_dtype 'promote')")
     out = torch.bfloat16 if recipe.output_dtype(x.dtype) == "bf16" else torch.float32
     narrow = recipe.compute_in(x.dtype) == "bf16"
     # C: one rounding of an fp32 result to the compute dtype (identity when it is fp32)

@@ -21,6 +21,9 @@ Attention classes (SparseInputs + the recipe's tile):
                        #39288 changes path above 64 rows)
   huge_scores          a token whose valid scores all lie below -5e4, the finite "-inf" sentinel
                        of some kernels (flashinfer #4450)
+  large_offsets        a table naming a page at or past 2^31 elements of its pool (an int32
+                       page * page_stride wraps there); drawn by P1 and P10 only (the pool is
+                       lazily allocated: properties.strategies.OPT_IN_CLASSES)
 RMSNorm classes (NormInputs):
   eps0_tiny            eps = 0 with data so small that fp32 x^2 is subnormal
   eps_dominant         eps > 0 above some row's mean square (where eps enters decides the scale)
@@ -46,7 +49,7 @@ from kernelprop.golden.error_model import FP32_MIN_NORMAL
 
 ATTN_CLASSES = ("multi_tile", "many_heads", "mtp_depth", "npow2_default_scale",
                 "large_logits_sink", "tc_adversarial", "reference", "engine_tables", "many_rows",
-                "huge_scores")
+                "huge_scores", "large_offsets")
 NORM_CLASSES = ("eps0_tiny", "eps_dominant", "reference", "nonfinite_rows")
 LARGE = 16.0          # |score| and |sink| from which "large logits x large sink" counts
 SECOND_HEAD_BLOCK = 17
@@ -123,6 +126,18 @@ def engine_tables(x) -> bool:
     return False
 
 
+def large_offsets(x) -> bool:
+    """Does a block table of an AttnInputs `x` name a page that starts at or past 2^31 elements
+    of its pool (class large_offsets)?"""
+    for table, pool in ((x.ori_block_table, x.ori_kv), (x.cmp_block_table, x.cmp_kv)):
+        if pool.dim() != 3 or pool.shape[0] * pool.stride(0) <= 2 ** 31:
+            continue
+        t = table.long()
+        if bool(((t < pool.shape[0]) & (t * pool.stride(0) >= 2 ** 31)).any()):
+            return True
+    return False
+
+
 def attn_classes(x, tile: Optional[int]) -> frozenset:
     """The attention classes an AttnInputs `x` (run with positional tiles of `tile`) falls in."""
     from kernelprop.golden.attention import gather_kv  # local: golden imports nothing from here
@@ -143,6 +158,8 @@ def attn_classes(x, tile: Optional[int]) -> frozenset:
         found.add("engine_tables")
     if T > ROW_SWITCH:
         found.add("many_rows")
+    if large_offsets(x):
+        found.add("large_offsets")
     try:
         g = gather_kv(x.ori_kv.cpu(), x.ori_block_table.cpu(), x.cmp_kv.cpu(),
                       x.cmp_block_table.cpu(), x.sparse_indices.cpu(), x.seqused_kv.cpu(),

@@ -17,8 +17,9 @@ Fleet: with --fleet STORE (default: the --database Redis, if any) the run's reco
 STORE (kernelprop.fleet) for `fuzz report`; --worker names this machine (default the host name).
 
 Rounds: the first runs --examples examples per test (default 10, so every test is reached); later
-rounds scale that so a round takes about a third of the time left (at most the nightly profile's
-2000) unless --fixed-examples, and run the tests with the fewest examples so far first; a test
+rounds scale that so a round takes about a third of the time left, and at least 20 times the
+round's restart (pytest start and imports, so restarts cost <= 5% of the run; at most the nightly
+profile's 2000 examples and 4x the last round's) unless --fixed-examples, and run the tests with the fewest examples so far first; a test
 that failed is deselected afterwards (its report exists). At the deadline the running round is
 interrupted (SIGINT, then SIGKILL): tests that completed, and the examples the interrupted one
 ran, count. A test cut off while it shrank a failure counts as failed, and one short run under
@@ -54,6 +55,7 @@ DEFAULT_EXAMPLES = 10         # first round: a few examples of every test, then 
 MAX_EXAMPLES = 2000        # the nightly profile's own max_examples
 MIN_EXAMPLES = 10
 MIN_ROUND_S = 20.0         # no new round starts with less time than this left (but round 0 does)
+RESTART_SHARE = 0.05       # a round lasts >= 1/RESTART_SHARE x its restart (pytest start, imports)
 GRACE_S = 20.0             # after SIGINT at the deadline, before SIGKILL
 
 
@@ -338,12 +340,17 @@ def _next_examples(examples: int, seconds: float, remaining: float, interrupted:
     seconds: the last round's wall time; test_seconds: the part of it spent in tests (per worker).
     The rest (pytest start, torch and triton imports: ~10 s a round, measured) does not grow
     with the examples, so only the test part is scaled (before, a short run with a ~10 s start
-    and 0.5 s of examples scaled as if examples took 10 s, and stayed at tiny rounds)."""
+    and 0.5 s of examples scaled as if examples took 10 s, and stayed at tiny rounds).
+    A round restarts pytest; where that restart would cost more than RESTART_SHARE of a third of
+    the time left, the round is lengthened to 1/RESTART_SHARE restarts (up to all the time left:
+    one pytest process then runs to the deadline, interrupted there like any round)."""
     if interrupted or seconds <= 0:
         return examples
     target = max(remaining / 3, MIN_ROUND_S)
     if test_seconds is not None and 0 < test_seconds < seconds:
         overhead = seconds - test_seconds
+        if overhead > RESTART_SHARE * target:
+            target = max(target, min(remaining, overhead / RESTART_SHARE))
         scaled = int(examples * max(target - overhead, test_seconds) / max(test_seconds, 0.1))
     else:
         scaled = int(examples * target / max(seconds, 1.0))

@@ -31,6 +31,7 @@ import time
 import pytest
 
 from kernelprop import knobs
+from kernelprop.verdict import STEERING_LABEL
 
 PROGRESS_EVERY_S = 5.0
 MAX_SCORES = 50_000  # per test and label; later scores only update the count and the max
@@ -92,8 +93,9 @@ class _TestStats:
                 "example_seconds": round(sum(v for v in timing.values()
                                              if isinstance(v, (int, float))), 3)}
         for key, value in (getattr(obs, "features", None) or {}).items():
-            if not key.startswith("target:") or not isinstance(value, (int, float)):
-                continue
+            if not key.startswith("target:") or not isinstance(value, (int, float)) \
+                    or key.endswith(STEERING_LABEL):
+                continue  # the steering score is climbed, never plotted (Verdict.steering)
             label, value = key[len("target:"):], _finite(float(value))
             self.max[label] = max(self.max.get(label, -math.inf), value)
             kept = self.scores.setdefault(label, [])

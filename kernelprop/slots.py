@@ -26,14 +26,16 @@ class FlatSlots:
     valid: torch.Tensor  # [T, K] bool: the index is valid (exactly one of ori / cmp is >= 0)
 
     def rows(self, ori_kv: torch.Tensor, cmp_kv: torch.Tensor) -> torch.Tensor:
-        """[T, K, D] the key rows, one gather (zeros where invalid: those read no pool row)."""
+        """[T, K, D] the key rows (zeros where invalid: those read no pool row); each pool is read
+        at its named rows only, never copied whole (a pool may be gigabytes of lazily allocated
+        memory: the large_offsets class)."""
         D = ori_kv.shape[-1]
-        n_ori = ori_kv.shape[0] * ori_kv.shape[1]
-        pool = torch.cat([ori_kv.reshape(-1, D), cmp_kv.reshape(-1, D),
-                          torch.zeros(1, D, dtype=ori_kv.dtype, device=ori_kv.device)])
-        ids = torch.where(self.ori >= 0, self.ori,
-                          torch.where(self.cmp >= 0, n_ori + self.cmp, pool.shape[0] - 1))
-        return pool[ids]
+        rows = torch.zeros(*self.ori.shape, D, dtype=ori_kv.dtype, device=ori_kv.device)
+        for pool, ids in ((ori_kv, self.ori), (cmp_kv, self.cmp)):
+            named = ids >= 0
+            BS = pool.shape[1]
+            rows[named] = pool[ids[named] // BS, ids[named] % BS].to(rows.dtype)
+        return rows
 
 
 def flat_slot_ids(ori_block_table: torch.Tensor, cmp_block_table: torch.Tensor,

@@ -23,6 +23,8 @@ except ImportError:  # python 3.10: hypothesis' own dependency provides it
     from exceptiongroup import BaseExceptionGroup
 
 
+STEERING_LABEL = "error/bound (steering)"  # target() label of Verdict.steering
+
 @dataclass
 class Outcome:
     """One comparison: |actual - expected| <= bound elementwise (bound None: bitwise equality)."""
@@ -83,6 +85,14 @@ class Verdict:
         bf16 flip, so targeting climbs toward errors beyond the flips, not toward flips), else the
         worst |a - e| / bound, or for a bitwise check the count of differing elements."""
         return self.worst if self.margin is None else self.margin
+
+    @property
+    def steering(self) -> Optional[float]:
+        """A second number hypothesis climbs (target() label ending STEERING_LABEL), where `score`
+        is the margin: the worst error/bound, which still rises with an error that stays inside
+        the flips, where the margin is 0 on most examples and leaves nothing to climb
+        (docs/measurements.md, "Nightly: large offsets and fuzz rounds"). Not plotted."""
+        return None if self.margin is None else self.worst
 
     @property
     def score_label(self) -> str:

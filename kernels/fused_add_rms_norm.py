@@ -173,6 +173,9 @@ def _check_recipe(recipe) -> NormRecipe:
         raise NotImplementedError(
             f"recipe.inv={recipe.inv!r} is a modelled hardware rsqrt for the golden only; the Triton "
             f"kernel implements {tuple(INV_CODE)}")
+    if recipe.compute_dtype == "promote":
+        raise NotImplementedError("recipe.compute_dtype='promote' (a bf16 tl.sum of the squares) is not "
+                                  "implemented by this kernel; it implements 'fp32' and 'input'")
     return recipe
 
 

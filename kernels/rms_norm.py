@@ -212,6 +212,9 @@ def rms_norm(x, weight=None, *, eps=1e-6, recipe=None):
         raise NotImplementedError(
             f"recipe.inv={recipe.inv!r} is a modelled hardware rsqrt for the golden only; the Triton "
             f"kernel implements {tuple(INV_CODE)}")
+    if recipe.compute_dtype == "promote":
+        raise NotImplementedError("recipe.compute_dtype='promote' (a bf16 tl.sum of the squares) is not "
+                                  "implemented by this kernel; it implements 'fp32' and 'input'")
     eps32 = check_norm_args(x, weight, eps)
     D = x.shape[-1]
 

@@ -18,7 +18,7 @@ from hypothesis import currently_in_test_context, note, target
 from kernelprop.golden.metrics import assert_within, compare
 from kernelprop import coverage
 from kernelprop.evidence import Evidence, Outcome, record, resolve
-from kernelprop.verdict import Verdict, check_outcome
+from kernelprop.verdict import STEERING_LABEL, Verdict, check_outcome
 
 
 def assert_outcome(pid: str, check: str, outcome: Outcome, verdict: Verdict) -> None:
@@ -50,6 +50,10 @@ def run_property(pid: str, check: str, replay_fn: str, *, inputs: dict, impl=Non
     in_hypothesis = currently_in_test_context()  # plain (non-@given) checks run this too
     if in_hypothesis:
         target(score if math.isfinite(score) else 1e300, label=f"{pid} {check} {label}")
+        if verdict.steering is not None:
+            steer = verdict.steering
+            target(steer if math.isfinite(steer) else 1e300,
+                   label=f"{pid} {check} {STEERING_LABEL}")
     if in_hypothesis and verdict.failing:
         note(f"{pid} {check}: worst {label} = {score:.4g}; {outcome.bound_doc}\n"
              f"{compare(outcome.actual.float(), outcome.expected.float(), truth=outcome.truth)}")

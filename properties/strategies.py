@@ -25,6 +25,7 @@ reference gives the class its full share, up to the full decode shape (B=64; RMS
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 from typing import Optional
 
@@ -214,6 +215,11 @@ def class_cases(shape_class: str, *, limits: AttnLimits, tile: Optional[int] = N
         kinds = [s for s in ("neg_inf", "finite", "zero") if s in sinks] or list(sinks)
         return _tiny(pads, ["huge_negative"], kinds, strided, softmax_scale=None,
                      min_used=st.integers(2, 4), min_valid_keys=1)
+    if shape_class == "large_offsets":
+        # every batch reaches the compressed cache (min_used > W <= 8), whose pages the case
+        # moves past 2^31 elements (golden.inputs.relocate_past_2_31); a contiguous pool
+        return _tiny(pads, data, sinks, False, large_offsets=True, min_used=st.integers(9, 24),
+                     max_cmp_len=st.integers(1, 16), head_dim=st.sampled_from([16, 64]))
     raise ValueError(f"shape_class must be 'plain' or one of {coverage.ATTN_CLASSES}, "
                      f"got {shape_class!r}")
 
@@ -228,10 +234,19 @@ def engine_table_cases(*, pads=True, data=DATA_KINDS, sinks=SINK_KINDS,
                  min_used=st.integers(9, 24), max_cmp_len=st.integers(1, 16))
 
 
+# classes drawn only by the properties named here (shape_class_property adds them, on top of the
+# others' shares): the pools of large_offsets are 4 GiB of lazily allocated memory that a
+# whole-pool rewrite (P8's permutation, a strided copy) would make resident; P1 and P10 (its
+# garbage fill restricted to the live pages) read only the rows they reach
+OPT_IN_CLASSES = {"large_offsets": ("P1", "P10")}
+
+
 def classes_for_run(kind: str) -> tuple:
     """The shape classes of `kind` (an op's label, over_shape_classes) this run draws: every
-    class but one whose `class_examples` is 0 (the reference class at small sizes runs 1)."""
-    return tuple(c for c in coverage.classes_of(kind) if class_examples(c) != 0)
+    class but one whose `class_examples` is 0 (the reference class at small sizes runs 1) and
+    the opt-in ones (OPT_IN_CLASSES: drawn only by the properties named there)."""
+    return tuple(c for c in coverage.classes_of(kind)
+                 if class_examples(c) != 0 and c not in OPT_IN_CLASSES)
 
 
 # %% recipes
@@ -245,14 +260,16 @@ def tiles(*, max_tile: int = 100, untiled: bool = True) -> st.SearchStrategy[Opt
 
 def attn_recipes(*, tilings=("positional",), roundings=("rne", "rtz", "rna"),
                  p_dtypes=("bf16", "fp32"), max_tile: int = 100,
-                 splits: bool = False) -> st.SearchStrategy[AttnRecipe]:
+                 splits: bool = False, p_maxes=("tile",)) -> st.SearchStrategy[AttnRecipe]:
     """Attention recipes; shrinks to the default recipe (tile 64 first, then small tiles).
-    splits: also draw split-KV recipes (kv_splits, split_align; tiling then "compacted")."""
+    splits: also draw split-KV recipes (kv_splits, split_align; tiling then "compacted").
+    p_maxes: the p_max values drawn (the first is the one it shrinks to)."""
     base = st.builds(AttnRecipe, tile=tiles(max_tile=max_tile), tiling=st.sampled_from(tilings),
                      p_dtype=st.sampled_from(p_dtypes),
                      l_from=st.sampled_from(["rounded", "unrounded"]),
                      rounding=st.sampled_from(roundings),
-                     out_dtype=st.sampled_from(["fp32", "bf16"]))
+                     out_dtype=st.sampled_from(["fp32", "bf16"]),
+                     p_max=st.sampled_from(p_maxes))
     if not splits:
         return base
     return st.tuples(base, split_counts(), split_aligns()).map(
@@ -426,7 +443,8 @@ def draw_attn(data, shape_class: str = "plain", *, impl=None, backend: str = "cp
     domain = domain if domain is not None else getattr(impl, "domain", None)
     skip_outside_domain(shape_class, domain)
     coverage.expect(() if shape_class == "plain" else (shape_class,))
-    strategy = recipes if recipes is not None else attn_recipes(splits=_draws_splits(impl))
+    strategy = recipes if recipes is not None else \
+        attn_recipes(splits=_draws_splits(impl), p_maxes=_p_maxes(impl))
     drawn = data.draw(strategy if impl is None or impl.accepts_recipe else st.none(), label="recipe")
     # the tile the multi-tile class cuts the list by: a shape-dependent recipe's (SPEC section 6)
     # is only known with the case, so its value at the default case's shape stands in for it
@@ -451,6 +469,12 @@ def _draws_splits(impl) -> bool:
     that vary `kv_splits` (a one-pass kernel, e.g. the bundled Triton one, declares
     accepts_recipe without it and is never asked for a split)."""
     return impl is None or impl.varies("kv_splits")
+
+
+def _p_maxes(impl) -> tuple:
+    """The p_max values drawn: both for golden-only properties (impl None) and implementations
+    that vary `p_max`, else the default "tile" alone."""
+    return ("tile", "running") if impl is None or impl.varies("p_max") else ("tile",)
 
 
 def draw_norm_case(data, shape_class: str = "plain", *, device: str = "cpu",
@@ -478,16 +502,31 @@ def _fitted(case, domain):
 SMALL_SIZES_CLASS_EXAMPLES = {"reference": 1, "many_rows": 1, "huge_scores": 3}
 
 
-def class_examples(shape_class: str) -> Optional[int]:
-    """The examples `shape_class` runs when not the test's equal share (None: the share)."""
-    return SMALL_SIZES_CLASS_EXAMPLES.get(shape_class) if current_sizes() == "small" else None
+# The nightly's time split at reference sizes (a stated choice): every class an equal share of a
+# test's examples, except the reference class, which runs this fraction of the share (at least 1).
+# An example of it costs ~10x one of the tiny classes on the interpreter (the issue's 3-minute run:
+# 4 reference examples took 20 s of a 34 s round, ~23 others 11 s), so an equal share spent over
+# half of every round on it; at 1/8 it takes ~1/7 of a round and the tiny classes, where the
+# catalogue's bugs are found (docs/mutants.md), get the rest.
+NIGHTLY_CLASS_FRACTION = {"reference": 1 / 8}
 
 
-def over_shape_classes(kind: str, *, not_applicable: Optional[dict] = None, **given_kwargs):
+def class_examples(shape_class: str, share: Optional[int] = None) -> Optional[int]:
+    """The examples `shape_class` runs when not the test's equal share `share` (None: the share)."""
+    if current_sizes() == "small":
+        return SMALL_SIZES_CLASS_EXAMPLES.get(shape_class)
+    fraction = NIGHTLY_CLASS_FRACTION.get(shape_class)
+    if fraction is None or share is None or settings.get_current_profile_name() != "nightly":
+        return None
+    return max(1, math.ceil(share * fraction))
+
+
+def over_shape_classes(kind: str, *, not_applicable: Optional[dict] = None, also: tuple = (),
+                       **given_kwargs):
     """Decorator of a property test taking a `shape_class` argument and the arguments @given
     draws (`given_kwargs`, strategies by name): pytest parametrizes it over "plain" and every
-    class of `kind` ("attn" / "norm") this run's sizes draw, except `not_applicable` ({class:
-    why}, kept for the coverage table), and each parametrization gets an equal share of the
+    class of `kind` ("attn" / "norm") this run's sizes draw and the opt-in classes `also`, except
+    `not_applicable` ({class: why}, kept for the coverage table), and each parametrization gets an equal share of the
     profile's max_examples (at least 2), so every class is reached under every profile
     (hypothesis' own choice of a sampled class is far from uniform: measured, 34 classes missed
     over 40 ci-profile runs of 50 examples), except a class with its own count
@@ -500,8 +539,9 @@ def over_shape_classes(kind: str, *, not_applicable: Optional[dict] = None, **gi
     """
     not_applicable = dict(not_applicable or {})
     run = classes_for_run(kind)
-    params = ("plain", *(c for c in run if c not in not_applicable))
-    shared = sum(class_examples(c) is None for c in params)
+    params = ("plain", *(c for c in run + tuple(also) if c not in not_applicable))
+    # an opt-in class gets a share on top: the other classes' shares stay what they were
+    shared = sum(class_examples(c) is None for c in params if c not in also)
 
     def decorate(test):
         share_settings = settings(max_examples=max(2, settings.default.max_examples // shared))
@@ -509,7 +549,7 @@ def over_shape_classes(kind: str, *, not_applicable: Optional[dict] = None, **gi
         own: dict = {}   # (class, examples) -> (its settings, its test)
 
         def for_class(shape_class: str):
-            n = class_examples(shape_class)
+            n = class_examples(shape_class, share=share_settings.max_examples)
             if n is None:
                 return share_settings, share_test
             if (shape_class, n) not in own:
@@ -525,17 +565,23 @@ def over_shape_classes(kind: str, *, not_applicable: Optional[dict] = None, **gi
             return for_class(shape_class)[1](*args, shape_class=shape_class, **kwargs)
 
         dispatch.class_settings = lambda shape_class: for_class(shape_class)[0]
-        dispatch = pytest.mark.shape_classes(kind=kind, not_applicable=not_applicable)(dispatch)
+        dispatch = pytest.mark.shape_classes(kind=kind, not_applicable=not_applicable,
+                                             also=tuple(also))(dispatch)
         return pytest.mark.parametrize("shape_class", params)(dispatch)
 
     return decorate
 
 
-def shape_class_property(pid: str, kind: str, *, not_applicable: Optional[dict] = None):
+def shape_class_property(pid: str, kind: str, *, not_applicable: Optional[dict] = None,
+                         also: tuple = ()):
     """The header of a property test over the shape classes of `kind`: its SPEC id mark,
-    @over_shape_classes(kind, not_applicable=..., data=st.data())."""
+    @over_shape_classes(kind, not_applicable=..., also=..., data=st.data()); a class of
+    OPT_IN_CLASSES naming `pid` is added to `also`."""
+    also = tuple(also) + tuple(c for c, pids in OPT_IN_CLASSES.items()
+                               if pid in pids and kind == "attn" and c not in also)
+
     def decorate(test):
-        test = over_shape_classes(kind, not_applicable=not_applicable, data=st.data())(test)
+        test = over_shape_classes(kind, not_applicable=not_applicable, also=also, data=st.data())(test)
         return pytest.mark.spec(pid)(test)
 
     return decorate

@@ -5,7 +5,8 @@ output with finite garbage there), and determinism. Transformed inputs keep ever
 import torch
 from hypothesis import strategies as st
 
-from kernelprop.golden.inputs import AttnInputs, make_attn_inputs, read_rows
+from kernelprop.golden.inputs import (AttnInputs, large_offset_base, live_pages, make_attn_inputs,
+                                      read_rows, with_live_pages)
 from kernelprop.properties.checks import run_property
 from kernelprop.properties.replays_attention import recipe_params
 from kernelprop.properties.strategies import AttnLimits, backend_limits, draw_attn, shape_class_property, seeds
@@ -48,6 +49,12 @@ def _garbage(shape, kind: str, gen: torch.Generator) -> torch.Tensor:
         sign = torch.randint(0, 2, shape, generator=gen) * 2 - 1
         x = sign * torch.finfo(torch.bfloat16).max
     return x.to(torch.bfloat16)
+
+
+def _shift_pages(table: torch.Tensor, by: int) -> torch.Tensor:
+    """Table entries at or past page -by moved by `by` pages; other entries (ids below, -1) to -1."""
+    t = table.long()
+    return torch.where(t + by >= 0, t + by, -1).to(table.dtype)
 
 
 def _unread_to_garbage(pool: torch.Tensor, read: torch.Tensor, kind: str, gen: torch.Generator):
@@ -150,7 +157,16 @@ def test_p9_token_independence(attn_impl, backend, device, shape_class, data):
 # %% P10 memory safety
 
 def fill_unread_rows(x: AttnInputs, seed: int, garbage: str) -> AttnInputs:
-    """Every pool row no valid index reaches (NaN in make_attn_inputs) becomes finite garbage."""
+    """Every pool row no valid index reaches (NaN in make_attn_inputs) becomes finite garbage;
+    in a large-offset pool only the live pages (the pages below them were never written and no
+    table names them: golden.inputs.large_offset_base), so the rest stays unallocated."""
+    base = large_offset_base(x.cmp_kv)
+    if base:
+        live = fill_unread_rows(x.replace(cmp_kv=live_pages(x.cmp_kv),
+                                          cmp_block_table=_shift_pages(x.cmp_block_table, -base)),
+                                seed, garbage)
+        return live.replace(cmp_kv=with_live_pages(live.cmp_kv, x.cmp_kv.shape[0]),
+                            cmp_block_table=x.cmp_block_table)
     gen = _gen(seed)
     read_ori, read_cmp = read_rows(x)
     read = {"ori_kv": read_ori, "cmp_kv": read_cmp}

@@ -27,9 +27,9 @@ BOTH_TILINGS = ("positional", "compacted")
 
 
 def _golden_case(data, shape_class, backend, device):
-    """(case, recipe) of a golden-only property: every recipe, both tilings."""
+    """(case, recipe) of a golden-only property: every recipe, both tilings, both p_max."""
     drawn = draw_attn(data, shape_class, backend=backend, device=device,
-                      recipes=attn_recipes(tilings=BOTH_TILINGS))
+                      recipes=attn_recipes(tilings=BOTH_TILINGS, p_maxes=("tile", "running")))
     return drawn.case, drawn.recipe
 
 

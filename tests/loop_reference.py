@@ -147,13 +147,14 @@ def loop_attention(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_i
                    tokens: Optional[Iterable[int]] = None, use_sink: bool = True) -> torch.Tensor:
     """The tiled BF16 recipe, one (token, head, key) at a time. [T, H, D] fp32 (or the rows of
     `tokens` only). `recipe` is any object with tile / tiling / p_dtype / l_from / rounding (an
-    AttnRecipe); None = SPEC defaults. use_sink=False drops the sink term (o = O / L)."""
+    AttnRecipe, p_max too); None = SPEC defaults. use_sink=False drops the sink term (o = O / L)."""
     tile = getattr(recipe, "tile", 64)
     tile = max(sparse_indices.shape[1], 1) if tile is None else tile  # untiled: one tile
     tiling = getattr(recipe, "tiling", "positional")
     p_dtype = getattr(recipe, "p_dtype", "bf16")
     l_from = getattr(recipe, "l_from", "rounded")
     rounding = getattr(recipe, "rounding", "rne")
+    running = getattr(recipe, "p_max", "tile") == "running"
     T, H, D = q.shape
     K = sparse_indices.shape[1]
     scale32 = f32(_scale(softmax_scale, D))
@@ -171,7 +172,7 @@ def loop_attention(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_i
                 M, L, O = f32(-INF), f32(0.0), np.zeros(D, dtype=np.float32)
                 for group in tiles:
                     s = [f32(f32(np.dot(qh, row)) * scale32) for _, row in group]
-                    m = max(s)
+                    m = max(M, max(s)) if running else max(s)  # running: P against max(M, m)
                     e = [exp32(f32(sj - m)) for sj in s]
                     p = [round_bf16(ej, rounding) for ej in e] if p_dtype == "bf16" else list(e)
                     l = f32(math.fsum(p if l_from == "rounded" else e))

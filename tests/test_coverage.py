@@ -25,7 +25,7 @@ from kernelprop import coverage
 from kernelprop.evidence import Outcome
 from kernelprop.impl import make_impl
 from kernelprop.registry import OPS
-from kernelprop.properties.strategies import class_examples, classes_for_run
+from kernelprop.properties.strategies import OPT_IN_CLASSES, class_examples, classes_for_run
 
 # hypothesis property tests that draw no case through the shape classes, and why
 NO_SHAPE_CLASSES = {
@@ -72,7 +72,10 @@ def test_every_property_test_is_parametrized_over_its_shape_classes():
             continue
         kind, skipped = mark.kwargs["kind"], mark.kwargs["not_applicable"]
         run = classes_for_run(kind)
-        want = ("plain", *(c for c in run if c not in skipped))
+        also = mark.kwargs.get("also", ())
+        problems += [f"{name}: opts in to {c}, which is no opt-in class" for c in also
+                     if c not in OPT_IN_CLASSES]
+        want = ("plain", *(c for c in run + tuple(also) if c not in skipped))
         if _params(fn) != want:
             problems.append(f"{name}: parametrized over {_params(fn)}, expected {want}")
         problems += [f"{name}: {c} not applicable without a reason" for c, why in skipped.items()
@@ -132,7 +135,7 @@ def test_ci_profile_reaches_every_class_of_every_property(impl_name, monkeypatch
     assert not missed, "\n".join(missed)
     assert "reference" in classes, "the reference decode shape is not reached in this profile"
     # issue 23's classes (serving-engine block tables, NaN / inf rows) of the ops this entry runs
-    nightly = {"engine_tables"} | ({"nonfinite_rows"} if impl_name == "bundled" else set())
+    nightly = {"engine_tables", "large_offsets"} | ({"nonfinite_rows"} if impl_name == "bundled" else set())
     assert nightly <= classes, f"not reached in this profile: {sorted(nightly - classes)}"
 
 
@@ -150,3 +153,20 @@ def test_reference_class_examples_by_sizes(sizes, examples, monkeypatch):
     else:
         assert own.max_examples == examples and Phase.shrink not in own.phases, name
         assert fn.class_settings("reference") is own, name   # built once per class and count
+
+
+def test_nightly_reference_class_runs_an_eighth_of_the_share(monkeypatch):
+    """The nightly's stated time split (strategies.NIGHTLY_CLASS_FRACTION): at reference sizes
+    the reference class runs 1/8 of the test's share (at least 1), the other classes the share."""
+    from hypothesis import settings as hypothesis_settings
+
+    monkeypatch.setenv("KERNELPROP_SIZES", "reference")
+    profile = hypothesis_settings.get_current_profile_name()
+    try:
+        hypothesis_settings.load_profile("nightly")
+        assert class_examples("reference", 200) == 25 and class_examples("reference", 3) == 1
+        assert class_examples("plain", 200) is None and class_examples("multi_tile", 200) is None
+        hypothesis_settings.load_profile("ci")
+        assert class_examples("reference", 200) is None
+    finally:
+        hypothesis_settings.load_profile(profile)

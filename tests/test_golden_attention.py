@@ -111,6 +111,18 @@ def test_golden_matches_loop_every_recipe(recipe):
         p1_ratios(x, recipe.replace(tile=tile))
 
 
+@pytest.mark.spec("P1")
+@pytest.mark.parametrize("recipe", [r.replace(p_max="running") for r in RECIPES if r.rounding == "rne"],
+                         ids=lambda r: f"running-{r.tiling}-{r.p_dtype}-{r.l_from}")
+def test_golden_matches_loop_running_max(recipe):
+    """p_max "running": P against the running max (docs/bounds.md#p-max), several tiles."""
+    i = RECIPES.index(recipe.replace(p_max="tile"))
+    for seed in range(4):
+        tile = TILES[(3 * seed + i) % 6]  # 1..16: several tiles per token
+        x = make_attn_inputs(varied_case(5000 + 1000 * i + seed))
+        p1_ratios(x, recipe.replace(tile=tile))
+
+
 @st.composite
 def small_cases(draw):
     return varied_case(draw(st.integers(0, 2**31 - 1)))

@@ -14,7 +14,7 @@ from kernelprop.mutants import run_entry
 
 TIMEOUT_S = 300
 RECIPE_MUTANTS = ("gemma_no_offset", "llama_no_cast", "llama_cast_rtz", "input_dtype_always_bf16",
-                  "narrow_in_fp32")
+                  "narrow_in_fp32", "promote_fp32_sum")
 
 
 @pytest.mark.parametrize("fn", [hf_norms.llama_rms_norm, hf_norms.gemma_rms_norm],

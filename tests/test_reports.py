@@ -114,7 +114,7 @@ def test_planted_attention_bug_gives_a_shrunk_report_that_replays(tmp_path, caps
     assert data["inputs"]["inputs"]["valid_per_token"][0] in (2, 3)
     assert recipe == {"tile": 64, "tiling": "positional", "p_dtype": "bf16",
                       "l_from": "rounded", "rounding": "rne", "out_dtype": "fp32",
-                      "kv_splits": None, "split_align": 1}
+                      "kv_splits": None, "split_align": 1, "p_max": "tile"}
 
     # the tensors load without pickled code and rebuild the same inputs
     saved = torch.load(rdir / "inputs.pt", weights_only=True)

@@ -114,6 +114,8 @@ MUTANTS = [
           ("P1",)),
     _attn("split_unaligned", "split length cdiv(n, kv_splits) not rounded up to split_align",
           ("P1",)),
+    _attn("split_running_max_as_tile", "P taken against the running max (p_max running) while "
+          "the recipe says the tile max", ("P1",)),
     # RMSNorm
     _norm("rsqrt_12bit", "INV is a hardware rsqrt with 12 correct bits", ("P1", "P12")),
     _norm("rsqrt_10bit", "INV is a hardware rsqrt with 10 correct bits", ("P1", "P12")),
@@ -142,10 +144,14 @@ MUTANTS = [
           ("P1", "P12")),
     _norm("narrow_in_fp32", "declares compute_dtype 'input' but computes a bf16 x in fp32",
           ("P1", "P12")),
+    _norm("promote_fp32_sum", "declares compute_dtype 'promote' (bf16 tl.sum of the squares) but "
+          "sums the bf16 squares in fp32", ("P1",)),
     _attn("table_width_stride", "block-table row b read at b * width (width taken as the row "
           "stride of a table that is a row slice of a larger one)", ("P1", "P8", "P10")),
     _attn("padding_column_read", "pages of every block-table column prefetched, padding columns "
           "(-1, out-of-range ids) included", ("P1", "P8", "P10")),
+    _attn("int32_page_offset", "pool element offset page * page_stride + row * D formed in int32, "
+          "wrapping for a page at or past 2^31 elements", ("P1",)),
     _norm("nan_swallowed_fmax", "v guarded with fmax(v, FLT_MIN): a NaN sum of squares becomes "
           "FLT_MIN, so a row with a NaN gives finite outputs beside it", ("P9",)),
 ]
@@ -183,7 +189,9 @@ CONTROLS = [
     Control("input_dtype_reference", "rms_norm", f"{NORM}:input_dtype_reference",
             "the base declaring out_dtype input, no bug"),
     Control("narrow_reference", "rms_norm", f"{NORM}:narrow_reference",
-            "the base declaring compute_dtype input (Liger none mode), no bug"),
+            "the base declaring compute_dtype input, no bug"),
+    Control("promote_reference", "rms_norm", f"{NORM}:promote_reference",
+            "the base declaring compute_dtype promote (Liger none mode), no bug"),
     Control("hf_llama_rms_norm", "rms_norm", "impls/hf_norms.py:llama_rms_norm",
             "Hugging Face LlamaRMSNorm's formula in torch, its declared recipe"),
     Control("hf_gemma_rms_norm", "rms_norm", "impls/hf_norms.py:gemma_rms_norm",

@@ -132,6 +132,10 @@ class SparseAttention:
         live = torch.isfinite(m)
         return torch.where(live, m, 0.0), live
 
+    def p_max(self, recipe):
+        """The max P is taken against (AttnRecipe.p_max)."""
+        return recipe.p_max
+
     def round_p(self, e, recipe):
         return round_to_bf16(e, recipe.rounding) if recipe.p_dtype == "bf16" else e
 
@@ -156,12 +160,16 @@ class SparseAttention:
 
     def tile_parts(self, q, keys, valid, scale, sink, recipe):
         """Per tile, left to right: (max, has a valid lane, l, o_tile); untiled (tile None): one
-        tile of every position."""
+        tile of every position. The max is the tile's, or with p_max "running" the running max."""
         K = keys.shape[1]
+        running = torch.full(q.shape[:2], -math.inf, device=q.device)
         for start, stop in self.tile_bounds(K, max(K, 1) if recipe.tile is None else recipe.tile):
             k_t = keys[:, start:stop]                                            # [T, n, D]
             s = self.scores(q, k_t, scale).masked_fill(~valid[:, None, start:stop], -math.inf)
             m, live = self.tile_max(s, sink)
+            if self.p_max(recipe) == "running":  # yield the running max: merge's b is exp(0) = 1
+                running = torch.where(live, torch.maximum(running, m), running)
+                m = torch.where(live, running, m)
             e = _exp(s - m[..., None])
             p = self.round_p(e, recipe)
             yield m, live, self.tile_sum(p, e, recipe), self.pv(p, k_t, recipe)
@@ -602,6 +610,14 @@ class SplitLengthUnaligned(SplitKVAttention):
         return -(-n.clamp(min=1) // recipe.kv_splits)
 
 
+class SplitRunningMaxAsTile(SplitKVAttention):
+    """P against the running max (FlashAttention-2, SGLang's decode kernels) whatever the recipe
+    says: declared "tile", its bf16 P rounds other values once a later tile raises the max."""
+
+    def p_max(self, recipe):
+        return "running"
+
+
 # -- benign variant (a control: NOT a bug) ---------------------------------------------------
 
 class NegativeZeroEmptyRows(SparseAttention):
@@ -657,6 +673,7 @@ split_sink_dropped = SplitMergeSinkDropped()
 split_first_max = SplitMergeFirstMax()
 split_empty_unguarded = SplitEmptyUnguarded()
 split_unaligned = SplitLengthUnaligned()
+split_running_max_as_tile = SplitRunningMaxAsTile()
 
 
 # -- block tables as serving engines lay them out (shape class engine_tables) ------------------
@@ -681,5 +698,31 @@ class PaddingColumnRead(SparseAttention):
         return super().read(pool, table, b, slot, ok)
 
 
+# -- address arithmetic past 2^31 elements (shape class large_offsets) ---------------------------
+
+class Int32PageOffset(SparseAttention):
+    """The element offset page * page_stride + row * D formed in int32: it wraps once a page starts
+    at or past 2^31 elements of the pool, and the wrapped (negative) offset addresses another row
+    (here: counted from the pool's end, as a negative index does; on a GPU, memory before the
+    pool). Right for every pool of at most 2^31 elements."""
+
+    def read(self, pool, table, b, slot, ok):
+        keys = super().read(pool, table, b, slot, ok)
+        BS, D = pool.shape[1], pool.shape[2]
+        if table.shape[1] == 0:
+            return keys
+        slot = torch.where(ok, slot, 0)
+        page = torch.where(ok, self.page(table, b, slot // BS, pool.shape[0]), 0)
+        offset = page.int() * int(pool.stride(0))               # int32: wraps past 2^31
+        wrapped = ok & (offset.long() != page * pool.stride(0))
+        if not bool(wrapped.any()):
+            return keys
+        # only a contiguous pool reaches 2^31 elements here (the large_offsets class)
+        row = (offset.long() + (slot % BS) * D) // D             # negative: from the pool's end
+        keys[wrapped] = pool.reshape(-1, D)[row[wrapped]].float()
+        return keys
+
+
 table_width_stride = TableWidthAsStride()
 padding_column_read = PaddingColumnRead()
+int32_page_offset = Int32PageOffset()

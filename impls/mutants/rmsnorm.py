@@ -48,6 +48,9 @@ class RMSNorm:
         xf = self.load(x)
         ss = c(self.sum_of_squares(xf, recipe.chunk, c))
         eps32 = c(torch.tensor(float(eps), dtype=torch.float32, device=x.device))
+        if recipe.compute_dtype == "promote":   # bf16 x: bf16 squares and tl.sum, bf16 eps
+            ss = self.promoted_sum(round_to_bf16(xf * xf, recipe.rounding), recipe.rounding)
+            eps32 = round_to_bf16(eps32, recipe.rounding)
         inv = c(self.inv_rms(ss, x.shape[-1], eps32, recipe, c))
         y = self.apply(xf, inv, weight, x.dtype, recipe, c)
         return self.store(y, recipe)
@@ -73,6 +76,15 @@ class RMSNorm:
             ss = ss + sq[..., start:start + chunk].sum(-1)
         return ss
 
+    def promoted_sum(self, sq, rounding):
+        """A bf16 tl.sum: zero-padded to the block (next power of two), halves added pairwise,
+        each addition rounded to bf16."""
+        block = 1 << (sq.shape[-1] - 1).bit_length()
+        s = torch.cat([sq, sq.new_zeros(*sq.shape[:-1], block - sq.shape[-1])], -1)
+        while s.shape[-1] > 1:
+            s = round_to_bf16(s[..., :s.shape[-1] // 2] + s[..., s.shape[-1] // 2:], rounding)
+        return s[..., 0]
+
     def chunk_starts(self, n: int, chunk: int):
         """First columns of the chunks, in the order their partial sums are added."""
         return range(0, n, chunk)
@@ -91,6 +103,8 @@ class RMSNorm:
         if weight is None:
             return t
         w = c(self.offset_weight(weight, recipe))
+        if recipe.compute_dtype == "promote":
+            w = round_to_bf16(w, recipe.rounding)
         if recipe.round_before_weight:
             t = self.before_weight(t, recipe)
         return c(t * w)
@@ -198,6 +212,7 @@ GEMMA = NormRecipe(weight_offset=1.0, out_dtype="input")
 LLAMA = NormRecipe(round_before_weight=True, out_dtype="input")
 OUT_FOLLOWS_INPUT = NormRecipe(out_dtype="input")
 NARROW = NormRecipe(compute_dtype="input", out_dtype="input")
+PROMOTE = NormRecipe(inv="rsqrt", compute_dtype="promote", out_dtype="input")
 
 
 class Declared(RMSNorm):
@@ -257,10 +272,30 @@ class NarrowComputedInFp32(NarrowCompute):
         return t
 
 
+class Promoted(Declared):
+    recipe = PROMOTE
+
+
+class PromotedFp32Sum(Promoted):
+    """Declares Triton's promotion (bf16 tl.sum of the bf16 squares) but sums them in fp32."""
+
+    def promoted_sum(self, sq, rounding):
+        return sq.sum(-1)
+
+
 # -- benign variant (a control: NOT a bug) ---------------------------------------------------
 
 class ChunksSummedRightToLeft(RMSNorm):
     """Chunk partials added right to left: another order of an fp32 sum, within its error bound."""
+
+    def promoted_sum(self, sq, rounding):
+        """A bf16 tl.sum: zero-padded to the block (next power of two), halves added pairwise,
+        each addition rounded to bf16."""
+        block = 1 << (sq.shape[-1] - 1).bit_length()
+        s = torch.cat([sq, sq.new_zeros(*sq.shape[:-1], block - sq.shape[-1])], -1)
+        while s.shape[-1] > 1:
+            s = round_to_bf16(s[..., :s.shape[-1] // 2] + s[..., s.shape[-1] // 2:], rounding)
+        return s[..., 0]
 
     def chunk_starts(self, n: int, chunk: int):
         return reversed(super().chunk_starts(n, chunk))
@@ -289,6 +324,8 @@ input_dtype_reference = OutputFollowsInput()
 input_dtype_always_bf16 = OutputAlwaysBf16()
 narrow_reference = NarrowCompute()
 narrow_in_fp32 = NarrowComputedInFp32()
+promote_reference = Promoted()
+promote_fp32_sum = PromotedFp32Sum()
 
 
 # -- non-finite input (shape class nonfinite_rows) ---------------------------------------------

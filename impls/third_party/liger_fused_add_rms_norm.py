@@ -30,7 +30,7 @@ def _adapter(casting_mode: str, offset: float):
     fused_add_rms_norm.__name__ = fused_add_rms_norm.__qualname__ = f"liger_{casting_mode}_offset{int(offset)}"
     fused_add_rms_norm.recipe = NormRecipe(inv="rsqrt", out_dtype="input", weight_offset=offset,
                                            round_before_weight=casting_mode == "llama",
-                                           compute_dtype="input" if casting_mode == "none" else "fp32")
+                                           compute_dtype="promote" if casting_mode == "none" else "fp32")
     fused_add_rms_norm.validates_inputs = False  # asserts only that W matches D
     fused_add_rms_norm.domain = FusedDomain(weight=True, max_dim=LIGER_MAX_DIM)
     return fused_add_rms_norm

@@ -4,8 +4,8 @@
 Liger's own `LigerRMSNorm` module calls. Its forward kernel computes per row, with the x dtype X:
   llama: x -> fp32; ms = sum(x*x) / D; r = rsqrt(ms + eps); y = X(X(x * r) * (offset + w))
   gemma: x, w -> fp32; y = X((x * r) * (offset + w))
-  none:  eps, offset -> X; squares and their sum in X (each rounded), ms and r in fp32,
-         y = X((x * r) * X(offset + w))
+  none:  eps, offset -> X; squares and their tl.sum in X (each addition rounded), ms and r in
+         fp32, y = X((x * r) * X(offset + w)): Triton's promotion (compute_dtype "promote")
 `rsqrt` is libdevice's (`__nv_rsqrtf`), the same instruction as tl.math.rsqrt; `offset + w` is fp32
 in llama and gemma (an fp32 scalar promotes a bf16 w); y is stored in x's dtype, nearest even.
 One callable per (casting mode, offset); the output dtype follows x, declared once (`out_dtype="input"`).
@@ -27,7 +27,7 @@ def _adapter(casting_mode: str, offset: float):
     rms_norm.__name__ = rms_norm.__qualname__ = f"liger_{casting_mode}_offset{int(offset)}"
     rms_norm.recipe = NormRecipe(inv="rsqrt", out_dtype="input", weight_offset=offset,
                                  round_before_weight=casting_mode == "llama",
-                                 compute_dtype="input" if casting_mode == "none" else "fp32")
+                                 compute_dtype="promote" if casting_mode == "none" else "fp32")
     rms_norm.validates_inputs = False  # asserts only that W matches D; no dtype/device checks
     rms_norm.domain = NormDomain(max_dim=LIGER_MAX_DIM)
     return rms_norm

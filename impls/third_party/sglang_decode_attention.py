@@ -15,9 +15,12 @@ kernelprop.flat_slot_ids applies the SPEC's visibility rules.
 What it computes (read off the kernel; SPEC section 2 terms):
 - H > 1 heads (grouped kernel, the MQA/MLA path): scores by tl.dot of bf16 q and k with fp32
   accumulation (D = 576 / 288: a 512 / 256 dot plus a 64 / 32 rope dot); tiles of 32 keys over the
-  compacted valid list; p = exp(s - m) in fp32, L sums that fp32 p, P.V takes p rounded to bf16.
-- H = 1 (kv_group_num == 1: the "normal" kernel): tiles of 64, P.V in fp32 (p never rounded);
-  its scores sum bf16 products (q * k rounded to bf16, then an fp32 sum).
+  compacted valid list; p = exp(s - m) in fp32 with m the running max after this tile
+  (FlashAttention-2: n_e_max = max(e_max, tile max), acc = acc exp(e_max - n_e_max) + P.V,
+  e_sum = e_sum exp(e_max - n_e_max) + sum p: p_max "running"), L sums that fp32 p, P.V takes p
+  rounded to bf16.
+- H = 1 (kv_group_num == 1: the "normal" kernel): tiles of 64, the same running max, P.V in fp32
+  (p never rounded); its scores sum bf16 products (q * k rounded to bf16, then an fp32 sum).
 - split-KV: num_kv_splits = 8 splits of cdiv(cdiv(L, 8), 32) * 32 keys each (L = valid keys);
   each split writes o / L and lse = m + log(L); stage 2 merges by exp(lse - max lse) and adds
   exp(sink - max lse) to the denominator; o is written in q's dtype (bf16, nearest even).
@@ -96,8 +99,11 @@ def _load_decode_attention() -> types.ModuleType:
 _kernel = _load_decode_attention()
 
 
-def sparse_decode_attention(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_indices,
-                            seqused_kv, attn_sink, *, window, tokens_per_batch, softmax_scale=None):
+def _run(entry, scales, q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_indices, seqused_kv,
+         attn_sink, window, tokens_per_batch, softmax_scale):
+    """Lay the suite's arguments out as SGLang's `entry` (decode_attention_fwd or one of its
+    paths) wants them, run it with the softmax scale then `scales` (its KV scale factors: 1.0 for
+    bf16 KV), return o [T, H, D] in q's dtype."""
     T, H, D = q.shape
     page = ori_kv.shape[1]
     slots = flat_slot_ids(ori_block_table, cmp_block_table, sparse_indices, seqused_kv,
@@ -114,21 +120,43 @@ def sparse_decode_attention(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table,
     attn_lse = torch.empty((T, H, NUM_KV_SPLITS), dtype=torch.float32, device=q.device)
     o = torch.empty_like(q)
     scale = D ** -0.5 if softmax_scale is None else softmax_scale
-    _kernel.decode_attention_fwd(q, kv_buffer, kv_buffer, o, kv_indptr, kv_indices.to(q.device),
-                                 attn_logits, attn_lse, num_kv_splits, NUM_KV_SPLITS, scale,
-                                 1.0, 1.0, sinks=attn_sink)
+    entry(q, kv_buffer, kv_buffer, o, kv_indptr, kv_indices.to(q.device), attn_logits, attn_lse,
+          num_kv_splits, NUM_KV_SPLITS, scale, *scales, sinks=attn_sink)
     return o
+
+
+def sparse_decode_attention(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_indices,
+                            seqused_kv, attn_sink, *, window, tokens_per_batch, softmax_scale=None):
+    """SGLang's entry point: the grouped kernel for H > 1, the normal kernel for H = 1."""
+    return _run(_kernel.decode_attention_fwd, (1.0, 1.0), q, ori_kv, ori_block_table, cmp_kv,
+                cmp_block_table, sparse_indices, seqused_kv, attn_sink, window, tokens_per_batch,
+                softmax_scale)
+
+
+def grouped_decode_attention(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_indices,
+                             seqused_kv, attn_sink, *, window, tokens_per_batch, softmax_scale=None):
+    """SGLang's grouped kernel (decode_attention_fwd_grouped, the MQA/MLA path) for every H, one
+    head included: the path without the one-head kernel's bf16 products."""
+    return _run(_kernel.decode_attention_fwd_grouped, (1.0,), q, ori_kv, ori_block_table, cmp_kv,
+                cmp_block_table, sparse_indices, seqused_kv, attn_sink, window, tokens_per_batch,
+                softmax_scale)
+
+
+def _recipe(grouped: bool) -> AttnRecipe:
+    return AttnRecipe(tile=GROUPED_TILE if grouped else ONE_HEAD_TILE, tiling="compacted",
+                      p_dtype="bf16" if grouped else "fp32", l_from="unrounded", out_dtype="bf16",
+                      kv_splits=NUM_KV_SPLITS, split_align=SPLIT_ALIGNMENT, p_max="running")
 
 
 def sglang_recipe(shape) -> AttnRecipe:
     """The recipe of the path SGLang takes for this shape: the grouped kernel for H > 1 heads
     sharing the one KV head, the normal kernel for H = 1."""
-    grouped = shape.heads > 1
-    return AttnRecipe(tile=GROUPED_TILE if grouped else ONE_HEAD_TILE, tiling="compacted",
-                      p_dtype="bf16" if grouped else "fp32", l_from="unrounded", out_dtype="bf16",
-                      kv_splits=NUM_KV_SPLITS, split_align=SPLIT_ALIGNMENT)
+    return _recipe(shape.heads > 1)
 
 
 sparse_decode_attention.recipe = sglang_recipe
 sparse_decode_attention.validates_inputs = False  # asserts on buffer shapes only
 sparse_decode_attention.domain = AttnDomain(min_valid_keys=1)
+grouped_decode_attention.recipe = _recipe(True)
+grouped_decode_attention.validates_inputs = False
+grouped_decode_attention.domain = AttnDomain(min_valid_keys=1)

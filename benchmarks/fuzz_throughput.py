@@ -1,0 +1,84 @@
+"""Examples per minute of `kp fuzz` (rounds of pytest runs) against one uninterrupted nightly
+pytest run of the same tests, interleaved on one machine (so a shared machine's load hits both).
+
+    python benchmarks/fuzz_throughput.py [--minutes 3] [--examples 300] [--pairs 2]
+        [-k test_p1_kernel_matches_golden] [PATHS ...]
+
+fuzz: `python -m kernelprop fuzz --minutes M PATHS -k EXPR --sizes small`, with a fresh database;
+examples: the sum over its stats records (kernelprop.fuzz_plugin) of every test's examples.
+pytest: `python -m pytest PATHS -k EXPR --hypothesis-profile=nightly --sizes small` with
+KERNELPROP_NIGHTLY_EXAMPLES=E and kernelprop.fuzz_plugin's stats, a fresh database; its wall time
+includes its one start. Printed per run: wall seconds, examples, examples per minute; then the
+ratio fuzz / pytest of the summed examples per summed minute.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _examples(stats_root: Path) -> int:
+    total = 0
+    for path in stats_root.rglob("*.jsonl"):
+        for line in path.read_text().splitlines():
+            rec = json.loads(line)
+            if rec.get("type") == "test":
+                total += int(rec.get("examples", 0))
+    return total
+
+
+def run(kind: str, args, tmp: Path) -> dict:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    if kind == "fuzz":
+        cmd = [sys.executable, "-m", "kernelprop", "fuzz", "--minutes", str(args.minutes),
+               *args.paths, "-k", args.select, "--sizes", "small", "--database", str(tmp / "db"),
+               "--history-dir", str(tmp / "history"), "--reports-dir", str(tmp / "reports")]
+        stats = tmp / "history"
+    else:
+        env.update(KERNELPROP_NIGHTLY_EXAMPLES=str(args.examples), KERNELPROP_FUZZ_STATS=str(tmp / "stats"),
+                   KERNELPROP_DATABASE=str(tmp / "db"), KERNELPROP_PROFILE="nightly")
+        cmd = [sys.executable, "-m", "pytest", *args.paths, "-k", args.select, "-p",
+               "kernelprop.fuzz_plugin", "-p", "no:cacheprovider", "-p", "no:xdist",
+               "--hypothesis-profile=nightly", "--sizes", "small", "-q",
+               "--reports-dir", str(tmp / "reports")]
+        stats = tmp / "stats"
+    began = time.monotonic()
+    subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True)
+    wall = time.monotonic() - began
+    n = _examples(stats)
+    return {"kind": kind, "wall_s": round(wall, 1), "examples": n,
+            "per_min": round(n / (wall / 60), 1)}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("paths", nargs="*", default=["properties/test_attention_p1.py"])
+    p.add_argument("-k", dest="select", default="test_p1_kernel_matches_golden")
+    p.add_argument("--minutes", type=float, default=3.0)
+    p.add_argument("--examples", type=int, default=300, help="the pytest run's nightly examples")
+    p.add_argument("--pairs", type=int, default=2)
+    args = p.parse_args(argv)
+    runs = []
+    for i in range(args.pairs):
+        for kind in (("fuzz", "pytest") if i % 2 == 0 else ("pytest", "fuzz")):
+            with tempfile.TemporaryDirectory() as tmp:
+                r = run(kind, args, Path(tmp))
+            runs.append(r)
+            print(json.dumps(r), flush=True)
+    rate = {k: sum(r["examples"] for r in runs if r["kind"] == k)
+            / (sum(r["wall_s"] for r in runs if r["kind"] == k) / 60) for k in ("fuzz", "pytest")}
+    print(f"examples per minute: fuzz {rate['fuzz']:.1f}, pytest {rate['pytest']:.1f}, "
+          f"ratio {rate['fuzz'] / rate['pytest']:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
