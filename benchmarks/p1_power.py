@@ -54,7 +54,8 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from kernelprop.golden.attention import sparse_attention_trace  # noqa: E402
-from kernelprop.golden.attention_bounds import MODELS, attention_p1_bound, attention_p1_terms  # noqa: E402
+from kernelprop.golden.attention_bounds import attention_p1_bound, attention_p1_terms  # noqa: E402
+from kernelprop.golden.attention_bounds import MODELS as BOUND_MODELS  # noqa: E402
 from kernelprop.golden.metrics import bound_ratio, margin_ratio  # noqa: E402
 from kernelprop.golden.output_margin import (Fp32Domain, cell_margin, margin_for_verdict,  # noqa: E402
                                              sided_bound)
@@ -64,6 +65,10 @@ from kernelprop.golden.recipes import AttnRecipe, NormRecipe  # noqa: E402
 from kernelprop.golden.rmsnorm import rms_norm_golden  # noqa: E402
 from kernelprop.golden.rounding import round_to_bf16  # noqa: E402
 from kernelprop.impls.torch_reference import rms_norm as torch_rms_norm  # noqa: E402
+from kernelprop.impls.h100_emulation import sparse_decode_attention as h100_attention  # noqa: E402
+from kernelprop.kernels.sparse_attention import sparse_decode_attention as bundled_attention  # noqa: E402
+from kernelprop.golden.attention_bounds import cuda_model_for_ptx  # noqa: E402
+from kernelprop.ptx_audit import declared_ptx  # noqa: E402
 from kernelprop.impls.torch_reference import sparse_decode_attention as torch_reference  # noqa: E402
 
 
@@ -128,10 +133,14 @@ def variant_attention(x, *, dot: str = "matmul", p_round: str = "rne", l_bf16: b
     return torch.where(seen[..., None], O / denom[..., None], 0.0)
 
 
+# the bound models, and the CUDA figures the bundled kernel's PTX calls for (P1 on CUDA selects them)
+MODELS = {**BOUND_MODELS, "cuda_bundled_ptx": cuda_model_for_ptx(declared_ptx(bundled_attention, AttnRecipe()))}
+
 ATTN_IMPLS = {
     "torch_reference (bmm, exp2)": (True, lambda x: x.call(torch_reference, recipe=AttnRecipe())),
     "fp32 matmul, expf": (True, lambda x: variant_attention(x)),
     "dot in blocks of 16": (True, lambda x: variant_attention(x, dot="block16")),
+    "emulated H100 (impls/h100_emulation.py)": (True, lambda x: x.call(h100_attention, recipe=AttnRecipe())),
     "BUG P truncated (rtz)": (False, lambda x: variant_attention(x, p_round="rtz")),
     "BUG P in fp16": (False, lambda x: variant_attention(x, p_round="fp16")),
     "BUG L in bf16": (False, lambda x: variant_attention(x, l_bf16=True)),

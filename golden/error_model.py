@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 
@@ -59,6 +60,26 @@ def rounding_interval_gap(y: torch.Tensor, rel: torch.Tensor, mode: str) -> torc
     hi = torch.nextafter(hi, torch.full_like(hi, float("inf")))
     lo = torch.nextafter(lo, torch.full_like(lo, -float("inf")))
     return (round_to_bf16(hi, mode) - round_to_bf16(lo, mode)).abs()
+
+
+# %% which model the bounds use
+
+ERROR_MODELS = ("cpu", "cuda")
+
+
+def error_model_family(backend: Optional[str] = None) -> str:
+    """The error model the bounds charge: "cuda" (the PTX figures, docs/bounds.md#gpu-model) or
+    "cpu". knobs.error_model (pytest `--error-model`) when set, so the CUDA bounds can check
+    an emulated GPU on the CPU backend; else the suite backend's (`backend`, else knobs.backend):
+    "cuda" for cuda, "cpu" for every other backend name."""
+    from kernelprop import knobs   # a setting, read when asked (golden/ imports no core module at import)
+
+    chosen = knobs.error_model.get()
+    if chosen is None:
+        return "cuda" if (backend or knobs.backend.get()) == "cuda" else "cpu"
+    if chosen not in ERROR_MODELS:
+        raise ValueError(f"{knobs.error_model.variable} must be one of {ERROR_MODELS}, got {chosen!r}")
+    return chosen
 
 
 # %% CUDA: one figure per PTX instruction (PTX ISA 9.1 section 9.7.3; CUDA C++ Programming Guide)

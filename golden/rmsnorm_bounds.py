@@ -127,6 +127,12 @@ def _model(backend: str) -> str:
     return "cuda" if backend == "cuda" else "cpu"
 
 
+def _div_units(backend: str, v_div_units: Optional[float]) -> float:
+    """v = ss / D's rounding in units of u: the kernel's own figure (`v_div_units`, from its
+    declared PTX: cuda_figures_for_ptx) when known, else the backend's (V_DIV_UNITS_BY_BACKEND)."""
+    return V_DIV_UNITS_BY_BACKEND[_model(backend)] if v_div_units is None else v_div_units
+
+
 def domain_v_min(backend: str) -> float:
     """V_MIN: the smallest nonzero exact v the first-order model is sound for on `backend`."""
     return V_MIN_BY_BACKEND[_model(backend)]
@@ -184,7 +190,8 @@ def _underflow_rel(ss: torch.Tensor, D: int, v: torch.Tensor, n_round: int,
 
 def error_vs_exact(x: torch.Tensor, weight, eps: float, *, depth: int, n_round: int,
                    inv_ulps: float, sub: float = HALF_SUBNORMAL,
-                   weight_offset: float = 0.0, backend: str = "cpu") -> torch.Tensor:
+                   weight_offset: float = 0.0, backend: str = "cpu",
+                   v_div_units: Optional[float] = None) -> torch.Tensor:
     """[...] bound on |y - y_exact| / |y_exact| before the output rounding, for one fp32
     implementation whose sum of squares has `depth` chained roundings and `n_round` roundings that
     may underflow; y_exact = x w' / sqrt(sum x^2 / D + fp32(eps)) in exact arithmetic, w' = offset
@@ -193,7 +200,7 @@ def error_vs_exact(x: torch.Tensor, weight, eps: float, *, depth: int, n_round: 
     ss = _rows(x)
     v = ss / D + _eps32(eps)
     share = torch.where(v > 0, (ss / D) / v.clamp_min(1e-300), torch.ones_like(v))
-    rel_v = gamma(depth) * share + (1 + V_DIV_UNITS_BY_BACKEND[_model(backend)]) * U_FP32 + _underflow_rel(ss, D, v, n_round, sub)
+    rel_v = gamma(depth) * share + (1 + _div_units(backend, v_div_units)) * U_FP32 + _underflow_rel(ss, D, v, n_round, sub)
     products = 1 + (weight is not None) + (weight is not None and weight_offset != 0)
     return (0.5 * rel_v + inv_ulps * ULP + products * U_FP32) * SLACK
 
@@ -260,7 +267,8 @@ SUM_LAMBDA = 6.0  # P1's probabilistic sum-of-squares model: 2 e^-18 = 3e-8 per 
 
 def p1_relative_gap(trace, x: torch.Tensor, eps: float, recipe: NormRecipe,
                     inv_ulps: float, sum_lambda: Optional[float] = SUM_LAMBDA,
-                    sub: float = HALF_SUBNORMAL, backend: str = "cpu") -> torch.Tensor:
+                    sub: float = HALF_SUBNORMAL, backend: str = "cpu",
+                    v_div_units: Optional[float] = None) -> torch.Tensor:
     """[...] norm_relative_gap with the sum-of-squares term made sound for every recipe, plus
     the subnormal terms. golden.rmsnorm.norm_relative_gap charges the golden's sum one rounding (u)
     and the implementation gamma(sum_depth); the golden with chunk c rounds ceil(D/c) partials
@@ -274,7 +282,7 @@ def p1_relative_gap(trace, x: torch.Tensor, eps: float, recipe: NormRecipe,
     depth = impl_sum_depth(D, recipe.chunk, x.dtype) + n_golden - 1
     rel = norm_relative_gap(trace, x, NormBackend(inv_ulps=inv_ulps, sum_depth=depth,
                                                   sum_lambda=sum_lambda,
-                                                  div_units=V_DIV_UNITS_BY_BACKEND[_model(backend)]))
+                                                  div_units=_div_units(backend, v_div_units)))
     ss = _rows(x)
     v = ss / D + _eps32(eps)
     under = 0.5 * (_underflow_rel(ss, D, v, D, sub) + _underflow_rel(ss, D, v, n_golden))
@@ -282,15 +290,16 @@ def p1_relative_gap(trace, x: torch.Tensor, eps: float, recipe: NormRecipe,
 
 
 def p1_interval(trace, inputs, recipe: NormRecipe, inv_ulps: float,
-                sum_lambda: Optional[float] = SUM_LAMBDA, ftz: bool = False, backend: str = "cpu"):
+                sum_lambda: Optional[float] = SUM_LAMBDA, ftz: bool = False, backend: str = "cpu",
+                v_div_units: Optional[float] = None):
     """(lo, hi) float64: both fp32 y lie in y_golden (1 +- rel) +- subnormal product errors (and,
     under FTZ, may be 0 where x or y is subnormal). backend: the error model ("cpu": a bf16 tl.sum
     of compute "promote" adds in the modelled tree; else in any order, tree_any_order)."""
     sub = FLUSHED if ftz else HALF_SUBNORMAL
     if has_inner_roundings(recipe, inputs.x.dtype, inputs.weight):
-        return p1_chain_interval(trace, inputs, recipe, inv_ulps, sum_lambda, ftz, backend)
+        return p1_chain_interval(trace, inputs, recipe, inv_ulps, sum_lambda, ftz, backend, v_div_units)
     rel = p1_relative_gap(trace, inputs.x, inputs.eps, recipe, inv_ulps, sum_lambda, sub,
-                          backend)[..., None]
+                          backend, v_div_units)[..., None]
     return _with_flush(_interval(trace.y_fp32, rel, _abs_products(inputs.weight, sub)), inputs.x, ftz)
 
 
@@ -306,10 +315,10 @@ def p1_domain(trace, iv, recipe: NormRecipe) -> Fp32Domain:
 
 def p1_bound(trace, inputs, recipe: NormRecipe, inv_ulps: float,
              sum_lambda: Optional[float] = SUM_LAMBDA, ftz: bool = False, iv=None,
-             backend: str = "cpu") -> torch.Tensor:
+             backend: str = "cpu", v_div_units: Optional[float] = None) -> torch.Tensor:
     """Elementwise P1 bound on |impl - golden| from p1_interval (given as `iv`, or computed)."""
     if iv is None:
-        iv = p1_interval(trace, inputs, recipe, inv_ulps, sum_lambda, ftz, backend)
+        iv = p1_interval(trace, inputs, recipe, inv_ulps, sum_lambda, ftz, backend, v_div_units)
     if recipe.out_dtype == "fp32":
         return _nan_free(torch.maximum(iv[1] - trace.y_fp32.double(), trace.y_fp32.double() - iv[0]))
     # both the implementation's and the golden's fp32 y lie in iv: bound OUT(hi) - OUT(lo)
@@ -421,7 +430,7 @@ def chain_interval(x: torch.Tensor, weight, eps: float, recipe: NormRecipe, *, s
 
 def p1_chain_interval(trace, inputs, recipe: NormRecipe, inv_ulps: float,
                       sum_lambda: Optional[float] = SUM_LAMBDA, ftz: bool = False,
-                      backend: str = "cpu"):
+                      backend: str = "cpu", v_div_units: Optional[float] = None):
     """p1_interval for recipes with inner roundings (has_inner_roundings): compute fp32: t = x * inv
     of both sides lies in t_golden (1 +- rel) (p1_relative_gap, which charges 2 products a side:
     t has one), then chain_interval; compute bf16: chain_interval from the squares, the sum charged
@@ -442,7 +451,8 @@ def p1_chain_interval(trace, inputs, recipe: NormRecipe, inv_ulps: float,
         sum_rel = NormBackend(inv_ulps=inv_ulps, sum_depth=depth, sum_lambda=sum_lambda).sum_rel(D)
         return chain_interval(x, inputs.weight, inputs.eps, recipe, sum_rel=sum_rel,
                               inv_ulps=inv_ulps, ftz=ftz, sub=sub)
-    rel = p1_relative_gap(trace, x, inputs.eps, recipe, inv_ulps, sum_lambda, sub, backend)[..., None]
+    rel = p1_relative_gap(trace, x, inputs.eps, recipe, inv_ulps, sum_lambda, sub, backend,
+                          v_div_units)[..., None]
     t_iv = _interval(trace.t, rel, _abs_products(None, sub))
     return chain_interval(x, inputs.weight, inputs.eps, recipe, sum_rel=0.0, inv_ulps=inv_ulps,
                           t_iv=t_iv, ftz=ftz, sub=sub)
@@ -450,7 +460,7 @@ def p1_chain_interval(trace, inputs, recipe: NormRecipe, inv_ulps: float,
 
 def exact_interval(x: torch.Tensor, weight, eps: float, recipe: NormRecipe, *, depth: int,
                    n_round: int, inv_ulps: float, ftz: bool = False, sub: float = HALF_SUBNORMAL,
-                   backend: str = "cpu"):
+                   backend: str = "cpu", v_div_units: Optional[float] = None):
     """(lo, hi) float64 around the exact y holding one implementation's pre-output-rounding y
     (P12): y_exact (1 +- error_vs_exact) with w' = offset + w; for recipes with inner roundings the
     same error of t = x * inv (compute fp32) or of the sum of squares (compute bf16: gamma(depth))
@@ -458,7 +468,8 @@ def exact_interval(x: torch.Tensor, weight, eps: float, recipe: NormRecipe, *, d
     (1 + ceil(log2 D) roundings on a path, or D under tree_any_order)."""
     if not has_inner_roundings(recipe, x.dtype, weight):
         r = error_vs_exact(x, weight, eps, depth=depth, n_round=n_round, inv_ulps=inv_ulps, sub=sub,
-                           weight_offset=recipe.weight_offset, backend=backend)[..., None]
+                           weight_offset=recipe.weight_offset, backend=backend,
+                           v_div_units=v_div_units)[..., None]
         iv = _interval(exact_y(x, weight, eps, recipe.weight_offset), r, _abs_products(weight, sub) / 2)
         return _with_flush(iv, x, ftz)
     if recipe.promotes(x.dtype):
@@ -470,7 +481,7 @@ def exact_interval(x: torch.Tensor, weight, eps: float, recipe: NormRecipe, *, d
         return chain_interval(x, weight, eps, recipe, sum_rel=gamma(depth), inv_ulps=inv_ulps,
                               ftz=ftz, sub=sub)
     r = error_vs_exact(x, None, eps, depth=depth, n_round=n_round, inv_ulps=inv_ulps, sub=sub,
-                       backend=backend)
+                       backend=backend, v_div_units=v_div_units)
     t_iv = _interval(exact_y(x, None, eps), r[..., None], _abs_products(None, sub) / 2)
     return chain_interval(x, weight, eps, recipe, sum_rel=0.0, inv_ulps=inv_ulps, t_iv=t_iv,
                           ftz=ftz, sub=sub)

@@ -84,6 +84,8 @@ profile_active = env_str("KERNELPROP_PROFILE_ACTIVE", None,
                          "the profile this session runs under (written by the pytest plugin)")
 nightly_examples = env_int("KERNELPROP_NIGHTLY_EXAMPLES", 2000,
                            "max_examples of the nightly profile (./kp fuzz sets it per round)")
+error_model = env_str("KERNELPROP_ERROR_MODEL", None,
+                      "cpu or cuda: the error model P1-P12 charge (--error-model); default: the backend's")
 # %% reports and databases
 reports = env_str("KERNELPROP_REPORTS", "reports",
                   "the directory counterexample reports are written under (--reports-dir)")
@@ -115,6 +117,10 @@ raw_interpreter = env_bool("KERNELPROP_RAW_INTERPRETER", False,
                            "1: run the raw Triton interpreter on the cpu backend, not the faithful one")
 autotune_config = env_int("KERNELPROP_AUTOTUNE_CONFIG", 0,
                           "the declared autotune config index a whole run verifies (faithful interpreter)")
+
+# %% emulated hardware
+h100_extra_bits = env_int("KERNELPROP_H100_EXTRA_BITS", 0,
+                          "extra alignment bits of the emulated H100's tensor-core adder (impls/h100_emulation.py)")
 
 KNOBS: dict[str, Knob] = {name: value for name, value in dict(globals()).items()
                           if isinstance(value, Knob)}

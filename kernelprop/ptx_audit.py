@@ -167,3 +167,19 @@ def record_launches(call: Callable[[], Any]) -> tuple[list[RecordedLaunch], Opti
     finally:
         JITFunction.run, Autotuner.run = saved
     return launches, error
+
+
+# %% the PTX an implementation declares
+
+def declared_ptx(fn, recipe) -> Optional[Counter]:
+    """The audit stems an implementation declares for `recipe`'s compiled PTX (None: unknown).
+
+    Its `ptx` attribute: a tuple of `audit` stems (every recipe compiles to those), or a callable
+    recipe -> tuple (the lowering depends on the recipe, e.g. RMSNorm's INV variant). What
+    `./kp compile` lists for the kernel; the bundled kernels' declarations are checked against
+    their compile points' PTX (tests/test_compile.py)."""
+    ptx = getattr(fn, "ptx", None)
+    if ptx is None:
+        return None
+    stems = ptx(recipe) if callable(ptx) else ptx
+    return Counter({str(s): 1 for s in stems})

@@ -11,6 +11,8 @@ Options:
   --hypothesis-profile NAME    ci | dev | nightly | replay (or KERNELPROP_PROFILE; default dev)
   --reports-dir DIR            where counterexample reports go (default reports/)
   --sizes small|reference|large   how large examples get (KERNELPROP_SIZES; kernelprop/sizes.py)
+  --error-model cpu|cuda       the error model the bounds charge (KERNELPROP_ERROR_MODEL; default
+                               the backend's): docs/bounds.md#gpu-model
   --database DIR|redis://HOST:PORT/N   example database; a redis URL is shared by a fleet and
                                multiplexed with --local-database DIR (KERNELPROP_DATABASE,
                                KERNELPROP_LOCAL_DATABASE); see kernelprop/database.py
@@ -23,6 +25,7 @@ from hypothesis import settings
 
 from kernelprop import coverage, evidence, knobs, profiles, sizes
 from kernelprop.backend import choose_backend, device_name
+from kernelprop.golden.error_model import error_model_family
 from kernelprop.impl import (KINDS, check_targets, declared_lines, make_impl,
                              parse_impl_option)
 from kernelprop.registry import OPS
@@ -47,6 +50,10 @@ def pytest_addoption(parser):
                          ".hypothesis/examples")
     group.addoption("--local-database", default=None, metavar="DIR",
                     help="the local directory multiplexed with a redis --database")
+    group.addoption("--error-model", default=None, choices=["cpu", "cuda"],
+                    help="error model the bounds charge (KERNELPROP_ERROR_MODEL): default the "
+                         "backend's; cuda on the cpu backend checks an emulated GPU "
+                         "(impls/h100_emulation.py) against the CUDA bounds")
 
 
 MARKERS = ("spec(ids): the SPEC section 4 catalogue entries (P1..P13) a test checks",
@@ -91,6 +98,9 @@ def pytest_configure(config):
 
     enter_for_backend(backend)  # the interpreter computes as the GPU does (SPEC section 8)
     config.kernelprop_backend = backend
+    if config.getoption("--error-model"):
+        knobs.error_model.set(config.getoption("--error-model"))   # xdist workers inherit it
+    config.kernelprop_error_model = error_model_family(backend)
     _open_database(config)  # a dead Redis stops the run here, with the cause
     from kernelprop.report import configure as configure_reports
 
@@ -122,7 +132,7 @@ def pytest_report_header(config):
     targets = getattr(config, "kernelprop_impl_targets", {})
     impls = ", ".join(f"{k}={targets.get(k, 'bundled')}" for k in KINDS)
     return [f"kernelprop: backend={config.kernelprop_backend} "
-            f"({device_name(config.kernelprop_backend)}), profile="
+            f"({device_name(config.kernelprop_backend)}), error model={config.kernelprop_error_model}, profile="
             f"{knobs.profile_active.get()}, impl: {impls}",
             sizes.header(config.kernelprop_sizes, config.kernelprop_backend, targets),
             *declared_lines(targets)]

@@ -4,22 +4,24 @@ names to AttnInputs, `params` is JSON-able (recipes as dicts)."""
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import asdict
 from typing import Optional
 
 import torch
 
-from kernelprop import knobs
 from kernelprop.golden.attention import (gather_kv, sparse_attention_fp64, sparse_attention_trace,
                               valid_index_mask)
-from kernelprop.golden.error_model import TORCH_EXPF_REL, U_FP32
+from kernelprop.golden.error_model import TORCH_EXPF_REL, U_FP32, error_model_family
 from kernelprop.golden.attention_bounds import (BACKEND_MODELS, MODELS, attention_p1_bound, attention_p1_terms,
+                                               cuda_model_for_ptx,
                                                attention_p2_bound)
 from kernelprop.golden.metrics import ratio_rule
 from kernelprop.golden.output_margin import Fp32Domain, sided_bound
 from kernelprop.golden.output_rounding import reachable_bf16, widen_for_rounded
 from kernelprop.golden.recipes import AttnRecipe
 from kernelprop.evidence import Outcome
+from kernelprop.ptx_audit import declared_ptx
 
 P1_DOC = ("P1: |impl - golden| <= the worst direction of the P flips the fp32 error model makes "
           "possible (score error of the backend's model: random-order lambda = 6 on cpu, 2^-21 + u|x| "
@@ -47,16 +49,30 @@ def rounded_output(recipe: AttnRecipe, center, bound, doc: str, *, from_output=N
     return expected, bound, doc + BF16_OUT_DOC
 
 
-def recipe_params(recipe: AttnRecipe, error_model: Optional[str] = None) -> dict:
+def recipe_params(recipe: AttnRecipe, error_model: Optional[str] = None, impl=None) -> dict:
     """JSON-able params: the recipe and the name of the P1 error model (golden.attention_bounds
-    MODELS; default: the one of the suite's backend), kept so a replay checks the same bound."""
+    MODELS; default: the active model family's, golden.error_model.error_model_family:
+    `--error-model`, else the suite backend's), kept so a replay checks the same bound. Under the
+    CUDA model, an `impl` that declares its PTX (kernelprop.ptx_audit.declared_ptx) gets the
+    figures that PTX calls for (golden.attention_bounds.cuda_model_for_ptx): its stems are kept as "ptx"."""
     if error_model is None:
-        error_model = BACKEND_MODELS.get(knobs.backend.get() or "cpu", "random")
-    return {"recipe": asdict(recipe), "error_model": error_model}
+        error_model = BACKEND_MODELS[error_model_family()]
+    params = {"recipe": asdict(recipe), "error_model": error_model}
+    if error_model == "cuda" and impl is not None:
+        stems = declared_ptx(impl.fn, recipe)
+        if stems is not None:
+            params["ptx"] = sorted(stems)
+    return params
 
 
-def _model(params: dict):
-    """The P1 error model of params (a report whose params name none: the worst case)."""
+def _model(params: dict, impl=None, recipe: Optional[AttnRecipe] = None):
+    """The P1 error model of params (reports written before it was stored: the worst case; under
+    the CUDA model, with PTX stems in params or declared by `impl` for `recipe`
+    (kernelprop.ptx_audit.declared_ptx): the figures they call for)."""
+    if params.get("error_model") == "cuda":
+        stems = params.get("ptx") or (declared_ptx(getattr(impl, "fn", impl), recipe) if impl is not None else None)
+        if stems:
+            return cuda_model_for_ptx(Counter(stems))
     return MODELS[params.get("error_model", "worst")]
 
 
@@ -76,7 +92,7 @@ def p1(inputs: dict, impl, params: dict) -> Outcome:
     """Kernel vs golden under one recipe, within the sound-and-tight P1 bound."""
     x, recipe, actual, trace = _impl_and_trace(inputs, impl, params)
     terms = attention_p1_terms(trace, x.q, x.attn_sink, recipe, softmax_scale=x.softmax_scale,
-                               backend=_model(params))
+                               backend=_model(params, impl, recipe))
     expected, bound, doc = rounded_output(recipe, trace.o, terms.total, P1_DOC)
     if recipe.out_dtype == "fp32":
         # the bound's discrete share (docs/bounds.md#p1-margin): the P flips

@@ -21,11 +21,12 @@ from kernelprop.golden.error_model import U_FP32, rounding_interval_gap
 from kernelprop.golden.rmsnorm import rms_norm_fp64, rms_norm_golden, rms_norm_trace
 from kernelprop.golden.rmsnorm_bounds import (  # noqa: F401 (in_domain, v_min: re-exported)
     FLUSHED, GOLDEN_INV_ULPS, HALF_SUBNORMAL, INV_ULPS, NORM_FTZ, SLACK, SUM_LAMBDA, ULP,
-    V_MIN_BY_BACKEND, _nan_free, error_vs_exact, exact_y,
+    V_DIV_UNITS_BY_BACKEND, V_MIN_BY_BACKEND, _nan_free, cuda_figures_for_ptx, error_vs_exact, exact_y,
     exact_interval, golden_sum_roundings, impl_sum_depth, in_domain, in_recipe_domain, inv_ulps_for,
     p1_bound, p1_domain, p1_interval, pair_bound, v_min)
-from kernelprop import knobs
+from kernelprop.golden.error_model import error_model_family
 from kernelprop.evidence import Outcome
+from kernelprop.ptx_audit import declared_ptx
 
 P1_DOC = ("P1: |impl - golden| <= the bf16 flips (or fp32 |y| * rel) that rel allows; rel = impl + "
           "golden error vs exact: 1/2 (gamma(depth_impl + roundings_golden - 1) + u) ss/D/v + 4u, "
@@ -55,17 +56,35 @@ P12C_DOC = ("P12 chunks: y(chunk c1) vs y(chunk c2): both within r_c of exact, r
 
 # %% params
 
-def recipe_params(recipe: NormRecipe, backend: str, **extra) -> dict:
-    """JSON-able params: the recipe as a dict and the backend's INV ulp bound (kept in the report,
-    so a replay on another machine checks the same bound)."""
-    inv = inv_ulps_for(backend, recipe.inv, extra.get("inv_a"), extra.get("inv_b"))
-    return {"recipe": asdict(recipe), "inv_ulps": inv, "sum_lambda": SUM_LAMBDA,
-            "ftz": NORM_FTZ[backend], **extra}
+def recipe_params(recipe: NormRecipe, backend: str, impl=None, **extra) -> dict:
+    """JSON-able params: the recipe as a dict and the error model's figures (the backend's, or
+    `--error-model`'s: golden.error_model.error_model_family): the INV ulp bound, flush, v's
+    division, kept in the report so a replay on another machine checks the same bound. Under the
+    CUDA model, an `impl` (P1: one recipe) that declares its PTX gets the figures that PTX calls
+    for (with_declared_ptx)."""
+    model = error_model_family(backend)
+    inv = inv_ulps_for(model, recipe.inv, extra.get("inv_a"), extra.get("inv_b"))
+    params = {"recipe": asdict(recipe), "inv_ulps": inv, "sum_lambda": SUM_LAMBDA,
+              "ftz": NORM_FTZ[model], "v_div_units": V_DIV_UNITS_BY_BACKEND[model],
+              "error_model": model, **extra}
+    return with_declared_ptx(params, recipe, impl)
 
 
-def _backend() -> str:
-    """The backend this process runs the replay on (its ss / D division figure)."""
-    return knobs.backend.get() or "cpu"
+def with_declared_ptx(params: dict, recipe: NormRecipe, impl) -> dict:
+    """params (of one recipe, recipe_params) with, under the CUDA model, the INV and v figures that
+    `impl`'s declared PTX for `recipe` calls for (kernelprop.ptx_audit.declared_ptx,
+    golden.rmsnorm_bounds.cuda_figures_for_ptx), its stems kept as "ptx"; else params as given."""
+    stems = declared_ptx(impl.fn, recipe) if params.get("error_model") == "cuda" and impl is not None else None
+    if stems is None:
+        return params
+    inv_ulps, v_div_units = cuda_figures_for_ptx(stems)
+    return {**params, "inv_ulps": inv_ulps, "v_div_units": v_div_units, "ptx": sorted(stems)}
+
+
+def _backend(params: dict) -> str:
+    """The error model family the bounds charge (cpu or cuda): the one the params were made under
+    (recipe_params), else this run's (golden.error_model.error_model_family)."""
+    return params.get("error_model") or error_model_family()
 
 
 def _sub(params: dict) -> float:
@@ -88,7 +107,7 @@ def p1(inputs: dict, impl, params: dict) -> Outcome:
     trace = x.call(rms_norm_trace, recipe=declared)
     recipe = declared.for_input(x.x.dtype)   # out_dtype / compute_dtype "input" resolved
     iv = p1_interval(trace, x, recipe, params["inv_ulps"], params.get("sum_lambda"),
-                     bool(params.get("ftz")), _backend())
+                     bool(params.get("ftz")), _backend(params), params.get("v_div_units"))
     bound = p1_bound(trace, x, recipe, params["inv_ulps"], iv=iv)
     truth = _offset_truth(x, recipe)
     if recipe.out_dtype == "fp32":
@@ -227,7 +246,7 @@ def p12_scale(inputs: dict, impl, params: dict) -> Outcome:
     depth = impl_sum_depth(D, recipe.chunk, x.x.dtype)
     ends = [exact_interval(inp.x, inp.weight, inp.eps, recipe, depth=depth, n_round=D,
                            inv_ulps=params["inv_ulps"], ftz=bool(params.get("ftz")), sub=_sub(params),
-                           backend=_backend())
+                           backend=_backend(params), v_div_units=params.get("v_div_units"))
             for inp in (x, ax)]
     bound = pair_bound(ends[0], ends[1], recipe)
     return Outcome(actual=y2, expected=y1, bound=bound, bound_doc=P12S_DOC,
@@ -258,13 +277,14 @@ def p12_chunks(inputs: dict, impl, params: dict) -> Outcome:
             y = x.call(rms_norm_golden, recipe=recipe)
             n = golden_sum_roundings(D, chunk)
             iv = exact_interval(x.x, x.weight, x.eps, resolved, depth=n, n_round=n,
-                                inv_ulps=GOLDEN_INV_ULPS, backend=_backend())
+                                inv_ulps=GOLDEN_INV_ULPS, backend=_backend(params))
         else:
             y = x.call(impl, recipe=recipe)
             iv = exact_interval(x.x, x.weight, x.eps, resolved,
                                 depth=impl_sum_depth(D, chunk, x.x.dtype), n_round=D,
                                 inv_ulps=params["inv_ulps"], ftz=bool(params.get("ftz")),
-                                sub=_sub(params), backend=_backend())
+                                sub=_sub(params), backend=_backend(params),
+                                v_div_units=params.get("v_div_units"))
         outs.append(y)
         ivs.append(iv)
     bound = pair_bound(ivs[0], ivs[1], base.for_input(x.x.dtype))

@@ -34,6 +34,9 @@ from hypothesis import Phase, assume, given, settings, strategies as st
 
 from kernelprop.golden.inputs import (DATA_KINDS, NORM_DATA_KINDS, SINK_KINDS, TC_ADVERSARIAL, AttnCase,
                                      NormCase, make_attn_inputs)
+from kernelprop.golden.error_model import error_model_family
+from kernelprop.golden.inputs import SUBNORMAL_SQUARES
+from kernelprop.golden.rmsnorm_bounds import domain_v_min
 from kernelprop.golden.recipes import AttnRecipe, NormRecipe
 from kernelprop import coverage
 from kernelprop.declarations import AttnDomain, NormDomain
@@ -314,7 +317,9 @@ def norm_class_cases(shape_class: str, *, limits: NormLimits | None = None, data
     if shape_class == "plain":
         return base
     if shape_class == "eps0_tiny":
-        return base.map(lambda c: c.replace(data="tiny", eps=0.0, rows=min(c.rows, 4),
+        # under the CUDA model "tiny" rows (v ~ 2^-133) are all below its domain (v >= 2^-125)
+        tiny = "tiny" if domain_v_min(error_model_family()) < 2.0 ** -130 else SUBNORMAL_SQUARES
+        return base.map(lambda c: c.replace(data=tiny, eps=0.0, rows=min(c.rows, 4),
                                             dim=min(c.dim, 64)))
     if shape_class == "eps_dominant":
         return base.map(lambda c: c.replace(data="tiny", eps=c.eps if c.eps > 0 else 1e-5))

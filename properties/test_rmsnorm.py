@@ -11,7 +11,7 @@ import torch
 from hypothesis import assume, event, given, note, strategies as st
 
 from kernelprop.golden.inputs import NormCase, make_norm_inputs
-from kernelprop import knobs
+from kernelprop.golden.error_model import error_model_family
 from kernelprop.golden import rmsnorm_bounds
 from kernelprop.golden.recipes import NormRecipe
 from kernelprop.properties.checks import run_property
@@ -19,6 +19,7 @@ from kernelprop.properties.replays_norm import (
     INV_ULPS,
     npu_measurement,
     recipe_params,
+    with_declared_ptx,
 )
 from kernelprop.properties.strategies import draw_norm_case, norm_recipes, shape_class_property, recipes_for
 
@@ -31,14 +32,15 @@ NONFINITE = {"nonfinite_rows": "the bounds need finite x; rows holding NaN or in
 
 
 def in_recipe_domain(x: torch.Tensor, eps: float, recipe: NormRecipe) -> bool:
-    """rmsnorm_bounds.in_recipe_domain on this run's backend. The test bodies call it without the
-    backend: hypothesis derives a test's derandomized seed from its source, which stays as it is."""
-    return rmsnorm_bounds.in_recipe_domain(x, eps, recipe, knobs.backend.get() or "cpu")
+    """rmsnorm_bounds.in_recipe_domain under this run's error model (golden.error_model
+    .error_model_family: --error-model, else the backend's). The test bodies call it without it:
+    hypothesis derives a test's derandomized seed from its source, which stays as it is."""
+    return rmsnorm_bounds.in_recipe_domain(x, eps, recipe, error_model_family())
 
 
 def v_min(recipe: NormRecipe, x_dtype) -> float:
-    """rmsnorm_bounds.v_min on this run's backend (see in_recipe_domain)."""
-    return rmsnorm_bounds.v_min(recipe, x_dtype, knobs.backend.get() or "cpu")
+    """rmsnorm_bounds.v_min under this run's error model (see in_recipe_domain)."""
+    return rmsnorm_bounds.v_min(recipe, x_dtype, error_model_family())
 
 
 def _need_recipes(impl) -> None:
@@ -82,7 +84,10 @@ def _draw_for(impl, data, device, shape_class: str, backend: str) -> tuple[NormC
 
 def _run_in_domain(pid: str, check: str, replay: str, case, *, impl, recipe, params: dict):
     """run_property on the inputs of `case` (`replay`: a function of properties/replays_norm.py);
-    inputs outside the golden's error-model domain are discarded (hypothesis draws again)."""
+    inputs outside the golden's error-model domain are discarded (hypothesis draws again). P1's
+    params get the figures of the implementation's declared PTX (replays_norm.with_declared_ptx)."""
+    if replay == "p1":
+        params = with_declared_ptx(params, recipe, impl)
     x = make_norm_inputs(case)
     assume(in_recipe_domain(x.x, x.eps, recipe))
     return run_property(pid, check, f"kernelprop.properties.replays_norm:{replay}", inputs={"inputs": x},

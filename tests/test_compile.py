@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 from kernelprop.compile import SM90_SMEM_LIMIT, CompileRow, fast_points, markdown
+from kernelprop.ptx_audit import declared_ptx
 from kernelprop.registry import OPS, resolve
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -38,6 +39,12 @@ def test_fast_subset_compiles_without_spills(tmp_path):
         assert (r.spill_stores, r.spill_loads, r.stack) == (0, 0, 0), r
         assert 0 <= r.shared <= SM90_SMEM_LIMIT, r
         assert 0 < r.registers <= 255, r
+    for o in OPS:  # a bundled kernel's declared PTX (P1 on CUDA charges its figures) is its PTX
+        declared = declared_ptx(resolve(o.bundled), o.recipe_type())
+        names = {p.name for p in resolve(o.compile_points)("fast")}
+        for r in rows:
+            if declared is not None and r.name in names:
+                assert set(r.instructions) == set(declared), (r.name, r.instructions, sorted(declared))
     dsv4 = next(r for r in rows if r.name.startswith("attn dsv4"))
     assert dsv4.wgmma > 0 and dsv4.mma_sync == 0, dsv4
     assert dsv4.programs <= 128 * 2 and "BLOCK_H=32" in dsv4.config, dsv4
