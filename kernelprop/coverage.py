@@ -84,10 +84,11 @@ def raises_in_later_tile(scores: torch.Tensor, tile: int) -> bool:
 def tc_adversarial_dot(q: torch.Tensor, rows: torch.Tensor, valid: torch.Tensor) -> bool:
     """Is some valid q.k_j a dot a truncating tensor core gets most wrong: >= 3/4 of its nonzero
     products of one sign and >= 1/4 of them below 2^-12 x its largest (the terms shifted out of a
-    24-bit window add up one-signed)? Looks at the first 2 tokens and 4 heads only (the
-    classification runs on every example; a miss undercounts, never miscounts); bf16 products are
-    exact in fp32."""
-    for t in range(min(q.shape[0], 2)):                                     # one token at a time
+    24-bit window add up one-signed)? Looks at the first 2 tokens with a valid key and 4 heads
+    only (the classification runs on every example; a miss undercounts, never miscounts); bf16
+    products are exact in fp32."""
+    keyed = [t for t in range(q.shape[0]) if bool(valid[t].any())][:2]     # tokens with a key
+    for t in keyed:                                                         # one token at a time
         prod = q[t, :4].float()[:, None, :] * rows[t].float()[None, :, :]    # [H, K, D]
         nonzero = prod != 0
         n = nonzero.sum(-1).clamp(min=1)

@@ -17,7 +17,9 @@ from hypothesis import assume, event, given, strategies as st
 from kernelprop.golden.inputs import NormCase, make_norm_inputs
 from kernelprop.golden.recipes import NormRecipe
 from kernelprop.properties.checks import run_property
-from kernelprop.properties.replays_norm import in_recipe_domain, recipe_params
+from kernelprop.golden.error_model import error_model_family
+from kernelprop.golden.rmsnorm_bounds import in_recipe_domain
+from kernelprop.properties.replays_norm import recipe_params
 from kernelprop.properties.strategies import draw_norm_case, norm_recipes, recipes_for, shape_class_property
 
 LAUNCH = "kernelprop.properties.replays_norm_launch"
@@ -59,7 +61,7 @@ def test_p9_batch_invariance(norm_impl, backend, device, data):
     case = _fit(norm_impl, case.replace(rows=counts[-1], dim=dim, nonfinite_rows=0))
     recipe = data.draw(recipes_for(norm_impl, norm_recipes(), case), label="recipe")
     whole = make_norm_inputs(case)
-    assume(in_recipe_domain(whole.x, whole.eps, recipe))
+    assume(in_recipe_domain(whole.x, whole.eps, recipe, error_model_family()))
     part = whole.replace(x=whole.x[:counts[0]])
     event(f"P9 batch: dim {'> 256' if case.dim > 256 else '<= 256'}, "
           f"{'fp32' if recipe.for_input(whole.x.dtype).out_dtype == 'fp32' else 'bf16'} output")
@@ -121,7 +123,7 @@ def test_p1_every_autotune_config(norm_impl, backend, device, data):
     if isinstance(recipe, NormRecipe) and recipe.chunk is not None:
         recipe = recipe.replace(chunk=max(recipe.chunk, -(-case.dim // 16)))
     x = make_norm_inputs(case)
-    assume(in_recipe_domain(x.x, x.eps, recipe))
+    assume(in_recipe_domain(x.x, x.eps, recipe, error_model_family()))
     count = _autotuned_configs(norm_impl, x, recipe)
     if count < 2:
         pytest.skip(reason="no @triton.autotune kernel with several configs ran")

@@ -13,7 +13,8 @@ import torch
 from kernelprop.golden.recipes import NormRecipe
 from kernelprop.golden.rounding import round_to_bf16
 from kernelprop.impls.torch_reference import rms_norm as torch_rms_norm
-from kernelprop.kernels.fused_add_rms_norm import _check_recipe, check_fused_args
+from kernelprop.kernels.fused_add_rms_norm import check_fused_args
+from kernelprop.kernels.rms_norm import check_norm_recipe
 
 
 class FusedAddNorm:
@@ -24,7 +25,7 @@ class FusedAddNorm:
     norm = staticmethod(torch_rms_norm)
 
     def __call__(self, x, residual, weight=None, *, eps=1e-6, recipe=None):
-        recipe = _check_recipe(self.recipe if recipe is None else recipe)
+        recipe = check_norm_recipe(self.recipe if recipe is None else recipe)
         check_fused_args(x, residual, weight, eps)
         D = x.shape[-1]
         x2, r2 = x.reshape(-1, D), self.read_residual(residual.reshape(-1, D), x.reshape(-1, D))
