@@ -353,7 +353,7 @@ def test_gpu_instruction_script_imports_and_skips_without_cuda(capsys):
     import pathlib
 
     if torch.cuda.is_available():
-        pytest.skip("a CUDA device is present: the script would measure")
+        pytest.skip(reason="a CUDA device is present: the script would measure")
     path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_instruction_errors.py"
     spec = importlib.util.spec_from_file_location("gpu_instruction_errors", path)
     module = importlib.util.module_from_spec(spec)

@@ -6,9 +6,8 @@ against each adapter of impls/third_party/ (docs/plugins.md), exactly as a user 
 A property the adapter's declarations rule out is skipped by the suite with its reason (P13 with
 validates_inputs = False, P7 with min_valid_keys = 1, P3/P4/P12 variants without accepts_recipe);
 each run must still pass a minimum number of property tests, so a run that skips everything fails.
-Runs that fail for a documented reason (a gap of the recipes, or a finding in the kernel) are strict
-xfails naming it (docs/plugins.md, "Where they stand"): they turn into failures the day they pass,
-so the marker goes with the reason.
+Every run must pass; a kernel's documented finding is shown by its own fp64 test (SGLang's one-head
+path below; docs/plugins.md, "Where they stand").
 """
 from __future__ import annotations
 
@@ -44,7 +43,6 @@ class Adapter:
     files: tuple       # property files
     properties: str    # -k expression: the properties that call the implementation
     min_passed: int    # property tests a run must pass (the rest skip with their reason)
-    known_gap: str = ""  # why the run cannot pass (a strict xfail: gap or finding), or "" (it must pass)
     classes: str = ""    # -k of the shape classes ci runs ("": every class)
 
     @property
@@ -54,8 +52,7 @@ class Adapter:
         return self.target.replace(".py:", ".") + group
 
     def param(self):
-        marks = [pytest.mark.xfail(strict=True, reason=self.known_gap)] if self.known_gap else []
-        return pytest.param(self, id=self.id, marks=marks)
+        return pytest.param(self, id=self.id)
 
 
 LIGER = [Adapter("liger_kernel", "rms_norm", f"liger_rms_norm.py:{name}", NORM_FILES,
@@ -103,7 +100,7 @@ def summary_counts(output: str) -> dict:
 @pytest.mark.parametrize("adapter", [a.param() for a in LIGER + LIGER_FUSED + SGLANG])
 def test_third_party_kernel_passes_the_catalogue(adapter):
     if not installed(adapter.package):
-        pytest.skip(f"{adapter.package} is not installed: pip install --no-deps -r requirements-plugins.txt")
+        pytest.skip(reason=f"{adapter.package} is not installed: pip install --no-deps -r requirements-plugins.txt")
     run = run_catalogue(adapter)
     out = run.stdout + run.stderr
     counts = summary_counts(out)
@@ -113,7 +110,7 @@ def test_third_party_kernel_passes_the_catalogue(adapter):
 
 def test_adapters_declare_what_the_kernels_compute():
     if not installed("liger_kernel"):
-        pytest.skip("liger_kernel is not installed: pip install --no-deps -r requirements-plugins.txt")
+        pytest.skip(reason="liger_kernel is not installed: pip install --no-deps -r requirements-plugins.txt")
     from kernelprop.impls.third_party import liger_rms_norm as L
 
     assert set(L.ADAPTERS) == {f"liger_{m}_offset{o}" for m in ("llama", "gemma", "none") for o in (0, 1)}
@@ -186,7 +183,7 @@ def test_sglang_one_head_scores_sum_bf16_products(head_dim):
     which an fp32-scored, fp32-P kernel (the H = 1 path's P is never rounded) would match to fp32
     noise. Two heads take the grouped kernel (tl.dot: exact products) and do not match that model."""
     if not installed("sglang"):
-        pytest.skip("sglang is not installed: pip install --no-deps -r requirements-plugins.txt")
+        pytest.skip(reason="sglang is not installed: pip install --no-deps -r requirements-plugins.txt")
     from kernelprop.golden.inputs import AttnCase, make_attn_inputs
 
     for heads in (1, 2):
