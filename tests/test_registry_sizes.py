@@ -2,7 +2,7 @@
 `limits`): one limits type per op, four presets, the run's preset chosen by backend and --sizes."""
 import pytest
 
-from kernelprop.registry import OPS
+from kernelprop.registry import OPS, resolve
 from kernelprop.sizes import PositiveLimits, SizePresets
 
 OP_IDS = [o.label for o in OPS]
@@ -36,3 +36,14 @@ def test_limits_reject_a_non_positive_bound():
     name = next(iter(limits_type.__dataclass_fields__))
     with pytest.raises(ValueError, match=name):
         limits_type(**{name: 0})
+
+
+@pytest.mark.parametrize("op", [o for o in OPS if o.by_size], ids=lambda o: o.kind)
+def test_by_size_wrapper_leaves_bad_arguments_to_the_kernels_checks(op):
+    """P13 at reference sizes calls the by-size wrapper with a non-tensor first argument: the work
+    measure cannot read it, so the bundled kernel runs and its checks name the argument (the
+    wrapper itself must not fail with an AttributeError first)."""
+    wrapper = resolve(op.by_size)
+    with pytest.raises((TypeError, ValueError)) as raised:
+        wrapper([[1.0]], *([None] * 12))
+    assert not isinstance(raised.value, AttributeError)
