@@ -55,7 +55,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from kernelprop.golden.inputs import AttnCase  # noqa: E402  (no triton import)
-from kernelprop.golden.recipes import AttnRecipe, NormRecipe  # noqa: E402
+from kernelprop.golden.recipes import AttnRecipe  # noqa: E402
+from kernelprop.golden.rmsnorm_inputs import NormRecipe  # noqa: E402
 
 SM90_SMEM_LIMIT = 227 * 1024   # bytes of shared memory one block may use on sm_90 (opt-in maximum)
 TARGET_ARCH = 90               # compute capability of the target (sm_90a with Triton's NVIDIA backend)

@@ -204,10 +204,10 @@ def case_size(case: Optional[dict]) -> tuple[Optional[int], str]:
 def shape_class_of(nodeid: str) -> str:
     """The shape class of a test's parametrization ("plain", a kernelprop.coverage class), or ""
     for tests not parametrized over classes."""
-    from kernelprop.coverage import ATTN_CLASSES, NORM_CLASSES
+    from kernelprop.coverage import all_classes
 
     params = nodeid.rpartition("[")[2].rstrip("]").split("-") if nodeid.endswith("]") else []
-    known = ("plain", *ATTN_CLASSES, *NORM_CLASSES)
+    known = ("plain", *all_classes())
     return next((p for p in params if p in known), "")
 
 

@@ -162,7 +162,7 @@ NO_ARG_CHECKS = ("impls/torch_reference.py is a numerics reference without the w
 CONTROLS = [
     Control("bundled_attention", "sparse_attention", "kernelprop.kernels:sparse_decode_attention",
             "the bundled Triton kernel"),
-    Control("bundled_rms_norm", "rms_norm", "kernelprop.kernels:rms_norm", "the bundled Triton kernel"),
+    Control("bundled_rms_norm", "rms_norm", "kernelprop.kernels.rms_norm:rms_norm", "the bundled Triton kernel"),
     Control("torch_reference_attention", "sparse_attention",
             "impls/torch_reference.py:sparse_decode_attention", "independent torch implementation",
             exempt=(("P13", NO_ARG_CHECKS),)),

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from kernelprop.golden.recipes import NormRecipe
+from kernelprop.golden.rmsnorm_inputs import NormRecipe
 from kernelprop.golden.rounding import round_to_bf16
 from kernelprop.impls.mutants._args import check_norm_args
 
