@@ -116,7 +116,7 @@ OPS: tuple[Op, ...] = (
        truth=f"{G}.rmsnorm:rms_norm_fp64", bounds=f"{G}.rmsnorm_bounds",
        bundled="kernelprop.kernels.rms_norm:rms_norm", bad_input=f"{P}.replays_bad_input:NORM_TABLE",
        by_size=f"{P}.norm_limits:rms_norm_by_size", limits=f"{P}.norm_limits:NORM_SIZES",
-       compile_points="kernelprop.compile:norm_points", explain=f"{P}.explain_norm:CAUSES",
+       compile_points="kernelprop.kernels.rms_norm_points:norm_compile_points", explain=f"{P}.explain_norm:CAUSES",
        audit_case=f"{P}.norm_limits:norm_audit_case", ptx_model=f"{G}.rmsnorm_bounds:norm_ptx_model_line"),
     Op(kind="indexer_topk", label="idx", fixture="indexer_impl",
        recipe=f"{G}.indexer:IndexerRecipe", domain=f"{G}.indexer:IndexerDomain",
