@@ -84,6 +84,11 @@ class AttnCase(CaseValue):
     def num_indices(self) -> int:
         return self.window + self.topk + self.extra
 
+    def size(self) -> tuple[Optional[int], str]:
+        """(T * K index slots, "T=.. H=.. D=.. K=..") for the kill matrix."""
+        T, K = self.tokens, self.num_indices
+        return T * K, f"T={T} H={self.heads} D={self.head_dim} K={K}"
+
     def shape(self) -> "AttnShape":
         return AttnShape(tokens=self.tokens, heads=self.heads, head_dim=self.head_dim,
                          num_indices=self.num_indices, tokens_per_batch=self.tokens_per_batch,

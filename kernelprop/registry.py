@@ -52,6 +52,8 @@ class Op:
     audit_case  () -> the Case one `./kp compile --impl KIND=...` call runs on (launches recorded)
     ptx_model   (instruction counts) -> one line: the CUDA figures P1 on a GPU must allow a kernel
                 whose PTX has them (kernelprop.ptx_audit; docs/bounds.md#ptx-audit)
+    exports     "module:attr" names `kernelprop` exports for adapters besides the recipe and
+                domain types (e.g. the op's input check)
     """
 
     kind: str
@@ -76,6 +78,7 @@ class Op:
     explain: Optional[str] = None
     audit_case: Optional[str] = None
     ptx_model: Optional[str] = None
+    exports: tuple[str, ...] = ()
 
     @property
     def recipe_type(self) -> type:
@@ -88,6 +91,15 @@ class Op:
     @property
     def inputs_type(self) -> type:
         return resolve(self.inputs)
+
+    @property
+    def case_type(self) -> type:
+        """The frozen Case type `make_inputs` takes (the annotation of its parameter)."""
+        import inspect
+        import typing
+
+        make = resolve(self.make_inputs)
+        return typing.get_type_hints(make)[next(iter(inspect.signature(make).parameters))]
 
     @property
     def size_presets(self):
@@ -117,7 +129,7 @@ OPS: tuple[Op, ...] = (
        bundled="kernelprop.kernels.rms_norm:rms_norm", bad_input=f"{P}.replays_norm_bad_input:TABLE",
        by_size=f"{P}.norm_limits:rms_norm_by_size", limits=f"{P}.norm_limits:NORM_SIZES",
        compile_points="kernelprop.kernels.rms_norm_points:norm_compile_points", explain=f"{P}.explain_norm:CAUSES",
-       catalogue="kernelprop.impls.mutants.rmsnorm",
+       catalogue="kernelprop.impls.mutants.rmsnorm", exports=("kernelprop.kernels.rms_norm:check_norm_args",),
        audit_case=f"{P}.norm_limits:norm_audit_case", ptx_model=f"{G}.rmsnorm_bounds:norm_ptx_model_line"),
     Op(kind="indexer_topk", label="idx", fixture="indexer_impl",
        recipe=f"{G}.indexer:IndexerRecipe", domain=f"{G}.indexer:IndexerDomain",
