@@ -68,9 +68,18 @@ LEGACY = {
 
 
 def _refs(o: Op) -> list[str]:
-    """Every "module[:attr]" reference of the record."""
-    return [getattr(o, f.name) for f in fields(Op)
-            if f.name not in ("kind", "label", "fixture") and isinstance(getattr(o, f.name), str)]
+    """Every "module[:attr]" reference of the record (a tuple field's "module:attr" entries, e.g.
+    its exports, included)."""
+    refs = []
+    for f in fields(Op):
+        value = getattr(o, f.name)
+        if f.name in ("kind", "label", "fixture"):
+            continue
+        if isinstance(value, str):
+            refs.append(value)
+        elif isinstance(value, tuple):
+            refs += [r for r in value if isinstance(r, str) and ":" in r]
+    return refs
 
 
 def _module(ref: str) -> str:
