@@ -1,5 +1,6 @@
 """Golden references, precision recipes and error metrics (pure torch, CPU or GPU)."""
-from kernelprop.golden.recipes import AttnRecipe, NormRecipe
+from kernelprop.golden.attention_inputs import AttnRecipe
+from kernelprop.golden.recipes import NormRecipe
 from kernelprop.golden.rounding import round_to_bf16, bf16_ulp
 from kernelprop.golden.attention import (
     gather_kv,

@@ -56,10 +56,6 @@ class TensorArgs:
         """The classes of SHAPE_CLASSES these inputs fall in (`recipe`: the declared one, if any)."""
         return frozenset()
 
-    def hints(self, outcome: Any, recipe: Any) -> list:
-        """The op's own report hints for a failing Outcome (kernelprop.hints adds the shared ones)."""
-        return []
-
     def args(self) -> tuple:
         return tuple(getattr(self, name) for name in self.TENSORS)
 
@@ -95,4 +91,3 @@ class OpInputs(Protocol):
     def describe(self) -> dict: ...
     def truth(self): ...
     def shape_classes(self, recipe: Any = None) -> frozenset: ...
-    def hints(self, outcome: Any, recipe: Any) -> list: ...

@@ -20,7 +20,7 @@ import math
 
 import torch
 
-from kernelprop.golden.recipes import AttnRecipe
+from kernelprop.golden.attention_inputs import AttnRecipe
 from kernelprop.golden.rounding import round_to_bf16
 from kernelprop.kernels.sparse_attention import check_attention_args
 from kernelprop.slots import flat_slot_ids

@@ -104,8 +104,8 @@ def tc_adversarial_dot(q: torch.Tensor, rows: torch.Tensor, valid: torch.Tensor)
 def engine_tables(x) -> bool:
     """Does an AttnInputs `x` hold a block table laid out as a serving engine's (class
     engine_tables): row stride > width with >= 2 rows, an entry that names no page of its pool, or
-    one page that two batches' reached columns (golden.inputs.reached_columns) both name?"""
-    from kernelprop.golden.inputs import reached_columns  # local: golden imports nothing from here
+    one page that two batches' reached columns (golden.attention_inputs.reached_columns) both name?"""
+    from kernelprop.golden.attention_inputs import (reached_columns)  # local: golden imports nothing from here
 
     B = x.seqused_kv.shape[0]
     reach = reached_columns(x.seqused_kv.cpu(), window=x.window, page_size=x.ori_kv.shape[1])

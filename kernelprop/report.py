@@ -316,7 +316,7 @@ def _write(item, call, report, ev) -> Path:
     try:
         hints = evidence_hints(ev.property_id, None if stale else outcome,
                                truth if truth is not None else getattr(outcome, "truth", None),
-                               ev.inputs, ev.recipe)
+                               ev.inputs, ev.recipe, kind=ev.impl_kind)
     except Exception as err:  # noqa: BLE001 (a hint must never cost the report)
         hints = [f"(hints unavailable: {type(err).__name__}: {err})"]
     raised = kernel_raised(call.excinfo.value if getattr(call, "excinfo", None) else None)

@@ -1,6 +1,6 @@
-"""Bundled Triton kernels under test (SPEC sections 6-7): sparse decode attention, RMSNorm, and
-every registered op whose record (kernelprop/registry.py, `bundled`) names a module of this package,
-e.g. `from kernelprop.kernels import sparse_indexer_topk` (imported on first access).
+"""Bundled Triton kernels under test (SPEC sections 6-7): RMSNorm, and every registered op whose
+record (kernelprop/registry.py, `bundled`) names a module of this package, e.g. `from
+kernelprop.kernels import sparse_decode_attention` (imported on first access).
 
 Import side effect (the only one): on a machine without CUDA, if TRITON_INTERPRET is unset, this
 package sets os.environ["TRITON_INTERPRET"] = "1" *before* triton is first imported, so the kernels
@@ -15,9 +15,8 @@ import torch
 if not torch.cuda.is_available() and "TRITON_INTERPRET" not in os.environ:
     os.environ["TRITON_INTERPRET"] = "1"
 
-from kernelprop.golden.recipes import AttnRecipe, NormRecipe  # noqa: E402  (re-exported: one recipe type)
+from kernelprop.golden.recipes import NormRecipe  # noqa: E402  (re-exported: one recipe type)
 from kernelprop.kernels.rms_norm import rms_norm  # noqa: E402
-from kernelprop.kernels.sparse_attention import sparse_decode_attention  # noqa: E402
 
 
 def _registered() -> dict:
@@ -29,7 +28,7 @@ def _registered() -> dict:
     return {name: module for module, _, name in refs if module.startswith(__name__ + ".")}
 
 
-__all__ = ["sparse_decode_attention", "rms_norm", *_registered(), "AttnRecipe", "NormRecipe"]
+__all__ = ["rms_norm", *_registered(), "NormRecipe"]
 
 
 def __getattr__(name: str):

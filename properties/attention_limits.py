@@ -33,7 +33,7 @@ def attention_work(*args) -> int:
 # T*H*K*D up to which the interpreter runs an example at reference sizes on CPU: the reference
 # shape at T=2 (2*64*640*512 = 42M) takes ~0.65 s a call (measured, 2026-11-27)
 INTERPRETER_MAX_WORK = 2 ** 26
-sparse_attention_by_size = BySize("kernelprop.golden.recipes:AttnRecipe", attention_work, INTERPRETER_MAX_WORK,
+sparse_attention_by_size = BySize("kernelprop.golden.attention_inputs:AttnRecipe", attention_work, INTERPRETER_MAX_WORK,
                                   "kernelprop.kernels:sparse_decode_attention",
                                   "kernelprop.impls.mutants.attention:reference", "T*H*K*D")
 
@@ -42,7 +42,7 @@ def attention_audit_case():
     """The case one `./kp compile --impl sparse_attention=...` call runs on (launches recorded, not
     executed): the DSV4 decode shape's per-token dims, one batch (the kernel's specialization is
     shape-driven)."""
-    from kernelprop.golden.inputs import AttnCase
+    from kernelprop.golden.attention_inputs import AttnCase
 
     return AttnCase(seed=0, batches=1, tokens_per_batch=2, heads=64, head_dim=512, page_size=64,
                     window=128, topk=512, max_cmp_len=1024, min_used=128 + 1024, nan_unused=False)

@@ -24,8 +24,9 @@ from typing import Callable
 import torch
 
 from kernelprop.golden.attention import valid_index_mask, visible_lengths
-from kernelprop.golden.inputs import AttnCase, NormCase
-from kernelprop.golden.recipes import AttnRecipe, NormRecipe
+from kernelprop.golden.attention_inputs import AttnCase, AttnRecipe
+from kernelprop.golden.inputs import NormCase
+from kernelprop.golden.recipes import NormRecipe
 from kernelprop.evidence import Outcome
 from kernelprop.properties.attention_limits import AttnLimits
 from kernelprop.properties.norm_limits import NormLimits

@@ -32,14 +32,16 @@ from typing import Optional
 import pytest
 from hypothesis import Phase, assume, given, settings, strategies as st
 
-from kernelprop.golden.inputs import (DATA_KINDS, NORM_DATA_KINDS, SINK_KINDS, TC_ADVERSARIAL, AttnCase,
-                                     NormCase, make_attn_inputs)
+from kernelprop.golden.attention_inputs import (DATA_KINDS, SINK_KINDS, AttnCase, AttnDomain,
+                                                AttnRecipe, make_attn_inputs)
+from kernelprop.golden.inputs import NORM_DATA_KINDS, NormCase
+from kernelprop.golden.sampling import TC_ADVERSARIAL
 from kernelprop.golden.error_model import error_model_family
 from kernelprop.golden.inputs import SUBNORMAL_SQUARES
 from kernelprop.golden.rmsnorm_bounds import domain_v_min
-from kernelprop.golden.recipes import AttnRecipe, NormRecipe
+from kernelprop.golden.recipes import NormRecipe
 from kernelprop import coverage
-from kernelprop.declarations import AttnDomain, NormDomain
+from kernelprop.declarations import NormDomain
 from kernelprop.properties.attention_limits import ATTN_SIZES, REFERENCE, REFERENCE_BATCHES, AttnLimits
 from kernelprop.properties.norm_limits import (LARGE_NORM_DIM, NORM_SIZES, REFERENCE_NORM,
                                                REFERENCE_NORM_SMALL_ROWS, NormLimits)
@@ -87,7 +89,7 @@ def attn_cases(*, limits: AttnLimits | None = None, pads: bool = True, data=DATA
     """Sparse-attention cases within `limits` (the "plain" shape class).
 
     pads: draw pad / out-of-range / duplicate / shuffled indices (False: a clean valid prefix).
-    data, sinks: the data and sink kinds to draw from (golden.inputs.DATA_KINDS / SINK_KINDS).
+    data, sinks: the data and sink kinds to draw from (golden.attention_inputs.DATA_KINDS / SINK_KINDS).
     strided: None draws both contiguous and strided views; True / False forces one.
     An implementation's declared domain is applied by `draw_attn` (domain.fit), not here.
     """
@@ -187,7 +189,7 @@ def class_cases(shape_class: str, *, limits: AttnLimits, tile: Optional[int] = N
         return _tiny(pads, ["large_logits"] if "large_logits" in data else data, kinds, strided,
                      heads=st.integers(1, 4), softmax_scale=None)
     if shape_class == "tc_adversarial":
-        # tensor-core adversarial data (golden.inputs.TC_ADVERSARIAL) at head dims of several k16
+        # tensor-core adversarial data (golden.sampling.TC_ADVERSARIAL) at head dims of several k16
         # blocks; a test that restricts its data kinds keeps its own
         dims = [d for d in (64, 128) if d <= max(limits.head_dim, 64)]
         return _tiny(pads, [TC_ADVERSARIAL] if set(data) == set(DATA_KINDS) else data, sinks, strided,
@@ -210,14 +212,14 @@ def class_cases(shape_class: str, *, limits: AttnLimits, tile: Optional[int] = N
                      head_dim=_size(4, (3,)), window=_size(4, (3,)), topk=st.integers(1, 3),
                      max_cmp_len=st.integers(0, 6), pad_prob=0.2 if pads else 0.0)
     if shape_class == "huge_scores":
-        # every valid score below -5e4 (golden.inputs "huge_negative"), every token with a valid
+        # every valid score below -5e4 (golden.attention_inputs "huge_negative"), every token with a valid
         # key; a -inf sink first, so that the keys, not the sink, carry the output
         kinds = [s for s in ("neg_inf", "finite", "zero") if s in sinks] or list(sinks)
         return _tiny(pads, ["huge_negative"], kinds, strided, softmax_scale=None,
                      min_used=st.integers(2, 4), min_valid_keys=1)
     if shape_class == "large_offsets":
         # every batch reaches the compressed cache (min_used > W <= 8), whose pages the case
-        # moves past 2^31 elements (golden.inputs.relocate_past_2_31); a contiguous pool
+        # moves past 2^31 elements (golden.attention_inputs.relocate_past_2_31); a contiguous pool
         return _tiny(pads, data, sinks, False, large_offsets=True, min_used=st.integers(9, 24),
                      max_cmp_len=st.integers(1, 16), head_dim=st.sampled_from([16, 64]))
     raise ValueError(f"shape_class must be 'plain' or one of {coverage.ATTN_CLASSES}, "
@@ -226,7 +228,7 @@ def class_cases(shape_class: str, *, limits: AttnLimits, tile: Optional[int] = N
 
 def engine_table_cases(*, pads=True, data=DATA_KINDS, sinks=SINK_KINDS,
                        strided=None) -> st.SearchStrategy[AttnCase]:
-    """Block tables as serving engines lay them out (golden.inputs.engine_block_tables: rows of a
+    """Block tables as serving engines lay them out (golden.attention_inputs.engine_block_tables: rows of a
     larger table, poisoned unreached columns, a page shared by batches 0 and 1). 2-3 batches that
     all see more than the window (min_used > W <= 8), so each reaches the compressed cache and the
     shared page is read by both."""

@@ -5,7 +5,7 @@ golden/attention_bounds.py and docs/bounds-attention-props.md."""
 import pytest
 from hypothesis import strategies as st
 
-from kernelprop.golden.inputs import AttnCase, make_attn_inputs
+from kernelprop.golden.attention_inputs import AttnCase, make_attn_inputs
 from kernelprop.properties.checks import run_property
 from kernelprop.properties.replays_attention import recipe_params
 from kernelprop.properties.strategies import (

@@ -9,7 +9,7 @@ import torch
 from hypothesis import strategies as st
 
 from kernelprop.golden.attention import valid_index_mask, visible_lengths
-from kernelprop.golden.inputs import AttnInputs, make_attn_inputs
+from kernelprop.golden.attention_inputs import AttnInputs, make_attn_inputs
 from kernelprop.properties.checks import run_property
 from kernelprop.properties.replays_attention import recipe_params
 from kernelprop.properties.strategies import AttnLimits, backend_limits, draw_attn, shape_class_property, seeds

@@ -67,8 +67,9 @@ def test_compiled_launch_is_the_wrappers_launch():
     """One source of truth: the launch `./kp compile` compiles (and the device table times) for a
     point computes, on the interpreter, bitwise what the wrapper returns on the same inputs."""
     from kernelprop import kernels  # noqa: F401  (interpreter on CPU)
-    from kernelprop.golden.inputs import AttnCase, make_attn_inputs
-    from kernelprop.compile import AttnPoint, build_launch
+    from kernelprop.golden.attention_inputs import AttnCase, make_attn_inputs
+    from kernelprop.compile import build_launch
+    from kernelprop.kernels.sparse_attention_points import AttnPoint
     from kernelprop.kernels import sparse_decode_attention
 
     point = AttnPoint("small", AttnCase(batches=2, tokens_per_batch=2, heads=3, head_dim=40,

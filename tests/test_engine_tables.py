@@ -1,11 +1,11 @@
-"""Block tables as serving engines lay them out (golden.inputs.engine_block_tables, shape class
+"""Block tables as serving engines lay them out (golden.attention_inputs.engine_block_tables, shape class
 engine_tables): the layout is what the class claims, and a correct kernel reads the same rows."""
 import pytest
 import torch
 
 from kernelprop import coverage
 from kernelprop.golden.attention import sparse_attention_golden
-from kernelprop.golden.inputs import AttnCase, make_attn_inputs, reached_columns
+from kernelprop.golden.attention_inputs import AttnCase, make_attn_inputs, reached_columns
 
 
 @pytest.mark.parametrize("seed", range(8))

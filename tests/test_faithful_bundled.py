@@ -14,8 +14,9 @@ import torch
 
 from kernelprop.faithful import faithful_interpreter, raw_interpreter
 from kernelprop.golden.indexer import IndexerCase, make_indexer_inputs
-from kernelprop.golden.inputs import AttnCase, NormInputs, make_attn_inputs
-from kernelprop.kernels import AttnRecipe, NormRecipe, rms_norm, sparse_decode_attention
+from kernelprop.golden.attention_inputs import AttnCase, AttnRecipe, make_attn_inputs
+from kernelprop.golden.inputs import NormInputs
+from kernelprop.kernels import NormRecipe, rms_norm, sparse_decode_attention
 from kernelprop.kernels.sparse_indexer import sparse_indexer_topk
 
 pytestmark = pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1",

@@ -47,6 +47,7 @@ LEGACY = {
     "kernelprop/__init__.py": ({ATTN, NORM}, "check_attention_args / check_norm_args exports for adapters"),
     "kernelprop/compile.py": ({NORM}, "NormPoint builds its launch from kernels/rms_norm.py"),
     "kernelprop/coverage.py": ({ATTN}, "attention's shape classes are recognized by gathering its KV"),
+    "kernelprop/declarations.py": ({NORM}, "NormDomain reads golden.inputs' data kinds"),
     "kernelprop/slots.py": ({ATTN}, "flat slot ids of attention's paged KV (adapters)"),
     "kernels/__init__.py": ({NORM}, "their records name the package itself as bundled module"),
     "golden/__init__.py": ({ATTN, NORM}, "re-exports of the first two ops' goldens"),
@@ -67,7 +68,7 @@ def _module(ref: str) -> str:
 
 def forbidden_words() -> dict[str, set[str]]:
     """{op kind: words that name it}, derived from the records."""
-    shared = {p.removesuffix(".py").replace("/", ".").removesuffix(".__init__") for p in SHARED}
+    shared = {_module(p.removesuffix(".py").replace("/", ".").removesuffix(".__init__")) for p in SHARED}
     users: dict[str, set[str]] = {}
     for o in OPS:
         for ref in _refs(o):

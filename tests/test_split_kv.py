@@ -10,8 +10,7 @@ from hypothesis import given, settings, strategies as st
 
 from kernelprop.golden.attention import _split_layout, sparse_attention_fp64, sparse_attention_trace
 from kernelprop.golden.attention_bounds import MODELS, attention_p2_bound
-from kernelprop.golden.inputs import AttnCase, make_attn_inputs
-from kernelprop.golden.recipes import AttnRecipe
+from kernelprop.golden.attention_inputs import AttnCase, AttnRecipe, make_attn_inputs
 from kernelprop.impl import make_impl
 from kernelprop.properties import replays_attention as R
 from kernelprop.properties.strategies import draw_attn

@@ -184,7 +184,7 @@ def test_sglang_one_head_scores_sum_bf16_products(head_dim):
     noise. Two heads take the grouped kernel (tl.dot: exact products) and do not match that model."""
     if not installed("sglang"):
         pytest.skip(reason="sglang is not installed: pip install --no-deps -r requirements-plugins.txt")
-    from kernelprop.golden.inputs import AttnCase, make_attn_inputs
+    from kernelprop.golden.attention_inputs import AttnCase, make_attn_inputs
 
     for heads in (1, 2):
         x = make_attn_inputs(AttnCase(seed=1, heads=heads, head_dim=head_dim, topk=40, min_used=4,

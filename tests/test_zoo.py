@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from kernelprop import coverage
-from kernelprop.golden.inputs import AttnCase, make_attn_inputs
+from kernelprop.golden.attention_inputs import AttnCase, make_attn_inputs
 from kernelprop.impl import load_callable, make_impl
 from kernelprop.impls import zoo
 from kernelprop import mutants
@@ -80,7 +80,7 @@ def test_impl_calls_run_with_poisoned_scratch():
 
     impl.fn.merge_splits = spy
     try:
-        from kernelprop.golden.recipes import AttnRecipe
+        from kernelprop.golden.attention_inputs import AttnRecipe
         x = make_attn_inputs(AttnCase(seed=1, batches=1, tokens_per_batch=1, heads=1,
                                       head_dim=4, page_size=2, window=2, topk=0, min_used=2))
         out = x.call(impl, recipe=AttnRecipe(tiling="compacted", kv_splits=8, split_align=1))

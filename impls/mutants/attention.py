@@ -21,7 +21,7 @@ import os
 
 import torch
 
-from kernelprop.golden.recipes import UNSPLIT_FIELDS, AttnRecipe
+from kernelprop.golden.attention_inputs import UNSPLIT_FIELDS, AttnRecipe
 from kernelprop.golden.rounding import round_to_bf16
 from kernelprop.impls.mutants._args import check_attention_args
 
