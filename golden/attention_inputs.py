@@ -16,6 +16,7 @@ from typing import Optional
 
 import torch
 
+from kernelprop.golden.attention_classes import ATTN_CLASSES
 from kernelprop.golden.domain import DomainValue, choice, kinds, least, most, sizes
 from kernelprop.golden.rounding import ROUNDINGS
 from kernelprop.golden.sampling import TC_ADVERSARIAL, data_values, strided_view
@@ -29,6 +30,8 @@ EXTREME_DATA_KINDS = ("huge_negative",)
 FINITE_SENTINEL = -5e4
 ALL_DATA_KINDS = DATA_KINDS + (TC_ADVERSARIAL,) + EXTREME_DATA_KINDS
 SINK_KINDS = ("finite", "zero", "large", "neg_inf", "pos_inf")
+# The reference decode shape (SPEC section 2): DeepSeek-V4's per-batch dims
+REFERENCE = dict(tokens_per_batch=2, heads=64, head_dim=512, page_size=128, window=128, topk=512)
 
 
 
@@ -164,6 +167,21 @@ class AttnDomain(DomainValue):
             raise ValueError(f"min_valid_keys={self.min_valid_keys} exceeds max_indices="
                              f"{self.max_indices}: no token could have that many valid keys")
 
+    def admits(self, shape_class: str) -> bool:
+        """Whether the feature that defines `shape_class` (ATTN_CLASSES) lies in the domain."""
+        dims = self.head_dims
+        return {
+            "many_heads": self.max_heads is None or self.max_heads > 16,
+            "mtp_depth": self.max_tokens_per_batch is None or self.max_tokens_per_batch >= 3,
+            "npow2_default_scale": dims is None or any(d & (d - 1) for d in dims),
+            "large_logits_sink": self.allows_sink("large"),
+            "multi_tile": self.max_indices is None or self.max_indices >= 2,
+            "reference": (dims is None or REFERENCE["head_dim"] in dims)
+            and (self.max_heads is None or self.max_heads >= REFERENCE["heads"])
+            and (self.max_indices is None
+                 or self.max_indices >= REFERENCE["window"] + REFERENCE["topk"]),
+        }.get(shape_class, True)
+
     def empty_rows_reason(self) -> Optional[str]:
         """Why tokens without a valid key (P7) lie outside the domain, or None."""
         if self.min_valid_keys is None:
@@ -278,6 +296,11 @@ class AttnCase(CaseValue):
                          num_indices=self.num_indices, tokens_per_batch=self.tokens_per_batch,
                          page_size=self.page_size)
 
+    def size(self) -> tuple[Optional[int], str]:
+        """(T*K index slots, 'T=.. H=.. D=.. K=..') for the kill matrix."""
+        T, K = self.tokens, self.num_indices
+        return T * K, f"T={T} H={self.heads} D={self.head_dim} K={K}"
+
 
 @dataclass(frozen=True)
 class AttnShape:
@@ -310,6 +333,21 @@ class AttnInputs(TensorArgs):
 
     TENSORS = ("q", "ori_kv", "ori_block_table", "cmp_kv", "cmp_block_table", "sparse_indices",
                "seqused_kv", "attn_sink")
+    SHAPE_CLASSES = ATTN_CLASSES
+    # drawn only by the properties named here (on top of the others' shares): the pools of
+    # large_offsets are 4 GiB of lazily allocated memory that a whole-pool rewrite (P8's
+    # permutation, a strided copy) would make resident; P1 and P10 (its garbage fill restricted to
+    # the live pages) read only the rows they reach
+    OPT_IN_CLASSES = {"large_offsets": ("P1", "P10")}
+    DESCRIBE_LABELS = {"valid_positions": "valid index positions per token",
+                       "valid_per_token": "valid indices per token"}
+
+    def shape_classes(self, recipe: Optional["AttnRecipe"] = None) -> frozenset:
+        """The ATTN_CLASSES these inputs fall in, multi_tile judged on positional tiles of the
+        recipe's tile (golden.attention_classes)."""
+        from kernelprop.golden.attention_classes import attn_classes
+
+        return attn_classes(self, getattr(recipe, "tile", None))
 
     def kwargs(self) -> dict:
         return dict(window=self.window, tokens_per_batch=self.tokens_per_batch,

@@ -140,7 +140,7 @@ class FusedInputs(TensorArgs):
         desc["eps"] = plain(self.eps)
         return desc
 
-    def shape_classes(self) -> frozenset:
+    def shape_classes(self, recipe=None) -> frozenset:
         """The FUSED_CLASSES these inputs fall in, judged on the golden z (kernelprop.coverage)."""
         x = self.x.detach().cpu()
         z = residual_sum(x, self.residual.detach().cpu()).double()

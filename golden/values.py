@@ -39,6 +39,7 @@ class TensorArgs:
 
     TENSORS: tuple = ()
     SHAPE_CLASSES: ClassVar[tuple] = ()       # the op's shape classes (kernelprop.coverage)
+    OPT_IN_CLASSES: ClassVar[dict] = {}       # {class: property ids}: classes only they draw
     DESCRIBE_LABELS: ClassVar[dict] = {}      # report labels of describe() keys, {key: label}
 
     def kwargs(self) -> dict:
@@ -84,6 +85,7 @@ class OpCase(Protocol):
 class OpInputs(Protocol):
     TENSORS: tuple
     SHAPE_CLASSES: ClassVar[tuple]
+    OPT_IN_CLASSES: ClassVar[dict]
     DESCRIBE_LABELS: ClassVar[dict]
     def kwargs(self) -> dict: ...
     def call(self, fn, **extra): ...

@@ -4,9 +4,10 @@ counterexample reports, and the command line (`python -m kernelprop replay|fuzz|
 What an adapter for a third-party kernel needs (docs/plugins.md), importable from here:
   AttnRecipe, NormRecipe, IndexerRecipe   the numerics a callable declares (`fn.recipe = ...`)
   AttnDomain, NormDomain, IndexerDomain   the inputs it supports (`fn.domain = ...`)
-  (every op's recipe and domain type, read from the op registry, kernelprop/registry.py)
   check_attention_args, check_norm_args   the suite's input contract (P13), for adapters
   flat_slot_ids                   block tables + SPEC visibility -> flat slot ids per pool
+  (every op's recipe and domain type and its record's `exports`, read from the op registry,
+  kernelprop/registry.py)
   faithful_interpreter            context: triton's CPU interpreter computing as the GPU does
   CannotCheckOnBackend            raised by a kernel operation that interpreter cannot compute
 Names resolve lazily: importing kernelprop imports neither triton nor the bundled kernels.
@@ -26,19 +27,17 @@ if (_CLONE_ROOT / "pyproject.toml").is_file() and (_CLONE_ROOT / "golden" / "__i
         and not (Path(__file__).resolve().parent / "golden").is_dir():
     __path__.append(str(_CLONE_ROOT))  # noqa: F821 (a package's __path__)
 
-def _op_types() -> dict:
-    """{type name: module} of every registered op's recipe and domain types."""
+def _op_exports() -> dict:
+    """{name: module} of every registered op's recipe and domain types and its `exports`."""
     from kernelprop.registry import OPS
 
-    return {ref.partition(":")[2]: ref.partition(":")[0] for op in OPS for ref in (op.recipe, op.domain)}
+    refs = [ref for op in OPS for ref in (op.recipe, op.domain, *op.exports)]
+    return {ref.partition(":")[2]: ref.partition(":")[0] for ref in refs}
 
 
 _EXPORTS = {
-    **_op_types(),
-    "check_attention_args": "kernelprop.kernels.sparse_attention",
+    **_op_exports(),
     "check_norm_args": "kernelprop.kernels.rms_norm",
-    "flat_slot_ids": "kernelprop.slots",
-    "FlatSlots": "kernelprop.slots",
     "faithful_interpreter": "kernelprop.faithful",
     "CannotCheckOnBackend": "kernelprop.faithful.errors",
 }

@@ -52,6 +52,10 @@ class Op:
     audit_case  () -> the Case one `./kp compile --impl KIND=...` call runs on (launches recorded)
     ptx_model   (instruction counts) -> one line: the CUDA figures P1 on a GPU must allow a kernel
                 whose PTX has them (kernelprop.ptx_audit; docs/bounds.md#ptx-audit)
+    case        its frozen Case type (golden.values.CaseValue): the kill matrix sizes a shrunk case
+                by `Case.from_dict(d).size()` (None: by its rows / heads / dim keys)
+    exports     adapter-facing names, each "module:attr": `from kernelprop import attr` gives them
+                (kernelprop/__init__.py; its recipe and domain types are exported too)
     """
 
     kind: str
@@ -76,6 +80,8 @@ class Op:
     explain: Optional[str] = None
     audit_case: Optional[str] = None
     ptx_model: Optional[str] = None
+    case: Optional[str] = None
+    exports: tuple[str, ...] = ()
 
     @property
     def recipe_type(self) -> type:
@@ -99,7 +105,7 @@ G, P = "kernelprop.golden", "kernelprop.properties"
 OPS: tuple[Op, ...] = (
     Op(kind="sparse_attention", label="attn", fixture="attn_impl",
        recipe=f"{G}.attention_inputs:AttnRecipe", domain=f"{G}.attention_inputs:AttnDomain",
-       cases=f"{P}.strategies:attn_cases", inputs=f"{G}.attention_inputs:AttnInputs",
+       cases=f"{P}.attention_strategies:attn_cases", inputs=f"{G}.attention_inputs:AttnInputs",
        make_inputs=f"{G}.attention_inputs:make_attn_inputs", trace=f"{G}.attention:sparse_attention_trace",
        truth=f"{G}.attention:sparse_attention_fp64", bounds=f"{G}.attention_bounds",
        bundled="kernelprop.kernels.sparse_attention:sparse_decode_attention",
@@ -108,7 +114,10 @@ OPS: tuple[Op, ...] = (
        limits=f"{P}.attention_limits:ATTN_SIZES",
        compile_points="kernelprop.kernels.sparse_attention_points:attention_points",
        explain=f"{P}.explain_attention:CAUSES", audit_case=f"{P}.attention_limits:attention_audit_case",
-       ptx_model=f"{G}.attention_bounds:attention_ptx_model_line"),
+       ptx_model=f"{G}.attention_bounds:attention_ptx_model_line",
+       case=f"{G}.attention_inputs:AttnCase",
+       exports=("kernelprop.kernels.sparse_attention:check_attention_args",
+                f"{G}.attention_slots:flat_slot_ids", f"{G}.attention_slots:FlatSlots")),
     Op(kind="rms_norm", label="norm", fixture="norm_impl",
        recipe=f"{G}.recipes:NormRecipe", domain="kernelprop.declarations:NormDomain",
        cases=f"{P}.strategies:norm_cases", inputs=f"{G}.inputs:NormInputs",

@@ -2,6 +2,7 @@
 decode shape (SPEC section 2). No hypothesis import: P13's table (a replay module) holds limits."""
 from __future__ import annotations
 
+from kernelprop.golden.attention_inputs import REFERENCE
 from kernelprop.sizes import BySize, SizePresets, limits_type
 
 AttnLimits = limits_type(
@@ -19,8 +20,8 @@ ATTN_SIZES = SizePresets(
                           window=256, topk=1024, extra=32, cmp_len=4096),
 )
 
-# The reference decode shape (SPEC section 2) and how many batches its class draws per size.
-REFERENCE = dict(tokens_per_batch=2, heads=64, head_dim=512, page_size=128, window=128, topk=512)
+# How many batches the reference decode shape's class (golden.attention_inputs.REFERENCE) draws per
+# size.
 REFERENCE_BATCHES = {"reference": 64, "large": 128}
 
 

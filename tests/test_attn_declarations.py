@@ -16,7 +16,7 @@ from kernelprop.golden.attention_inputs import (AttnCase, AttnDomain, AttnRecipe
                                                 make_attn_inputs)
 from kernelprop.golden.attention import valid_index_mask
 from kernelprop.impl import make_impl
-from kernelprop.properties.strategies import attn_cases, draw_attn
+from kernelprop.properties.attention_strategies import attn_cases, draw_attn
 
 ROOT = Path(__file__).resolve().parents[1]
 ONE_HEAD_TILE, MANY_HEADS_TILE = 5, 64

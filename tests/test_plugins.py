@@ -26,7 +26,7 @@ from kernelprop.properties import explain_attention
 from kernelprop.declarations import NormDomain
 from kernelprop.impl import check_targets, make_impl
 from kernelprop.verdict import check_outcome, derived_truth
-from kernelprop.slots import flat_slot_ids
+from kernelprop.golden.attention_slots import flat_slot_ids
 from kernelprop.properties import replays_attention as R
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -44,15 +44,14 @@ SHARED = (
 )
 ATTN, NORM = "sparse_attention", "rms_norm"
 LEGACY = {
-    "kernelprop/__init__.py": ({ATTN, NORM}, "check_attention_args / check_norm_args exports for adapters"),
+    "kernelprop/__init__.py": ({NORM}, "check_norm_args export for adapters"),
     "kernelprop/compile.py": ({NORM}, "NormPoint builds its launch from kernels/rms_norm.py"),
-    "kernelprop/coverage.py": ({ATTN}, "attention's shape classes are recognized by gathering its KV"),
     "kernelprop/declarations.py": ({NORM}, "NormDomain reads golden.inputs' data kinds"),
-    "kernelprop/slots.py": ({ATTN}, "flat slot ids of attention's paged KV (adapters)"),
+    "kernelprop/pytest_plugin.py": ({NORM}, "RMSNorm's record names properties.strategies (norm_cases)"),
     "kernels/__init__.py": ({NORM}, "their records name the package itself as bundled module"),
     "golden/__init__.py": ({ATTN, NORM}, "re-exports of the first two ops' goldens"),
     "impls/mutants/__init__.py": ({ATTN, NORM}, "the attention / RMSNorm catalogue lives here"),
-    "tests/test_coverage.py": ({ATTN}, "the fixed-tile-64 attention implementation of the reach check"),
+    "tests/test_coverage.py": ({NORM}, "RMSNorm's record names properties.strategies (norm_cases)"),
 }
 
 

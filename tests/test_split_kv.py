@@ -13,7 +13,7 @@ from kernelprop.golden.attention_bounds import MODELS, attention_p2_bound
 from kernelprop.golden.attention_inputs import AttnCase, AttnRecipe, make_attn_inputs
 from kernelprop.impl import make_impl
 from kernelprop.properties import replays_attention as R
-from kernelprop.properties.strategies import draw_attn
+from kernelprop.properties.attention_strategies import draw_attn
 from kernelprop.verdict import check_outcome
 
 SPLIT_REFERENCE = "impls/split_kv_reference.py:sparse_decode_attention"
