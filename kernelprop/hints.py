@@ -17,7 +17,7 @@ import torch
 CLOSER_TO_TRUTH = ("the implementation is closer to the fp64 truth than the golden: is the declared "
                    "recipe right? ({recipe}: {fields})")
 
-def _input_checks() -> str:
+def input_checks() -> str:
     """The ops' input checks adapters import from kernelprop: "kernelprop.check_a / check_b"."""
     import kernelprop
 
@@ -25,9 +25,9 @@ def _input_checks() -> str:
 
 
 ONLY_P13 = ("fails only P13 (bad input): declare validates_inputs = False or validate "
-            f"({_input_checks()})")
+            f"({input_checks()})")
 P13_DECLARE = ("if the kernel does no argument checks by design, declare validates_inputs = False "
-               f"(P13 is then skipped with that reason) or call {_input_checks()} in the adapter")
+               f"(P13 is then skipped with that reason) or call {input_checks()} in the adapter")
 
 
 def on_bf16_grid(actual: torch.Tensor, expected: torch.Tensor) -> bool:

@@ -1,20 +1,18 @@
-"""Hypothesis strategies: compact cases (shapes, seeds, index and data kinds) and recipes.
-
-Strategies draw a frozen `AttnCase` / `NormCase`; tensors are then built from the case's seed in a
-few vectorized torch calls (golden.inputs), never element by element. Everything shrinks toward the
-smallest, plainest example: one batch, one token, one head, head_dim 1, page 1, window 1, no
-compressed indices, normal data, a finite sink, seed 0.
+"""Hypothesis strategies: the shape-class machinery every op's property tests share, the size
+helpers of the ops' case strategies, and RMSNorm's cases and recipes. Each op's strategies draw a
+frozen Case (e.g. properties/attention_strategies.py); tensors are then built from the case's seed
+in a few vectorized torch calls, never element by element, and examples shrink toward the
+smallest, plainest case.
 
 Shape classes (kernelprop.coverage): every property test is parametrized (`over_shape_classes`)
-over "plain" and the classes where real kernels differ from toy ones: several softmax tiles of the
-implementation's tile, more than one head block, MTP depth >= 3, a non-power-of-two head dim with
-the default scale, large logits with a large sink, the reference decode shape; eps = 0 with tiny
-data for RMSNorm. Each parametrization gets a share of the profile's examples and draws only its
-class (`draw_attn` / `draw_norm_case`), so every class is reached under every profile. A class
-fixes only what defines it and keeps the other dimensions tiny, so that it stays affordable on
-the Triton interpreter; "plain" draws from the run's limits (each op's own: `AttnLimits`,
-`NormLimits` in properties/attention_limits.py, norm_limits.py). Which class each example really
-reached is counted from its inputs (kernelprop.coverage) and printed at the end of the run.
+over "plain" and the classes of its op where real kernels differ from toy ones (its Inputs type's
+SHAPE_CLASSES; eps = 0 with tiny data for RMSNorm). Each parametrization gets a share of the
+profile's examples and draws only its class (the op's draw helper, e.g. `draw_norm_case`), so every
+class is reached under every profile. A class fixes only what defines it and keeps the other
+dimensions tiny, so that it stays affordable on the Triton interpreter; "plain" draws from the
+run's limits (each op's own, e.g. `NormLimits` in properties/norm_limits.py). Which class each
+example really reached is counted from its inputs (kernelprop.coverage) and printed at the end of
+the run.
 
 Sizes (`--sizes small|reference|large`, KERNELPROP_SIZES; default small, nightly reference):
 small draws one example of the reference class per property (its cost: docs/measurements.md):
@@ -146,10 +144,10 @@ def recipes_for(impl, strategy: st.SearchStrategy, example=None) -> st.SearchStr
 
 
 def restrict_to_domain(classes: tuple, domain) -> tuple:
-    """THE place where an implementation's declared domain (SPEC 6: AttnDomain / NormDomain)
+    """THE place where an implementation's declared domain (SPEC 6: its op's domain type)
     restricts which shape classes are drawn: a class whose defining feature the domain excludes
     is dropped (its parametrization is then skipped with the reason). Cases of the remaining
-    classes are fitted into the domain by `draw_attn` / `draw_norm_case` (domain.fit)."""
+    classes are fitted into the domain by the op's draw helper (domain.fit)."""
     if domain is None:
         return classes
     return tuple(c for c in classes if _class_in_domain(c, domain))
@@ -181,7 +179,7 @@ def skip_outside_domain(shape_class: str, domain) -> None:
 def draw_norm_case(data, shape_class: str = "plain", *, device: str = "cpu",
                    limits: NormLimits | None = None, data_kinds=NORM_DATA_KINDS,
                    dtypes=("bf16", "fp32"), domain=None) -> NormCase:
-    """Draw an RMSNorm case of `shape_class` (on `device`); see draw_attn."""
+    """Draw an RMSNorm case of `shape_class` (on `device`), fitted into `domain`."""
     skip_outside_domain(shape_class, domain)
     coverage.expect(() if shape_class == "plain" else (shape_class,))
     return data.draw(norm_class_cases(shape_class, limits=limits, data=data_kinds, dtypes=dtypes)
@@ -226,7 +224,7 @@ def over_shape_classes(kind: str, *, not_applicable: Optional[dict] = None, also
                        **given_kwargs):
     """Decorator of a property test taking a `shape_class` argument and the arguments @given
     draws (`given_kwargs`, strategies by name): pytest parametrizes it over "plain" and every
-    class of `kind` ("attn" / "norm") this run's sizes draw and the opt-in classes `also`, except
+    class of `kind` (an op's label) this run's sizes draw and the opt-in classes `also`, except
     `not_applicable` ({class: why}, kept for the coverage table), and each parametrization gets an equal share of the
     profile's max_examples (at least 2), so every class is reached under every profile
     (hypothesis' own choice of a sampled class is far from uniform: measured, 34 classes missed
