@@ -18,7 +18,7 @@ tile (`attn_classes`, what AttnInputs.shape_classes(recipe) returns):
                        of some kernels (flashinfer #4450)
   large_offsets        a table naming a page at or past 2^31 elements of its pool (an int32
                        page * page_stride wraps there); drawn by P1 and P10 only (the pool is
-                       lazily allocated: properties.strategies.OPT_IN_CLASSES)
+                       lazily allocated: AttnInputs.OPT_IN_CLASSES)
 """
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ def engine_tables(x) -> bool:
     """Does an AttnInputs `x` hold a block table laid out as a serving engine's (class
     engine_tables): row stride > width with >= 2 rows, an entry that names no page of its pool, or
     one page that two batches' reached columns (golden.attention_inputs.reached_columns) both name?"""
-    from kernelprop.golden.attention_inputs import (reached_columns)  # local: golden imports nothing from here
+    from kernelprop.golden.attention_inputs import reached_columns  # local: it imports this module
 
     B = x.seqused_kv.shape[0]
     reach = reached_columns(x.seqused_kv.cpu(), window=x.window, page_size=x.ori_kv.shape[1])

@@ -1,9 +1,9 @@
 """Shared methods of the suite's frozen values: cases (a seed and sizes) and inputs (an op's
 arguments). Mixins for frozen dataclasses; they hold no fields.
 
-They are also the per-op protocol: what shared code (coverage, reports, hints, the kill matrix)
-may ask of an op. Shared code calls these methods; it never tests an op's type or attribute
-names (`hasattr`, `isinstance`, key names). `OpCase` / `OpInputs` state the protocol for readers
+They are also the per-op protocol: what shared code (coverage, reports, the kill matrix) may ask
+of an op (its report hints are its Explain's, kernelprop.causes). Shared code calls these methods;
+it never tests an op's type or attribute names (`hasattr`, `isinstance`, key names). `OpCase` / `OpInputs` state the protocol for readers
 and type checkers; every registered op's Case and Inputs types satisfy it through these mixins.
 """
 from __future__ import annotations

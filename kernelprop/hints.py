@@ -17,6 +17,7 @@ import torch
 CLOSER_TO_TRUTH = ("the implementation is closer to the fp64 truth than the golden: is the declared "
                    "recipe right? ({recipe}: {fields})")
 
+
 def input_checks() -> str:
     """The ops' input checks adapters import from kernelprop: "kernelprop.check_a / check_b"."""
     import kernelprop
