@@ -21,11 +21,13 @@ from kernelprop.kernels.rms_norm import rms_norm  # noqa: E402
 
 def _registered() -> dict:
     """{callable name: module} of the registered ops' bundled kernels living in a module of this
-    package (records naming the package itself are imported above)."""
+    package (records naming the package itself are imported above), whether this package was
+    imported as kernelprop.kernels or, in a clone, as plain `kernels`."""
     from kernelprop.registry import OPS
 
+    package = "kernelprop.kernels."
     refs = (o.bundled.partition(":") for o in OPS)
-    return {name: module for module, _, name in refs if module.startswith(__name__ + ".")}
+    return {name: module for module, _, name in refs if module.startswith(package)}
 
 
 __all__ = ["rms_norm", *_registered(), "NormRecipe"]
