@@ -9,12 +9,13 @@ Two checks, both cheap (no kernel runs):
    class with its own example count, properties.strategies.class_examples) with
    run_property replaced by a stub that only classifies the inputs (kernelprop.coverage), and at
    least one example must fall in its class, for the bundled kernels (free recipe) and for the
-   implementations of tests/reach_impls.py (e.g. a fixed tile and no recipe keyword).
+   implementations of tests/reach_<op>.py (e.g. a fixed tile and no recipe keyword).
 """
 import importlib
 import inspect
 import pkgutil
 from collections import defaultdict
+from pathlib import Path
 
 import pytest
 import torch
@@ -26,7 +27,6 @@ from kernelprop.evidence import Outcome
 from kernelprop.impl import make_impl
 from kernelprop.registry import OPS
 from kernelprop.properties.strategies import class_examples, classes_for_run, opt_in_classes
-from tests.reach_impls import REACH_IMPLS as IMPLS
 
 # hypothesis property tests that draw no case through the shape classes, and why
 NO_SHAPE_CLASSES = {
@@ -40,6 +40,20 @@ NO_SHAPE_CLASSES = {
     "test_p1_every_autotune_config": "one example per declared autotune config: the configs, not "
                                      "the shapes, are what it varies",
 }
+
+
+def _reach_impls() -> dict:
+    """The implementations the reach check runs, {name: {op kind: --impl target}} (ops not named:
+    bundled): "bundled" and every tests/reach_<op>.py's REACH_IMPLS (an op's own file, found by
+    name, so removing the op removes its entries); a test none of whose op fixtures an entry
+    names runs under "bundled" only."""
+    impls = {"bundled": {}}
+    for path in sorted(Path(__file__).parent.glob("reach_*.py")):
+        impls.update(importlib.import_module(f"tests.{path.stem}").REACH_IMPLS)
+    return impls
+
+
+IMPLS = _reach_impls()
 
 
 def _property_tests():

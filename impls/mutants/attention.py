@@ -23,9 +23,20 @@ import torch
 
 from kernelprop.golden.attention_inputs import UNSPLIT_FIELDS, AttnRecipe
 from kernelprop.golden.rounding import round_to_bf16
-from kernelprop.impls.mutants._args import check_attention_args
+from kernelprop.impls.mutants._args import check_recipe
+from kernelprop.kernels.sparse_attention import check_attention_args as kernel_attention_args
 
 LOG2E = 1.4426950408889634  # exp(x) = exp2(x * log2 e), as GPU kernels compute it
+
+
+def check_attention_args(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_indices,
+                         seqused_kv, attn_sink, *, window, tokens_per_batch, softmax_scale,
+                         recipe) -> float:
+    """Raise like kernels.sparse_decode_attention on bad input; return the fp32 softmax scale."""
+    check_recipe(recipe, AttnRecipe)
+    return kernel_attention_args(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table,
+                                 sparse_indices, seqused_kv, attn_sink, window=window,
+                                 tokens_per_batch=tokens_per_batch, softmax_scale=softmax_scale)
 
 
 def _exp(x: torch.Tensor) -> torch.Tensor:
