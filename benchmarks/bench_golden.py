@@ -32,8 +32,7 @@ from kernelprop.golden.attention import (  # noqa: E402
     gather_kv,
     sparse_attention_golden,
 )
-from kernelprop.golden.inputs import AttnCase, make_attn_inputs  # noqa: E402
-from kernelprop.golden.recipes import AttnRecipe  # noqa: E402
+from kernelprop.golden.attention_inputs import AttnCase, AttnRecipe, make_attn_inputs
 from tests.loop_reference import loop_attention  # noqa: E402
 
 SHAPES = {

@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from kernelprop.golden.inputs import AttnCase, make_attn_inputs  # noqa: E402
+from kernelprop.golden.attention_inputs import AttnCase, make_attn_inputs  # noqa: E402
 
 
 def bench(fn, *, cuda: bool, reps: int = 50) -> float:

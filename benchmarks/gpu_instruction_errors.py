@@ -100,7 +100,7 @@ def instruction_rows(dev: str) -> list[dict]:
 
 def _dot_data(kind: str, gen: torch.Generator, n: int) -> torch.Tensor:
     """[n, D] fp32 rows of one adversarial kind."""
-    from kernelprop.golden.inputs import _tc_adversarial
+    from kernelprop.golden.sampling import tc_adversarial_values as _tc_adversarial
 
     if kind == "iid":
         return torch.randn(n, D, generator=gen)

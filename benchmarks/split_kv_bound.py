@@ -24,8 +24,7 @@ import torch  # noqa: E402
 
 from kernelprop.golden.attention import sparse_attention_trace  # noqa: E402
 from kernelprop.golden.attention_bounds import MODELS, attention_p1_bound  # noqa: E402
-from kernelprop.golden.inputs import AttnCase, make_attn_inputs  # noqa: E402
-from kernelprop.golden.recipes import AttnRecipe  # noqa: E402
+from kernelprop.golden.attention_inputs import AttnCase, AttnRecipe, make_attn_inputs
 from kernelprop.impls.mutants.attention import split_sink_dropped  # noqa: E402
 from kernelprop.impls.split_kv_reference import sparse_decode_attention as split_reference  # noqa: E402
 

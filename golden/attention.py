@@ -16,7 +16,7 @@ from typing import Optional
 
 import torch
 
-from kernelprop.golden.recipes import AttnRecipe
+from kernelprop.golden.attention_inputs import AttnRecipe
 from kernelprop.golden.rounding import round_to_bf16
 
 

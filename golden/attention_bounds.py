@@ -34,7 +34,7 @@ from typing import Optional
 import torch
 
 from kernelprop.golden.attention import TiledTrace
-from kernelprop.golden.recipes import AttnRecipe
+from kernelprop.golden.attention_inputs import AttnRecipe
 from kernelprop.golden.error_model import (BF16_ROUNDOFF, FP32_MAX, FP32_MIN_NORMAL,
                                            FP32_SUBNORMAL_ULP, FP32_ULP_REL, LOG2E_CONST_UNITS, LOG_ABS,
                                            LOG_REL, PTX_FIGURES, TENSOR_CORE_KINDS, TORCH_EXPF_REL, U_FP32,

@@ -7,6 +7,12 @@ from dataclasses import field, fields
 from typing import Optional
 
 
+def choice(name: str, value, allowed) -> None:
+    """ValueError naming `name` unless `value` is one of `allowed` (a recipe's named choices)."""
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+
+
 def check_tuple(name: str, value, allowed=None, kind=int) -> Optional[tuple]:
     """None, or `value` as a non-empty tuple of positive ints / of `kind`s among `allowed`."""
     if value is None:

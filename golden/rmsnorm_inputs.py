@@ -17,10 +17,10 @@ from typing import Optional
 
 import torch
 
-from kernelprop.golden.domain import DomainValue, flag, kinds, most, sizes
+from kernelprop.golden.domain import DomainValue, choice, flag, kinds, most, sizes
 from kernelprop.golden.error_model import FP32_MIN_NORMAL
-from kernelprop.golden.inputs import _strided, _values
-from kernelprop.golden.recipes import ROUNDINGS, _choice
+from kernelprop.golden.rounding import ROUNDINGS
+from kernelprop.golden.sampling import data_values, strided_view
 from kernelprop.golden.values import CaseValue, TensorArgs
 
 INV_VARIANTS = ("rsqrt", "recip_sqrt", "recip_sqrt_rn", "rsqrt_approx")
@@ -86,22 +86,22 @@ class NormRecipe:
     compute_dtype: str = "fp32"
 
     def __post_init__(self) -> None:
-        _choice("inv", self.inv, INV_VARIANTS)
+        choice("inv", self.inv, INV_VARIANTS)
         if isinstance(self.approx_bits, bool) or not isinstance(self.approx_bits, int) \
                 or not 1 <= self.approx_bits <= 23:
             raise ValueError(f"approx_bits must be an int in [1, 23], got {self.approx_bits!r}")
         if self.chunk is not None and (isinstance(self.chunk, bool) or not isinstance(self.chunk, int)
                                        or self.chunk < 1):
             raise ValueError(f"chunk must be None or a positive int, got {self.chunk!r}")
-        _choice("out_dtype", self.out_dtype, ("bf16", "fp32", "input"))
-        _choice("rounding", self.rounding, ROUNDINGS)
+        choice("out_dtype", self.out_dtype, ("bf16", "fp32", "input"))
+        choice("rounding", self.rounding, ROUNDINGS)
         if isinstance(self.weight_offset, bool) or self.weight_offset not in NORM_WEIGHT_OFFSETS:
             raise ValueError(f"weight_offset must be one of {NORM_WEIGHT_OFFSETS}, "
                              f"got {self.weight_offset!r}")
         object.__setattr__(self, "weight_offset", float(self.weight_offset))
         if not isinstance(self.round_before_weight, bool):
             raise ValueError(f"round_before_weight must be a bool, got {self.round_before_weight!r}")
-        _choice("compute_dtype", self.compute_dtype, ("fp32", "input", "promote"))
+        choice("compute_dtype", self.compute_dtype, ("fp32", "input", "promote"))
 
     def output_dtype(self, x_dtype) -> str:
         """"bf16" or "fp32": the output dtype for an x of `x_dtype` (torch dtype or name)."""
@@ -301,7 +301,7 @@ def make_norm_inputs(case: NormCase) -> NormInputs:
         codes = torch.randint(-127, 128, shape, generator=gen).float()
         x = codes * (torch.rand(shape[:-1] + (1,), generator=gen) * 0.05 + 1e-3)
     else:
-        x = _values(gen, shape, kind)
+        x = data_values(gen, shape, kind)
     dtype = torch.bfloat16 if case.dtype == "bf16" else torch.float32
     x = x.to(dtype)
     weight = (1 + 0.5 * torch.randn(case.dim, generator=gen)).to(dtype) if case.weight else None
@@ -309,7 +309,7 @@ def make_norm_inputs(case: NormCase) -> NormInputs:
         x = poison_norm_rows(x, case.nonfinite_rows,
                              torch.Generator().manual_seed(case.seed ^ NONFINITE_SEED))
     if case.strided:
-        x = _strided(x, gen)
+        x = strided_view(x, gen)
     if case.device != "cpu":
         x = x.to(case.device)
         weight = None if weight is None else weight.to(case.device)

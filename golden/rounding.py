@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 
+ROUNDINGS = ("rne", "rtz", "rna")   # the modes of round_to_bf16 (a recipe's `rounding`)
 _LOW16 = 0xFFFF
 
 

@@ -1,9 +1,9 @@
 """Shared methods of the suite's frozen values: cases (a seed and sizes) and inputs (an op's
 arguments). Mixins for frozen dataclasses; they hold no fields.
 
-They are also the per-op protocol: what shared code (coverage, reports, hints, the kill matrix)
-may ask of an op. Shared code calls these methods; it never tests an op's type or attribute
-names (`hasattr`, `isinstance`, key names). `OpCase` / `OpInputs` state the protocol for readers
+They are also the per-op protocol: what shared code (coverage, reports, the kill matrix) may ask
+of an op (its report hints are its Explain's, kernelprop.causes). Shared code calls these methods;
+it never tests an op's type or attribute names (`hasattr`, `isinstance`, key names). `OpCase` / `OpInputs` state the protocol for readers
 and type checkers; every registered op's Case and Inputs types satisfy it through these mixins.
 """
 from __future__ import annotations
@@ -39,6 +39,7 @@ class TensorArgs:
 
     TENSORS: tuple = ()
     SHAPE_CLASSES: ClassVar[tuple] = ()       # the op's shape classes (kernelprop.coverage)
+    OPT_IN_CLASSES: ClassVar[dict] = {}       # {class: property ids}: classes only they draw
     DESCRIBE_LABELS: ClassVar[dict] = {}      # report labels of describe() keys, {key: label}
 
     def kwargs(self) -> dict:
@@ -55,10 +56,6 @@ class TensorArgs:
     def shape_classes(self, recipe: Any = None) -> frozenset:
         """The classes of SHAPE_CLASSES these inputs fall in (`recipe`: the declared one, if any)."""
         return frozenset()
-
-    def hints(self, outcome: Any, recipe: Any) -> list:
-        """The op's own report hints for a failing Outcome (kernelprop.hints adds the shared ones)."""
-        return []
 
     def args(self) -> tuple:
         return tuple(getattr(self, name) for name in self.TENSORS)
@@ -88,6 +85,7 @@ class OpCase(Protocol):
 class OpInputs(Protocol):
     TENSORS: tuple
     SHAPE_CLASSES: ClassVar[tuple]
+    OPT_IN_CLASSES: ClassVar[dict]
     DESCRIBE_LABELS: ClassVar[dict]
     def kwargs(self) -> dict: ...
     def call(self, fn, **extra): ...
@@ -95,4 +93,3 @@ class OpInputs(Protocol):
     def describe(self) -> dict: ...
     def truth(self): ...
     def shape_classes(self, recipe: Any = None) -> frozenset: ...
-    def hints(self, outcome: Any, recipe: Any) -> list: ...

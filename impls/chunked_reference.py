@@ -15,7 +15,7 @@ import math
 
 import torch
 
-from kernelprop import AttnRecipe
+from kernelprop.golden.attention_inputs import AttnRecipe
 
 CHUNK = 128
 

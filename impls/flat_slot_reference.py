@@ -17,7 +17,8 @@ import math
 
 import torch
 
-from kernelprop import AttnRecipe, flat_slot_ids
+from kernelprop.golden.attention_inputs import AttnRecipe
+from kernelprop.golden.attention_slots import flat_slot_ids
 
 
 def fold_sink(lse_keys: torch.Tensor, sink: torch.Tensor) -> torch.Tensor:

@@ -20,10 +20,10 @@ import math
 
 import torch
 
-from kernelprop.golden.recipes import AttnRecipe
+from kernelprop.golden.attention_inputs import AttnRecipe
 from kernelprop.golden.rounding import round_to_bf16
 from kernelprop.kernels.sparse_attention import check_attention_args
-from kernelprop.slots import flat_slot_ids
+from kernelprop.golden.attention_slots import flat_slot_ids
 
 LOG2E = 1.4426950408889634
 

@@ -8,6 +8,8 @@ What an adapter for a third-party kernel needs (docs/plugins.md), importable fro
   kernelprop/registry.py)
   check_attention_args, check_norm_args   the suite's input contract (P13), for adapters
   flat_slot_ids                   block tables + SPEC visibility -> flat slot ids per pool
+  (every op's recipe and domain type and its record's `exports`, read from the op registry,
+  kernelprop/registry.py)
   faithful_interpreter            context: triton's CPU interpreter computing as the GPU does
   CannotCheckOnBackend            raised by a kernel operation that interpreter cannot compute
 Names resolve lazily: importing kernelprop imports neither triton nor the bundled kernels.
@@ -37,9 +39,6 @@ def _op_types() -> dict:
 
 _EXPORTS = {
     **_op_types(),
-    "check_attention_args": "kernelprop.kernels.sparse_attention",
-    "flat_slot_ids": "kernelprop.slots",
-    "FlatSlots": "kernelprop.slots",
     "faithful_interpreter": "kernelprop.faithful",
     "CannotCheckOnBackend": "kernelprop.faithful.errors",
 }

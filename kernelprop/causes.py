@@ -15,6 +15,8 @@ got wrong) it comes from the op's `explain` module, named by its registry record
                                `golden_expected`)
   with_recipe the replay params of the same check under another recipe
   preflight_case  a small valid Case on a device (kernelprop.preflight)
+  hints       (property id, outcome, inputs, recipe) -> the op's own report hints for a failing
+              outcome, most specific first (kernelprop.hints adds the shared ones)
 
 Shared here: a kernel that raises the same exception (numbers aside) on every example is one cause.
 
@@ -73,19 +75,26 @@ class AlternativeRecipe:
     changes: dict   # recipe field -> the value the kernel may actually compute with
 
 
+def no_hints(property_id: str, outcome, inputs: dict, recipe) -> list[str]:
+    """An op without hints of its own."""
+    return []
+
+
 @dataclass(frozen=True)
 class Explain:
     """An op's knowledge for reports: its candidate causes, how its replay params name a recipe,
-    and a small valid case for the pre-flight call."""
+    a small valid case for the pre-flight call, and its own report hints."""
 
     candidates: tuple = ()
     with_recipe: Optional[Callable[[dict, Any], dict]] = None
     preflight_case: Optional[Callable[[str], Any]] = None
+    hints: Callable[[str, Any, dict, Any], list] = no_hints
 
 
 def explain_of(kind: Optional[str]) -> Optional[Explain]:
     """The op's Explain value (its registry record's `explain` reference), None if it has none."""
-    from kernelprop.registry import BY_KIND, resolve
+    from kernelprop.registry import BY_KIND
+    from kernelprop.evidence import resolve
 
     record = BY_KIND.get(kind) if kind else None
     if record is None or not record.explain:

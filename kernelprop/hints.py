@@ -1,9 +1,8 @@
 """Hints for counterexample reports: a sentence that explains, where the evidence says so.
 
 Each hint is derived from the failing example's tensors, never guessed from the property's name:
-  - every actual value lies on the bf16 grid while the recipe under test says out_dtype "fp32"
+  - the op's own hints, most specific first (its registry record's `explain`: Explain.hints)
   - the implementation is closer to the fp64 truth than the golden (a wrong declared recipe)
-  - o is non-zero on a head whose sink is +inf (a +inf sink must give exact zeros)
   - the outcome is P13 (bad input): its expected-vs-got sentence, and how to declare no checks
 `session_hint` looks at a whole run: an implementation that fails only P13.
 No hypothesis import (the replay command uses this too).
@@ -11,25 +10,28 @@ No hypothesis import (the replay command uses this too).
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Optional
 
 import torch
 
-BF16_GRID = ("every actual value lies on the bf16 grid: does the kernel round its output? "
-             "declare out_dtype (AttnRecipe(out_dtype=\"bf16\"))")
 CLOSER_TO_TRUTH = ("the implementation is closer to the fp64 truth than the golden: is the declared "
                    "recipe right? ({recipe}: {fields})")
-POS_INF_SINK = ("o is non-zero on a head whose sink is +inf: a +inf sink must give exact zeros "
-                "(does the kernel clamp the sink or drop it from the denominator?)")
+
+
+def input_checks() -> str:
+    """The ops' input checks adapters import from kernelprop: "kernelprop.check_a / check_b"."""
+    import kernelprop
+
+    return "kernelprop." + " / ".join(n for n in kernelprop.__all__ if n.startswith("check_"))
+
+
 ONLY_P13 = ("fails only P13 (bad input): declare validates_inputs = False or validate "
-            "(kernelprop exports the bundled kernels' input checks, docs/plugins.md)")
+            f"({input_checks()})")
 P13_DECLARE = ("if the kernel does no argument checks by design, declare validates_inputs = False "
-               "(P13 is then skipped with that reason) or call the op's input check that "
-               "kernelprop exports (docs/plugins.md) in the adapter")
+               f"(P13 is then skipped with that reason) or call {input_checks()} in the adapter")
 
 
-def _on_bf16_grid(actual: torch.Tensor, expected: torch.Tensor) -> bool:
+def on_bf16_grid(actual: torch.Tensor, expected: torch.Tensor) -> bool:
     """Every finite non-zero actual value is a bf16 value, while some expected value at those
     places is not (a random fp32 value lies on the bf16 grid with probability 2^-16, so one such
     element is already strong evidence; the expected values rule out outputs that are simple)."""
@@ -67,31 +69,18 @@ def _closer_to_truth(outcome, truth: Optional[torch.Tensor]) -> bool:
     return err_golden > 0 and err_impl < 0.5 * err_golden
 
 
-def _pos_inf_sink_nonzero(outcome, inputs: dict) -> bool:
-    x = inputs.get("inputs")
-    if not hasattr(x, "attn_sink") or outcome.actual.dim() != 3:
-        return False
-    sink = x.attn_sink.detach().cpu()
-    a = outcome.actual.detach().cpu()
-    if a.shape[1] != sink.shape[0]:
-        return False
-    pos = sink == math.inf
-    return bool(pos.any()) and bool(((a[:, pos] != 0) & ~torch.isnan(a[:, pos])).any())
-
-
 def evidence_hints(property_id: str, outcome, truth: Optional[torch.Tensor], inputs: dict,
-                   recipe) -> list[str]:
-    """Hints for one failing outcome (see the module docstring), most specific first."""
+                   recipe, kind: Optional[str] = None) -> list[str]:
+    """Hints for one failing outcome of the op `kind` (see the module docstring), most specific
+    first."""
+    from kernelprop.causes import explain_of
+
     if outcome is None:
         return []
     if property_id == "P13":
         return [outcome.bound_doc, P13_DECLARE] if outcome.bound_doc else [P13_DECLARE]
-    hints = []
-    if _pos_inf_sink_nonzero(outcome, inputs):
-        hints.append(POS_INF_SINK)
-    if getattr(recipe, "out_dtype", None) == "fp32" and hasattr(recipe, "tiling") and (
-            outcome.actual.dtype == torch.bfloat16 or _on_bf16_grid(outcome.actual, outcome.expected)):
-        hints.append(BF16_GRID)
+    explain = explain_of(kind)
+    hints = list(explain.hints(property_id, outcome, inputs, recipe)) if explain is not None else []
     if _closer_to_truth(outcome, truth):
         hints.append(closer_to_truth_hint(recipe))
     return hints

@@ -3,7 +3,7 @@
 An `Impl` wraps a callable with the bundled signature. Its declarations (attributes of the callable):
   recipe            the op's recipe type (registry): its numerics (default: the type's defaults);
                     or a callable of the example's shape (the op's `Inputs.shape()`, e.g.
-                    golden.inputs.AttnShape) returning that recipe, for kernels whose arithmetic
+                    golden.attention_inputs.AttnShape) returning that recipe, for kernels whose arithmetic
                     depends on the shape (SPEC section 6); `Impl.recipe_for(case_or_inputs)`
                     resolves it, and every property, report and replay reads it through that
   accepts_recipe    True: any recipe keyword; a tuple of field names: only those fields may differ

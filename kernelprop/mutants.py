@@ -14,7 +14,7 @@ mutant, one column per SPEC property P1..P13, a cell being
     - no test of that property exercises this kind's implementation
 and, per mutant, the search time and example count hypothesis needed for the first falsifying
 example (shrinking excluded) and the size of the shrunk counterexample. Controls (correct
-implementations, impls.mutants.CONTROLS) run the same way and must pass everything.
+implementations, each catalogue's CONTROLS) run the same way and must pass everything.
 Exit status 1 if a mutant that some property should catch survives, or a control fails.
 
 --zoo runs the bug zoo instead (impls/zoo: public bugs reproduced on our code, their correct bases
@@ -355,12 +355,10 @@ def load_runs(path: str) -> tuple[list, dict]:
 
 
 def catalogue() -> tuple:
-    """(mutants, controls): impls.mutants' catalogue plus every registered op's own (Op.catalogue)."""
+    """(mutants, controls): every registered op's own catalogue (Op.catalogue), in registry order."""
     import importlib
 
-    from kernelprop.impls.mutants import CONTROLS, MUTANTS
-
-    mutants, controls = list(MUTANTS), list(CONTROLS)
+    mutants, controls = [], []
     for o in OPS:
         if o.catalogue:
             module = importlib.import_module(o.catalogue)

@@ -98,7 +98,8 @@ def preflight(impl, device: str) -> Preflight:
 
 
 def _make_inputs(kind: str, case):
-    from kernelprop.registry import op, resolve
+    from kernelprop.registry import op
+    from kernelprop.evidence import resolve
 
     return resolve(op(kind).make_inputs)(case)
 

@@ -141,13 +141,21 @@ def _unique_dir(base: Path, name: str) -> Path:
 
 def describe_inputs(x) -> dict:
     """Compact description of one inputs object: its type, and what its own describe() says
-    (every registered op's Inputs type has one), else its repr."""
+    (every registered op's Inputs type has one)."""
     desc: dict = {"type": f"{type(x).__module__}:{type(x).__name__}"}
-    if hasattr(x, "describe"):
-        desc.update(x.describe())
-    else:
-        desc["repr"] = repr(x)[:500]
+    desc.update(x.describe())
     return desc
+
+
+def describe_labels(type_ref) -> dict:
+    """{describe() key: label} of the Inputs type named "module:Type" (its DESCRIBE_LABELS; {}
+    when it cannot be loaded)."""
+    from kernelprop.evidence import resolve
+
+    try:
+        return dict(getattr(resolve(type_ref), "DESCRIBE_LABELS", {})) if type_ref else {}
+    except (ImportError, AttributeError, ValueError):
+        return {}
 
 
 # %% environment
@@ -316,7 +324,7 @@ def _write(item, call, report, ev) -> Path:
     try:
         hints = evidence_hints(ev.property_id, None if stale else outcome,
                                truth if truth is not None else getattr(outcome, "truth", None),
-                               ev.inputs, ev.recipe)
+                               ev.inputs, ev.recipe, kind=ev.impl_kind)
     except Exception as err:  # noqa: BLE001 (a hint must never cost the report)
         hints = [f"(hints unavailable: {type(err).__name__}: {err})"]
     raised = kernel_raised(call.excinfo.value if getattr(call, "excinfo", None) else None)
@@ -457,15 +465,14 @@ def render_markdown(d: dict) -> str:
         lines += [f"- hypothesis {draw}" for draw in hyp.get("draws", [])]
     for name, desc in d["inputs"].items():
         lines.append(f"- inputs[{name!r}] ({desc.get('type', '?').split(':')[-1]}):")
+        labels = describe_labels(desc.get("type"))
         for key, value in desc.items():
             if key == "type":
                 continue
             if isinstance(value, dict):
                 lines.append("  " + _fmt_tensor(key, value))
-            elif key == "valid_positions":
-                lines.append(f"  - valid index positions per token: `{json.dumps(value)}`")
-            elif key == "valid_per_token":
-                lines.append(f"  - valid indices per token: `{json.dumps(value)}`")
+            elif key in labels:
+                lines.append(f"  - {labels[key]}: `{json.dumps(value)}`")
             else:
                 lines.append(f"  - {key} = `{json.dumps(value)}`")
     lines += ["", "## Metrics (golden.metrics.compare)", ""]

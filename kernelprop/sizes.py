@@ -108,7 +108,7 @@ class BySize:
     in the session header."""
 
     def __init__(self, recipe: str, work, limit: int, small: str, large: str, work_doc: str):
-        from kernelprop.registry import resolve
+        from kernelprop.evidence import resolve
 
         self.recipe = resolve(recipe)()
         # the fields the bundled kernel varies (the torch implementation takes the same)
@@ -117,7 +117,7 @@ class BySize:
         self.work_doc = work_doc
 
     def pick(self, *args):
-        from kernelprop.registry import resolve
+        from kernelprop.evidence import resolve
 
         try:
             large = self.work(*args) > self.limit
@@ -130,7 +130,7 @@ class BySize:
 
 
 def header(sizes: str, backend: str, targets: dict) -> str:
-    from kernelprop.registry import resolve
+    from kernelprop.evidence import resolve
 
     line = f"kernelprop sizes: {sizes}"
     wrapped = [t for t in targets.values() if t in _by_size().values()]

@@ -247,8 +247,6 @@ def derived_truth(inputs: dict, outcome) -> tuple[Optional[torch.Tensor], Option
     if name is None:
         return None, None
     x = inputs[name]
-    if not hasattr(x, "truth"):
-        return None, None
     try:
         truth, how = x.truth(), f"{type(x).__name__}.truth() of inputs[{name!r}]"
     except Exception:  # noqa: BLE001 (bad-input properties: no truth exists)

@@ -28,7 +28,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernelprop.golden.recipes import UNSPLIT_FIELDS, AttnRecipe
+from kernelprop.golden.attention_inputs import UNSPLIT_FIELDS, AttnRecipe
 from kernelprop.kernels._bf16 import ROUNDING_CODE, _round_to_bf16
 from kernelprop.kernels._checks import check_device, check_last_stride, check_tensor, interpreted
 from kernelprop.kernels._launch import KernelLaunch

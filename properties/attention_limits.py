@@ -2,6 +2,7 @@
 decode shape (SPEC section 2). No hypothesis import: P13's table (a replay module) holds limits."""
 from __future__ import annotations
 
+from kernelprop.golden.attention_inputs import REFERENCE
 from kernelprop.sizes import BySize, SizePresets, limits_type
 
 AttnLimits = limits_type(
@@ -19,8 +20,8 @@ ATTN_SIZES = SizePresets(
                           window=256, topk=1024, extra=32, cmp_len=4096),
 )
 
-# The reference decode shape (SPEC section 2) and how many batches its class draws per size.
-REFERENCE = dict(tokens_per_batch=2, heads=64, head_dim=512, page_size=128, window=128, topk=512)
+# How many batches the reference decode shape's class (golden.attention_inputs.REFERENCE) draws per
+# size.
 REFERENCE_BATCHES = {"reference": 64, "large": 128}
 
 
@@ -33,7 +34,7 @@ def attention_work(*args) -> int:
 # T*H*K*D up to which the interpreter runs an example at reference sizes on CPU: the reference
 # shape at T=2 (2*64*640*512 = 42M) takes ~0.65 s a call (measured, 2026-11-27)
 INTERPRETER_MAX_WORK = 2 ** 26
-sparse_attention_by_size = BySize("kernelprop.golden.recipes:AttnRecipe", attention_work, INTERPRETER_MAX_WORK,
+sparse_attention_by_size = BySize("kernelprop.golden.attention_inputs:AttnRecipe", attention_work, INTERPRETER_MAX_WORK,
                                   "kernelprop.kernels:sparse_decode_attention",
                                   "kernelprop.impls.mutants.attention:reference", "T*H*K*D")
 
@@ -42,7 +43,7 @@ def attention_audit_case():
     """The case one `./kp compile --impl sparse_attention=...` call runs on (launches recorded, not
     executed): the DSV4 decode shape's per-token dims, one batch (the kernel's specialization is
     shape-driven)."""
-    from kernelprop.golden.inputs import AttnCase
+    from kernelprop.golden.attention_inputs import AttnCase
 
     return AttnCase(seed=0, batches=1, tokens_per_batch=2, heads=64, head_dim=512, page_size=64,
                     window=128, topk=512, max_cmp_len=1024, min_used=128 + 1024, nan_unused=False)

@@ -5,16 +5,21 @@ the causes a failing example can prove, and the pre-flight case.
   exact zeros; a serving engine never launches one, every decode token sees at least itself)
 - the output equals the golden of another recipe: P rounded toward zero or ties away, P kept in
   fp32, L from the unrounded exp, compacted tiling, no tiling (each an AttnRecipe field)
+
+and its report hints (`hints`): o non-zero on a head whose sink is +inf; every actual value on the
+bf16 grid while the recipe under test says out_dtype "fp32".
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict
 
 import torch
 
 from kernelprop.causes import AlternativeRecipe, Cause, EvidenceCause, Explain, Failing
 from kernelprop.golden.attention import valid_index_mask
-from kernelprop.golden.inputs import AttnCase, AttnInputs
+from kernelprop.golden.attention_inputs import AttnCase, AttnInputs
+from kernelprop.hints import on_bf16_grid
 
 
 def keyless_tokens(x: AttnInputs) -> torch.Tensor:
@@ -62,6 +67,37 @@ def _recipe_cause(field: str, value, what: str) -> AlternativeRecipe:
         {field: value})
 
 
+BF16_GRID = ("every actual value lies on the bf16 grid: does the kernel round its output? "
+             "declare out_dtype (AttnRecipe(out_dtype=\"bf16\"))")
+POS_INF_SINK = ("o is non-zero on a head whose sink is +inf: a +inf sink must give exact zeros "
+                "(does the kernel clamp the sink or drop it from the denominator?)")
+
+
+def pos_inf_sink_nonzero(outcome, inputs: dict) -> bool:
+    """o [T, H, D] is non-zero (and not NaN) somewhere on a head whose sink is +inf."""
+    x = inputs.get("inputs")
+    if not isinstance(x, AttnInputs) or outcome.actual.dim() != 3:
+        return False
+    sink = x.attn_sink.detach().cpu()
+    a = outcome.actual.detach().cpu()
+    if a.shape[1] != sink.shape[0]:
+        return False
+    pos = sink == math.inf
+    return bool(pos.any()) and bool(((a[:, pos] != 0) & ~torch.isnan(a[:, pos])).any())
+
+
+def attention_hints(property_id: str, outcome, inputs: dict, recipe) -> list[str]:
+    """POS_INF_SINK, then BF16_GRID (a bf16 output, or fp32 values all on the bf16 grid, while
+    the recipe under test says out_dtype "fp32")."""
+    hints = []
+    if pos_inf_sink_nonzero(outcome, inputs):
+        hints.append(POS_INF_SINK)
+    if getattr(recipe, "out_dtype", None) == "fp32" and (
+            outcome.actual.dtype == torch.bfloat16 or on_bf16_grid(outcome.actual, outcome.expected)):
+        hints.append(BF16_GRID)
+    return hints
+
+
 CAUSES = Explain(
     candidates=(
         EvidenceCause(NAN_ON_KEYLESS, nonfinite_only_on_keyless_tokens),
@@ -77,4 +113,5 @@ CAUSES = Explain(
     preflight_case=lambda device: AttnCase(seed=0, batches=1, tokens_per_batch=1, heads=2,
                                            head_dim=16, page_size=8, window=8, topk=8,
                                            max_cmp_len=16, min_used=8, device=device),
+    hints=attention_hints,
 )

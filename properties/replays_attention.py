@@ -19,7 +19,7 @@ from kernelprop.golden.attention_bounds import (BACKEND_MODELS, MODELS, attentio
 from kernelprop.golden.metrics import ratio_rule
 from kernelprop.golden.output_margin import Fp32Domain, sided_bound
 from kernelprop.golden.output_rounding import reachable_bf16, widen_for_rounded
-from kernelprop.golden.recipes import AttnRecipe
+from kernelprop.golden.attention_inputs import AttnRecipe
 from kernelprop.evidence import Outcome
 from kernelprop.ptx_audit import declared_ptx
 

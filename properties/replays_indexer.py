@@ -14,7 +14,7 @@ from kernelprop.golden.attention import gather_kv
 from kernelprop.golden.indexer import IndexerInputs, cmp_valid, indexer_scores_fp64, \
     indexer_topk_golden
 from kernelprop.golden.indexer_bounds import score_error_bound
-from kernelprop.golden.inputs import AttnInputs
+from kernelprop.golden.attention_inputs import AttnInputs
 
 I1_DOC = ("I1: every entry is -1 or W + j with j a visible compressed slot, no slot twice, -1 only "
           "as a suffix, min(topk, cmp_valid) entries selected; per token: 1 = violated")

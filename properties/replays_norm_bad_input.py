@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from kernelprop.evidence import Outcome
-from kernelprop.golden.recipes import AttnRecipe
+from kernelprop.golden.attention_inputs import AttnRecipe
 from kernelprop.golden.rmsnorm_inputs import NormCase, NormRecipe
 from kernelprop.properties.norm_limits import NormLimits
 from kernelprop.properties.replays_bad_input import (BadInputTable, call_with_timeout, corrupt_tensor,

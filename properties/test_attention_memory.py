@@ -5,11 +5,13 @@ output with finite garbage there), and determinism. Transformed inputs keep ever
 import torch
 from hypothesis import strategies as st
 
-from kernelprop.golden.inputs import (AttnInputs, large_offset_base, live_pages, make_attn_inputs,
-                                      read_rows, with_live_pages)
+from kernelprop.golden.attention_inputs import (AttnInputs, large_offset_base, live_pages,
+                                                make_attn_inputs, read_rows, with_live_pages)
 from kernelprop.properties.checks import run_property
 from kernelprop.properties.replays_attention import recipe_params
-from kernelprop.properties.strategies import AttnLimits, backend_limits, draw_attn, shape_class_property, seeds
+from kernelprop.properties.attention_limits import AttnLimits
+from kernelprop.properties.strategies import shape_class_property, seeds
+from kernelprop.properties.attention_strategies import backend_limits, draw_attn
 
 CPU_LIMITS = AttnLimits(batches=2, tokens_per_batch=2, heads=3, head_dim=24, page_size=8, window=8,
                     topk=12, extra=3, cmp_len=24)
@@ -108,7 +110,7 @@ def test_p8_page_permutation_is_bitwise_neutral(attn_impl, backend, device, shap
 def change_other_tokens(x: AttnInputs, keep: torch.Tensor, seed: int, garbage: str) -> AttnInputs:
     """New data for every token outside `keep` [T] bool: its q rows and its indices; for batches
     without a kept token also seqused_kv and block-table rows; and every pool row no kept token
-    reads (golden.inputs.read_rows over the kept tokens' indices) becomes `garbage`. The kept
+    reads (golden.attention_inputs.read_rows over the kept tokens' indices) becomes `garbage`. The kept
     tokens' q, indices, batch visibility, tables and read rows are unchanged."""
     gen = _gen(seed)
     T, H, D = x.q.shape
@@ -159,7 +161,7 @@ def test_p9_token_independence(attn_impl, backend, device, shape_class, data):
 def fill_unread_rows(x: AttnInputs, seed: int, garbage: str) -> AttnInputs:
     """Every pool row no valid index reaches (NaN in make_attn_inputs) becomes finite garbage;
     in a large-offset pool only the live pages (the pages below them were never written and no
-    table names them: golden.inputs.large_offset_base), so the rest stays unallocated."""
+    table names them: golden.attention_inputs.large_offset_base), so the rest stays unallocated."""
     base = large_offset_base(x.cmp_kv)
     if base:
         live = fill_unread_rows(x.replace(cmp_kv=live_pages(x.cmp_kv),

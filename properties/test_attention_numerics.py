@@ -5,17 +5,13 @@ golden/attention_bounds.py and docs/bounds-attention-props.md."""
 import pytest
 from hypothesis import strategies as st
 
-from kernelprop.golden.inputs import AttnCase, make_attn_inputs
+from kernelprop.golden.attention_inputs import AttnCase, make_attn_inputs
 from kernelprop.properties.checks import run_property
 from kernelprop.properties.replays_attention import recipe_params
-from kernelprop.properties.strategies import (
-    AttnLimits,
-    attn_recipes,
-    backend_limits,
-    draw_attn,
-    shape_class_property,
-    tiles,
-)
+from kernelprop.properties.attention_limits import AttnLimits
+from kernelprop.properties.strategies import shape_class_property
+from kernelprop.properties.attention_strategies import (attn_recipes, backend_limits, draw_attn,
+                                                        tiles)
 
 # Properties that call the implementation twice with any tile size (tile 1 costs one interpreter
 # iteration per index position) draw smaller cases on the CPU interpreter.

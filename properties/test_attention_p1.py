@@ -2,10 +2,11 @@
 of golden/attention_bounds.py (sound: any correct implementation passes; tight: one that rounds P
 the wrong way fails)."""
 
-from kernelprop.golden.inputs import make_attn_inputs
+from kernelprop.golden.attention_inputs import make_attn_inputs
 from kernelprop.properties.checks import run_property
 from kernelprop.properties.replays_attention import recipe_params
-from kernelprop.properties.strategies import draw_attn, shape_class_property
+from kernelprop.properties.attention_strategies import draw_attn
+from kernelprop.properties.strategies import shape_class_property
 
 
 @shape_class_property("P1", "attn")

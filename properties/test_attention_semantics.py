@@ -9,10 +9,12 @@ import torch
 from hypothesis import strategies as st
 
 from kernelprop.golden.attention import valid_index_mask, visible_lengths
-from kernelprop.golden.inputs import AttnInputs, make_attn_inputs
+from kernelprop.golden.attention_inputs import AttnInputs, make_attn_inputs
 from kernelprop.properties.checks import run_property
 from kernelprop.properties.replays_attention import recipe_params
-from kernelprop.properties.strategies import AttnLimits, backend_limits, draw_attn, shape_class_property, seeds
+from kernelprop.properties.attention_limits import AttnLimits
+from kernelprop.properties.strategies import shape_class_property, seeds
+from kernelprop.properties.attention_strategies import backend_limits, draw_attn
 
 CPU_LIMITS = AttnLimits(batches=2, tokens_per_batch=2, heads=3, head_dim=24, page_size=8, window=8,
                     topk=12, extra=3, cmp_len=24)

@@ -15,6 +15,7 @@ import torch
 from hypothesis import event, given, settings, strategies as st
 
 from kernelprop.properties.checks import run_property
+from kernelprop.hints import input_checks
 from kernelprop.registry import OPS, resolve
 
 CUDA = torch.cuda.is_available()
@@ -25,7 +26,7 @@ OP_IDS = [o.label for o in OPS]
 def _skip_unless_validating(impl) -> None:
     if not impl.validates_inputs:
         pytest.skip(reason=f"{impl.spec} declares validates_inputs = False (it does no argument "
-                           f"checks; the input checks kernelprop exports can add them)")
+                           f"checks; {input_checks()} can add them)")
 
 
 def _skip_unless_possible(params: dict, impl) -> None:

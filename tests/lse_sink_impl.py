@@ -13,7 +13,7 @@ import math
 import torch
 
 from kernelprop.golden.attention import gather_kv
-from kernelprop.golden.recipes import UNSPLIT_FIELDS, AttnRecipe
+from kernelprop.golden.attention_inputs import UNSPLIT_FIELDS, AttnRecipe
 from kernelprop.golden.rounding import round_to_bf16
 
 

@@ -12,12 +12,11 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from kernelprop.declarations import AttnDomain
+from kernelprop.golden.attention_inputs import (AttnCase, AttnDomain, AttnRecipe, AttnShape,
+                                                make_attn_inputs)
 from kernelprop.golden.attention import valid_index_mask
-from kernelprop.golden.inputs import AttnCase, AttnShape, make_attn_inputs
-from kernelprop.golden.recipes import AttnRecipe
 from kernelprop.impl import make_impl
-from kernelprop.properties.strategies import attn_cases, draw_attn
+from kernelprop.properties.attention_strategies import attn_cases, draw_attn
 
 ROOT = Path(__file__).resolve().parents[1]
 ONE_HEAD_TILE, MANY_HEADS_TILE = 5, 64
@@ -102,8 +101,7 @@ def _impl_file(tmp_path: Path, declarations: str) -> Path:
     """A plug-in file (a fresh name each time: --impl caches modules by path)."""
     path = tmp_path / f"impl_under_test_{len(list(tmp_path.glob('*.py')))}.py"
     path.write_text(
-        "from kernelprop.declarations import AttnDomain\n"
-        "from kernelprop.golden.recipes import AttnRecipe\n"
+        "from kernelprop.golden.attention_inputs import AttnDomain, AttnRecipe\n"
         "from kernelprop.impls.torch_reference import sparse_decode_attention as _ref\n\n"
         "def fn(*args, recipe=None, **kwargs):\n"
         "    return _ref(*args, recipe=recipe, **kwargs)\n\n"
@@ -177,7 +175,7 @@ def test_report_and_replay_of_a_shape_dependent_recipe(tmp_path):
     reproduces the failure."""
     path = tmp_path / "rtz_one_head.py"
     path.write_text(
-        "from kernelprop.golden.recipes import AttnRecipe\n"
+        "from kernelprop.golden.attention_inputs import AttnRecipe\n"
         "from kernelprop.impls.torch_reference import sparse_decode_attention as _ref\n\n"
         "def one_head_recipe(shape):\n"
         f"    return AttnRecipe(tile={ONE_HEAD_TILE} if shape.heads == 1 else {MANY_HEADS_TILE})\n\n"

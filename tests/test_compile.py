@@ -9,7 +9,8 @@ import sys
 
 from kernelprop.compile import SM90_SMEM_LIMIT, CompileRow, fast_points, markdown
 from kernelprop.ptx_audit import declared_ptx
-from kernelprop.registry import OPS, resolve
+from kernelprop.registry import OPS
+from kernelprop.evidence import resolve
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -61,21 +62,3 @@ def test_gate_flags_spills_smem_and_errors():
     assert CompileRow(**{**base, "shared": SM90_SMEM_LIMIT + 1}).violations()
     assert CompileRow(name="x", kernel="k", config="c", programs=1, error="boom").violations()
     assert "| x |" in markdown([CompileRow(**base)])
-
-
-def test_compiled_launch_is_the_wrappers_launch():
-    """One source of truth: the launch `./kp compile` compiles (and the device table times) for a
-    point computes, on the interpreter, bitwise what the wrapper returns on the same inputs."""
-    from kernelprop import kernels  # noqa: F401  (interpreter on CPU)
-    from kernelprop.golden.inputs import AttnCase, make_attn_inputs
-    from kernelprop.compile import AttnPoint, build_launch
-    from kernelprop.kernels import sparse_decode_attention
-
-    point = AttnPoint("small", AttnCase(batches=2, tokens_per_batch=2, heads=3, head_dim=40,
-                                        page_size=8, window=16, topk=24, max_cmp_len=48))
-    device = "cuda" if kernels.torch.cuda.is_available() else "cpu"
-    launch = build_launch(point, device=device)
-    launch.run()
-    o = launch.args[launch.kernel.arg_names.index("o_ptr")]
-    expected = make_attn_inputs(point.case(device)).call(sparse_decode_attention)
-    assert o.shape == expected.shape and bool((o == expected).all())

@@ -8,13 +8,14 @@ Two checks, both cheap (no kernel runs):
 2. Reach: each parametrization runs under the active profile (ci in `./kp test`; the reference
    class with its own example count, properties.strategies.class_examples) with
    run_property replaced by a stub that only classifies the inputs (kernelprop.coverage), and at
-   least one example must fall in its class, for the bundled kernel (free recipe) and for a
-   fixed-tile-64 implementation (no recipe keyword: multi_tile must reach 2-4 tiles of 64).
+   least one example must fall in its class, for the bundled kernels (free recipe) and for the
+   implementations of tests/reach_<op>.py (e.g. a fixed tile and no recipe keyword).
 """
 import importlib
 import inspect
 import pkgutil
 from collections import defaultdict
+from pathlib import Path
 
 import pytest
 import torch
@@ -25,7 +26,7 @@ from kernelprop import coverage
 from kernelprop.evidence import Outcome
 from kernelprop.impl import make_impl
 from kernelprop.registry import OPS
-from kernelprop.properties.strategies import OPT_IN_CLASSES, class_examples, classes_for_run
+from kernelprop.properties.strategies import class_examples, classes_for_run, opt_in_classes
 
 # hypothesis property tests that draw no case through the shape classes, and why
 NO_SHAPE_CLASSES = {
@@ -39,9 +40,20 @@ NO_SHAPE_CLASSES = {
     "test_p1_every_autotune_config": "one example per declared autotune config: the configs, not "
                                      "the shapes, are what it varies",
 }
-# implementations the reach check runs, as {op kind: --impl target} (ops not named: bundled); a
-# test none of whose op fixtures an entry names runs under "bundled" only
-IMPLS = {"bundled": {}, "fixed_tile_64": {"sparse_attention": "impls/mutants/attention.py:fixed_tile_64"}}
+
+
+def _reach_impls() -> dict:
+    """The implementations the reach check runs, {name: {op kind: --impl target}} (ops not named:
+    bundled): "bundled" and every tests/reach_<op>.py's REACH_IMPLS (an op's own file, found by
+    name, so removing the op removes its entries); a test none of whose op fixtures an entry
+    names runs under "bundled" only."""
+    impls = {"bundled": {}}
+    for path in sorted(Path(__file__).parent.glob("reach_*.py")):
+        impls.update(importlib.import_module(f"tests.{path.stem}").REACH_IMPLS)
+    return impls
+
+
+IMPLS = _reach_impls()
 
 
 def _property_tests():
@@ -80,7 +92,7 @@ def test_every_property_test_is_parametrized_over_its_shape_classes():
         run = classes_for_run(kind)
         also = mark.kwargs.get("also", ())
         problems += [f"{name}: opts in to {c}, which is no opt-in class" for c in also
-                     if c not in OPT_IN_CLASSES]
+                     if c not in opt_in_classes(kind)]
         want = ("plain", *(c for c in run + tuple(also) if c not in skipped))
         if _params(fn) != want:
             problems.append(f"{name}: parametrized over {_params(fn)}, expected {want}")

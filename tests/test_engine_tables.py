@@ -1,11 +1,11 @@
-"""Block tables as serving engines lay them out (golden.inputs.engine_block_tables, shape class
+"""Block tables as serving engines lay them out (golden.attention_inputs.engine_block_tables, shape class
 engine_tables): the layout is what the class claims, and a correct kernel reads the same rows."""
 import pytest
 import torch
 
-from kernelprop import coverage
+from kernelprop.golden import attention_classes
 from kernelprop.golden.attention import sparse_attention_golden
-from kernelprop.golden.inputs import AttnCase, make_attn_inputs, reached_columns
+from kernelprop.golden.attention_inputs import AttnCase, make_attn_inputs, reached_columns
 
 
 @pytest.mark.parametrize("seed", range(8))
@@ -26,8 +26,8 @@ def test_engine_tables_layout_poison_and_shared_page(seed):
                 assert int(table[1, 0]) == int(table[0, 0]), "prefix page shared by batches 0, 1"
                 same = same[1:]
             assert bool(same.all()), "reached columns keep their pages"
-    assert "engine_tables" in coverage.attn_classes(x, None)
-    assert "engine_tables" not in coverage.attn_classes(plain, None)
+    assert "engine_tables" in attention_classes.attn_classes(x, None)
+    assert "engine_tables" not in attention_classes.attn_classes(plain, None)
     # the golden reads through the tables: batch 0 and 2 see what they saw before
     y, y0 = sparse_attention_golden(*x.args(), **x.kwargs()), \
         sparse_attention_golden(*plain.args(), **plain.kwargs())

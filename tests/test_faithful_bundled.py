@@ -14,9 +14,9 @@ import torch
 
 from kernelprop.faithful import faithful_interpreter, raw_interpreter
 from kernelprop.golden.indexer import IndexerCase, make_indexer_inputs
-from kernelprop.golden.inputs import AttnCase, make_attn_inputs
+from kernelprop.golden.attention_inputs import AttnCase, AttnRecipe, make_attn_inputs
 from kernelprop.golden.rmsnorm_inputs import NormInputs, NormRecipe
-from kernelprop.kernels import AttnRecipe, sparse_decode_attention
+from kernelprop.kernels import sparse_decode_attention
 from kernelprop.kernels.rms_norm import rms_norm
 from kernelprop.kernels.sparse_indexer import sparse_indexer_topk
 

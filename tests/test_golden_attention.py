@@ -30,8 +30,8 @@ from kernelprop.golden.attention import (
     sparse_attention_trace,
 )
 from kernelprop.golden.attention_bounds import AttnBackend, attention_p1_bound, attention_p2_bound
-from kernelprop.golden.inputs import DATA_KINDS, SINK_KINDS, AttnCase, make_attn_inputs, poison_unread_rows
-from kernelprop.golden.recipes import AttnRecipe
+from kernelprop.golden.attention_inputs import (DATA_KINDS, SINK_KINDS, AttnCase, AttnRecipe,
+                                                make_attn_inputs, poison_unread_rows)
 from tests.loop_reference import loop_attention, loop_attention_fp64
 
 # The loop oracle's own fp32 model (tests/loop_reference.py): dot formed in fp64, rounded once

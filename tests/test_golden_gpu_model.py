@@ -18,8 +18,8 @@ from kernelprop.golden.attention import sparse_attention_trace
 from kernelprop.golden.attention_bounds import CUDA_MODEL, _exp_rel, attention_p1_bound
 from kernelprop.golden.error_model import (FP32_ULP_REL, LOG2E_FP32, PTX_FIGURES, U_FP32 as U,
                                            TensorCoreModel, tc_dot_emulate)
-from kernelprop.golden.inputs import TC_ADVERSARIAL, AttnCase, make_attn_inputs
-from kernelprop.golden.recipes import AttnRecipe
+from kernelprop.golden.sampling import TC_ADVERSARIAL
+from kernelprop.golden.attention_inputs import AttnCase, AttnRecipe, make_attn_inputs
 from kernelprop.golden.rmsnorm_bounds import INV_ULPS_BY_VARIANT
 from kernelprop.golden.rounding import round_to_bf16
 

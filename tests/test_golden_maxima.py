@@ -11,8 +11,7 @@ import torch
 
 from kernelprop.golden.attention import gather_kv, sparse_attention_trace
 from kernelprop.golden.attention_bounds import MODELS, _score_gap, attention_p1_bound
-from kernelprop.golden.inputs import AttnCase, make_attn_inputs
-from kernelprop.golden.recipes import AttnRecipe
+from kernelprop.golden.attention_inputs import AttnCase, AttnRecipe, make_attn_inputs
 from kernelprop.golden.rounding import round_to_bf16
 
 

@@ -17,15 +17,15 @@ import pytest
 import torch
 
 from kernelprop.golden.attention import gather_kv, sparse_attention_golden, sparse_attention_trace
-from kernelprop.golden.inputs import AttnCase, make_attn_inputs
+from kernelprop.golden.attention_inputs import (UNSPLIT_FIELDS, AttnCase, AttnDomain, AttnRecipe,
+                                                make_attn_inputs)
 from kernelprop.golden.rmsnorm_inputs import NormCase, NormDomain
 from kernelprop.golden.output_rounding import reachable_bf16, round_bf16_rne, widen_for_rounded
-from kernelprop.golden.recipes import UNSPLIT_FIELDS, AttnRecipe
 from kernelprop import hints
-from kernelprop.declarations import AttnDomain
+from kernelprop.properties import explain_attention
 from kernelprop.impl import check_targets, make_impl
 from kernelprop.verdict import check_outcome, derived_truth
-from kernelprop.slots import flat_slot_ids
+from kernelprop.golden.attention_slots import flat_slot_ids
 from kernelprop.properties import replays_attention as R
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,7 +117,7 @@ def test_bf16_output_declared_as_fp32_fails_p1_with_the_grid_hint():
     outcome = R.p1({"inputs": x}, impl, R.recipe_params(impl.recipe))
     assert check_outcome(outcome).failing
     truth, _ = derived_truth({"inputs": x}, outcome)
-    assert hints.evidence_hints("P1", outcome, truth, {"inputs": x}, impl.recipe)[0] == hints.BF16_GRID
+    assert hints.evidence_hints("P1", outcome, truth, {"inputs": x}, impl.recipe, kind=impl.kind)[0] == explain_attention.BF16_GRID
     # declared truthfully (the reference itself) it passes on the same input
     ref = make_impl("sparse_attention", "impls/flat_slot_reference.py:sparse_decode_attention")
     assert not check_outcome(R.p1({"inputs": x}, ref, R.recipe_params(ref.recipe))).failing
@@ -130,11 +130,11 @@ def test_more_exact_than_declared_gets_the_recipe_hint():
     truth, _ = derived_truth({"inputs": x}, outcome)
     assert check_outcome(outcome).failing
     hint = hints.closer_to_truth_hint(impl.recipe)
-    assert hints.evidence_hints("P1", outcome, truth, {"inputs": x}, impl.recipe) == [hint]
+    assert hints.evidence_hints("P1", outcome, truth, {"inputs": x}, impl.recipe, kind=impl.kind) == [hint]
     assert hint.startswith(hints.CLOSER_TO_TRUTH.split("{")[0]) and "AttnRecipe: tile, " in hint
     # the same tensors in a check whose expected side is not the golden get no such hint
     relational = dataclasses.replace(outcome, golden_expected=False)
-    assert hints.evidence_hints("P1", relational, truth, {"inputs": x}, impl.recipe) == []
+    assert hints.evidence_hints("P1", relational, truth, {"inputs": x}, impl.recipe, kind=impl.kind) == []
 
 
 def test_pos_inf_sink_giving_tiny_output_is_named():
@@ -144,7 +144,7 @@ def test_pos_inf_sink_giving_tiny_output_is_named():
     outcome = R.p1({"inputs": x}, impl, R.recipe_params(impl.recipe))
     verdict = check_outcome(outcome)
     assert verdict.failing and verdict.expected == 0 and 0 < abs(verdict.actual) < 1e-37
-    assert hints.evidence_hints("P1", outcome, None, {"inputs": x}, impl.recipe)[0] == hints.POS_INF_SINK
+    assert hints.evidence_hints("P1", outcome, None, {"inputs": x}, impl.recipe, kind=impl.kind)[0] == explain_attention.POS_INF_SINK
 
 
 # %% P6 and P10 regressions
@@ -283,4 +283,4 @@ def test_bf16_tensor_declared_as_fp32_gets_the_grid_hint(tmp_path):
     x = make_attn_inputs(AttnCase(seed=1))
     outcome = R.p1({"inputs": x}, impl, R.recipe_params(impl.recipe))
     assert outcome.actual.dtype == torch.bfloat16 and check_outcome(outcome).failing
-    assert hints.evidence_hints("P1", outcome, None, {"inputs": x}, impl.recipe)[0] == hints.BF16_GRID
+    assert hints.evidence_hints("P1", outcome, None, {"inputs": x}, impl.recipe, kind=impl.kind)[0] == explain_attention.BF16_GRID

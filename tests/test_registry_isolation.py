@@ -53,17 +53,6 @@ SHARED = (
 )
 ATTN = "sparse_attention"
 LEGACY = {
-    "kernelprop/__init__.py": ({ATTN}, "check_attention_args export for adapters"),
-    "kernelprop/compile.py": ({ATTN}, "AttnPoint builds its launch from kernels/sparse_attention.py"),
-    "kernelprop/coverage.py": ({ATTN}, "attention's shape classes are recognized by gathering its KV"),
-    "kernelprop/declarations.py": ({ATTN}, "AttnDomain is attention's domain type"),
-    "kernelprop/hints.py": ({ATTN}, "the bf16-grid hint names AttnRecipe"),
-    "kernelprop/pytest_plugin.py": ({ATTN}, "over_shape_classes lives in attention's strategies module"),
-    "kernelprop/slots.py": ({ATTN}, "flat slot ids of attention's paged KV (adapters)"),
-    "kernels/__init__.py": ({ATTN}, "its record names the package itself as bundled module"),
-    "golden/__init__.py": ({ATTN}, "re-exports of attention's golden"),
-    "impls/mutants/__init__.py": ({ATTN}, "the attention catalogue lives here"),
-    "tests/test_coverage.py": ({ATTN}, "the fixed-tile-64 attention implementation of the reach check"),
 }
 
 

@@ -2,7 +2,8 @@
 `limits`): one limits type per op, four presets, the run's preset chosen by backend and --sizes."""
 import pytest
 
-from kernelprop.registry import OPS, resolve
+from kernelprop.registry import OPS
+from kernelprop.evidence import resolve
 from kernelprop.sizes import PositiveLimits, SizePresets
 
 OP_IDS = [o.label for o in OPS]

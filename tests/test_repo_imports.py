@@ -52,7 +52,7 @@ def test_in_process_packages_are_this_repos(name):
 
 def test_in_process_kernels_exports_the_bundled_callables():
     from kernelprop import kernels
-    from kernelprop.golden.recipes import UNSPLIT_FIELDS
+    from kernelprop.golden.attention_inputs import UNSPLIT_FIELDS
     from kernelprop.kernels.rms_norm import rms_norm
 
     assert callable(kernels.sparse_decode_attention) and callable(rms_norm)

@@ -27,7 +27,7 @@ from types import SimpleNamespace
 
 import torch
 
-from kernelprop.golden.inputs import AttnInputs
+from kernelprop.golden.attention_inputs import AttnInputs
 from kernelprop.golden.rmsnorm_inputs import NormInputs
 from kernelprop import replay as replay_cli
 from kernelprop import report as kreport
@@ -120,7 +120,7 @@ def test_planted_attention_bug_gives_a_shrunk_report_that_replays(tmp_path, caps
     # the tensors load without pickled code and rebuild the same inputs
     saved = torch.load(rdir / "inputs.pt", weights_only=True)
     entry = saved["inputs"]["inputs"]
-    assert entry["type"] == "kernelprop.golden.inputs:AttnInputs"
+    assert entry["type"] == "kernelprop.golden.attention_inputs:AttnInputs"
     x = AttnInputs.from_state_dict(entry["state"])
     assert x.sparse_indices.tolist() == data["inputs"]["inputs"]["sparse_indices"]["values"]
     assert saved["outcome"]["actual"].shape == x.q.shape

@@ -22,10 +22,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from kernelprop import causes, preflight
-from kernelprop import report as kreport
+from kernelprop import causes, preflight, report as kreport
 from kernelprop.evidence import Evidence
-from kernelprop.golden.inputs import AttnCase, make_attn_inputs
+from kernelprop.golden.attention_inputs import AttnCase, make_attn_inputs
 from kernelprop.golden.rmsnorm_inputs import NormCase, NormRecipe, make_norm_inputs
 from kernelprop.impl import Impl, make_impl
 from kernelprop.properties import explain_attention, replays_attention, replays_norm

@@ -10,11 +10,10 @@ from hypothesis import given, settings, strategies as st
 
 from kernelprop.golden.attention import _split_layout, sparse_attention_fp64, sparse_attention_trace
 from kernelprop.golden.attention_bounds import MODELS, attention_p2_bound
-from kernelprop.golden.inputs import AttnCase, make_attn_inputs
-from kernelprop.golden.recipes import AttnRecipe
+from kernelprop.golden.attention_inputs import AttnCase, AttnRecipe, make_attn_inputs
 from kernelprop.impl import make_impl
 from kernelprop.properties import replays_attention as R
-from kernelprop.properties.strategies import draw_attn
+from kernelprop.properties.attention_strategies import draw_attn
 from kernelprop.verdict import check_outcome
 
 SPLIT_REFERENCE = "impls/split_kv_reference.py:sparse_decode_attention"

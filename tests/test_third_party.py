@@ -131,7 +131,7 @@ def _attention_fp64(x, bf16_products: bool):
 
     import torch
 
-    from kernelprop import flat_slot_ids
+    from kernelprop.golden.attention_slots import flat_slot_ids
 
     D = x.q.shape[-1]
     slots = flat_slot_ids(x.ori_block_table, x.cmp_block_table, x.sparse_indices, x.seqused_kv,
@@ -155,7 +155,7 @@ def _sglang_fp32_output(x):
     in o's dtype), so the comparison sees the kernel's fp32 result before the bf16 store."""
     import torch
 
-    from kernelprop import faithful_interpreter
+    from kernelprop.faithful import faithful_interpreter
     from kernelprop.impls.third_party import sglang_decode_attention as S
 
     calls = []
@@ -184,7 +184,7 @@ def test_sglang_one_head_scores_sum_bf16_products(head_dim):
     noise. Two heads take the grouped kernel (tl.dot: exact products) and do not match that model."""
     if not installed("sglang"):
         pytest.skip(reason="sglang is not installed: pip install --no-deps -r requirements-plugins.txt")
-    from kernelprop.golden.inputs import AttnCase, make_attn_inputs
+    from kernelprop.golden.attention_inputs import AttnCase, make_attn_inputs
 
     for heads in (1, 2):
         x = make_attn_inputs(AttnCase(seed=1, heads=heads, head_dim=head_dim, topk=40, min_used=4,

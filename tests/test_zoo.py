@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from kernelprop import coverage
-from kernelprop.golden.inputs import AttnCase, make_attn_inputs
+from kernelprop.golden import attention_classes
+from kernelprop.golden.attention_inputs import AttnCase, make_attn_inputs
 from kernelprop.impl import load_callable, make_impl
 from kernelprop.impls import zoo
 from kernelprop import mutants
@@ -80,7 +80,7 @@ def test_impl_calls_run_with_poisoned_scratch():
 
     impl.fn.merge_splits = spy
     try:
-        from kernelprop.golden.recipes import AttnRecipe
+        from kernelprop.golden.attention_inputs import AttnRecipe
         x = make_attn_inputs(AttnCase(seed=1, batches=1, tokens_per_batch=1, heads=1,
                                       head_dim=4, page_size=2, window=2, topk=0, min_used=2))
         out = x.call(impl, recipe=AttnRecipe(tiling="compacted", kv_splits=8, split_align=1))
@@ -108,12 +108,12 @@ def test_huge_negative_scores_lie_below_the_sentinel():
             s = torch.einsum("thd,tkd->thk", x.q.float(), g.rows.float()) * D ** -0.5
             s = s.masked_fill(~g.valid[:, None, :], -math.inf)
             finite = torch.isfinite(s)
-            assert finite.any() and (s[finite] < coverage.SENTINEL).all()
-            assert "huge_scores" in coverage.attn_classes(x, None)
+            assert finite.any() and (s[finite] < attention_classes.SENTINEL).all()
+            assert "huge_scores" in attention_classes.attn_classes(x, None)
 
 
 def test_many_rows_class_is_recognized():
     x = make_attn_inputs(AttnCase(seed=0, batches=33, tokens_per_batch=2, heads=1, head_dim=3))
-    assert "many_rows" in coverage.attn_classes(x, None)
+    assert "many_rows" in attention_classes.attn_classes(x, None)
     x = make_attn_inputs(AttnCase(seed=0, batches=32, tokens_per_batch=2, heads=1, head_dim=3))
-    assert "many_rows" not in coverage.attn_classes(x, None)
+    assert "many_rows" not in attention_classes.attn_classes(x, None)

@@ -6,25 +6,14 @@ or value, each naming the argument), reusing the bundled kernels' own helpers.
 """
 from __future__ import annotations
 
-from kernelprop.golden.recipes import AttnRecipe
+from kernelprop.golden.attention_inputs import AttnRecipe
 from kernelprop.golden.rmsnorm_inputs import NormRecipe
 from kernelprop.kernels.rms_norm import check_norm_args as kernel_norm_args
-from kernelprop.kernels.sparse_attention import check_attention_args as kernel_attention_args
 
 
 def check_recipe(recipe, recipe_type) -> None:
     if recipe is not None and not isinstance(recipe, recipe_type):
         raise TypeError(f"recipe must be a {recipe_type.__name__} or None, got {type(recipe).__name__}")
-
-
-def check_attention_args(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_indices,
-                         seqused_kv, attn_sink, *, window, tokens_per_batch, softmax_scale,
-                         recipe) -> float:
-    """Raise like kernels.sparse_decode_attention on bad input; return the fp32 softmax scale."""
-    check_recipe(recipe, AttnRecipe)
-    return kernel_attention_args(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table,
-                                 sparse_indices, seqused_kv, attn_sink, window=window,
-                                 tokens_per_batch=tokens_per_batch, softmax_scale=softmax_scale)
 
 
 def check_norm_args(x, weight, eps, recipe) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from liger_kernel.ops.rms_norm import LigerRMSNormFunction
 
-from kernelprop import NormDomain, NormRecipe
+from kernelprop.golden.rmsnorm_inputs import NormDomain, NormRecipe
 
 # calculate_settings() raises above 65536 columns (one row per program, one block per row)
 LIGER_MAX_DIM = 65536

@@ -36,7 +36,8 @@ from pathlib import Path
 
 import torch
 
-from kernelprop import AttnDomain, AttnRecipe, flat_slot_ids
+from kernelprop.golden.attention_inputs import AttnDomain, AttnRecipe
+from kernelprop.golden.attention_slots import flat_slot_ids
 
 KERNEL_FILE = "kernels/ops/attention/decode_attention.py"
 SCORE_MOD_FILE = "kernels/ops/attention/score_mod.py"

@@ -11,7 +11,7 @@ import os
 
 import torch
 
-from kernelprop.golden.recipes import AttnRecipe
+from kernelprop.golden.attention_inputs import AttnRecipe
 from kernelprop.impls.mutants.attention import (FixedTile64, SparseAttention, SplitKVAttention,
                                                 TableWidthAsStride, UnmaskedValueRows, _exp)
 from kernelprop.impls.zoo import ZooControl, ZooEntry

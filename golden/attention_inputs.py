@@ -1,24 +1,28 @@
-"""Typed inputs and seeded generators: every tensor is a pure function of a frozen case (with seed).
+"""Sparse attention's values (SPEC sections 2 and 6): its recipe `AttnRecipe`, the domain an
+implementation may declare `AttnDomain`, the frozen case `AttnCase` (with seed) and the kernel's
+arguments `AttnInputs`, built by `make_attn_inputs(case)` from the case's seed in a handful of
+vectorized torch calls, never element by element.
 
-`AttnCase` describes an example compactly (what a counterexample report prints);
-`make_attn_inputs(case)` builds the tensors from the case's seed in a
-handful of vectorized torch calls, never element by element. Generators are adversarial in the
-FlashMLA way: permuted page tables, unused pages, pads and out-of-range indices, and optionally
-NaN in every pool row no valid index reaches and strided (non-contiguous) views.
+Generators are adversarial in the FlashMLA way: permuted page tables, unused pages, pads and
+out-of-range indices, and optionally NaN in every pool row no valid index reaches and strided
+(non-contiguous) views.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, replace
 from typing import Optional
 
 import torch
 
+from kernelprop.golden.attention_classes import ATTN_CLASSES
+from kernelprop.golden.domain import DomainValue, choice, kinds, least, most, sizes
+from kernelprop.golden.rounding import ROUNDINGS
+from kernelprop.golden.sampling import TC_ADVERSARIAL, data_values, strided_view
 from kernelprop.golden.values import CaseValue, TensorArgs
 
 DATA_KINDS = ("normal", "uniform", "heavy", "large_logits", "near_ties")
-# adversarial data for tensor-core dots (docs/bounds.md#gpu-model), drawn by its own shape class
-TC_ADVERSARIAL = "tc_adversarial"
 # Data kinds drawn only by their shape class (properties/strategies.py), never by "plain":
 # "huge_negative": every valid score of a token lies below -5e4 (the finite "-inf" sentinel of
 # some kernels, flashinfer #4450), spread by thousands (the softmax is nearly one-hot).
@@ -26,6 +30,209 @@ EXTREME_DATA_KINDS = ("huge_negative",)
 FINITE_SENTINEL = -5e4
 ALL_DATA_KINDS = DATA_KINDS + (TC_ADVERSARIAL,) + EXTREME_DATA_KINDS
 SINK_KINDS = ("finite", "zero", "large", "neg_inf", "pos_inf")
+# The reference decode shape (SPEC section 2): DeepSeek-V4's per-batch dims
+REFERENCE = dict(tokens_per_batch=2, heads=64, head_dim=512, page_size=128, window=128, topk=512)
+
+
+
+
+@dataclass(frozen=True)
+class AttnRecipe:
+    """Numerics of the tiled online-softmax sparse attention.
+
+    tile:     rows per softmax tile (any positive int; need not divide K or be a power of two).
+    tiling:   "positional": tiles over index positions, invalid lanes masked;
+              "compacted": tiles over the list of valid indices in index order.
+    p_dtype:  "bf16": exp weights P are rounded to BF16 before P.V; "fp32": kept in fp32.
+    l_from:   "rounded": the denominator sums the (rounded) P; "unrounded": it sums fp32 exp.
+    rounding: fp32 -> bf16 rounding of P: "rne" nearest-even, "rtz" toward zero, "rna" ties away.
+    out_dtype: dtype of o: "fp32", or "bf16" = nearest-even rounding of the fp32 o (production
+              kernels write bf16).
+    tile None: untiled, one tile spanning all K index positions (a plain softmax over all rows);
+              `tile_for(K)` gives the tile length in effect for K index positions.
+    kv_splits: None: no split (one pass over the keys). n: split-KV decode (FlashDecoding; SGLang,
+              vLLM): a token's n_valid valid keys, in index order (the compacted list: needs
+              tiling "compacted"), are cut into contiguous splits of `split_len(n_valid)` keys
+              (the last one shorter; splits past the end are empty). Each non-empty split i runs
+              the tiled softmax above from its own first key (tiles restart at the split) and
+              writes, in fp32, o_i = O_i / L_i and lse_i = M_i + log(L_i). Stage 2 merges the
+              non-empty splits: X = max lse_i, w_i = exp(lse_i - X),
+              o = (sum_i w_i o_i) / (sum_i w_i + exp(sink - X)). Empty splits contribute nothing
+              (never a NaN); a token with no valid key gives zeros.
+    split_align: split length = cdiv(n_valid, kv_splits) rounded up to a multiple of split_align
+              (SGLang: kv_splits 8, split_align 32; vLLM: split_align 1, kv_splits from its
+              heuristic: declare a callable recipe, SPEC section 6). Ignored without kv_splits.
+    p_max:    the max P is taken against. "tile": p_j = exp(s_j - m_t), m_t the max of j's tile,
+              merged with a = exp(M - M'), b = exp(m_t - M'), M' = max(M, m_t).
+              "running" (FlashAttention-2; SGLang's decode kernels): p_j = exp(s_j - M'), the
+              running max including this tile, so O = a O + P.V and L = a L + l_t (l_t the tile's
+              sum as l_from says; b = 1, never computed). The two agree when a pass (or split) is one tile.
+    """
+
+    tile: Optional[int] = 64
+    tiling: str = "positional"
+    p_dtype: str = "bf16"
+    l_from: str = "rounded"
+    rounding: str = "rne"
+    out_dtype: str = "fp32"
+    kv_splits: Optional[int] = None
+    split_align: int = 1
+    p_max: str = "tile"
+
+    def __post_init__(self) -> None:
+        if self.tile is not None and (isinstance(self.tile, bool) or not isinstance(self.tile, int)
+                                      or self.tile < 1):
+            raise ValueError(f"tile must be a positive int or None (untiled), got {self.tile!r}")
+        choice("tiling", self.tiling, ("positional", "compacted"))
+        choice("p_dtype", self.p_dtype, ("bf16", "fp32"))
+        choice("l_from", self.l_from, ("rounded", "unrounded"))
+        choice("rounding", self.rounding, ROUNDINGS)
+        choice("out_dtype", self.out_dtype, ("fp32", "bf16"))
+        choice("p_max", self.p_max, ("tile", "running"))
+        if self.kv_splits is not None and (isinstance(self.kv_splits, bool)
+                                           or not isinstance(self.kv_splits, int)
+                                           or self.kv_splits < 1):
+            raise ValueError(f"kv_splits must be None (no split) or a positive int, "
+                             f"got {self.kv_splits!r}")
+        if isinstance(self.split_align, bool) or not isinstance(self.split_align, int) \
+                or self.split_align < 1:
+            raise ValueError(f"split_align must be a positive int, got {self.split_align!r}")
+        if self.kv_splits is not None and self.tiling != "compacted":
+            raise ValueError("kv_splits needs tiling='compacted' (splits cut the list of valid "
+                             f"keys), got tiling={self.tiling!r}")
+
+    def split_len(self, n_valid: int) -> int:
+        """Keys per split for a token with n_valid valid keys: cdiv(n_valid, kv_splits) rounded
+        up to a multiple of split_align (>= 1; n_valid itself when not split)."""
+        n_valid = max(int(n_valid), 1)
+        if self.kv_splits is None:
+            return n_valid
+        per = -(-n_valid // self.kv_splits)
+        return -(-per // self.split_align) * self.split_align
+
+    def tile_for(self, K: int) -> int:
+        """Rows per tile in effect for K index positions: min(tile, K), K when untiled (>= 1).
+        A tile longer than K is one tile, so bounds that depend on the tile length use this."""
+        K = max(int(K), 1)
+        return K if self.tile is None else min(self.tile, K)
+
+    def with_tiling(self, tiling: str) -> "AttnRecipe":
+        """This recipe with `tiling`; a split recipe keeps "compacted" (its splits cut the valid
+        list, so the tiling of the index positions is not a choice there)."""
+        return self if self.kv_splits is not None else self.replace(tiling=tiling)
+
+    def replace(self, **changes) -> "AttnRecipe":
+        return dataclasses.replace(self, **changes)  # re-runs __post_init__ validation
+
+
+SPLIT_FIELDS = ("kv_splits", "split_align")
+# the fields a one-pass tile-max kernel (no split-KV, P against the tile max) can vary: its
+# `accepts_recipe`
+UNSPLIT_FIELDS = tuple(f.name for f in dataclasses.fields(AttnRecipe)
+                       if f.name not in SPLIT_FIELDS + ("p_max",))
+
+
+SINK_VALUE_KINDS = {"neg_inf": lambda v: v == -math.inf, "pos_inf": lambda v: v == math.inf,
+                    "zero": lambda v: v == 0.0, "large": lambda v: math.isfinite(v) and abs(v) > 30,
+                    "finite": lambda v: math.isfinite(v) and abs(v) <= 30}
+
+
+@dataclass(frozen=True)
+class AttnDomain(DomainValue):
+    """Sparse-attention inputs an implementation supports.
+
+    sinks:              sink kinds it handles, among SINK_KINDS ("finite": |sink|
+                        <= 30, "zero", "large": |sink| > 30, "neg_inf", "pos_inf"); None: all.
+    head_dims:          supported head dims D; None: any.
+    max_heads:          most heads H; None: any.
+    max_tokens_per_batch: most tokens per batch S (MTP depth); None: any.
+    max_indices:        most index positions K per token; None: any.
+    min_valid_keys:     every token has at least this many valid keys (serving engines never
+                        send an empty decode row; SGLang and vLLM return NaN there); None: a token
+                        may have none. P7 (empty rows) is then skipped with that reason, and every
+                        drawn case is fitted so that no property sees a token below it.
+    """
+
+    sinks: Optional[tuple] = kinds(SINK_KINDS)
+    head_dims: Optional[tuple] = sizes()
+    max_heads: Optional[int] = most()
+    max_tokens_per_batch: Optional[int] = most()
+    max_indices: Optional[int] = most()
+    min_valid_keys: Optional[int] = least()
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if (self.min_valid_keys is not None and self.max_indices is not None
+                and self.min_valid_keys > self.max_indices):
+            raise ValueError(f"min_valid_keys={self.min_valid_keys} exceeds max_indices="
+                             f"{self.max_indices}: no token could have that many valid keys")
+
+    def admits(self, shape_class: str) -> bool:
+        """Whether the feature that defines `shape_class` (ATTN_CLASSES) lies in the domain."""
+        dims = self.head_dims
+        return {
+            "many_heads": self.max_heads is None or self.max_heads > 16,
+            "mtp_depth": self.max_tokens_per_batch is None or self.max_tokens_per_batch >= 3,
+            "npow2_default_scale": dims is None or any(d & (d - 1) for d in dims),
+            "large_logits_sink": self.allows_sink("large"),
+            "multi_tile": self.max_indices is None or self.max_indices >= 2,
+            "reference": (dims is None or REFERENCE["head_dim"] in dims)
+            and (self.max_heads is None or self.max_heads >= REFERENCE["heads"])
+            and (self.max_indices is None
+                 or self.max_indices >= REFERENCE["window"] + REFERENCE["topk"]),
+        }.get(shape_class, True)
+
+    def empty_rows_reason(self) -> Optional[str]:
+        """Why tokens without a valid key (P7) lie outside the domain, or None."""
+        if self.min_valid_keys is None:
+            return None
+        return (f"the implementation declares {self.describe()}: every token has at least "
+                f"{self.min_valid_keys} valid key(s), so tokens without one (P7) lie outside "
+                f"its domain")
+
+    def allows_sink(self, kind: str) -> bool:
+        return self.sinks is None or kind in self.sinks
+
+    def allows_sink_value(self, value: float) -> bool:
+        """Whether one per-head sink value lies in a declared sink kind."""
+        if self.sinks is None:
+            return True
+        return any(SINK_VALUE_KINDS[k](float(value)) for k in self.sinks)
+
+    def fit(self, case):
+        """The drawn AttnCase mapped into the domain (same seed; sizes clamped, head dim and sink
+        kind replaced by an allowed one chosen from the case's own fields)."""
+        changes = {}
+        if self.head_dims is not None and case.head_dim not in self.head_dims:
+            changes["head_dim"] = self.head_dims[case.head_dim % len(self.head_dims)]
+        if self.max_heads is not None and case.heads > self.max_heads:
+            changes["heads"] = self.max_heads
+        if self.max_tokens_per_batch is not None and case.tokens_per_batch > self.max_tokens_per_batch:
+            changes["tokens_per_batch"] = self.max_tokens_per_batch
+        if self.sinks is not None and case.sink not in self.sinks:
+            changes["sink"] = self.sinks[SINK_KINDS.index(case.sink) % len(self.sinks)]
+        if self.max_indices is not None and case.num_indices > self.max_indices:
+            window = min(case.window, self.max_indices)
+            topk = min(case.topk, self.max_indices - window)
+            changes.update(window=window, topk=topk,
+                           extra=min(case.extra, self.max_indices - window - topk))
+        if self.min_valid_keys is not None:
+            changes.update(self._fit_valid_keys(case.replace(**changes)))
+        return case.replace(**changes) if changes else case
+
+    def _fit_valid_keys(self, case) -> dict:
+        """Changes that give every token >= min_valid_keys valid keys: each token sees at least
+        that many rows (seqused_kv >= S - 1 + n, the compressed cache long enough to hold what
+        the window does not), K >= n index positions, and the generator repairs rows that pads,
+        out-of-range values or duplicates left short (AttnCase.min_valid_keys)."""
+        n = self.min_valid_keys
+        S, W = case.tokens_per_batch, case.window
+        min_used = max(case.min_used, S - 1 + n)
+        changes = dict(min_valid_keys=n, min_used=min_used,
+                       max_cmp_len=max(case.max_cmp_len, min_used - W))
+        if case.num_indices < n:
+            changes["topk"] = case.topk + n - case.num_indices
+        return changes
 
 
 @dataclass(frozen=True)
@@ -84,15 +291,15 @@ class AttnCase(CaseValue):
     def num_indices(self) -> int:
         return self.window + self.topk + self.extra
 
-    def size(self) -> tuple[Optional[int], str]:
-        """(T * K index slots, "T=.. H=.. D=.. K=..") for the kill matrix."""
-        T, K = self.tokens, self.num_indices
-        return T * K, f"T={T} H={self.heads} D={self.head_dim} K={K}"
-
     def shape(self) -> "AttnShape":
         return AttnShape(tokens=self.tokens, heads=self.heads, head_dim=self.head_dim,
                          num_indices=self.num_indices, tokens_per_batch=self.tokens_per_batch,
                          page_size=self.page_size)
+
+    def size(self) -> tuple[Optional[int], str]:
+        """(T*K index slots, 'T=.. H=.. D=.. K=..') for the kill matrix."""
+        T, K = self.tokens, self.num_indices
+        return T * K, f"T={T} H={self.heads} D={self.head_dim} K={K}"
 
 
 @dataclass(frozen=True)
@@ -126,6 +333,21 @@ class AttnInputs(TensorArgs):
 
     TENSORS = ("q", "ori_kv", "ori_block_table", "cmp_kv", "cmp_block_table", "sparse_indices",
                "seqused_kv", "attn_sink")
+    SHAPE_CLASSES = ATTN_CLASSES
+    # drawn only by the properties named here (on top of the others' shares): the pools of
+    # large_offsets are 4 GiB of lazily allocated memory that a whole-pool rewrite (P8's
+    # permutation, a strided copy) would make resident; P1 and P10 (its garbage fill restricted to
+    # the live pages) read only the rows they reach
+    OPT_IN_CLASSES = {"large_offsets": ("P1", "P10")}
+    DESCRIBE_LABELS = {"valid_positions": "valid index positions per token",
+                       "valid_per_token": "valid indices per token"}
+
+    def shape_classes(self, recipe: Optional["AttnRecipe"] = None) -> frozenset:
+        """The ATTN_CLASSES these inputs fall in, multi_tile judged on positional tiles of the
+        recipe's tile (golden.attention_classes)."""
+        from kernelprop.golden.attention_classes import attn_classes
+
+        return attn_classes(self, getattr(recipe, "tile", None))
 
     def kwargs(self) -> dict:
         return dict(window=self.window, tokens_per_batch=self.tokens_per_batch,
@@ -197,43 +419,6 @@ class AttnInputs(TensorArgs):
         return desc
 
 
-def _values(gen: torch.Generator, shape, kind: str, scale: float = 1.0) -> torch.Tensor:
-    """fp32 values of a data kind, before the bf16 cast."""
-    if kind == "uniform":
-        x = torch.rand(shape, generator=gen) * 2 - 1
-    elif kind == "heavy":  # Student-t-like: normal / sqrt(chi2_1-ish), clipped to stay finite
-        x = torch.randn(shape, generator=gen) / torch.rand(shape, generator=gen).clamp_min(1e-3).sqrt()
-    elif kind == "large_logits":
-        x = torch.randn(shape, generator=gen) * 6
-    elif kind == "near_ties":  # few distinct values: many equal or nearly equal scores
-        x = torch.randint(-2, 3, shape, generator=gen).float() * 0.5
-        x = x + torch.randn(shape, generator=gen) * 1e-3
-    elif kind == TC_ADVERSARIAL:
-        x = _tc_adversarial(gen, shape)
-    else:
-        x = torch.randn(shape, generator=gen)
-    return x * scale
-
-
-def _tc_adversarial(gen: torch.Generator, shape) -> torch.Tensor:
-    """Rows along the last dim (D) that stress a truncating block-FMA dot: per row one of
-    same-sign heavy-tailed magnitudes (lognormal, sigma 2.5; 95% positive), the same with one
-    dominant coordinate (2^10 x the row's max, at coordinate D // 2 + 5 in every tensor, so that a
-    q row and a key row that both have it give one dominant product), or zero-mean i.i.d. normal.
-    Each row is scaled to max |x| = 1 (scores stay moderate; the dynamic range is within a row)."""
-    D = shape[-1]
-    heavy = torch.exp(2.5 * torch.randn(shape, generator=gen).clamp(-4, 4))
-    sign = torch.where(torch.rand(shape, generator=gen) < 0.95, 1.0, -1.0)
-    x = heavy * sign
-    kind = torch.randint(0, 3, shape[:-1] + (1,), generator=gen)
-    x = torch.where(kind == 2, torch.randn(shape, generator=gen), x)
-    dominant = torch.zeros(shape, dtype=torch.bool)
-    dominant[..., D // 2 + 5 if D > 5 else 0] = True
-    top = x.abs().amax(-1, keepdim=True)
-    x = torch.where(dominant & (kind == 1), top * 1024, x)
-    return x / x.abs().amax(-1, keepdim=True).clamp_min(1e-30)
-
-
 def _huge_negative(gen: torch.Generator, q_shape, ori_shape, cmp_shape):
     """bf16 q, ori_kv, cmp_kv whose scores at the default scale D^-1/2 all lie below -5e4: along
     one random sign vector u (|u|^2 = D), q = a u and every key row -c u + n, n ~ N(0, 8^2)
@@ -260,22 +445,6 @@ def _sink(gen: torch.Generator, heads: int, kind: str) -> torch.Tensor:
     if kind == "large":
         return torch.randn(heads, generator=gen) * 30
     return torch.randn(heads, generator=gen) * 2
-
-
-def _strided(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """The same values as a non-contiguous view (last-dim stride 1): the first dim starts one
-    row in, the last is padded by 3, and every middle dim is padded by 1, so a pool [N, BS, D]
-    has a page stride of (BS + 1) x its row stride, not page_size x row stride (padded pages,
-    vLLM #47783)."""
-    shape = list(x.shape)
-    padded = [shape[0] + 1] + [n + 1 for n in shape[1:-1]] + [shape[-1] + 3] if x.dim() > 1 \
-        else [shape[-1] + 3]
-    big = torch.empty(padded, dtype=x.dtype).normal_(generator=gen) if x.is_floating_point() \
-        else torch.zeros(padded, dtype=x.dtype)
-    view = big[(slice(1, None), *(slice(0, n) for n in shape[1:-1]), slice(1, shape[-1] + 1))] \
-        if x.dim() > 1 else big[1:shape[-1] + 1]
-    view.copy_(x)
-    return view
 
 
 def make_attn_inputs(case: AttnCase) -> AttnInputs:
@@ -319,9 +488,9 @@ def make_attn_inputs(case: AttnCase) -> AttnInputs:
     if case.shuffle and K > 0:
         idx = idx.gather(1, torch.rand(T, K, generator=gen).argsort(dim=1))
     scale_q = 1.0
-    q = _values(gen, (T, H, D), case.data, scale_q).to(torch.bfloat16)
-    ori_kv = _values(gen, (n_ori, BS, D), case.data).to(torch.bfloat16)
-    cmp_kv = _values(gen, (n_cmp, BS, D), case.data).to(torch.bfloat16)
+    q = data_values(gen, (T, H, D), case.data, scale_q).to(torch.bfloat16)
+    ori_kv = data_values(gen, (n_ori, BS, D), case.data).to(torch.bfloat16)
+    cmp_kv = data_values(gen, (n_cmp, BS, D), case.data).to(torch.bfloat16)
     sink = _sink(gen, H, case.sink)
     if case.data == "huge_negative":
         q, ori_kv, cmp_kv = _huge_negative(gen, q.shape, ori_kv.shape, cmp_kv.shape)
@@ -336,9 +505,9 @@ def make_attn_inputs(case: AttnCase) -> AttnInputs:
     if case.nan_unused:
         inputs = poison_unread_rows(inputs)
     if case.strided:
-        inputs = inputs.replace(q=_strided(inputs.q, gen), ori_kv=_strided(inputs.ori_kv, gen),
-                                cmp_kv=_strided(inputs.cmp_kv, gen),
-                                sparse_indices=_strided(inputs.sparse_indices, gen))
+        inputs = inputs.replace(q=strided_view(inputs.q, gen), ori_kv=strided_view(inputs.ori_kv, gen),
+                                cmp_kv=strided_view(inputs.cmp_kv, gen),
+                                sparse_indices=strided_view(inputs.sparse_indices, gen))
     if case.large_offsets:
         inputs = relocate_past_2_31(inputs)
     return inputs.to(case.device) if case.device != "cpu" else inputs

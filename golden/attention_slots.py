@@ -1,5 +1,7 @@
-"""Block tables + SPEC visibility -> flat slot ids per pool, for adapters of kernels that take flat
-slot ids (row numbers into a pool viewed as [N * BS, D]) instead of paged block tables.
+"""Sparse attention's flat slot ids (adapters import them as `kernelprop.flat_slot_ids`: its
+registry record's `exports`): block tables + SPEC visibility -> flat slot ids per pool, for
+adapters of kernels that take flat slot ids (row numbers into a pool viewed as [N * BS, D])
+instead of paged block tables.
 
 For token t (batch b = t // S) and index r of sparse_indices[t] (SPEC section 2):
   window slot  r valid iff 0 <= r < win_valid:       ori id = ori_block_table[b, r // BS] * BS + r % BS
