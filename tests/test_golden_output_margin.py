@@ -18,10 +18,6 @@ from kernelprop.golden.metrics import bound_ratio
 from kernelprop.golden.output_margin import (BF16_MAX_FINITE, Fp32Domain, admissible, cell_margin,
                                              reachable_ends, rounding_cell)
 from kernelprop.golden.attention_inputs import AttnRecipe
-from kernelprop.golden.attention_inputs import AttnCase, AttnRecipe, make_attn_inputs
-from kernelprop.golden.rmsnorm_inputs import NormCase, make_norm_inputs
-                                             reachable_ends, rounding_cell)
-from kernelprop.golden.rmsnorm_inputs import NormRecipe
 from kernelprop.golden.rounding import round_to_bf16
 from kernelprop.impls.mutants import attention as attn_mutants
 from kernelprop.impls.mutants import rmsnorm as norm_mutants
