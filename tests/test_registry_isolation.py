@@ -21,12 +21,11 @@ but registry.py, whose job is to name every op), the package roots (__init__.py 
 conftest.py), the helpers any kernel or golden builds on (kernels/_launch.py, _checks.py, _bf16.py;
 golden/error_model.py, rounding.py, metrics.py, values.py, output_rounding.py), the property runner
 (properties/checks.py) and the tests that run every op (properties/test_bad_input.py,
-tests/test_coverage.py). Modules a record references are an op's own, not shared; this file is the
-checker (its LEGACY table names ops by design), as registry.py is the registry.
-
-LEGACY lists where attention and RMSNorm (written before the registry) are still named in shared
-modules, with the reason; it may only shrink (an entry no longer needed fails). No op registered
-after them has an entry: adding one is adding its files and its record.
+tests/test_coverage.py), and the shape-class machinery and P13 verdict rules every op's properties
+use (properties/strategies.py, properties/replays_bad_input.py; golden/domain.py, sampling.py,
+output_margin.py). Modules a record references are an op's own, not shared; this file is the
+checker, as registry.py is the registry. There are no exemptions: every op, the first two
+included, is its own files plus its record.
 """
 from __future__ import annotations
 
@@ -49,11 +48,10 @@ SHARED = (
     "kernels/_bf16.py", "golden/__init__.py", "golden/error_model.py", "golden/rounding.py",
     "golden/metrics.py", "golden/values.py", "golden/output_rounding.py", "properties/__init__.py",
     "properties/checks.py", "properties/test_bad_input.py", "impls/__init__.py",
-    "impls/mutants/__init__.py", "tests/test_coverage.py",
+    "impls/mutants/__init__.py", "tests/test_coverage.py", "properties/strategies.py",
+    "properties/replays_bad_input.py", "golden/domain.py", "golden/sampling.py",
+    "golden/output_margin.py",
 )
-ATTN = "sparse_attention"
-LEGACY = {
-}
 
 
 def _refs(o: Op) -> list[str]:
@@ -217,17 +215,8 @@ def test_derived_words_include_types_and_helpers_of_modules_two_records_share():
 
 @pytest.mark.parametrize("path", SHARED)
 def test_shared_module_names_no_op(path):
-    allowed = LEGACY.get(path, (set(), ""))[0]
-    extra = {kind: hits for kind, hits in ops_named(path).items() if kind not in allowed}
-    assert not extra, f"{path} names ops it must reach through kernelprop.registry: {extra}"
-
-
-@pytest.mark.parametrize("path", sorted(LEGACY))
-def test_legacy_exemptions_are_still_needed(path):
-    allowed, why = LEGACY[path]
-    assert path in SHARED and why
-    unused = allowed - set(ops_named(path))
-    assert not unused, f"{path} no longer names {sorted(unused)}: remove it from LEGACY"
+    named = ops_named(path)
+    assert not named, f"{path} names ops it must reach through kernelprop.registry: {named}"
 
 
 def test_detects_a_shared_module_naming_an_op():
