@@ -204,13 +204,13 @@ def _values(gen: torch.Generator, shape, kind: str, scale: float = 1.0) -> torch
         x = torch.randint(-2, 3, shape, generator=gen).float() * 0.5
         x = x + torch.randn(shape, generator=gen) * 1e-3
     elif kind == TC_ADVERSARIAL:
-        x = _tc_adversarial(gen, shape)
+        x = tc_adversarial_tensor(gen, shape)
     else:
         x = torch.randn(shape, generator=gen)
     return x * scale
 
 
-def _tc_adversarial(gen: torch.Generator, shape) -> torch.Tensor:
+def tc_adversarial_tensor(gen: torch.Generator, shape) -> torch.Tensor:
     """Rows along the last dim (D) that stress a truncating block-FMA dot: per row one of
     same-sign heavy-tailed magnitudes (lognormal, sigma 2.5; 95% positive), the same with one
     dominant coordinate (2^10 x the row's max, at coordinate D // 2 + 5 in every tensor, so that a

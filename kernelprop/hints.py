@@ -16,6 +16,8 @@ from typing import Optional
 
 import torch
 
+from kernelprop.golden.output_rounding import output_numerics
+
 BF16_GRID = ("every actual value lies on the bf16 grid: does the kernel round its output? "
              "declare out_dtype (AttnRecipe(out_dtype=\"bf16\"))")
 CLOSER_TO_TRUTH = ("the implementation is closer to the fp64 truth than the golden: is the declared "
@@ -27,22 +29,6 @@ ONLY_P13 = ("fails only P13 (bad input): declare validates_inputs = False or val
 P13_DECLARE = ("if the kernel does no argument checks by design, declare validates_inputs = False "
                "(P13 is then skipped with that reason) or call kernelprop.check_attention_args / "
                "check_norm_args in the adapter")
-
-
-def _on_bf16_grid(actual: torch.Tensor, expected: torch.Tensor) -> bool:
-    """Every finite non-zero actual value is a bf16 value, while some expected value at those
-    places is not (a random fp32 value lies on the bf16 grid with probability 2^-16, so one such
-    element is already strong evidence; the expected values rule out outputs that are simple)."""
-    from kernelprop.golden.rounding import round_to_bf16
-
-    if actual.dtype != torch.float32 or expected.shape != actual.shape:
-        return False
-    where = torch.isfinite(actual) & (actual != 0)
-    if not bool(where.any()):
-        return False
-    a = actual[where].contiguous()
-    e = expected[where].float().contiguous()
-    return bool((round_to_bf16(a, "rne") == a).all()) and bool((round_to_bf16(e, "rne") != e).any())
 
 
 def closer_to_truth_hint(recipe) -> str:
@@ -89,8 +75,8 @@ def evidence_hints(property_id: str, outcome, truth: Optional[torch.Tensor], inp
     hints = []
     if _pos_inf_sink_nonzero(outcome, inputs):
         hints.append(POS_INF_SINK)
-    if getattr(recipe, "out_dtype", None) == "fp32" and hasattr(recipe, "tiling") and (
-            outcome.actual.dtype == torch.bfloat16 or _on_bf16_grid(outcome.actual, outcome.expected)):
+    if hasattr(recipe, "tiling") and output_numerics(recipe.out_dtype).rounded_beyond_declaration(
+            outcome.actual, outcome.expected):
         hints.append(BF16_GRID)
     if _closer_to_truth(outcome, truth):
         hints.append(closer_to_truth_hint(recipe))

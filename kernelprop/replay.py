@@ -108,7 +108,7 @@ def build_impl(data: dict, overrides: list[str]):
         raise ReplayError(f"cannot load {kind} implementation {spec!r}: {err}") from err
 
 
-def _check_recipe(impl, data: dict, inputs: dict) -> None:
+def check_replay_recipe(impl, data: dict, inputs: dict) -> None:
     """An --impl that cannot take the recorded recipe cannot replay the report (not a fix). A
     shape-dependent recipe is resolved on the stored inputs, as the draw resolved it."""
     recipe = data.get("recipe")
@@ -156,7 +156,7 @@ def replay(report: str | os.PathLike, impl_overrides: list[str] = (), backend: s
     except (ImportError, AttributeError) as err:
         raise ReplayError(f"replay function {fn_name} not found: {err}") from err
     params = (data.get("replay") or {}).get("params") or {}
-    _check_recipe(impl, data, inputs)
+    check_replay_recipe(impl, data, inputs)
     try:
         outcome = fn(inputs, impl, params)
     except Exception as err:  # noqa: BLE001

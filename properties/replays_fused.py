@@ -17,6 +17,7 @@ import torch
 from kernelprop.evidence import Outcome
 from kernelprop.golden.fused_add_norm import FusedInputs, residual_sum
 from kernelprop.golden.fused_add_norm_bounds import norm_inputs_on_z
+from kernelprop.golden.output_rounding import output_numerics
 from kernelprop.golden.recipes import NormRecipe
 from kernelprop.golden.rmsnorm_bounds import INV_ULPS, SUM_LAMBDA
 from kernelprop.properties.replays_norm import p1 as norm_p1
@@ -46,7 +47,7 @@ def is_inplace(impl) -> bool:
 
 
 def _y_dtype(x: FusedInputs, recipe: NormRecipe) -> torch.dtype:
-    return torch.bfloat16 if recipe.output_dtype(x.x.dtype) == "bf16" else torch.float32
+    return output_numerics(recipe.output_dtype(x.x.dtype)).torch_dtype
 
 
 def outputs(x: FusedInputs, impl, recipe: NormRecipe):
@@ -71,7 +72,7 @@ def outputs(x: FusedInputs, impl, recipe: NormRecipe):
     return y.detach().cpu(), z.detach().cpu()
 
 
-def _broken(why: str, doc: str) -> Outcome:
+def broken_outcome(why: str, doc: str) -> Outcome:
     return Outcome(actual=torch.ones(1), expected=torch.zeros(1), bound=None,
                    bound_doc=f"{doc}; the implementation {why}", metrics={"got": why})
 
@@ -82,7 +83,7 @@ def f1_residual(inputs: dict, impl, params: dict) -> Outcome:
     truth = (x.x.double() + x.residual.double()).cpu()
     out = outputs(x, impl, _recipe(params))
     if isinstance(out, str):
-        return _broken(out, F1_DOC)
+        return broken_outcome(out, F1_DOC)
     return Outcome(actual=out[1], expected=expected, bound=None, bound_doc=F1_DOC, truth=truth)
 
 
@@ -93,10 +94,10 @@ def f2_norm(inputs: dict, impl, params: dict) -> Outcome:
     on_z = norm_inputs_on_z(x)
     out = outputs(x, impl, recipe)
     if isinstance(out, str):
-        return _broken(out, F2_DOC)
+        return broken_outcome(out, F2_DOC)
     y = out[0]
     if y.dtype != _y_dtype(x, recipe):  # in place: y lands in x's dtype
-        return _broken(f"wrote y as {y.dtype}, the recipe's output is {_y_dtype(x, recipe)}", F2_DOC)
+        return broken_outcome(f"wrote y as {y.dtype}, the recipe's output is {_y_dtype(x, recipe)}", F2_DOC)
     outcome = norm_p1({"inputs": on_z}, lambda *args, **kw: y, params)
     return dataclasses.replace(outcome, bound_doc=F2_DOC + ": " + outcome.bound_doc)
 
@@ -109,7 +110,7 @@ def f3_zero_residual(inputs: dict, impl, params: dict) -> Outcome:
     a, b = outputs(x, impl, recipe), outputs(swapped, impl, recipe)
     for out in (a, b):
         if isinstance(out, str):
-            return _broken(out, F3_DOC)
+            return broken_outcome(out, F3_DOC)
     actual = torch.cat([a[1].reshape(-1).view(torch.uint8), b[1].reshape(-1).view(torch.uint8),
                         a[0].reshape(-1).view(torch.uint8)])
     expected = torch.cat([z_ok.reshape(-1).view(torch.uint8), z_ok.reshape(-1).view(torch.uint8),
@@ -128,7 +129,7 @@ def f4_rows(inputs: dict, impl, params: dict) -> Outcome:
     oa, ob = outputs(a, impl, recipe), outputs(b, impl, recipe)
     for out in (oa, ob):
         if isinstance(out, str):
-            return _broken(out, F4_DOC)
+            return broken_outcome(out, F4_DOC)
     bytes_of = lambda o: torch.cat([_rows(o[0], keep).reshape(-1).view(torch.uint8),  # noqa: E731
                                     _rows(o[1], keep).reshape(-1).view(torch.uint8)])
     return Outcome(actual=bytes_of(ob), expected=bytes_of(oa), bound=None,
@@ -163,7 +164,7 @@ def f5_buffers(inputs: dict, impl, params: dict) -> Outcome:
     inplace = is_inplace(impl)
     reference = outputs(x, impl, recipe)           # on clones (in place) or out of place
     if isinstance(reference, str):
-        return _broken(reference, F5_DOC)
+        return broken_outcome(reference, F5_DOC)
     fill = -12345.0
     xbuf, xv = guarded(x.x, pad, fill)
     rbuf, rv = guarded(x.residual, pad, fill)

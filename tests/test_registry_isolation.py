@@ -55,13 +55,13 @@ LEGACY = {
 }
 
 
-def _refs(o: Op) -> list[str]:
+def record_refs(o: Op) -> list[str]:
     """Every "module[:attr]" reference of the record."""
     return [getattr(o, f.name) for f in fields(Op)
             if f.name not in ("kind", "label", "fixture") and isinstance(getattr(o, f.name), str)]
 
 
-def _module(ref: str) -> str:
+def ref_module(ref: str) -> str:
     return ref.partition(":")[0].removeprefix("kernelprop.")
 
 
@@ -70,12 +70,12 @@ def forbidden_words() -> dict[str, set[str]]:
     shared = {p.removesuffix(".py").replace("/", ".").removesuffix(".__init__") for p in SHARED}
     users: dict[str, set[str]] = {}
     for o in OPS:
-        for ref in _refs(o):
-            users.setdefault(_module(ref), set()).add(o.kind)
+        for ref in record_refs(o):
+            users.setdefault(ref_module(ref), set()).add(o.kind)
     words = {}
     for o in OPS:
-        own = [ref for ref in _refs(o) if users[_module(ref)] == {o.kind} and _module(ref) not in shared]
-        words[o.kind] = ({o.kind, o.fixture} | {_module(r) for r in own}
+        own = [ref for ref in record_refs(o) if users[ref_module(ref)] == {o.kind} and ref_module(ref) not in shared]
+        words[o.kind] = ({o.kind, o.fixture} | {ref_module(r) for r in own}
                          | {r.partition(":")[2].split(".")[-1] for r in own if ":" in r})
     return words
 
