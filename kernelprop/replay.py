@@ -114,13 +114,14 @@ def check_replay_recipe(impl, data: dict, inputs: dict) -> None:
     recipe = data.get("recipe")
     if impl is None or not isinstance(recipe, dict):
         return
+    from kernelprop.plain import from_plain
     from kernelprop.registry import BY_KIND
 
     recipe_type = BY_KIND[impl.kind].recipe_type
     if data.get("recipe_type") != recipe_type.__name__:
         return
     try:
-        wanted = recipe_type(**recipe)
+        wanted = from_plain(recipe_type, recipe)
     except (TypeError, ValueError):
         return
     example = inputs.get("inputs") if impl.shape_dependent else None

@@ -8,8 +8,6 @@ the causes a failing example can prove, and the pre-flight case.
 """
 from __future__ import annotations
 
-from dataclasses import asdict
-
 import torch
 
 from kernelprop.causes import AlternativeRecipe, Cause, EvidenceCause, Explain, Failing
@@ -73,7 +71,7 @@ CAUSES = Explain(
         _recipe_cause("tiling", "compacted", "tiles over the compacted valid list"),
         _recipe_cause("tile", None, "one untiled softmax"),
     ),
-    with_recipe=lambda params, recipe: {**params, "recipe": asdict(recipe)},
+    with_recipe=lambda params, recipe: {**params, "recipe": recipe},
     preflight_case=lambda device: AttnCase(seed=0, batches=1, tokens_per_batch=1, heads=2,
                                            head_dim=16, page_size=8, window=8, topk=8,
                                            max_cmp_len=16, min_used=8, device=device),

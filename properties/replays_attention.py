@@ -1,11 +1,11 @@
 """Replay functions of the attention properties (no hypothesis here: `kernelprop replay` imports
 this after any hypothesis upgrade). Each is `fn(inputs, impl, params) -> Outcome`; `inputs` maps
-names to AttnInputs, `params` is JSON-able (recipes as dicts)."""
+names to AttnInputs, `params` holds recipe objects (a report writes them as dicts, which `_recipe`
+reads back) and JSON-able values."""
 from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import asdict
 from typing import Optional
 
 import torch
@@ -21,6 +21,7 @@ from kernelprop.golden.output_margin import Fp32Domain
 from kernelprop.golden.output_rounding import output_numerics
 from kernelprop.golden.recipes import AttnRecipe
 from kernelprop.evidence import Outcome
+from kernelprop.plain import from_plain
 from kernelprop.ptx_audit import declared_ptx
 
 P1_DOC = ("P1: |impl - golden| <= the worst direction of the P flips the fp32 error model makes "
@@ -39,14 +40,14 @@ def rounded_output(recipe: AttnRecipe, center, bound, doc: str, *, from_output=N
 
 
 def recipe_params(recipe: AttnRecipe, error_model: Optional[str] = None, impl=None) -> dict:
-    """JSON-able params: the recipe and the name of the P1 error model (golden.attention_bounds
+    """Params: the recipe (the object; a report writes it as a dict) and the name of the P1 error model (golden.attention_bounds
     MODELS; default: the active model family's, golden.error_model.error_model_family:
     `--error-model`, else the suite backend's), kept so a replay checks the same bound. Under the
     CUDA model, an `impl` that declares its PTX (kernelprop.ptx_audit.declared_ptx) gets the
     figures that PTX calls for (golden.attention_bounds.cuda_model_for_ptx): its stems are kept as "ptx"."""
     if error_model is None:
         error_model = BACKEND_MODELS[error_model_family()]
-    params = {"recipe": asdict(recipe), "error_model": error_model}
+    params = {"recipe": recipe, "error_model": error_model}
     if error_model == "cuda" and impl is not None:
         stems = declared_ptx(impl.fn, recipe)
         if stems is not None:
@@ -65,8 +66,10 @@ def _model(params: dict, impl=None, recipe: Optional[AttnRecipe] = None):
     return MODELS[params.get("error_model", "worst")]
 
 
-def _recipe(params: dict) -> AttnRecipe:
-    return AttnRecipe(**params["recipe"]) if params.get("recipe") else AttnRecipe()
+def _recipe(params: dict, key: str = "recipe") -> AttnRecipe:
+    """The recipe params hold under `key` (a report's dict read back as the object), else the
+    default."""
+    return from_plain(AttnRecipe, params.get(key), AttnRecipe())
 
 
 def _impl_and_trace(inputs: dict, impl, params: dict):
@@ -101,7 +104,7 @@ def _props_doc(derivation: str, anchor: str) -> str:
 
 def _recipe_b(params: dict) -> AttnRecipe:
     """The second recipe of a two-recipe property (defaults to the first)."""
-    return AttnRecipe(**params["recipe_b"]) if params.get("recipe_b") else _recipe(params)
+    return _recipe(params, "recipe_b") if params.get("recipe_b") else _recipe(params)
 
 
 def _pair(inputs: dict):

@@ -1,6 +1,7 @@
 """Replay functions of the fused add RMSNorm properties F1-F5 (SPEC section 9; bad input is P13
 through the op's table, properties/replays_fused_bad_input.py). No hypothesis here. `inputs` maps
-names to FusedInputs; `params` holds the recipe as a dict and the backend's INV ulp bound.
+names to FusedInputs; `params` holds the recipe (the object, or a report's dict: recipe_of) and
+the backend's INV ulp bound.
 
 In-place implementations (`fn.inplace = True`: y is written into x, z into residual; the return
 value is None or those two tensors) are run on clones here, so F1-F4 judge every implementation
@@ -10,7 +11,6 @@ Bounds: golden/fused_add_norm_bounds.py, docs/bounds-fused-add-norm.md.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import asdict
 
 import torch
 
@@ -20,7 +20,7 @@ from kernelprop.golden.fused_add_norm_bounds import norm_inputs_on_z
 from kernelprop.golden.output_rounding import output_numerics
 from kernelprop.golden.recipes import NormRecipe
 from kernelprop.golden.rmsnorm_bounds import INV_ULPS, SUM_LAMBDA
-from kernelprop.properties.replays_norm import p1 as norm_p1
+from kernelprop.properties.replays_norm import p1 as norm_p1, recipe_of
 
 F1_DOC = "F1: residual_out == RNE_in(x + residual) bitwise (one correctly rounded fp32 add)"
 F2_DOC = ("F2: y within the RMSNorm P1 bound of the golden rms_norm on the golden z "
@@ -34,12 +34,10 @@ F5_DOC = ("F5: in place: x's buffer holds y and residual's holds z, bitwise the 
 
 
 def params_for(recipe: NormRecipe, backend: str, **extra) -> dict:
-    return {"recipe": asdict(recipe), "inv_ulps": INV_ULPS[backend], "sum_lambda": SUM_LAMBDA,
+    return {"recipe": recipe, "inv_ulps": INV_ULPS[backend], "sum_lambda": SUM_LAMBDA,
             "ftz": backend == "cuda", **extra}
 
 
-def _recipe(params: dict) -> NormRecipe:
-    return NormRecipe(**params["recipe"]) if params.get("recipe") else NormRecipe()
 
 
 def is_inplace(impl) -> bool:
@@ -81,7 +79,7 @@ def f1_residual(inputs: dict, impl, params: dict) -> Outcome:
     x = inputs["inputs"]
     expected = residual_sum(x.x, x.residual).cpu()      # before the call: F5 judges input writes
     truth = (x.x.double() + x.residual.double()).cpu()
-    out = outputs(x, impl, _recipe(params))
+    out = outputs(x, impl, recipe_of(params))
     if isinstance(out, str):
         return broken_outcome(out, F1_DOC)
     return Outcome(actual=out[1], expected=expected, bound=None, bound_doc=F1_DOC, truth=truth)
@@ -90,7 +88,7 @@ def f1_residual(inputs: dict, impl, params: dict) -> Outcome:
 def f2_norm(inputs: dict, impl, params: dict) -> Outcome:
     """The RMSNorm P1 replay (properties/replays_norm.p1) on the golden z, judging this y."""
     x = inputs["inputs"]
-    recipe = _recipe(params)
+    recipe = recipe_of(params)
     on_z = norm_inputs_on_z(x)
     out = outputs(x, impl, recipe)
     if isinstance(out, str):
@@ -105,7 +103,7 @@ def f2_norm(inputs: dict, impl, params: dict) -> Outcome:
 def f3_zero_residual(inputs: dict, impl, params: dict) -> Outcome:
     """inputs["inputs"] has residual = 0; inputs["swapped"] is (x, residual) = (0, x)."""
     x, swapped = inputs["inputs"], inputs["swapped"]
-    recipe = _recipe(params)
+    recipe = recipe_of(params)
     z_ok = residual_sum(x.x, x.residual).cpu()
     a, b = outputs(x, impl, recipe), outputs(swapped, impl, recipe)
     for out in (a, b):
@@ -125,7 +123,7 @@ def _rows(t: torch.Tensor, keep) -> torch.Tensor:
 
 def f4_rows(inputs: dict, impl, params: dict) -> Outcome:
     a, b = inputs["a"], inputs["b"]
-    recipe, keep = _recipe(params), params["keep"]
+    recipe, keep = recipe_of(params), params["keep"]
     oa, ob = outputs(a, impl, recipe), outputs(b, impl, recipe)
     for out in (oa, ob):
         if isinstance(out, str):
@@ -159,7 +157,7 @@ def guarded(t: torch.Tensor, pad: int, fill: float):
 
 def f5_buffers(inputs: dict, impl, params: dict) -> Outcome:
     x = inputs["inputs"]
-    recipe = _recipe(params)
+    recipe = recipe_of(params)
     pad = params["pad"]
     inplace = is_inplace(impl)
     reference = outputs(x, impl, recipe)           # on clones (in place) or out of place

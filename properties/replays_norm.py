@@ -1,7 +1,7 @@
 """Replay functions of the RMSNorm properties P1, P4, P12 (no hypothesis here: `kernelprop replay`
 imports this after any hypothesis upgrade). Each is `fn(inputs, impl, params) -> Outcome`; `inputs`
-maps names to NormInputs, `params` is JSON-able (recipes as dicts, the backend's INV ulp bound as
-a float). Every bound is derived in docs/bounds-rmsnorm.md; the one-line derivations sit in the
+maps names to NormInputs, `params` holds recipe objects (a report writes them as dicts and
+`recipe_of` reads those back) and JSON-able figures (the backend's INV ulp bound as a float). Every bound is derived in docs/bounds-rmsnorm.md; the one-line derivations sit in the
 `*_DOC` strings next to the functions that use them.
 
 The error model and the bounds live beside the golden: golden/rmsnorm_bounds.py (fp32/bf16
@@ -10,7 +10,6 @@ constants: golden/error_model.py).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict
 
 import torch
 
@@ -26,6 +25,7 @@ from kernelprop.golden.rmsnorm_bounds import (  # noqa: F401 (in_domain, v_min: 
     p1_bound, p1_domain, p1_interval, pair_bound, v_min)
 from kernelprop.golden.error_model import error_model_family
 from kernelprop.evidence import Outcome
+from kernelprop.plain import from_plain
 from kernelprop.ptx_audit import declared_ptx
 
 P1_DOC = ("P1: |impl - golden| <= the bf16 flips (or fp32 |y| * rel) that rel allows; rel = impl + "
@@ -55,14 +55,14 @@ P12C_DOC = ("P12 chunks: y(chunk c1) vs y(chunk c2): both within r_c of exact, r
 # %% params
 
 def recipe_params(recipe: NormRecipe, backend: str, impl=None, **extra) -> dict:
-    """JSON-able params: the recipe as a dict and the error model's figures (the backend's, or
+    """Params: the recipe (the object; a report writes it as a dict) and the error model's figures (the backend's, or
     `--error-model`'s: golden.error_model.error_model_family): the INV ulp bound, flush, v's
     division, kept in the report so a replay on another machine checks the same bound. Under the
     CUDA model, an `impl` (P1: one recipe) that declares its PTX gets the figures that PTX calls
     for (with_declared_ptx)."""
     model = error_model_family(backend)
     inv = inv_ulps_for(model, recipe.inv, extra.get("inv_a"), extra.get("inv_b"))
-    params = {"recipe": asdict(recipe), "inv_ulps": inv, "sum_lambda": SUM_LAMBDA,
+    params = {"recipe": recipe, "inv_ulps": inv, "sum_lambda": SUM_LAMBDA,
               "ftz": NORM_FTZ[model], "v_div_units": V_DIV_UNITS_BY_BACKEND[model],
               "error_model": model, **extra}
     return with_declared_ptx(params, recipe, impl)
@@ -92,7 +92,9 @@ def _sub(params: dict) -> float:
 
 
 def recipe_of(params: dict, key: str = "recipe") -> NormRecipe:
-    return NormRecipe(**params[key]) if params.get(key) else NormRecipe()
+    """The recipe params hold under `key` (a report's dict read back as the object), else the
+    default."""
+    return from_plain(NormRecipe, params.get(key), NormRecipe())
 
 
 # %% error model
