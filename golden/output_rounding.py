@@ -207,8 +207,9 @@ class Bf16Output:
 
 
 def output_numerics(out_dtype: str, rounding: str = "rne"):
-    """The rule of an implementation's output of dtype `out_dtype` ("fp32" or "bf16", resolved:
-    "input" is resolved against the input dtype first) rounded by `rounding`: Fp32Output or Bf16Output."""
+    """The rule of an implementation's output of dtype `out_dtype` rounded by `rounding`:
+    Fp32Output or Bf16Output. `out_dtype` is resolved: "fp32" or "bf16" (an op whose recipe says
+    "input" resolves it against the input dtype first)."""
     rules = {"fp32": Fp32Output, "bf16": Bf16Output}
     if out_dtype not in rules:
         raise ValueError(f"out_dtype must be one of {tuple(rules)} (resolved), got {out_dtype!r}")
