@@ -40,9 +40,10 @@ def rounded_output(recipe: AttnRecipe, center, bound, doc: str, *, from_output=N
 
 
 def recipe_params(recipe: AttnRecipe, error_model: Optional[str] = None, impl=None) -> dict:
-    """Params: the recipe (the object; a report writes it as a dict) and the name of the P1 error model (golden.attention_bounds
-    MODELS; default: the active model family's, golden.error_model.error_model_family:
-    `--error-model`, else the suite backend's), kept so a replay checks the same bound. Under the
+    """Params: the recipe (the object; a report writes it as a dict) and the name of the P1 error
+    model (golden.attention_bounds MODELS; default: the active model family's,
+    golden.error_model.error_model_family: `--error-model`, else the suite backend's), kept so a
+    replay checks the same bound. Under the
     CUDA model, an `impl` that declares its PTX (kernelprop.ptx_audit.declared_ptx) gets the
     figures that PTX calls for (golden.attention_bounds.cuda_model_for_ptx): its stems are kept as "ptx"."""
     if error_model is None:
