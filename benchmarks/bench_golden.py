@@ -26,8 +26,8 @@ sys.path.insert(0, str(ROOT))  # this repo's packages (and tests/), never same-n
 import torch  # noqa: E402
 
 from kernelprop.golden.attention import (  # noqa: E402
-    _scale,
-    _tiling_order,
+    softmax_scale_for,
+    tiling_order,
     fp32_scores,
     gather_kv,
     sparse_attention_golden,
@@ -66,11 +66,11 @@ def golden_phases(x, recipe: AttnRecipe) -> dict:
     out["gather_kv"] = time.perf_counter() - t0
     T, K, D = kv.rows.shape
     t0 = time.perf_counter()
-    order, _ = _tiling_order(kv.valid, recipe.tiling)
+    order, _ = tiling_order(kv.valid, recipe.tiling)
     rows = torch.gather(kv.rows, 1, order[..., None].expand(T, K, D))
     out["tiling order + row gather"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    fp32_scores(x.q, rows, _scale(x.softmax_scale, D))
+    fp32_scores(x.q, rows, softmax_scale_for(x.softmax_scale, D))
     out["fp32_scores (fp64 einsum)"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     for start in range(0, K, recipe.tile):

@@ -6,7 +6,7 @@ benchmarks/gpu_check.sh; docs/bounds.md#gpu-model):
 Per modelled instruction, the worst error over its argument range against the model's allowance
 (ratio <= 1: the model holds on this GPU):
   tl.exp              ex2.approx.f32 of fp32(x log2 e): relative to exp(x), allowance
-                      attention_bounds._exp_rel(CUDA_MODEL) (normal results, x in [-87, 0])
+                      attention_bounds.exp_rel(CUDA_MODEL) (normal results, x in [-87, 0])
   tl.math.rsqrt       rsqrt.approx.ftz.f32: relative, allowance INV_ULPS_BY_VARIANT["cuda"]["rsqrt"] 2^-23
   1 / tl.sqrt         sqrt.approx.ftz + div.full: allowance ["recip_sqrt"] 2^-23
   div_rn(1, sqrt_rn)  sqrt.rn + div.rn: allowance ["recip_sqrt_rn"] 2^-23
@@ -76,7 +76,7 @@ def _ratio(got: torch.Tensor, exact: torch.Tensor, allowed) -> tuple[float, floa
 
 
 def instruction_rows(dev: str) -> list[dict]:
-    from kernelprop.golden.attention_bounds import CUDA_MODEL, _exp_rel
+    from kernelprop.golden.attention_bounds import CUDA_MODEL, exp_rel
     from kernelprop.golden.rmsnorm_bounds import INV_ULPS_BY_VARIANT
 
     gen = torch.Generator().manual_seed(0)
@@ -85,7 +85,7 @@ def instruction_rows(dev: str) -> list[dict]:
     x = torch.cat([x, -torch.arange(0, 87 * 64, dtype=torch.float32) / 64])
     exact = torch.exp(x.double())
     got = _unary(x.to(dev), 0).cpu()
-    ratio, worst = _ratio(got, exact, _exp_rel(x.double(), CUDA_MODEL))
+    ratio, worst = _ratio(got, exact, exp_rel(x.double(), CUDA_MODEL))
     rows.append(dict(instruction="tl.exp (ex2.approx.f32)", worst_rel_units=worst, ratio=ratio))
     v = torch.exp2(torch.rand(1 << 22, generator=gen, dtype=torch.float64) * 250 - 125).float()
     exact = 1 / v.double().sqrt()
@@ -100,7 +100,7 @@ def instruction_rows(dev: str) -> list[dict]:
 
 def _dot_data(kind: str, gen: torch.Generator, n: int) -> torch.Tensor:
     """[n, D] fp32 rows of one adversarial kind."""
-    from kernelprop.golden.sampling import tc_adversarial_values as _tc_adversarial
+    from kernelprop.golden.sampling import tc_adversarial_values
 
     if kind == "iid":
         return torch.randn(n, D, generator=gen)
@@ -110,7 +110,7 @@ def _dot_data(kind: str, gen: torch.Generator, n: int) -> torch.Tensor:
         x = torch.rand(n, D, generator=gen) + 0.5
         x[:, 37] = 2.0 ** 14
         return x
-    return _tc_adversarial(gen, (n, D))
+    return tc_adversarial_values(gen, (n, D))
 
 
 def dot_rows(dev: str) -> list[dict]:

@@ -67,8 +67,8 @@ def main() -> None:
 
 def _out(iv, recipe, dtype):
     """The P1 interval in the output's terms: the output rounding of its ends (bf16), else itself."""
-    from kernelprop.golden.rmsnorm_bounds import _to_grid
-    return _to_grid(iv[0], iv[1], recipe.out_dtype, recipe.rounding)
+    from kernelprop.golden.rmsnorm_bounds import to_grid
+    return to_grid(iv[0], iv[1], recipe.out_dtype, recipe.rounding)
 
 
 if __name__ == "__main__":

@@ -62,7 +62,6 @@ from kernelprop.golden.output_margin import (Fp32Domain, cell_margin, margin_for
 from kernelprop.golden.output_rounding import reachable_bf16  # noqa: E402
 from kernelprop.golden.attention_inputs import AttnCase, make_attn_inputs, AttnRecipe
 from kernelprop.golden.rmsnorm_inputs import NormCase, NormRecipe, make_norm_inputs  # noqa: E402
-from kernelprop.golden.rmsnorm_inputs import NormCase, make_norm_inputs, NormRecipe
 from kernelprop.golden.rmsnorm import rms_norm_golden  # noqa: E402
 from kernelprop.golden.rounding import round_to_bf16  # noqa: E402
 from kernelprop.impls.torch_reference import rms_norm as torch_rms_norm  # noqa: E402

@@ -111,7 +111,7 @@ def gather_kv(ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_indices, 
     return GatheredKV(rows=rows, valid=in_window | in_cmp)
 
 
-def _scale(softmax_scale: Optional[float], D: int) -> float:
+def softmax_scale_for(softmax_scale: Optional[float], D: int) -> float:
     scale = D ** -0.5 if softmax_scale is None else float(softmax_scale)
     if not (scale > 0 and scale != float("inf")):
         raise ValueError(f"softmax_scale must be a finite positive float, got {softmax_scale!r}")
@@ -133,7 +133,7 @@ def _untiled_softmax(dtype, q, ori_kv, ori_block_table, cmp_kv, cmp_block_table,
                   seqused_kv, attn_sink, window, tokens_per_batch)
     kv = gather_kv(ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_indices, seqused_kv,
                    window=window, tokens_per_batch=tokens_per_batch)
-    scale = _scale(softmax_scale, q.shape[2])
+    scale = softmax_scale_for(softmax_scale, q.shape[2])
     rows = kv.rows.to(dtype)                                            # [T, K, D]
     if rows.shape[1] == 0:
         return torch.zeros(q.shape, dtype=dtype, device=q.device)
@@ -173,7 +173,7 @@ class TiledTrace:
     """What the tiled golden computed, for error bounds: everything per (t, h) or (t, h, j).
 
     Positions j are in tiling order (index order for positional tiling, compacted order otherwise;
-    with split-KV the split layout of `_split_layout`: split i in columns [i P, (i + 1) P), its
+    with split-KV the split layout of `split_layout`: split i in columns [i P, (i + 1) P), its
     keys first, P a multiple of the tile, so column blocks of `tile` are the kernel's tiles).
     M, L and denom are on one common scale: without split M is the running max and L the running
     denominator; with split-KV M is X = max lse_i and L = sum_i exp(lse_i - X) (the merge's
@@ -199,7 +199,7 @@ class TiledTrace:
     lse: Optional[torch.Tensor] = None        # [T, H, n] fp32 M_i + log(L_i) (-inf: empty split)
 
 
-def _tiling_order(valid: torch.Tensor, tiling: str):
+def tiling_order(valid: torch.Tensor, tiling: str):
     """Permutation [T, K] that puts positions in tiling order, and validity in that order."""
     T, K = valid.shape
     if tiling == "positional":
@@ -220,12 +220,12 @@ class SplitLayout:
     tile: int             # rows per tile in effect (untiled: the longest split)
 
 
-def _split_layout(valid: torch.Tensor, recipe: AttnRecipe) -> SplitLayout:
+def split_layout(valid: torch.Tensor, recipe: AttnRecipe) -> SplitLayout:
     """The split-KV layout of `valid` [T, K] (AttnRecipe.kv_splits): each token's valid keys in
     index order, split i holding keys [i l, min((i + 1) l, n)) of its n, l = recipe.split_len(n)."""
     T, K = valid.shape
     dev = valid.device
-    order, compact = _tiling_order(valid, "compacted")
+    order, compact = tiling_order(valid, "compacted")
     n = compact.sum(1)                                                     # [T]
     n_max = int(n.max()) if T else 0
     per = -(-n.clamp(min=1) // recipe.kv_splits)
@@ -334,12 +334,12 @@ def sparse_attention_trace(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, 
     T, H, D = q.shape
     K = sparse_indices.shape[1]
     if recipe.kv_splits is not None:
-        return _split_trace(q, kv, attn_sink, _scale(softmax_scale, D), recipe)
-    order, valid = _tiling_order(kv.valid, recipe.tiling)
+        return _split_trace(q, kv, attn_sink, softmax_scale_for(softmax_scale, D), recipe)
+    order, valid = tiling_order(kv.valid, recipe.tiling)
     rows = kv.rows if recipe.tiling == "positional" else \
         torch.gather(kv.rows, 1, order[..., None].expand(T, K, D))      # [T, K, D]
     rows64 = rows.double()
-    scores = fp32_scores(q, rows64, _scale(softmax_scale, D))            # [T, H, K]
+    scores = fp32_scores(q, rows64, softmax_scale_for(softmax_scale, D))            # [T, H, K]
     record = _new_record(T, H, K, q.device)
     tile = recipe.tile_for(K)  # untiled (None): one tile of all K positions; never longer than K
     M, L, O = _online_softmax(scores, rows64, valid, recipe, tile, 0, K, record)
@@ -354,9 +354,9 @@ def sparse_attention_trace(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, 
 
 def _split_trace(q, kv: GatheredKV, attn_sink, scale: float, recipe: AttnRecipe) -> TiledTrace:
     """The split-KV golden: each split's tiled softmax (`_online_softmax` over its columns of
-    `_split_layout`), then `_split_merge`."""
+    `split_layout`), then `_split_merge`."""
     T, H, D = q.shape
-    layout = _split_layout(kv.valid, recipe)
+    layout = split_layout(kv.valid, recipe)
     C = layout.splits * layout.split_cols
     rows = torch.where(layout.valid[..., None],
                        kv.rows.gather(1, layout.source[..., None].expand(T, C, D)), 0.0) \

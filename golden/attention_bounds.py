@@ -155,7 +155,7 @@ MODELS = {"worst": WORST_CASE, "hm": PROBABILISTIC, "random": RANDOM_ORDER, "cud
 BACKEND_MODELS = {"cpu": "random", "cuda": "cuda"}
 
 
-def _exp_rel(x: torch.Tensor, backend: AttnBackend) -> torch.Tensor:
+def exp_rel(x: torch.Tensor, backend: AttnBackend) -> torch.Tensor:
     return backend.exp_base + (backend.exp_arg_units * U_FP32 * x.abs() if backend.exp_arg else 0.0)
 
 
@@ -332,7 +332,7 @@ def split_stats(trace: TiledTrace) -> Optional[SplitStats]:
                       lse_gap=on(X - torch.where(live, lse, 0.0)))
 
 
-def _split_rho(trace: TiledTrace, backend: Optional[AttnBackend]) -> torch.Tensor:
+def split_rho(trace: TiledTrace, backend: Optional[AttnBackend]) -> torch.Tensor:
     """[T, H] relative error split-KV adds to every merge weight (docs/bounds.md#split-kv): 0
     without split. backend None: the golden's own (P2); else both sides of P1, the
     implementation's figures from `backend` and golden.error_model.
@@ -353,13 +353,13 @@ def _split_rho(trace: TiledTrace, backend: Optional[AttnBackend]) -> torch.Tenso
         merges = stats.splits * (U_FP32 * stats.lse_gap + _golden_exp_rel(stats.lse_gap) + 3 * U_FP32)
         rho = merges + torch.expm1(d_lse) + 2 * U_FP32
     else:
-        omega = 2 * U_FP32 * stats.lse_gap + _exp_rel(stats.lse_gap, backend) + TORCH_EXPF_REL
+        omega = 2 * U_FP32 * stats.lse_gap + exp_rel(stats.lse_gap, backend) + TORCH_EXPF_REL
         merges = stats.splits * (omega + 6 * U_FP32)
         rho = merges + torch.expm1(2 * d_lse) + backend.div_units * U_FP32 + U_FP32
     return torch.where(stats.splits > 0, rho, 0.0)
 
 
-def _score_gap(trace: TiledTrace, q: torch.Tensor, scale: float, backend: Optional[AttnBackend]):
+def score_gap(trace: TiledTrace, q: torch.Tensor, scale: float, backend: Optional[AttnBackend]):
     """[T, H, K] bound on |s_impl - s_golden| (backend given) or |s_golden - s_exact| (None)."""
     s = trace.scores.double().abs()
     if backend is None:  # golden: dot rounded once, * fp32(scale) rounded once, fp32(scale) itself
@@ -457,12 +457,12 @@ def attention_p1_terms(trace: TiledTrace, q, attn_sink, recipe: AttnRecipe, *,
     D = q.shape[-1]
     scale = D ** -0.5 if softmax_scale is None else float(softmax_scale)
     valid = trace.valid[:, None, :]
-    ds = torch.where(valid, _score_gap(trace, q, scale, backend), 0.0)     # [T, H, K]
+    ds = torch.where(valid, score_gap(trace, q, scale, backend), 0.0)     # [T, H, K]
     ds_max = ds.amax(-1) if ds.shape[-1] else ds.sum(-1)                   # [T, H]
     x = (trace.scores.double() - trace.tile_max.double()).abs()
     x = torch.where(valid, x, 0.0)
     dx = ds + ds_max[..., None] + 2 * U_FP32 * x
-    eta = (dx + _exp_rel(x, backend) + _golden_exp_rel(x)) * (1 + 2 * dx.clamp(max=0.5))
+    eta = (dx + exp_rel(x, backend) + _golden_exp_rel(x)) * (1 + 2 * dx.clamp(max=0.5))
     e = trace.e.double()
     # a subnormal e_j: the exps' absolute errors in the subnormal range, as a relative widening
     eta = eta + torch.where(e > 0, EXP_SUBNORMAL_ABS / e.clamp(min=FP32_SUBNORMAL_ULP), 0.0) \
@@ -486,11 +486,11 @@ def attention_p1_terms(trace: TiledTrace, q, attn_sink, recipe: AttnRecipe, *,
     # exp(M_{i-1} - M_i): the exponents telescope to m_t - M on each side, so the score errors of
     # the maxima enter once (2 max ds), not once per merge; each factor adds only its own argument
     # rounding and exp error (docs/bounds.md#p1-telescoping).
-    omega = 2 * U_FP32 * sens.arg_mag + _exp_rel(sens.arg_mag, backend) + TORCH_EXPF_REL
+    omega = 2 * U_FP32 * sens.arg_mag + exp_rel(sens.arg_mag, backend) + TORCH_EXPF_REL
     acc = backend.tile_rel(trace.tile, tiles, recipe.p_dtype) + 2 * U_FP32 \
         + (U_FP32 if recipe.p_dtype == "fp32" else 0.0)
-    rho = tiles * (omega + (6 + backend.div_units - 1) * U_FP32) + acc + _split_rho(trace, backend)
-    rho_sigma = 2 * U_FP32 * sens.sink_arg + _exp_rel(sens.sink_arg, backend) + TORCH_EXPF_REL
+    rho = tiles * (omega + (6 + backend.div_units - 1) * U_FP32) + acc + split_rho(trace, backend)
+    rho_sigma = 2 * U_FP32 * sens.sink_arg + exp_rel(sens.sink_arg, backend) + TORCH_EXPF_REL
     # the maxima's score errors: the final max's cancels (sink included), each tile's scales its
     # N_t and l_t together by exp(d m_t), |d m_t| <= ds_max (docs/bounds.md#p1-maxima)
     maxima = ds_max * (1 + 2 * ds_max.clamp(max=0.5)) * (1 + 2.0 ** -20)
@@ -509,7 +509,7 @@ def attention_p1_terms(trace: TiledTrace, q, attn_sink, recipe: AttnRecipe, *,
 def attention_p2_bound(trace: TiledTrace, attn_sink, recipe: AttnRecipe) -> torch.Tensor:
     """[T, H, D] analytic bound on |o_golden - o_fp64| (golden side only)."""
     valid = trace.valid[:, None, :]
-    ds = torch.where(valid, _score_gap(trace, None, 0.0, None), 0.0)
+    ds = torch.where(valid, score_gap(trace, None, 0.0, None), 0.0)
     ds_max = ds.amax(-1) if ds.shape[-1] else ds.sum(-1)
     x = torch.where(valid, (trace.scores.double() - trace.tile_max.double()).abs(), 0.0)
     dx = ds + ds_max[..., None] + U_FP32 * x
@@ -521,7 +521,7 @@ def attention_p2_bound(trace: TiledTrace, attn_sink, recipe: AttnRecipe) -> torc
     sens = sensitivity(trace, attn_sink)
     tiles = trace.tiles_used.double()
     omega = 2 * ds_max + U_FP32 * sens.arg_mag + TORCH_EXPF_REL
-    rho = tiles * (omega + 3 * U_FP32) + 2 * U_FP32 + _split_rho(trace, None)
+    rho = tiles * (omega + 3 * U_FP32) + 2 * U_FP32 + split_rho(trace, None)
     rho_sigma = ds_max + U_FP32 * sens.sink_arg + TORCH_EXPF_REL
     return _propagate(trace, sens, recipe, dp, dl, rho, rho_sigma).total + 2.0 ** -40 * trace.o.double().abs()
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 
 from kernelprop.golden.error_model import BF16_MIN_ULP
-from kernelprop.golden.output_rounding import round_bf16
+from kernelprop.golden.rounding import round_bf16
 
 BF16_MAX_FINITE = 2.0 ** 128 - 2.0 ** 120
 _OVERFLOW_EDGE = 2.0 ** 128  # where the next bf16 after the largest finite would sit
@@ -90,7 +90,7 @@ def rounding_cell(v: torch.Tensor, mode: str) -> tuple[torch.Tensor, torch.Tenso
 
 def reachable_ends(domain: Fp32Domain) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(OUT(c - below), OUT(c + above), finite) float64: the ends of the bf16 values a correct
-    output can take (OUT monotone), each rounded from float64 once (output_rounding.round_bf16);
+    output can take (OUT monotone), each rounded from float64 once (rounding.round_bf16);
     `finite`: centre and bounds are finite (elsewhere the ends are meaningless)."""
     c, below, above = (t.double() for t in (domain.center, domain.below, domain.above))
     finite = torch.isfinite(c) & torch.isfinite(below) & torch.isfinite(above)

@@ -21,8 +21,9 @@ from kernelprop.golden.error_model import (FP32_HALF_SUBNORMAL, FP32_MIN_NORMAL,
                                            PTX_FIGURES, U_FP32, gamma)
 from kernelprop.golden.output_margin import Fp32Domain
 from kernelprop.golden.rmsnorm_inputs import NormRecipe
+from kernelprop.golden.output_rounding import nan_free, output_numerics
 from kernelprop.golden.rmsnorm import NormTrace
-from kernelprop.golden.rounding import round_to_bf16
+from kernelprop.golden.rounding import fp32_outward, round_to_bf16
 
 ULP = FP32_ULP_REL                  # the relative size of one fp32 ulp, at most
 HALF_SUBNORMAL = FP32_HALF_SUBNORMAL  # absolute error of one fp32 rounding in the subnormal range
@@ -213,14 +214,6 @@ def exact_y(x: torch.Tensor, weight, eps: float, weight_offset: float = 0.0) -> 
     return y if weight is None else y * (weight_offset + weight.double())
 
 
-def _fp32_out(lo: torch.Tensor, hi: torch.Tensor):
-    """float64 interval ends -> fp32 ends rounded outward (conversion moves them < 1 fp32 ulp)."""
-    lo32, hi32 = lo.float(), hi.float()
-    lo32 = torch.nextafter(lo32, torch.full_like(lo32, -math.inf))
-    hi32 = torch.nextafter(hi32, torch.full_like(hi32, math.inf))
-    return lo32, hi32
-
-
 def _interval(center: torch.Tensor, rel: torch.Tensor, abs_: float = 0.0):
     c = center.double()
     width = c.abs() * rel + abs_
@@ -230,17 +223,11 @@ def _interval(center: torch.Tensor, rel: torch.Tensor, abs_: float = 0.0):
 def pair_bound(iv1, iv2, recipe: NormRecipe) -> torch.Tensor:
     """Bound on |y1 - y2| when y1 = OUT(t1), y2 = OUT(t2) for some t1 in iv1, t2 in iv2 (float64
     intervals) and OUT is the recipe's output rounding (monotone): max(OUT(hi1) - OUT(lo2),
-    OUT(hi2) - OUT(lo1)). NaN intervals (0/0 rows) give 0: both sides must then be NaN."""
-    (lo1, hi1), (lo2, hi2) = iv1, iv2
-    if recipe.out_dtype == "bf16":
-        (lo1, hi1), (lo2, hi2) = _fp32_out(lo1, hi1), _fp32_out(lo2, hi2)
-        r = lambda t: round_to_bf16(t, recipe.rounding).double()  # noqa: E731
-        lo1, hi1, lo2, hi2 = r(lo1), r(hi1), r(lo2), r(hi2)
+    OUT(hi2) - OUT(lo1)). NaN intervals (0/0 rows) give 0: both sides must then be NaN. The
+    recipe's out_dtype is resolved ("fp32" or "bf16": NormRecipe.for_input)."""
+    out = output_numerics(recipe.out_dtype, recipe.rounding)
+    (lo1, hi1), (lo2, hi2) = out.ends(*iv1), out.ends(*iv2)
     bound = torch.maximum(hi1 - lo2, hi2 - lo1)
-    return torch.where(torch.isnan(bound), torch.zeros_like(bound), bound)
-
-
-def _nan_free(bound: torch.Tensor) -> torch.Tensor:
     return torch.where(torch.isnan(bound), torch.zeros_like(bound), bound)
 
 
@@ -307,9 +294,9 @@ def p1_domain(trace, iv, recipe: NormRecipe) -> Fp32Domain:
     """A bf16 output's fp32 statement for its margin (golden.output_margin): the golden's fp32 y
     and the distances to the ends of p1_interval, rounded outward to fp32 as pair_bound does (the
     interval need not be symmetric: FTZ widens one side to 0); no discrete share."""
-    lo, hi = _fp32_out(*iv)
+    lo, hi = fp32_outward(*iv)
     y = trace.y_fp32.double()
-    below, above = _nan_free(y - lo.double()), _nan_free(hi.double() - y)
+    below, above = nan_free(y - lo.double()), nan_free(hi.double() - y)
     return Fp32Domain(y, below, above, torch.zeros_like(y), recipe.rounding)
 
 
@@ -319,10 +306,9 @@ def p1_bound(trace, inputs, recipe: NormRecipe, inv_ulps: float,
     """Elementwise P1 bound on |impl - golden| from p1_interval (given as `iv`, or computed)."""
     if iv is None:
         iv = p1_interval(trace, inputs, recipe, inv_ulps, sum_lambda, ftz, backend, v_div_units)
-    if recipe.out_dtype == "fp32":
-        return _nan_free(torch.maximum(iv[1] - trace.y_fp32.double(), trace.y_fp32.double() - iv[0]))
-    # both the implementation's and the golden's fp32 y lie in iv: bound OUT(hi) - OUT(lo)
-    return pair_bound(iv, iv, recipe)
+    # both the implementation's and the golden's y lie in iv (bf16: OUT(hi) - OUT(lo))
+    return output_numerics(recipe.output_dtype(inputs.x.dtype), recipe.rounding).interval(
+        trace.y, trace.y_fp32, *iv, "").bound
 
 
 # %% the recipes of real models (docs/bounds-rmsnorm.md#recipes)
@@ -336,11 +322,11 @@ def has_inner_roundings(recipe: NormRecipe, x_dtype, weight) -> bool:
     return rbw or recipe.compute_in(x_dtype) == "bf16" or recipe.promotes(x_dtype)
 
 
-def _to_grid(lo: torch.Tensor, hi: torch.Tensor, dtype: str, rounding: str):
+def to_grid(lo: torch.Tensor, hi: torch.Tensor, dtype: str, rounding: str):
     """float64 ends of an interval of exact values -> float64 ends of the interval of their
     roundings to `dtype` (fp32 RNE outward, then bf16 under `rounding`: monotone, so the rounded
     value of anything inside lies between the rounded ends)."""
-    lo32, hi32 = _fp32_out(lo, hi)
+    lo32, hi32 = fp32_outward(lo, hi)
     if dtype == "bf16":
         lo32, hi32 = round_to_bf16(lo32, rounding), round_to_bf16(hi32, rounding)
     return lo32.double(), hi32.double()
@@ -392,12 +378,12 @@ def chain_interval(x: torch.Tensor, weight, eps: float, recipe: NormRecipe, *, s
     promote = recipe.promotes(x.dtype)
     if promote:
         D = x.shape[-1]
-        lo, hi = _to_grid(ss_iv[0], ss_iv[1], "bf16", mode)
+        lo, hi = to_grid(ss_iv[0], ss_iv[1], "bf16", mode)
         lo, hi = _fp32_op(lo.float() / D, hi.float() / D, "fp32", mode)
         eps_c = round_to(torch.tensor(eps, dtype=torch.float32), "bf16", mode)
         lo, hi = _fp32_op(lo.float() + eps_c, hi.float() + eps_c, "fp32", mode)
         q = max(inv_ulps, GOLDEN_INV_ULPS) * ULP
-        inv_lo, inv_hi = _to_grid((1 / torch.sqrt(hi)) * (1 - q), (1 / torch.sqrt(lo)) * (1 + q),
+        inv_lo, inv_hi = to_grid((1 / torch.sqrt(hi)) * (1 - q), (1 / torch.sqrt(lo)) * (1 + q),
                                   "fp32", mode)
         t_iv = _fl_grid(*_times((inv_lo[..., None], inv_hi[..., None]), x.double()), "fp32", mode)
     elif comp == "bf16":
@@ -406,12 +392,12 @@ def chain_interval(x: torch.Tensor, weight, eps: float, recipe: NormRecipe, *, s
         sq = round_to(xf * xf, comp, mode).double()
         ss = sq.sum(-1)
         width = ss * sum_rel + 2 * D * sub   # subnormal roundings, both sides
-        lo, hi = _to_grid(ss - width, ss + width, comp, mode)
+        lo, hi = to_grid(ss - width, ss + width, comp, mode)
         lo, hi = _fp32_op(lo.float() / D, hi.float() / D, comp, mode)
         eps_c = round_to(torch.tensor(eps, dtype=torch.float32), comp, mode)
         lo, hi = _fp32_op(lo.float() + eps_c, hi.float() + eps_c, comp, mode)
         q = max(inv_ulps, GOLDEN_INV_ULPS) * ULP
-        inv_lo, inv_hi = _to_grid((1 / torch.sqrt(hi)) * (1 - q), (1 / torch.sqrt(lo)) * (1 + q),
+        inv_lo, inv_hi = to_grid((1 / torch.sqrt(hi)) * (1 - q), (1 / torch.sqrt(lo)) * (1 + q),
                                   comp, mode)
         t_lo, t_hi = _times((inv_lo[..., None], inv_hi[..., None]), x.double())
         t_iv = _fl_grid(t_lo, t_hi, comp, mode)
@@ -420,9 +406,9 @@ def chain_interval(x: torch.Tensor, weight, eps: float, recipe: NormRecipe, *, s
     if w is None:
         return t_iv
     if recipe.round_before_weight:
-        t_iv = _to_grid(*t_iv, out, mode)
+        t_iv = to_grid(*t_iv, out, mode)
     elif comp == "fp32" and not promote:
-        t_iv = _fp32_out(*t_iv)
+        t_iv = fp32_outward(*t_iv)
         t_iv = (t_iv[0].double(), t_iv[1].double())
     y_iv = _fl_grid(*_times(t_iv, w.double()), comp, mode)
     return _with_flush(y_iv, x, ftz)

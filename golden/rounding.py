@@ -11,6 +11,8 @@ inf under rne/rna, saturate to the max finite bf16 under rtz).
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 ROUNDINGS = ("rne", "rtz", "rna")   # the modes of round_to_bf16 (a recipe's `rounding`)
@@ -41,3 +43,31 @@ def bf16_ulp(x: torch.Tensor) -> torch.Tensor:
     ax = x.abs().to(torch.float32).clamp_min(torch.finfo(torch.float32).tiny)
     exponent = torch.floor(torch.log2(ax))
     return torch.exp2(exponent - 7)
+
+
+def fp32_round_to_odd(x: torch.Tensor) -> torch.Tensor:
+    """fp64 -> fp32 rounded toward zero with the last bit set where inexact (round-to-odd);
+    NaN and +-inf pass through, finite values beyond the fp32 range go to +-inf."""
+    x = x.double()
+    near = x.float()
+    inexact = torch.isfinite(x) & (near.double() != x)
+    toward_zero = torch.where(near.double().abs() > x.abs(),
+                              torch.nextafter(near, torch.zeros_like(near)), near)
+    odd = (toward_zero.view(torch.int32) | 1).view(torch.float32)
+    return torch.where(inexact & torch.isfinite(near), odd, near)
+
+
+def round_bf16(x: torch.Tensor, mode: str = "rne") -> torch.Tensor:
+    """bf16 rounding (rne, rna or rtz) of fp32 or fp64 values as one rounding, float64: fp64 goes
+    to fp32 by round-to-odd first, which neither rounding to nearest nor toward zero can tell
+    from the fp64 value (16 more bits)."""
+    x32 = x if x.dtype == torch.float32 else fp32_round_to_odd(x)
+    return round_to_bf16(x32.contiguous(), mode).double()
+
+
+def fp32_outward(lo: torch.Tensor, hi: torch.Tensor):
+    """float64 interval ends -> fp32 ends rounded outward (conversion moves them < 1 fp32 ulp)."""
+    lo32, hi32 = lo.float(), hi.float()
+    lo32 = torch.nextafter(lo32, torch.full_like(lo32, -math.inf))
+    hi32 = torch.nextafter(hi32, torch.full_like(hi32, math.inf))
+    return lo32, hi32

@@ -132,7 +132,7 @@ class _Recorded:
         return self.actual
 
 
-def _alternative_holds(alt: AlternativeRecipe, ev, outcome, explain: Explain) -> bool:
+def alternative_holds(alt: AlternativeRecipe, ev, outcome, explain: Explain) -> bool:
     if ev.recipe is None or not ev.replay_fn or explain.with_recipe is None:
         return False
     try:
@@ -231,7 +231,7 @@ def signature(ev, outcome, raised: list[str]) -> Optional[Cause]:
     if outcome is not None and explain is not None and outcome.golden_expected:
         for candidate in explain.candidates:
             if isinstance(candidate, AlternativeRecipe) and \
-                    _alternative_holds(candidate, ev, outcome, explain):
+                    alternative_holds(candidate, ev, outcome, explain):
                 return candidate.cause
     return raised_cause(raised)
 

@@ -28,7 +28,7 @@ class Evidence:
     case: Any = None                    # the op's Case (compact description, with seed)
     inputs: dict = field(default_factory=dict)  # name -> the op's Inputs
     replay_fn: Optional[str] = None     # "module:function" of the replay function
-    replay_params: dict = field(default_factory=dict)  # JSON-able params for it
+    replay_params: dict = field(default_factory=dict)  # its params (recipes as objects)
 
 
 def resolve(name: str) -> Callable:

@@ -334,7 +334,7 @@ def _replay_unreported(args, rounds, extra, work, env, start, seed) -> None:
                             now + args.report_grace, profile="replay"))
 
 
-def _next_examples(examples: int, seconds: float, remaining: float, interrupted: bool,
+def next_examples(examples: int, seconds: float, remaining: float, interrupted: bool,
                    test_seconds: float | None = None) -> int:
     """max_examples of the next round, so that it takes about a third of the time left.
     seconds: the last round's wall time; test_seconds: the part of it spent in tests (per worker).
@@ -583,7 +583,7 @@ def main(argv: list[str]) -> int:
                 break
             if not args.fixed_examples:
                 test_seconds = sum(r.get("seconds", 0.0) for r in done) / args.workers
-                examples = _next_examples(examples, result["seconds"],
+                examples = next_examples(examples, result["seconds"],
                                           deadline - time.monotonic(), False, test_seconds)
             rnd += 1
     except KeyboardInterrupt:

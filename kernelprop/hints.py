@@ -31,22 +31,6 @@ P13_DECLARE = ("if the kernel does no argument checks by design, declare validat
                f"(P13 is then skipped with that reason) or call {input_checks()} in the adapter")
 
 
-def on_bf16_grid(actual: torch.Tensor, expected: torch.Tensor) -> bool:
-    """Every finite non-zero actual value is a bf16 value, while some expected value at those
-    places is not (a random fp32 value lies on the bf16 grid with probability 2^-16, so one such
-    element is already strong evidence; the expected values rule out outputs that are simple)."""
-    from kernelprop.golden.rounding import round_to_bf16
-
-    if actual.dtype != torch.float32 or expected.shape != actual.shape:
-        return False
-    where = torch.isfinite(actual) & (actual != 0)
-    if not bool(where.any()):
-        return False
-    a = actual[where].contiguous()
-    e = expected[where].float().contiguous()
-    return bool((round_to_bf16(a, "rne") == a).all()) and bool((round_to_bf16(e, "rne") != e).any())
-
-
 def closer_to_truth_hint(recipe) -> str:
     """CLOSER_TO_TRUTH naming the recipe type's own fields."""
     names = ", ".join(f.name for f in dataclasses.fields(recipe)) if recipe is not None else "-"

@@ -39,3 +39,11 @@ def tensor_summary(x: torch.Tensor) -> dict:
         out["nan"] = int(torch.isnan(x).sum())
         out["absmax"] = float(finite.abs().max()) if finite.numel() else None
     return out
+
+
+def from_plain(cls: type, value: Any, default: Any = None) -> Any:
+    """The `cls` value a params entry holds: the object itself (params made in a test), or built
+    from its plain() dict (params read back from a report's JSON); `default` where it is absent."""
+    if value is None or value == {}:
+        return default
+    return value if isinstance(value, cls) else cls(**value)

@@ -108,19 +108,20 @@ def build_impl(data: dict, overrides: list[str]):
         raise ReplayError(f"cannot load {kind} implementation {spec!r}: {err}") from err
 
 
-def _check_recipe(impl, data: dict, inputs: dict) -> None:
+def check_replay_recipe(impl, data: dict, inputs: dict) -> None:
     """An --impl that cannot take the recorded recipe cannot replay the report (not a fix). A
     shape-dependent recipe is resolved on the stored inputs, as the draw resolved it."""
     recipe = data.get("recipe")
     if impl is None or not isinstance(recipe, dict):
         return
+    from kernelprop.plain import from_plain
     from kernelprop.registry import BY_KIND
 
     recipe_type = BY_KIND[impl.kind].recipe_type
     if data.get("recipe_type") != recipe_type.__name__:
         return
     try:
-        wanted = recipe_type(**recipe)
+        wanted = from_plain(recipe_type, recipe)
     except (TypeError, ValueError):
         return
     example = inputs.get("inputs") if impl.shape_dependent else None
@@ -156,7 +157,7 @@ def replay(report: str | os.PathLike, impl_overrides: list[str] = (), backend: s
     except (ImportError, AttributeError) as err:
         raise ReplayError(f"replay function {fn_name} not found: {err}") from err
     params = (data.get("replay") or {}).get("params") or {}
-    _check_recipe(impl, data, inputs)
+    check_replay_recipe(impl, data, inputs)
     try:
         outcome = fn(inputs, impl, params)
     except Exception as err:  # noqa: BLE001

@@ -125,7 +125,7 @@ def nodeid_name(nodeid: str) -> str:
     return sanitize(nodeid)
 
 
-def _unique_dir(base: Path, name: str) -> Path:
+def unique_dir(base: Path, name: str) -> Path:
     base.mkdir(parents=True, exist_ok=True)
     for n in range(1, 10_000):
         path = base / (name if n == 1 else f"{name}-{n}")
@@ -286,7 +286,7 @@ def write_failure_report(item, call, report) -> Optional[Path]:
 def _write(item, call, report, ev) -> Path:
     config = item.config
     rid = run_id(config)
-    out = _unique_dir(reports_base(config) / rid, nodeid_name(item.nodeid))
+    out = unique_dir(reports_base(config) / rid, nodeid_name(item.nodeid))
     report_json = out / "report.json"
     outcome = ev.outcome
     hyp = hypothesis_info(call, report)

@@ -17,6 +17,8 @@ from typing import Optional
 
 import torch
 
+from kernelprop.golden.output_rounding import ExpectedMargin
+
 try:
     from builtins import BaseExceptionGroup
 except ImportError:  # python 3.10: hypothesis' own dependency provides it
@@ -38,9 +40,10 @@ class Outcome:
     # the share of `bound` made of discrete, exactly known alternatives (bf16 rounding flips of P
     # or of a bf16 output), 0 <= discrete <= bound; None: the bound has no such share
     discrete: Optional[torch.Tensor] = None
-    # a bf16 output's fp32 statement (golden.output_margin.Fp32Domain): the margin is then measured
-    # from the golden's fp32 value to the output's rounding cell (docs/bounds-output-rounding.md#margin)
-    fp32_domain: Optional[object] = None
+    # how the margin is measured where `discrete` is given (golden.output_rounding: ExpectedMargin,
+    # or a bf16 output's CellMargin, from the golden's fp32 value to the output's rounding cell,
+    # docs/bounds-output-rounding.md#margin); set by the output dtype's rule, never chosen here
+    margin_rule: object = field(default_factory=ExpectedMargin)
     # `expected` is the op's golden on the same inputs under the recipe the replay params name (P1):
     # only then can the report compare both with the fp64 truth or try the op's alternative recipes
     golden_expected: bool = False
@@ -77,6 +80,7 @@ class Verdict:
     margin_index: Optional[tuple] = None
     discrete: Optional[float] = None
     margin_fp32: bool = False    # the margin was measured in the fp32 domain of a bf16 output
+    margin_doc: str = ""         # what the margin ratio measures (the margin rule's doc)
 
     @property
     def score(self) -> float:
@@ -123,14 +127,8 @@ class Verdict:
                 s += f" (of which bf16 flips {_g(self.discrete)})"
             if self.truth is not None:
                 s += f", fp64 truth {_g(self.truth)}"
-        if self.margin is not None and self.margin_fp32:
-            s += (f"; margin ratio {self.margin:.4g} at {self.margin_index}: how far the fp32 values "
-                  f"that round to the output lie outside the golden's fp32 value +- the P flips, in "
-                  f"units of the fp32 bound's remaining part; > 1 exactly where the check fails")
-        elif self.margin is not None:
-            s += (f"; margin ratio {self.margin:.4g} at {self.margin_index}: how far the value lies "
-                  f"outside expected +- the bf16 flips a correct implementation may make, in units "
-                  f"of the bound's remaining (fp32 noise) part; > 1 exactly where the bound is exceeded")
+        if self.margin is not None:
+            s += f"; margin ratio {self.margin:.4g} at {self.margin_index}: {self.margin_doc}"
         return s
 
     def to_dict(self) -> dict:
@@ -166,22 +164,17 @@ def check_outcome(outcome) -> Verdict:
 
 
 def _with_margin(verdict: Verdict, outcome, failing: torch.Tensor) -> Verdict:
-    """The verdict plus the worst margin ratio (same pass/fail per element): golden.metrics'
-    margin_ratio, or for a bf16 output with an fp32 domain golden.output_margin's cell margin."""
-    from kernelprop.golden.metrics import margin_ratio
-    from kernelprop.golden.output_margin import cell_margin, margin_for_verdict
-
+    """The verdict plus the worst margin ratio (same pass/fail per element), measured by the
+    outcome's margin rule (golden.output_rounding)."""
     a = outcome.actual
-    domain = outcome.fp32_domain
-    if domain is None:
-        margin = margin_ratio(a, outcome.expected, outcome.bound, outcome.discrete)
-    else:
-        margin = margin_for_verdict(cell_margin(a, domain), failing)
+    rule = outcome.margin_rule
+    margin = rule.margin(a, outcome.expected, outcome.bound, outcome.discrete, failing)
     flat = int(torch.argmax(margin.reshape(-1)))
     where = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), margin.shape))
     discrete = torch.as_tensor(outcome.discrete).double().expand(a.shape)
     return dataclasses.replace(verdict, margin=float(margin[where]), margin_index=where,
-                               discrete=_val(discrete, verdict.index), margin_fp32=domain is not None)
+                               discrete=_val(discrete, verdict.index), margin_fp32=rule.in_fp32,
+                               margin_doc=rule.doc)
 
 
 def failing_mask(outcome) -> torch.Tensor:

@@ -10,12 +10,12 @@ The result is an fp32 tensor holding bf16-representable values, so a following c
 import triton
 import triton.language as tl
 
-# recipe.rounding -> constexpr mode code of _round_to_bf16
+# recipe.rounding -> constexpr mode code of tl_round_to_bf16
 ROUNDING_CODE = {"rne": 0, "rtz": 1, "rna": 2}
 
 
 @triton.jit
-def _round_to_bf16(x, MODE: tl.constexpr):
+def tl_round_to_bf16(x, MODE: tl.constexpr):
     """x: fp32 tensor; MODE: 0 rne, 1 rtz, 2 rna. Returns fp32 with bf16-representable values."""
     bits = x.to(tl.uint32, bitcast=True)
     if MODE == 0:

@@ -14,10 +14,10 @@ import triton
 import triton.language as tl
 
 from kernelprop.golden.rmsnorm_inputs import NormRecipe
-from kernelprop.kernels._bf16 import ROUNDING_CODE, _round_to_bf16
+from kernelprop.kernels._bf16 import ROUNDING_CODE, tl_round_to_bf16
 from kernelprop.kernels._checks import check_device, check_last_stride
 from kernelprop.kernels._launch import KernelLaunch
-from kernelprop.kernels.rms_norm import INV_CODE, _c, check_norm_args, check_norm_recipe
+from kernelprop.kernels.rms_norm import INV_CODE, to_compute_dtype, check_norm_args, check_norm_recipe
 
 import torch
 
@@ -32,7 +32,7 @@ def _sum_z(x_row, r_row, cols, mask, Z_BF16: tl.constexpr):
     r = tl.load(r_row + cols, mask=mask, other=0.0).to(tl.float32)
     z = x + r
     if Z_BF16:
-        z = _round_to_bf16(z, 0)
+        z = tl_round_to_bf16(z, 0)
     return z
 
 
@@ -41,17 +41,17 @@ def _scale(z, inv, w_ptr, stride_w, cols, mask, HAS_WEIGHT: tl.constexpr, OUT_BF
            ROUND_MODE: tl.constexpr, W_OFFSET: tl.constexpr, ROUND_BEFORE_W: tl.constexpr,
            COMPUTE_BF16: tl.constexpr):
     """y = OUT(C(C(z * inv) * C(W_OFFSET + w))), with OUT(z * inv) first where ROUND_BEFORE_W."""
-    y = _c(z * inv, COMPUTE_BF16, ROUND_MODE)
+    y = to_compute_dtype(z * inv, COMPUTE_BF16, ROUND_MODE)
     if HAS_WEIGHT:
         w = tl.load(w_ptr + cols * stride_w, mask=mask, other=0.0).to(tl.float32)
         if W_OFFSET != 0.0:
             w = w + W_OFFSET
-        w = _c(w, COMPUTE_BF16, ROUND_MODE)
+        w = to_compute_dtype(w, COMPUTE_BF16, ROUND_MODE)
         if ROUND_BEFORE_W:
-            y = _c(y, OUT_BF16, ROUND_MODE)
-        y = _c(y * w, COMPUTE_BF16, ROUND_MODE)
+            y = to_compute_dtype(y, OUT_BF16, ROUND_MODE)
+        y = to_compute_dtype(y * w, COMPUTE_BF16, ROUND_MODE)
     if OUT_BF16:
-        y = _round_to_bf16(y, ROUND_MODE).to(tl.bfloat16)
+        y = tl_round_to_bf16(y, ROUND_MODE).to(tl.bfloat16)
     return y
 
 
@@ -80,7 +80,7 @@ def _fused_add_rms_norm_kernel(
     """Rounding points: x, r upcast on load; z = x + r in fp32, rounded to x's dtype and stored;
     z^2 and partial sums in fp32, each chunk of CHUNK columns one tl.sum, chunk partials added left
     to right; v = div_rn(ss, D) + eps; INV per INV_MODE; y = (z * inv) * w; one output rounding.
-    The recipes of real models (golden/recipes.py NormRecipe) add C(.) roundings to bf16 after
+    The recipes of real models (golden/rmsnorm_inputs.py NormRecipe) add C(.) roundings to bf16 after
     each step (COMPUTE_BF16), w' = offset + w, and OUT(z * inv) before the weight product."""
     row = tl.program_id(0).to(tl.int64)
     x_row = x_ptr + row * stride_x
@@ -93,7 +93,7 @@ def _fused_add_rms_norm_kernel(
         mask = offs < D
         z = _sum_z(x_row, r_row, offs, mask, Z_BF16)
         tl.store(z_row + offs, z.to(z_ptr.dtype.element_ty), mask=mask)
-        sq = _c(z * z, COMPUTE_BF16, ROUND_MODE)
+        sq = to_compute_dtype(z * z, COMPUTE_BF16, ROUND_MODE)
         ss = tl.sum(tl.where(offs < CHUNK, sq, 0.0), axis=0)
         for c0 in range(CHUNK, D, CHUNK):                     # further chunks, left to right
             ss += tl.sum(tl.where((offs >= c0) & (offs < c0 + CHUNK), sq, 0.0), axis=0)
@@ -106,20 +106,20 @@ def _fused_add_rms_norm_kernel(
                 mask = (j + offs < CHUNK) & (cols < D)
                 zc = _sum_z(x_row, r_row, cols, mask, Z_BF16)
                 tl.store(z_row + cols, zc.to(z_ptr.dtype.element_ty), mask=mask)
-                acc += _c(zc * zc, COMPUTE_BF16, ROUND_MODE)
+                acc += to_compute_dtype(zc * zc, COMPUTE_BF16, ROUND_MODE)
             ss += tl.sum(acc, axis=0)
         tl.debug_barrier()                                    # z stored above, read back below
 
-    ss = _c(ss, COMPUTE_BF16, ROUND_MODE)
-    ms = _c(tl.math.div_rn(ss, D_F), COMPUTE_BF16, ROUND_MODE)
-    v = _c(ms + _c(tl.zeros_like(ms) + eps, COMPUTE_BF16, ROUND_MODE), COMPUTE_BF16, ROUND_MODE)
+    ss = to_compute_dtype(ss, COMPUTE_BF16, ROUND_MODE)
+    ms = to_compute_dtype(tl.math.div_rn(ss, D_F), COMPUTE_BF16, ROUND_MODE)
+    v = to_compute_dtype(ms + to_compute_dtype(tl.zeros_like(ms) + eps, COMPUTE_BF16, ROUND_MODE), COMPUTE_BF16, ROUND_MODE)
     if INV_MODE == 0:
         inv = tl.math.rsqrt(v)
     elif INV_MODE == 1:
         inv = 1.0 / tl.sqrt(v)
     else:
         inv = tl.math.div_rn(1.0, tl.math.sqrt_rn(v))
-    inv = _c(inv, COMPUTE_BF16, ROUND_MODE)
+    inv = to_compute_dtype(inv, COMPUTE_BF16, ROUND_MODE)
 
     if ONE_BLOCK:
         y = _scale(z, inv, w_ptr, stride_w, offs, mask, HAS_WEIGHT, OUT_BF16, ROUND_MODE, W_OFFSET,

@@ -8,7 +8,7 @@ INV is the recipe's: rsqrt (tl.math.rsqrt), recip_sqrt (1.0 / tl.sqrt), recip_sq
 (div_rn(1, sqrt_rn)). The output is rounded once, to bf16 by bit arithmetic (recipe.rounding) or
 kept in fp32 (recipe.out_dtype; "input": x's dtype). The recipes of real models: w' = weight_offset
 + w in fp32; round_before_weight rounds x * inv to the output dtype before the weight product;
-compute_dtype "input" on a bf16 x rounds every step to bf16 (golden/recipes.py NormRecipe: C(x^2),
+compute_dtype "input" on a bf16 x rounds every step to bf16 (golden/rmsnorm_inputs.py NormRecipe: C(x^2),
 C(ss), C(ss / D), C(ms + C(eps)), C(INV(v)), C(x * inv), C(offset + w), C(t * w')), each the fp32
 operation followed by the bit-arithmetic rounding.
 """
@@ -20,7 +20,7 @@ import triton
 import triton.language as tl
 
 from kernelprop.golden.rmsnorm_inputs import NormRecipe
-from kernelprop.kernels._bf16 import ROUNDING_CODE, _round_to_bf16
+from kernelprop.kernels._bf16 import ROUNDING_CODE, tl_round_to_bf16
 from kernelprop.kernels._checks import check_device, check_last_stride
 from kernelprop.kernels._launch import KernelLaunch
 
@@ -30,10 +30,10 @@ INV_CODE = {"rsqrt": 0, "recip_sqrt": 1, "recip_sqrt_rn": 2}
 # %% kernel
 
 @triton.jit
-def _c(t, ON: tl.constexpr, MODE: tl.constexpr):
+def to_compute_dtype(t, ON: tl.constexpr, MODE: tl.constexpr):
     """One rounding of an fp32 result to the compute dtype: bf16 (ON) or fp32 (unchanged)."""
     if ON:
-        return _round_to_bf16(t, MODE)
+        return tl_round_to_bf16(t, MODE)
     return t
 
 
@@ -68,7 +68,7 @@ def _rms_norm_kernel(
     when CHUNK > BLOCK_C), chunk partials are added to ss left to right; v = div_rn(ss, D) + eps;
     INV per INV_MODE; y = (x * inv) * w in fp32; one output rounding (bf16 bit arithmetic).
     w = W_OFFSET + w in fp32; ROUND_BEFORE_W rounds x * inv to the output dtype before * w;
-    COMPUTE_BF16 rounds x^2, ss, ss / D, eps, v, inv, x * inv, w and the product to bf16 (_c).
+    COMPUTE_BF16 rounds x^2, ss, ss / D, eps, v, inv, x * inv, w and the product to bf16 (to_compute_dtype).
     ONE_BLOCK keeps x in registers; otherwise x is read twice (sum of squares, then output).
     """
     rows = tl.program_id(0).to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R).to(tl.int64)
@@ -81,7 +81,7 @@ def _rms_norm_kernel(
         c_mask = offs < D
         mask = r_mask[:, None] & c_mask[None, :]
         x = tl.load(x_rows[:, None] + offs[None, :], mask=mask, other=0.0).to(tl.float32)
-        ss = tl.sum(_c(x * x, COMPUTE_BF16, ROUND_MODE), axis=1)
+        ss = tl.sum(to_compute_dtype(x * x, COMPUTE_BF16, ROUND_MODE), axis=1)
     else:
         ss = tl.full([BLOCK_R], 0.0, tl.float32)
         for c0 in range(0, D, CHUNK):                          # chunks, left to right
@@ -90,13 +90,13 @@ def _rms_norm_kernel(
                 cols = c0 + j + offs
                 mask = r_mask[:, None] & ((j + offs < CHUNK) & (cols < D))[None, :]
                 xc = tl.load(x_rows[:, None] + cols[None, :], mask=mask, other=0.0).to(tl.float32)
-                acc += _c(xc * xc, COMPUTE_BF16, ROUND_MODE)
+                acc += to_compute_dtype(xc * xc, COMPUTE_BF16, ROUND_MODE)
             ss += tl.sum(acc, axis=1)
 
-    ss = _c(ss, COMPUTE_BF16, ROUND_MODE)
-    ms = _c(tl.math.div_rn(ss, D_F), COMPUTE_BF16, ROUND_MODE)  # IEEE division, like the golden
-    eps_c = _c(tl.zeros([BLOCK_R], tl.float32) + eps, COMPUTE_BF16, ROUND_MODE)  # C(eps)
-    v = _c(ms + eps_c, COMPUTE_BF16, ROUND_MODE)
+    ss = to_compute_dtype(ss, COMPUTE_BF16, ROUND_MODE)
+    ms = to_compute_dtype(tl.math.div_rn(ss, D_F), COMPUTE_BF16, ROUND_MODE)  # IEEE division, like the golden
+    eps_c = to_compute_dtype(tl.zeros([BLOCK_R], tl.float32) + eps, COMPUTE_BF16, ROUND_MODE)  # C(eps)
+    v = to_compute_dtype(ms + eps_c, COMPUTE_BF16, ROUND_MODE)
     v = tl.where(r_mask, v, 1.0)                               # rows past R: no 1/0 (never stored)
     if INV_MODE == 0:
         inv = tl.math.rsqrt(v)
@@ -104,20 +104,20 @@ def _rms_norm_kernel(
         inv = 1.0 / tl.sqrt(v)
     else:
         inv = tl.math.div_rn(tl.full(v.shape, 1.0, tl.float32), tl.math.sqrt_rn(v))
-    inv = _c(inv, COMPUTE_BF16, ROUND_MODE)
+    inv = to_compute_dtype(inv, COMPUTE_BF16, ROUND_MODE)
 
     if ONE_BLOCK:
-        y = _c(x * inv[:, None], COMPUTE_BF16, ROUND_MODE)
+        y = to_compute_dtype(x * inv[:, None], COMPUTE_BF16, ROUND_MODE)
         if HAS_WEIGHT:
             w = tl.load(w_ptr + offs * stride_w, mask=c_mask, other=0.0).to(tl.float32)
             if W_OFFSET != 0.0:
                 w = w + W_OFFSET
-            w = _c(w, COMPUTE_BF16, ROUND_MODE)
+            w = to_compute_dtype(w, COMPUTE_BF16, ROUND_MODE)
             if ROUND_BEFORE_W:
-                y = _c(y, OUT_BF16, ROUND_MODE)
-            y = _c(y * w[None, :], COMPUTE_BF16, ROUND_MODE)
+                y = to_compute_dtype(y, OUT_BF16, ROUND_MODE)
+            y = to_compute_dtype(y * w[None, :], COMPUTE_BF16, ROUND_MODE)
         if OUT_BF16:
-            y = _round_to_bf16(y, ROUND_MODE).to(tl.bfloat16)  # exact cast of a bf16 value
+            y = tl_round_to_bf16(y, ROUND_MODE).to(tl.bfloat16)  # exact cast of a bf16 value
         tl.store(y_rows[:, None] + offs[None, :], y, mask=mask)
     else:
         for c0 in range(0, D, BLOCK_C):
@@ -125,17 +125,17 @@ def _rms_norm_kernel(
             c_mask = cols < D
             mask = r_mask[:, None] & c_mask[None, :]
             y = tl.load(x_rows[:, None] + cols[None, :], mask=mask, other=0.0).to(tl.float32) * inv[:, None]
-            y = _c(y, COMPUTE_BF16, ROUND_MODE)
+            y = to_compute_dtype(y, COMPUTE_BF16, ROUND_MODE)
             if HAS_WEIGHT:
                 w = tl.load(w_ptr + cols * stride_w, mask=c_mask, other=0.0).to(tl.float32)
                 if W_OFFSET != 0.0:
                     w = w + W_OFFSET
-                w = _c(w, COMPUTE_BF16, ROUND_MODE)
+                w = to_compute_dtype(w, COMPUTE_BF16, ROUND_MODE)
                 if ROUND_BEFORE_W:
-                    y = _c(y, OUT_BF16, ROUND_MODE)
-                y = _c(y * w[None, :], COMPUTE_BF16, ROUND_MODE)
+                    y = to_compute_dtype(y, OUT_BF16, ROUND_MODE)
+                y = to_compute_dtype(y * w[None, :], COMPUTE_BF16, ROUND_MODE)
             if OUT_BF16:
-                y = _round_to_bf16(y, ROUND_MODE).to(tl.bfloat16)
+                y = tl_round_to_bf16(y, ROUND_MODE).to(tl.bfloat16)
             tl.store(y_rows[:, None] + cols[None, :], y, mask=mask)
 
 

@@ -19,7 +19,7 @@ the interpreter's fp32 -> bf16 cast truncates, so P is rounded by bit arithmetic
 
 The wrapper checks its arguments, then runs `attention_launch(...)`: a KernelLaunch that
 `./kp compile` also builds (on meta tensors) and compiles for sm_90a, so the compile table and
-the launches share one configuration function (`_attn_config`).
+the launches share one configuration function (`attn_config`).
 """
 import math
 import numbers
@@ -29,7 +29,7 @@ import triton
 import triton.language as tl
 
 from kernelprop.golden.attention_inputs import UNSPLIT_FIELDS, AttnRecipe
-from kernelprop.kernels._bf16 import ROUNDING_CODE, _round_to_bf16
+from kernelprop.kernels._bf16 import ROUNDING_CODE, tl_round_to_bf16
 from kernelprop.kernels._checks import check_device, check_last_stride, check_tensor, interpreted
 from kernelprop.kernels._launch import KernelLaunch
 
@@ -144,7 +144,7 @@ def _p_block(
     NEG_INF: tl.constexpr = float("-inf")
     e = tl.exp(sT - tl.where(m > NEG_INF, m, 0.0)[None, :])    # fp32; 0 on invalid lanes
     if P_BF16:
-        p = _round_to_bf16(e, ROUND_MODE)                      # bf16 values held in fp32
+        p = tl_round_to_bf16(e, ROUND_MODE)                      # bf16 values held in fp32
         if L_ROUNDED:
             return p, tl.sum(p, axis=0)
         return p, tl.sum(e, axis=0)
@@ -447,7 +447,7 @@ def _column_layouts(D: int) -> list[tuple[int, int, bool]]:
     return out
 
 
-def _attn_config(H: int, D: int, tile: int, K: int, *, p_fp32: bool = False) -> dict:
+def attn_config(H: int, D: int, tile: int, K: int, *, p_fp32: bool = False) -> dict:
     tile_eff = min(tile, K)  # a tile longer than K is one tile: same semantics, smaller block
     best = None
     layouts = _column_layouts(D)[:1] if p_fp32 else _column_layouts(D)
@@ -485,7 +485,7 @@ def _check_int(name: str, value, minimum: int) -> int:
     return value
 
 
-def _fp32_scale(softmax_scale, D: int) -> float:
+def fp32_scale(softmax_scale, D: int) -> float:
     """The softmax scale as the fp32 value the kernel multiplies by (default D**-0.5)."""
     if softmax_scale is None:
         softmax_scale = D ** -0.5
@@ -584,7 +584,7 @@ def check_attention_args(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, sp
         check_last_stride(name, x)
     if bool(torch.isnan(attn_sink).any()):
         raise ValueError("attn_sink must not contain NaN (use -inf for 'no sink')")
-    scale = _fp32_scale(softmax_scale, D)
+    scale = fp32_scale(softmax_scale, D)
     if check_indices and T > 0 and K > 0:
         _check_pages(sparse_indices, seqused_kv, ori_block_table, cmp_block_table,
                      ori_kv.shape[0], cmp_kv.shape[0], window=window, tokens_per_batch=S, page_rows=BS)
@@ -646,7 +646,7 @@ def attention_launch(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse
     T, H, D = q.shape
     K, S, BS = sparse_indices.shape[1], tokens_per_batch, ori_kv.shape[1]
     tile = recipe.tile_for(K)   # tile None (untiled): one tile of all K positions
-    cfg = _attn_config(H, D, tile, K, p_fp32=recipe.p_dtype == "fp32")
+    cfg = attn_config(H, D, tile, K, p_fp32=recipe.p_dtype == "fp32")
     n_hblk = triton.cdiv(H, cfg["BLOCK_H"])
     grid = (T * n_hblk,)
     args = (

@@ -45,7 +45,7 @@ class AttnPoint:
         """The KernelLaunch the wrapper would run for this point (tensor shapes only on "meta")."""
         import torch
 
-        from kernelprop.kernels.sparse_attention import _fp32_scale, attention_launch
+        from kernelprop.kernels.sparse_attention import fp32_scale, attention_launch
 
         s = self.shape
         B, S, H, D, BS = s.batches, s.tokens_per_batch, s.heads, s.head_dim, s.page_size
@@ -68,7 +68,7 @@ class AttnPoint:
                                                           "seqused_kv", "attn_sink")}
         o = torch.empty(T, H, D, dtype=torch.float32, device=device)
         return attention_launch(*x.values(), o, window=s.window, tokens_per_batch=S,
-                                scale=_fp32_scale(None, D), recipe=self.recipe)
+                                scale=fp32_scale(None, D), recipe=self.recipe)
 
 
 DSV4 = AttnPoint("attn dsv4 (H64 D512 K640 tile64)", reference=True)

@@ -21,7 +21,7 @@ from kernelprop.golden.attention_inputs import (DATA_KINDS, SINK_KINDS, AttnCase
                                                make_attn_inputs)
 from kernelprop.golden.sampling import TC_ADVERSARIAL
 from kernelprop.properties.attention_limits import ATTN_SIZES, REFERENCE, REFERENCE_BATCHES, AttnLimits
-from kernelprop.properties.strategies import _fitted, _size, seeds, skip_outside_domain
+from kernelprop.properties.strategies import _fitted, awkward_size, seeds, skip_outside_domain
 from kernelprop.sizes import current_sizes
 
 
@@ -65,12 +65,12 @@ def attn_cases(*, limits: AttnLimits | None = None, pads: bool = True, data=DATA
     return st.builds(
         AttnCase,
         seed=seeds,
-        batches=_size(lim.batches),
-        tokens_per_batch=_size(lim.tokens_per_batch),
-        heads=_size(lim.heads, (3, 16, 64)),
-        head_dim=_size(lim.head_dim, (3, 17, 40, 48, 64, 512)),
-        page_size=_size(lim.page_size, (1, 5, 53, 128)),
-        window=_size(lim.window, (3, 128)),
+        batches=awkward_size(lim.batches),
+        tokens_per_batch=awkward_size(lim.tokens_per_batch),
+        heads=awkward_size(lim.heads, (3, 16, 64)),
+        head_dim=awkward_size(lim.head_dim, (3, 17, 40, 48, 64, 512)),
+        page_size=awkward_size(lim.page_size, (1, 5, 53, 128)),
+        window=awkward_size(lim.window, (3, 128)),
         topk=st.integers(0, lim.topk),
         extra=st.integers(0, lim.extra) if pads else st.just(0),
         max_cmp_len=st.integers(0, lim.cmp_len),
@@ -93,8 +93,8 @@ NPOW2_DIMS = (3, 5, 6, 7, 12, 17, 24, 40, 47, 96, 100, 129, 192, 320, 576)
 def _tiny(pads: bool, data, sinks, strided, **fixed) -> st.SearchStrategy[AttnCase]:
     """A case with tiny dimensions everywhere except the `fixed` fields (strategies or values)."""
     fields = dict(seed=seeds, batches=st.integers(1, 2), tokens_per_batch=st.integers(1, 2),
-                  heads=st.integers(1, 2), head_dim=_size(16, (3, 5)), page_size=_size(8, (3,)),
-                  window=_size(8, (3,)), topk=st.integers(0, 8),
+                  heads=st.integers(1, 2), head_dim=awkward_size(16, (3, 5)), page_size=awkward_size(8, (3,)),
+                  window=awkward_size(8, (3,)), topk=st.integers(0, 8),
                   extra=st.integers(0, 2) if pads else st.just(0), max_cmp_len=st.integers(0, 16),
                   min_used=st.integers(0, 2), spare_pages=st.integers(0, 2),
                   data=st.sampled_from(data), sink=st.sampled_from(sinks),
@@ -120,7 +120,7 @@ def multi_tile_cases(tile: int, *, pads=True, data=DATA_KINDS, sinks=SINK_KINDS,
         topk = max(0, K - W - extra)
         return _tiny(pads, data, sinks, strided, batches=1, window=W, topk=topk,
                      extra=K - W - topk, max_cmp_len=topk + 2, min_used=W + topk + 4,
-                     page_size=_size(32, (5, 16)),
+                     page_size=awkward_size(32, (5, 16)),
                      pad_prob=st.sampled_from([0.0, 0.05]) if pads else 0.0,
                      oob_prob=st.sampled_from([0.0, 0.05]) if pads else 0.0,
                      dup_prob=st.sampled_from([0.0, 0.05]) if pads else 0.0)
@@ -140,7 +140,7 @@ def class_cases(shape_class: str, *, limits: AttnLimits, tile: Optional[int] = N
         return multi_tile_cases(tile or 64, pads=pads, data=data, sinks=sinks, strided=strided)
     if shape_class == "many_heads":
         return _tiny(pads, data, sinks, strided, batches=1, heads=st.integers(17, 64),
-                     head_dim=_size(8, (3,)))
+                     head_dim=awkward_size(8, (3,)))
     if shape_class == "mtp_depth":
         # small window and cache: visibility boundaries differ between a batch's positions
         return _tiny(pads, data, sinks, strided, tokens_per_batch=st.integers(3, 6),
@@ -174,7 +174,7 @@ def class_cases(shape_class: str, *, limits: AttnLimits, tile: Optional[int] = N
         # 66 query rows, each with invalid lanes (pads): kernels that switch path above 64
         # rows (sglang #39288) run their other path on masked candidates
         return _tiny(pads, data, sinks, strided, batches=33, tokens_per_batch=2, heads=1,
-                     head_dim=_size(4, (3,)), window=_size(4, (3,)), topk=st.integers(1, 3),
+                     head_dim=awkward_size(4, (3,)), window=awkward_size(4, (3,)), topk=st.integers(1, 3),
                      max_cmp_len=st.integers(0, 6), pad_prob=0.2 if pads else 0.0)
     if shape_class == "huge_scores":
         # every valid score below -5e4 (golden.attention_inputs "huge_negative"), every token with a valid

@@ -19,7 +19,7 @@ import torch
 from kernelprop.causes import AlternativeRecipe, Cause, EvidenceCause, Explain, Failing
 from kernelprop.golden.attention import valid_index_mask
 from kernelprop.golden.attention_inputs import AttnCase, AttnInputs
-from kernelprop.hints import on_bf16_grid
+from kernelprop.golden.output_rounding import output_numerics
 
 
 def keyless_tokens(x: AttnInputs) -> torch.Tensor:
@@ -92,8 +92,8 @@ def attention_hints(property_id: str, outcome, inputs: dict, recipe) -> list[str
     hints = []
     if pos_inf_sink_nonzero(outcome, inputs):
         hints.append(POS_INF_SINK)
-    if getattr(recipe, "out_dtype", None) == "fp32" and (
-            outcome.actual.dtype == torch.bfloat16 or on_bf16_grid(outcome.actual, outcome.expected)):
+    if recipe is not None and output_numerics(recipe.out_dtype).rounded_beyond_declaration(
+            outcome.actual, outcome.expected):
         hints.append(BF16_GRID)
     return hints
 
@@ -109,7 +109,7 @@ CAUSES = Explain(
         _recipe_cause("tiling", "compacted", "tiles over the compacted valid list"),
         _recipe_cause("tile", None, "one untiled softmax"),
     ),
-    with_recipe=lambda params, recipe: {**params, "recipe": asdict(recipe)},
+    with_recipe=lambda params, recipe: {**params, "recipe": recipe},
     preflight_case=lambda device: AttnCase(seed=0, batches=1, tokens_per_batch=1, heads=2,
                                            head_dim=16, page_size=8, window=8, topk=8,
                                            max_cmp_len=16, min_used=8, device=device),

@@ -6,8 +6,6 @@ the golden of the changed recipe. A field the recipe type does not have is skipp
 """
 from __future__ import annotations
 
-from dataclasses import asdict
-
 from kernelprop.causes import AlternativeRecipe, Cause, Explain
 from kernelprop.golden.rmsnorm_inputs import NormCase
 
@@ -39,6 +37,6 @@ CAUSES = Explain(
                "the output equals the golden's fp32 value, never rounded to bf16",
                "declare `NormRecipe(out_dtype=\"fp32\")`"),
     ),
-    with_recipe=lambda params, recipe: {**params, "recipe": asdict(recipe)},
+    with_recipe=lambda params, recipe: {**params, "recipe": recipe},
     preflight_case=lambda device: NormCase(seed=0, rows=1, dim=16, device=device),
 )

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from kernelprop import coverage
 from kernelprop.golden.fused_add_norm import FUSED_DATA, FusedCase
 from kernelprop.properties.fused_limits import FUSED_SIZES, REFERENCE_DIMS, REFERENCE_ROWS, FusedLimits
-from kernelprop.properties.strategies import _size, skip_outside_domain
+from kernelprop.properties.strategies import awkward_size, skip_outside_domain
 from kernelprop.sizes import current_sizes
 
 PLAIN_DATA = ("normal", "tiny", "huge", "zero", "cancel", "mixed_scale")
@@ -19,8 +19,8 @@ def fused_cases(*, limits: FusedLimits | None = None, data=PLAIN_DATA, dtypes=("
                 domain=None) -> st.SearchStrategy[FusedCase]:
     lim = limits or FUSED_SIZES.current()
     strategy = st.builds(
-        FusedCase, seed=st.integers(0, 2 ** 31 - 1), rows=_size(lim.rows),
-        dim=_size(lim.dim, (1, 3, 17, 64, 127)), heads=st.one_of(st.just(0), st.integers(1, 3)),
+        FusedCase, seed=st.integers(0, 2 ** 31 - 1), rows=awkward_size(lim.rows),
+        dim=awkward_size(lim.dim, (1, 3, 17, 64, 127)), heads=st.one_of(st.just(0), st.integers(1, 3)),
         dtype=st.sampled_from(dtypes), data=st.sampled_from(data), weight=st.booleans(),
         eps=st.sampled_from([1e-6, 1e-5, 0.0, 1e-3]), strided_x=st.booleans(),
         strided_residual=st.booleans())

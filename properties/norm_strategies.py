@@ -19,7 +19,7 @@ from kernelprop.golden.rmsnorm_inputs import (NORM_CLASSES, NORM_DATA_KINDS, SUB
                                              NormRecipe)
 from kernelprop.properties.norm_limits import (LARGE_NORM_DIM, NORM_SIZES, REFERENCE_NORM,
                                                REFERENCE_NORM_SMALL_ROWS, NormLimits)
-from kernelprop.properties.strategies import _size, seeds, skip_outside_domain
+from kernelprop.properties.strategies import awkward_size, seeds, skip_outside_domain
 from kernelprop.sizes import current_sizes
 
 
@@ -31,8 +31,8 @@ def norm_cases(*, limits: NormLimits | None = None, data=NORM_DATA_KINDS,
     return st.builds(
         NormCase,
         seed=seeds,
-        rows=_size(lim.rows),
-        dim=_size(lim.dim, (1, 3, 17, 64, 127, 512)),
+        rows=awkward_size(lim.rows),
+        dim=awkward_size(lim.dim, (1, 3, 17, 64, 127, 512)),
         heads=st.one_of(st.just(0), st.integers(1, 4)),
         dtype=st.sampled_from(dtypes),
         data=st.sampled_from(data),

@@ -1,11 +1,11 @@
 """Replay functions of the attention properties (no hypothesis here: `kernelprop replay` imports
 this after any hypothesis upgrade). Each is `fn(inputs, impl, params) -> Outcome`; `inputs` maps
-names to AttnInputs, `params` is JSON-able (recipes as dicts)."""
+names to AttnInputs, `params` holds recipe objects (a report writes them as dicts, which `_recipe`
+reads back) and JSON-able values."""
 from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import asdict
 from typing import Optional
 
 import torch
@@ -18,9 +18,10 @@ from kernelprop.golden.attention_bounds import (BACKEND_MODELS, MODELS, attentio
                                                attention_p2_bound)
 from kernelprop.golden.metrics import ratio_rule
 from kernelprop.golden.output_margin import Fp32Domain, sided_bound
-from kernelprop.golden.output_rounding import reachable_bf16, widen_for_rounded
+from kernelprop.golden.output_rounding import reachable_bf16, widen_for_rounded, output_numerics
 from kernelprop.golden.attention_inputs import AttnRecipe
 from kernelprop.evidence import Outcome
+from kernelprop.plain import from_plain
 from kernelprop.ptx_audit import declared_ptx
 
 P1_DOC = ("P1: |impl - golden| <= the worst direction of the P flips the fp32 error model makes "
@@ -29,35 +30,25 @@ P1_DOC = ("P1: |impl - golden| <= the worst direction of the P flips the fp32 er
           "+ fp32 noise (tiles x merge error); docs/bounds.md#p1, #gpu-model")
 
 
-BF16_OUT_DOC = (" [out_dtype bf16: the bf16 values reachable from the fp32 interval, exact where it "
-                "rounds to one value; golden/output_rounding.py]")
-
-
-P1_SIDED_DOC = (" [P1, bf16: the bound on the output's side of expected, so the check is exact "
-                "membership of [rne(o - b), rne(o + b)]; docs/bounds-output-rounding.md#margin]")
-
-
 def rounded_output(recipe: AttnRecipe, center, bound, doc: str, *, from_output=None, factor=1.0):
-    """(expected, bound, doc) for an implementation output of `recipe.out_dtype` whose fp32 value
-    lies within `bound` of `center`; from_output: the centre is built from this bf16 output of
-    the implementation (scaled by `factor`), whose own rounding widens the bound first."""
-    if recipe.out_dtype == "fp32":
-        return center, bound, doc
-    if from_output is not None:
-        bound = widen_for_rounded(bound, from_output, factor)
-    expected, bound = reachable_bf16(center, bound)
-    return expected, bound, doc + BF16_OUT_DOC
+    """(expected, bound, doc) for an implementation output of `recipe.out_dtype` (nearest-even)
+    whose fp32 value lies within `bound` of `center`; from_output: the centre is built from this
+    output of the implementation (scaled by `factor`); golden.output_rounding decides."""
+    e = output_numerics(recipe.out_dtype).around(center, bound, doc, from_output=from_output,
+                                                 factor=factor)
+    return e.expected, e.bound, e.doc
 
 
 def recipe_params(recipe: AttnRecipe, error_model: Optional[str] = None, impl=None) -> dict:
-    """JSON-able params: the recipe and the name of the P1 error model (golden.attention_bounds
-    MODELS; default: the active model family's, golden.error_model.error_model_family:
-    `--error-model`, else the suite backend's), kept so a replay checks the same bound. Under the
+    """Params: the recipe (the object; a report writes it as a dict) and the name of the P1 error
+    model (golden.attention_bounds MODELS; default: the active model family's,
+    golden.error_model.error_model_family: `--error-model`, else the suite backend's), kept so a
+    replay checks the same bound. Under the
     CUDA model, an `impl` that declares its PTX (kernelprop.ptx_audit.declared_ptx) gets the
     figures that PTX calls for (golden.attention_bounds.cuda_model_for_ptx): its stems are kept as "ptx"."""
     if error_model is None:
         error_model = BACKEND_MODELS[error_model_family()]
-    params = {"recipe": asdict(recipe), "error_model": error_model}
+    params = {"recipe": recipe, "error_model": error_model}
     if error_model == "cuda" and impl is not None:
         stems = declared_ptx(impl.fn, recipe)
         if stems is not None:
@@ -76,8 +67,10 @@ def _model(params: dict, impl=None, recipe: Optional[AttnRecipe] = None):
     return MODELS[params.get("error_model", "worst")]
 
 
-def _recipe(params: dict) -> AttnRecipe:
-    return AttnRecipe(**params["recipe"]) if params.get("recipe") else AttnRecipe()
+def _recipe(params: dict, key: str = "recipe") -> AttnRecipe:
+    """The recipe params hold under `key` (a report's dict read back as the object), else the
+    default."""
+    return from_plain(AttnRecipe, params.get(key), AttnRecipe())
 
 
 def _impl_and_trace(inputs: dict, impl, params: dict):
@@ -93,18 +86,14 @@ def p1(inputs: dict, impl, params: dict) -> Outcome:
     x, recipe, actual, trace = _impl_and_trace(inputs, impl, params)
     terms = attention_p1_terms(trace, x.q, x.attn_sink, recipe, softmax_scale=x.softmax_scale,
                                backend=_model(params, impl, recipe))
-    expected, bound, doc = rounded_output(recipe, trace.o, terms.total, P1_DOC)
-    if recipe.out_dtype == "fp32":
-        # the bound's discrete share (docs/bounds.md#p1-margin): the P flips
-        return Outcome(actual=actual, expected=expected, bound=bound, bound_doc=doc,
-                       discrete=terms.flips, golden_expected=True)
-    # bf16: exact membership of [rne(o - b), rne(o + b)] (the bound on actual's side of expected);
-    # every allowed value is a flip of the output rounding, and the margin is measured in fp32,
-    # from trace.o to the output's rounding cell (docs/bounds-output-rounding.md#margin)
+    out = output_numerics(recipe.out_dtype)
+    # the fp32 statement: o within the bound of trace.o, its discrete share the P flips
+    # (docs/bounds.md#p1-margin)
     domain = Fp32Domain(trace.o.double(), terms.total, terms.total, terms.flips, "rne")
-    bound = sided_bound(actual, expected, domain, bound)
-    return Outcome(actual=actual, expected=expected, bound=bound, bound_doc=doc + P1_SIDED_DOC,
-                   discrete=bound, fp32_domain=domain, golden_expected=True)
+    e = out.golden_check(actual, domain, out.around(trace.o, terms.total, P1_DOC))
+    return Outcome(actual=actual, expected=e.expected, bound=e.bound, bound_doc=e.doc,
+                   discrete=e.discrete, margin_rule=e.margin, metrics=e.metrics,
+                   golden_expected=True)
 
 
 # %% shared helpers (P2-P11)
@@ -116,7 +105,7 @@ def _props_doc(derivation: str, anchor: str) -> str:
 
 def _recipe_b(params: dict) -> AttnRecipe:
     """The second recipe of a two-recipe property (defaults to the first)."""
-    return AttnRecipe(**params["recipe_b"]) if params.get("recipe_b") else _recipe(params)
+    return _recipe(params, "recipe_b") if params.get("recipe_b") else _recipe(params)
 
 
 def _pair(inputs: dict):

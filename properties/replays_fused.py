@@ -1,6 +1,7 @@
 """Replay functions of the fused add RMSNorm properties F1-F5 (SPEC section 9; bad input is P13
 through the op's table, properties/replays_fused_bad_input.py). No hypothesis here. `inputs` maps
-names to FusedInputs; `params` holds the recipe as a dict and the backend's INV ulp bound.
+names to FusedInputs; `params` holds the recipe (the object, or a report's dict: recipe_of) and
+the backend's INV ulp bound.
 
 In-place implementations (`fn.inplace = True`: y is written into x, z into residual; the return
 value is None or those two tensors) are run on clones here, so F1-F4 judge every implementation
@@ -10,7 +11,6 @@ Bounds: golden/fused_add_norm_bounds.py, docs/bounds-fused-add-norm.md.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import asdict
 
 import torch
 
@@ -18,8 +18,9 @@ from kernelprop.evidence import Outcome
 from kernelprop.golden.fused_add_norm import FusedInputs, residual_sum
 from kernelprop.golden.fused_add_norm_bounds import norm_inputs_on_z
 from kernelprop.golden.rmsnorm_inputs import NormRecipe
+from kernelprop.golden.output_rounding import output_numerics
 from kernelprop.golden.rmsnorm_bounds import INV_ULPS, SUM_LAMBDA
-from kernelprop.properties.replays_norm import p1 as norm_p1
+from kernelprop.properties.replays_norm import p1 as norm_p1, recipe_of
 
 F1_DOC = "F1: residual_out == RNE_in(x + residual) bitwise (one correctly rounded fp32 add)"
 F2_DOC = ("F2: y within the RMSNorm P1 bound of the golden rms_norm on the golden z "
@@ -33,12 +34,10 @@ F5_DOC = ("F5: in place: x's buffer holds y and residual's holds z, bitwise the 
 
 
 def params_for(recipe: NormRecipe, backend: str, **extra) -> dict:
-    return {"recipe": asdict(recipe), "inv_ulps": INV_ULPS[backend], "sum_lambda": SUM_LAMBDA,
+    return {"recipe": recipe, "inv_ulps": INV_ULPS[backend], "sum_lambda": SUM_LAMBDA,
             "ftz": backend == "cuda", **extra}
 
 
-def _recipe(params: dict) -> NormRecipe:
-    return NormRecipe(**params["recipe"]) if params.get("recipe") else NormRecipe()
 
 
 def is_inplace(impl) -> bool:
@@ -46,7 +45,7 @@ def is_inplace(impl) -> bool:
 
 
 def _y_dtype(x: FusedInputs, recipe: NormRecipe) -> torch.dtype:
-    return torch.bfloat16 if recipe.output_dtype(x.x.dtype) == "bf16" else torch.float32
+    return output_numerics(recipe.output_dtype(x.x.dtype)).torch_dtype
 
 
 def outputs(x: FusedInputs, impl, recipe: NormRecipe):
@@ -71,7 +70,7 @@ def outputs(x: FusedInputs, impl, recipe: NormRecipe):
     return y.detach().cpu(), z.detach().cpu()
 
 
-def _broken(why: str, doc: str) -> Outcome:
+def broken_outcome(why: str, doc: str) -> Outcome:
     return Outcome(actual=torch.ones(1), expected=torch.zeros(1), bound=None,
                    bound_doc=f"{doc}; the implementation {why}", metrics={"got": why})
 
@@ -80,23 +79,23 @@ def f1_residual(inputs: dict, impl, params: dict) -> Outcome:
     x = inputs["inputs"]
     expected = residual_sum(x.x, x.residual).cpu()      # before the call: F5 judges input writes
     truth = (x.x.double() + x.residual.double()).cpu()
-    out = outputs(x, impl, _recipe(params))
+    out = outputs(x, impl, recipe_of(params))
     if isinstance(out, str):
-        return _broken(out, F1_DOC)
+        return broken_outcome(out, F1_DOC)
     return Outcome(actual=out[1], expected=expected, bound=None, bound_doc=F1_DOC, truth=truth)
 
 
 def f2_norm(inputs: dict, impl, params: dict) -> Outcome:
     """The RMSNorm P1 replay (properties/replays_norm.p1) on the golden z, judging this y."""
     x = inputs["inputs"]
-    recipe = _recipe(params)
+    recipe = recipe_of(params)
     on_z = norm_inputs_on_z(x)
     out = outputs(x, impl, recipe)
     if isinstance(out, str):
-        return _broken(out, F2_DOC)
+        return broken_outcome(out, F2_DOC)
     y = out[0]
     if y.dtype != _y_dtype(x, recipe):  # in place: y lands in x's dtype
-        return _broken(f"wrote y as {y.dtype}, the recipe's output is {_y_dtype(x, recipe)}", F2_DOC)
+        return broken_outcome(f"wrote y as {y.dtype}, the recipe's output is {_y_dtype(x, recipe)}", F2_DOC)
     outcome = norm_p1({"inputs": on_z}, lambda *args, **kw: y, params)
     return dataclasses.replace(outcome, bound_doc=F2_DOC + ": " + outcome.bound_doc)
 
@@ -104,12 +103,12 @@ def f2_norm(inputs: dict, impl, params: dict) -> Outcome:
 def f3_zero_residual(inputs: dict, impl, params: dict) -> Outcome:
     """inputs["inputs"] has residual = 0; inputs["swapped"] is (x, residual) = (0, x)."""
     x, swapped = inputs["inputs"], inputs["swapped"]
-    recipe = _recipe(params)
+    recipe = recipe_of(params)
     z_ok = residual_sum(x.x, x.residual).cpu()
     a, b = outputs(x, impl, recipe), outputs(swapped, impl, recipe)
     for out in (a, b):
         if isinstance(out, str):
-            return _broken(out, F3_DOC)
+            return broken_outcome(out, F3_DOC)
     actual = torch.cat([a[1].reshape(-1).view(torch.uint8), b[1].reshape(-1).view(torch.uint8),
                         a[0].reshape(-1).view(torch.uint8)])
     expected = torch.cat([z_ok.reshape(-1).view(torch.uint8), z_ok.reshape(-1).view(torch.uint8),
@@ -124,11 +123,11 @@ def _rows(t: torch.Tensor, keep) -> torch.Tensor:
 
 def f4_rows(inputs: dict, impl, params: dict) -> Outcome:
     a, b = inputs["a"], inputs["b"]
-    recipe, keep = _recipe(params), params["keep"]
+    recipe, keep = recipe_of(params), params["keep"]
     oa, ob = outputs(a, impl, recipe), outputs(b, impl, recipe)
     for out in (oa, ob):
         if isinstance(out, str):
-            return _broken(out, F4_DOC)
+            return broken_outcome(out, F4_DOC)
     bytes_of = lambda o: torch.cat([_rows(o[0], keep).reshape(-1).view(torch.uint8),  # noqa: E731
                                     _rows(o[1], keep).reshape(-1).view(torch.uint8)])
     return Outcome(actual=bytes_of(ob), expected=bytes_of(oa), bound=None,
@@ -158,12 +157,12 @@ def guarded(t: torch.Tensor, pad: int, fill: float):
 
 def f5_buffers(inputs: dict, impl, params: dict) -> Outcome:
     x = inputs["inputs"]
-    recipe = _recipe(params)
+    recipe = recipe_of(params)
     pad = params["pad"]
     inplace = is_inplace(impl)
     reference = outputs(x, impl, recipe)           # on clones (in place) or out of place
     if isinstance(reference, str):
-        return _broken(reference, F5_DOC)
+        return broken_outcome(reference, F5_DOC)
     fill = -12345.0
     xbuf, xv = guarded(x.x, pad, fill)
     rbuf, rv = guarded(x.residual, pad, fill)

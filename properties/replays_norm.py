@@ -1,7 +1,7 @@
 """Replay functions of the RMSNorm properties P1, P4, P12 (no hypothesis here: `kernelprop replay`
 imports this after any hypothesis upgrade). Each is `fn(inputs, impl, params) -> Outcome`; `inputs`
-maps names to NormInputs, `params` is JSON-able (recipes as dicts, the backend's INV ulp bound as
-a float). Every bound is derived in docs/bounds-rmsnorm.md; the one-line derivations sit in the
+maps names to NormInputs, `params` holds recipe objects (a report writes them as dicts and
+`recipe_of` reads those back) and JSON-able figures (the backend's INV ulp bound as a float). Every bound is derived in docs/bounds-rmsnorm.md; the one-line derivations sit in the
 `*_DOC` strings next to the functions that use them.
 
 The error model and the bounds live beside the golden: golden/rmsnorm_bounds.py (fp32/bf16
@@ -10,29 +10,27 @@ constants: golden/error_model.py).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict
 
 import torch
 
 from kernelprop.golden.metrics import mismatch_ratio, ulp_distance_fp32
 from kernelprop.golden.output_margin import sided_bound
 from kernelprop.golden.rmsnorm_inputs import NormRecipe
-from kernelprop.golden.error_model import U_FP32, rounding_interval_gap
+from kernelprop.golden.output_rounding import nan_free, output_numerics
+from kernelprop.golden.error_model import U_FP32, rounding_interval_gap, error_model_family
 from kernelprop.golden.rmsnorm import rms_norm_fp64, rms_norm_golden, rms_norm_trace
 from kernelprop.golden.rmsnorm_bounds import (  # noqa: F401 (in_domain, v_min: re-exported)
     FLUSHED, GOLDEN_INV_ULPS, HALF_SUBNORMAL, INV_ULPS, NORM_FTZ, SLACK, SUM_LAMBDA, ULP,
-    V_DIV_UNITS_BY_BACKEND, V_MIN_BY_BACKEND, _nan_free, cuda_figures_for_ptx, error_vs_exact, exact_y,
+    V_DIV_UNITS_BY_BACKEND, V_MIN_BY_BACKEND, cuda_figures_for_ptx, error_vs_exact, exact_y,
     exact_interval, golden_sum_roundings, impl_sum_depth, in_domain, in_recipe_domain, inv_ulps_for,
     p1_bound, p1_domain, p1_interval, pair_bound, v_min)
-from kernelprop.golden.error_model import error_model_family
 from kernelprop.evidence import Outcome
+from kernelprop.plain import from_plain
 from kernelprop.ptx_audit import declared_ptx
 
 P1_DOC = ("P1: |impl - golden| <= the bf16 flips (or fp32 |y| * rel) that rel allows; rel = impl + "
           "golden error vs exact: 1/2 (gamma(depth_impl + roundings_golden - 1) + u) ss/D/v + 4u, "
           "+ (inv_ulps + 1) 2^-23 + 4u, + subnormal 2^-150 terms; docs/bounds-rmsnorm.md#p1")
-P1_SIDED_DOC = (" [bf16 output: the bound on the output's side of expected, so the check is exact "
-                "membership of [OUT(lo), OUT(hi)]; docs/bounds-output-rounding.md#margin]")
 P4A_DOC = ("P4a: per row max fp32 ulp distance of y (out fp32, no weight) between two INV variants <= "
            "floor(2^24 (2 inv_ulps 2^-23 + 2u)): both share v, each inv within inv_ulps 2^-23 of "
            "INV(v), one rounding of x * inv each; an ulp is >= 2^-24 |y|; docs/bounds-rmsnorm.md#p4")
@@ -57,14 +55,14 @@ P12C_DOC = ("P12 chunks: y(chunk c1) vs y(chunk c2): both within r_c of exact, r
 # %% params
 
 def recipe_params(recipe: NormRecipe, backend: str, impl=None, **extra) -> dict:
-    """JSON-able params: the recipe as a dict and the error model's figures (the backend's, or
+    """Params: the recipe (the object; a report writes it as a dict) and the error model's figures (the backend's, or
     `--error-model`'s: golden.error_model.error_model_family): the INV ulp bound, flush, v's
     division, kept in the report so a replay on another machine checks the same bound. Under the
     CUDA model, an `impl` (P1: one recipe) that declares its PTX gets the figures that PTX calls
     for (with_declared_ptx)."""
     model = error_model_family(backend)
     inv = inv_ulps_for(model, recipe.inv, extra.get("inv_a"), extra.get("inv_b"))
-    params = {"recipe": asdict(recipe), "inv_ulps": inv, "sum_lambda": SUM_LAMBDA,
+    params = {"recipe": recipe, "inv_ulps": inv, "sum_lambda": SUM_LAMBDA,
               "ftz": NORM_FTZ[model], "v_div_units": V_DIV_UNITS_BY_BACKEND[model],
               "error_model": model, **extra}
     return with_declared_ptx(params, recipe, impl)
@@ -93,8 +91,10 @@ def _sub(params: dict) -> float:
     return FLUSHED if params.get("ftz") else HALF_SUBNORMAL
 
 
-def _recipe(params: dict, key: str = "recipe") -> NormRecipe:
-    return NormRecipe(**params[key]) if params.get(key) else NormRecipe()
+def recipe_of(params: dict, key: str = "recipe") -> NormRecipe:
+    """The recipe params hold under `key` (a report's dict read back as the object), else the
+    default."""
+    return from_plain(NormRecipe, params.get(key), NormRecipe())
 
 
 # %% error model
@@ -102,25 +102,18 @@ def _recipe(params: dict, key: str = "recipe") -> NormRecipe:
 def p1(inputs: dict, impl, params: dict) -> Outcome:
     """Implementation vs golden under one recipe, within the sound-and-tight P1 bound."""
     x = inputs["inputs"]
-    declared = _recipe(params)
+    declared = recipe_of(params)
     actual = x.call(impl, recipe=declared)
     trace = x.call(rms_norm_trace, recipe=declared)
     recipe = declared.for_input(x.x.dtype)   # out_dtype / compute_dtype "input" resolved
     iv = p1_interval(trace, x, recipe, params["inv_ulps"], params.get("sum_lambda"),
                      bool(params.get("ftz")), _backend(params), params.get("v_div_units"))
-    bound = p1_bound(trace, x, recipe, params["inv_ulps"], iv=iv)
-    truth = _offset_truth(x, recipe)
-    if recipe.out_dtype == "fp32":
-        return Outcome(actual=actual, expected=trace.y, bound=bound, bound_doc=P1_DOC,
-                       discrete=torch.zeros_like(bound), golden_expected=True, truth=truth)
-    # bf16: exact membership of [OUT(lo), OUT(hi)] (the bound on actual's side of expected);
-    # every allowed value is a rounding flip, and the margin is measured in fp32, from y_fp32 to
-    # the output's rounding cell (docs/bounds-output-rounding.md#margin)
-    domain = p1_domain(trace, iv, recipe)
-    sided = sided_bound(actual, trace.y, domain, bound)
-    return Outcome(actual=actual, expected=trace.y, bound=sided, bound_doc=P1_DOC + P1_SIDED_DOC,
-                   metrics={"undecided": int((bound > 0).sum())}, discrete=sided,
-                   fp32_domain=domain, golden_expected=True, truth=truth)
+    out = output_numerics(recipe.out_dtype, recipe.rounding)
+    e = out.golden_check(actual, p1_domain(trace, iv, recipe),
+                         out.interval(trace.y, trace.y_fp32, *iv, P1_DOC))
+    return Outcome(actual=actual, expected=e.expected, bound=e.bound, bound_doc=e.doc,
+                   discrete=e.discrete, margin_rule=e.margin, metrics=e.metrics,
+                   golden_expected=True, truth=_offset_truth(x, recipe))
 
 
 def _offset_truth(x, recipe: NormRecipe):
@@ -142,7 +135,7 @@ def p4_ulp_bound(inv_ulps: float, products: int = 1) -> int:
 
 
 def _variants(params: dict):
-    base = _recipe(params)
+    base = recipe_of(params)
     return base.replace(inv=params["inv_a"]), base.replace(inv=params["inv_b"])
 
 
@@ -167,7 +160,7 @@ def p4_relative(inv_ulps: float, products: int) -> float:
 def undecided_count(y_fp32: torch.Tensor, rel: float, mode: str) -> int:
     """Elements whose bf16 rounding a relative perturbation up to `rel` can change."""
     gap = rounding_interval_gap(y_fp32, torch.tensor(rel, dtype=torch.float64), mode)
-    return int((_nan_free(gap) > 0).sum())
+    return int((nan_free(gap) > 0).sum())
 
 
 def _count_outcome(count: int, allowed: int, total: int, doc: str) -> Outcome:
@@ -206,7 +199,7 @@ def modelled_mismatch(x, recipe: NormRecipe, approx_bits: int, inv_ulps: float):
 def p4_modelled_rsqrt(inputs: dict, impl, params: dict) -> Outcome:
     """P4c: the modelled k-bit rsqrt must violate the P4b bound (allowed + 1 <= mismatches)."""
     x = inputs["inputs"]
-    recipe = _recipe(params).replace(out_dtype="bf16")
+    recipe = recipe_of(params).replace(out_dtype="bf16")
     count, allowed, total = modelled_mismatch(x, recipe, params["approx_bits"], params["inv_ulps"])
     out = _count_outcome(count, allowed, total, P4C_DOC)
     # the check is reversed: allowed + 1 <= mismatches, i.e. the bound is violated
@@ -238,7 +231,7 @@ def _scaled(x, log2_scale: int):
 def p12_scale(inputs: dict, impl, params: dict) -> Outcome:
     """P12: impl(2^j x) vs impl(x) within the eps-aware bound (see P12S_DOC)."""
     x = inputs["inputs"]
-    declared = _recipe(params)
+    declared = recipe_of(params)
     ax = _scaled(x, params["log2_scale"])
     y1, y2 = x.call(impl, recipe=declared), ax.call(impl, recipe=declared)
     recipe = declared.for_input(x.x.dtype)
@@ -256,7 +249,7 @@ def p12_scale(inputs: dict, impl, params: dict) -> Outcome:
 def p12_golden_exact(inputs: dict, impl, params: dict) -> Outcome:
     """P12: with eps = 0 (and no over/underflow) the golden is exactly invariant to 2^j x."""
     x = inputs["inputs"].replace(eps=0.0)
-    recipe = _recipe(params)
+    recipe = recipe_of(params)
     ax = _scaled(x, params["log2_scale"])
     return Outcome(actual=ax.call(rms_norm_golden, recipe=recipe),
                    expected=x.call(rms_norm_golden, recipe=recipe), bound=None, bound_doc=P12E_DOC)
@@ -266,7 +259,7 @@ def p12_chunks(inputs: dict, impl, params: dict) -> Outcome:
     """P12: y(chunk c1) vs y(chunk c2) of the golden (impl None or params who == 'golden') or of the
     implementation, each within its order's fp32 bound of the exact value."""
     x = inputs["inputs"]
-    base = _recipe(params)
+    base = recipe_of(params)
     golden = params.get("who") == "golden"
     D = x.x.shape[-1]
     outs, ivs = [], []
@@ -311,7 +304,7 @@ def p9_nonfinite_rows(inputs: dict, impl, params: dict) -> Outcome:
     from kernelprop.golden.rmsnorm import nonfinite_row_result, nonfinite_rows
 
     x, clean = inputs["inputs"], inputs["clean"]
-    recipe = _recipe(params)
+    recipe = recipe_of(params)
     actual = x.call(impl, recipe=recipe)
     unchanged = clean.call(impl, recipe=recipe)
     bad = nonfinite_rows(x.x).to(actual.device)[..., None]

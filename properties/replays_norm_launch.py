@@ -5,7 +5,7 @@ docs/bounds-rmsnorm.md#launch.
 """
 from __future__ import annotations
 
-from kernelprop.properties.replays_norm import _recipe, p1
+from kernelprop.properties.replays_norm import recipe_of, p1
 from kernelprop.verdict import Outcome
 
 P9B_DOC = ("P9 batch invariance: the m rows of a small batch bitwise equal to the same rows "
@@ -21,7 +21,7 @@ def p9_batch_invariance(inputs: dict, impl, params: dict) -> Outcome:
     import torch
 
     whole, part = inputs["inputs"], inputs["part"]
-    recipe = _recipe(params)
+    recipe = recipe_of(params)
     start, m = int(params["start"]), part.x.shape[0]
     counts = [int(n) for n in params["counts"]]
     alone = part.call(impl, recipe=recipe)
@@ -36,7 +36,7 @@ def p11_reruns(inputs: dict, impl, params: dict) -> Outcome:
     import torch
 
     x = inputs["inputs"]
-    recipe = _recipe(params)
+    recipe = recipe_of(params)
     before = [t.clone() for t in (x.x, x.weight) if t is not None]
     first = x.call(impl, recipe=recipe)
     second = x.call(impl, recipe=recipe)
@@ -68,10 +68,10 @@ def f4_batch_invariance(inputs: dict, impl, params: dict) -> Outcome:
     inputs["inputs"] for each n of params["counts"] (either calling convention)."""
     import torch
 
-    from kernelprop.properties.replays_fused import _broken, outputs
+    from kernelprop.properties.replays_fused import broken_outcome, outputs
 
     whole = inputs["inputs"]
-    recipe = _recipe(params)
+    recipe = recipe_of(params)
     m = int(params["part_rows"])
     counts = [int(n) for n in params["counts"]]
 
@@ -83,6 +83,6 @@ def f4_batch_invariance(inputs: dict, impl, params: dict) -> Outcome:
     inside = [rows(n) for n in counts]
     broken = next((o for o in [alone] + inside if isinstance(o, str)), None)
     if broken is not None:
-        return _broken(broken, F4B_DOC)
+        return broken_outcome(broken, F4B_DOC)
     return Outcome(actual=torch.cat(inside), expected=torch.cat([alone] * len(counts)), bound=None,
                    bound_doc=F4B_DOC, metrics={"batch_rows": counts, "part_rows": m})

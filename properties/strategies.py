@@ -32,7 +32,7 @@ from kernelprop import coverage
 from kernelprop.sizes import current_sizes
 
 
-def _size(upper: int, favourites=()) -> st.SearchStrategy[int]:
+def awkward_size(upper: int, favourites=()) -> st.SearchStrategy[int]:
     """1..upper, with awkward favourites (odd, non powers of two) drawn often; shrinks to 1."""
     picks = [v for v in favourites if v <= upper]
     base = st.integers(1, upper)

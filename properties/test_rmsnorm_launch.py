@@ -64,7 +64,7 @@ def test_p9_batch_invariance(norm_impl, backend, device, data):
     assume(in_recipe_domain(whole.x, whole.eps, recipe, error_model_family()))
     part = whole.replace(x=whole.x[:counts[0]])
     event(f"P9 batch: dim {'> 256' if case.dim > 256 else '<= 256'}, "
-          f"{'fp32' if recipe.for_input(whole.x.dtype).out_dtype == 'fp32' else 'bf16'} output")
+          f"{recipe.for_input(whole.x.dtype).out_dtype} output")
     run_property("P9", "rows of a small batch vs inside larger batches, bitwise", f"{LAUNCH}:p9_batch_invariance",
                  inputs={"inputs": whole, "part": part}, impl=norm_impl,
                  params=recipe_params(recipe, backend, start=0, counts=counts[1:]), recipe=recipe,

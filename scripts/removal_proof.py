@@ -41,7 +41,7 @@ def tracked_files() -> list[str]:
 
 def module_of(path: str) -> str | None:
     """A repository file's module name under the kernelprop namespace, without that prefix (the
-    form registry references take after `_module`); None for a file that is no module."""
+    form registry references take after `ref_module`); None for a file that is no module."""
     if not path.endswith(".py") or path.split("/")[0] not in FOLDERS:
         return None
     name = path.removesuffix(".py").replace("/", ".").removesuffix(".__init__")
@@ -67,14 +67,14 @@ def references(source: str) -> set[str]:
 def own_files(kind: str, files: list[str]) -> tuple[list[str], list[str]]:
     """(the op's own files, shared modules that depend on them)."""
     from kernelprop.registry import OPS
-    from tests.test_registry_isolation import SHARED, _module, _refs
+    from tests.test_registry_isolation import SHARED, ref_module, record_refs
 
     users: dict[str, set] = {}
     for o in OPS:
-        for ref in _refs(o):
-            users.setdefault(_module(ref), set()).add(o.kind)
+        for ref in record_refs(o):
+            users.setdefault(ref_module(ref), set()).add(o.kind)
     record = next(o for o in OPS if o.kind == kind)
-    modules = {_module(r) for r in _refs(record) if users[_module(r)] == {kind}}
+    modules = {ref_module(r) for r in record_refs(record) if users[ref_module(r)] == {kind}}
     by_module = {module_of(p): p for p in files if module_of(p)}
     gone = {by_module[m] for m in modules if m in by_module}
     bad: set = set()

@@ -157,16 +157,16 @@ def test_a_callable_recipe_must_return_the_ops_recipe_type(tmp_path):
 
 
 def test_replay_resolves_a_callable_recipe_on_the_stored_inputs(tmp_path):
-    from kernelprop.replay import ReplayError, _check_recipe
+    from kernelprop.replay import ReplayError, check_replay_recipe
 
     impl = make_impl("sparse_attention",
                      f"{_impl_file(tmp_path, 'fn.recipe = one_head_recipe')}:fn")
     stored = {"inputs": make_attn_inputs(AttnCase(heads=1))}
     data = {"recipe": {**vars(AttnRecipe(tile=ONE_HEAD_TILE))}, "recipe_type": "AttnRecipe"}
-    _check_recipe(impl, data, stored)
+    check_replay_recipe(impl, data, stored)
     data["recipe"]["tile"] = MANY_HEADS_TILE
     with pytest.raises(ReplayError, match="shape-dependent"):
-        _check_recipe(impl, data, stored)
+        check_replay_recipe(impl, data, stored)
 
 
 def test_report_and_replay_of_a_shape_dependent_recipe(tmp_path):

@@ -3,7 +3,7 @@
 They round to bf16 by integer bit arithmetic (kernels/_bf16.py) and call tl.dot on fp32 operands
 with input_precision="ieee", so none of the raw interpreter's bf16 faults reaches them: the patches
 must not change one output bit. Small cases with NaN in unread pool rows, pads, out-of-range and
-duplicate indices (golden.inputs' adversarial draws), every rounding mode and both output dtypes.
+duplicate indices (golden.attention_inputs' adversarial draws), every rounding mode and both output dtypes.
 """
 from kernelprop import kernels  # noqa: F401  (sets TRITON_INTERPRET=1 before triton is imported, on CPU)
 

@@ -415,7 +415,7 @@ def test_valid_index_with_page_outside_pool_raises(table, batch, block, page):
 
 
 def _untiled(recipe: AttnRecipe) -> AttnRecipe:
-    """recipe with tile None (untiled, SPEC 2), set past validation until golden/recipes.py accepts
+    """recipe with tile None (untiled, SPEC 2), set past validation until golden/attention_inputs.py accepts
     it (the plugins branch adds it)."""
     object.__setattr__(recipe, "tile", None)
     return recipe

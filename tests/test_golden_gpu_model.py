@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from kernelprop.golden.attention import sparse_attention_trace
-from kernelprop.golden.attention_bounds import CUDA_MODEL, _exp_rel, attention_p1_bound
+from kernelprop.golden.attention_bounds import CUDA_MODEL, exp_rel, attention_p1_bound
 from kernelprop.golden.error_model import (FP32_ULP_REL, LOG2E_FP32, PTX_FIGURES, U_FP32 as U,
                                            TensorCoreModel, tc_dot_emulate)
 from kernelprop.golden.sampling import TC_ADVERSARIAL
@@ -52,7 +52,7 @@ def test_exp_model_contains_nvidia_expf_bound_and_spec5_figure():
     SPEC 5's measured 28 ulp at |x| <= 30 likewise (the first GPU run measures it relatively:
     benchmarks/gpu_instruction_errors.py)."""
     x = torch.linspace(-30, 0, 3001, dtype=torch.float64)
-    allowed = _exp_rel(x, CUDA_MODEL)
+    allowed = exp_rel(x, CUDA_MODEL)
     assert bool((allowed >= (2 + torch.floor(1.173 * x.abs())) * U).all())
     assert float(allowed[0]) >= 28 * U
     assert float(allowed.min()) >= 2.5 * ULP_MAX_REL
@@ -77,7 +77,7 @@ def test_emulated_ex2_within_model_normal_and_subnormal():
     t = (x.float() * torch.tensor(LOG2E_FP32, dtype=torch.float32)).double()
     got = _worst_ulps(torch.exp2(t).float(), 2, gen).double()
     exact = torch.exp(x)
-    allowed = _exp_rel(x, CUDA_MODEL) * exact + PTX_FIGURES["ex2.approx"].subnormal_abs
+    allowed = exp_rel(x, CUDA_MODEL) * exact + PTX_FIGURES["ex2.approx"].subnormal_abs
     assert bool(((got - exact).abs() <= allowed).all())
     assert bool((got[exact < 2.0 ** -127] > 0).any())          # subnormal results kept, not flushed
 
@@ -294,7 +294,7 @@ def test_emulated_gpu_scores_within_cuda_score_model():
     """Block-FMA scores (0 extra bits) on the strategy's adversarial data stay within the CUDA
     model's score allowance at D = 512."""
     from kernelprop.golden.attention import gather_kv
-    from kernelprop.golden.attention_bounds import _score_gap
+    from kernelprop.golden.attention_bounds import score_gap
     x = make_attn_inputs(AttnCase(seed=3, batches=2, tokens_per_batch=1, heads=4, head_dim=512,
                                   page_size=64, window=64, topk=64, max_cmp_len=128,
                                   min_used=64 + 128, data=TC_ADVERSARIAL))
@@ -304,7 +304,7 @@ def test_emulated_gpu_scores_within_cuda_score_model():
     scale = 512 ** -0.5
     s_gpu = (tc_dot_emulate(x.q[:, :, None, :], kv.rows[:, None, :, :])
              * torch.tensor(scale, dtype=torch.float32)).double()
-    allowed = _score_gap(trace, x.q, scale, CUDA_MODEL)
+    allowed = score_gap(trace, x.q, scale, CUDA_MODEL)
     err = (s_gpu - trace.scores.double()).abs()
     valid = trace.valid[:, None, :].expand_as(err)
     assert bool((err[valid] <= allowed[valid]).all())

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from kernelprop.golden.attention import gather_kv, sparse_attention_trace
-from kernelprop.golden.attention_bounds import MODELS, _score_gap, attention_p1_bound
+from kernelprop.golden.attention_bounds import MODELS, score_gap, attention_p1_bound
 from kernelprop.golden.attention_inputs import AttnCase, AttnRecipe, make_attn_inputs
 from kernelprop.golden.rounding import round_to_bf16
 
@@ -52,7 +52,7 @@ def _ratio_with_tile_shift(seed: int, factor: float) -> float:
     recipe = AttnRecipe(tile=(8, 16, 64)[seed % 3], l_from=("rounded", "unrounded")[seed % 2])
     trace = x.call(sparse_attention_trace, recipe=recipe)
     model = MODELS["random"]
-    ds = torch.where(trace.valid[:, None, :], _score_gap(trace, x.q, D ** -0.5, model), 0.0)
+    ds = torch.where(trace.valid[:, None, :], score_gap(trace, x.q, D ** -0.5, model), 0.0)
     K = ds.shape[-1]
     sign = torch.randint(0, 2, (1, 4, -(-K // recipe.tile)), generator=gen).double() * 2 - 1
     sign = sign.repeat_interleave(recipe.tile, -1)[..., :K]

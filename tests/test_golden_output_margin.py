@@ -120,7 +120,7 @@ def _identity_counts(outcome, counts: dict) -> None:
     membership of [lo, hi] = reachable_ends, the unclamped margin > 1 exactly outside it (up to
     ties), and how many failures the former symmetric checks passed: max(hi - e, e - lo)
     (attention's reachable_bf16) and hi - lo (RMSNorm's pair_bound)."""
-    domain = outcome.fp32_domain
+    domain = outcome.margin_rule.domain
     actual, expected = outcome.actual, outcome.expected
     margin = cell_margin(actual, domain)
     inside = admissible(actual, domain)

@@ -20,7 +20,7 @@ from kernelprop.golden.rounding import round_to_bf16
 from kernelprop.golden.rmsnorm_inputs import NormRecipe
 from kernelprop.kernels import sparse_decode_attention
 from kernelprop.kernels.rms_norm import rms_norm
-from kernelprop.kernels.sparse_attention import _attn_config
+from kernelprop.kernels.sparse_attention import attn_config
 
 # Smoke tolerance: max |kernel - golden| <= SMOKE_REL * max |golden|. Not derived (see the module
 # docstring): one bf16 flip moves o by ~2^-8 * p_j |k_j| / L, so 2e-2 admits a few flips but not a
@@ -82,7 +82,7 @@ def test_attention_two_pass_tile_smoke():
     case = _small_case(heads=20, head_dim=64, window=64, topk=150, max_cmp_len=200, strided=False)
     inputs = make_attn_inputs(case)
     recipe = AttnRecipe(tile=150)
-    assert _attn_config(20, 64, 150, inputs.sparse_indices.shape[1])["TWO_PASS"]
+    assert attn_config(20, 64, 150, inputs.sparse_indices.shape[1])["TWO_PASS"]
     _assert_close_smoke(inputs.call(sparse_decode_attention, recipe=recipe),
                         inputs.call(sparse_attention_golden, recipe=recipe), "two-pass tile 150")
 
@@ -93,7 +93,7 @@ def test_attention_column_blocks_smoke(head_dim, heads, tile):
     masked columns, 576 = 512 + 64 (the widest CUDA draw), and 512 = 256 + 256 at 32 heads (the
     DSV4 layout); several tiles and one tile."""
     case = _small_case(head_dim=head_dim, heads=heads, topk=12, extra=2)
-    cfg = _attn_config(heads, head_dim, tile, case.window + case.topk + case.extra)
+    cfg = attn_config(heads, head_dim, tile, case.window + case.topk + case.extra)
     assert cfg["HAS_TAIL"] and cfg["BLOCK_D"] + cfg["BLOCK_E"] <= head_dim + 20
     inputs = make_attn_inputs(case)
     recipe = AttnRecipe(tile=tile)

@@ -54,7 +54,7 @@ SHARED = (
 )
 
 
-def _refs(o: Op) -> list[str]:
+def record_refs(o: Op) -> list[str]:
     """Every "module[:attr]" reference of the record (a tuple field's "module:attr" entries, e.g.
     its exports, included)."""
     refs = []
@@ -69,12 +69,12 @@ def _refs(o: Op) -> list[str]:
     return refs
 
 
-def _module(ref: str) -> str:
+def ref_module(ref: str) -> str:
     return ref.partition(":")[0].removeprefix("kernelprop.")
 
 
 def _path(module: str) -> Path:
-    """The file of a module as _module names it (golden.x: golden/x.py; a runtime module x:
+    """The file of a module as ref_module names it (golden.x: golden/x.py; a runtime module x:
     kernelprop/x.py; a package: its __init__.py)."""
     for base in (ROOT / module.replace(".", "/"), ROOT / "kernelprop" / module.replace(".", "/")):
         if base.is_dir():
@@ -100,8 +100,8 @@ def _defined(path: Path, *, top_level: bool) -> set[str]:
 
 
 def _shared_modules() -> set[str]:
-    """SHARED's modules as _module names them."""
-    return {_module(p.removesuffix(".py").replace("/", ".").removesuffix(".__init__")) for p in SHARED}
+    """SHARED's modules as ref_module names them."""
+    return {ref_module(p.removesuffix(".py").replace("/", ".").removesuffix(".__init__")) for p in SHARED}
 
 
 def op_modules() -> dict[str, set[str]]:
@@ -109,9 +109,9 @@ def op_modules() -> dict[str, set[str]]:
     shared = _shared_modules()
     users: dict[str, set[str]] = {}
     for o in OPS:
-        for ref in _refs(o):
-            if _module(ref) not in shared:
-                users.setdefault(_module(ref), set()).add(o.kind)
+        for ref in record_refs(o):
+            if ref_module(ref) not in shared:
+                users.setdefault(ref_module(ref), set()).add(o.kind)
     return users
 
 
@@ -204,9 +204,9 @@ def test_derived_words_include_types_and_helpers_of_modules_two_records_share():
     words = forbidden_words()
     must = {"rms_norm": {"NormRecipe", "NormDomain", "NormCase", "NormInputs", "make_norm_inputs",
                          "draw_norm_case", "norm_class_cases", "check_norm_args",
-                         _module("kernelprop.golden.rmsnorm_inputs"),
-                         _module("kernelprop.properties.norm_strategies")},
-            "fused_add_rms_norm": {"NormRecipe", _module("kernelprop.golden.rmsnorm_inputs")},
+                         ref_module("kernelprop.golden.rmsnorm_inputs"),
+                         ref_module("kernelprop.properties.norm_strategies")},
+            "fused_add_rms_norm": {"NormRecipe", ref_module("kernelprop.golden.rmsnorm_inputs")},
             "sparse_attention": {"AttnRecipe", "AttnInputs", "draw_attn"}}
     for kind, expected in must.items():
         assert expected <= words[kind], f"{kind} misses {sorted(expected - words[kind])}"

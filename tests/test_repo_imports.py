@@ -93,3 +93,103 @@ def test_kp_style_pythonpath_resolves_repo_packages(fake_path, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     files = [Path(line).resolve() for line in result.stdout.split()]
     assert files == [ROOT / name / "__init__.py" for name in PACKAGES]
+
+
+# %% no private name crosses a module boundary
+
+SCANNED = PACKAGES + ("tests", "benchmarks", "scripts")
+NOT_SOURCE = {".venv", ".git", "reports", ".hypothesis", "__pycache__", "node_modules"}
+
+
+def _project_module(name: str) -> str | None:
+    """The repo-relative dotted module of an import name (kernelprop.golden.x -> golden.x), None
+    where it is not this repo's."""
+    parts = name.split(".")
+    if parts[0] == "kernelprop" and len(parts) > 1 and parts[1] in SCANNED:
+        parts = parts[1:]
+    return ".".join(parts) if parts[0] in SCANNED else None
+
+
+def _is_module(dotted: str) -> bool:
+    """Whether a dotted repo module names a module file or package (a private module name such as
+    kernels._bf16 is a module, not a name, and may be imported)."""
+    path = ROOT.joinpath(*dotted.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+
+def _source_files():
+    for path in sorted(ROOT.rglob("*.py")):
+        if not NOT_SOURCE & set(path.relative_to(ROOT).parts):
+            yield path
+
+
+def private_imports(path: Path, root: Path = ROOT) -> list[str]:
+    """Each `from <repo module> import _name` of a name (not a module) defined in another module,
+    and each `<imported repo module>._name` attribute read, in one file, as "file:line: what"."""
+    import ast
+
+    rel = path.relative_to(root)
+    parts = list(rel.with_suffix("").parts)
+    package = parts[:-1] if parts[-1] != "__init__" else parts[:-1]
+    here = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+    tree = ast.parse(path.read_text(), str(path))
+    found, modules = [], {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[:len(package) - node.level + 1]
+                source = ".".join(base + ([node.module] if node.module else []))
+            else:
+                source = _project_module(node.module or "")
+            if source is None:
+                continue
+            for alias in node.names:
+                name = alias.name
+                if _is_module(f"{source}.{name}"):
+                    modules[alias.asname or name] = f"{source}.{name}"
+                elif name.startswith("_") and not name.startswith("__") and source != here:
+                    found.append(f"{rel}:{node.lineno}: from {source} import {name}")
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                source = _project_module(alias.name)
+                if source is not None:
+                    modules[alias.asname or alias.name.split(".")[0]] = \
+                        source if alias.asname else alias.name.split(".")[0]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr.startswith("_") \
+                and not node.attr.startswith("__"):
+            chain, value = [], node.value
+            while isinstance(value, ast.Attribute):
+                chain.append(value.attr)
+                value = value.value
+            if not (isinstance(value, ast.Name) and value.id in modules):
+                continue
+            owner = _project_module(".".join([modules[value.id], *reversed(chain)]))
+            if owner is not None and _is_module(owner):
+                found.append(f"{rel}:{node.lineno}: {ast.unparse(node)} ({owner})")
+    return found
+
+
+def test_no_private_name_is_imported_across_modules():
+    """A name starting with "_" is its module's own: no other module of the repo (the packages,
+    tests/, benchmarks/, scripts/) imports it or reads it off an imported module. A name another
+    module needs is public."""
+    found = [hit for path in _source_files() for hit in private_imports(path)]
+    assert not found, "private names used across modules:\n" + "\n".join(found)
+
+
+def test_private_import_scan_sees_both_forms(tmp_path):
+    """Control: the scan reports a private name imported from a repo module and one read off an
+    imported repo module, and lets a private module name and a dunder through."""
+    probe = tmp_path / "tests" / "probe.py"
+    probe.parent.mkdir()
+    probe.write_text("from kernelprop.golden.rounding import _LOW16\n"
+                     "from kernelprop.kernels import _bf16\n"
+                     "from kernelprop.golden import __name__ as n\n"
+                     "import kernelprop.golden.rounding as r\n"
+                     "import kernelprop.golden.metrics\n"
+                     "x = r._LOW16 + kernelprop.golden.metrics._ratio + _bf16.ROUNDING_CODE\n")
+    found = private_imports(probe, tmp_path)
+    assert [h.split(": ", 1)[1] for h in found] == [
+        "from golden.rounding import _LOW16", "r._LOW16 (golden.rounding)",
+        "kernelprop.golden.metrics._ratio (golden.metrics)"], found

@@ -190,8 +190,8 @@ def test_test_ids_are_file_safe_and_never_collide(tmp_path):
     name = kreport.nodeid_name("properties/test_x.py::test_y[recipe=a/b c]")
     assert name == "properties.test_x.py__test_y_recipe=a.b_c_"
     assert len(kreport.nodeid_name("p.py::t[" + "x" * 500 + "]")) <= kreport.MAX_NAME + 9
-    first = kreport._unique_dir(tmp_path, name)
-    second = kreport._unique_dir(tmp_path, name)
+    first = kreport.unique_dir(tmp_path, name)
+    second = kreport.unique_dir(tmp_path, name)
     assert first.name == name and second.name == name + "-2"
 
 

@@ -130,7 +130,7 @@ def _norm_candidates_that_hold(target: str, seed: int = 0) -> list[str]:
                   "kernelprop.properties.replays_norm:p1", params)
     explain = causes.explain_of("rms_norm")
     return [c.cause.id for c in explain.candidates
-            if causes._alternative_holds(c, ev, outcome, explain)]
+            if causes.alternative_holds(c, ev, outcome, explain)]
 
 
 def _attn(target: str, case: AttnCase):

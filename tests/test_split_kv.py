@@ -8,7 +8,7 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from kernelprop.golden.attention import _split_layout, sparse_attention_fp64, sparse_attention_trace
+from kernelprop.golden.attention import split_layout, sparse_attention_fp64, sparse_attention_trace
 from kernelprop.golden.attention_bounds import MODELS, attention_p2_bound
 from kernelprop.golden.attention_inputs import AttnCase, AttnRecipe, make_attn_inputs
 from kernelprop.impl import make_impl
@@ -36,7 +36,7 @@ def test_split_layout_cuts_each_tokens_compacted_list():
     valid = torch.zeros(3, 12, dtype=torch.bool)
     valid[0, [1, 4, 5, 9, 11]] = True          # 5 keys, 2 splits of 3 (align 3): 3 + 2
     valid[1, [0]] = True                        # 1 key: split 0 only, split 1 empty
-    layout = _split_layout(valid, AttnRecipe(tiling="compacted", tile=2, kv_splits=2, split_align=3))
+    layout = split_layout(valid, AttnRecipe(tiling="compacted", tile=2, kv_splits=2, split_align=3))
     assert (layout.tile, layout.split_cols, layout.splits) == (2, 4, 2)   # 3 keys padded to 2 tiles
     assert layout.valid[0].tolist() == [True, True, True, False, True, True, False, False]
     assert layout.source[0][layout.valid[0]].tolist() == [1, 4, 5, 9, 11]
@@ -141,14 +141,14 @@ def test_split_recipes_reach_both_sides_of_the_split_threshold():
 
 
 def test_the_split_merge_terms_vanish_without_split_and_grow_with_lse():
-    """_split_rho: 0 for a one-pass trace; with split it holds the u |lse| term (large logits)."""
-    from kernelprop.golden.attention_bounds import _split_rho
+    """split_rho: 0 for a one-pass trace; with split it holds the u |lse| term (large logits)."""
+    from kernelprop.golden.attention_bounds import split_rho
 
     x = make_attn_inputs(_split_case(seed=4, data="large_logits", head_dim=40))
     one = x.call(sparse_attention_trace, recipe=AttnRecipe(tiling="compacted", tile=4))
-    assert float(_split_rho(one, MODELS["cuda"]).abs().max()) == 0.0
+    assert float(split_rho(one, MODELS["cuda"]).abs().max()) == 0.0
     split = x.call(sparse_attention_trace, recipe=AttnRecipe(tiling="compacted", tile=4, kv_splits=3))
-    rho = _split_rho(split, MODELS["cuda"])
+    rho = split_rho(split, MODELS["cuda"])
     lse = torch.where(torch.isfinite(split.lse), split.lse.abs(), 0.0).amax(-1).double()
     live = torch.isfinite(split.M)
     assert bool((rho[live] >= 2 * 2.0 ** -24 * lse[live]).all()) and math.isfinite(float(rho.max()))

@@ -159,19 +159,19 @@ def _sglang_fp32_output(x):
     from kernelprop.impls.third_party import sglang_decode_attention as S
 
     calls = []
-    real = S._kernel.decode_attention_fwd
+    real = S.decode_kernel.decode_attention_fwd
 
     def capture(q, k, v, o, *args, **kwargs):
         out = torch.empty(o.shape, dtype=torch.float32)
         real(q, k, v, out, *args, **kwargs)
         calls.append(out)
 
-    S._kernel.decode_attention_fwd = capture
+    S.decode_kernel.decode_attention_fwd = capture
     try:
         with faithful_interpreter():
             x.call(S.sparse_decode_attention)
     finally:
-        S._kernel.decode_attention_fwd = real
+        S.decode_kernel.decode_attention_fwd = real
     return calls[0].double()
 
 

@@ -39,7 +39,7 @@ def check_attention_args(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, sp
                                  tokens_per_batch=tokens_per_batch, softmax_scale=softmax_scale)
 
 
-def _exp(x: torch.Tensor) -> torch.Tensor:
+def exp_as_gpu(x: torch.Tensor) -> torch.Tensor:
     return torch.exp2(x * LOG2E)
 
 
@@ -160,8 +160,8 @@ class SparseAttention:
         """(M', a, b): M' = max(M, m) where the tile is live, a = exp(M - M') (0 while M = -inf),
         b = exp(m - M')."""
         M_new = torch.where(live, torch.maximum(M, m), M)
-        a = torch.where(torch.isfinite(M), _exp(M - M_new), 0.0)
-        return M_new, a, _exp(m - M_new)
+        a = torch.where(torch.isfinite(M), exp_as_gpu(M - M_new), 0.0)
+        return M_new, a, exp_as_gpu(m - M_new)
 
     def merge(self, M, L, O, m, live, l, o):
         M_new, a, b = self.merge_factors(M, m, live)
@@ -181,7 +181,7 @@ class SparseAttention:
             if self.p_max(recipe) == "running":  # yield the running max: merge's b is exp(0) = 1
                 running = torch.where(live, torch.maximum(running, m), running)
                 m = torch.where(live, running, m)
-            e = _exp(s - m[..., None])
+            e = exp_as_gpu(s - m[..., None])
             p = self.round_p(e, recipe)
             yield m, live, self.tile_sum(p, e, recipe), self.pv(p, k_t, recipe)
 
@@ -199,7 +199,7 @@ class SparseAttention:
 
     def normalize(self, O, L, M, sink):
         seen = torch.isfinite(M)
-        denom = L + _exp(sink[None] - torch.where(seen, M, 0.0))
+        denom = L + exp_as_gpu(sink[None] - torch.where(seen, M, 0.0))
         return torch.where(seen[..., None], O / denom[..., None], 0.0)
 
     def output(self, o, recipe):
@@ -276,7 +276,7 @@ class SinkIgnored(SparseAttention):
 class SinkWithoutMax(SparseAttention):
     def normalize(self, O, L, M, sink):
         seen = torch.isfinite(M)
-        denom = L + _exp(sink[None].expand_as(L))
+        denom = L + exp_as_gpu(sink[None].expand_as(L))
         return torch.where(seen[..., None], O / denom[..., None], 0.0)
 
 
@@ -375,7 +375,7 @@ class EmptyTileNaN(SparseAttention):
 
 class EmptyRowUnguarded(SparseAttention):
     def normalize(self, O, L, M, sink):
-        return O / (L + _exp(sink[None] - M))[..., None]
+        return O / (L + exp_as_gpu(sink[None] - M))[..., None]
 
 
 class MergeFactorsSwapped(SparseAttention):
@@ -473,7 +473,7 @@ class FixedTileSinkStaleMax(FixedTile64):
         stale = self._stale if self._stale is not None else M
         seen = torch.isfinite(M)
         stale = torch.where(torch.isfinite(stale), stale, M)
-        denom = L + _exp(sink[None] - torch.where(seen, stale, 0.0))
+        denom = L + exp_as_gpu(sink[None] - torch.where(seen, stale, 0.0))
         return torch.where(seen[..., None], O / denom[..., None], 0.0)
 
 
@@ -571,7 +571,7 @@ class SplitKVAttention(SparseAttention):
         return torch.where(torch.isfinite(X), X, 0.0)
 
     def split_weights(self, lse, live, X):
-        return torch.where(live, _exp(lse - X[..., None]), 0.0)
+        return torch.where(live, exp_as_gpu(lse - X[..., None]), 0.0)
 
     def split_terms(self, o_i, w, live):
         """(sum w_i o_i, sum w_i) over the non-empty splits."""
@@ -579,7 +579,7 @@ class SplitKVAttention(SparseAttention):
                 torch.where(live, w, 0.0).sum(-1))
 
     def sink_term(self, sink, X):
-        return _exp(sink[None] - X)
+        return exp_as_gpu(sink[None] - X)
 
     def merge_splits(self, parts, sink):
         o_i = torch.stack([p[0] for p in parts], -2)                    # [T, H, n, D]

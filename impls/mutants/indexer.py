@@ -13,7 +13,7 @@ from kernelprop.golden.indexer import IndexerRecipe
 from kernelprop.kernels.sparse_indexer import check_indexer_args
 
 
-def _scores(q, k, table, weights, seqused, *, window, S, knobs):
+def indexer_scores(q, k, table, weights, seqused, *, window, S, knobs):
     T, H, D = q.shape
     BS = k.shape[1]
     slots = table.shape[1] * BS
@@ -48,7 +48,7 @@ def _scores(q, k, table, weights, seqused, *, window, S, knobs):
     return acc, visible
 
 
-def _select(scores, visible, *, window, topk, knobs):
+def select_topk(scores, visible, *, window, topk, knobs):
     T, n = scores.shape
     if knobs.get("ascending"):
         key = torch.where(visible, -scores, -torch.inf)
@@ -79,9 +79,9 @@ def _topk(index_q, index_k, cmp_block_table, weights, seqused_kv, *, window, tok
     check_indexer_args(index_q, index_k, cmp_block_table, weights, seqused_kv, window,
                        tokens_per_batch, topk)
     dev = index_q.device
-    scores, visible = _scores(index_q.cpu(), index_k.cpu(), cmp_block_table.cpu(), weights.cpu(),
+    scores, visible = indexer_scores(index_q.cpu(), index_k.cpu(), cmp_block_table.cpu(), weights.cpu(),
                               seqused_kv.cpu(), window=window, S=tokens_per_batch, knobs=knobs)
-    return _select(scores, visible, window=window, topk=topk, knobs=knobs).to(dev)
+    return select_topk(scores, visible, window=window, topk=topk, knobs=knobs).to(dev)
 
 
 def _make(name: str, **knobs):

@@ -97,7 +97,7 @@ def _load_decode_attention() -> types.ModuleType:
                 sys.modules[name] = module
 
 
-_kernel = _load_decode_attention()
+decode_kernel = _load_decode_attention()
 
 
 def _run(entry, scales, q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_indices, seqused_kv,
@@ -129,7 +129,7 @@ def _run(entry, scales, q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, spa
 def sparse_decode_attention(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table, sparse_indices,
                             seqused_kv, attn_sink, *, window, tokens_per_batch, softmax_scale=None):
     """SGLang's entry point: the grouped kernel for H > 1, the normal kernel for H = 1."""
-    return _run(_kernel.decode_attention_fwd, (1.0, 1.0), q, ori_kv, ori_block_table, cmp_kv,
+    return _run(decode_kernel.decode_attention_fwd, (1.0, 1.0), q, ori_kv, ori_block_table, cmp_kv,
                 cmp_block_table, sparse_indices, seqused_kv, attn_sink, window, tokens_per_batch,
                 softmax_scale)
 
@@ -138,7 +138,7 @@ def grouped_decode_attention(q, ori_kv, ori_block_table, cmp_kv, cmp_block_table
                              seqused_kv, attn_sink, *, window, tokens_per_batch, softmax_scale=None):
     """SGLang's grouped kernel (decode_attention_fwd_grouped, the MQA/MLA path) for every H, one
     head included: the path without the one-head kernel's bf16 products."""
-    return _run(_kernel.decode_attention_fwd_grouped, (1.0,), q, ori_kv, ori_block_table, cmp_kv,
+    return _run(decode_kernel.decode_attention_fwd_grouped, (1.0,), q, ori_kv, ori_block_table, cmp_kv,
                 cmp_block_table, sparse_indices, seqused_kv, attn_sink, window, tokens_per_batch,
                 softmax_scale)
 

@@ -13,7 +13,7 @@ import torch
 
 from kernelprop.golden.attention_inputs import AttnRecipe
 from kernelprop.impls.mutants.attention import (FixedTile64, SparseAttention, SplitKVAttention,
-                                                TableWidthAsStride, UnmaskedValueRows, _exp)
+                                                TableWidthAsStride, UnmaskedValueRows, exp_as_gpu)
 from kernelprop.impls.zoo import ZooControl, ZooEntry
 
 HERE = "impls/zoo/attention.py"
@@ -45,7 +45,7 @@ class UnwrittenSplitScratch(SplitKVAttention):
         o_i = torch.where(live[..., None], o_i, torch.empty_like(o_i))  # the stage-1 workspace
         lse = torch.where(live, lse, torch.empty_like(lse))
         X = lse.amax(-1)
-        w = _exp(lse - X[..., None])
+        w = exp_as_gpu(lse - X[..., None])
         acc, total = (w[..., None] * o_i).sum(-2), w.sum(-1)
         seen = live.any(-1)
         return torch.where(seen[..., None], acc / (total + self.sink_term(sink, X))[..., None], 0.0)
@@ -68,7 +68,7 @@ class LeadingMaskedBlockNaN(Block16Fixed):
     def merge(self, M, L, O, m, live, l, o):
         m = torch.where(live, m, -math.inf)
         M_new = torch.maximum(M, m)
-        a, b = _exp(M - M_new), _exp(m - M_new)
+        a, b = exp_as_gpu(M - M_new), exp_as_gpu(m - M_new)
         return M_new, a * L + b * l, a[..., None] * O + b[..., None] * o
 
 
@@ -173,7 +173,7 @@ class FiniteSentinel(SparseAttention):
             k_t = keys[:, start:stop]
             s = self.scores(q, k_t, scale).masked_fill(~valid[:, None, start:stop], self.NEG)
             m = s.amax(-1) if stop > start else s.new_full(s.shape[:-1], self.NEG)
-            e = _exp(s - m[..., None])
+            e = exp_as_gpu(s - m[..., None])
             p = self.round_p(e, recipe)
             yield m, torch.ones_like(m, dtype=torch.bool), self.tile_sum(p, e, recipe), \
                 self.pv(p, k_t, recipe)
@@ -248,7 +248,7 @@ class NondeterministicSplitOrder(SplitKVAttention):
             o_i, lse_i, live = parts[i]
             o_i = torch.where(live[..., None], o_i, 0.0)
             X_new = torch.maximum(X, lse_i)
-            old, w = _exp(X - X_new), _exp(lse_i - X_new)
+            old, w = exp_as_gpu(X - X_new), exp_as_gpu(lse_i - X_new)
             acc = acc * old[..., None] + w[..., None] * o_i
             total = total * old + w
             X = X_new

@@ -9,7 +9,7 @@ import os
 import torch
 
 from kernelprop.golden.indexer import IndexerRecipe
-from kernelprop.impls.mutants.indexer import _scores, _select
+from kernelprop.impls.mutants.indexer import indexer_scores, select_topk
 from kernelprop.impls.zoo import ZooEntry
 from kernelprop.kernels.sparse_indexer import check_indexer_args
 
@@ -26,7 +26,7 @@ def _indexer(select):
             raise TypeError(f"recipe must be an IndexerRecipe, got {type(recipe).__name__}")
         check_indexer_args(index_q, index_k, cmp_block_table, weights, seqused_kv, window,
                            tokens_per_batch, topk)
-        scores, visible = _scores(index_q.cpu(), index_k.cpu(), cmp_block_table.cpu(),
+        scores, visible = indexer_scores(index_q.cpu(), index_k.cpu(), cmp_block_table.cpu(),
                                   weights.cpu(), seqused_kv.cpu(), window=window,
                                   S=tokens_per_batch, knobs={})
         return select(scores, visible, window, topk, table=cmp_block_table.cpu(),
@@ -47,7 +47,7 @@ def _tie_buffer(scores, visible, window, topk, **_):
     first), the rest -1. Trigger: more than topk // 2 slots tied at the k-th score (ReLU-dead
     all-zero rows, repeated keys)."""
     T, n = scores.shape
-    out = _select(scores, visible, window=window, topk=topk, knobs={}).long()
+    out = select_topk(scores, visible, window=window, topk=topk, knobs={}).long()
     capacity = max(1, topk // 2)
     key = torch.where(visible, scores, -torch.inf)
     k = min(topk, n)
@@ -70,9 +70,9 @@ def _ks_missing(scores, visible, window, topk, *, table, args):
     batch. Trigger: B >= 2 (with different pages)."""
     index_q, index_k, weights, seqused_kv, S = args
     first_row = table[:1].expand_as(table)
-    wrong, _ = _scores(index_q.cpu(), index_k.cpu(), first_row, weights.cpu(), seqused_kv.cpu(),
+    wrong, _ = indexer_scores(index_q.cpu(), index_k.cpu(), first_row, weights.cpu(), seqused_kv.cpu(),
                        window=window, S=S, knobs={})
-    return _select(wrong, visible, window=window, topk=topk, knobs={})
+    return select_topk(wrong, visible, window=window, topk=topk, knobs={})
 
 
 def _unstable_ties(scores, visible, window, topk, **_):

@@ -14,7 +14,7 @@ from kernelprop.golden.rounding import round_to_bf16
 from kernelprop.impls.mutants._args import check_norm_args
 from kernelprop.impls.mutants.rmsnorm import NARROW, NarrowCompute, RMSNorm
 from kernelprop.impls.zoo import ZooControl, ZooEntry
-from kernelprop.kernels._bf16 import _round_to_bf16
+from kernelprop.kernels._bf16 import tl_round_to_bf16
 
 HERE = "impls/zoo/stack.py"
 TRITON = "https://github.com/triton-lang/triton"
@@ -49,7 +49,7 @@ def _gram_rms_kernel(x_ptr, w_ptr, y_ptr, R, D, stride_xr, stride_yr, stride_w, 
     if HAS_WEIGHT:
         w = tl.load(w_ptr + cols * stride_w, mask=cols < D, other=0.0).to(tl.float32)
         y = y * w[None, :]
-    tl.store(y_ptr + rows[:, None] * stride_yr + cols[None, :], _round_to_bf16(y, 0).to(tl.bfloat16),
+    tl.store(y_ptr + rows[:, None] * stride_yr + cols[None, :], tl_round_to_bf16(y, 0).to(tl.bfloat16),
              mask=mask)
 
 
@@ -70,7 +70,7 @@ def _rows_rms_kernel(x_ptr, w_ptr, y_ptr, R, D, stride_xr, stride_yr, stride_w, 
     if HAS_WEIGHT:
         w = tl.load(w_ptr + cols * stride_w, mask=cols < D, other=0.0).to(tl.float32)
         y = y * w[None, :]
-    tl.store(y_ptr + rows[:, None] * stride_yr + cols[None, :], _round_to_bf16(y, 0).to(tl.bfloat16),
+    tl.store(y_ptr + rows[:, None] * stride_yr + cols[None, :], tl_round_to_bf16(y, 0).to(tl.bfloat16),
              mask=mask)
 
 

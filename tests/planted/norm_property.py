@@ -1,7 +1,6 @@
 """A planted RMSNorm property for tests/test_reports.py (not collected by `./kp test`: the file
 name does not match test_*.py; the report tests pass it to pytest explicitly). Parametrized over
 the two layouts so that one fast file gives two failing tests (xdist: two workers, two reports)."""
-from dataclasses import asdict
 
 import pytest
 from hypothesis import given, strategies as st
@@ -22,4 +21,4 @@ def test_planted_norm_p1(norm_impl, device, layout, data):
     recipe = data.draw(recipes_for(norm_impl, norm_recipes()), label="recipe")
     run_property("P1", "rms_norm impl vs golden, same recipe", "tests.planted.norm_replay:norm_p1",
                  inputs={"inputs": make_norm_inputs(case)}, impl=norm_impl,
-                 params={"recipe": asdict(recipe)}, recipe=recipe, case=case)
+                 params={"recipe": recipe}, recipe=recipe, case=case)

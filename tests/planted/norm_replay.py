@@ -9,6 +9,7 @@ from kernelprop.golden.rmsnorm_inputs import NormRecipe
 from kernelprop.golden.rmsnorm import rms_norm_trace
 from kernelprop.golden.rmsnorm_bounds import INV_ULPS, p1_bound
 from kernelprop.evidence import Outcome
+from kernelprop.properties.replays_norm import recipe_of
 
 DOC = ("P1 (planted copy): |impl - golden| <= the output roundings that the fp32 relative gap "
        "(sum of squares, INV, two products, both sides) makes possible; golden/rmsnorm_bounds.py")
@@ -16,7 +17,7 @@ DOC = ("P1 (planted copy): |impl - golden| <= the output roundings that the fp32
 
 def norm_p1(inputs: dict, impl, params: dict) -> Outcome:
     x = inputs["inputs"]
-    recipe = NormRecipe(**params["recipe"]) if params.get("recipe") else NormRecipe()
+    recipe = recipe_of(params)
     actual = x.call(impl, recipe=recipe)
     trace = x.call(rms_norm_trace, recipe=recipe)
     bound = p1_bound(trace, x, recipe, INV_ULPS["cpu"])
