@@ -21,7 +21,7 @@ from kernelprop.golden.attention_inputs import (DATA_KINDS, SINK_KINDS, AttnCase
                                                make_attn_inputs)
 from kernelprop.golden.sampling import TC_ADVERSARIAL
 from kernelprop.properties.attention_limits import ATTN_SIZES, REFERENCE, REFERENCE_BATCHES, AttnLimits
-from kernelprop.properties.strategies import _fitted, awkward_size, seeds, skip_outside_domain
+from kernelprop.properties.strategies import fitted_case, awkward_size, seeds, skip_outside_domain
 from kernelprop.sizes import current_sizes
 
 
@@ -290,7 +290,7 @@ def draw_attn(data, shape_class: str = "plain", *, impl=None, backend: str = "cp
         drawn = drawn.replace(tile=tile)
     case = data.draw(class_cases(shape_class, limits=limits or current_limits(), tile=tile,
                                  pads=pads, data=data_kinds, sinks=sinks, strided=strided)
-                     .map(lambda c: _fitted(c, domain).replace(device=device)), label="case")
+                     .map(lambda c: fitted_case(c, domain).replace(device=device)), label="case")
     recipe = drawn if impl is None else impl.example_recipe(drawn, case)
     if shape_class == "multi_tile":
         # the class is its data's (a later tile raises the running max, coverage.classify), which

@@ -99,7 +99,7 @@ def skip_outside_domain(shape_class: str, domain) -> None:
 
 
 
-def _fitted(case, domain):
+def fitted_case(case, domain):
     """`case` mapped into the declared `domain` (unchanged without one)."""
     return case if domain is None else domain.fit(case)
 
