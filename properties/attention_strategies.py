@@ -85,7 +85,7 @@ def attn_cases(*, limits: AttnLimits | None = None, pads: bool = True, data=DATA
     )
 
 
-# %% shape classes (kernelprop.coverage names them and recognizes them in the inputs)
+# %% shape classes (golden.attention_classes names them and recognizes them in the inputs)
 
 NPOW2_DIMS = (3, 5, 6, 7, 12, 17, 24, 40, 47, 96, 100, 129, 192, 320, 576)
 
@@ -240,7 +240,7 @@ def split_aligns() -> st.SearchStrategy[int]:
     return st.sampled_from([1, 32, 2, 3, 4])
 
 
-# %% the draw helpers every property test uses
+# %% the draw helper every attention property test uses
 
 @dataclass(frozen=True)
 class AttnDraw:
