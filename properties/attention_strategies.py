@@ -17,10 +17,10 @@ from hypothesis import assume, strategies as st
 
 from kernelprop import coverage
 from kernelprop.golden.attention_classes import ATTN_CLASSES
-from kernelprop.golden.attention_inputs import (DATA_KINDS, SINK_KINDS, AttnCase, AttnRecipe,
-                                               make_attn_inputs)
+from kernelprop.golden.attention_inputs import (DATA_KINDS, REFERENCE, SINK_KINDS, AttnCase,
+                                               AttnRecipe, make_attn_inputs)
 from kernelprop.golden.sampling import TC_ADVERSARIAL
-from kernelprop.properties.attention_limits import ATTN_SIZES, REFERENCE, REFERENCE_BATCHES, AttnLimits
+from kernelprop.properties.attention_limits import ATTN_SIZES, REFERENCE_BATCHES, AttnLimits
 from kernelprop.properties.strategies import _fitted, _size, seeds, skip_outside_domain
 from kernelprop.sizes import current_sizes
 
