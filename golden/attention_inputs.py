@@ -23,7 +23,7 @@ from kernelprop.golden.sampling import TC_ADVERSARIAL, data_values, strided_view
 from kernelprop.golden.values import CaseValue, TensorArgs
 
 DATA_KINDS = ("normal", "uniform", "heavy", "large_logits", "near_ties")
-# Data kinds drawn only by their shape class (properties/strategies.py), never by "plain":
+# Data kinds drawn only by their shape class (properties/attention_strategies.py), never by "plain":
 # "huge_negative": every valid score of a token lies below -5e4 (the finite "-inf" sentinel of
 # some kernels, flashinfer #4450), spread by thousands (the softmax is nearly one-hot).
 EXTREME_DATA_KINDS = ("huge_negative",)
@@ -32,8 +32,6 @@ ALL_DATA_KINDS = DATA_KINDS + (TC_ADVERSARIAL,) + EXTREME_DATA_KINDS
 SINK_KINDS = ("finite", "zero", "large", "neg_inf", "pos_inf")
 # The reference decode shape (SPEC section 2): DeepSeek-V4's per-batch dims
 REFERENCE = dict(tokens_per_batch=2, heads=64, head_dim=512, page_size=128, window=128, topk=512)
-
-
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,6 @@
 decode shape (SPEC section 2). No hypothesis import: P13's table (a replay module) holds limits."""
 from __future__ import annotations
 
-from kernelprop.golden.attention_inputs import REFERENCE
 from kernelprop.sizes import BySize, SizePresets, limits_type
 
 AttnLimits = limits_type(

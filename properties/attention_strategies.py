@@ -17,10 +17,10 @@ from hypothesis import assume, strategies as st
 
 from kernelprop import coverage
 from kernelprop.golden.attention_classes import ATTN_CLASSES
-from kernelprop.golden.attention_inputs import (DATA_KINDS, SINK_KINDS, AttnCase, AttnRecipe,
-                                               make_attn_inputs)
+from kernelprop.golden.attention_inputs import (DATA_KINDS, REFERENCE, SINK_KINDS, AttnCase,
+                                               AttnRecipe, make_attn_inputs)
 from kernelprop.golden.sampling import TC_ADVERSARIAL
-from kernelprop.properties.attention_limits import ATTN_SIZES, REFERENCE, REFERENCE_BATCHES, AttnLimits
+from kernelprop.properties.attention_limits import ATTN_SIZES, REFERENCE_BATCHES, AttnLimits
 from kernelprop.properties.strategies import fitted_case, awkward_size, seeds, skip_outside_domain
 from kernelprop.sizes import current_sizes
 
@@ -85,7 +85,7 @@ def attn_cases(*, limits: AttnLimits | None = None, pads: bool = True, data=DATA
     )
 
 
-# %% shape classes (kernelprop.coverage names them and recognizes them in the inputs)
+# %% shape classes (golden.attention_classes names them and recognizes them in the inputs)
 
 NPOW2_DIMS = (3, 5, 6, 7, 12, 17, 24, 40, 47, 96, 100, 129, 192, 320, 576)
 
@@ -240,7 +240,7 @@ def split_aligns() -> st.SearchStrategy[int]:
     return st.sampled_from([1, 32, 2, 3, 4])
 
 
-# %% the draw helpers every property test uses
+# %% the draw helper every attention property test uses
 
 @dataclass(frozen=True)
 class AttnDraw:
