@@ -544,14 +544,23 @@ def over_shape_classes(kind: str, *, not_applicable: Optional[dict] = None, also
     shared = sum(class_examples(c) is None for c in params if c not in also)
 
     def decorate(test):
-        share_settings = settings(max_examples=max(2, settings.default.max_examples // shared))
-        share_test = share_settings(given(**given_kwargs)(test))
+        share_test = settings(max_examples=max(2, settings.default.max_examples // shared))(
+            given(**given_kwargs)(test))
+        # the shares follow the profile current when the test is called, not the one at import
+        # (kernelprop.fuzz_worker runs successive rounds, each with its own count, in one process)
+        under: dict = {"profile": None}
         own: dict = {}   # (class, examples) -> (its settings, its test)
 
         def for_class(shape_class: str):
+            if under["profile"] is not settings.default:
+                share_settings = settings(max_examples=max(2, settings.default.max_examples // shared))
+                under.update(profile=settings.default, share=(share_settings, share_settings(
+                    given(**given_kwargs)(test))))
+                own.clear()
+            share_settings = under["share"][0]
             n = class_examples(shape_class, share=share_settings.max_examples)
             if n is None:
-                return share_settings, share_test
+                return under["share"]
             if (shape_class, n) not in own:
                 # no shrink phase either: the class fixes its dimensions, and every shrink step
                 # would cost a full example of it; a failure is reported as drawn
