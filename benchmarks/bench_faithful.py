@@ -27,7 +27,8 @@ import triton.language as tl  # noqa: E402
 from kernelprop.faithful import faithful_interpreter, raw_interpreter  # noqa: E402
 from kernelprop.golden.indexer import IndexerCase, make_indexer_inputs  # noqa: E402
 from kernelprop.golden.inputs import AttnCase, make_attn_inputs  # noqa: E402
-from kernelprop.kernels import rms_norm, sparse_decode_attention  # noqa: E402
+from kernelprop.kernels import sparse_decode_attention  # noqa: E402
+from kernelprop.kernels.rms_norm import rms_norm  # noqa: E402
 from kernelprop.kernels.sparse_indexer import sparse_indexer_topk  # noqa: E402
 
 

@@ -85,7 +85,7 @@ def attention_bench(cuda: bool, small: bool, bandwidth: float) -> dict:
 def rmsnorm_bench(cuda: bool, small: bool, bandwidth: float) -> dict:
     import torch.nn.functional as F
 
-    from kernelprop.kernels import rms_norm
+    from kernelprop.kernels.rms_norm import rms_norm
 
     rows, dim = (64, 256) if small else (32768, 4096)
     dev = "cuda" if cuda else "cpu"

@@ -21,7 +21,7 @@ import torch  # noqa: E402
 
 from kernelprop.golden.metrics import ulp_distance_fp32  # noqa: E402
 from kernelprop.golden.rmsnorm import rms_norm_fp64  # noqa: E402
-from kernelprop.golden.recipes import NormRecipe  # noqa: E402
+from kernelprop.golden.rmsnorm_inputs import NormRecipe  # noqa: E402
 
 VARIANTS = ("rsqrt", "recip_sqrt", "recip_sqrt_rn")
 
@@ -32,7 +32,7 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--small", action="store_true", help="T=8, H=4 (CPU smoke test)")
     args = parser.parse_args()
-    from kernelprop.kernels import rms_norm
+    from kernelprop.kernels.rms_norm import rms_norm
 
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     T, H, Dh = (8, 4, 512) if args.small else (128, 64, 512)

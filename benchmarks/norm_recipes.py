@@ -14,8 +14,7 @@ import argparse
 
 import torch
 
-from kernelprop.golden.inputs import NormCase, make_norm_inputs
-from kernelprop.golden.recipes import NormRecipe
+from kernelprop.golden.rmsnorm_inputs import NormCase, NormRecipe, make_norm_inputs
 from kernelprop.golden.rmsnorm import rms_norm_trace
 from kernelprop.golden.rmsnorm_bounds import SUM_LAMBDA, p1_bound, p1_interval
 from kernelprop.impls.mutants import rmsnorm as m

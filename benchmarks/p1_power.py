@@ -60,8 +60,9 @@ from kernelprop.golden.metrics import bound_ratio, margin_ratio  # noqa: E402
 from kernelprop.golden.output_margin import (Fp32Domain, cell_margin, margin_for_verdict,  # noqa: E402
                                              sided_bound)
 from kernelprop.golden.output_rounding import reachable_bf16  # noqa: E402
-from kernelprop.golden.inputs import AttnCase, NormCase, make_attn_inputs, make_norm_inputs  # noqa: E402
-from kernelprop.golden.recipes import AttnRecipe, NormRecipe  # noqa: E402
+from kernelprop.golden.inputs import AttnCase, make_attn_inputs  # noqa: E402
+from kernelprop.golden.rmsnorm_inputs import NormCase, NormRecipe, make_norm_inputs  # noqa: E402
+from kernelprop.golden.recipes import AttnRecipe  # noqa: E402
 from kernelprop.golden.rmsnorm import rms_norm_golden  # noqa: E402
 from kernelprop.golden.rounding import round_to_bf16  # noqa: E402
 from kernelprop.impls.torch_reference import rms_norm as torch_rms_norm  # noqa: E402

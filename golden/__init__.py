@@ -1,5 +1,5 @@
 """Golden references, precision recipes and error metrics (pure torch, CPU or GPU)."""
-from kernelprop.golden.recipes import AttnRecipe, NormRecipe
+from kernelprop.golden.recipes import AttnRecipe
 from kernelprop.golden.rounding import round_to_bf16, bf16_ulp
 from kernelprop.golden.attention import (
     gather_kv,
@@ -10,8 +10,6 @@ from kernelprop.golden.attention import (
     valid_index_mask,
 )
 from kernelprop.golden.attention_bounds import AttnBackend, attention_p1_bound, attention_p2_bound
-from kernelprop.golden.rmsnorm import rms_norm_fp64, rms_norm_golden, rms_norm_trace
-from kernelprop.golden.rmsnorm_bounds import NormBackend
 from kernelprop.golden.metrics import (
     assert_within,
     bound_ratio,

@@ -7,7 +7,7 @@
     residual_out = z                    bitwise
     y = rms_norm(z, weight, eps, recipe) SPEC section 3 on z, every NormRecipe field
 
-The recipe is the RMSNorm's (golden.recipes.NormRecipe): fusing the add changes no rounding of the
+The recipe is the RMSNorm's (golden.rmsnorm_inputs.NormRecipe): fusing the add changes no rounding of the
 norm. The golden reuses golden.rmsnorm on the golden z, so the norm part of the op has one model.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Optional
 import torch
 
 from kernelprop.golden.domain import DomainValue, flag, kinds, most, sizes
-from kernelprop.golden.recipes import NormRecipe
+from kernelprop.golden.rmsnorm_inputs import NormCase, NormRecipe
 from kernelprop.golden.rmsnorm import rms_norm_fp64, rms_norm_golden, rms_norm_trace
 from kernelprop.golden.values import CaseValue, TensorArgs
 
@@ -96,6 +96,8 @@ class FusedCase(CaseValue):
         if self.data not in FUSED_DATA:
             raise ValueError(f"data must be one of {FUSED_DATA}, got {self.data!r}")
 
+    size = NormCase.size   # x's element count and shape (rows, heads, dim: the same fields)
+
 
 @dataclass(frozen=True)
 class FusedInputs(TensorArgs):
@@ -140,8 +142,9 @@ class FusedInputs(TensorArgs):
         desc["eps"] = plain(self.eps)
         return desc
 
-    def shape_classes(self) -> frozenset:
-        """The FUSED_CLASSES these inputs fall in, judged on the golden z (kernelprop.coverage)."""
+    def shape_classes(self, recipe=None) -> frozenset:
+        """The FUSED_CLASSES these inputs fall in, judged on the golden z (kernelprop.coverage; the
+        recipe does not change them)."""
         x = self.x.detach().cpu()
         z = residual_sum(x, self.residual.detach().cpu()).double()
         found = set()

@@ -13,7 +13,7 @@ unchanged with x := z, every recipe field included.
 from __future__ import annotations
 
 from kernelprop.golden.fused_add_norm import residual_sum
-from kernelprop.golden.inputs import NormInputs
+from kernelprop.golden.rmsnorm_inputs import NormInputs
 from kernelprop.golden.rmsnorm_bounds import in_domain
 
 

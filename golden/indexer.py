@@ -83,6 +83,11 @@ class IndexerCase(CaseValue):
     def tokens(self) -> int:
         return self.batches * self.tokens_per_batch
 
+    def size(self) -> tuple[Optional[int], str]:
+        """(T * K index positions, "T=.. H=.. D=.. K=..") for the kill matrix (K = window + topk)."""
+        T, K = self.tokens, self.window + self.topk
+        return T * K, f"T={T} H={self.heads} D={self.head_dim} K={K}"
+
 
 
 @dataclass(frozen=True)

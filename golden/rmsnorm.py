@@ -26,7 +26,7 @@ from typing import Optional
 
 import torch
 
-from kernelprop.golden.recipes import NormRecipe
+from kernelprop.golden.rmsnorm_inputs import NormRecipe
 from kernelprop.golden.rounding import round_to_bf16
 
 def _check(x: torch.Tensor, weight: Optional[torch.Tensor], eps) -> None:

@@ -20,7 +20,7 @@ import torch
 from kernelprop.golden.error_model import (FP32_HALF_SUBNORMAL, FP32_MIN_NORMAL, FP32_ULP_REL,
                                            PTX_FIGURES, U_FP32, gamma)
 from kernelprop.golden.output_margin import Fp32Domain
-from kernelprop.golden.recipes import NormRecipe
+from kernelprop.golden.rmsnorm_inputs import NormRecipe
 from kernelprop.golden.rmsnorm import NormTrace
 from kernelprop.golden.rounding import round_to_bf16
 

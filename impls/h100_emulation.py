@@ -30,7 +30,8 @@ from kernelprop import knobs
 from kernelprop.golden.attention import gather_kv
 from kernelprop.golden.error_model import (FP32_MIN_NORMAL, LOG2E_FP32, PTX_FIGURES, TensorCoreModel,
                                            tc_dot_emulate)
-from kernelprop.golden.recipes import UNSPLIT_FIELDS, AttnRecipe, NormRecipe
+from kernelprop.golden.recipes import UNSPLIT_FIELDS, AttnRecipe
+from kernelprop.golden.rmsnorm_inputs import NormRecipe
 from kernelprop.golden.rounding import round_to_bf16
 from kernelprop.kernels.rms_norm import INV_CODE, check_norm_args, rms_norm as _bundled_rms_norm
 from kernelprop.kernels.sparse_attention import check_attention_args, sparse_decode_attention as _bundled_attention

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from kernelprop.golden.recipes import NormRecipe
+from kernelprop.golden.rmsnorm_inputs import NormRecipe
 
 
 def _normalized(x: torch.Tensor, eps: float) -> torch.Tensor:

@@ -11,7 +11,8 @@ import math
 
 import torch
 
-from kernelprop.golden.recipes import UNSPLIT_FIELDS, AttnRecipe, NormRecipe
+from kernelprop.golden.recipes import UNSPLIT_FIELDS, AttnRecipe
+from kernelprop.golden.rmsnorm_inputs import NormRecipe
 
 LOG2E = 1.4426950408889634
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from kernelprop.golden.fused_add_norm import FusedDomain
-from kernelprop.golden.recipes import NormRecipe
+from kernelprop.golden.rmsnorm_inputs import NormRecipe
 from kernelprop.golden.rounding import round_to_bf16
 from kernelprop.kernels.fused_add_rms_norm import check_fused_args
 

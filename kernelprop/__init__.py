@@ -4,7 +4,8 @@ counterexample reports, and the command line (`python -m kernelprop replay|fuzz|
 What an adapter for a third-party kernel needs (docs/plugins.md), importable from here:
   AttnRecipe, NormRecipe, IndexerRecipe   the numerics a callable declares (`fn.recipe = ...`)
   AttnDomain, NormDomain, IndexerDomain   the inputs it supports (`fn.domain = ...`)
-  (every op's recipe and domain type, read from the op registry, kernelprop/registry.py)
+  (every op's recipe and domain type and its `exports`, read from the op registry,
+  kernelprop/registry.py)
   check_attention_args, check_norm_args   the suite's input contract (P13), for adapters
   flat_slot_ids                   block tables + SPEC visibility -> flat slot ids per pool
   faithful_interpreter            context: triton's CPU interpreter computing as the GPU does
@@ -27,16 +28,16 @@ if (_CLONE_ROOT / "pyproject.toml").is_file() and (_CLONE_ROOT / "golden" / "__i
     __path__.append(str(_CLONE_ROOT))  # noqa: F821 (a package's __path__)
 
 def _op_types() -> dict:
-    """{type name: module} of every registered op's recipe and domain types."""
+    """{name: module} of every registered op's recipe and domain types and its `exports`."""
     from kernelprop.registry import OPS
 
-    return {ref.partition(":")[2]: ref.partition(":")[0] for op in OPS for ref in (op.recipe, op.domain)}
+    return {ref.partition(":")[2]: ref.partition(":")[0] for op in OPS
+            for ref in (op.recipe, op.domain, *op.exports)}
 
 
 _EXPORTS = {
     **_op_types(),
     "check_attention_args": "kernelprop.kernels.sparse_attention",
-    "check_norm_args": "kernelprop.kernels.rms_norm",
     "flat_slot_ids": "kernelprop.slots",
     "FlatSlots": "kernelprop.slots",
     "faithful_interpreter": "kernelprop.faithful",

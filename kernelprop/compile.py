@@ -55,7 +55,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from kernelprop.golden.inputs import AttnCase  # noqa: E402  (no triton import)
-from kernelprop.golden.recipes import AttnRecipe, NormRecipe  # noqa: E402
+from kernelprop.golden.recipes import AttnRecipe  # noqa: E402
 
 SM90_SMEM_LIMIT = 227 * 1024   # bytes of shared memory one block may use on sm_90 (opt-in maximum)
 TARGET_ARCH = 90               # compute capability of the target (sm_90a with Triton's NVIDIA backend)
@@ -124,38 +124,6 @@ class AttnPoint:
                                 scale=_fp32_scale(None, D), recipe=self.recipe)
 
 
-@dataclass(frozen=True)
-class NormPoint:
-    """One RMSNorm launch shape: rows x dim of `dtype`, with or without weight."""
-
-    name: str
-    rows: int = 32768
-    dim: int = 4096
-    dtype: str = "bf16"
-    weight: bool = True
-    recipe: NormRecipe = field(default_factory=NormRecipe)
-    reference: bool = False
-
-    kind = "rms_norm"
-
-    def launch(self, device: str = "meta"):
-        """The KernelLaunch the wrapper would run for this point (tensor shapes only on "meta")."""
-        import torch
-
-        from kernelprop.kernels.rms_norm import norm_launch
-
-        dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[self.dtype]
-        out = torch.bfloat16 if self.recipe.out_dtype == "bf16" else torch.float32
-        if device == "meta":
-            x = torch.empty(self.rows, self.dim, dtype=dtype, device="meta")
-            w = torch.empty(self.dim, dtype=dtype, device="meta") if self.weight else None
-        else:
-            x = torch.randn(self.rows, self.dim, device=device).to(dtype)
-            w = torch.randn(self.dim, device=device).to(dtype) if self.weight else None
-        y = torch.empty(self.rows, self.dim, dtype=out, device=device)
-        return norm_launch(x, w, y, 1e-6, self.recipe)
-
-
 DSV4 = AttnPoint("attn dsv4 (H64 D512 K640 tile64)", reference=True)
 
 
@@ -183,27 +151,6 @@ def attention_points(scope: str) -> list:
                     dict(rounding="rna"), dict(tile=640), dict(tile=128), dict(tile=16)):
         label = " ".join(f"{k}={v}" for k, v in changes.items())
         pts.append(AttnPoint(f"attn dsv4 {label}", recipe=AttnRecipe(**changes)))
-    return pts
-
-
-def norm_points(scope: str) -> list:
-    """RMSNorm's points: "reference" D in {128, 4096, 8192} (the benchmark's [32768, 4096] among
-    them), "fast" D=4096, "sweep" also one-block / chunked / fp32 / no-weight variants."""
-    ref = [NormPoint(f"norm D{d}", rows=32768 if d <= 4096 else 8192, dim=d, reference=True)
-           for d in (128, 4096, 8192)]
-    if scope == "reference":
-        return ref
-    if scope == "fast":
-        return [p for p in ref if p.name == "norm D4096"]
-    pts = list(ref)
-    for d in (1, 17, 127, 512, 600, 8192, 16384, 20000):
-        for dtype in ("bf16", "fp32"):
-            pts.append(NormPoint(f"norm D{d} {dtype}", rows=256, dim=d, dtype=dtype))
-    for changes in (dict(chunk=64), dict(chunk=100), dict(chunk=5000), dict(inv="rsqrt"),
-                    dict(inv="recip_sqrt_rn"), dict(out_dtype="fp32")):
-        label = " ".join(f"{k}={v}" for k, v in changes.items())
-        pts.append(NormPoint(f"norm D4096 {label}", recipe=NormRecipe(**changes)))
-    pts.append(NormPoint("norm D4096 no weight", weight=False))
     return pts
 
 

@@ -24,12 +24,8 @@ Attention classes (SparseInputs + the recipe's tile):
   large_offsets        a table naming a page at or past 2^31 elements of its pool (an int32
                        page * page_stride wraps there); drawn by P1 and P10 only (the pool is
                        lazily allocated: properties.strategies.OPT_IN_CLASSES)
-RMSNorm classes (NormInputs):
-  eps0_tiny            eps = 0 with data so small that fp32 x^2 is subnormal
-  eps_dominant         eps > 0 above some row's mean square (where eps enters decides the scale)
-  reference            the per-head q norm of the decode shape: x [>= 2, 64, 512] (one batch's
-                       S = 2 tokens and up) or D >= 4096
-  nonfinite_rows       a row holding NaN or +-inf beside a row that is all finite
+Every other op declares its classes with its Inputs type (golden/values.py's protocol):
+`SHAPE_CLASSES` names them and `shape_classes(recipe)` recognizes them in the inputs.
 
 Collection: `run_property` calls `observe(case, inputs, recipe)` once per example (the first check
 of an example; later checks on the same `case` object are the same example). Counts are kept per
@@ -45,17 +41,13 @@ from typing import Iterable, Optional
 
 import torch
 
-from kernelprop.golden.error_model import FP32_MIN_NORMAL
-
 ATTN_CLASSES = ("multi_tile", "many_heads", "mtp_depth", "npow2_default_scale",
                 "large_logits_sink", "tc_adversarial", "reference", "engine_tables", "many_rows",
                 "huge_scores", "large_offsets")
-NORM_CLASSES = ("eps0_tiny", "eps_dominant", "reference", "nonfinite_rows")
 LARGE = 16.0          # |score| and |sink| from which "large logits x large sink" counts
 SECOND_HEAD_BLOCK = 17
 ROW_SWITCH = 64       # query rows above which kernels switch path (many_rows: T > ROW_SWITCH)
 SENTINEL = -5e4       # huge_scores: every valid score of a token below it
-TINY_SQUARE = FP32_MIN_NORMAL  # fp32 x^2 below this is subnormal (or zero)
 
 USER_PROPERTY = "kernelprop_shape_classes"
 
@@ -186,54 +178,36 @@ def attn_classes(x, tile: Optional[int]) -> frozenset:
     return frozenset(found)
 
 
-def norm_classes(x) -> frozenset:
-    """The RMSNorm classes a NormInputs `x` falls in."""
-    found = set()
-    xf = x.x.detach().cpu().float()
-    if x.eps == 0 and xf.numel():
-        sq = xf * xf
-        nonzero = xf != 0
-        if bool(nonzero.any()) and bool((sq[nonzero] < TINY_SQUARE).any()):
-            found.add("eps0_tiny")
-    if x.eps > 0 and xf.numel() and bool(((xf.double() ** 2).mean(-1) < x.eps).any()):
-        found.add("eps_dominant")
-    finite_rows = torch.isfinite(xf).all(-1) if xf.numel() else torch.ones(0, dtype=torch.bool)
-    if bool((~finite_rows).any()) and bool(finite_rows.any()):
-        found.add("nonfinite_rows")
-    shape = tuple(x.x.shape)
-    if (len(shape) == 3 and shape[0] >= 2 and shape[1] >= 64 and shape[2] >= 512) \
-            or (shape and shape[-1] >= 4096):
-        found.add("reference")
-    return frozenset(found)
-
-
 def classes_of(label: str) -> tuple:
-    """The shape classes of the op labelled `label` (registry `Op.label`): attention's and RMSNorm's
-    above, else the op's Inputs type's SHAPE_CLASSES (an op declares its own classes there and
-    recognizes them in `Inputs.shape_classes()`)."""
+    """The shape classes of the op labelled `label` (registry `Op.label`): attention's above, else
+    the op's Inputs type's SHAPE_CLASSES (an op declares its own classes there and recognizes them
+    in `Inputs.shape_classes()`)."""
     if label == "attn":
         return ATTN_CLASSES
-    if label == "norm":
-        return NORM_CLASSES
     from kernelprop.registry import OPS
 
     for o in OPS:
         if o.label == label:
-            return tuple(getattr(o.inputs_type, "SHAPE_CLASSES", ()))
+            return tuple(o.inputs_type.SHAPE_CLASSES)
     raise ValueError(f"no registered op is labelled {label!r}")
 
 
+def all_classes() -> tuple:
+    """Every registered op's shape classes (registry order, each name once)."""
+    from kernelprop.registry import OPS
+
+    return tuple(dict.fromkeys(c for o in OPS if o.shape_classes for c in classes_of(o.label)))
+
+
 def classify(inputs, recipe=None) -> frozenset:
-    """Classes of an inputs object (AttnInputs or NormInputs, or any Inputs with its own
-    `shape_classes()`); the recipe gives the tile."""
+    """Classes of an inputs object (AttnInputs, or any Inputs with its own `shape_classes()`); the
+    recipe gives the tile."""
     from kernelprop.golden.values import TensorArgs
 
     if getattr(type(inputs), "shape_classes", TensorArgs.shape_classes) is not TensorArgs.shape_classes:
         return frozenset(inputs.shape_classes())
     if hasattr(inputs, "sparse_indices"):
         return attn_classes(inputs, getattr(recipe, "tile", None))
-    if hasattr(inputs, "eps"):
-        return norm_classes(inputs)
     return frozenset()
 
 
@@ -312,7 +286,7 @@ def table_lines(rows: list) -> list:
     count per class; a class the test draws that got zero is flagged '0!', one it does not draw
     shows '-'."""
     seen = [c for _, snap in rows for c in (*snap.get("expected", ()), *snap.get("counts", {}))]
-    names = list(dict.fromkeys(ATTN_CLASSES + NORM_CLASSES + tuple(seen)))
+    names = list(dict.fromkeys(all_classes() + tuple(seen)))
     short = {c: c[:12] for c in names}
     head = f"{'examples':>8} " + " ".join(f"{short[c]:>12}" for c in names) + "  test"
     lines = [head]

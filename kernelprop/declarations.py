@@ -12,8 +12,8 @@ import math
 from dataclasses import dataclass
 from typing import Optional
 
-from kernelprop.golden.domain import DomainValue, flag, kinds, least, most, sizes
-from kernelprop.golden.inputs import NORM_DATA_KINDS, SINK_KINDS
+from kernelprop.golden.domain import DomainValue, kinds, least, most, sizes
+from kernelprop.golden.inputs import SINK_KINDS
 
 SINK_VALUE_KINDS = {"neg_inf": lambda v: v == -math.inf, "pos_inf": lambda v: v == math.inf,
                     "zero": lambda v: v == 0.0, "large": lambda v: math.isfinite(v) and abs(v) > 30,
@@ -101,36 +101,3 @@ class AttnDomain(DomainValue):
         if case.num_indices < n:
             changes["topk"] = case.topk + n - case.num_indices
         return changes
-
-
-@dataclass(frozen=True)
-class NormDomain(DomainValue):
-    """RMSNorm inputs an implementation supports.
-
-    dims:     supported last dims D; None: any.
-    max_dim:  largest D; None: any.
-    dtypes:   input dtypes among ("bf16", "fp32"); None: both.
-    weight:   True: needs a weight, False: takes none, None: both.
-    data:     data kinds among golden.inputs.NORM_DATA_KINDS; None: all.
-    """
-
-    dims: Optional[tuple] = sizes()
-    max_dim: Optional[int] = most()
-    dtypes: Optional[tuple] = kinds(("bf16", "fp32"))
-    weight: Optional[bool] = flag()
-    data: Optional[tuple] = kinds(NORM_DATA_KINDS)
-
-    def fit(self, case):
-        """The drawn NormCase mapped into the domain."""
-        changes = {}
-        if self.dims is not None and case.dim not in self.dims:
-            changes["dim"] = self.dims[case.dim % len(self.dims)]
-        if self.max_dim is not None and changes.get("dim", case.dim) > self.max_dim:
-            changes["dim"] = self.max_dim
-        if self.dtypes is not None and case.dtype not in self.dtypes:
-            changes["dtype"] = self.dtypes[0]
-        if self.weight is not None and case.weight != self.weight:
-            changes["weight"] = self.weight
-        if self.data is not None and case.data not in self.data:
-            changes["data"] = self.data[NORM_DATA_KINDS.index(case.data) % len(self.data)]
-        return case.replace(**changes) if changes else case

@@ -187,27 +187,24 @@ def _text(data) -> str:
 
 # %% the kill matrix
 
-def case_size(case: Optional[dict]) -> tuple[Optional[int], str]:
-    """(a scalar size, a compact shape) of a shrunk case: attention T*K index slots with
-    'T x H x D, K'; RMSNorm the element count of x with its shape."""
+def case_size(case: Optional[dict], kind: str) -> tuple[Optional[int], str]:
+    """(a scalar size, a compact shape) of a shrunk case of op `kind`: what its Case type's
+    `size()` says (golden/values.py); (None, "") without a case or for one that is not its op's."""
     if not case:
         return None, ""
-    if "tokens_per_batch" in case:
-        T = int(case.get("batches", 0)) * int(case.get("tokens_per_batch", 0))
-        K = sum(int(case.get(k, 0)) for k in ("window", "topk", "extra"))
-        return T * K, f"T={T} H={case.get('heads')} D={case.get('head_dim')} K={K}"
-    rows, heads, dim = (int(case.get(k, 0)) for k in ("rows", "heads", "dim"))
-    shape = [rows] + ([heads] if heads else []) + [dim]
-    return rows * max(heads, 1) * dim, "x".join(map(str, shape))
+    try:
+        return BY_KIND[kind].case_type.from_dict(case).size()
+    except (TypeError, ValueError):
+        return None, ""
 
 
 def shape_class_of(nodeid: str) -> str:
     """The shape class of a test's parametrization ("plain", a kernelprop.coverage class), or ""
     for tests not parametrized over classes."""
-    from kernelprop.coverage import ATTN_CLASSES, NORM_CLASSES
+    from kernelprop.coverage import all_classes
 
     params = nodeid.rpartition("[")[2].rstrip("]").split("-") if nodeid.endswith("]") else []
-    known = ("plain", *ATTN_CLASSES, *NORM_CLASSES)
+    known = ("plain", *all_classes())
     return next((p for p in params if p in known), "")
 
 
@@ -238,7 +235,7 @@ def _kill_columns(run: RunResult) -> tuple[str, str, str]:
         return "", "", ""
     seconds = first.search_s if first.search_s is not None else first.duration_s
     examples = "" if first.examples_to_fail is None else str(first.examples_to_fail)
-    return f"{_fmt_s(seconds)} ({','.join(first.specs)})", examples, case_size(first.case)[1]
+    return f"{_fmt_s(seconds)} ({','.join(first.specs)})", examples, case_size(first.case, run.kind)[1]
 
 
 def matrix_lines(runs: list) -> list:
@@ -302,7 +299,7 @@ def summarize(mutant_runs: list, control_runs: list) -> dict:
     alarms = [r for r in control_runs if r.verdict != "passed"]
     firsts = [r.first_kill() for r in killed]
     search = [t.search_s if t.search_s is not None else t.duration_s for t in firsts]
-    sizes = [s for s in (case_size(t.case)[0] for t in firsts) if s is not None]
+    sizes = [s for s in (case_size(t.case, r.kind)[0] for r, t in zip(killed, firsts)) if s is not None]
     return dict(mutants=len(mutant_runs), killed=len(killed), survived=len(survived),
                 survivors=[r.name for r in survived], expected_survivors=[r.name for r in expected],
                 controls=len(control_runs), false_alarms=len(alarms),

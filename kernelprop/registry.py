@@ -52,6 +52,8 @@ class Op:
     audit_case  () -> the Case one `./kp compile --impl KIND=...` call runs on (launches recorded)
     ptx_model   (instruction counts) -> one line: the CUDA figures P1 on a GPU must allow a kernel
                 whose PTX has them (kernelprop.ptx_audit; docs/bounds.md#ptx-audit)
+    exports     "module:attr" names `kernelprop` exports for adapters besides the recipe and
+                domain types (e.g. the op's input check)
     """
 
     kind: str
@@ -76,6 +78,7 @@ class Op:
     explain: Optional[str] = None
     audit_case: Optional[str] = None
     ptx_model: Optional[str] = None
+    exports: tuple[str, ...] = ()
 
     @property
     def recipe_type(self) -> type:
@@ -88,6 +91,15 @@ class Op:
     @property
     def inputs_type(self) -> type:
         return resolve(self.inputs)
+
+    @property
+    def case_type(self) -> type:
+        """The frozen Case type `make_inputs` takes (the annotation of its parameter)."""
+        import inspect
+        import typing
+
+        make = resolve(self.make_inputs)
+        return typing.get_type_hints(make)[next(iter(inspect.signature(make).parameters))]
 
     @property
     def size_presets(self):
@@ -110,13 +122,14 @@ OPS: tuple[Op, ...] = (
        explain=f"{P}.explain_attention:CAUSES", audit_case=f"{P}.attention_limits:attention_audit_case",
        ptx_model=f"{G}.attention_bounds:attention_ptx_model_line"),
     Op(kind="rms_norm", label="norm", fixture="norm_impl",
-       recipe=f"{G}.recipes:NormRecipe", domain="kernelprop.declarations:NormDomain",
-       cases=f"{P}.strategies:norm_cases", inputs=f"{G}.inputs:NormInputs",
-       make_inputs=f"{G}.inputs:make_norm_inputs", trace=f"{G}.rmsnorm:rms_norm_trace",
+       recipe=f"{G}.rmsnorm_inputs:NormRecipe", domain=f"{G}.rmsnorm_inputs:NormDomain",
+       cases=f"{P}.norm_strategies:norm_cases", inputs=f"{G}.rmsnorm_inputs:NormInputs",
+       make_inputs=f"{G}.rmsnorm_inputs:make_norm_inputs", trace=f"{G}.rmsnorm:rms_norm_trace",
        truth=f"{G}.rmsnorm:rms_norm_fp64", bounds=f"{G}.rmsnorm_bounds",
-       bundled="kernelprop.kernels:rms_norm", bad_input=f"{P}.replays_bad_input:NORM_TABLE",
+       bundled="kernelprop.kernels.rms_norm:rms_norm", bad_input=f"{P}.replays_norm_bad_input:TABLE",
        by_size=f"{P}.norm_limits:rms_norm_by_size", limits=f"{P}.norm_limits:NORM_SIZES",
-       compile_points="kernelprop.compile:norm_points", explain=f"{P}.explain_norm:CAUSES",
+       compile_points="kernelprop.kernels.rms_norm_points:norm_compile_points", explain=f"{P}.explain_norm:CAUSES",
+       catalogue="kernelprop.impls.mutants.rmsnorm", exports=("kernelprop.kernels.rms_norm:check_norm_args",),
        audit_case=f"{P}.norm_limits:norm_audit_case", ptx_model=f"{G}.rmsnorm_bounds:norm_ptx_model_line"),
     Op(kind="indexer_topk", label="idx", fixture="indexer_impl",
        recipe=f"{G}.indexer:IndexerRecipe", domain=f"{G}.indexer:IndexerDomain",
@@ -130,7 +143,7 @@ OPS: tuple[Op, ...] = (
        limits=f"{P}.indexer_limits:INDEXER_SIZES",
        compile_points="kernelprop.kernels.sparse_indexer_points:indexer_compile_points"),
     Op(kind="fused_add_rms_norm", label="fused", fixture="fused_impl",
-       recipe=f"{G}.recipes:NormRecipe", domain=f"{G}.fused_add_norm:FusedDomain",
+       recipe=f"{G}.rmsnorm_inputs:NormRecipe", domain=f"{G}.fused_add_norm:FusedDomain",
        cases=f"{P}.fused_strategies:fused_cases", inputs=f"{G}.fused_add_norm:FusedInputs",
        make_inputs=f"{G}.fused_add_norm:make_fused_inputs",
        trace=f"{G}.fused_add_norm:fused_add_norm_trace",

@@ -1,5 +1,5 @@
-"""Bundled Triton kernels under test (SPEC sections 6-7): sparse decode attention, RMSNorm, and
-every registered op whose record (kernelprop/registry.py, `bundled`) names a module of this package,
+"""Bundled Triton kernels under test (SPEC sections 6-7): sparse decode attention, and every
+registered op whose record (kernelprop/registry.py, `bundled`) names a module of this package,
 e.g. `from kernelprop.kernels import sparse_indexer_topk` (imported on first access).
 
 Import side effect (the only one): on a machine without CUDA, if TRITON_INTERPRET is unset, this
@@ -15,21 +15,23 @@ import torch
 if not torch.cuda.is_available() and "TRITON_INTERPRET" not in os.environ:
     os.environ["TRITON_INTERPRET"] = "1"
 
-from kernelprop.golden.recipes import AttnRecipe, NormRecipe  # noqa: E402  (re-exported: one recipe type)
-from kernelprop.kernels.rms_norm import rms_norm  # noqa: E402
+from kernelprop.golden.recipes import AttnRecipe  # noqa: E402  (re-exported: one recipe type)
 from kernelprop.kernels.sparse_attention import sparse_decode_attention  # noqa: E402
 
 
 def _registered() -> dict:
     """{callable name: module} of the registered ops' bundled kernels living in a module of this
-    package (records naming the package itself are imported above)."""
+    package (records naming the package itself are imported above), but a callable named as its
+    module: `kernelprop.kernels.<name>` is that module (Python binds a submodule to its package
+    once imported), so the callable is imported from the module itself."""
     from kernelprop.registry import OPS
 
     refs = (o.bundled.partition(":") for o in OPS)
-    return {name: module for module, _, name in refs if module.startswith(__name__ + ".")}
+    return {name: module for module, _, name in refs
+            if module.startswith(__name__ + ".") and module.rpartition(".")[2] != name}
 
 
-__all__ = ["sparse_decode_attention", "rms_norm", *_registered(), "AttnRecipe", "NormRecipe"]
+__all__ = ["sparse_decode_attention", *_registered(), "AttnRecipe"]
 
 
 def __getattr__(name: str):

@@ -19,7 +19,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernelprop.golden.recipes import NormRecipe
+from kernelprop.golden.rmsnorm_inputs import NormRecipe
 from kernelprop.kernels._bf16 import ROUNDING_CODE, _round_to_bf16
 from kernelprop.kernels._checks import check_device, check_last_stride
 from kernelprop.kernels._launch import KernelLaunch

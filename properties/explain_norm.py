@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from kernelprop.causes import AlternativeRecipe, Cause, Explain
-from kernelprop.golden.inputs import NormCase
+from kernelprop.golden.rmsnorm_inputs import NormCase
 
 
 def _cause(changes: dict, statement: str, settle: str) -> AlternativeRecipe:

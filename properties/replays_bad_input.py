@@ -1,6 +1,7 @@
-"""Replay functions of P13 (bad input), for both kernels (no hypothesis here).
+"""Replay functions of P13 (bad input): the verdict rules every op's table uses, and attention's
+table (no hypothesis here).
 
-A corruption is a JSON-able dict `params` applied to VALID inputs (AttnInputs / NormInputs), so a
+A corruption is a JSON-able dict `params` applied to VALID inputs (an op's Inputs), so a
 counterexample report saves the valid tensors plus the dict and a replay rebuilds the same bad call.
 Each corruption either
   * must raise: TypeError or ValueError (NotImplementedError where `params["unsupported"]`) whose
@@ -24,16 +25,15 @@ from typing import Callable
 import torch
 
 from kernelprop.golden.attention import valid_index_mask, visible_lengths
-from kernelprop.golden.inputs import AttnCase, NormCase
-from kernelprop.golden.recipes import AttnRecipe, NormRecipe
+from kernelprop.golden.inputs import AttnCase
+from kernelprop.golden.rmsnorm_inputs import NormRecipe
+from kernelprop.golden.recipes import AttnRecipe
 from kernelprop.evidence import Outcome
 from kernelprop.properties.attention_limits import AttnLimits
-from kernelprop.properties.norm_limits import NormLimits
 
 TIMEOUT_S = 120.0   # a call that takes longer is a hang (first GPU compile included)
 ATTN_TENSORS = ("q", "ori_kv", "ori_block_table", "cmp_kv", "cmp_block_table", "sparse_indices",
                 "seqused_kv", "attn_sink")
-NORM_TENSORS = ("x", "weight")
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "float64": torch.float64,
           "bfloat16": torch.bfloat16, "int8": torch.int8, "int16": torch.int16,
@@ -47,8 +47,6 @@ BAD_DTYPES = {  # per argument: dtypes the contract (SPEC 2, 3) excludes
     "sparse_indices": ("int64", "int16", "float32"),
     "seqused_kv": ("int64", "float32"),
     "attn_sink": ("bfloat16", "float64", "float16"),
-    "x": ("float16", "float64", "int32", "int8"),
-    "weight": ("int32", "int64", "bool"),
 }
 # one size mismatch per argument: (dim, names a message may use: the argument or its partner)
 SIZE_MISMATCH = {
@@ -60,17 +58,13 @@ SIZE_MISMATCH = {
     "sparse_indices": ((0, ("sparse_indices", "q")),),
     "seqused_kv": ((0, ("seqused_kv",)),),
     "attn_sink": ((0, ("attn_sink", "q")),),
-    "x": (),
-    "weight": ((0, ("weight", "x")),),
 }
 BAD_SCALARS = {
     "tokens_per_batch": ("nondivisor", 0, -1, 2.0, True, "2"),
     "window": (0, -3, 1.5, None, "8"),
     "softmax_scale": (-1.0, 0.0, float("nan"), float("inf"), "0.1"),
-    "eps": (-1e-6, -1.0, float("nan"), float("inf"), float("-inf"), "1e-6", None),
 }
-BAD_RECIPES = {"sparse_attention": ("NormRecipe", "str", "dict", "int"),
-               "rms_norm": ("AttnRecipe", "str", "dict", "int")}
+BAD_RECIPES = {"sparse_attention": ("NormRecipe", "str", "dict", "int")}
 
 
 # %% the verdict
@@ -305,43 +299,7 @@ def p13_attention(inputs: dict, impl, params: dict) -> Outcome:
     return raise_outcome(desc, *got, names, False)
 
 
-# %% rms_norm
-
-def p13_norm(inputs: dict, impl, params: dict) -> Outcome:
-    """P13 for rms_norm: apply the corruption `params` to the valid inputs."""
-    x = inputs["inputs"]
-    fn = impl.fn
-    kind, arg = params["kind"], params.get("arg")
-    desc = f"{kind} {arg or ''} {params.get('detail', '')}".strip()
-    xt = x.x
-    w = x.weight
-    if arg == "weight" and w is None:  # weight corruptions need a weight
-        w = torch.ones(xt.shape[-1], dtype=xt.dtype, device=xt.device)
-    call = lambda **kw: call_with_timeout(fn, (kw.pop("x", xt), kw.pop("weight", w)),  # noqa: E731
-                                          dict(eps=kw.pop("eps", x.eps), **kw))
-    if kind == "scalar":
-        value = params["value"]
-        return raise_outcome(f"eps={value!r}", *call(eps=value), ("eps",), False)
-    if kind == "recipe":
-        return raise_outcome(f"recipe of type {params['value']}",
-                              *call(recipe=_bad_recipe(params["value"])), ("recipe",), False)
-    if kind == "unsupported_recipe":
-        recipe = NormRecipe(inv="rsqrt_approx", approx_bits=params["approx_bits"])
-        return raise_outcome("recipe inv='rsqrt_approx' (golden only)", *call(recipe=recipe),
-                              ("recipe", "inv", "rsqrt_approx"), True)
-    if kind == "empty_last_dim":
-        return raise_outcome("x with last dim 0", *call(x=xt[..., :0]), ("x",), False)
-    target = xt if arg == "x" else w
-    bad = corrupt_tensor(target, params)
-    got = call(**{arg: bad})
-    names = _tensor_names(arg, params)
-    if kind == "stride":
-        ref = call()
-        return same_outcome(desc, *got, ref[1] if ref[0] == "ok" else None, names, True)
-    return raise_outcome(desc, *got, names, False)
-
-
-# %% the corruptions of each op and its P13 argument table (kernelprop.registry: Op.bad_input)
+# %% attention's corruptions and its P13 argument table (kernelprop.registry: Op.bad_input)
 
 def attn_corruption_list(*, recipes: bool, cuda: bool) -> list:
     """Every attention corruption (JSON-able dicts for replays_bad_input.p13_attention)."""
@@ -360,23 +318,6 @@ def attn_corruption_list(*, recipes: bool, cuda: bool) -> list:
         out += [{"kind": "recipe", "value": v} for v in BAD_RECIPES["sparse_attention"]]
     if cuda:
         out += [{"kind": "device", "arg": a} for a in ATTN_TENSORS]
-    return out
-
-
-def norm_corruption_list(*, recipes: bool, cuda: bool) -> list:
-    """Every rms_norm corruption (JSON-able dicts for replays_bad_input.p13_norm)."""
-    out = [{"kind": "not_tensor", "arg": a} for a in NORM_TENSORS]
-    out += [{"kind": "dtype", "arg": a, "dtype": d} for a in NORM_TENSORS for d in BAD_DTYPES[a]]
-    out += [{"kind": "rank", "arg": "x", "how": "scalar"}]
-    out += [{"kind": "rank", "arg": "weight", "how": h} for h in ("add", "drop")]
-    out += [{"kind": "size", "arg": "weight", "dim": 0}, {"kind": "empty_last_dim", "arg": "x"}]
-    out += [{"kind": "stride", "arg": a} for a in NORM_TENSORS]
-    out += [{"kind": "scalar", "arg": "eps", "value": v} for v in BAD_SCALARS["eps"]]
-    if recipes:
-        out += [{"kind": "recipe", "value": v} for v in BAD_RECIPES["rms_norm"]]
-        out += [{"kind": "unsupported_recipe", "approx_bits": k} for k in (8, 10, 12)]
-    if cuda:
-        out += [{"kind": "device", "arg": "weight"}]
     return out
 
 
@@ -412,7 +353,3 @@ ATTN_TABLE = BadInputTable(
     case_kwargs={"pads": False, "limits": AttnLimits(batches=2, tokens_per_batch=2, heads=3, head_dim=16,
                                                    page_size=4, window=8, topk=8, extra=2, cmp_len=16)},
     fix_case=_visible_slot_for_last_tokens)
-NORM_TABLE = BadInputTable(
-    NORM_TENSORS, norm_corruption_list, f"{_HERE}:p13_norm",
-    "bad rms_norm input: clear error naming the argument, or the documented semantics",
-    NormCase(seed=1, rows=3, dim=24, weight=True), case_kwargs={"limits": NormLimits(rows=4, dim=32)})

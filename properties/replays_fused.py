@@ -17,7 +17,7 @@ import torch
 from kernelprop.evidence import Outcome
 from kernelprop.golden.fused_add_norm import FusedInputs, residual_sum
 from kernelprop.golden.fused_add_norm_bounds import norm_inputs_on_z
-from kernelprop.golden.recipes import NormRecipe
+from kernelprop.golden.rmsnorm_inputs import NormRecipe
 from kernelprop.golden.rmsnorm_bounds import INV_ULPS, SUM_LAMBDA
 from kernelprop.properties.replays_norm import p1 as norm_p1
 

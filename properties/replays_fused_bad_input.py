@@ -6,7 +6,8 @@ import torch
 
 from kernelprop.evidence import Outcome
 from kernelprop.golden.fused_add_norm import FusedCase
-from kernelprop.golden.recipes import AttnRecipe, NormRecipe
+from kernelprop.golden.recipes import AttnRecipe
+from kernelprop.golden.rmsnorm_inputs import NormRecipe
 from kernelprop.properties.fused_limits import FusedLimits
 from kernelprop.properties.replays_bad_input import (BadInputTable, corrupt_tensor, raise_outcome,
                                                      same_outcome, strided_last, call_with_timeout)

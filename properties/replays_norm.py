@@ -16,7 +16,7 @@ import torch
 
 from kernelprop.golden.metrics import mismatch_ratio, ulp_distance_fp32
 from kernelprop.golden.output_margin import sided_bound
-from kernelprop.golden.recipes import NormRecipe
+from kernelprop.golden.rmsnorm_inputs import NormRecipe
 from kernelprop.golden.error_model import U_FP32, rounding_interval_gap
 from kernelprop.golden.rmsnorm import rms_norm_fp64, rms_norm_golden, rms_norm_trace
 from kernelprop.golden.rmsnorm_bounds import (  # noqa: F401 (in_domain, v_min: re-exported)

@@ -32,17 +32,12 @@ from typing import Optional
 import pytest
 from hypothesis import Phase, assume, given, settings, strategies as st
 
-from kernelprop.golden.inputs import (DATA_KINDS, NORM_DATA_KINDS, SINK_KINDS, TC_ADVERSARIAL, AttnCase,
-                                     NormCase, make_attn_inputs)
-from kernelprop.golden.error_model import error_model_family
-from kernelprop.golden.inputs import SUBNORMAL_SQUARES
-from kernelprop.golden.rmsnorm_bounds import domain_v_min
-from kernelprop.golden.recipes import AttnRecipe, NormRecipe
+from kernelprop.golden.inputs import (DATA_KINDS, SINK_KINDS, TC_ADVERSARIAL, AttnCase,
+                                     make_attn_inputs)
+from kernelprop.golden.recipes import AttnRecipe
 from kernelprop import coverage
-from kernelprop.declarations import AttnDomain, NormDomain
+from kernelprop.declarations import AttnDomain
 from kernelprop.properties.attention_limits import ATTN_SIZES, REFERENCE, REFERENCE_BATCHES, AttnLimits
-from kernelprop.properties.norm_limits import (LARGE_NORM_DIM, NORM_SIZES, REFERENCE_NORM,
-                                               REFERENCE_NORM_SMALL_ROWS, NormLimits)
 from kernelprop.sizes import current_sizes
 
 
@@ -288,66 +283,6 @@ def split_aligns() -> st.SearchStrategy[int]:
     return st.sampled_from([1, 32, 2, 3, 4])
 
 
-def norm_cases(*, limits: NormLimits | None = None, data=NORM_DATA_KINDS,
-               dtypes=("bf16", "fp32")) -> st.SearchStrategy[NormCase]:
-    """RMSNorm cases: rows of any length (odd, non powers of two), tiny/huge/zero/int8 data,
-    with and without weight, strided views, and the per-head [T, H, Dh] layout."""
-    lim = limits or NORM_SIZES.current()
-    return st.builds(
-        NormCase,
-        seed=seeds,
-        rows=_size(lim.rows),
-        dim=_size(lim.dim, (1, 3, 17, 64, 127, 512)),
-        heads=st.one_of(st.just(0), st.integers(1, 4)),
-        dtype=st.sampled_from(dtypes),
-        data=st.sampled_from(data),
-        weight=st.booleans(),
-        eps=st.sampled_from([1e-6, 1e-5, 0.0, 1e-3]),
-        strided=st.booleans(),
-    )
-
-
-def norm_class_cases(shape_class: str, *, limits: NormLimits | None = None, data=NORM_DATA_KINDS,
-                     dtypes=("bf16", "fp32")) -> st.SearchStrategy[NormCase]:
-    """RMSNorm cases of one shape class: "plain" (norm_cases), "eps0_tiny" (eps = 0 with data
-    whose fp32 squares are subnormal), "eps_dominant" (eps > 0 above the rows' mean square: tiny
-    data, where the placement of eps decides the output scale), "reference" (the per-head q norm
-    [128, 64, 512]; [2, 64, 512] at small sizes; rows of 8192 at large sizes)."""
-    base = norm_cases(limits=limits, data=data, dtypes=dtypes)
-    if shape_class == "plain":
-        return base
-    if shape_class == "eps0_tiny":
-        # under the CUDA model "tiny" rows (v ~ 2^-133) are all below its domain (v >= 2^-125)
-        tiny = "tiny" if domain_v_min(error_model_family()) < 2.0 ** -130 else SUBNORMAL_SQUARES
-        return base.map(lambda c: c.replace(data=tiny, eps=0.0, rows=min(c.rows, 4),
-                                            dim=min(c.dim, 64)))
-    if shape_class == "eps_dominant":
-        return base.map(lambda c: c.replace(data="tiny", eps=c.eps if c.eps > 0 else 1e-5))
-    if shape_class == "reference":
-        if current_sizes() == "large":
-            return base.map(lambda c: c.replace(rows=min(c.rows, 64), heads=0, dim=LARGE_NORM_DIM))
-        rows = REFERENCE_NORM_SMALL_ROWS if current_sizes() == "small" else REFERENCE_NORM["rows"]
-        return base.map(lambda c: c.replace(**{**REFERENCE_NORM, "rows": rows}))
-    if shape_class == "nonfinite_rows":  # >= 2 rows, so a finite row stays beside them
-        return st.tuples(base, st.integers(1, 3)).map(
-            lambda a: a[0].replace(rows=max(a[0].rows, 2), nonfinite_rows=a[1]))
-    raise ValueError(f"shape_class must be 'plain' or one of {coverage.NORM_CLASSES}, "
-                     f"got {shape_class!r}")
-
-
-def norm_recipes(*, invs=("recip_sqrt", "rsqrt", "recip_sqrt_rn"),
-                 out_dtypes=("bf16", "fp32", "input"), roundings=("rne",), max_chunk: int = 256,
-                 weight_offsets=(0.0, 1.0), round_before_weight=(False, True),
-                 compute_dtypes=("fp32", "input")) -> st.SearchStrategy[NormRecipe]:
-    """NormRecipes over the given field values (the recipes of real models included: SPEC 3)."""
-    return st.builds(NormRecipe, inv=st.sampled_from(invs),
-                     chunk=st.one_of(st.none(), st.integers(1, max_chunk)),
-                     out_dtype=st.sampled_from(out_dtypes), rounding=st.sampled_from(roundings),
-                     weight_offset=st.sampled_from(weight_offsets),
-                     round_before_weight=st.sampled_from(round_before_weight),
-                     compute_dtype=st.sampled_from(compute_dtypes))
-
-
 def recipes_for(impl, strategy: st.SearchStrategy, example=None) -> st.SearchStrategy:
     """`strategy` for implementations that accept any recipe keyword; for those that declare the
     fields they can vary (accepts_recipe a tuple), their declared recipe (for `example`'s shape
@@ -399,16 +334,9 @@ def _class_in_domain(shape_class: str, domain) -> bool:
             and (domain.max_indices is None
                  or domain.max_indices >= REFERENCE["window"] + REFERENCE["topk"]),
         }.get(shape_class, True)
-    if isinstance(domain, NormDomain):
-        return {
-            "eps0_tiny": domain.data is None or "tiny" in domain.data,
-            "eps_dominant": domain.data is None or "tiny" in domain.data,
-            "reference": (domain.dims is None or REFERENCE_NORM["dim"] in domain.dims)
-            and (domain.max_dim is None or domain.max_dim >= REFERENCE_NORM["dim"]),
-        }.get(shape_class, True)
     if hasattr(domain, "admits"):  # an op's own domain type says which of its classes it admits
         return domain.admits(shape_class)
-    raise TypeError(f"domain must be an AttnDomain, a NormDomain or have admits(shape_class), "
+    raise TypeError(f"domain must be an AttnDomain or have admits(shape_class), "
                     f"got {type(domain).__name__}")
 
 
@@ -475,16 +403,6 @@ def _p_maxes(impl) -> tuple:
     """The p_max values drawn: both for golden-only properties (impl None) and implementations
     that vary `p_max`, else the default "tile" alone."""
     return ("tile", "running") if impl is None or impl.varies("p_max") else ("tile",)
-
-
-def draw_norm_case(data, shape_class: str = "plain", *, device: str = "cpu",
-                   limits: NormLimits | None = None, data_kinds=NORM_DATA_KINDS,
-                   dtypes=("bf16", "fp32"), domain=None) -> NormCase:
-    """Draw an RMSNorm case of `shape_class` (on `device`); see draw_attn."""
-    skip_outside_domain(shape_class, domain)
-    coverage.expect(() if shape_class == "plain" else (shape_class,))
-    return data.draw(norm_class_cases(shape_class, limits=limits, data=data_kinds, dtypes=dtypes)
-                     .map(lambda c: _fitted(c, domain).replace(device=device)), label="case")
 
 
 def _fitted(case, domain):

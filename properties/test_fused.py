@@ -8,11 +8,12 @@ from hypothesis import assume, strategies as st
 from kernelprop.golden.fused_add_norm import make_fused_inputs
 from kernelprop import knobs
 from kernelprop.golden import fused_add_norm_bounds
-from kernelprop.golden.recipes import NormRecipe
+from kernelprop.golden.rmsnorm_inputs import NormRecipe
 from kernelprop.properties.checks import run_property
 from kernelprop.properties.fused_strategies import draw_fused_case
 from kernelprop.properties.replays_fused import params_for
-from kernelprop.properties.strategies import norm_recipes, recipes_for, shape_class_property
+from kernelprop.properties.strategies import recipes_for, shape_class_property
+from kernelprop.properties.norm_strategies import norm_recipes
 
 R = "kernelprop.properties.replays_fused"
 MAX_CHUNKS_CPU = 16   # the interpreter runs one masked reduction per chunk: cap their count

@@ -11,7 +11,8 @@ from kernelprop.golden.fused_add_norm import make_fused_inputs
 from kernelprop.properties.checks import run_property
 from kernelprop.properties.fused_strategies import draw_fused_case
 from kernelprop.properties.replays_fused import params_for
-from kernelprop.properties.strategies import norm_recipes, recipes_for
+from kernelprop.properties.strategies import recipes_for
+from kernelprop.properties.norm_strategies import norm_recipes
 from kernelprop.properties.test_rmsnorm_launch import BANDS, COUNTS, MAX_ELEMENTS, WIDE_DIMS
 
 

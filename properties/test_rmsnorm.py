@@ -10,10 +10,9 @@ import pytest
 import torch
 from hypothesis import assume, event, given, note, strategies as st
 
-from kernelprop.golden.inputs import NormCase, make_norm_inputs
+from kernelprop.golden.rmsnorm_inputs import NormCase, NormRecipe, make_norm_inputs
 from kernelprop.golden.error_model import error_model_family
 from kernelprop.golden import rmsnorm_bounds
-from kernelprop.golden.recipes import NormRecipe
 from kernelprop.properties.checks import run_property
 from kernelprop.properties.replays_norm import (
     INV_ULPS,
@@ -21,7 +20,8 @@ from kernelprop.properties.replays_norm import (
     recipe_params,
     with_declared_ptx,
 )
-from kernelprop.properties.strategies import draw_norm_case, norm_recipes, shape_class_property, recipes_for
+from kernelprop.properties.strategies import shape_class_property, recipes_for
+from kernelprop.properties.norm_strategies import draw_norm_case, norm_recipes
 
 REAL_INVS = ("recip_sqrt", "rsqrt", "recip_sqrt_rn")
 INV_PAIRS = list(itertools.permutations(REAL_INVS, 2))

@@ -14,13 +14,13 @@ import pytest
 import torch
 from hypothesis import assume, event, given, strategies as st
 
-from kernelprop.golden.inputs import NormCase, make_norm_inputs
-from kernelprop.golden.recipes import NormRecipe
+from kernelprop.golden.rmsnorm_inputs import NormCase, NormRecipe, make_norm_inputs
 from kernelprop.properties.checks import run_property
 from kernelprop.golden.error_model import error_model_family
 from kernelprop.golden.rmsnorm_bounds import in_recipe_domain
 from kernelprop.properties.replays_norm import recipe_params
-from kernelprop.properties.strategies import draw_norm_case, norm_recipes, recipes_for, shape_class_property
+from kernelprop.properties.strategies import recipes_for, shape_class_property
+from kernelprop.properties.norm_strategies import draw_norm_case, norm_recipes
 
 LAUNCH = "kernelprop.properties.replays_norm_launch"
 # Row counts on both sides of the thresholds launch heuristics use (powers of two and their

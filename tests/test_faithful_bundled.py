@@ -14,8 +14,10 @@ import torch
 
 from kernelprop.faithful import faithful_interpreter, raw_interpreter
 from kernelprop.golden.indexer import IndexerCase, make_indexer_inputs
-from kernelprop.golden.inputs import AttnCase, NormInputs, make_attn_inputs
-from kernelprop.kernels import AttnRecipe, NormRecipe, rms_norm, sparse_decode_attention
+from kernelprop.golden.inputs import AttnCase, make_attn_inputs
+from kernelprop.golden.rmsnorm_inputs import NormInputs, NormRecipe
+from kernelprop.kernels import AttnRecipe, sparse_decode_attention
+from kernelprop.kernels.rms_norm import rms_norm
 from kernelprop.kernels.sparse_indexer import sparse_indexer_topk
 
 pytestmark = pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1",

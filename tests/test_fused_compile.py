@@ -2,7 +2,7 @@
 source): on the interpreter (or a GPU), a point's launch writes bitwise the wrapper's outputs."""
 import torch
 
-from kernelprop.golden.recipes import NormRecipe
+from kernelprop.golden.rmsnorm_inputs import NormRecipe
 from kernelprop.kernels.fused_add_rms_norm import fused_add_rms_norm
 from kernelprop.kernels.fused_add_rms_norm_points import FusedPoint, fused_compile_points
 

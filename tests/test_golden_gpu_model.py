@@ -315,8 +315,7 @@ def test_norm_p1_on_cuda_rejects_flushed_squares_and_12bit_rsqrt():
     implementation that flushes subnormal squares and outputs now FAILS P1 on rows with subnormal
     squares (it passed the old FTZ allowance), while the worst-case sqrt.approx + div.full INV
     passes; the 12-bit rsqrt is still caught at D = 8192."""
-    from kernelprop.golden.inputs import NormCase, make_norm_inputs
-    from kernelprop.golden.recipes import NormRecipe
+    from kernelprop.golden.rmsnorm_inputs import NormCase, NormRecipe, make_norm_inputs
     from kernelprop.golden.rmsnorm import rms_norm_golden, rms_norm_trace
     from kernelprop.properties.replays_norm import SUM_LAMBDA, V_MIN_BY_BACKEND, p1_bound, recipe_params
     recipe = NormRecipe()

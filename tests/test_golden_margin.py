@@ -13,9 +13,10 @@ import torch
 
 from kernelprop.golden.attention import sparse_attention_trace
 from kernelprop.golden.attention_bounds import MODELS, attention_p1_bound, attention_p1_terms
-from kernelprop.golden.inputs import AttnCase, NormCase, make_attn_inputs, make_norm_inputs
+from kernelprop.golden.inputs import AttnCase, make_attn_inputs
+from kernelprop.golden.rmsnorm_inputs import NormCase, NormRecipe, make_norm_inputs
 from kernelprop.golden.metrics import bound_ratio, margin_ratio
-from kernelprop.golden.recipes import AttnRecipe, NormRecipe
+from kernelprop.golden.recipes import AttnRecipe
 from kernelprop.impls.mutants import attention as attn_mutants
 from kernelprop.impls.mutants import rmsnorm as norm_mutants
 from kernelprop.properties import replays_attention, replays_norm

@@ -12,11 +12,12 @@ import pytest
 import torch
 
 from kernelprop.golden.error_model import BF16_MIN_ULP
-from kernelprop.golden.inputs import AttnCase, NormCase, make_attn_inputs, make_norm_inputs
+from kernelprop.golden.inputs import AttnCase, make_attn_inputs
+from kernelprop.golden.rmsnorm_inputs import NormCase, NormRecipe, make_norm_inputs
 from kernelprop.golden.metrics import bound_ratio
 from kernelprop.golden.output_margin import (BF16_MAX_FINITE, Fp32Domain, admissible, cell_margin,
                                              reachable_ends, rounding_cell)
-from kernelprop.golden.recipes import AttnRecipe, NormRecipe
+from kernelprop.golden.recipes import AttnRecipe
 from kernelprop.golden.rounding import round_to_bf16
 from kernelprop.impls.mutants import attention as attn_mutants
 from kernelprop.impls.mutants import rmsnorm as norm_mutants

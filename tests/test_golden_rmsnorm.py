@@ -24,8 +24,7 @@ import math
 import pytest
 import torch
 
-from kernelprop.golden.inputs import NORM_DATA_KINDS, NormCase, make_norm_inputs
-from kernelprop.golden.recipes import INV_VARIANTS, NormRecipe
+from kernelprop.golden.rmsnorm_inputs import INV_VARIANTS, NORM_DATA_KINDS, NormCase, NormRecipe, make_norm_inputs
 from kernelprop.golden.error_model import U_FP32 as U, gamma
 from kernelprop.golden.rmsnorm import rms_norm_fp64, rms_norm_golden, rms_norm_trace
 from kernelprop.golden.rounding import bf16_ulp

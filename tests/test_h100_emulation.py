@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from kernelprop.golden.error_model import FP32_ULP_REL, PTX_FIGURES
-from kernelprop.golden.inputs import TC_ADVERSARIAL, AttnCase, NormCase, make_attn_inputs, make_norm_inputs
-from kernelprop.golden.recipes import AttnRecipe, NormRecipe
+from kernelprop.golden.inputs import TC_ADVERSARIAL, AttnCase, make_attn_inputs
+from kernelprop.golden.rmsnorm_inputs import NormCase, NormRecipe, make_norm_inputs
+from kernelprop.golden.recipes import AttnRecipe
 from kernelprop.impl import make_impl
 from kernelprop.impls import h100_emulation as h100
 from kernelprop.verdict import check_outcome

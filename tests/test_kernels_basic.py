@@ -17,7 +17,9 @@ from kernelprop.golden.attention import sparse_attention_golden
 from kernelprop.golden.inputs import AttnCase, make_attn_inputs
 from kernelprop.golden.rmsnorm import rms_norm_golden
 from kernelprop.golden.rounding import round_to_bf16
-from kernelprop.kernels import AttnRecipe, NormRecipe, rms_norm, sparse_decode_attention
+from kernelprop.kernels import AttnRecipe, sparse_decode_attention
+from kernelprop.kernels.rms_norm import rms_norm
+from kernelprop.golden.rmsnorm_inputs import NormRecipe
 from kernelprop.kernels.sparse_attention import _attn_config
 
 # Smoke tolerance: max |kernel - golden| <= SMOKE_REL * max |golden|. Not derived (see the module

@@ -4,9 +4,11 @@ axes 1-2 <= 65535). Static: the launches are built on meta tensors (as `./kp com
 and never run, so no memory is touched and no interpreter time spent."""
 import pytest
 
-from kernelprop.compile import DSV4_SHAPE, AttnPoint, NormPoint
-from kernelprop.golden.recipes import AttnRecipe, NormRecipe
+from kernelprop.compile import DSV4_SHAPE, AttnPoint
+from kernelprop.golden.recipes import AttnRecipe
+from kernelprop.golden.rmsnorm_inputs import NormRecipe
 from kernelprop.kernels._launch import GRID_LIMITS, KernelLaunch
+from kernelprop.kernels.rms_norm_points import NormPoint
 from kernelprop.kernels.sparse_indexer import BLOCK_J
 from kernelprop.kernels.sparse_indexer_points import DSV4_INDEXER, IndexerPoint
 

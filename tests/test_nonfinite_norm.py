@@ -6,8 +6,7 @@ import math
 import pytest
 import torch
 
-from kernelprop.golden.inputs import NormCase, make_norm_inputs
-from kernelprop.golden.recipes import NormRecipe
+from kernelprop.golden.rmsnorm_inputs import NormCase, NormRecipe, make_norm_inputs
 from kernelprop.golden.rmsnorm import nonfinite_row_result, nonfinite_rows, rms_norm_golden
 
 

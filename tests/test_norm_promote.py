@@ -6,8 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kernelprop.golden.inputs import NormCase, make_norm_inputs
-from kernelprop.golden.recipes import NormRecipe
+from kernelprop.golden.rmsnorm_inputs import NormCase, NormRecipe, make_norm_inputs
 from kernelprop.golden.rmsnorm import bf16_tree_sum, rms_norm_golden, rms_norm_trace
 from kernelprop.golden.rmsnorm_bounds import p1_interval, tree_sum_interval
 from kernelprop.golden.rounding import round_to_bf16

@@ -6,7 +6,7 @@ control does (kernelprop.mutants.run_entry). And the planted bug of each new fie
 import pytest
 import torch
 
-from kernelprop.golden.inputs import NormCase, make_norm_inputs
+from kernelprop.golden.rmsnorm_inputs import NormCase, make_norm_inputs
 from kernelprop.golden.rmsnorm import rms_norm_golden
 from kernelprop.impls import hf_norms
 from kernelprop.impls.mutants import by_name

@@ -17,11 +17,12 @@ import pytest
 import torch
 
 from kernelprop.golden.attention import gather_kv, sparse_attention_golden, sparse_attention_trace
-from kernelprop.golden.inputs import AttnCase, NormCase, make_attn_inputs
+from kernelprop.golden.inputs import AttnCase, make_attn_inputs
+from kernelprop.golden.rmsnorm_inputs import NormCase, NormDomain
 from kernelprop.golden.output_rounding import reachable_bf16, round_bf16_rne, widen_for_rounded
 from kernelprop.golden.recipes import UNSPLIT_FIELDS, AttnRecipe
 from kernelprop import hints
-from kernelprop.declarations import AttnDomain, NormDomain
+from kernelprop.declarations import AttnDomain
 from kernelprop.impl import check_targets, make_impl
 from kernelprop.verdict import check_outcome, derived_truth
 from kernelprop.slots import flat_slot_ids

@@ -27,7 +27,8 @@ from types import SimpleNamespace
 
 import torch
 
-from kernelprop.golden.inputs import AttnInputs, NormInputs
+from kernelprop.golden.inputs import AttnInputs
+from kernelprop.golden.rmsnorm_inputs import NormInputs
 from kernelprop import replay as replay_cli
 from kernelprop import report as kreport
 
@@ -218,8 +219,7 @@ def test_a_failure_that_raises_after_recording_its_inputs_still_replays(tmp_path
                                                                          capsys):
     """Evidence recorded before the comparison (outcome None) and a raising implementation: the
     report saves the tensors and replay treats the exception as the failure reproducing."""
-    from kernelprop.golden.inputs import NormCase, make_norm_inputs
-    from kernelprop.golden.recipes import NormRecipe
+    from kernelprop.golden.rmsnorm_inputs import NormCase, NormRecipe, make_norm_inputs
     from kernelprop import evidence
     from kernelprop.impl import make_impl
 

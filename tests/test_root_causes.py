@@ -25,8 +25,8 @@ import torch
 from kernelprop import causes, preflight
 from kernelprop import report as kreport
 from kernelprop.evidence import Evidence
-from kernelprop.golden.inputs import AttnCase, NormCase, make_attn_inputs, make_norm_inputs
-from kernelprop.golden.recipes import NormRecipe
+from kernelprop.golden.inputs import AttnCase, make_attn_inputs
+from kernelprop.golden.rmsnorm_inputs import NormCase, NormRecipe, make_norm_inputs
 from kernelprop.impl import Impl, make_impl
 from kernelprop.properties import explain_attention, replays_attention, replays_norm
 from kernelprop.verdict import check_outcome

@@ -9,8 +9,7 @@ import torch
 
 from kernelprop.faithful import autotune_config, faithful_interpreter, raw_interpreter
 from kernelprop.golden.fused_add_norm import FusedCase, make_fused_inputs
-from kernelprop.golden.inputs import NormCase, make_norm_inputs
-from kernelprop.golden.recipes import NormRecipe
+from kernelprop.golden.rmsnorm_inputs import NormCase, NormRecipe, make_norm_inputs
 from kernelprop.impl import make_impl
 from kernelprop.impls import zoo
 from kernelprop.impls.mutants.rmsnorm import reference

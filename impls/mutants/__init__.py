@@ -13,13 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 ATTN = "impls/mutants/attention.py"
-NORM = "impls/mutants/rmsnorm.py"
 
 
 @dataclass(frozen=True)
 class Mutant:
     name: str
-    kind: str                      # "sparse_attention" or "rms_norm" (the --impl KIND)
+    kind: str                      # the --impl KIND (an op's registry kind)
     target: str                    # PATH:CALLABLE, PATH relative to the repository root
     description: str               # the bug, one line
     expected_killers: tuple = ()   # SPEC P ids expected to fail on it
@@ -37,10 +36,6 @@ class Control:
 
 def _attn(fn, description, killers, equivalent=""):
     return Mutant(fn, "sparse_attention", f"{ATTN}:{fn}", description, killers, equivalent)
-
-
-def _norm(fn, description, killers):
-    return Mutant(fn, "rms_norm", f"{NORM}:{fn}", description, killers)
 
 
 MUTANTS = [
@@ -116,44 +111,12 @@ MUTANTS = [
           ("P1",)),
     _attn("split_running_max_as_tile", "P taken against the running max (p_max running) while "
           "the recipe says the tile max", ("P1",)),
-    # RMSNorm
-    _norm("rsqrt_12bit", "INV is a hardware rsqrt with 12 correct bits", ("P1", "P12")),
-    _norm("rsqrt_10bit", "INV is a hardware rsqrt with 10 correct bits", ("P1", "P12")),
-    _norm("eps_after_sqrt", "inv = 1 / (sqrt(ss / D) + eps)", ("P1", "P12")),
-    _norm("eps_dropped", "eps left out: all-zero rows give 0 * inf = NaN", ("P1",)),
-    _norm("eps_in_sum", "inv = INV((ss + eps) / D): eps added before the mean", ("P1",)),
-    _norm("mean_padded", "mean divides by the next power of two of D", ("P1",)),
-    _norm("ss_bf16_acc", "sum of squares accumulated in bf16", ("P1", "P12")),
-    _norm("fp32_input_as_bf16", "fp32 x rounded to bf16 on load", ("P1",)),
-    _norm("bf16_before_weight", "x * inv rounded to bf16 before the weight (Llama casting)",
-          ("P1",)),
-    _norm("out_rtz", "output truncated to bf16 instead of recipe.rounding", ("P1",)),
-    _norm("out_via_fp16", "output rounded fp32 -> fp16 -> bf16 (double rounding)", ("P1",)),
-    _norm("norm_recipe_ignored", "recipe keyword accepted but the default recipe always used",
-          ("P1",)),
-    _norm("subnormals_flushed", "fp32 subnormal squares flushed to zero (eps = 0, tiny data: "
-          "y = inf)", ("P1",)),
-    # the recipes of real models (SPEC 3), each declared as shipped (no recipe keyword)
-    _norm("gemma_no_offset", "declares Gemma's weight_offset 1 but multiplies by w, not 1 + w",
-          ("P1", "P12")),
-    _norm("llama_no_cast", "declares round_before_weight (Llama) but skips the cast of x * inv",
-          ("P1", "P12")),
-    _norm("llama_cast_rtz", "round_before_weight's cast of x * inv truncates (rtz), recipe rne",
-          ("P1", "P12")),
-    _norm("input_dtype_always_bf16", "declares out_dtype 'input' but writes bf16 for fp32 x",
-          ("P1", "P12")),
-    _norm("narrow_in_fp32", "declares compute_dtype 'input' but computes a bf16 x in fp32",
-          ("P1", "P12")),
-    _norm("promote_fp32_sum", "declares compute_dtype 'promote' (bf16 tl.sum of the squares) but "
-          "sums the bf16 squares in fp32", ("P1",)),
     _attn("table_width_stride", "block-table row b read at b * width (width taken as the row "
           "stride of a table that is a row slice of a larger one)", ("P1", "P8", "P10")),
     _attn("padding_column_read", "pages of every block-table column prefetched, padding columns "
           "(-1, out-of-range ids) included", ("P1", "P8", "P10")),
     _attn("int32_page_offset", "pool element offset page * page_stride + row * D formed in int32, "
           "wrapping for a page at or past 2^31 elements", ("P1",)),
-    _norm("nan_swallowed_fmax", "v guarded with fmax(v, FLT_MIN): a NaN sum of squares becomes "
-          "FLT_MIN, so a row with a NaN gives finite outputs beside it", ("P9",)),
 ]
 
 NO_ARG_CHECKS = ("impls/torch_reference.py is a numerics reference without the wrappers' argument "
@@ -162,15 +125,10 @@ NO_ARG_CHECKS = ("impls/torch_reference.py is a numerics reference without the w
 CONTROLS = [
     Control("bundled_attention", "sparse_attention", "kernelprop.kernels:sparse_decode_attention",
             "the bundled Triton kernel"),
-    Control("bundled_rms_norm", "rms_norm", "kernelprop.kernels:rms_norm", "the bundled Triton kernel"),
     Control("torch_reference_attention", "sparse_attention",
             "impls/torch_reference.py:sparse_decode_attention", "independent torch implementation",
             exempt=(("P13", NO_ARG_CHECKS),)),
-    Control("torch_reference_rms_norm", "rms_norm", "impls/torch_reference.py:rms_norm",
-            "independent torch implementation", exempt=(("P13", NO_ARG_CHECKS),)),
     Control("catalogue_base_attention", "sparse_attention", f"{ATTN}:reference",
-            "the mutants' common base, no bug"),
-    Control("catalogue_base_rms_norm", "rms_norm", f"{NORM}:reference",
             "the mutants' common base, no bug"),
     Control("negative_zero", "sparse_attention", f"{ATTN}:negative_zero",
             "benign: -0.0 for tokens with no valid key (IEEE-equal to the exact zero)"),
@@ -180,28 +138,24 @@ CONTROLS = [
             "the base with split-KV (the split_* mutants' base; two-pass merge)"),
     Control("split_kv_reference", "sparse_attention", "impls/split_kv_reference.py:sparse_decode_attention",
             "independent split-KV implementation (SGLang's structure, online merge)"),
-    Control("reverse_chunks", "rms_norm", f"{NORM}:reverse_chunks",
-            "benign: sum-of-squares chunks added right to left (within fp32 bounds)"),
-    Control("gemma_reference", "rms_norm", f"{NORM}:gemma_reference",
-            "the base declaring Gemma's recipe (weight_offset 1, out_dtype input), no bug"),
-    Control("llama_reference", "rms_norm", f"{NORM}:llama_reference",
-            "the base declaring Llama's recipe (round_before_weight, out_dtype input), no bug"),
-    Control("input_dtype_reference", "rms_norm", f"{NORM}:input_dtype_reference",
-            "the base declaring out_dtype input, no bug"),
-    Control("narrow_reference", "rms_norm", f"{NORM}:narrow_reference",
-            "the base declaring compute_dtype input, no bug"),
-    Control("promote_reference", "rms_norm", f"{NORM}:promote_reference",
-            "the base declaring compute_dtype promote (Liger none mode), no bug"),
-    Control("hf_llama_rms_norm", "rms_norm", "impls/hf_norms.py:llama_rms_norm",
-            "Hugging Face LlamaRMSNorm's formula in torch, its declared recipe"),
-    Control("hf_gemma_rms_norm", "rms_norm", "impls/hf_norms.py:gemma_rms_norm",
-            "Hugging Face GemmaRMSNorm's formula in torch, its declared recipe"),
 ]
+
+
+def entries() -> list:
+    """Every mutant and control: those here and every registered op's own catalogue (its
+    record's `catalogue`: a module with MUTANTS and CONTROLS)."""
+    import importlib
+
+    from kernelprop.registry import OPS
+
+    modules = [importlib.import_module(o.catalogue) for o in OPS if o.catalogue]
+    return MUTANTS + CONTROLS + [e for m in modules for e in m.MUTANTS + m.CONTROLS]
 
 
 def by_name(name: str):
     """The mutant or control called `name` (KeyError naming the known ones otherwise)."""
-    for entry in MUTANTS + CONTROLS:
+    known = entries()
+    for entry in known:
         if entry.name == name:
             return entry
-    raise KeyError(f"no mutant or control {name!r}; known: {[e.name for e in MUTANTS + CONTROLS]}")
+    raise KeyError(f"no mutant or control {name!r}; known: {[e.name for e in known]}")

@@ -6,7 +6,8 @@ or value, each naming the argument), reusing the bundled kernels' own helpers.
 """
 from __future__ import annotations
 
-from kernelprop.golden.recipes import AttnRecipe, NormRecipe
+from kernelprop.golden.recipes import AttnRecipe
+from kernelprop.golden.rmsnorm_inputs import NormRecipe
 from kernelprop.kernels.rms_norm import check_norm_args as kernel_norm_args
 from kernelprop.kernels.sparse_attention import check_attention_args as kernel_attention_args
 

@@ -4,12 +4,13 @@
 split into the steps a kernel engineer writes, plus the bundled wrapper's argument checks. Each
 mutant overrides the one step its bug lives in and passes every recipe field through untouched,
 bugs aside. Module-level instances are the `--impl` targets, e.g.
-`--impl rms_norm=impls/mutants/rmsnorm.py:rsqrt_12bit`; the registry is impls/mutants/__init__.py.
+`--impl rms_norm=impls/mutants/rmsnorm.py:rsqrt_12bit`; MUTANTS and CONTROLS at the end are its
+catalogue entries (its registry record's `catalogue`).
 
 Math of the base (SPEC section 3), fp32 throughout:
     ss = sum x^2 (chunk partials added left to right), inv = INV(ss / D + eps),
     y = round_out((x * inv) * w), rounded once to recipe.out_dtype with recipe.rounding.
-The recipes of real models (golden/recipes.py NormRecipe): w' = offset + w in fp32;
+The recipes of real models (golden/rmsnorm_inputs.py NormRecipe): w' = offset + w in fp32;
 round_before_weight rounds x * inv to the output dtype first; compute_dtype "input" on a bf16 x
 rounds each step's fp32 result to bf16 (`narrow`).
 """
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from kernelprop.golden.recipes import NormRecipe
+from kernelprop.golden.rmsnorm_inputs import NormRecipe
 from kernelprop.golden.rounding import round_to_bf16
 from kernelprop.impls.mutants._args import check_norm_args
 
@@ -342,3 +343,73 @@ class NanSwallowedByFmax(RMSNorm):
 
 
 nan_swallowed_fmax = NanSwallowedByFmax()
+
+
+NORM = "impls/mutants/rmsnorm.py"
+
+
+def _catalogue():
+    from kernelprop.impls.mutants import NO_ARG_CHECKS, Control, Mutant
+
+    def m(fn, description, killers):
+        return Mutant(fn, "rms_norm", f"{NORM}:{fn}", description, killers)
+
+    mutants = [
+        m("rsqrt_12bit", "INV is a hardware rsqrt with 12 correct bits", ("P1", "P12")),
+        m("rsqrt_10bit", "INV is a hardware rsqrt with 10 correct bits", ("P1", "P12")),
+        m("eps_after_sqrt", "inv = 1 / (sqrt(ss / D) + eps)", ("P1", "P12")),
+        m("eps_dropped", "eps left out: all-zero rows give 0 * inf = NaN", ("P1",)),
+        m("eps_in_sum", "inv = INV((ss + eps) / D): eps added before the mean", ("P1",)),
+        m("mean_padded", "mean divides by the next power of two of D", ("P1",)),
+        m("ss_bf16_acc", "sum of squares accumulated in bf16", ("P1", "P12")),
+        m("fp32_input_as_bf16", "fp32 x rounded to bf16 on load", ("P1",)),
+        m("bf16_before_weight", "x * inv rounded to bf16 before the weight (Llama casting)",
+          ("P1",)),
+        m("out_rtz", "output truncated to bf16 instead of recipe.rounding", ("P1",)),
+        m("out_via_fp16", "output rounded fp32 -> fp16 -> bf16 (double rounding)", ("P1",)),
+        m("norm_recipe_ignored", "recipe keyword accepted but the default recipe always used",
+          ("P1",)),
+        m("subnormals_flushed", "fp32 subnormal squares flushed to zero (eps = 0, tiny data: "
+          "y = inf)", ("P1",)),
+        m("gemma_no_offset", "declares Gemma's weight_offset 1 but multiplies by w, not 1 + w",
+          ("P1", "P12")),
+        m("llama_no_cast", "declares round_before_weight (Llama) but skips the cast of x * inv",
+          ("P1", "P12")),
+        m("llama_cast_rtz", "round_before_weight's cast of x * inv truncates (rtz), recipe rne",
+          ("P1", "P12")),
+        m("input_dtype_always_bf16", "declares out_dtype 'input' but writes bf16 for fp32 x",
+          ("P1", "P12")),
+        m("narrow_in_fp32", "declares compute_dtype 'input' but computes a bf16 x in fp32",
+          ("P1", "P12")),
+        m("promote_fp32_sum", "declares compute_dtype 'promote' (bf16 tl.sum of the squares) but "
+          "sums the bf16 squares in fp32", ("P1",)),
+        m("nan_swallowed_fmax", "v guarded with fmax(v, FLT_MIN): a NaN sum of squares becomes "
+          "FLT_MIN, so a row with a NaN gives finite outputs beside it", ("P9",)),
+    ]
+    controls = [
+        Control("bundled_rms_norm", "rms_norm", "kernelprop.kernels.rms_norm:rms_norm", "the bundled Triton kernel"),
+        Control("torch_reference_rms_norm", "rms_norm", "impls/torch_reference.py:rms_norm",
+                "independent torch implementation", exempt=(("P13", NO_ARG_CHECKS),)),
+        Control("catalogue_base_rms_norm", "rms_norm", f"{NORM}:reference",
+                "the mutants' common base, no bug"),
+        Control("reverse_chunks", "rms_norm", f"{NORM}:reverse_chunks",
+                "benign: sum-of-squares chunks added right to left (within fp32 bounds)"),
+        Control("gemma_reference", "rms_norm", f"{NORM}:gemma_reference",
+                "the base declaring Gemma's recipe (weight_offset 1, out_dtype input), no bug"),
+        Control("llama_reference", "rms_norm", f"{NORM}:llama_reference",
+                "the base declaring Llama's recipe (round_before_weight, out_dtype input), no bug"),
+        Control("input_dtype_reference", "rms_norm", f"{NORM}:input_dtype_reference",
+                "the base declaring out_dtype input, no bug"),
+        Control("narrow_reference", "rms_norm", f"{NORM}:narrow_reference",
+                "the base declaring compute_dtype input, no bug"),
+        Control("promote_reference", "rms_norm", f"{NORM}:promote_reference",
+                "the base declaring compute_dtype promote (Liger none mode), no bug"),
+        Control("hf_llama_rms_norm", "rms_norm", "impls/hf_norms.py:llama_rms_norm",
+                "Hugging Face LlamaRMSNorm's formula in torch, its declared recipe"),
+        Control("hf_gemma_rms_norm", "rms_norm", "impls/hf_norms.py:gemma_rms_norm",
+                "Hugging Face GemmaRMSNorm's formula in torch, its declared recipe"),
+    ]
+    return mutants, controls
+
+
+MUTANTS, CONTROLS = _catalogue()

@@ -18,7 +18,7 @@ from __future__ import annotations
 from liger_kernel.ops.fused_add_rms_norm import LigerFusedAddRMSNormFunction
 
 from kernelprop.golden.fused_add_norm import FusedDomain
-from kernelprop.golden.recipes import NormRecipe
+from kernelprop.golden.rmsnorm_inputs import NormRecipe
 
 LIGER_MAX_DIM = 65536   # calculate_settings() raises above one block of 65536 columns
 

@@ -9,7 +9,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernelprop.golden.recipes import NormRecipe
+from kernelprop.golden.rmsnorm_inputs import NormRecipe
 from kernelprop.golden.rounding import round_to_bf16
 from kernelprop.impls.mutants._args import check_norm_args
 from kernelprop.impls.mutants.rmsnorm import NARROW, NarrowCompute, RMSNorm

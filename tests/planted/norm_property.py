@@ -6,9 +6,10 @@ from dataclasses import asdict
 import pytest
 from hypothesis import given, strategies as st
 
-from kernelprop.golden.inputs import make_norm_inputs
+from kernelprop.golden.rmsnorm_inputs import make_norm_inputs
 from kernelprop.properties.checks import run_property
-from kernelprop.properties.strategies import norm_cases, norm_recipes, recipes_for
+from kernelprop.properties.strategies import recipes_for
+from kernelprop.properties.norm_strategies import norm_cases, norm_recipes
 
 
 @pytest.mark.spec("P1")

@@ -5,7 +5,7 @@ properties; `python -m kernelprop replay` imports it as tests.planted.norm_repla
 """
 from __future__ import annotations
 
-from kernelprop.golden.recipes import NormRecipe
+from kernelprop.golden.rmsnorm_inputs import NormRecipe
 from kernelprop.golden.rmsnorm import rms_norm_trace
 from kernelprop.golden.rmsnorm_bounds import INV_ULPS, p1_bound
 from kernelprop.evidence import Outcome

@@ -2,7 +2,7 @@
 declared as the default recipe (weight offset 0). Written with torch from the formula."""
 import torch
 
-from kernelprop.golden.recipes import NormRecipe
+from kernelprop.golden.rmsnorm_inputs import NormRecipe
 
 
 def rms_norm(x, weight=None, *, eps=1e-6):

@@ -3,7 +3,7 @@ to bf16 before the weight product, which is rounded again), declared as the defa
 rounding of x * inv * w). Written with torch from the formula, not from the golden."""
 import torch
 
-from kernelprop.golden.recipes import NormRecipe
+from kernelprop.golden.rmsnorm_inputs import NormRecipe
 
 
 def rms_norm(x, weight=None, *, eps=1e-6):

@@ -6,7 +6,7 @@ beyond the flips P1's bound allows.
 """
 import torch
 
-from kernelprop.golden.recipes import NormRecipe
+from kernelprop.golden.rmsnorm_inputs import NormRecipe
 
 
 def rms_norm(x, weight=None, *, eps=1e-6, recipe=None):
