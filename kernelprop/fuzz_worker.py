@@ -8,7 +8,8 @@ The worker reads one JSON command per line on stdin, {"argv": [...], "env": {...
 sets `env` in its environment (the round's knobs: examples, stats folder, priority file,
 profile), points its stdout and stderr at `log`, runs `pytest.main(argv)` in-process and answers
 {"rc": exit status} on REPLY_FD. It exits at the end of stdin and after a round pytest reports
-as interrupted (the fuzz deadline's SIGINT); a SIGINT between rounds ends it too.
+as interrupted (the fuzz deadline's SIGINT); a SIGINT between rounds ends it too, and so does
+the driver's death (a watchdog interrupts the round).
 
 Why a pytest session per round inside one process (and not one session whose plugin loops the
 tests round after round): a round stays exactly what it was as a process of its own (its
@@ -76,8 +77,27 @@ def _restore(saved: tuple[int, int]) -> None:
         os.close(original)
 
 
+def _exit_with_parent(poll_s: float = 1.0, grace_s: float = 20.0) -> None:
+    """A driver that dies (killed, SIGTERM) leaves no worker behind: the round in progress is
+    interrupted as at a deadline, and the process ends at most `grace_s` later."""
+    import threading
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(grace_s)
+        os._exit(INTERRUPTED)
+
+    threading.Thread(target=watch, daemon=True, name="fuzz-worker-parent").start()
+
+
 def serve(reply_fd: int) -> int:
     import pytest
+
+    _exit_with_parent()
 
     for line in sys.stdin:
         if not line.strip():

@@ -157,3 +157,35 @@ def test_shape_class_shares_follow_the_profile_current_at_the_call():
         settings.load_profile(knobs.profile_active.get() or "dev")
     assert shares[0] > shares[1] >= 2
     assert abs(shares[0] - 10 * shares[1]) <= 10
+
+
+def test_a_worker_does_not_outlive_its_driver(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    monkeypatch.chdir(ROOT)
+    # a driver process that starts a worker on a slow round, prints its pid, and is then killed
+    driver = subprocess.Popen([sys.executable, "-c", (
+        "import json, os, sys, time\n"
+        "from pathlib import Path\n"
+        "sys.path.insert(0, 'tests')\n"
+        "from test_fuzz_rounds import _command, _pool\n"
+        f"tmp = Path({str(tmp_path)!r})\n"
+        "pool = _pool(tmp, 1, KERNELPROP_PLANTED_SLEEP='0.05')\n"
+        "pool.start_round([_command(tmp, 0, 100000, 'test_slow')])\n"
+        "print(pool.workers[0].proc.pid, flush=True)\n"
+        "time.sleep(600)\n")], stdout=subprocess.PIPE, text=True,
+        env=dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])))
+    worker = int(driver.stdout.readline())
+    time.sleep(3.0)
+    driver.kill()
+    driver.wait()
+    until = time.monotonic() + 40
+    alive = True
+    while alive and time.monotonic() < until:
+        try:
+            os.kill(worker, 0)
+            time.sleep(0.5)
+        except ProcessLookupError:
+            alive = False
+    assert not alive, f"worker {worker} outlived its driver"
