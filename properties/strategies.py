@@ -232,8 +232,11 @@ def engine_table_cases(*, pads=True, data=DATA_KINDS, sinks=SINK_KINDS,
 # classes drawn only by the properties named here (shape_class_property adds them, on top of the
 # others' shares): the pools of large_offsets are 4 GiB of lazily allocated memory that a
 # whole-pool rewrite (P8's permutation, a strided copy) would make resident; P1 and P10 (its
-# garbage fill restricted to the live pages) read only the rows they reach
-OPT_IN_CLASSES = {"large_offsets": ("P1", "P10")}
+# garbage fill restricted to the live pages) read only the rows they reach. RMSNorm's
+# large_offsets (x spread over a 4-8 GiB lazy buffer) and grid_rows (> 65535 rows, ~27 s an
+# example of the bundled kernel on the interpreter) are P1's only; each op whose classes
+# include the name draws it (coverage.classes_of)
+OPT_IN_CLASSES = {"large_offsets": ("P1", "P10"), "grid_rows": ("P1",)}
 
 
 def classes_for_run(kind: str) -> tuple:
@@ -417,7 +420,7 @@ def _fitted(case, domain):
 # example on the interpreter: 1 per property; huge_scores kills what it kills on any example
 # (every row below the sentinel): 3 per property. Both run on top of the other classes' shares,
 # which stay what they were without them.
-SMALL_SIZES_CLASS_EXAMPLES = {"reference": 1, "many_rows": 1, "huge_scores": 3}
+SMALL_SIZES_CLASS_EXAMPLES = {"reference": 1, "many_rows": 1, "huge_scores": 3, "grid_rows": 1}
 
 
 # The nightly's time split at reference sizes (a stated choice): every class an equal share of a
@@ -426,7 +429,7 @@ SMALL_SIZES_CLASS_EXAMPLES = {"reference": 1, "many_rows": 1, "huge_scores": 3}
 # 4 reference examples took 20 s of a 34 s round, ~23 others 11 s), so an equal share spent over
 # half of every round on it; at 1/8 it takes ~1/7 of a round and the tiny classes, where the
 # catalogue's bugs are found (docs/mutants.md), get the rest.
-NIGHTLY_CLASS_FRACTION = {"reference": 1 / 8}
+NIGHTLY_CLASS_FRACTION = {"reference": 1 / 8, "grid_rows": 1 / 8}
 
 
 def class_examples(shape_class: str, share: Optional[int] = None) -> Optional[int]:
@@ -505,7 +508,7 @@ def shape_class_property(pid: str, kind: str, *, not_applicable: Optional[dict] 
     @over_shape_classes(kind, not_applicable=..., also=..., data=st.data()); a class of
     OPT_IN_CLASSES naming `pid` is added to `also`."""
     also = tuple(also) + tuple(c for c, pids in OPT_IN_CLASSES.items()
-                               if pid in pids and kind == "attn" and c not in also)
+                               if pid in pids and c in coverage.classes_of(kind) and c not in also)
 
     def decorate(test):
         test = over_shape_classes(kind, not_applicable=not_applicable, also=also, data=st.data())(test)
