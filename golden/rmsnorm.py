@@ -29,9 +29,12 @@ import torch
 from kernelprop.golden.rmsnorm_inputs import NormRecipe
 from kernelprop.golden.rounding import round_to_bf16
 
-def _check(x: torch.Tensor, weight: Optional[torch.Tensor], eps) -> None:
-    if not isinstance(x, torch.Tensor) or x.dtype not in (torch.bfloat16, torch.float32):
-        raise TypeError(f"x must be a bf16 or fp32 tensor, got {getattr(x, 'dtype', type(x))}")
+def _check(x: torch.Tensor, weight: Optional[torch.Tensor], eps,
+           dtypes=(torch.bfloat16, torch.float32)) -> None:
+    if not isinstance(x, torch.Tensor) or x.dtype not in dtypes:
+        short = {torch.bfloat16: "bf16", torch.float32: "fp32", torch.float64: "fp64"}
+        names = " or ".join(short[d] for d in dtypes)
+        raise TypeError(f"x must be a {names} tensor, got {getattr(x, 'dtype', type(x))}")
     if x.dim() < 1 or x.shape[-1] < 1:
         raise ValueError(f"x must have a last dimension >= 1, got shape {tuple(x.shape)}")
     if weight is not None and tuple(weight.shape) != (x.shape[-1],):
@@ -42,8 +45,9 @@ def _check(x: torch.Tensor, weight: Optional[torch.Tensor], eps) -> None:
 
 def rms_norm_fp64(x: torch.Tensor, weight: Optional[torch.Tensor] = None, *, eps: float = 1e-6,
                   weight_offset: float = 0.0):
-    """Exact math in float64: x / sqrt(mean(x^2) + eps) * (weight_offset + weight). Returns float64."""
-    _check(x, weight, eps)
+    """Exact math in float64: x / sqrt(mean(x^2) + eps) * (weight_offset + weight). Returns float64.
+    x may be float64 too (an exact value: the fused add-RMSNorm's exact sum x + residual)."""
+    _check(x, weight, eps, dtypes=(torch.bfloat16, torch.float32, torch.float64))
     xd = x.double()
     y = xd / torch.sqrt((xd * xd).mean(-1, keepdim=True) + eps)
     return y if weight is None else y * (weight_offset + weight.double())

@@ -24,13 +24,11 @@ from kernelprop.golden.recipes import ROUNDINGS, _choice
 from kernelprop.golden.values import CaseValue, TensorArgs
 
 INV_VARIANTS = ("rsqrt", "recip_sqrt", "recip_sqrt_rn", "rsqrt_approx")
-
-
 NORM_WEIGHT_OFFSETS = (0.0, 1.0)
 
 
 def _dtype_name(dtype) -> str:
-    """"bf16" or "fp32" for a torch dtype or one of those names (no torch import here)."""
+    """"bf16" or "fp32" for a torch dtype or one of those names."""
     name = str(dtype).replace("torch.", "")
     names = {"bf16": "bf16", "bfloat16": "bf16", "fp32": "fp32", "float32": "fp32"}
     if name not in names:

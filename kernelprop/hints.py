@@ -23,10 +23,10 @@ CLOSER_TO_TRUTH = ("the implementation is closer to the fp64 truth than the gold
 POS_INF_SINK = ("o is non-zero on a head whose sink is +inf: a +inf sink must give exact zeros "
                 "(does the kernel clamp the sink or drop it from the denominator?)")
 ONLY_P13 = ("fails only P13 (bad input): declare validates_inputs = False or validate "
-            "(kernelprop.check_attention_args / check_norm_args)")
+            "(kernelprop exports the bundled kernels' input checks, docs/plugins.md)")
 P13_DECLARE = ("if the kernel does no argument checks by design, declare validates_inputs = False "
-               "(P13 is then skipped with that reason) or call kernelprop.check_attention_args / "
-               "check_norm_args in the adapter")
+               "(P13 is then skipped with that reason) or call the op's input check that "
+               "kernelprop exports (docs/plugins.md) in the adapter")
 
 
 def _on_bf16_grid(actual: torch.Tensor, expected: torch.Tensor) -> bool:

@@ -437,7 +437,7 @@ def main(argv: list) -> int:
     stats["wall_s"] = wall
     print(f"\nprofile {profile}, {workers} workers, {wall:.0f}s wall; first kill "
           f"{stats['first_kill_s']} s of search; shrunk sizes {stats['shrunk_size']} "
-          f"(attention T*K, RMSNorm elements); * = equivalent mutant, survival expected")
+          f"(each op's Case.size()); * = equivalent mutant, survival expected")
     print(summary_line(stats))
     if args.json:
         payload = dict(profile=profile, workers=workers, summary=stats,

@@ -21,7 +21,7 @@ from kernelprop.golden.rmsnorm_inputs import (GRID_AXIS_LIMIT, NORM_CLASSES, NOR
                                              SUBNORMAL_SQUARES, NormCase, NormRecipe)
 from kernelprop.properties.norm_limits import (LARGE_NORM_DIM, NORM_SIZES, REFERENCE_NORM,
                                                REFERENCE_NORM_SMALL_ROWS, NormLimits)
-from kernelprop.properties.strategies import _fitted, _size, seeds, skip_outside_domain
+from kernelprop.properties.strategies import _size, seeds, skip_outside_domain
 from kernelprop.sizes import current_sizes
 
 
@@ -106,4 +106,5 @@ def draw_norm_case(data, shape_class: str = "plain", *, device: str = "cpu",
     skip_outside_domain(shape_class, domain)
     coverage.expect(() if shape_class == "plain" else (shape_class,))
     return data.draw(norm_class_cases(shape_class, limits=limits, data=data_kinds, dtypes=dtypes)
-                     .map(lambda c: _fitted(c, domain).replace(device=device)), label="case")
+                     .map(lambda c: (c if domain is None else domain.fit(c)).replace(device=device)),
+                     label="case")

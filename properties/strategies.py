@@ -1,6 +1,6 @@
 """Hypothesis strategies: compact cases (shapes, seeds, index and data kinds) and recipes.
 
-Strategies draw a frozen `AttnCase` / `NormCase`; tensors are then built from the case's seed in a
+Strategies draw a frozen `AttnCase` (each other op's in its own properties/<op>_strategies.py); tensors are then built from the case's seed in a
 few vectorized torch calls (golden.inputs), never element by element. Everything shrinks toward the
 smallest, plainest example: one batch, one token, one head, head_dim 1, page 1, window 1, no
 compressed indices, normal data, a finite sink, seed 0.
@@ -8,19 +8,19 @@ compressed indices, normal data, a finite sink, seed 0.
 Shape classes (kernelprop.coverage): every property test is parametrized (`over_shape_classes`)
 over "plain" and the classes where real kernels differ from toy ones: several softmax tiles of the
 implementation's tile, more than one head block, MTP depth >= 3, a non-power-of-two head dim with
-the default scale, large logits with a large sink, the reference decode shape; eps = 0 with tiny
-data for RMSNorm. Each parametrization gets a share of the profile's examples and draws only its
-class (`draw_attn` / `draw_norm_case`), so every class is reached under every profile. A class
+the default scale, large logits with a large sink, the reference decode shape (each other op's
+classes: its Inputs' SHAPE_CLASSES). Each parametrization gets a share of the profile's examples
+and draws only its class (`draw_attn`, or the op's draw helper), so every class is reached under
+every profile. A class
 fixes only what defines it and keeps the other dimensions tiny, so that it stays affordable on
-the Triton interpreter; "plain" draws from the run's limits (each op's own: `AttnLimits`,
-`NormLimits` in properties/attention_limits.py, norm_limits.py). Which class each example really
+the Triton interpreter; "plain" draws from the run's limits (each op's own: `AttnLimits` in
+properties/attention_limits.py, ... ). Which class each example really
 reached is counted from its inputs (kernelprop.coverage) and printed at the end of the run.
 
 Sizes (`--sizes small|reference|large`, KERNELPROP_SIZES; default small, nightly reference):
 small draws one example of the reference class per property (its cost: docs/measurements.md):
-B=1 of the DeepSeek-V4 decode shape (S=2, H=64, D=512, K=640), RMSNorm per-head [2, 64, 512];
-reference gives the class its full share, up to the full decode shape (B=64; RMSNorm [128, 64,
-512]); large is for CUDA (bigger plain limits and up to B=128 in the reference class).
+B=1 of the DeepSeek-V4 decode shape (S=2, H=64, D=512, K=640); reference gives the class its full
+share, up to the full decode shape (B=64); large is for CUDA (bigger plain limits and up to B=128 in the reference class).
 """
 from __future__ import annotations
 
@@ -312,18 +312,18 @@ MULTI_TILE_TILES = (2, 8)   # tiles drawn for the multi-tile class when the reci
 
 
 def restrict_to_domain(classes: tuple, domain) -> tuple:
-    """THE place where an implementation's declared domain (SPEC 6: AttnDomain / NormDomain)
+    """THE place where an implementation's declared domain (SPEC 6: the op's domain type)
     restricts which shape classes are drawn: a class whose defining feature the domain excludes
     is dropped (its parametrization is then skipped with the reason). Cases of the remaining
-    classes are fitted into the domain by `draw_attn` / `draw_norm_case` (domain.fit)."""
+    classes are fitted into the domain by the op's draw helper (domain.fit)."""
     if domain is None:
         return classes
     return tuple(c for c in classes if _class_in_domain(c, domain))
 
 
 def _class_in_domain(shape_class: str, domain) -> bool:
-    """Whether `domain` admits the feature that defines `shape_class` (coverage.ATTN_CLASSES /
-    NORM_CLASSES)."""
+    """Whether `domain` admits the feature that defines `shape_class` (coverage.ATTN_CLASSES, or
+    the domain's own `admits`)."""
     if isinstance(domain, AttnDomain):
         dims = domain.head_dims
         return {

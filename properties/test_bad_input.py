@@ -25,7 +25,7 @@ OP_IDS = [o.label for o in OPS]
 def _skip_unless_validating(impl) -> None:
     if not impl.validates_inputs:
         pytest.skip(reason=f"{impl.spec} declares validates_inputs = False (it does no argument "
-                           f"checks; kernelprop.check_attention_args / check_norm_args can add them)")
+                           f"checks; the input checks kernelprop exports can add them)")
 
 
 def _skip_unless_possible(params: dict, impl) -> None:

@@ -1,10 +1,17 @@
 """Adding a kernel changes no shared module (docs/ARCHITECTURE.md, "Adding a kernel"): no shared
-module names a registered op's own modules, its kind, its fixture or the symbols its record names.
+module names a registered op's own modules, its kind, its fixture or the symbols those modules
+define.
 
 The forbidden words come from kernelprop.registry.OPS, never from a list here:
-  modules  every module a record references that no other record references (the op's own:
-           golden/<op>.py, its bounds, kernel, strategies, limits, P13 table, catalogue, ...)
-  symbols  the attribute of each "module:attr" reference of such a module (IndexerRecipe, ...)
+  modules  every module a record references that is not shared (SHARED): the op's own
+           (golden/<op>.py, its bounds, kernel, strategies, limits, P13 table, catalogue, ...),
+           and those two or more records reference (RMSNorm's values, whose NormRecipe the fused
+           add-RMSNorm declares too): their words are words of every op that references them
+  symbols  the public names such a module defines at its top level (classes, functions,
+           constants: NormRecipe, draw_norm_case, ...), but a name two such modules define (a
+           template name: TABLE, CAUSES, reference, MUTANTS, ...), one a shared module defines
+           itself (TENSORS is golden/values.py's) and a shape class name (data the coverage table
+           shows for every op, kernelprop.coverage.all_classes)
   kind, fixture
 A module names one when an import, an identifier or a string constant holds one (docstrings and
 comments are prose, not dependencies, and are not read).
@@ -17,19 +24,21 @@ golden/error_model.py, rounding.py, metrics.py, values.py, output_rounding.py), 
 tests/test_coverage.py). Modules a record references are an op's own, not shared; this file is the
 checker (its LEGACY table names ops by design), as registry.py is the registry.
 
-LEGACY lists where the first two ops (attention, RMSNorm: written before the registry) are still
-named in shared modules, with the reason; it may only shrink (an entry no longer needed fails).
-No op registered after them has an entry: adding one is adding its files and its record.
+LEGACY lists where attention and RMSNorm (written before the registry) are still named in shared
+modules, with the reason; it may only shrink (an entry no longer needed fails). No op registered
+after them has an entry: adding one is adding its files and its record.
 """
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
+from kernelprop.coverage import all_classes
 from kernelprop.registry import OPS, Op
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,42 +51,100 @@ SHARED = (
     "properties/checks.py", "properties/test_bad_input.py", "impls/__init__.py",
     "impls/mutants/__init__.py", "tests/test_coverage.py",
 )
-ATTN, NORM = "sparse_attention", "rms_norm"
+ATTN = "sparse_attention"
 LEGACY = {
-    "kernelprop/__init__.py": ({ATTN, NORM}, "check_attention_args / check_norm_args exports for adapters"),
-    "kernelprop/compile.py": ({NORM}, "NormPoint builds its launch from kernels/rms_norm.py"),
+    "kernelprop/__init__.py": ({ATTN}, "check_attention_args export for adapters"),
+    "kernelprop/compile.py": ({ATTN}, "AttnPoint builds its launch from kernels/sparse_attention.py"),
     "kernelprop/coverage.py": ({ATTN}, "attention's shape classes are recognized by gathering its KV"),
+    "kernelprop/declarations.py": ({ATTN}, "AttnDomain is attention's domain type"),
+    "kernelprop/hints.py": ({ATTN}, "the bf16-grid hint names AttnRecipe"),
+    "kernelprop/pytest_plugin.py": ({ATTN}, "over_shape_classes lives in attention's strategies module"),
     "kernelprop/slots.py": ({ATTN}, "flat slot ids of attention's paged KV (adapters)"),
-    "kernels/__init__.py": ({NORM}, "their records name the package itself as bundled module"),
-    "golden/__init__.py": ({ATTN, NORM}, "re-exports of the first two ops' goldens"),
-    "impls/mutants/__init__.py": ({ATTN, NORM}, "the attention / RMSNorm catalogue lives here"),
+    "kernels/__init__.py": ({ATTN}, "its record names the package itself as bundled module"),
+    "golden/__init__.py": ({ATTN}, "re-exports of attention's golden"),
+    "impls/mutants/__init__.py": ({ATTN}, "the attention catalogue lives here"),
     "tests/test_coverage.py": ({ATTN}, "the fixed-tile-64 attention implementation of the reach check"),
 }
 
 
 def _refs(o: Op) -> list[str]:
-    """Every "module[:attr]" reference of the record."""
-    return [getattr(o, f.name) for f in fields(Op)
-            if f.name not in ("kind", "label", "fixture") and isinstance(getattr(o, f.name), str)]
+    """Every "module[:attr]" reference of the record (a tuple field's "module:attr" entries, e.g.
+    its exports, included)."""
+    refs = []
+    for f in fields(Op):
+        value = getattr(o, f.name)
+        if f.name in ("kind", "label", "fixture"):
+            continue
+        if isinstance(value, str):
+            refs.append(value)
+        elif isinstance(value, tuple):
+            refs += [r for r in value if isinstance(r, str) and ":" in r]
+    return refs
 
 
 def _module(ref: str) -> str:
     return ref.partition(":")[0].removeprefix("kernelprop.")
 
 
-def forbidden_words() -> dict[str, set[str]]:
-    """{op kind: words that name it}, derived from the records."""
-    shared = {p.removesuffix(".py").replace("/", ".").removesuffix(".__init__") for p in SHARED}
+def _path(module: str) -> Path:
+    """The file of a module as _module names it (golden.x: golden/x.py; a runtime module x:
+    kernelprop/x.py; a package: its __init__.py)."""
+    for base in (ROOT / module.replace(".", "/"), ROOT / "kernelprop" / module.replace(".", "/")):
+        if base.is_dir():
+            return base / "__init__.py"
+        if base.with_suffix(".py").is_file():
+            return base.with_suffix(".py")
+    raise FileNotFoundError(f"no file for module {module!r}")
+
+
+def _defined(path: Path, *, top_level: bool) -> set[str]:
+    """The names `path` defines: its top-level classes, functions and assigned names (every
+    definition, nested ones and attributes of classes included, with top_level False)."""
+    tree = ast.parse(path.read_text())
+    nodes = tree.body if top_level else ast.walk(tree)
+    names = set()
+    for node in nodes:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names.update(n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name))
+    return names
+
+
+def _shared_modules() -> set[str]:
+    """SHARED's modules as _module names them."""
+    return {_module(p.removesuffix(".py").replace("/", ".").removesuffix(".__init__")) for p in SHARED}
+
+
+def op_modules() -> dict[str, set[str]]:
+    """{module: kinds of the records that reference it} of every op-specific module."""
+    shared = _shared_modules()
     users: dict[str, set[str]] = {}
     for o in OPS:
         for ref in _refs(o):
-            users.setdefault(_module(ref), set()).add(o.kind)
-    words = {}
-    for o in OPS:
-        own = [ref for ref in _refs(o) if users[_module(ref)] == {o.kind} and _module(ref) not in shared]
-        words[o.kind] = ({o.kind, o.fixture} | {_module(r) for r in own}
-                         | {r.partition(":")[2].split(".")[-1] for r in own if ":" in r})
-    return words
+            if _module(ref) not in shared:
+                users.setdefault(_module(ref), set()).add(o.kind)
+    return users
+
+
+@functools.lru_cache(maxsize=None)
+def forbidden_words() -> dict[str, frozenset[str]]:
+    """{op kind: words that name it}, derived from the records."""
+    users = op_modules()
+    defined = {m: {n for n in _defined(_path(m), top_level=True) if not n.startswith("_")} for m in users}
+    count: dict[str, int] = {}
+    for names in defined.values():
+        for n in names:
+            count[n] = count.get(n, 0) + 1
+    generic = {n for n, c in count.items() if c > 1}
+    generic |= {n for p in SHARED for n in _defined(ROOT / p, top_level=False)}
+    generic |= set(all_classes())
+    words = {o.kind: {o.kind, o.fixture} for o in OPS}
+    for module, kinds in users.items():
+        for kind in kinds:
+            words[kind] |= {module} | (defined[module] - generic)
+    return {kind: frozenset(w) for kind, w in words.items()}
 
 
 def _docstrings(tree: ast.AST) -> set[int]:
@@ -142,6 +209,21 @@ def test_forbidden_words_are_derived_from_every_record():
     for o in OPS:
         assert {o.kind, o.fixture} < words[o.kind], o.kind
         assert len(words[o.kind]) > 2, f"{o.kind}: no module of its own found in its record"
+
+
+def test_derived_words_include_types_and_helpers_of_modules_two_records_share():
+    """The words once invisible (their modules were named by two records, or defined but not named
+    by a record) are derived: the derivation cannot silently go weak."""
+    words = forbidden_words()
+    must = {"rms_norm": {"NormRecipe", "NormDomain", "NormCase", "NormInputs", "make_norm_inputs",
+                         "draw_norm_case", "norm_class_cases", "check_norm_args",
+                         _module("kernelprop.golden.rmsnorm_inputs"),
+                         _module("kernelprop.properties.norm_strategies")},
+            "fused_add_rms_norm": {"NormRecipe", _module("kernelprop.golden.rmsnorm_inputs")},
+            "sparse_attention": {"AttnRecipe", "AttnInputs", "draw_attn"}}
+    for kind, expected in must.items():
+        assert expected <= words[kind], f"{kind} misses {sorted(expected - words[kind])}"
+    assert not {"TABLE", "CAUSES", "MUTANTS", "reference", "TENSORS"} & set().union(*words.values())
 
 
 @pytest.mark.parametrize("path", SHARED)
