@@ -99,3 +99,19 @@ def test_grid_rows_runs_where_the_interpreter_affords_it(target, runs):
         assert f"launches {GRID_AXIS_LIMIT + 1} programs" in reason
         assert str(INTERPRETER_MAX_PROGRAMS) in reason
     assert grid_rows_skip_reason(impl, "cuda", GRID_AXIS_LIMIT + 1) is None
+
+
+def test_out_of_bounds_load_fails_the_call():
+    """A Triton kernel forming row * stride in int32 on spread rows: the faithful interpreter
+    raises at the wrapped load (a GPU's illegal address) instead of reading host memory."""
+    from triton.runtime.errors import InterpreterError
+
+    from kernelprop.faithful.memory import IllegalAddress
+    from kernelprop.impls.zoo.stack import zoo_fla_1077_grid_axis
+
+    x = make_norm_inputs(SPREAD.replace(rows=3, dim=8, dtype="bf16"))
+    with pytest.raises(InterpreterError) as raised:
+        x.call(zoo_fla_1077_grid_axis)
+    assert isinstance(raised.value.__cause__, IllegalAddress)
+    packed = make_norm_inputs(SPREAD.replace(rows=3, dim=8, dtype="bf16", large_offsets=False))
+    packed.call(zoo_fla_1077_grid_axis)   # in bounds: runs
