@@ -9,6 +9,10 @@ docs/measurements.md); a kernel with one program per row launches 65536+ (~30 mi
 rate). So on the cpu backend the class runs an implementation whose first launch has at most
 INTERPRETER_MAX_PROGRAMS programs, or that launches no Triton kernel (torch); others skip it
 with the measured grid as the reason. On CUDA it always runs.
+
+Before that, on the interpreter every grid_rows example checks the first launch's grid against
+CUDA's limits (`grid_within_limits`, a P1 check with a report): a kernel that puts the rows on
+grid axis 1 or 2 launches fine on the interpreter and fails on a GPU past 65535 programs there.
 """
 from __future__ import annotations
 
@@ -70,3 +74,40 @@ def grid_rows_skip_reason(impl, backend: str, rows: int) -> Optional[str]:
             f"each measured, load ~9), so the class runs on CUDA or for implementations "
             f"launching at most {INTERPRETER_MAX_PROGRAMS}")
     return _verdicts[key]
+
+
+GRID_DOC = ("the programs per grid axis of the first launch (read on the Triton interpreter before any "
+            "program runs) within CUDA's limits, kernels/_launch.GRID_LIMITS: axis 0 <= 2^31 - 1, "
+            "axes 1-2 <= 65535; a larger axis does not launch on a GPU")
+
+
+def grid_within_limits(inputs: dict, impl, params: dict):
+    """Replay: the grid of `impl`'s first launch on inputs["inputs"] (1, 1, 1 without a Triton
+    launch) vs that grid clamped to CUDA's limits, bitwise."""
+    import torch
+
+    from kernelprop.kernels._launch import GRID_LIMITS
+    from kernelprop.verdict import Outcome
+
+    grid = first_interpreter_grid(lambda: inputs["inputs"].call(impl)) or (1, 1, 1)
+    actual = torch.tensor(grid, dtype=torch.float64)
+    expected = torch.minimum(actual, torch.tensor(GRID_LIMITS, dtype=torch.float64))
+    return Outcome(actual, expected, None, GRID_DOC, metrics={"grid": list(grid)})
+
+
+def check_grid_rows(impl, backend: str, case) -> None:
+    """For a grid_rows example: on the interpreter, P1's grid check (fails on a grid CUDA cannot
+    launch); then skip the class where running it is unaffordable (grid_rows_skip_reason)."""
+    if backend != "cpu":
+        return
+    import pytest
+
+    from kernelprop.golden.rmsnorm_inputs import make_norm_inputs
+    from kernelprop.properties.checks import run_property
+
+    run_property("P1", "first launch's grid within CUDA's limits",
+                 "kernelprop.properties.launch_cost:grid_within_limits",
+                 inputs={"inputs": make_norm_inputs(case)}, impl=impl, params={}, case=case)
+    reason = grid_rows_skip_reason(impl, backend, case.rows)
+    if reason:
+        pytest.skip(reason=reason)

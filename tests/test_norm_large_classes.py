@@ -115,3 +115,18 @@ def test_out_of_bounds_load_fails_the_call():
     assert isinstance(raised.value.__cause__, IllegalAddress)
     packed = make_norm_inputs(SPREAD.replace(rows=3, dim=8, dtype="bf16", large_offsets=False))
     packed.call(zoo_fla_1077_grid_axis)   # in bounds: runs
+
+
+def test_grid_check_fails_rows_on_grid_axis_1():
+    """grid_rows' P1 grid check: rows on grid axis 1 (the zoo's flash-linear-attention #1077) is a
+    grid CUDA cannot launch past 65535 row blocks; the bundled kernel's grid is on axis 0."""
+    from kernelprop.impls.zoo.stack import zoo_fla_1077_grid_axis
+    from kernelprop.kernels.rms_norm import rms_norm
+    from kernelprop.properties.launch_cost import grid_within_limits
+    from kernelprop.verdict import check_outcome
+
+    x = {"inputs": make_norm_inputs(NormCase(seed=1, rows=GRID_AXIS_LIMIT + 1, dim=4))}
+    bad = grid_within_limits(x, zoo_fla_1077_grid_axis, {})
+    assert check_outcome(bad).failing and bad.metrics["grid"][1] > GRID_AXIS_LIMIT
+    assert not check_outcome(grid_within_limits(x, rms_norm, {})).failing
+    assert not check_outcome(grid_within_limits(x, reference, {})).failing
