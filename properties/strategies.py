@@ -234,9 +234,10 @@ def engine_table_cases(*, pads=True, data=DATA_KINDS, sinks=SINK_KINDS,
 # whole-pool rewrite (P8's permutation, a strided copy) would make resident; P1 and P10 (its
 # garbage fill restricted to the live pages) read only the rows they reach. RMSNorm's
 # large_offsets (x spread over a 4-8 GiB lazy buffer) and grid_rows (> 65535 rows, ~27 s an
-# example of the bundled kernel on the interpreter) are P1's only; each op whose classes
+# example of the bundled kernel on the interpreter) are P1's only, the fused op's
+# large_offsets F1's and F2's (x and residual spread alike); each op whose classes
 # include the name draws it (coverage.classes_of)
-OPT_IN_CLASSES = {"large_offsets": ("P1", "P10"), "grid_rows": ("P1",)}
+OPT_IN_CLASSES = {"large_offsets": ("P1", "P10", "F1", "F2"), "grid_rows": ("P1",)}
 
 
 def classes_for_run(kind: str) -> tuple:

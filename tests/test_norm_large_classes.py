@@ -130,3 +130,24 @@ def test_grid_check_fails_rows_on_grid_axis_1():
     assert check_outcome(bad).failing and bad.metrics["grid"][1] > GRID_AXIS_LIMIT
     assert not check_outcome(grid_within_limits(x, rms_norm, {})).failing
     assert not check_outcome(grid_within_limits(x, reference, {})).failing
+
+
+def test_fused_spread_rows_round_trip_and_int32_mutant():
+    from kernelprop.golden.fused_add_norm import FusedCase, FusedInputs, make_fused_inputs
+    from kernelprop.impls.mutants.fused import fused_int32_row_offset
+    from kernelprop.impls.mutants.fused import reference as fused_reference
+    from kernelprop.properties.replays_fused import _clone
+
+    before = _rss_mib()
+    case = FusedCase(seed=4, rows=4, dim=24, dtype="fp32", large_offsets=True)
+    x, packed = make_fused_inputs(case), make_fused_inputs(case.replace(large_offsets=False))
+    assert "large_offsets" in x.shape_classes() and "large_offsets" not in packed.shape_classes()
+    assert _clone(x.x).stride() == x.x.stride()          # in-place runs keep the layout
+    state = x.state_dict()
+    assert state["x"].untyped_storage().nbytes() == 4 * 24 * 4
+    back = FusedInputs.from_state_dict(state)
+    assert back.residual.stride() == x.residual.stride() and torch.equal(back.residual, x.residual)
+    for a, b in zip(packed.call(fused_int32_row_offset), packed.call(fused_reference)):
+        assert torch.equal(a, b)
+    assert not torch.equal(x.call(fused_int32_row_offset)[1], x.call(fused_reference)[1])
+    assert _rss_mib() - before < 256
