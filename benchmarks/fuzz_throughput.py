@@ -2,10 +2,14 @@
 pytest run of the same tests, interleaved on one machine (so a shared machine's load hits both).
 
     python benchmarks/fuzz_throughput.py [--minutes 3] [--examples 300] [--pairs 2]
-        [-k test_p1_kernel_matches_golden] [PATHS ...]
+        [--process-rounds N] [-k test_p1_kernel_matches_golden] [PATHS ...]
 
 fuzz: `python -m kernelprop fuzz --minutes M PATHS -k EXPR --sizes small`, with a fresh database;
 examples: the sum over its stats records (kernelprop.fuzz_plugin) of every test's examples.
+Per fuzz run also each round's restart: its wall time less the time its tests ran (the fuzz
+plugin's per-test seconds, setup included), i.e. what starting the round cost (process start and
+imports, or an in-process session's collection and setup). --process-rounds N adds N runs of
+`fuzz --process-per-round` (a pytest process per round, the former rounds) after the pairs.
 pytest: `python -m pytest PATHS -k EXPR --hypothesis-profile=nightly --sizes small` with
 KERNELPROP_NIGHTLY_EXAMPLES=E and kernelprop.fuzz_plugin's stats, a fresh database; its wall time
 includes its one start. Printed per run: wall seconds, examples, examples per minute; then the
@@ -35,12 +39,26 @@ def _examples(stats_root: Path) -> int:
     return total
 
 
+def _restarts(history: Path) -> list[float]:
+    """Per round of a fuzz run: wall seconds less the seconds its tests ran."""
+    out = []
+    for summary in history.glob("runs/*/summary.json"):
+        for rnd in json.loads(summary.read_text())["rounds"]:
+            tests = [0.0]
+            for path in (summary.parent / "stats" / f"round-{rnd['round']}").glob("*.jsonl"):
+                tests += [json.loads(line).get("seconds", 0.0) for line in
+                          path.read_text().splitlines() if '"type": "test"' in line]
+            out.append(round(rnd["seconds"] - sum(tests), 2))
+    return out
+
+
 def run(kind: str, args, tmp: Path) -> dict:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    if kind == "fuzz":
+    if kind in ("fuzz", "fuzz-process"):
         cmd = [sys.executable, "-m", "kernelprop", "fuzz", "--minutes", str(args.minutes),
                *args.paths, "-k", args.select, "--sizes", "small", "--database", str(tmp / "db"),
                "--history-dir", str(tmp / "history"), "--reports-dir", str(tmp / "reports")]
+        cmd += ["--process-per-round"] if kind == "fuzz-process" else []
         stats = tmp / "history"
     else:
         env.update(KERNELPROP_NIGHTLY_EXAMPLES=str(args.examples), KERNELPROP_FUZZ_STATS=str(tmp / "stats"),
@@ -54,8 +72,11 @@ def run(kind: str, args, tmp: Path) -> dict:
     subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True)
     wall = time.monotonic() - began
     n = _examples(stats)
-    return {"kind": kind, "wall_s": round(wall, 1), "examples": n,
-            "per_min": round(n / (wall / 60), 1)}
+    out = {"kind": kind, "wall_s": round(wall, 1), "examples": n,
+           "per_min": round(n / (wall / 60), 1)}
+    if kind != "pytest":
+        out["restart_s_per_round"] = _restarts(stats)
+    return out
 
 
 def main(argv=None) -> int:
@@ -65,18 +86,24 @@ def main(argv=None) -> int:
     p.add_argument("--minutes", type=float, default=3.0)
     p.add_argument("--examples", type=int, default=300, help="the pytest run's nightly examples")
     p.add_argument("--pairs", type=int, default=2)
+    p.add_argument("--process-rounds", type=int, default=0,
+                   help="runs of `fuzz --process-per-round` after the pairs")
     args = p.parse_args(argv)
     runs = []
-    for i in range(args.pairs):
-        for kind in (("fuzz", "pytest") if i % 2 == 0 else ("pytest", "fuzz")):
+    order = [k for i in range(args.pairs)
+             for k in (("fuzz", "pytest") if i % 2 == 0 else ("pytest", "fuzz"))]
+    for kinds in [[k] for k in order] + [["fuzz-process"]] * args.process_rounds:
+        for kind in kinds:
             with tempfile.TemporaryDirectory() as tmp:
                 r = run(kind, args, Path(tmp))
             runs.append(r)
             print(json.dumps(r), flush=True)
+    kinds = [k for k in ("fuzz", "pytest", "fuzz-process") if any(r["kind"] == k for r in runs)]
     rate = {k: sum(r["examples"] for r in runs if r["kind"] == k)
-            / (sum(r["wall_s"] for r in runs if r["kind"] == k) / 60) for k in ("fuzz", "pytest")}
-    print(f"examples per minute: fuzz {rate['fuzz']:.1f}, pytest {rate['pytest']:.1f}, "
-          f"ratio {rate['fuzz'] / rate['pytest']:.2f}")
+            / (sum(r["wall_s"] for r in runs if r["kind"] == k) / 60) for k in kinds}
+    print("examples per minute: " + ", ".join(f"{k} {v:.1f}" for k, v in rate.items())
+          + (f", ratio fuzz / pytest {rate['fuzz'] / rate['pytest']:.2f}"
+             if "fuzz" in rate and "pytest" in rate else ""))
     return 0
 
 

@@ -19,7 +19,7 @@ import torch
 from kernelprop.golden.attention_classes import ATTN_CLASSES
 from kernelprop.golden.domain import DomainValue, choice, kinds, least, most, sizes
 from kernelprop.golden.rounding import ROUNDINGS
-from kernelprop.golden.sampling import TC_ADVERSARIAL, data_values, strided_view
+from kernelprop.golden.sampling import LARGE_OFFSET, TC_ADVERSARIAL, data_values, strided_view
 from kernelprop.golden.values import CaseValue, TensorArgs
 
 DATA_KINDS = ("normal", "uniform", "heavy", "large_logits", "near_ties")
@@ -526,7 +526,6 @@ def _ensure_valid_keys(idx, used, W: int, cmp_valid, n: int, gen: torch.Generato
     return torch.where(rank < short[:, None], slot, idx)
 
 
-LARGE_OFFSET = 2 ** 31  # elements: an int32 element offset into a pool wraps at or past this
 
 
 def large_offset_base(pool: torch.Tensor) -> int:

@@ -18,12 +18,16 @@ from typing import Optional
 import torch
 
 from kernelprop.golden.domain import DomainValue, flag, kinds, most, sizes
-from kernelprop.golden.rmsnorm_inputs import NormCase, NormRecipe
+from kernelprop.golden.sampling import LARGE_OFFSET
+from kernelprop.golden.rmsnorm_inputs import (NormCase, NormRecipe, last_row_start, spread_row_stride,
+                                             spread_row_stride_for, spread_rows)
 from kernelprop.golden.rmsnorm import rms_norm_fp64, rms_norm_golden, rms_norm_trace
 from kernelprop.golden.values import CaseValue, TensorArgs
 
 FUSED_DATA = ("normal", "tiny", "huge", "zero", "cancel", "mixed_scale")
-FUSED_CLASSES = ("eps0_tiny", "eps_dominant", "reference", "cancellation")
+# large_offsets: x and residual rows spread over lazily allocated buffers, a row past 2^31
+# elements (golden.rmsnorm_inputs.spread_rows); drawn by F1 and F2 only (FusedInputs.OPT_IN_CLASSES)
+FUSED_CLASSES = ("eps0_tiny", "eps_dominant", "reference", "cancellation", "large_offsets")
 CANCEL_RATIO = 2.0 ** -4   # cancellation class: some row's rms(z) <= 2^-4 rms(x)
 REFERENCE_DIM = 4096       # reference class: rows of a served model's hidden size (4096 .. 8192)
 TINY_SQUARE = 2.0 ** -126  # fp32 z^2 below this is subnormal (or zero)
@@ -68,6 +72,7 @@ class FusedDomain(DomainValue):
             "cancellation": data is None or "cancel" in data,
             "reference": (self.dims is None or any(d >= REFERENCE_DIM for d in self.dims))
             and (self.max_dim is None or self.max_dim >= REFERENCE_DIM),
+            "large_offsets": self.strided is not False,   # spread rows are strided views
         }.get(shape_class, True)
 
 
@@ -85,6 +90,7 @@ class FusedCase(CaseValue):
     eps: float = 1e-6
     strided_x: bool = False
     strided_residual: bool = False
+    large_offsets: bool = False      # x and residual rows spread past 2^31 elements (>= 3 rows)
     device: str = "cpu"
 
     def __post_init__(self) -> None:
@@ -95,6 +101,9 @@ class FusedCase(CaseValue):
             raise ValueError(f"dtype must be 'bf16' or 'fp32', got {self.dtype!r}")
         if self.data not in FUSED_DATA:
             raise ValueError(f"data must be one of {FUSED_DATA}, got {self.data!r}")
+        if self.large_offsets and (self.rows < 3 or self.heads or self.strided_x
+                                   or self.strided_residual):
+            raise ValueError("large_offsets needs rows >= 3, heads 0 and no other strides")
 
     size = NormCase.size   # x's element count and shape (rows, heads, dim: the same fields)
 
@@ -110,20 +119,27 @@ class FusedInputs(TensorArgs):
 
     TENSORS = ("x", "residual", "weight")
     SHAPE_CLASSES = FUSED_CLASSES
+    OPT_IN_CLASSES = {"large_offsets": ("F1", "F2")}   # x and residual spread alike
 
     def kwargs(self) -> dict:
         return {"eps": self.eps}
 
     def state_dict(self) -> dict:
+        """The tensors and eps; spread x / residual (large_offsets) as their rows and row stride."""
         out = {n: None if getattr(self, n) is None else getattr(self, n).detach().cpu()
                for n in self.TENSORS}
+        for n in ("x", "residual"):
+            stride = spread_row_stride(out[n])
+            if stride is not None:
+                out[n], out[f"{n}_row_stride"] = out[n].contiguous(), stride
         out.update(self.kwargs())
         return out
 
     @classmethod
     def from_state_dict(cls, state: dict) -> "FusedInputs":
-        return cls(x=state["x"], residual=state["residual"], weight=state.get("weight"),
-                   eps=float(state["eps"]))
+        x, r = (spread_rows(state[n], state[f"{n}_row_stride"]) if state.get(f"{n}_row_stride")
+                else state[n] for n in ("x", "residual"))
+        return cls(x=x, residual=r, weight=state.get("weight"), eps=float(state["eps"]))
 
     def truth(self) -> torch.Tensor:
         """y in float64: the exact norm of the exact sum (reports compare y against it; F1 carries
@@ -161,6 +177,8 @@ class FusedInputs(TensorArgs):
                 found.add("cancellation")
         if x.dim() and x.shape[-1] >= REFERENCE_DIM:
             found.add("reference")
+        if max(last_row_start(self.x), last_row_start(self.residual)) >= LARGE_OFFSET:
+            found.add("large_offsets")
         return frozenset(found)
 
 
@@ -204,6 +222,9 @@ def make_fused_inputs(case: FusedCase) -> FusedInputs:
         x = _strided(x, gen)
     if case.strided_residual:
         r = _strided(r, gen)
+    if case.large_offsets:
+        stride = spread_row_stride_for(case.rows, case.dim)
+        x, r = spread_rows(x, stride), spread_rows(r, stride)
     if case.device != "cpu":
         x, r = x.to(case.device), r.to(case.device)
         weight = None if weight is None else weight.to(case.device)

@@ -20,7 +20,7 @@ import torch
 from kernelprop.golden.domain import DomainValue, choice, flag, kinds, most, sizes
 from kernelprop.golden.error_model import FP32_MIN_NORMAL
 from kernelprop.golden.rounding import ROUNDINGS
-from kernelprop.golden.sampling import data_values, strided_view
+from kernelprop.golden.sampling import LARGE_OFFSET, data_values, strided_view
 from kernelprop.golden.values import CaseValue, TensorArgs
 
 INV_VARIANTS = ("rsqrt", "recip_sqrt", "recip_sqrt_rn", "rsqrt_approx")
@@ -140,7 +140,14 @@ SUBNORMAL_SQUARES = "subnormal_squares"
 #   reference       the per-head q norm of the decode shape: x [>= 2, 64, 512] (one batch's S = 2
 #                   tokens and up) or D >= 4096
 #   nonfinite_rows  a row holding NaN or +-inf beside a row that is all finite
-NORM_CLASSES = ("eps0_tiny", "eps_dominant", "reference", "nonfinite_rows")
+#   grid_rows       more than GRID_AXIS_LIMIT rows: one program per row no longer fits CUDA's grid
+#                   axes 1-2 (a kernel that caps or folds its grid there goes wrong past it)
+#   large_offsets   a row of x starting at or past 2^31 elements from x's first element (an int32
+#                   row * row_stride wraps there); x is a row view of a lazily allocated buffer
+# grid_rows and large_offsets are drawn by P1 only (NormInputs.OPT_IN_CLASSES).
+NORM_CLASSES = ("eps0_tiny", "eps_dominant", "reference", "nonfinite_rows", "grid_rows",
+                "large_offsets")
+GRID_AXIS_LIMIT = 65535        # programs CUDA allows on grid axes 1 and 2
 REFERENCE_NORM_DIM = 512       # the reference class's head dim (properties.norm_limits.REFERENCE_NORM)
 TINY_SQUARE = FP32_MIN_NORMAL  # fp32 x^2 below this is subnormal (or zero)
 
@@ -201,6 +208,7 @@ class NormCase(CaseValue):
     eps: float = 1e-6
     strided: bool = False
     nonfinite_rows: int = 0          # rows given a NaN / +inf / -inf (poison_norm_rows)
+    large_offsets: bool = False      # rows spread so the last starts past 2^31 elements (>= 3 rows)
     device: str = "cpu"
 
     def __post_init__(self) -> None:
@@ -212,6 +220,9 @@ class NormCase(CaseValue):
             raise ValueError(f"dtype must be 'bf16' or 'fp32', got {self.dtype!r}")
         if self.data not in NORM_DATA_KINDS + (SUBNORMAL_SQUARES,):
             raise ValueError(f"data must be one of {NORM_DATA_KINDS + (SUBNORMAL_SQUARES,)}, got {self.data!r}")
+        if self.large_offsets and (self.rows < 3 or self.heads or self.strided):
+            raise ValueError("large_offsets needs rows >= 3, heads 0 and strided False, got "
+                             f"rows={self.rows}, heads={self.heads}, strided={self.strided}")
 
     def size(self) -> tuple[Optional[int], str]:
         """(the element count of x, its shape "rows x [heads x] dim") for the kill matrix."""
@@ -229,18 +240,29 @@ class NormInputs(TensorArgs):
 
     TENSORS = ("x", "weight")
     SHAPE_CLASSES = NORM_CLASSES
+    # x spread over a 4-8 GiB lazy buffer; > 65535 rows (~27 s an example of the bundled kernel
+    # on the interpreter): P1's only
+    OPT_IN_CLASSES = {"large_offsets": ("P1",), "grid_rows": ("P1",)}
 
     def kwargs(self) -> dict:
         return {"eps": self.eps}
 
     def state_dict(self) -> dict:
-        return {"x": self.x.detach().cpu(),
+        """x, weight and eps; an x spread past 2^31 elements (large_offsets) is saved as its rows
+        and its row stride, not as the buffer it views (4-8 GiB)."""
+        x = self.x.detach().cpu()
+        spread = x.dim() == 2 and spread_row_stride(x) is not None
+        return {"x": x.contiguous() if spread else x,
+                "x_row_stride": x.stride(0) if spread else None,
                 "weight": None if self.weight is None else self.weight.detach().cpu(),
                 "eps": self.eps}
 
     @classmethod
     def from_state_dict(cls, state: dict) -> "NormInputs":
-        return cls(x=state["x"], weight=state["weight"], eps=float(state["eps"]))
+        x = state["x"]
+        if state.get("x_row_stride"):
+            x = spread_rows(x, state["x_row_stride"])
+        return cls(x=x, weight=state["weight"], eps=float(state["eps"]))
 
     def truth(self) -> torch.Tensor:
         """The fp64 truth of SPEC section 3 on these inputs."""
@@ -279,6 +301,10 @@ class NormInputs(TensorArgs):
         if (len(shape) == 3 and shape[0] >= 2 and shape[1] >= 64 and shape[2] >= REFERENCE_NORM_DIM) \
                 or (shape and shape[-1] >= 4096):
             found.add("reference")
+        if shape and self.x.numel() // max(shape[-1], 1) > GRID_AXIS_LIMIT:
+            found.add("grid_rows")
+        if last_row_start(self.x) >= LARGE_OFFSET:
+            found.add("large_offsets")
         return frozenset(found)
 
 
@@ -308,6 +334,8 @@ def make_norm_inputs(case: NormCase) -> NormInputs:
                              torch.Generator().manual_seed(case.seed ^ NONFINITE_SEED))
     if case.strided:
         x = strided_view(x, gen)
+    if case.large_offsets:
+        x = spread_rows(x, spread_row_stride_for(case.rows, case.dim))
     if case.device != "cpu":
         x = x.to(case.device)
         weight = None if weight is None else weight.to(case.device)
@@ -331,3 +359,39 @@ def poison_norm_rows(x: torch.Tensor, count: int, gen: torch.Generator) -> torch
         where = torch.randperm(D, generator=gen)[:int(torch.randint(1, 3, (1,), generator=gen))]
         flat[r, where] = kind
     return flat.reshape(x.shape)
+
+
+# %% large offsets: rows of x spread over a lazily allocated buffer (shape class large_offsets)
+
+ROW_ALIGN = 64   # elements: a spread row starts 128-byte (bf16) or 256-byte (fp32) aligned
+
+
+def spread_row_stride_for(rows: int, dim: int) -> int:
+    """The row stride (elements) that puts row rows - 1 at or past 2^31 elements: the least
+    multiple of ROW_ALIGN >= max(dim, 2^31 / (rows - 1)); < 2^31 for rows >= 3."""
+    stride = max(dim, -(-LARGE_OFFSET // (rows - 1)))
+    return -(-stride // ROW_ALIGN) * ROW_ALIGN
+
+
+def spread_rows(x: torch.Tensor, row_stride: int) -> torch.Tensor:
+    """x [R, D] as a view with row stride `row_stride` into a buffer of (R - 1) * row_stride + D
+    elements allocated with torch.empty (an mmap of that size: only the pages of the R rows are
+    written, so only they become resident; the rest is never touched, and reads as zeros)."""
+    rows, dim = x.shape
+    buffer = torch.empty((rows - 1) * row_stride + dim, dtype=x.dtype, device=x.device)
+    view = buffer.as_strided((rows, dim), (row_stride, 1))
+    view.copy_(x)
+    return view
+
+
+def spread_row_stride(x: torch.Tensor) -> Optional[int]:
+    """x's row stride if x [R, D] is a spread view (a row starts at or past 2^31 elements), else
+    None."""
+    return x.stride(0) if x.dim() == 2 and last_row_start(x) >= LARGE_OFFSET else None
+
+
+def last_row_start(x: torch.Tensor) -> int:
+    """Elements from x's first element to the start of its farthest row (0 for one row)."""
+    if x.dim() < 2 or x.numel() == 0:
+        return 0
+    return sum((n - 1) * abs(st) for n, st in zip(x.shape[:-1], x.stride()[:-1]))

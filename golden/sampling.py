@@ -6,6 +6,7 @@ import torch
 
 # adversarial data for tensor-core dots (docs/bounds.md#gpu-model), drawn by its own shape class
 TC_ADVERSARIAL = "tc_adversarial"
+LARGE_OFFSET = 2 ** 31  # elements: an int32 element offset into a tensor wraps at or past this
 
 
 def data_values(gen: torch.Generator, shape, kind: str, scale: float = 1.0) -> torch.Tensor:

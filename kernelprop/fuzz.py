@@ -17,10 +17,14 @@ Fleet: with --fleet STORE (default: the --database Redis, if any) the run's reco
 STORE (kernelprop.fleet) for `fuzz report`; --worker names this machine (default the host name).
 
 Rounds: the first runs --examples examples per test (default 10, so every test is reached); later
-rounds scale that so a round takes about a third of the time left, and at least 20 times the
-round's restart (pytest start and imports, so restarts cost <= 5% of the run; at most the nightly
-profile's 2000 examples and 4x the last round's) unless --fixed-examples, and run the tests with the fewest examples so far first; a test
-that failed is deselected afterwards (its report exists). At the deadline the running round is
+rounds scale that so a round takes about a third of the time left (at most the nightly profile's
+2000 examples and 4x the last round's) unless --fixed-examples, and run the tests with the fewest
+examples so far first; a test that failed is deselected afterwards (its report exists). Every
+round runs in --workers long-lived processes (kernelprop.fuzz_worker: one in-process pytest
+session per round, worker i on shard i of the tests), so Python, torch, triton and the suite are
+imported once per run, not once per round. --process-per-round starts a pytest process per round
+instead (xdist for --workers); its rounds last at least 20 times their restart (pytest start and
+imports), so restarts cost <= 5% of the run. At the deadline the running round is
 interrupted (SIGINT, then SIGKILL): tests that completed, and the examples the interrupted one
 ran, count. A test cut off while it shrank a failure counts as failed, and one short run under
 the `replay` profile (database reuse, no shrinking; --report-grace seconds at most) writes its
@@ -64,7 +68,12 @@ def _parser() -> argparse.ArgumentParser:
                                 description="Nightly fuzzing of the property catalogue.")
     p.add_argument("paths", nargs="*", help="test paths (default: the repo's properties/)")
     p.add_argument("--minutes", type=float, required=True, help="time budget, in minutes")
-    p.add_argument("--workers", type=int, default=1, help="pytest-xdist workers (-n) per round")
+    p.add_argument("--workers", type=int, default=1,
+                   help="long-lived pytest worker processes, each fuzzing its shard of the tests "
+                        "(with --process-per-round: pytest-xdist workers, -n)")
+    p.add_argument("--process-per-round", action="store_true",
+                   help="start a new pytest process for every round (the former rounds) instead "
+                        "of long-lived workers that run every round in-process")
     p.add_argument("--impl", action="append", default=[], metavar="KIND=PATH_OR_MODULE:CALLABLE",
                    help="implementation under test (as pytest --impl; repeatable)")
     p.add_argument("--database", default=None, metavar="PATH_OR_REDIS_URL",
@@ -214,14 +223,21 @@ def find_reports(reports_dir: Path, run_id: str) -> dict[str, list[str]]:
 # %% running rounds
 
 def _pytest_command(args, paths: list[str], seed: int, extra: list[str], deselect=(),
-                    profile: str = "nightly") -> list[str]:
-    cmd = [sys.executable, "-m", "pytest", *paths, "-p", "kernelprop.fuzz_plugin",
+                    profile: str = "nightly", shard: str | None = None) -> list[str]:
+    """The round's pytest command line; with `shard` ("i/W") the arguments of one in-process
+    shard (kernelprop.fuzz_worker) instead: no interpreter prefix, no xdist."""
+    prefix = [] if shard else [sys.executable, "-m", "pytest"]
+    cmd = [*prefix, *paths, "-p", "kernelprop.fuzz_plugin",
            f"--hypothesis-profile={profile}",
            "--reports-dir", str(Path(args.reports_dir).resolve()),
            "--continue-on-collection-errors", "-p", "no:cacheprovider", "-q", "-rfE"]
     if seed is not None:  # hypothesis ignores the example database under a forced seed
         cmd.append(f"--hypothesis-seed={seed}")
-    if args.workers > 1 and profile == "nightly":
+    if shard:
+        # no:unraisableexception: its session end runs gc.collect() 5 times, ~2.5 s a round with
+        # torch and triton loaded (measured), for warnings about __del__ errors a fuzz run ignores
+        cmd += ["-p", "no:xdist", "-p", "no:unraisableexception", f"--fuzz-shard={shard}"]
+    elif args.workers > 1 and profile == "nightly":
         cmd += ["-n", str(args.workers)]
     if args.select and profile == "nightly":
         cmd += ["-k", args.select]
@@ -277,13 +293,19 @@ def _progress_line(elapsed, budget, rnd, examples, records) -> str:
 
 def run_round(args, rnd: int, seed: int, examples: int, paths, extra, work: Path, env: dict,
               start: float, deadline: float, deselect=(), seen=None,
-              profile: str = "nightly") -> dict:
+              profile: str = "nightly", pool=None) -> dict:
+    """One round: a pytest process of its own, or with `pool` (a kernelprop.fuzz_worker.WorkerPool)
+    one in-process pytest session per long-lived worker, each on its shard of the tests."""
     stats = work / "stats" / f"round-{rnd}"
     log = work / f"round-{rnd}.log"
     priority = work / f"priority-{rnd}.json"
     priority.write_text(json.dumps(seen or {}))
-    env = dict(env, **knobs.env(nightly_examples=examples, fuzz_stats=stats, fuzz_priority=priority,
-                                profile=profile))
+    knob_env = knobs.env(nightly_examples=examples, fuzz_stats=stats, fuzz_priority=priority,
+                         profile=profile)
+    if pool is not None:
+        return _run_pool_round(args, rnd, seed, examples, paths, extra, work, knob_env, start,
+                               deadline, deselect, pool, stats, log)
+    env = dict(env, **knob_env)
     cmd = _pytest_command(args, paths, seed, extra, deselect, profile)
     began = time.monotonic()
     interrupted = False
@@ -316,6 +338,44 @@ def run_round(args, rnd: int, seed: int, examples: int, paths, extra, work: Path
             "log": str(log), "records": read_stats(stats)}
 
 
+def _run_pool_round(args, rnd, seed, examples, paths, extra, work, knob_env, start, deadline,
+                    deselect, pool, stats: Path, log: Path) -> dict:
+    from kernelprop.fuzz_worker import round_rc
+
+    shards = pool.count
+    logs = [log] if shards == 1 else [work / f"round-{rnd}.shard{i}.log" for i in range(shards)]
+    commands = [{"argv": _pytest_command(args, paths, seed, extra, deselect,
+                                         shard=f"{i}/{shards}"),
+                 "env": knob_env, "log": str(logs[i])} for i in range(shards)]
+    began = time.monotonic()
+    interrupted = False
+    pool.start_round(commands)
+    next_progress = began + args.progress
+    try:
+        while pool.busy():
+            pool.wait(0.5)
+            now = time.monotonic()
+            if now >= deadline and pool.busy():
+                interrupted = True
+                print(f"[{_clock(now - start)}] deadline: interrupting round {rnd}", flush=True)
+                pool.interrupt(GRACE_S)
+                break
+            if now >= next_progress:
+                next_progress = now + args.progress
+                print(_progress_line(now - start, deadline - start, rnd, examples,
+                                     read_stats(stats)), flush=True)
+    except KeyboardInterrupt:
+        pool.interrupt(GRACE_S)
+        raise
+    rc = round_rc([w.rc for w in pool.workers[:shards]])
+    if shards > 1:
+        log.write_text("".join(f"=== shard {i}/{shards}: {p.name}\n"
+                               + (p.read_text() if p.exists() else "") for i, p in enumerate(logs)))
+    return {"round": rnd, "kind": "nightly", "seed": seed, "examples_per_test": examples, "rc": rc,
+            "interrupted": interrupted, "seconds": round(time.monotonic() - began, 1),
+            "log": str(log), "records": read_stats(stats)}
+
+
 def _replay_unreported(args, rounds, extra, work, env, start, seed) -> None:
     """Tests the deadline cut off while they shrank a failure have no report yet. The example
     database holds their failing example (hypothesis saves each one it finds), so one short run
@@ -335,7 +395,7 @@ def _replay_unreported(args, rounds, extra, work, env, start, seed) -> None:
 
 
 def next_examples(examples: int, seconds: float, remaining: float, interrupted: bool,
-                   test_seconds: float | None = None) -> int:
+                   test_seconds: float | None = None, restarts: bool = True) -> int:
     """max_examples of the next round, so that it takes about a third of the time left.
     seconds: the last round's wall time; test_seconds: the part of it spent in tests (per worker).
     The rest (pytest start, torch and triton imports: ~10 s a round, measured) does not grow
@@ -343,13 +403,15 @@ def next_examples(examples: int, seconds: float, remaining: float, interrupted: 
     and 0.5 s of examples scaled as if examples took 10 s, and stayed at tiny rounds).
     A round restarts pytest; where that restart would cost more than RESTART_SHARE of a third of
     the time left, the round is lengthened to 1/RESTART_SHARE restarts (up to all the time left:
-    one pytest process then runs to the deadline, interrupted there like any round)."""
+    one pytest process then runs to the deadline, interrupted there like any round).
+    restarts=False: rounds run in long-lived workers (kernelprop.fuzz_worker), which pay the start
+    once; their overhead (collection, session setup) is still subtracted, never lengthened for."""
     if interrupted or seconds <= 0:
         return examples
     target = max(remaining / 3, MIN_ROUND_S)
     if test_seconds is not None and 0 < test_seconds < seconds:
         overhead = seconds - test_seconds
-        if overhead > RESTART_SHARE * target:
+        if restarts and overhead > RESTART_SHARE * target:
             target = max(target, min(remaining, overhead / RESTART_SHARE))
         scaled = int(examples * max(target - overhead, test_seconds) / max(test_seconds, 0.1))
     else:
@@ -543,6 +605,11 @@ def main(argv: list[str]) -> int:
     rounds: list[dict] = []
     failed_tests: list[str] = []  # reported once; later rounds spend their time on the others
     rnd = 0
+    pool = None
+    if not args.process_per_round:
+        from kernelprop.fuzz_worker import WorkerPool
+
+        pool = WorkerPool(args.workers, env, work / "workers.log")
     try:
         while True:
             remaining = deadline - time.monotonic()
@@ -558,7 +625,7 @@ def main(argv: list[str]) -> int:
                     if rec.get("type") == "test":
                         seen[rec["nodeid"]] = seen.get(rec["nodeid"], 0) + rec.get("examples", 0) + 1
             result = run_round(args, rnd, round_seed, examples, paths, extra, work, env, start,
-                               deadline, failed_tests, seen)
+                               deadline, failed_tests, seen, pool=pool)
             rounds.append(result)
             done = [r for r in result["records"] if r.get("type") == "test"]
             failed_tests += [r["nodeid"] for r in done if r.get("outcome") in ("failed", "error")]
@@ -584,11 +651,18 @@ def main(argv: list[str]) -> int:
             if not args.fixed_examples:
                 test_seconds = sum(r.get("seconds", 0.0) for r in done) / args.workers
                 examples = next_examples(examples, result["seconds"],
-                                          deadline - time.monotonic(), False, test_seconds)
+                                          deadline - time.monotonic(), False, test_seconds,
+                                          restarts=pool is None)
             rnd += 1
     except KeyboardInterrupt:
         print("fuzz: interrupted; summarizing what ran", flush=True)
+        interrupted_by_user = True
     else:
+        interrupted_by_user = False
+    finally:
+        if pool is not None:
+            pool.close()
+    if not interrupted_by_user:
         _replay_unreported(args, rounds, extra, work, env, start, seed)
 
     agg = aggregate(rounds, find_reports(Path(args.reports_dir).resolve(), run_id))

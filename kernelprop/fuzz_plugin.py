@@ -16,7 +16,14 @@ kernelprop.verdict.Verdict.score: the margin ratio, or error/bound where the bou
 
 $KERNELPROP_FUZZ_PRIORITY (a JSON file {nodeid: examples run so far}) reorders the collected
 tests, fewest examples first (a stable sort, identical on every xdist worker), so that rounds cut
-short by the deadline still reach every test in turn.
+short by the deadline still reach every test in turn. --fuzz-shard=I/W then keeps the I-th of
+every W tests in that order (kernelprop.fuzz_worker: W long-lived workers, one shard each).
+
+Rounds run in-process one after another (kernelprop.fuzz_worker): a hypothesis test decorated
+without its own @settings holds the profile object that was current when its module was imported
+(hypothesis copies `settings.default` onto the test), so each session points the tests holding
+an earlier session's profile at this session's (with this round's max_examples); shared database
+outages are written once per process.
 
 A test interrupted by the fuzz deadline (SIGINT) still writes its line, with "interrupted": true.
 Without KERNELPROP_FUZZ_STATS the plugin does nothing.
@@ -169,16 +176,61 @@ def pytest_runtest_makereport(item, call):
         stats.outcome = "skipped"
 
 
-def pytest_collection_modifyitems(session, config, items):
-    path = knobs.fuzz_priority.get()
-    if not path or _out_path() is None:
-        return
+def pytest_addoption(parser):
+    parser.addoption("--fuzz-shard", default=None, metavar="I/W",
+                     help="run only the I-th of every W collected tests (after the priority "
+                          "order): shard I of W long-lived fuzz workers")
+
+
+def _shard(text: str) -> tuple[int, int]:
     try:
-        with open(path) as f:
-            seen = json.load(f)
-    except (OSError, ValueError):
+        index, count = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise pytest.UsageError(f"--fuzz-shard must be I/W with 0 <= I < W, got {text!r}") from None
+    if not 0 <= index < count:
+        raise pytest.UsageError(f"--fuzz-shard must be I/W with 0 <= I < W, got {text!r}")
+    return index, count
+
+
+_profiles_seen: list = []   # every hypothesis profile object this process has collected under
+_outages_written: set = set()
+
+
+def _refresh_profile(items) -> None:
+    """Tests holding an earlier session's profile object run under this session's."""
+    from hypothesis import settings
+
+    current = settings.default
+    if not any(current is p for p in _profiles_seen):
+        _profiles_seen.append(current)
+    for item in items:
+        fn = getattr(item, "obj", None)
+        held = getattr(fn, "_hypothesis_internal_use_settings", None)
+        if held is not None and held is not current and any(held is p for p in _profiles_seen):
+            fn._hypothesis_internal_use_settings = current
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(session, config, items):
+    if _out_path() is None:
         return
-    items.sort(key=lambda item: seen.get(item.nodeid, 0))
+    _refresh_profile(items)
+    path = knobs.fuzz_priority.get()
+    if path:
+        try:
+            with open(path) as f:
+                seen = json.load(f)
+        except (OSError, ValueError):
+            seen = {}
+        items.sort(key=lambda item: seen.get(item.nodeid, 0))
+    shard = config.getoption("--fuzz-shard")
+    if shard:
+        index, count = _shard(shard)
+        kept = [item for i, item in enumerate(items) if i % count == index]
+        dropped = [item for i, item in enumerate(items) if i % count != index]
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 def pytest_collection_finish(session):
@@ -201,5 +253,7 @@ def pytest_sessionfinish(session):
         return
     from kernelprop.database import outages
 
-    if outages():
-        _write({"type": "database", "outages": outages()})
+    new = [o for o in outages() if json.dumps(o, sort_keys=True, default=str) not in _outages_written]
+    if new:
+        _outages_written.update(json.dumps(o, sort_keys=True, default=str) for o in new)
+        _write({"type": "database", "outages": new})

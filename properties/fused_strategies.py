@@ -43,6 +43,9 @@ def fused_class_cases(shape_class: str, **kw) -> st.SearchStrategy[FusedCase]:
         rows = REFERENCE_ROWS[current_sizes()]
         return st.tuples(base, st.sampled_from(REFERENCE_DIMS)).map(
             lambda p: p[0].replace(rows=min(max(p[0].rows, 1), rows), heads=0, dim=p[1]))
+    if shape_class == "large_offsets":
+        return base.map(lambda c: c.replace(rows=max(c.rows, 3), heads=0, strided_x=False,
+                                            strided_residual=False, large_offsets=True))
     raise ValueError(f"shape_class must be 'plain' or one of {coverage.classes_of('fused')}, "
                      f"got {shape_class!r}")
 

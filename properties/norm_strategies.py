@@ -6,7 +6,9 @@ NormInputs.shape_classes). Shrinks toward one row, D = 1, normal data, no stride
 The classes: "eps0_tiny" (eps = 0 with data whose fp32 squares are subnormal), "eps_dominant"
 (eps above the rows' mean square), "reference" (the per-head q norm of the decode shape: [2, 64,
 512] at small sizes, [128, 64, 512] at reference sizes, rows of 8192 at large sizes),
-"nonfinite_rows" (rows with NaN / inf beside finite ones).
+"nonfinite_rows" (rows with NaN / inf beside finite ones), and P1's opt-in classes "grid_rows"
+(65536-70000 rows of at most 16 columns) and "large_offsets" (rows of x spread over a lazily
+allocated buffer, the last starting past 2^31 elements).
 """
 from __future__ import annotations
 
@@ -15,8 +17,8 @@ from hypothesis import strategies as st
 from kernelprop import coverage
 from kernelprop.golden.error_model import error_model_family
 from kernelprop.golden.rmsnorm_bounds import domain_v_min
-from kernelprop.golden.rmsnorm_inputs import (NORM_CLASSES, NORM_DATA_KINDS, SUBNORMAL_SQUARES, NormCase,
-                                             NormRecipe)
+from kernelprop.golden.rmsnorm_inputs import (GRID_AXIS_LIMIT, NORM_CLASSES, NORM_DATA_KINDS,
+                                             SUBNORMAL_SQUARES, NormCase, NormRecipe)
 from kernelprop.properties.norm_limits import (LARGE_NORM_DIM, NORM_SIZES, REFERENCE_NORM,
                                                REFERENCE_NORM_SMALL_ROWS, NormLimits)
 from kernelprop.properties.strategies import awkward_size, seeds, skip_outside_domain
@@ -63,11 +65,24 @@ def norm_class_cases(shape_class: str, *, limits: NormLimits | None = None, data
             return base.map(lambda c: c.replace(rows=min(c.rows, 64), heads=0, dim=LARGE_NORM_DIM))
         rows = REFERENCE_NORM_SMALL_ROWS if current_sizes() == "small" else REFERENCE_NORM["rows"]
         return base.map(lambda c: c.replace(**{**REFERENCE_NORM, "rows": rows}))
+    if shape_class == "grid_rows":
+        # just past CUDA's grid-axis cap; few columns: the bundled kernel runs ~1000 programs of
+        # 64 rows on the interpreter, ~27 s an example (docs/measurements.md)
+        return st.tuples(base, st.integers(1, GRID_ROWS_EXTRA)).map(
+            lambda a: a[0].replace(rows=GRID_AXIS_LIMIT + a[1], heads=0,
+                                   dim=min(a[0].dim, GRID_ROWS_MAX_DIM)))
+    if shape_class == "large_offsets":
+        return base.map(lambda c: c.replace(rows=max(c.rows, 3), heads=0, strided=False,
+                                            large_offsets=True))
     if shape_class == "nonfinite_rows":  # >= 2 rows, so a finite row stays beside them
         return st.tuples(base, st.integers(1, 3)).map(
             lambda a: a[0].replace(rows=max(a[0].rows, 2), nonfinite_rows=a[1]))
     raise ValueError(f"shape_class must be 'plain' or one of {NORM_CLASSES}, "
                      f"got {shape_class!r}")
+
+
+GRID_ROWS_EXTRA = 4465      # grid_rows draws GRID_AXIS_LIMIT + 1 .. 70000 rows
+GRID_ROWS_MAX_DIM = 16
 
 
 def norm_recipes(*, invs=("recip_sqrt", "rsqrt", "recip_sqrt_rn"),

@@ -111,7 +111,7 @@ def fitted_case(case, domain):
 # example on the interpreter: 1 per property; huge_scores kills what it kills on any example
 # (every row below the sentinel): 3 per property. Both run on top of the other classes' shares,
 # which stay what they were without them.
-SMALL_SIZES_CLASS_EXAMPLES = {"reference": 1, "many_rows": 1, "huge_scores": 3}
+SMALL_SIZES_CLASS_EXAMPLES = {"reference": 1, "many_rows": 1, "huge_scores": 3, "grid_rows": 1}
 
 
 # The nightly's time split at reference sizes (a stated choice): every class an equal share of a
@@ -120,7 +120,7 @@ SMALL_SIZES_CLASS_EXAMPLES = {"reference": 1, "many_rows": 1, "huge_scores": 3}
 # 4 reference examples took 20 s of a 34 s round, ~23 others 11 s), so an equal share spent over
 # half of every round on it; at 1/8 it takes ~1/7 of a round and the tiny classes, where the
 # catalogue's bugs are found (docs/mutants.md), get the rest.
-NIGHTLY_CLASS_FRACTION = {"reference": 1 / 8}
+NIGHTLY_CLASS_FRACTION = {"reference": 1 / 8, "grid_rows": 1 / 8}
 
 
 def class_examples(shape_class: str, share: Optional[int] = None) -> Optional[int]:
@@ -156,14 +156,23 @@ def over_shape_classes(kind: str, *, not_applicable: Optional[dict] = None, also
     shared = sum(class_examples(c) is None for c in params if c not in also)
 
     def decorate(test):
-        share_settings = settings(max_examples=max(2, settings.default.max_examples // shared))
-        share_test = share_settings(given(**given_kwargs)(test))
+        share_test = settings(max_examples=max(2, settings.default.max_examples // shared))(
+            given(**given_kwargs)(test))
+        # the shares follow the profile current when the test is called, not the one at import
+        # (kernelprop.fuzz_worker runs successive rounds, each with its own count, in one process)
+        under: dict = {"profile": None}
         own: dict = {}   # (class, examples) -> (its settings, its test)
 
         def for_class(shape_class: str):
+            if under["profile"] is not settings.default:
+                share_settings = settings(max_examples=max(2, settings.default.max_examples // shared))
+                under.update(profile=settings.default, share=(share_settings, share_settings(
+                    given(**given_kwargs)(test))))
+                own.clear()
+            share_settings = under["share"][0]
             n = class_examples(shape_class, share=share_settings.max_examples)
             if n is None:
-                return share_settings, share_test
+                return under["share"]
             if (shape_class, n) not in own:
                 # no shrink phase either: the class fixes its dimensions, and every shrink step
                 # would cost a full example of it; a failure is reported as drawn

@@ -14,6 +14,7 @@ from kernelprop.golden.rmsnorm_inputs import NormCase, NormRecipe, make_norm_inp
 from kernelprop.golden.error_model import error_model_family
 from kernelprop.golden import rmsnorm_bounds
 from kernelprop.properties.checks import run_property
+from kernelprop.properties.launch_cost import check_grid_rows
 from kernelprop.properties.replays_norm import (
     INV_ULPS,
     npu_measurement,
@@ -78,6 +79,8 @@ def _draw_for(impl, data, device, shape_class: str, backend: str) -> tuple[NormC
     """A case in the implementation's declared domain and a recipe it can run (its declared one
     unless it accepts a recipe), with the recipe's chunk count capped on the CPU backend."""
     case = _case(data, device, shape_class, domain=impl.domain)
+    if shape_class == "grid_rows":
+        check_grid_rows(impl, backend, case)   # CUDA's grid limits; skipped where unaffordable
     recipe = data.draw(recipes_for(impl, norm_recipes()), label="recipe")
     return case, (_affordable(recipe, case.dim, backend) if impl.varies("chunk") else recipe)
 

@@ -11,7 +11,7 @@ Rewrites, in every tracked-style .py file under ROOT (not .venv, not this script
     import kernels                -> from kernelprop import kernels
     import golden.x as g          -> import kernelprop.golden.x as g
     "properties.replays_x:fn"     -> "kernelprop.properties.replays_x:fn"  (module strings)
-Module strings are whole quoted module paths with an optional ':attr' ("golden.inputs:AttnInputs",
+Module strings are whole quoted module paths with an optional ':attr' ("golden.attention_inputs:AttnInputs",
 "properties.replays_attention:"); file names and paths ("impls/x.py", "properties.test_x.py__t")
 are left alone. --check: print the files that would change, exit 1 if any.
 Running it twice changes nothing the second time.
@@ -42,7 +42,7 @@ def rewrite(text: str, where: str = "") -> str:
 
 
 def _module_string(match: re.Match) -> str:
-    """A whole quoted module path ("golden.inputs", "kernels:fn"), not a file name (".py")."""
+    """A whole quoted module path ("golden.attention_inputs", "kernels:fn"), not a file name (".py")."""
     quote, package, rest = match.groups()
     if not rest or ".py" in rest:
         return match.group(0)

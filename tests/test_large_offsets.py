@@ -7,7 +7,8 @@ import torch
 
 from kernelprop import coverage
 from kernelprop.golden.attention import sparse_attention_golden
-from kernelprop.golden.attention_inputs import (LARGE_OFFSET, AttnCase, AttnInputs,
+from kernelprop.golden.sampling import LARGE_OFFSET
+from kernelprop.golden.attention_inputs import (AttnCase, AttnInputs,
                                                 large_offset_base, make_attn_inputs)
 from kernelprop.impls.mutants.attention import int32_page_offset, reference
 from kernelprop.properties.test_attention_memory import fill_unread_rows

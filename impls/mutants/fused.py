@@ -155,6 +155,16 @@ wrong_row_inplace = _make(InplaceFusedAddNorm, "wrong_row_inplace", write=_wrong
 inplace_writes_padding = _make(InplaceFusedAddNorm, "inplace_writes_padding", write=_pads_written)
 writes_input_residual = _make(FusedAddNorm, "writes_input_residual", write=_updates_residual)
 
+
+def _int32_rows_add(self, x2, r2):
+    """x and residual rows read through row * row_stride formed in int32 (large_offsets)."""
+    from kernelprop.impls.mutants.rmsnorm import int32_row_offset
+
+    return int32_row_offset.load(x2) + int32_row_offset.load(r2)
+
+
+fused_int32_row_offset = _make(FusedAddNorm, "fused_int32_row_offset", add=_int32_rows_add)
+
 FUSED = "impls/mutants/fused.py"
 
 
@@ -180,6 +190,8 @@ def _catalogue():
         m("wrong_row_inplace", "in place: row i of x receives row i + 1's y", ("F2", "F4")),
         m("inplace_writes_padding", "in place: the row padding of a strided x is overwritten", ("F5",)),
         m("writes_input_residual", "out of place, yet the caller's residual is overwritten with z", ("F5",)),
+        m("fused_int32_row_offset", "row * row_stride of x and residual formed in int32: rows "
+          "starting past 2^31 elements read from a wrapped offset (shape class large_offsets)", ("F1",)),
     ]
     controls = [
         Control("bundled_fused", "fused_add_rms_norm",

@@ -345,6 +345,53 @@ class NanSwallowedByFmax(RMSNorm):
 nan_swallowed_fmax = NanSwallowedByFmax()
 
 
+# -- launch grids past 65535 rows (shape class grid_rows) ---------------------------------------
+
+GRID_AXIS_CAP = 65535
+
+
+class GridCappedRows(RMSNorm):
+    """One program per row, the grid clamped to CUDA's 65535 programs per axis (rows on axis 1,
+    or a wrapper that caps instead of folding): a grid-stride loop over rows then steps by
+    65536 (the next power of two, not the grid it launched), so row 65535 (and every row r with
+    r mod 65536 = 65535) is never written and keeps what the allocation held (NaN here: the
+    suite poisons fresh allocations). Right for up to 65535 rows."""
+
+    def store(self, y, recipe):
+        out = super().store(y, recipe)
+        rows = out.reshape(-1, out.shape[-1])
+        skipped = torch.arange(rows.shape[0], device=out.device) % (GRID_AXIS_CAP + 1) == GRID_AXIS_CAP
+        if bool(skipped.any()):
+            rows = rows.clone()
+            rows[skipped] = torch.empty_like(rows[skipped])  # never written
+            out = rows.reshape(out.shape)
+        return out
+
+
+grid_capped_rows = GridCappedRows()
+
+
+# -- address arithmetic past 2^31 elements (shape class large_offsets) ---------------------------
+
+class Int32RowOffset(RMSNorm):
+    """Each row's start, row * row_stride, formed in int32 (a program id times a stride, both
+    int32): it wraps once a row starts at or past 2^31 elements, and the wrapped offset addresses
+    another part of x's buffer (here counted from the buffer's end, as a negative index does; on
+    a GPU, memory before x). Right while every row starts below 2^31 elements."""
+
+    def load(self, x):
+        D = x.shape[-1]
+        x2 = x.reshape(-1, D)
+        rows = torch.arange(x2.shape[0], dtype=torch.int64)
+        starts = (rows * x2.stride(0) + 2 ** 31) % 2 ** 32 - 2 ** 31     # int32 arithmetic
+        flat = x2.as_strided((x2.untyped_storage().nbytes() // x2.element_size(),), (1,), 0)
+        index = starts[:, None] + x2.storage_offset() + torch.arange(D)[None, :] * x2.stride(1)
+        return flat[index.to(flat.device)].reshape(x.shape).float()
+
+
+int32_row_offset = Int32RowOffset()
+
+
 NORM = "impls/mutants/rmsnorm.py"
 
 
@@ -385,6 +432,10 @@ def _catalogue():
           "sums the bf16 squares in fp32", ("P1",)),
         m("nan_swallowed_fmax", "v guarded with fmax(v, FLT_MIN): a NaN sum of squares becomes "
           "FLT_MIN, so a row with a NaN gives finite outputs beside it", ("P9",)),
+        m("grid_capped_rows", "one program per row on a grid capped at 65535 programs, stepping "
+          "by 65536: row 65535 is never written (shape class grid_rows)", ("P1",)),
+        m("int32_row_offset", "row * row_stride formed in int32: a row starting past 2^31 "
+          "elements is read from a wrapped offset (shape class large_offsets)", ("P1",)),
     ]
     controls = [
         Control("bundled_rms_norm", "rms_norm", "kernelprop.kernels.rms_norm:rms_norm", "the bundled Triton kernel"),

@@ -44,8 +44,9 @@ def _cannot_check_cause(error: BaseException) -> CannotCheckOnBackend | None:
 def _install(patcher) -> None:
     from triton.runtime import interpreter as _interp
 
-    from kernelprop.faithful import arith, autotune, casts, dot, libdevice
+    from kernelprop.faithful import arith, autotune, casts, dot, libdevice, memory
 
+    memory.install(patcher)
     casts.install(patcher)
     arith.install(patcher)
     dot.install(patcher)
