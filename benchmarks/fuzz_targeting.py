@@ -6,7 +6,7 @@ attention mutants (small errors: P kept in fp32, L from the unrounded exp, bf16 
 
 Each run is one pytest process of P1 (`test_p1_kernel_matches_golden[<class>]`, the nightly
 profile, --sizes small, a forced --hypothesis-seed so the database plays no part) against one
-mutant, with kernelprop.fuzz_plugin's stats (the example index and seconds of the first failing
+mutant, with kernelprop.commands.fuzz_plugin's stats (the example index and seconds of the first failing
 example) and benchmarks/fuzz_targeting_plugin.py choosing the target() score by mode:
 untargeted (no target() call), error_bound (the former score) or margin (the suite's score).
 Runs are interleaved (seed, mutant, mode in turn) so a shared machine's load hits every mode
@@ -39,7 +39,7 @@ def one_run(mutant: str, mode: str, seed: int, examples: int, shape_class: str,
                    PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
         cmd = [sys.executable, "-m", "pytest", "properties/test_attention_p1.py",
                "-k", f"test_p1_kernel_matches_golden and {shape_class}",
-               "-p", "kernelprop.fuzz_plugin", "-p", "benchmarks.fuzz_targeting_plugin",
+               "-p", "kernelprop.commands.fuzz_plugin", "-p", "benchmarks.fuzz_targeting_plugin",
                "-p", "no:cacheprovider", "-p", "no:xdist", "--hypothesis-profile=nightly",
                f"--hypothesis-seed={seed}", "--sizes", "small", "-q", "--no-header",
                f"--impl=sparse_attention=impls/mutants/attention.py:{mutant}",

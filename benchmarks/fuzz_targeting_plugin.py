@@ -21,13 +21,13 @@ if MODE not in ("both", "margin", "error_bound", "untargeted"):
     raise ValueError(f"KP_TARGET_SCORE must be both, margin, error_bound or untargeted, "
                      f"got {MODE!r}")
 if MODE == "error_bound":
-    from kernelprop.verdict import Verdict
+    from kernelprop.core.verdict import Verdict
 
     Verdict.score = property(lambda self: self.worst)  # type: ignore[assignment]
     Verdict.score_label = property(  # type: ignore[assignment]
         lambda self: "differing elements" if self.kind == "bitwise" else "error/bound")
 if MODE in ("margin", "error_bound"):
-    from kernelprop.verdict import Verdict
+    from kernelprop.core.verdict import Verdict
 
     Verdict.steering = property(lambda self: None)  # type: ignore[assignment]
 elif MODE == "untargeted":

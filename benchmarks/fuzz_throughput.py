@@ -5,13 +5,13 @@ pytest run of the same tests, interleaved on one machine (so a shared machine's 
         [--process-rounds N] [-k test_p1_kernel_matches_golden] [PATHS ...]
 
 fuzz: `python -m kernelprop fuzz --minutes M PATHS -k EXPR --sizes small`, with a fresh database;
-examples: the sum over its stats records (kernelprop.fuzz_plugin) of every test's examples.
+examples: the sum over its stats records (kernelprop.commands.fuzz_plugin) of every test's examples.
 Per fuzz run also each round's restart: its wall time less the time its tests ran (the fuzz
 plugin's per-test seconds, setup included), i.e. what starting the round cost (process start and
 imports, or an in-process session's collection and setup). --process-rounds N adds N runs of
 `fuzz --process-per-round` (a pytest process per round, the former rounds) after the pairs.
 pytest: `python -m pytest PATHS -k EXPR --hypothesis-profile=nightly --sizes small` with
-KERNELPROP_NIGHTLY_EXAMPLES=E and kernelprop.fuzz_plugin's stats, a fresh database; its wall time
+KERNELPROP_NIGHTLY_EXAMPLES=E and kernelprop.commands.fuzz_plugin's stats, a fresh database; its wall time
 includes its one start. Printed per run: wall seconds, examples, examples per minute; then the
 ratio fuzz / pytest of the summed examples per summed minute.
 """
@@ -64,7 +64,7 @@ def run(kind: str, args, tmp: Path) -> dict:
         env.update(KERNELPROP_NIGHTLY_EXAMPLES=str(args.examples), KERNELPROP_FUZZ_STATS=str(tmp / "stats"),
                    KERNELPROP_DATABASE=str(tmp / "db"), KERNELPROP_PROFILE="nightly")
         cmd = [sys.executable, "-m", "pytest", *args.paths, "-k", args.select, "-p",
-               "kernelprop.fuzz_plugin", "-p", "no:cacheprovider", "-p", "no:xdist",
+               "kernelprop.commands.fuzz_plugin", "-p", "no:cacheprovider", "-p", "no:xdist",
                "--hypothesis-profile=nightly", "--sizes", "small", "-q",
                "--reports-dir", str(tmp / "reports")]
         stats = tmp / "stats"

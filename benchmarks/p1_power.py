@@ -68,7 +68,7 @@ from kernelprop.impls.torch_reference import rms_norm as torch_rms_norm  # noqa:
 from kernelprop.impls.h100_emulation import sparse_decode_attention as h100_attention  # noqa: E402
 from kernelprop.kernels.sparse_attention import sparse_decode_attention as bundled_attention  # noqa: E402
 from kernelprop.golden.attention_bounds import cuda_model_for_ptx  # noqa: E402
-from kernelprop.ptx_audit import declared_ptx  # noqa: E402
+from kernelprop.core.ptx_audit import declared_ptx  # noqa: E402
 from kernelprop.impls.torch_reference import sparse_decode_attention as torch_reference  # noqa: E402
 
 

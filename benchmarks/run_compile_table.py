@@ -2,11 +2,11 @@
 
     python benchmarks/run_compile_table.py [--json PATH] [--dry-run] [--only NAME ...]
 
-For each reference point of kernelprop.compile (the same KernelLaunch the wrappers build, now on
+For each reference point of kernelprop.commands.compile (the same KernelLaunch the wrappers build, now on
 real CUDA tensors): the kernel's median time (triton.testing.do_bench; also through a CUDA graph,
 do_bench_cudagraph, which removes the launch overhead), a device-to-device copy of
 the same byte count the roofline says must cross HBM (read + write, measured in the same run),
-and the predictions of kernelprop.roofline at the model's 3.0 TB/s and at this run's measured copy
+and the predictions of kernelprop.commands.roofline at the model's 3.0 TB/s and at this run's measured copy
 bandwidth. `--dry-run` (no GPU needed) prints the predictions only, to check the CPU-side parts.
 """
 from __future__ import annotations
@@ -19,11 +19,11 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from kernelprop.compile import build_launch, reference_points  # noqa: E402
-from kernelprop.roofline import attention_roofline, norm_roofline  # noqa: E402
+from kernelprop.commands.compile import build_launch, reference_points  # noqa: E402
+from kernelprop.commands.roofline import attention_roofline, norm_roofline  # noqa: E402
 
 
-ROOFLINE_KINDS = ("attention", "rms_norm")   # points with a model in kernelprop.roofline
+ROOFLINE_KINDS = ("attention", "rms_norm")   # points with a model in kernelprop.commands.roofline
 
 
 def roofline_of(point, launch):

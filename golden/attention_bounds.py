@@ -151,7 +151,7 @@ CUDA_MODEL = AttnBackend(tensor_core=TensorCoreModel(block=16, extra_bits=0),
                          exp_base=PTX_FIGURES["ex2.approx"].rel, exp_arg_units=CUDA_EXP_ARG_UNITS, ftz=False,
                          div_units=PTX_FIGURES["div.full"].rel / U_FP32)
 MODELS = {"worst": WORST_CASE, "hm": PROBABILISTIC, "random": RANDOM_ORDER, "cuda": CUDA_MODEL}
-# the model P1 uses per suite backend (kernelprop.backend names)
+# the model P1 uses per suite backend (kernelprop.core.backend names)
 BACKEND_MODELS = {"cpu": "random", "cuda": "cuda"}
 
 
@@ -526,11 +526,11 @@ def attention_p2_bound(trace: TiledTrace, attn_sink, recipe: AttnRecipe) -> torc
     return _propagate(trace, sens, recipe, dp, dl, rho, rho_sigma).total + 2.0 ** -40 * trace.o.double().abs()
 
 
-# %% the CUDA model a kernel's PTX calls for (kernelprop.ptx_audit counts its instructions)
+# %% the CUDA model a kernel's PTX calls for (kernelprop.core.ptx_audit counts its instructions)
 
 def cuda_model_for_ptx(counts) -> "AttnBackend":
     """The AttnBackend for a kernel whose PTX has `counts` (instruction -> count, from
-    kernelprop.ptx_audit.audit): the tensor-core score model when its dots are bf16 / fp16 MMAs (else the random-order fp32 model), flush to zero
+    kernelprop.core.ptx_audit.audit): the tensor-core score model when its dots are bf16 / fp16 MMAs (else the random-order fp32 model), flush to zero
     when any counted arithmetic flushes (ex2.approx.ftz, libdevice .ftz code), div.full's 5u where
     it divides with `/`; the exp figure of ex2.approx either way."""
     tc = any(s.split(" ")[0] in TENSOR_CORE_KINDS for s in counts)

@@ -1,4 +1,4 @@
-"""Sparse attention's shape classes (kernelprop.coverage): the shapes where a bug can hide from
+"""Sparse attention's shape classes (kernelprop.core.coverage): the shapes where a bug can hide from
 interpreter-sized examples, each recognized from the AttnInputs a property ran on and the recipe's
 tile (`attn_classes`, what AttnInputs.shape_classes(recipe) returns):
 

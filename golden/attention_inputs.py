@@ -389,7 +389,7 @@ class AttnInputs(TensorArgs):
     def describe(self) -> dict:
         """Every tensor's shape/dtype/stride (tables, indices, lengths, sink in full when small; the
         data tensors live in inputs.pt), the scalars, and which indices are valid per token."""
-        from kernelprop.plain import SMALL, plain, tensor_summary
+        from kernelprop.core.plain import SMALL, plain, tensor_summary
 
         desc: dict = {}
         for name in self.TENSORS:

@@ -16,7 +16,7 @@ One name per quantity, used by every op's bounds:
                     when y moves by a relative `rel` (0 where the rounding is decided)
 
 CUDA (sm_90a, triton 3.6.0; docs/bounds.md#gpu-model): one figure per PTX instruction the kernels
-compile to, from its primary source (`PTX_FIGURES`, read by the PTX audit kernelprop/ptx_audit.py),
+compile to, from its primary source (`PTX_FIGURES`, read by the PTX audit kernelprop/core/ptx_audit.py),
 and the tensor-core block-FMA model of bf16 dots (`TensorCoreModel`).
 """
 from __future__ import annotations
@@ -72,7 +72,7 @@ def error_model_family(backend: Optional[str] = None) -> str:
     "cpu". knobs.error_model (pytest `--error-model`) when set, so the CUDA bounds can check
     an emulated GPU on the CPU backend; else the suite backend's (`backend`, else knobs.backend):
     "cuda" for cuda, "cpu" for every other backend name."""
-    from kernelprop import knobs   # a setting, read when asked (golden/ imports no core module at import)
+    from kernelprop.core import knobs   # a setting, read when asked (golden/ imports no core module at import)
 
     chosen = knobs.error_model.get()
     if chosen is None:

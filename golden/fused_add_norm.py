@@ -147,7 +147,7 @@ class FusedInputs(TensorArgs):
         return self.call(fused_add_rms_norm_fp64)[0]
 
     def describe(self) -> dict:
-        from kernelprop.plain import plain, tensor_summary
+        from kernelprop.core.plain import plain, tensor_summary
 
         desc = {}
         for n in self.TENSORS:
@@ -159,7 +159,7 @@ class FusedInputs(TensorArgs):
         return desc
 
     def shape_classes(self, recipe=None) -> frozenset:
-        """The FUSED_CLASSES these inputs fall in, judged on the golden z (kernelprop.coverage; the
+        """The FUSED_CLASSES these inputs fall in, judged on the golden z (kernelprop.core.coverage; the
         recipe does not change them)."""
         x = self.x.detach().cpu()
         z = residual_sum(x, self.residual.detach().cpu()).double()

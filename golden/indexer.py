@@ -118,7 +118,7 @@ class IndexerInputs(TensorArgs):
         return self.call(indexer_topk_fp64)
 
     def describe(self) -> dict:
-        from kernelprop.plain import tensor_summary
+        from kernelprop.core.plain import tensor_summary
 
         desc = {n: tensor_summary(getattr(self, n)) for n in self.TENSORS}
         for n in ("index_q", "index_k"):

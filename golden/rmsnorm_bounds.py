@@ -518,7 +518,7 @@ def in_recipe_domain(x: torch.Tensor, eps: float, recipe: NormRecipe, backend: s
     return bool(((v == 0) | (v >= v_min(recipe, x.dtype, backend))).all())
 
 
-# %% the CUDA figures an RMSNorm kernel's PTX calls for (kernelprop.ptx_audit counts them)
+# %% the CUDA figures an RMSNorm kernel's PTX calls for (kernelprop.core.ptx_audit counts them)
 
 def cuda_figures_for_ptx(counts) -> tuple[float, float]:
     """(inv_ulps, v_div_units) for an RMSNorm kernel whose PTX has `counts`: the largest INV figure

@@ -133,7 +133,7 @@ NORM_DATA_KINDS = ("normal", "tiny", "huge", "zero", "int8", "heavy", "uniform")
 SUBNORMAL_SQUARES = "subnormal_squares"
 
 
-# The shape classes where real kernels differ from toy ones (kernelprop.coverage), recognized from
+# The shape classes where real kernels differ from toy ones (kernelprop.core.coverage), recognized from
 # the inputs by NormInputs.shape_classes:
 #   eps0_tiny       eps = 0 with data so small that fp32 x^2 is subnormal
 #   eps_dominant    eps > 0 above some row's mean square (where eps enters decides the scale)
@@ -272,7 +272,7 @@ class NormInputs(TensorArgs):
 
     def describe(self) -> dict:
         """x and weight summaries (values in full up to 16 elements) and eps."""
-        from kernelprop.plain import plain, tensor_summary
+        from kernelprop.core.plain import plain, tensor_summary
 
         desc: dict = {"x": tensor_summary(self.x)}
         if self.x.numel() > 16:

@@ -2,7 +2,7 @@
 arguments). Mixins for frozen dataclasses; they hold no fields.
 
 They are also the per-op protocol: what shared code (coverage, reports, the kill matrix) may ask
-of an op (its report hints are its Explain's, kernelprop.causes). Shared code calls these methods;
+of an op (its report hints are its Explain's, kernelprop.core.causes). Shared code calls these methods;
 it never tests an op's type or attribute names (`hasattr`, `isinstance`, key names). `OpCase` / `OpInputs` state the protocol for readers
 and type checkers; every registered op's Case and Inputs types satisfy it through these mixins.
 """
@@ -38,7 +38,7 @@ class TensorArgs:
     `.state_dict()` (tensors on the CPU plus the keywords: what a report saves)."""
 
     TENSORS: tuple = ()
-    SHAPE_CLASSES: ClassVar[tuple] = ()       # the op's shape classes (kernelprop.coverage)
+    SHAPE_CLASSES: ClassVar[tuple] = ()       # the op's shape classes (kernelprop.core.coverage)
     OPT_IN_CLASSES: ClassVar[dict] = {}       # {class: property ids}: classes only they draw
     DESCRIBE_LABELS: ClassVar[dict] = {}      # report labels of describe() keys, {key: label}
 
@@ -46,7 +46,7 @@ class TensorArgs:
         raise NotImplementedError
 
     def describe(self) -> dict:
-        """JSON-able description for reports: {key: value}, tensors as kernelprop.plain summaries."""
+        """JSON-able description for reports: {key: value}, tensors as kernelprop.core.plain summaries."""
         raise NotImplementedError
 
     def truth(self):

@@ -26,7 +26,7 @@ import math
 
 import torch
 
-from kernelprop import knobs
+from kernelprop.core import knobs
 from kernelprop.golden.attention import gather_kv
 from kernelprop.golden.error_model import (FP32_MIN_NORMAL, LOG2E_FP32, PTX_FIGURES, TensorCoreModel,
                                            tc_dot_emulate)

@@ -5,11 +5,11 @@ What an adapter for a third-party kernel needs (docs/plugins.md), importable fro
   AttnRecipe, NormRecipe, IndexerRecipe   the numerics a callable declares (`fn.recipe = ...`)
   AttnDomain, NormDomain, IndexerDomain   the inputs it supports (`fn.domain = ...`)
   (every op's recipe and domain type and its `exports`, read from the op registry,
-  kernelprop/registry.py)
+  kernelprop/core/registry.py)
   check_attention_args, check_norm_args   the suite's input contract (P13), for adapters
   flat_slot_ids                   block tables + SPEC visibility -> flat slot ids per pool
   (every op's recipe and domain type and its record's `exports`, read from the op registry,
-  kernelprop/registry.py)
+  kernelprop/core/registry.py)
   faithful_interpreter            context: triton's CPU interpreter computing as the GPU does
   CannotCheckOnBackend            raised by a kernel operation that interpreter cannot compute
 Names resolve lazily: importing kernelprop imports neither triton nor the bundled kernels.
@@ -31,7 +31,7 @@ if (_CLONE_ROOT / "pyproject.toml").is_file() and (_CLONE_ROOT / "golden" / "__i
 
 def _op_types() -> dict:
     """{name: module} of every registered op's recipe and domain types and its `exports`."""
-    from kernelprop.registry import OPS
+    from kernelprop.core.registry import OPS
 
     return {ref.partition(":")[2]: ref.partition(":")[0] for op in OPS
             for ref in (op.recipe, op.domain, *op.exports)}

@@ -18,8 +18,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path[:1]:
     sys.path.insert(0, str(ROOT))  # this repo's `kernels`, never the PyPI package of that name
 
-COMMANDS = {"replay": "kernelprop.replay", "fuzz": "kernelprop.fuzz", "mutants": "kernelprop.mutants",
-            "compile": "kernelprop.compile", "verify": "kernelprop.verify"}
+COMMANDS = {"replay": "kernelprop.commands.replay", "fuzz": "kernelprop.commands.fuzz", "mutants": "kernelprop.commands.mutants",
+            "compile": "kernelprop.commands.compile", "verify": "kernelprop.commands.verify"}
 
 
 def main(argv: list[str]) -> int:

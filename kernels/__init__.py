@@ -1,5 +1,5 @@
 """Bundled Triton kernels under test (SPEC sections 6-7): every registered op whose record
-(kernelprop/registry.py, `bundled`) names a module of this package, e.g. `from kernelprop.kernels
+(kernelprop/core/registry.py, `bundled`) names a module of this package, e.g. `from kernelprop.kernels
 import sparse_decode_attention` (imported on first access).
 
 Import side effect (the only one): on a machine without CUDA, if TRITON_INTERPRET is unset, this
@@ -21,7 +21,7 @@ def _registered() -> dict:
     package (whether it was imported as kernelprop.kernels or, in a clone, as plain `kernels`), but
     a callable named as its module: `kernelprop.kernels.<name>` is that module (Python binds a
     submodule to its package once imported), so that callable is imported from the module itself."""
-    from kernelprop.registry import OPS
+    from kernelprop.core.registry import OPS
 
     package = "kernelprop.kernels."
     refs = (o.bundled.partition(":") for o in OPS)

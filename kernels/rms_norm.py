@@ -266,7 +266,7 @@ def norm_launch(x2, weight, y, eps32: float, recipe: NormRecipe) -> KernelLaunch
 
 rms_norm.recipe = NormRecipe()
 rms_norm.accepts_recipe = True
-# its sm_90a PTX per INV variant (./kp compile; kernelprop.ptx_audit.declared_ptx): v is div_rn
+# its sm_90a PTX per INV variant (./kp compile; kernelprop.core.ptx_audit.declared_ptx): v is div_rn
 INV_PTX = {"rsqrt": ("rsqrt.approx.ftz",), "recip_sqrt": ("sqrt.approx.ftz", "div.full"),
            "recip_sqrt_rn": ("sqrt.rn",)}
 rms_norm.ptx = lambda recipe: ("div.rn", "cvt.rn.bf16") + INV_PTX.get(recipe.inv, ("div.full",))

@@ -685,5 +685,5 @@ def _to_out_dtype(o: torch.Tensor, recipe: AttnRecipe) -> torch.Tensor:
 sparse_decode_attention.recipe = AttnRecipe()
 # every recipe field but the split-KV ones: this kernel is one pass over the keys
 sparse_decode_attention.accepts_recipe = UNSPLIT_FIELDS
-# its sm_90a PTX (./kp compile; kernelprop.ptx_audit.declared_ptx): P1 on CUDA charges these figures
+# its sm_90a PTX (./kp compile; kernelprop.core.ptx_audit.declared_ptx): P1 on CUDA charges these figures
 sparse_decode_attention.ptx = ("cvt.rn.bf16", "div.rn", "ex2.approx", "wgmma.f32.bf16.bf16 k16")

@@ -2,7 +2,7 @@
 decode shape (SPEC section 2). No hypothesis import: P13's table (a replay module) holds limits."""
 from __future__ import annotations
 
-from kernelprop.sizes import BySize, SizePresets, limits_type
+from kernelprop.core.sizes import BySize, SizePresets, limits_type
 
 AttnLimits = limits_type(
     "AttnLimits", __name__, "Upper bounds on a drawn AttnCase (one example must stay fast on the backend).",

@@ -15,14 +15,14 @@ from typing import Optional
 
 from hypothesis import assume, strategies as st
 
-from kernelprop import coverage
+from kernelprop.core import coverage
 from kernelprop.golden.attention_classes import ATTN_CLASSES
 from kernelprop.golden.attention_inputs import (DATA_KINDS, REFERENCE, SINK_KINDS, AttnCase,
                                                AttnRecipe, make_attn_inputs)
 from kernelprop.golden.sampling import TC_ADVERSARIAL
 from kernelprop.properties.attention_limits import ATTN_SIZES, REFERENCE_BATCHES, AttnLimits
 from kernelprop.properties.strategies import fitted_case, awkward_size, seeds, skip_outside_domain
-from kernelprop.sizes import current_sizes
+from kernelprop.core.sizes import current_sizes
 
 
 def current_limits() -> AttnLimits:

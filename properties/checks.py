@@ -1,11 +1,11 @@
 """The assertion every property ends in: run a replay function, record evidence, steer, check.
 
-`run_property` calls the property's replay function (see kernelprop.evidence) on the example's
+`run_property` calls the property's replay function (see kernelprop.core.evidence) on the example's
 inputs, records what it saw (the counterexample report's content), calls hypothesis' `target()`
-with the verdict's score (kernelprop.verdict.Verdict.score: the margin ratio where the bound has a
+with the verdict's score (kernelprop.core.verdict.Verdict.score: the margin ratio where the bound has a
 discrete share of bf16 flips, which is 0 for a legitimate flip, else the error/bound ratio) so the
 targeted phase climbs toward bugs rather than toward harmless roundings, `note()`s the
-metrics of golden/ when it fails, counts the example's shape classes (kernelprop.coverage), and
+metrics of golden/ when it fails, counts the example's shape classes (kernelprop.core.coverage), and
 asserts: |actual - expected| <= bound elementwise, or bitwise equality when the outcome's bound is
 None.
 """
@@ -16,9 +16,9 @@ import math
 from hypothesis import currently_in_test_context, note, target
 
 from kernelprop.golden.metrics import assert_within, compare
-from kernelprop import coverage
-from kernelprop.evidence import Evidence, Outcome, record, resolve
-from kernelprop.verdict import STEERING_LABEL, Verdict, check_outcome
+from kernelprop.core import coverage
+from kernelprop.core.evidence import Evidence, Outcome, record, resolve
+from kernelprop.core.verdict import STEERING_LABEL, Verdict, check_outcome
 
 
 def assert_outcome(pid: str, check: str, outcome: Outcome, verdict: Verdict) -> None:

@@ -1,4 +1,4 @@
-"""What sparse attention's reports know (kernelprop.causes.Explain, named by its registry record):
+"""What sparse attention's reports know (kernelprop.core.causes.Explain, named by its registry record):
 the causes a failing example can prove, and the pre-flight case.
 
 - every non-finite output is on a token with no valid key (SPEC section 2: such a token outputs
@@ -16,7 +16,7 @@ from dataclasses import asdict
 
 import torch
 
-from kernelprop.causes import AlternativeRecipe, Cause, EvidenceCause, Explain, Failing
+from kernelprop.core.causes import AlternativeRecipe, Cause, EvidenceCause, Explain, Failing
 from kernelprop.golden.attention import valid_index_mask
 from kernelprop.golden.attention_inputs import AttnCase, AttnInputs
 from kernelprop.golden.output_rounding import output_numerics

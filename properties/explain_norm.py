@@ -1,4 +1,4 @@
-"""What RMSNorm's reports know (kernelprop.causes.Explain, named by its registry record): the
+"""What RMSNorm's reports know (kernelprop.core.causes.Explain, named by its registry record): the
 recipes a kernel may compute instead of the declared one, and the pre-flight case.
 
 Each candidate is a NormRecipe change; the cause holds when the recorded output passes P1 against
@@ -6,7 +6,7 @@ the golden of the changed recipe. A field the recipe type does not have is skipp
 """
 from __future__ import annotations
 
-from kernelprop.causes import AlternativeRecipe, Cause, Explain
+from kernelprop.core.causes import AlternativeRecipe, Cause, Explain
 from kernelprop.golden.rmsnorm_inputs import NormCase
 
 

@@ -3,7 +3,7 @@ import: P13's table holds limits). The interpreter runs one program per row, so 
 the reference class (rows of 4096 / 8192) draws its own dims."""
 from __future__ import annotations
 
-from kernelprop.sizes import SizePresets, limits_type
+from kernelprop.core.sizes import SizePresets, limits_type
 
 FusedLimits = limits_type("FusedLimits", __name__, "Upper bounds on a drawn FusedCase.", rows=8, dim=200)
 

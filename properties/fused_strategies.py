@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from kernelprop import coverage
+from kernelprop.core import coverage
 from kernelprop.golden.fused_add_norm import FUSED_DATA, FusedCase
 from kernelprop.properties.fused_limits import FUSED_SIZES, REFERENCE_DIMS, REFERENCE_ROWS, FusedLimits
 from kernelprop.properties.strategies import awkward_size, skip_outside_domain
-from kernelprop.sizes import current_sizes
+from kernelprop.core.sizes import current_sizes
 
 PLAIN_DATA = ("normal", "tiny", "huge", "zero", "cancel", "mixed_scale")
 

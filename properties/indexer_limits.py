@@ -3,7 +3,7 @@
 when it capped the attention limits (min(attention limit, cap)), kept unchanged."""
 from __future__ import annotations
 
-from kernelprop.sizes import SizePresets, limits_type
+from kernelprop.core.sizes import SizePresets, limits_type
 
 IndexerLimits = limits_type(
     "IndexerLimits", __name__, "Upper bounds on a drawn IndexerCase.",

@@ -57,7 +57,7 @@ _verdicts: dict = {}
 
 
 def grid_rows_skip_reason(impl, backend: str, rows: int) -> Optional[str]:
-    """None if the grid_rows class can run `impl` (an kernelprop.impl.Impl of rms_norm) at
+    """None if the grid_rows class can run `impl` (an kernelprop.core.impl.Impl of rms_norm) at
     `rows` rows on `backend`; else why not (its first launch's programs on the interpreter)."""
     if backend != "cpu":
         return None
@@ -87,7 +87,7 @@ def grid_within_limits(inputs: dict, impl, params: dict):
     import torch
 
     from kernelprop.kernels._launch import GRID_LIMITS
-    from kernelprop.verdict import Outcome
+    from kernelprop.core.verdict import Outcome
 
     grid = first_interpreter_grid(lambda: inputs["inputs"].call(impl)) or (1, 1, 1)
     actual = torch.tensor(grid, dtype=torch.float64)

@@ -4,7 +4,7 @@ limits."""
 from __future__ import annotations
 
 from kernelprop.golden.rmsnorm_inputs import REFERENCE_NORM_DIM
-from kernelprop.sizes import BySize, SizePresets, limits_type
+from kernelprop.core.sizes import BySize, SizePresets, limits_type
 
 NormLimits = limits_type("NormLimits", __name__, "Upper bounds on a drawn NormCase.", rows=8, dim=200)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from kernelprop import coverage
+from kernelprop.core import coverage
 from kernelprop.golden.error_model import error_model_family
 from kernelprop.golden.rmsnorm_bounds import domain_v_min
 from kernelprop.golden.rmsnorm_inputs import (GRID_AXIS_LIMIT, NORM_CLASSES, NORM_DATA_KINDS,
@@ -22,7 +22,7 @@ from kernelprop.golden.rmsnorm_inputs import (GRID_AXIS_LIMIT, NORM_CLASSES, NOR
 from kernelprop.properties.norm_limits import (LARGE_NORM_DIM, NORM_SIZES, REFERENCE_NORM,
                                                REFERENCE_NORM_SMALL_ROWS, NormLimits)
 from kernelprop.properties.strategies import awkward_size, seeds, skip_outside_domain
-from kernelprop.sizes import current_sizes
+from kernelprop.core.sizes import current_sizes
 
 
 def norm_cases(*, limits: NormLimits | None = None, data=NORM_DATA_KINDS,

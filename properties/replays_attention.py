@@ -20,9 +20,9 @@ from kernelprop.golden.metrics import ratio_rule
 from kernelprop.golden.output_margin import Fp32Domain, sided_bound
 from kernelprop.golden.output_rounding import reachable_bf16, widen_for_rounded, output_numerics
 from kernelprop.golden.attention_inputs import AttnRecipe
-from kernelprop.evidence import Outcome
-from kernelprop.plain import from_plain
-from kernelprop.ptx_audit import declared_ptx
+from kernelprop.core.evidence import Outcome
+from kernelprop.core.plain import from_plain
+from kernelprop.core.ptx_audit import declared_ptx
 
 P1_DOC = ("P1: |impl - golden| <= the worst direction of the P flips the fp32 error model makes "
           "possible (score error of the backend's model: random-order lambda = 6 on cpu, 2^-21 + u|x| "
@@ -44,7 +44,7 @@ def recipe_params(recipe: AttnRecipe, error_model: Optional[str] = None, impl=No
     model (golden.attention_bounds MODELS; default: the active model family's,
     golden.error_model.error_model_family: `--error-model`, else the suite backend's), kept so a
     replay checks the same bound. Under the
-    CUDA model, an `impl` that declares its PTX (kernelprop.ptx_audit.declared_ptx) gets the
+    CUDA model, an `impl` that declares its PTX (kernelprop.core.ptx_audit.declared_ptx) gets the
     figures that PTX calls for (golden.attention_bounds.cuda_model_for_ptx): its stems are kept as "ptx"."""
     if error_model is None:
         error_model = BACKEND_MODELS[error_model_family()]
@@ -59,7 +59,7 @@ def recipe_params(recipe: AttnRecipe, error_model: Optional[str] = None, impl=No
 def _model(params: dict, impl=None, recipe: Optional[AttnRecipe] = None):
     """The P1 error model of params (reports written before it was stored: the worst case; under
     the CUDA model, with PTX stems in params or declared by `impl` for `recipe`
-    (kernelprop.ptx_audit.declared_ptx): the figures they call for)."""
+    (kernelprop.core.ptx_audit.declared_ptx): the figures they call for)."""
     if params.get("error_model") == "cuda":
         stems = params.get("ptx") or (declared_ptx(getattr(impl, "fn", impl), recipe) if impl is not None else None)
         if stems:

@@ -1,10 +1,10 @@
 """P13 (bad input) for sparse attention: its corruptions, their replay and its argument table
-(kernelprop.registry: Op.bad_input). Same verdict rules as properties/replays_bad_input.py."""
+(kernelprop.core.registry: Op.bad_input). Same verdict rules as properties/replays_bad_input.py."""
 from __future__ import annotations
 
 import torch
 
-from kernelprop.evidence import Outcome
+from kernelprop.core.evidence import Outcome
 from kernelprop.golden.attention import valid_index_mask, visible_lengths
 from kernelprop.golden.attention_inputs import AttnCase
 from kernelprop.golden.rmsnorm_inputs import NormRecipe

@@ -1,5 +1,5 @@
 """P13 (bad input): the verdict rules and tensor corruptions every op's argument table uses
-(`BadInputTable`, kernelprop.registry: Op.bad_input; each op's table is in its own
+(`BadInputTable`, kernelprop.core.registry: Op.bad_input; each op's table is in its own
 properties/replays_<op>_bad_input.py; no hypothesis here).
 
 A corruption is a JSON-able dict `params` applied to VALID inputs (an op's Inputs), so a
@@ -25,7 +25,7 @@ from typing import Callable
 
 import torch
 
-from kernelprop.evidence import Outcome
+from kernelprop.core.evidence import Outcome
 
 TIMEOUT_S = 120.0   # a call that takes longer is a hang (first GPU compile included)
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "float64": torch.float64,

@@ -14,7 +14,7 @@ import dataclasses
 
 import torch
 
-from kernelprop.evidence import Outcome
+from kernelprop.core.evidence import Outcome
 from kernelprop.golden.fused_add_norm import FusedInputs, residual_sum
 from kernelprop.golden.fused_add_norm_bounds import norm_inputs_on_z
 from kernelprop.golden.rmsnorm_inputs import NormRecipe, spread_row_stride, spread_rows
@@ -48,7 +48,7 @@ def _y_dtype(x: FusedInputs, recipe: NormRecipe) -> torch.dtype:
     return output_numerics(recipe.output_dtype(x.x.dtype)).torch_dtype
 
 
-def _clone(t: torch.Tensor) -> torch.Tensor:
+def clone_keeping_strides(t: torch.Tensor) -> torch.Tensor:
     """A copy with t's layout: rows spread past 2^31 elements (large_offsets) stay spread."""
     stride = spread_row_stride(t)
     return t.clone() if stride is None else spread_rows(t.contiguous(), stride)
@@ -57,7 +57,7 @@ def _clone(t: torch.Tensor) -> torch.Tensor:
 def outputs(x: FusedInputs, impl, recipe: NormRecipe):
     """(y, z) of the implementation on CPU, or a string saying what it returned instead."""
     if is_inplace(impl):
-        xb, rb = _clone(x.x), _clone(x.residual)
+        xb, rb = clone_keeping_strides(x.x), clone_keeping_strides(x.residual)
         x.replace(x=xb, residual=rb).call(impl, recipe=recipe)
         y, z = xb, rb
     else:

@@ -1,10 +1,10 @@
 """Bad input (P13) for the fused add RMSNorm: its corruptions, their replay, and its P13 argument
-table (kernelprop.registry: Op.bad_input). Same verdict rules as properties/replays_bad_input.py."""
+table (kernelprop.core.registry: Op.bad_input). Same verdict rules as properties/replays_bad_input.py."""
 from __future__ import annotations
 
 import torch
 
-from kernelprop.evidence import Outcome
+from kernelprop.core.evidence import Outcome
 from kernelprop.golden.fused_add_norm import FusedCase
 from kernelprop.golden.attention_inputs import AttnRecipe
 from kernelprop.golden.rmsnorm_inputs import NormRecipe

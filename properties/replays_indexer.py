@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from kernelprop.evidence import Outcome
+from kernelprop.core.evidence import Outcome
 from kernelprop.golden.attention import gather_kv
 from kernelprop.golden.indexer import IndexerInputs, cmp_valid, indexer_scores_fp64, \
     indexer_topk_golden

@@ -1,8 +1,8 @@
 """I6 (bad input as P13) for the indexer: its corruptions, their replay, and its P13 argument table
-(kernelprop.registry: Op.bad_input). Same verdict rules as properties/replays_bad_input.py."""
+(kernelprop.core.registry: Op.bad_input). Same verdict rules as properties/replays_bad_input.py."""
 from __future__ import annotations
 
-from kernelprop.evidence import Outcome
+from kernelprop.core.evidence import Outcome
 from kernelprop.golden.indexer import IndexerCase, cmp_valid
 from kernelprop.properties.indexer_limits import IndexerLimits
 from kernelprop.properties.replays_bad_input import (BadInputTable, corrupt_tensor, raise_outcome,

@@ -24,9 +24,9 @@ from kernelprop.golden.rmsnorm_bounds import (  # noqa: F401 (in_domain, v_min: 
     V_DIV_UNITS_BY_BACKEND, V_MIN_BY_BACKEND, cuda_figures_for_ptx, error_vs_exact, exact_y,
     exact_interval, golden_sum_roundings, impl_sum_depth, in_domain, in_recipe_domain, inv_ulps_for,
     p1_bound, p1_domain, p1_interval, pair_bound, v_min)
-from kernelprop.evidence import Outcome
-from kernelprop.plain import from_plain
-from kernelprop.ptx_audit import declared_ptx
+from kernelprop.core.evidence import Outcome
+from kernelprop.core.plain import from_plain
+from kernelprop.core.ptx_audit import declared_ptx
 
 P1_DOC = ("P1: |impl - golden| <= the bf16 flips (or fp32 |y| * rel) that rel allows; rel = impl + "
           "golden error vs exact: 1/2 (gamma(depth_impl + roundings_golden - 1) + u) ss/D/v + 4u, "
@@ -70,7 +70,7 @@ def recipe_params(recipe: NormRecipe, backend: str, impl=None, **extra) -> dict:
 
 def with_declared_ptx(params: dict, recipe: NormRecipe, impl) -> dict:
     """params (of one recipe, recipe_params) with, under the CUDA model, the INV and v figures that
-    `impl`'s declared PTX for `recipe` calls for (kernelprop.ptx_audit.declared_ptx,
+    `impl`'s declared PTX for `recipe` calls for (kernelprop.core.ptx_audit.declared_ptx,
     golden.rmsnorm_bounds.cuda_figures_for_ptx), its stems kept as "ptx"; else params as given."""
     stems = declared_ptx(impl.fn, recipe) if params.get("error_model") == "cuda" and impl is not None else None
     if stems is None:

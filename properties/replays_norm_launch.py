@@ -6,7 +6,7 @@ docs/bounds-rmsnorm.md#launch.
 from __future__ import annotations
 
 from kernelprop.properties.replays_norm import recipe_of, p1
-from kernelprop.verdict import Outcome
+from kernelprop.core.verdict import Outcome
 
 P9B_DOC = ("P9 batch invariance: the m rows of a small batch bitwise equal to the same rows "
            "inside calls on n rows (each n of batch_rows); no bound: the same inputs "

@@ -4,14 +4,14 @@ frozen Case (e.g. properties/attention_strategies.py); tensors are then built fr
 in a few vectorized torch calls, never element by element, and examples shrink toward the
 smallest, plainest case.
 
-Shape classes (kernelprop.coverage): every property test is parametrized (`over_shape_classes`)
+Shape classes (kernelprop.core.coverage): every property test is parametrized (`over_shape_classes`)
 over "plain" and the classes of its op where real kernels differ from toy ones (its Inputs type's
 SHAPE_CLASSES). Each parametrization gets a share of the
 profile's examples and draws only its class (the op's draw helper), so every
 class is reached under every profile. A class fixes only what defines it and keeps the other
 dimensions tiny, so that it stays affordable on the Triton interpreter; "plain" draws from the
 run's limits (each op's own, in properties/<op>_limits.py). Which class each
-example really reached is counted from its inputs (kernelprop.coverage) and printed at the end of
+example really reached is counted from its inputs (kernelprop.core.coverage) and printed at the end of
 the run.
 
 Sizes (`--sizes small|reference|large`, KERNELPROP_SIZES; default small, nightly reference):
@@ -28,8 +28,8 @@ from typing import Optional
 import pytest
 from hypothesis import Phase, given, settings, strategies as st
 
-from kernelprop import coverage
-from kernelprop.sizes import current_sizes
+from kernelprop.core import coverage
+from kernelprop.core.sizes import current_sizes
 
 
 def awkward_size(upper: int, favourites=()) -> st.SearchStrategy[int]:
@@ -48,7 +48,7 @@ def opt_in_classes(kind: str) -> dict:
     """{class: property ids drawing it} of the op labelled `kind`: classes drawn only by the
     properties named there (its Inputs type's OPT_IN_CLASSES; shape_class_property adds them, on
     top of the others' shares)."""
-    from kernelprop.registry import OPS
+    from kernelprop.core.registry import OPS
 
     return next((dict(getattr(o.inputs_type, "OPT_IN_CLASSES", {})) for o in OPS
                  if o.label == kind), {})
@@ -159,7 +159,7 @@ def over_shape_classes(kind: str, *, not_applicable: Optional[dict] = None, also
         share_test = settings(max_examples=max(2, settings.default.max_examples // shared))(
             given(**given_kwargs)(test))
         # the shares follow the profile current when the test is called, not the one at import
-        # (kernelprop.fuzz_worker runs successive rounds, each with its own count, in one process)
+        # (kernelprop.commands.fuzz_worker runs successive rounds, each with its own count, in one process)
         under: dict = {"profile": None}
         own: dict = {}   # (class, examples) -> (its settings, its test)
 

@@ -1,4 +1,4 @@
-"""P13 bad input, for every registered op (kernelprop.registry.OPS) through the implementation
+"""P13 bad input, for every registered op (kernelprop.core.registry.OPS) through the implementation
 under test (its fixture: the bundled kernel or an --impl plug-in, which must validate too).
 Hypothesis draws a small valid example and which argument to corrupt and how; plain parametrized
 cases run every corruption once on a fixed example (device mismatch is skipped without CUDA; recipe
@@ -15,8 +15,8 @@ import torch
 from hypothesis import event, given, settings, strategies as st
 
 from kernelprop.properties.checks import run_property
-from kernelprop.hints import input_checks
-from kernelprop.registry import OPS, resolve
+from kernelprop.core.impl import input_checks
+from kernelprop.core.registry import OPS, resolve
 
 CUDA = torch.cuda.is_available()
 NO_CUDA = "device mismatch needs a second device (CUDA is not available)"

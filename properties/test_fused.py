@@ -6,7 +6,7 @@ import torch
 from hypothesis import assume, strategies as st
 
 from kernelprop.golden.fused_add_norm import make_fused_inputs
-from kernelprop import knobs
+from kernelprop.core import knobs
 from kernelprop.golden import fused_add_norm_bounds
 from kernelprop.golden.rmsnorm_inputs import NormRecipe
 from kernelprop.properties.checks import run_property

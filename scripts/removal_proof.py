@@ -66,7 +66,7 @@ def references(source: str) -> set[str]:
 
 def own_files(kind: str, files: list[str]) -> tuple[list[str], list[str]]:
     """(the op's own files, shared modules that depend on them)."""
-    from kernelprop.registry import OPS
+    from kernelprop.core.registry import OPS
     from tests.test_registry_isolation import SHARED, ref_module, record_refs
 
     users: dict[str, set] = {}
@@ -83,7 +83,7 @@ def own_files(kind: str, files: list[str]) -> tuple[list[str], list[str]]:
         changed = False
         dead = {module_of(p) for p in gone}
         for p in files:
-            if p in gone or not p.endswith(".py") or p == "kernelprop/registry.py":
+            if p in gone or not p.endswith(".py") or p == "kernelprop/core/registry.py":
                 continue
             if references((ROOT / p).read_text()) & dead:
                 if p in SHARED:
@@ -128,14 +128,14 @@ def main(argv: list[str]) -> int:
             shutil.copy2(ROOT / p, tmp / p)
     if (ROOT / ".venv").exists():
         os.symlink((ROOT / ".venv").resolve(), tmp / ".venv")
-    removed = remove_record(tmp / "kernelprop/registry.py", args.op)
+    removed = remove_record(tmp / "kernelprop/core/registry.py", args.op)
     print(f"removal proof of {args.op!r} in {tmp}")
     total = 0
     for p in gone:
         n = len((ROOT / p).read_text(errors="replace").splitlines())
         total += n
         print(f"  deleted {p} ({n} lines)")
-    print(f"  kernelprop/registry.py: its Op record, {removed} lines")
+    print(f"  kernelprop/core/registry.py: its Op record, {removed} lines")
     print(f"  {len(gone)} files of its own ({total} lines) and one record")
     if bad:
         print("FAIL: shared modules depend on the op: " + ", ".join(bad))

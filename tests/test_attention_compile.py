@@ -1,7 +1,7 @@
 """Sparse attention's `./kp compile` points launch what its wrapper launches (one config source)."""
 import torch
 
-from kernelprop.compile import build_launch
+from kernelprop.commands.compile import build_launch
 from kernelprop.golden.attention_inputs import AttnCase, make_attn_inputs
 from kernelprop.kernels.sparse_attention import sparse_decode_attention
 from kernelprop.kernels.sparse_attention_points import AttnPoint

@@ -6,17 +6,17 @@ import math
 import torch
 
 import kernelprop
-from kernelprop import coverage
+from kernelprop.core import coverage
 from kernelprop.golden.attention_classes import ATTN_CLASSES, attn_classes
 from kernelprop.golden.attention_inputs import AttnCase, AttnInputs, AttnRecipe, make_attn_inputs
 from kernelprop.golden.values import OpCase, OpInputs
-from kernelprop.hints import evidence_hints
-from kernelprop.mutants import case_size
+from kernelprop.commands.hints import evidence_hints
+from kernelprop.commands.mutants import case_size
 from kernelprop.properties.explain_attention import POS_INF_SINK
-from kernelprop.registry import BY_KIND
-from kernelprop.evidence import resolve
-from kernelprop.report import describe_labels
-from kernelprop.verdict import Outcome
+from kernelprop.core.registry import BY_KIND
+from kernelprop.core.evidence import resolve
+from kernelprop.commands.report import describe_labels
+from kernelprop.core.verdict import Outcome
 
 CASE = AttnCase(seed=3, batches=2, tokens_per_batch=3, heads=2, head_dim=8, page_size=4, window=4,
                 topk=6, extra=1, max_cmp_len=12)

@@ -15,7 +15,7 @@ from hypothesis import given, settings, strategies as st
 from kernelprop.golden.attention_inputs import (AttnCase, AttnDomain, AttnRecipe, AttnShape,
                                                 make_attn_inputs)
 from kernelprop.golden.attention import valid_index_mask
-from kernelprop.impl import make_impl
+from kernelprop.core.impl import make_impl
 from kernelprop.properties.attention_strategies import attn_cases, draw_attn
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -157,7 +157,7 @@ def test_a_callable_recipe_must_return_the_ops_recipe_type(tmp_path):
 
 
 def test_replay_resolves_a_callable_recipe_on_the_stored_inputs(tmp_path):
-    from kernelprop.replay import ReplayError, check_replay_recipe
+    from kernelprop.commands.replay import ReplayError, check_replay_recipe
 
     impl = make_impl("sparse_attention",
                      f"{_impl_file(tmp_path, 'fn.recipe = one_head_recipe')}:fn")

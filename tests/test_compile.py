@@ -7,10 +7,10 @@ import pathlib
 import subprocess
 import sys
 
-from kernelprop.compile import SM90_SMEM_LIMIT, CompileRow, fast_points, markdown
-from kernelprop.ptx_audit import declared_ptx
-from kernelprop.registry import OPS
-from kernelprop.evidence import resolve
+from kernelprop.commands.compile import SM90_SMEM_LIMIT, CompileRow, fast_points, markdown
+from kernelprop.core.ptx_audit import declared_ptx
+from kernelprop.core.registry import OPS
+from kernelprop.core.evidence import resolve
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 

@@ -7,7 +7,7 @@ Two checks, both cheap (no kernel runs):
    with the reason.
 2. Reach: each parametrization runs under the active profile (ci in `./kp test`; the reference
    class with its own example count, properties.strategies.class_examples) with
-   run_property replaced by a stub that only classifies the inputs (kernelprop.coverage), and at
+   run_property replaced by a stub that only classifies the inputs (kernelprop.core.coverage), and at
    least one example must fall in its class, for the bundled kernels (free recipe) and for the
    implementations of tests/reach_<op>.py (e.g. a fixed tile and no recipe keyword).
 """
@@ -22,10 +22,10 @@ import torch
 from hypothesis import Phase
 
 from kernelprop import properties
-from kernelprop import coverage
-from kernelprop.evidence import Outcome
-from kernelprop.impl import make_impl
-from kernelprop.registry import OPS
+from kernelprop.core import coverage
+from kernelprop.core.evidence import Outcome
+from kernelprop.core.impl import make_impl
+from kernelprop.core.registry import OPS
 from kernelprop.properties.strategies import class_examples, classes_for_run, opt_in_classes
 
 # hypothesis property tests that draw no case through the shape classes, and why

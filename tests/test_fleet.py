@@ -1,5 +1,5 @@
 """Fleet fuzzing against a real Redis: the shared example database, the fleet history and the
-fault handling of kernelprop.database / kernelprop.fleet (issue 15).
+fault handling of kernelprop.commands.database / kernelprop.commands.fleet (issue 15).
 
 The end-to-end tests start Debian's `redis-server` on a free loopback port (127.0.0.1 only, no
 persistence) and run fuzz workers as separate processes (`python -m kernelprop fuzz`), each with
@@ -29,8 +29,9 @@ from pathlib import Path
 import pytest
 from hypothesis.database import DirectoryBasedExampleDatabase, InMemoryExampleDatabase
 
-from kernelprop import database as kdb
-from kernelprop import fleet, fleet_report
+from kernelprop.commands import database as kdb
+from kernelprop.commands import fleet
+from kernelprop.commands import fleet_report
 
 ROOT = Path(__file__).resolve().parents[1]
 NORM_PROPERTY = "tests/planted/norm_property.py"
@@ -116,15 +117,15 @@ def test_fleet_records_merge_into_one_dashboard(tmp_path):
     assert view.throughput[("gpu-1", "p.py::t")] == (200, 20.0)
     md = fleet_report.markdown(view, "fleet")
     assert "| gpu-2 |" in md and "**3 FAILED**" in md and "replayed from the database" in md
-    from kernelprop.fleet_html import render
+    from kernelprop.commands.fleet_html import render
 
     page = render(view, "fleet")
     assert page.count("<svg") == 1 and "gpu-2" in page and "<script" not in page
 
 
 def test_the_dashboard_renders_in_chromium(tmp_path):
-    from kernelprop import screenshot
-    from kernelprop.fleet_html import render
+    from kernelprop.commands import screenshot
+    from kernelprop.commands.fleet_html import render
 
     if screenshot.find_browser() is None:
         pytest.skip(reason="no Chromium: the browser check of the fleet dashboard needs Debian's "

@@ -1,6 +1,6 @@
-"""Rounds of `kp fuzz`: their sizing (kernelprop.fuzz.next_examples: a third of the time left,
+"""Rounds of `kp fuzz`: their sizing (kernelprop.commands.fuzz.next_examples: a third of the time left,
 and with a pytest process per round never a round whose restart costs more than RESTART_SHARE of
-it), and the long-lived workers (kernelprop.fuzz_worker) that run every round in one process:
+it), and the long-lived workers (kernelprop.commands.fuzz_worker) that run every round in one process:
 the round's example count reaches tests imported in an earlier round, shards partition the
 tests, and the deadline's SIGINT ends a round with the interrupted test's record."""
 import json
@@ -11,9 +11,9 @@ from pathlib import Path
 from hypothesis import settings
 from hypothesis import strategies as st
 
-from kernelprop import knobs
-from kernelprop.fuzz import RESTART_SHARE, next_examples
-from kernelprop.fuzz_worker import WorkerPool, round_rc
+from kernelprop.core import knobs
+from kernelprop.commands.fuzz import RESTART_SHARE, next_examples
+from kernelprop.commands.fuzz_worker import WorkerPool, round_rc
 
 ROOT = Path(__file__).resolve().parents[1]
 PLANTED = "tests/planted/fuzz_rounds_property.py"
@@ -58,7 +58,7 @@ def _records(stats: Path) -> list[dict]:
 
 
 def _command(tmp: Path, rnd: int, examples: int, select: str, shard: str = "0/1") -> dict:
-    return {"argv": [PLANTED, "-p", "kernelprop.fuzz_plugin", "--hypothesis-profile=nightly",
+    return {"argv": [PLANTED, "-p", "kernelprop.commands.fuzz_plugin", "--hypothesis-profile=nightly",
                      "-p", "no:cacheprovider", "-p", "no:xdist", "-p", "no:unraisableexception",
                      "-q", f"--fuzz-shard={shard}", "-k", select,
                      "--reports-dir", str(tmp / "reports")],

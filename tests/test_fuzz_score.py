@@ -1,11 +1,11 @@
-"""The nightly's score (kernelprop.verdict.Verdict.score), what hypothesis' target() climbs and
+"""The nightly's score (kernelprop.core.verdict.Verdict.score), what hypothesis' target() climbs and
 the fuzz dashboard plots: 0 for a legitimate bf16 flip, > 1 exactly where the check fails, and a
 passing score of exactly 1 drawn blue."""
 import torch
 
-from kernelprop import fuzz_html
-from kernelprop.evidence import Outcome
-from kernelprop.verdict import check_outcome
+from kernelprop.commands import fuzz_html
+from kernelprop.core.evidence import Outcome
+from kernelprop.core.verdict import check_outcome
 
 
 def _outcome(actual, expected=1.0, bound=2.0 ** -6, discrete=2.0 ** -7):  # exact in binary

@@ -18,7 +18,7 @@ from kernelprop.golden.rmsnorm_inputs import NormCase, NormRecipe, make_norm_inp
 from kernelprop.golden.metrics import bound_ratio, margin_ratio
 from kernelprop.impls.mutants import attention as attn_mutants, rmsnorm as norm_mutants
 from kernelprop.properties import replays_attention, replays_norm
-from kernelprop.verdict import check_outcome
+from kernelprop.core.verdict import check_outcome
 
 
 def _same_verdicts(actual, expected, bound, discrete) -> torch.Tensor:

@@ -22,7 +22,7 @@ from kernelprop.golden.rounding import round_to_bf16
 from kernelprop.impls.mutants import attention as attn_mutants
 from kernelprop.impls.mutants import rmsnorm as norm_mutants
 from kernelprop.properties import replays_attention, replays_norm
-from kernelprop.verdict import check_outcome
+from kernelprop.core.verdict import check_outcome
 
 MODES = ("rne", "rna", "rtz")
 

@@ -13,7 +13,7 @@ import torch
 from kernelprop.golden.attention import sparse_attention_fp64, sparse_attention_trace
 from kernelprop.golden.attention_bounds import attention_p1_bound, sensitivity
 from kernelprop.golden.attention_inputs import AttnInputs, AttnRecipe
-from kernelprop.verdict import check_outcome
+from kernelprop.core.verdict import check_outcome
 from kernelprop.properties.replays_attention import p1, p6_sink_scaling_impl, p7_empty_rows, recipe_params
 from tests.lse_sink_impl import lse_sink_attention
 

@@ -12,9 +12,9 @@ from kernelprop.golden.error_model import FP32_ULP_REL, PTX_FIGURES
 from kernelprop.golden.sampling import TC_ADVERSARIAL
 from kernelprop.golden.attention_inputs import AttnCase, make_attn_inputs, AttnRecipe
 from kernelprop.golden.rmsnorm_inputs import NormCase, NormRecipe, make_norm_inputs
-from kernelprop.impl import make_impl
+from kernelprop.core.impl import make_impl
 from kernelprop.impls import h100_emulation as h100
-from kernelprop.verdict import check_outcome
+from kernelprop.core.verdict import check_outcome
 
 EMU = "kernelprop.impls.h100_emulation"
 

@@ -1,4 +1,4 @@
-"""Every KERNELPROP_* setting has one home, kernelprop/knobs.py: no other module of the package
+"""Every KERNELPROP_* setting has one home, kernelprop/core/knobs.py: no other module of the package
 names a KERNELPROP_* variable in code (a string constant that is one, a keyword argument named one,
 an os.environ / os.getenv lookup of one); docstrings, comments and help text are prose and not read.
 Every knob has a one-line doc, and docs/settings.md holds the current table."""
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from kernelprop import knobs
+from kernelprop.core import knobs
 
 ROOT = Path(__file__).resolve().parents[1]
 FOLDERS = ("kernelprop", "golden", "kernels", "properties", "impls")
@@ -21,7 +21,7 @@ VARIABLE = re.compile(r"KERNELPROP_[A-Z0-9_]+")
 def _modules():
     for folder in FOLDERS:
         for path in sorted((ROOT / folder).rglob("*.py")):
-            if path != ROOT / "kernelprop" / "knobs.py":
+            if path != ROOT / "kernelprop" / "core" / "knobs.py":
                 yield path
 
 
@@ -50,7 +50,7 @@ def _names_a_variable(path: Path) -> list[str]:
 
 def test_no_module_outside_knobs_names_a_kernelprop_variable():
     found = [hit for path in _modules() for hit in _names_a_variable(path)]
-    assert not found, "read or write KERNELPROP_* settings through kernelprop.knobs:\n" + "\n".join(found)
+    assert not found, "read or write KERNELPROP_* settings through kernelprop.core.knobs:\n" + "\n".join(found)
 
 
 def test_the_scan_sees_a_direct_read(tmp_path):
@@ -70,7 +70,7 @@ def test_every_knob_is_declared_once_with_a_doc_line():
 
 def test_settings_doc_holds_the_current_table():
     text = (ROOT / "docs" / "settings.md").read_text()
-    assert knobs.table() in text, "docs/settings.md is stale: paste kernelprop.knobs.table()"
+    assert knobs.table() in text, "docs/settings.md is stale: paste kernelprop.core.knobs.table()"
 
 
 def test_knobs_read_the_environment_when_asked(monkeypatch):

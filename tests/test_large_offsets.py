@@ -5,7 +5,7 @@ import re
 
 import torch
 
-from kernelprop import coverage
+from kernelprop.core import coverage
 from kernelprop.golden.attention import sparse_attention_golden
 from kernelprop.golden.sampling import LARGE_OFFSET
 from kernelprop.golden.attention_inputs import (AttnCase, AttnInputs,

@@ -8,7 +8,7 @@ sinks or bf16 P) or drops the test fails here. About 30 s on 2 cores.
 import concurrent.futures
 
 from kernelprop.impls.mutants import by_name
-from kernelprop.mutants import run_entry
+from kernelprop.commands.mutants import run_entry
 
 MUST_DIE = ("p_rtz", "sink_ignored", "pads_row0", "rsqrt_12bit")
 CONTROLS = ("torch_reference_attention", "torch_reference_rms_norm")

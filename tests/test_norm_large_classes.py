@@ -8,16 +8,16 @@ import re
 import pytest
 import torch
 
-from kernelprop import coverage
+from kernelprop.core import coverage
 from kernelprop.golden.sampling import LARGE_OFFSET
 from kernelprop.golden.rmsnorm import rms_norm_golden
 from kernelprop.golden.rmsnorm_inputs import (GRID_AXIS_LIMIT, NormCase, NormInputs, NormRecipe,
                                              last_row_start, make_norm_inputs)
-from kernelprop.impl import make_impl
+from kernelprop.core.impl import make_impl
 from kernelprop.impls.mutants.rmsnorm import grid_capped_rows, int32_row_offset, reference
 from kernelprop.properties.launch_cost import (INTERPRETER_MAX_PROGRAMS, first_interpreter_grid,
                                               grid_rows_skip_reason)
-from kernelprop.scratch import poisoned_allocations
+from kernelprop.core.scratch import poisoned_allocations
 
 SPREAD = NormCase(seed=5, rows=6, dim=40, dtype="fp32", large_offsets=True)
 
@@ -123,7 +123,7 @@ def test_grid_check_fails_rows_on_grid_axis_1():
     from kernelprop.impls.zoo.stack import zoo_fla_1077_grid_axis
     from kernelprop.kernels.rms_norm import rms_norm
     from kernelprop.properties.launch_cost import grid_within_limits
-    from kernelprop.verdict import check_outcome
+    from kernelprop.core.verdict import check_outcome
 
     x = {"inputs": make_norm_inputs(NormCase(seed=1, rows=GRID_AXIS_LIMIT + 1, dim=4))}
     bad = grid_within_limits(x, zoo_fla_1077_grid_axis, {})
@@ -136,13 +136,13 @@ def test_fused_spread_rows_round_trip_and_int32_mutant():
     from kernelprop.golden.fused_add_norm import FusedCase, FusedInputs, make_fused_inputs
     from kernelprop.impls.mutants.fused import fused_int32_row_offset
     from kernelprop.impls.mutants.fused import reference as fused_reference
-    from kernelprop.properties.replays_fused import _clone
+    from kernelprop.properties.replays_fused import clone_keeping_strides
 
     before = _rss_mib()
     case = FusedCase(seed=4, rows=4, dim=24, dtype="fp32", large_offsets=True)
     x, packed = make_fused_inputs(case), make_fused_inputs(case.replace(large_offsets=False))
     assert "large_offsets" in x.shape_classes() and "large_offsets" not in packed.shape_classes()
-    assert _clone(x.x).stride() == x.x.stride()          # in-place runs keep the layout
+    assert clone_keeping_strides(x.x).stride() == x.x.stride()          # in-place runs keep the layout
     state = x.state_dict()
     assert state["x"].untyped_storage().nbytes() == 4 * 24 * 4
     back = FusedInputs.from_state_dict(state)

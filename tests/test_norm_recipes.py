@@ -1,7 +1,7 @@
 """The norm recipes of real models (SPEC 3). The Hugging Face RMSNorm formulas (impls/hf_norms.py)
 as shipped: each declares its NormRecipe (Llama: round_before_weight; Gemma: weight_offset 1; both
 out_dtype "input") and passes the RMSNorm property catalogue under the ci profile, as a catalogue
-control does (kernelprop.mutants.run_entry). And the planted bug of each new field dies on P1.
+control does (kernelprop.commands.mutants.run_entry). And the planted bug of each new field dies on P1.
 """
 import pytest
 import torch
@@ -10,7 +10,7 @@ from kernelprop.golden.rmsnorm_inputs import NormCase, make_norm_inputs
 from kernelprop.golden.rmsnorm import rms_norm_golden
 from kernelprop.impls import hf_norms
 from kernelprop.impls.mutants import by_name
-from kernelprop.mutants import run_entry
+from kernelprop.commands.mutants import run_entry
 
 TIMEOUT_S = 300
 RECIPE_MUTANTS = ("gemma_no_offset", "llama_no_cast", "llama_cast_rtz", "input_dtype_always_bf16",

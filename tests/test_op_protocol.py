@@ -3,8 +3,8 @@ code (coverage, reports, the kill matrix) asks of an op instead of testing its t
 import pytest
 
 from kernelprop.golden.values import CaseValue, OpCase, OpInputs, TensorArgs
-from kernelprop.registry import OPS
-from kernelprop.evidence import resolve
+from kernelprop.core.registry import OPS
+from kernelprop.core.evidence import resolve
 
 
 @pytest.mark.parametrize("op", OPS, ids=[o.label for o in OPS])

@@ -21,10 +21,10 @@ from kernelprop.golden.attention_inputs import (UNSPLIT_FIELDS, AttnCase, AttnDo
                                                 make_attn_inputs)
 from kernelprop.golden.rmsnorm_inputs import NormCase, NormDomain
 from kernelprop.golden.output_rounding import reachable_bf16, round_bf16_rne, widen_for_rounded
-from kernelprop import hints
+from kernelprop.commands import hints
 from kernelprop.properties import explain_attention
-from kernelprop.impl import check_targets, make_impl
-from kernelprop.verdict import check_outcome, derived_truth
+from kernelprop.core.impl import check_targets, make_impl
+from kernelprop.core.verdict import check_outcome, derived_truth
 from kernelprop.golden.attention_slots import flat_slot_ids
 from kernelprop.properties import replays_attention as R
 

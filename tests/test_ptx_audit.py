@@ -1,7 +1,7 @@
-"""The PTX audit (kernelprop/ptx_audit.py) on fixture PTX: what it counts, what the error model
+"""The PTX audit (kernelprop/core/ptx_audit.py) on fixture PTX: what it counts, what the error model
 covers, and the compile gate on an uncovered instruction (fast: no compilation)."""
-from kernelprop.compile import CompileRow, markdown
-from kernelprop.ptx_audit import audit, covered, notable, summary, uncovered
+from kernelprop.commands.compile import CompileRow, markdown
+from kernelprop.core.ptx_audit import audit, covered, notable, summary, uncovered
 
 FIXTURE = """
 .version 8.7

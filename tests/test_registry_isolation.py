@@ -2,7 +2,7 @@
 module names a registered op's own modules, its kind, its fixture or the symbols those modules
 define.
 
-The forbidden words come from kernelprop.registry.OPS, never from a list here:
+The forbidden words come from kernelprop.core.registry.OPS, never from a list here:
   modules  every module a record references that is not shared (SHARED): the op's own
            (golden/<op>.py, its bounds, kernel, strategies, limits, P13 table, catalogue, ...),
            and those two or more records reference (RMSNorm's values, whose NormRecipe the fused
@@ -11,7 +11,7 @@ The forbidden words come from kernelprop.registry.OPS, never from a list here:
            constants: NormRecipe, draw_norm_case, ...), but a name two such modules define (a
            template name: TABLE, CAUSES, reference, MUTANTS, ...), one a shared module defines
            itself (TENSORS is golden/values.py's) and a shape class name (data the coverage table
-           shows for every op, kernelprop.coverage.all_classes)
+           shows for every op, kernelprop.core.coverage.all_classes)
   kind, fixture
 A module names one when an import, an identifier or a string constant holds one (docstrings and
 comments are prose, not dependencies, and are not read).
@@ -37,13 +37,13 @@ from pathlib import Path
 
 import pytest
 
-from kernelprop.coverage import all_classes
-from kernelprop.registry import OPS, Op
+from kernelprop.core.coverage import all_classes
+from kernelprop.core.registry import OPS, Op
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = (
-    *sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "kernelprop").glob("*.py")
-            if p.name != "registry.py"),
+    *sorted(p.relative_to(ROOT).as_posix() for folder in ("kernelprop", "kernelprop/core", "kernelprop/commands")
+            for p in (ROOT / folder).glob("*.py") if p.name != "registry.py"),
     "conftest.py", "kernels/__init__.py", "kernels/_launch.py", "kernels/_checks.py",
     "kernels/_bf16.py", "golden/__init__.py", "golden/error_model.py", "golden/rounding.py",
     "golden/metrics.py", "golden/values.py", "golden/output_rounding.py", "properties/__init__.py",
@@ -216,7 +216,7 @@ def test_derived_words_include_types_and_helpers_of_modules_two_records_share():
 @pytest.mark.parametrize("path", SHARED)
 def test_shared_module_names_no_op(path):
     named = ops_named(path)
-    assert not named, f"{path} names ops it must reach through kernelprop.registry: {named}"
+    assert not named, f"{path} names ops it must reach through kernelprop.core.registry: {named}"
 
 
 def test_detects_a_shared_module_naming_an_op():

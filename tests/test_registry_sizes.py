@@ -1,10 +1,10 @@
-"""Each registered op owns its size limits (kernelprop.sizes.SizePresets, named by its record's
+"""Each registered op owns its size limits (kernelprop.core.sizes.SizePresets, named by its record's
 `limits`): one limits type per op, four presets, the run's preset chosen by backend and --sizes."""
 import pytest
 
-from kernelprop.registry import OPS
-from kernelprop.evidence import resolve
-from kernelprop.sizes import PositiveLimits, SizePresets
+from kernelprop.core.registry import OPS
+from kernelprop.core.evidence import resolve
+from kernelprop.core.sizes import PositiveLimits, SizePresets
 
 OP_IDS = [o.label for o in OPS]
 

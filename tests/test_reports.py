@@ -29,8 +29,8 @@ import torch
 
 from kernelprop.golden.attention_inputs import AttnInputs
 from kernelprop.golden.rmsnorm_inputs import NormInputs
-from kernelprop import replay as replay_cli
-from kernelprop import report as kreport
+from kernelprop.commands import replay as replay_cli
+from kernelprop.commands import report as kreport
 
 ROOT = Path(__file__).resolve().parents[1]
 RTZ = "tests/planted/attention_rtz.py:sparse_decode_attention"
@@ -196,7 +196,7 @@ def test_test_ids_are_file_safe_and_never_collide(tmp_path):
 
 
 def test_check_outcome_matches_the_property_check():
-    from kernelprop.evidence import Outcome
+    from kernelprop.core.evidence import Outcome
 
     a = torch.tensor([1.0, 2.0, 3.0])
     e = torch.tensor([1.0, 2.5, 3.0])
@@ -220,8 +220,8 @@ def test_a_failure_that_raises_after_recording_its_inputs_still_replays(tmp_path
     """Evidence recorded before the comparison (outcome None) and a raising implementation: the
     report saves the tensors and replay treats the exception as the failure reproducing."""
     from kernelprop.golden.rmsnorm_inputs import NormCase, NormRecipe, make_norm_inputs
-    from kernelprop import evidence
-    from kernelprop.impl import make_impl
+    from kernelprop.core import evidence
+    from kernelprop.core.impl import make_impl
 
     monkeypatch.delenv("KERNELPROP_RUN_ID", raising=False)
     crash = "tests/planted/rms_norm_crash.py:rms_norm"
@@ -276,7 +276,8 @@ def test_fuzz_finds_the_planted_bug_and_writes_its_summaries(tmp_path):
 
 
 def test_fuzz_summary_and_plots_from_records():
-    from kernelprop import fuzz, fuzz_html
+    from kernelprop.commands import fuzz
+    from kernelprop.commands import fuzz_html
 
     records = [
         {"type": "collected", "nodeids": ["p.py::t[a]", "p.py::t[b]", "p.py::u"],

@@ -5,7 +5,7 @@ report, and the pre-flight call.
   a token with no valid key) over the attention catalogue's properties (the plain shape class, one
   pytest subprocess) gives one root cause that covers every report, the others linked to it.
 - One test per signature, each on a planted implementation, in process: the P1 outcome and its
-  evidence go through kernelprop.causes.signature. Each planted kernel also fails the other
+  evidence go through kernelprop.core.causes.signature. Each planted kernel also fails the other
   candidates (a candidate tried before the one that holds did not hold), and a correct kernel
   fails none.
 - A correct implementation produces no root-cause section.
@@ -22,13 +22,17 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from kernelprop import causes, preflight, report as kreport
-from kernelprop.evidence import Evidence
+from kernelprop.core import causes
+
+from kernelprop.commands import preflight
+
+from kernelprop.commands import report as kreport
+from kernelprop.core.evidence import Evidence
 from kernelprop.golden.attention_inputs import AttnCase, make_attn_inputs
 from kernelprop.golden.rmsnorm_inputs import NormCase, NormRecipe, make_norm_inputs
-from kernelprop.impl import Impl, make_impl
+from kernelprop.core.impl import Impl, make_impl
 from kernelprop.properties import explain_attention, replays_attention, replays_norm
-from kernelprop.verdict import check_outcome
+from kernelprop.core.verdict import check_outcome
 
 ROOT = Path(__file__).resolve().parents[1]
 NAN_KEYLESS = "tests/planted/attention_nan_empty_token.py:sparse_decode_attention"
@@ -211,7 +215,7 @@ def test_the_same_exception_is_one_cause_numbers_aside():
 # %% the raised message in report.md / report.json
 
 def _write_report(tmp_path, monkeypatch, error: BaseException):
-    from kernelprop import evidence
+    from kernelprop.core import evidence
 
     monkeypatch.delenv("KERNELPROP_RUN_ID", raising=False)
     x = make_norm_inputs(NormCase(rows=2, dim=3, weight=False))
@@ -237,7 +241,7 @@ def test_a_raising_kernel_has_its_message_in_the_report(tmp_path, monkeypatch):
 
 
 def test_a_multiple_failures_group_keeps_the_kernels_message(tmp_path, monkeypatch):
-    from kernelprop.verdict import BaseExceptionGroup
+    from kernelprop.core.verdict import BaseExceptionGroup
 
     group = BaseExceptionGroup("Hypothesis found 2 distinct failures.", [
         AssertionError("P1 planted: 3/3 elements exceed the bound"),

@@ -11,10 +11,10 @@ from hypothesis import given, settings, strategies as st
 from kernelprop.golden.attention import split_layout, sparse_attention_fp64, sparse_attention_trace
 from kernelprop.golden.attention_bounds import MODELS, attention_p2_bound
 from kernelprop.golden.attention_inputs import AttnCase, AttnRecipe, make_attn_inputs
-from kernelprop.impl import make_impl
+from kernelprop.core.impl import make_impl
 from kernelprop.properties import replays_attention as R
 from kernelprop.properties.attention_strategies import draw_attn
-from kernelprop.verdict import check_outcome
+from kernelprop.core.verdict import check_outcome
 
 SPLIT_REFERENCE = "impls/split_kv_reference.py:sparse_decode_attention"
 SGLANG = AttnRecipe(tiling="compacted", kv_splits=8, split_align=32)

@@ -9,12 +9,12 @@ import torch
 
 from kernelprop.golden import attention_classes
 from kernelprop.golden.attention_inputs import AttnCase, make_attn_inputs
-from kernelprop.impl import load_callable, make_impl
+from kernelprop.core.impl import load_callable, make_impl
 from kernelprop.impls import zoo
-from kernelprop import mutants
-from kernelprop.mutants import RunResult, killed_by, killed_by_text, shape_class_of
-from kernelprop.registry import BY_KIND
-from kernelprop.scratch import poisoned_allocations
+from kernelprop.commands import mutants
+from kernelprop.commands.mutants import RunResult, killed_by, killed_by_text, shape_class_of
+from kernelprop.core.registry import BY_KIND
+from kernelprop.core.scratch import poisoned_allocations
 
 
 def test_registry_entries_are_complete():

@@ -10,14 +10,14 @@ import torch
 from kernelprop.faithful import autotune_config, faithful_interpreter, raw_interpreter
 from kernelprop.golden.fused_add_norm import FusedCase, make_fused_inputs
 from kernelprop.golden.rmsnorm_inputs import NormCase, NormRecipe, make_norm_inputs
-from kernelprop.impl import make_impl
+from kernelprop.core.impl import make_impl
 from kernelprop.impls import zoo
 from kernelprop.impls.mutants.rmsnorm import reference
 from kernelprop.impls.zoo import fused, norm, stack
 from kernelprop.properties.replays_norm import recipe_params
 from kernelprop.properties.replays_norm_launch import f4_batch_invariance, p11_reruns, p9_batch_invariance
-from kernelprop.scratch import poisoned_allocations
-from kernelprop.verdict import check_outcome
+from kernelprop.core.scratch import poisoned_allocations
+from kernelprop.core.verdict import check_outcome
 
 FP32 = NormRecipe(out_dtype="fp32")
 

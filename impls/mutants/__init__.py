@@ -43,7 +43,7 @@ def entries() -> list:
     module with MUTANTS and CONTROLS), in registry order."""
     import importlib
 
-    from kernelprop.registry import OPS
+    from kernelprop.core.registry import OPS
 
     modules = [importlib.import_module(o.catalogue) for o in OPS if o.catalogue]
     return [e for m in modules for e in m.MUTANTS + m.CONTROLS]

@@ -36,7 +36,7 @@ class ZooEntry:
     survives: str = ""             # in scope but no sound property can see it here: why
 
     @property
-    def description(self) -> str:  # what the kill matrix prints (kernelprop.mutants.run_entry)
+    def description(self) -> str:  # what the kill matrix prints (kernelprop.commands.mutants.run_entry)
         return self.mechanism
 
     @property

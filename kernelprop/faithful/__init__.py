@@ -16,7 +16,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 
-from kernelprop import knobs
+from kernelprop.core import knobs
 from kernelprop.faithful.errors import CannotCheckOnBackend, UnsupportedTritonVersion
 
 __all__ = ["faithful_interpreter", "raw_interpreter", "CannotCheckOnBackend", "UnsupportedTritonVersion",

@@ -1,6 +1,6 @@
 """Planted tests for tests/test_fuzz_rounds.py (not collected by `./kp test`: the file name does not
 match test_*.py): fast hypothesis tests without their own @settings, so max_examples is the
-profile's, which kernelprop.fuzz_worker changes from round to round in one process.
+profile's, which kernelprop.commands.fuzz_worker changes from round to round in one process.
 KERNELPROP_PLANTED_SLEEP (seconds per example) slows test_slow down for the deadline test."""
 import os
 import time

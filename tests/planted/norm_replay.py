@@ -8,7 +8,7 @@ from __future__ import annotations
 from kernelprop.golden.rmsnorm_inputs import NormRecipe
 from kernelprop.golden.rmsnorm import rms_norm_trace
 from kernelprop.golden.rmsnorm_bounds import INV_ULPS, p1_bound
-from kernelprop.evidence import Outcome
+from kernelprop.core.evidence import Outcome
 from kernelprop.properties.replays_norm import recipe_of
 
 DOC = ("P1 (planted copy): |impl - golden| <= the output roundings that the fp32 relative gap "

@@ -3,7 +3,7 @@ faithful CPU backend's "cannot be checked on this backend: <operation>"). Where 
 no such class yet, a stand-in with the same constructor is installed under that name, so the
 pre-flight's lookup finds it."""
 import kernelprop
-from kernelprop.preflight import cannot_check_types
+from kernelprop.commands.preflight import cannot_check_types
 
 _REAL = cannot_check_types()
 

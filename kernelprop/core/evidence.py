@@ -6,7 +6,7 @@ that does not import hypothesis) `fn(inputs: dict[str, inputs object], impl: Imp
 function on the saved tensors, so a replay recomputes exactly what the test checked.
 
 Hypothesis replays the shrunk failing example last, so when a test fails the latest `record()`
-holds the minimal counterexample; kernelprop.report turns it into reports/<run>/<test>/.
+holds the minimal counterexample; kernelprop.commands.report turns it into reports/<run>/<test>/.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from kernelprop.verdict import Outcome  # noqa: F401 (re-exported: properties import it here)
+from kernelprop.core.verdict import Outcome  # noqa: F401 (re-exported: properties import it here)
 
 
 @dataclass
@@ -23,7 +23,7 @@ class Evidence:
     check: str                          # what was compared, one line
     outcome: Optional[Outcome]          # None while (or if) the replay function has not returned
     impl: Optional[str] = None          # the implementation under test (its --impl spec)
-    impl_kind: Optional[str] = None     # a kernelprop.registry kind
+    impl_kind: Optional[str] = None     # a kernelprop.core.registry kind
     recipe: Any = None                  # the op's recipe used
     case: Any = None                    # the op's Case (compact description, with seed)
     inputs: dict = field(default_factory=dict)  # name -> the op's Inputs

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from kernelprop import knobs
+from kernelprop.core import knobs
 
 
 def choose_backend(requested: str | None) -> str:

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Optional
 
-from kernelprop.causes import explain_of
+from kernelprop.core.causes import explain_of
 
 CANNOT_CHECK = "cannot be checked on this backend"
 
@@ -81,7 +81,7 @@ def classify(kind: str, target: str, err: BaseException) -> Preflight:
 
 
 def preflight(impl, device: str) -> Preflight:
-    """Call `impl` (a kernelprop.impl.Impl) once on its op's small valid case on `device`."""
+    """Call `impl` (a kernelprop.core.impl.Impl) once on its op's small valid case on `device`."""
     explain = explain_of(impl.kind)
     if explain is None or explain.preflight_case is None:
         return Preflight(impl.kind, "ok")
@@ -98,8 +98,8 @@ def preflight(impl, device: str) -> Preflight:
 
 
 def _make_inputs(kind: str, case):
-    from kernelprop.registry import op
-    from kernelprop.evidence import resolve
+    from kernelprop.core.registry import op
+    from kernelprop.core.evidence import resolve
 
     return resolve(op(kind).make_inputs)(case)
 

@@ -4,7 +4,7 @@ A signature is a sentence the evidence proves (the failing example's actual, exp
 never a guess from a test's name, with the declaration or fix that would settle it. Where the
 knowledge is the op's own (which tokens have no valid key, which recipe fields a kernel may have
 got wrong) it comes from the op's `explain` module, named by its registry record
-(kernelprop.registry.Op.explain), as an `Explain` value:
+(kernelprop.core.registry.Op.explain), as an `Explain` value:
 
   candidates  causes in the order tried; each is either
                 EvidenceCause: a predicate over the failing example (`Evidence`, the outcome and its
@@ -14,9 +14,9 @@ got wrong) it comes from the op's `explain` module, named by its registry record
                                recipe, passes (only where `expected` is the golden: Outcome's
                                `golden_expected`)
   with_recipe the replay params of the same check under another recipe
-  preflight_case  a small valid Case on a device (kernelprop.preflight)
+  preflight_case  a small valid Case on a device (kernelprop.commands.preflight)
   hints       (property id, outcome, inputs, recipe) -> the op's own report hints for a failing
-              outcome, most specific first (kernelprop.hints adds the shared ones)
+              outcome, most specific first (kernelprop.commands.hints adds the shared ones)
 
 Shared here: a kernel that raises the same exception (numbers aside) on every example is one cause.
 
@@ -36,7 +36,7 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from kernelprop.verdict import check_outcome, failing_mask
+from kernelprop.core.verdict import check_outcome, failing_mask
 
 SCHEMA = "kernelprop-root-causes/1"
 
@@ -55,7 +55,7 @@ class Cause:
 
 @dataclass(frozen=True)
 class Failing:
-    """What a candidate may read: the recorded evidence (kernelprop.evidence.Evidence), its outcome
+    """What a candidate may read: the recorded evidence (kernelprop.core.evidence.Evidence), its outcome
     and which of the outcome's elements break the check."""
 
     evidence: Any
@@ -93,8 +93,8 @@ class Explain:
 
 def explain_of(kind: Optional[str]) -> Optional[Explain]:
     """The op's Explain value (its registry record's `explain` reference), None if it has none."""
-    from kernelprop.registry import BY_KIND
-    from kernelprop.evidence import resolve
+    from kernelprop.core.registry import BY_KIND
+    from kernelprop.core.evidence import resolve
 
     record = BY_KIND.get(kind) if kind else None
     if record is None or not record.explain:
@@ -141,7 +141,7 @@ def alternative_holds(alt: AlternativeRecipe, ev, outcome, explain: Explain) -> 
         return False
     if recipe == ev.recipe:
         return False
-    from kernelprop.evidence import resolve
+    from kernelprop.core.evidence import resolve
 
     try:
         again = resolve(ev.replay_fn)(ev.inputs, _Recorded(outcome.actual),
@@ -181,8 +181,8 @@ def autotune_cause(ev) -> Optional[Cause]:
     if api is None or ev is None or not ev.replay_fn or not ev.impl_kind or not ev.impl:
         return None
     choices, run_config = api
-    from kernelprop.evidence import resolve
-    from kernelprop.impl import make_impl
+    from kernelprop.core.evidence import resolve
+    from kernelprop.core.impl import make_impl
 
     for name, choice in dict(choices()).items():
         if choice.count < 2:

@@ -7,12 +7,12 @@ modifiers, without the operand type), every fp32 arithmetic instruction, every c
 float type with a rounding mode, and every mma / wgmma kind (its accumulator and operand types).
 Exact instructions (loads, integer arithmetic, comparisons without .ftz, min/max, upcasts) are not
 counted. `uncovered(counts)` lists the stems the error model has no figure for: `./kp compile`
-fails on any (kernelprop/compile.py).
+fails on any (kernelprop/commands/compile.py).
 
 `record_launches(fn, call)` runs `call()` with Triton's launch replaced by a recorder (no GPU, no
 execution): every kernel launch (JITFunction.run, each autotune config of an Autotuner) is kept
 as a `RecordedLaunch` with the kernel, its arguments, constexprs / options and grid, to be compiled
-for sm_90a with the same specialization (kernelprop.compile.compile_launch).
+for sm_90a with the same specialization (kernelprop.commands.compile.compile_launch).
 """
 from __future__ import annotations
 
@@ -110,7 +110,7 @@ def summary(counts: Counter) -> str:
 
 @dataclass
 class RecordedLaunch:
-    """One kernel launch as JITFunction.run received it, in the shape kernelprop.compile expects
+    """One kernel launch as JITFunction.run received it, in the shape kernelprop.commands.compile expects
     of a KernelLaunch (kernel, args, constexprs, options, programs)."""
 
     kernel: Any

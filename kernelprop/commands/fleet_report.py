@@ -1,8 +1,8 @@
 """The fleet dashboard's model and markdown: `merge` turns the fleet's run records
-(kernelprop.fleet) into a FleetView (per property the worst score per night over all workers,
+(kernelprop.commands.fleet) into a FleetView (per property the worst score per night over all workers,
 failures per worker with their report paths, examples per second per worker and property);
-`markdown` writes it as fleet.md (kernelprop.fleet_html draws the same view as HTML;
-kernelprop.fleet_cli is the `fuzz report` command). A night is the UTC date a run started.
+`markdown` writes it as fleet.md (kernelprop.commands.fleet_html draws the same view as HTML;
+kernelprop.commands.fleet_cli is the `fuzz report` command). A night is the UTC date a run started.
 """
 from __future__ import annotations
 
@@ -151,7 +151,7 @@ def markdown(view: FleetView, title: str) -> str:
     for (worker, test), (ex, sec) in view.throughput.items():
         lines.append(f"| {worker} | `{test}` | {ex} | {sec:.1f} | "
                      f"{fmt(ex / sec) if sec > 0 else '-'} |")
-    lines += ["", "worst error/bound: the largest hypothesis `target()` score (kernelprop.verdict."
+    lines += ["", "worst error/bound: the largest hypothesis `target()` score (kernelprop.core.verdict."
               "Verdict.score: the margin ratio where the bound has bf16 flips, 0 for a legitimate "
               "flip; else max |actual - expected| / bound); above 1 fails. First failure: where the worker's first failing "
               "example came from; \"replayed from the database\" means another worker found it.", ""]

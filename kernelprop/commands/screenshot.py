@@ -1,4 +1,4 @@
-"""python -m kernelprop.screenshot PAGE.html OUT.png [--size 1280x2400]
+"""python -m kernelprop.commands.screenshot PAGE.html OUT.png [--size 1280x2400]
 
 Opens a page (the fleet or fuzz dashboard) in headless Chromium (Debian's `chromium`), takes a
 screenshot and checks what a person would: the picture is not blank (enough non-white pixels,
@@ -125,7 +125,7 @@ def screenshot(page: Path, out: Path, size: tuple[int, int] = (1280, 2400),
 
 
 def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="python -m kernelprop.screenshot", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m kernelprop.commands.screenshot", description=__doc__)
     p.add_argument("page", type=Path)
     p.add_argument("out", type=Path)
     p.add_argument("--size", default="1280x2400", help="window WIDTHxHEIGHT in px")

@@ -1,7 +1,7 @@
 """The fuzz run's HTML page: a summary table, the score distribution of every property (a
 histogram of its per-example target() scores on a log10 axis, the bound at 1), and each
 property's worst score over the past runs of history.jsonl. Plain inline SVG: no plotting
-dependency. The score is kernelprop.verdict.Verdict.score: the margin ratio where the bound has
+dependency. The score is kernelprop.core.verdict.Verdict.score: the margin ratio where the bound has
 a discrete share of bf16 flips (0 for a legitimate flip), else error/bound; > 1 fails."""
 from __future__ import annotations
 

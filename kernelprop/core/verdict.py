@@ -1,5 +1,5 @@
 """The verdict of one comparison, as data: shared by properties.checks (the assertion), the
-counterexample report (kernelprop.report, which only writes) and `python -m kernelprop replay`.
+counterexample report (kernelprop.commands.report, which only writes) and `python -m kernelprop replay`.
 
   Outcome        |actual - expected| <= bound elementwise (bound None: bitwise), with the bound's
                  one-line derivation, an optional fp64 truth and extra metrics

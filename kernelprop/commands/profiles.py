@@ -2,7 +2,7 @@
 nightly (many examples, targeted phase, persistent database), replay (database replay only).
 Select with --hypothesis-profile NAME or KERNELPROP_PROFILE=NAME. Deadlines are off: a kernel
 call's time depends on compilation and the interpreter, not on the example. The nightly profile
-also draws the reference decode shape: its default sizes are `reference` (kernelprop/sizes.py).
+also draws the reference decode shape: its default sizes are `reference` (kernelprop/core/sizes.py).
 Every property test splits max_examples evenly over its shape classes
 (properties.strategies.over_shape_classes)."""
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, Phase, Verbosity, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 
-from kernelprop import knobs
+from kernelprop.core import knobs
 
 _SUPPRESSED = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example,
                HealthCheck.function_scoped_fixture]
@@ -21,7 +21,7 @@ def make_database(path_or_url: str | None = None):
     """The local directory database of the spec (a redis:// spec's --local-database part):
     what profiles hold before pytest_configure opens the full, possibly shared, database with
     the pytest plugin's _open_database (strict open, clear errors)."""
-    from kernelprop.database import DEFAULT_LOCAL, DatabaseUnavailable, parse_database
+    from kernelprop.commands.database import DEFAULT_LOCAL, DatabaseUnavailable, parse_database
 
     try:
         return DirectoryBasedExampleDatabase(parse_database(path_or_url).local)

@@ -7,15 +7,15 @@ run the catalogue from any directory.
 
 Options:
   --backend auto|cpu|cuda      CUDA when available, else the Triton interpreter (KERNELPROP_BACKEND)
-  --impl KIND=PATH_OR_MODULE:CALLABLE   implementation under test (KIND: a kernelprop.registry kind)
+  --impl KIND=PATH_OR_MODULE:CALLABLE   implementation under test (KIND: a kernelprop.core.registry kind)
   --hypothesis-profile NAME    ci | dev | nightly | replay (or KERNELPROP_PROFILE; default dev)
   --reports-dir DIR            where counterexample reports go (default reports/)
-  --sizes small|reference|large   how large examples get (KERNELPROP_SIZES; kernelprop/sizes.py)
+  --sizes small|reference|large   how large examples get (KERNELPROP_SIZES; kernelprop/core/sizes.py)
   --error-model cpu|cuda       the error model the bounds charge (KERNELPROP_ERROR_MODEL; default
                                the backend's): docs/bounds.md#gpu-model
   --database DIR|redis://HOST:PORT/N   example database; a redis URL is shared by a fleet and
                                multiplexed with --local-database DIR (KERNELPROP_DATABASE,
-                               KERNELPROP_LOCAL_DATABASE); see kernelprop/database.py
+                               KERNELPROP_LOCAL_DATABASE); see kernelprop/commands/database.py
 """
 from __future__ import annotations
 
@@ -23,12 +23,20 @@ from __future__ import annotations
 import pytest
 from hypothesis import settings
 
-from kernelprop import coverage, evidence, knobs, profiles, sizes
-from kernelprop.backend import choose_backend, device_name
+from kernelprop.core import coverage
+
+from kernelprop.core import evidence
+
+from kernelprop.core import knobs
+
+from kernelprop.commands import profiles
+
+from kernelprop.core import sizes
+from kernelprop.core.backend import choose_backend, device_name
 from kernelprop.golden.error_model import error_model_family
-from kernelprop.impl import (KINDS, check_targets, declared_lines, make_impl,
+from kernelprop.core.impl import (KINDS, check_targets, declared_lines, make_impl,
                              parse_impl_option)
-from kernelprop.registry import OPS
+from kernelprop.core.registry import OPS
 
 profiles.register_profiles()
 settings.load_profile(knobs.profile.get())
@@ -69,7 +77,7 @@ def _open_database(config) -> None:
     """Open --database/--local-database (strictly unless $KERNELPROP_DATABASE_ON_ERROR=warn, which
     the fuzz driver sets for its rounds after it has checked the server itself), register the
     profiles with it and reload the active profile."""
-    from kernelprop.database import DatabaseUnavailable, open_database, parse_database
+    from kernelprop.commands.database import DatabaseUnavailable, open_database, parse_database
 
     try:
         spec = parse_database(config.getoption("--database"),
@@ -102,7 +110,7 @@ def pytest_configure(config):
         knobs.error_model.set(config.getoption("--error-model"))   # xdist workers inherit it
     config.kernelprop_error_model = error_model_family(backend)
     _open_database(config)  # a dead Redis stops the run here, with the cause
-    from kernelprop.report import configure as configure_reports
+    from kernelprop.commands.report import configure as configure_reports
 
     configure_reports(config)  # one run id for the session, inherited by xdist workers
     targets = {}
@@ -169,7 +177,7 @@ for _op in OPS:  # one session fixture per registered op: attn_impl, norm_impl, 
 
 @pytest.fixture(scope="session")
 def impl_of(pytestconfig):
-    """kind -> the Impl under test, for tests parametrized over kernelprop.registry.OPS (the mutant
+    """kind -> the Impl under test, for tests parametrized over kernelprop.core.registry.OPS (the mutant
     matrix selects them by their Op parameter)."""
     cache: dict = {}
 
@@ -182,10 +190,10 @@ def impl_of(pytestconfig):
 
 
 def pytest_collection_modifyitems(config, items):
-    """The pre-flight call (kernelprop.preflight) of every op whose property tests were collected:
+    """The pre-flight call (kernelprop.commands.preflight) of every op whose property tests were collected:
     an implementation that cannot run here is one usage error; one the backend cannot check skips
     its op's properties with the reason."""
-    from kernelprop.preflight import preflight
+    from kernelprop.commands.preflight import preflight
 
     results = getattr(config, "kernelprop_preflight", {})
     for record in OPS:
@@ -222,7 +230,7 @@ def pytest_runtest_makereport(item, call):
         report.user_properties.append((coverage.USER_PROPERTY, coverage.snapshot()))
     if report.when == "call" and report.failed:
         try:
-            from kernelprop.report import write_failure_report
+            from kernelprop.commands.report import write_failure_report
         except ImportError:
             return
         path = write_failure_report(item, call, report)
@@ -245,7 +253,7 @@ def pytest_terminal_summary(terminalreporter):
             rate = count / seconds if seconds else float("inf")
             terminalreporter.write_line(f"{count:>8} {seconds:>8.1f} {rate:>7.1f}  {nodeid}")
     coverage.terminal_summary(terminalreporter)
-    from kernelprop.hints import session_hint
+    from kernelprop.commands.hints import session_hint
 
     hint = session_hint([value for rep in terminalreporter.stats.get("failed", [])
                          for name, value in getattr(rep, "user_properties", [])
@@ -271,7 +279,7 @@ def pytest_terminal_summary(terminalreporter):
 def _cannot_check_summary(terminalreporter) -> None:
     """Each "cannot be checked on this backend" reason once (the pre-flight skipped every property
     of its op with it)."""
-    from kernelprop.preflight import CANNOT_CHECK
+    from kernelprop.commands.preflight import CANNOT_CHECK
 
     reasons = []
     for rep in terminalreporter.stats.get("skipped", []):
@@ -289,11 +297,11 @@ def _cannot_check_summary(terminalreporter) -> None:
 
 
 def _root_causes_summary(terminalreporter, paths: list) -> dict:
-    """Group the run's reports by root cause (kernelprop.causes), write root-causes.md/json beside
+    """Group the run's reports by root cause (kernelprop.core.causes), write root-causes.md/json beside
     them and print one entry per cause; {linked report path: its primary}."""
     from pathlib import Path
 
-    from kernelprop.causes import write_root_causes
+    from kernelprop.core.causes import write_root_causes
 
     try:
         causes, _ = write_root_causes(Path(paths[0]).parent, paths)

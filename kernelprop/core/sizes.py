@@ -28,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, make_dataclass
 from typing import Generic, TypeVar
 
-from kernelprop import knobs
+from kernelprop.core import knobs
 
 SIZES = ("small", "reference", "large")
 
@@ -78,7 +78,7 @@ class SizePresets(Generic[L]):
 
 
 def _by_size() -> dict:
-    from kernelprop.registry import OPS
+    from kernelprop.core.registry import OPS
 
     return {o.kind: o.by_size for o in OPS if o.by_size}
 
@@ -108,7 +108,7 @@ class BySize:
     in the session header."""
 
     def __init__(self, recipe: str, work, limit: int, small: str, large: str, work_doc: str):
-        from kernelprop.evidence import resolve
+        from kernelprop.core.evidence import resolve
 
         self.recipe = resolve(recipe)()
         # the fields the bundled kernel varies (the torch implementation takes the same)
@@ -117,7 +117,7 @@ class BySize:
         self.work_doc = work_doc
 
     def pick(self, *args):
-        from kernelprop.evidence import resolve
+        from kernelprop.core.evidence import resolve
 
         try:
             large = self.work(*args) > self.limit
@@ -130,7 +130,7 @@ class BySize:
 
 
 def header(sizes: str, backend: str, targets: dict) -> str:
-    from kernelprop.evidence import resolve
+    from kernelprop.core.evidence import resolve
 
     line = f"kernelprop sizes: {sizes}"
     wrapped = [t for t in targets.values() if t in _by_size().values()]

@@ -14,15 +14,10 @@ from typing import Optional
 
 import torch
 
+from kernelprop.core.impl import input_checks
+
 CLOSER_TO_TRUTH = ("the implementation is closer to the fp64 truth than the golden: is the declared "
                    "recipe right? ({recipe}: {fields})")
-
-
-def input_checks() -> str:
-    """The ops' input checks adapters import from kernelprop: "kernelprop.check_a / check_b"."""
-    import kernelprop
-
-    return "kernelprop." + " / ".join(n for n in kernelprop.__all__ if n.startswith("check_"))
 
 
 ONLY_P13 = ("fails only P13 (bad input): declare validates_inputs = False or validate "
@@ -57,7 +52,7 @@ def evidence_hints(property_id: str, outcome, truth: Optional[torch.Tensor], inp
                    recipe, kind: Optional[str] = None) -> list[str]:
     """Hints for one failing outcome of the op `kind` (see the module docstring), most specific
     first."""
-    from kernelprop.causes import explain_of
+    from kernelprop.core.causes import explain_of
 
     if outcome is None:
         return []

@@ -8,19 +8,19 @@ default) in rounds until N minutes are up, each round a pytest run (hypothesis d
 random seed each time; --seed forces one, which turns the database off), with a persistent
 example database shared by all rounds and nights: DB is a directory (default
 .hypothesis/examples) or a redis:// URL shared by a fleet of workers, multiplexed with the local
---local-database (kernelprop.database; needs the `redis` extra). The database is opened before the
+--local-database (kernelprop.commands.database; needs the `redis` extra). The database is opened before the
 first round: one that cannot be opened stops the run (exit 2) with the cause. A Redis that dies
 later only warns: rounds go on with the local database. Failing and target-maximizing examples
 found one night, on any worker, are replayed first the next.
 
 Fleet: with --fleet STORE (default: the --database Redis, if any) the run's record is appended to
-STORE (kernelprop.fleet) for `fuzz report`; --worker names this machine (default the host name).
+STORE (kernelprop.commands.fleet) for `fuzz report`; --worker names this machine (default the host name).
 
 Rounds: the first runs --examples examples per test (default 10, so every test is reached); later
 rounds scale that so a round takes about a third of the time left (at most the nightly profile's
 2000 examples and 4x the last round's) unless --fixed-examples, and run the tests with the fewest
 examples so far first; a test that failed is deselected afterwards (its report exists). Every
-round runs in --workers long-lived processes (kernelprop.fuzz_worker: one in-process pytest
+round runs in --workers long-lived processes (kernelprop.commands.fuzz_worker: one in-process pytest
 session per round, worker i on shard i of the tests), so Python, torch, triton and the suite are
 imported once per run, not once per round. --process-per-round starts a pytest process per round
 instead (xdist for --workers); its rounds last at least 20 times their restart (pytest start and
@@ -35,7 +35,7 @@ While it runs it prints a progress line every --progress seconds. At the end it 
   <history>/history.jsonl   one JSON line per run appended (trends)
   <history>/latest.html     error distribution per property, worst error over past runs (SVG)
   <history>/latest.md       the summary of this run
-and counterexample reports under <reports>/<run-id>/ (kernelprop.report).
+and counterexample reports under <reports>/<run-id>/ (kernelprop.commands.report).
 Exit status: 1 if any property failed or a test errored (collection included), 0 otherwise,
 2 on bad arguments or a database that cannot be opened.
 """
@@ -52,9 +52,9 @@ import sys
 import time
 from pathlib import Path
 
-from kernelprop import knobs
+from kernelprop.core import knobs
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_EXAMPLES = 10         # first round: a few examples of every test, then scaled to the time left
 MAX_EXAMPLES = 2000        # the nightly profile's own max_examples
 MIN_EXAMPLES = 10
@@ -99,7 +99,7 @@ def _parser() -> argparse.ArgumentParser:
                         "neither reads nor saves the example database under a forced seed")
     p.add_argument("--backend", default=None, choices=["auto", "cpu", "cuda"])
     p.add_argument("--sizes", default=None, choices=["small", "reference", "large"],
-                   help="example sizes (kernelprop/sizes.py; default: reference, the nightly's)")
+                   help="example sizes (kernelprop/core/sizes.py; default: reference, the nightly's)")
     p.add_argument("--reports-dir", default=knobs.reports.get())
     p.add_argument("--history-dir", default="fuzz-history")
     p.add_argument("--progress", type=float, default=15.0, help="seconds between progress lines")
@@ -225,9 +225,9 @@ def find_reports(reports_dir: Path, run_id: str) -> dict[str, list[str]]:
 def _pytest_command(args, paths: list[str], seed: int, extra: list[str], deselect=(),
                     profile: str = "nightly", shard: str | None = None) -> list[str]:
     """The round's pytest command line; with `shard` ("i/W") the arguments of one in-process
-    shard (kernelprop.fuzz_worker) instead: no interpreter prefix, no xdist."""
+    shard (kernelprop.commands.fuzz_worker) instead: no interpreter prefix, no xdist."""
     prefix = [] if shard else [sys.executable, "-m", "pytest"]
-    cmd = [*prefix, *paths, "-p", "kernelprop.fuzz_plugin",
+    cmd = [*prefix, *paths, "-p", "kernelprop.commands.fuzz_plugin",
            f"--hypothesis-profile={profile}",
            "--reports-dir", str(Path(args.reports_dir).resolve()),
            "--continue-on-collection-errors", "-p", "no:cacheprovider", "-q", "-rfE"]
@@ -294,7 +294,7 @@ def _progress_line(elapsed, budget, rnd, examples, records) -> str:
 def run_round(args, rnd: int, seed: int, examples: int, paths, extra, work: Path, env: dict,
               start: float, deadline: float, deselect=(), seen=None,
               profile: str = "nightly", pool=None) -> dict:
-    """One round: a pytest process of its own, or with `pool` (a kernelprop.fuzz_worker.WorkerPool)
+    """One round: a pytest process of its own, or with `pool` (a kernelprop.commands.fuzz_worker.WorkerPool)
     one in-process pytest session per long-lived worker, each on its shard of the tests."""
     stats = work / "stats" / f"round-{rnd}"
     log = work / f"round-{rnd}.log"
@@ -340,7 +340,7 @@ def run_round(args, rnd: int, seed: int, examples: int, paths, extra, work: Path
 
 def _run_pool_round(args, rnd, seed, examples, paths, extra, work, knob_env, start, deadline,
                     deselect, pool, stats: Path, log: Path) -> dict:
-    from kernelprop.fuzz_worker import round_rc
+    from kernelprop.commands.fuzz_worker import round_rc
 
     shards = pool.count
     logs = [log] if shards == 1 else [work / f"round-{rnd}.shard{i}.log" for i in range(shards)]
@@ -404,7 +404,7 @@ def next_examples(examples: int, seconds: float, remaining: float, interrupted: 
     A round restarts pytest; where that restart would cost more than RESTART_SHARE of a third of
     the time left, the round is lengthened to 1/RESTART_SHARE restarts (up to all the time left:
     one pytest process then runs to the deadline, interrupted there like any round).
-    restarts=False: rounds run in long-lived workers (kernelprop.fuzz_worker), which pay the start
+    restarts=False: rounds run in long-lived workers (kernelprop.commands.fuzz_worker), which pay the start
     once; their overhead (collection, session setup) is still subtracted, never lengthened for."""
     if interrupted or seconds <= 0:
         return examples
@@ -422,7 +422,7 @@ def next_examples(examples: int, seconds: float, remaining: float, interrupted: 
 # %% the summary
 
 def _versions() -> dict:
-    from kernelprop.report import versions
+    from kernelprop.commands.report import versions
 
     return versions()
 
@@ -474,7 +474,7 @@ def markdown(summary: dict) -> str:
                      f"{r['examples_per_test']} | {r['seconds']} | "
                      f"{r['rc']}{' (deadline)' if r['interrupted'] else ''} | `{r['log']}` |")
     lines += ["", "worst score: the largest hypothesis `target()` score of the property "
-              "(kernelprop.verdict.Verdict.score: the margin ratio where the bound has a discrete "
+              "(kernelprop.core.verdict.Verdict.score: the margin ratio where the bound has a discrete "
               "share of bf16 flips, 0 for a legitimate flip; else max |actual - expected| / bound;"
               " for bitwise checks the count of differing elements); above 1 fails. Failing runs: rounds in which the test failed or errored."
               " Replay a report: `python -m kernelprop replay <report>/report.json`.", ""]
@@ -519,9 +519,9 @@ def read_history(path: Path) -> list[dict]:
 
 
 def write_outputs(summary: dict, history_dir: Path, work: Path) -> dict[str, Path]:
-    from kernelprop.fuzz_html import render
+    from kernelprop.commands.fuzz_html import render
 
-    from kernelprop.report import plain
+    from kernelprop.commands.report import plain
 
     history_dir.mkdir(parents=True, exist_ok=True)
     md = markdown(summary)
@@ -545,7 +545,7 @@ def write_outputs(summary: dict, history_dir: Path, work: Path) -> dict[str, Pat
 
 def main(argv: list[str]) -> int:
     if argv[:1] == ["report"]:
-        from kernelprop.fleet_cli import main as report_main
+        from kernelprop.commands.fleet_cli import main as report_main
 
         return report_main(argv[1:])
     extra: list[str] = []
@@ -556,8 +556,8 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.minutes <= 0 or args.workers < 1 or (args.examples is not None and args.examples < 1):
         parser.error("--minutes must be > 0, --workers and --examples >= 1")
-    from kernelprop.impl import parse_impl_option
-    from kernelprop.report import new_run_id
+    from kernelprop.core.impl import parse_impl_option
+    from kernelprop.commands.report import new_run_id
 
     for value in args.impl:
         try:
@@ -571,7 +571,7 @@ def main(argv: list[str]) -> int:
             parser.error("--backend cuda was asked for but torch sees no CUDA device")
     paths = args.paths or [str(ROOT / "properties")]
     args.rootdir = str(ROOT)
-    from kernelprop.database import DatabaseUnavailable, open_database, parse_database
+    from kernelprop.commands.database import DatabaseUnavailable, open_database, parse_database
 
     try:  # strict: a database that cannot be opened stops the run here, with the cause
         spec = parse_database(args.database, args.local_database)
@@ -607,7 +607,7 @@ def main(argv: list[str]) -> int:
     rnd = 0
     pool = None
     if not args.process_per_round:
-        from kernelprop.fuzz_worker import WorkerPool
+        from kernelprop.commands.fuzz_worker import WorkerPool
 
         pool = WorkerPool(args.workers, env, work / "workers.log")
     try:
@@ -690,7 +690,7 @@ def main(argv: list[str]) -> int:
     print(markdown(summary))
     print("summary: " + ", ".join(f"{k} {v}" for k, v in outputs.items()), flush=True)
     if fleet:
-        from kernelprop.fleet import push, run_record, worker_name
+        from kernelprop.commands.fleet import push, run_record, worker_name
 
         record = run_record(summary, worker_name(args.worker))
         (work / "fleet-record.json").write_text(json.dumps(record, indent=1) + "\n")

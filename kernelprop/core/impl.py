@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from dataclasses import fields
 from typing import Any, Callable, Optional, Union
 
-from kernelprop.registry import BY_KIND, OPS
-from kernelprop.scratch import poisoned_allocations
+from kernelprop.core.registry import BY_KIND, OPS
+from kernelprop.core.scratch import poisoned_allocations
 
 KINDS = tuple(o.kind for o in OPS)                  # --impl NAMEs, in registry order
 BUNDLED = {o.kind: o.bundled for o in OPS}          # kind -> bundled "module:callable"
@@ -32,7 +32,7 @@ BUNDLED = {o.kind: o.bundled for o in OPS}          # kind -> bundled "module:ca
 
 @dataclass(frozen=True)
 class Impl:
-    kind: str               # a registry kind (kernelprop.registry.OPS)
+    kind: str               # a registry kind (kernelprop.core.registry.OPS)
     spec: str               # what the user named: PATH_OR_MODULE:CALLABLE
     fn: Callable
     recipe: Any             # declared recipe (the op's recipe type), or a callable of the shape
@@ -110,7 +110,7 @@ class Impl:
     def __call__(self, *args, recipe=None, **kwargs):
         """Run the implementation; `recipe` None means its declared recipe. A recipe keyword is
         passed only to implementations that accept one (True or a tuple of fields). The call
-        runs with poisoned allocations (kernelprop.scratch)."""
+        runs with poisoned allocations (kernelprop.core.scratch)."""
         if recipe is not None and not self.supports(recipe, self._example(args, kwargs)):
             raise ValueError(self.unsupported_reason(recipe))
         with poisoned_allocations():  # scratch the kernel never writes must not reach a result
@@ -233,3 +233,11 @@ def _domain(kind: str, target: str, value):
         return value
     raise ValueError(f"--impl {kind}={target}: its `domain` attribute must be a "
                      f"{domain_type.__name__}, got {type(value).__name__}")
+
+
+def input_checks() -> str:
+    """The ops' input checks adapters import from kernelprop (for P13's hints and skip reasons):
+    "kernelprop.check_a / check_b"."""
+    import kernelprop
+
+    return "kernelprop." + " / ".join(n for n in kernelprop.__all__ if n.startswith("check_"))

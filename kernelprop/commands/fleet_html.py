@@ -1,12 +1,12 @@
 """The fleet dashboard page: workers, failures per worker, examples per second, and per property
 its worst error/bound per night (all workers merged) as a trend plot. Plain HTML with inline SVG
-(the plots of kernelprop.fuzz_html), no script: nothing to fail in a browser console."""
+(the plots of kernelprop.commands.fuzz_html), no script: nothing to fail in a browser console."""
 from __future__ import annotations
 
 import html
 
-from kernelprop.fleet_report import FleetView, fmt, origin
-from kernelprop.fuzz_html import trend
+from kernelprop.commands.fleet_report import FleetView, fmt, origin
+from kernelprop.commands.fuzz_html import trend
 
 
 def _esc(x) -> str:

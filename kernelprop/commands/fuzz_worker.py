@@ -2,7 +2,7 @@
 stay alive from round to round, so only the first round pays for starting Python and importing
 pytest, hypothesis, torch, triton and the suite.
 
-    python -m kernelprop.fuzz_worker REPLY_FD     (started by WorkerPool, never by hand)
+    python -m kernelprop.commands.fuzz_worker REPLY_FD     (started by WorkerPool, never by hand)
 
 The worker reads one JSON command per line on stdin, {"argv": [...], "env": {...}, "log": path},
 sets `env` in its environment (the round's knobs: examples, stats folder, priority file,
@@ -23,19 +23,19 @@ looping session would have to invent per-round exit statuses and logs.
 What persists between the rounds of a process, and why that is safe:
 - imported modules (the point). Test modules are imported once; hypothesis' @given captures the
   settings object current at decoration (`_hypothesis_internal_use_settings`), so a round would
-  keep the first round's max_examples. kernelprop.fuzz_plugin points every test still holding an
+  keep the first round's max_examples. kernelprop.commands.fuzz_plugin points every test still holding an
   earlier round's profile object at this round's (identity check: a test with its own @settings
   keeps them), and properties.strategies.over_shape_classes computes its per-class shares from
   the profile when a test is called.
 - hypothesis' global state: each @given call draws its own random seed (as in a new process)
   unless --hypothesis-seed, which its pytest plugin sets per session; the profiles and the
-  example database are registered and opened again by kernelprop.pytest_plugin in every session
+  example database are registered and opened again by kernelprop.commands.pytest_plugin in every session
   (with the round's KERNELPROP_NIGHTLY_EXAMPLES); database outages are reported once
-  (kernelprop.fuzz_plugin keeps what it wrote).
+  (kernelprop.commands.fuzz_plugin keeps what it wrote).
 - the faithful interpreter is entered once per process (kernelprop.faithful.enter_for_backend).
 
 xdist is not used: with --workers W the pool starts W processes, worker i running shard i of
-every round (kernelprop.fuzz_plugin's --fuzz-shard: the i-th of every W tests in priority
+every round (kernelprop.commands.fuzz_plugin's --fuzz-shard: the i-th of every W tests in priority
 order). A round ends when every shard has ended; `python -m kernelprop fuzz --process-per-round`
 keeps the former rounds (one pytest process per round, xdist across workers).
 """
@@ -147,7 +147,7 @@ class WorkerPool:
     def _start(self) -> _Worker:
         read, write = os.pipe()
         with open(self.stderr_log, "a") as err:
-            proc = subprocess.Popen([sys.executable, "-m", "kernelprop.fuzz_worker", str(write)],
+            proc = subprocess.Popen([sys.executable, "-m", "kernelprop.commands.fuzz_worker", str(write)],
                                     stdin=subprocess.PIPE, stdout=err, stderr=subprocess.STDOUT,
                                     env=self.env, pass_fds=(write,), start_new_session=True)
         os.close(write)

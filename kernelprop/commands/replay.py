@@ -21,7 +21,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from kernelprop import knobs
+from kernelprop.core import knobs
 
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
 
@@ -58,7 +58,7 @@ def load_inputs(report_path: Path, data: dict, device: str) -> tuple[dict, dict]
     """{name: AttnInputs/NormInputs} on `device`, and the saved outcome tensors."""
     import torch
 
-    from kernelprop.evidence import resolve
+    from kernelprop.core.evidence import resolve
 
     file = report_path.parent / data.get("inputs_file", "inputs.pt")
     if not file.is_file():
@@ -84,7 +84,7 @@ def _resolve_spec(spec: str, recorded_cwd: str | None) -> str:
 
 
 def build_impl(data: dict, overrides: list[str]):
-    from kernelprop.impl import make_impl, parse_impl_option
+    from kernelprop.core.impl import make_impl, parse_impl_option
 
     info = data.get("impl") or {}
     kind = info.get("kind")
@@ -114,8 +114,8 @@ def check_replay_recipe(impl, data: dict, inputs: dict) -> None:
     recipe = data.get("recipe")
     if impl is None or not isinstance(recipe, dict):
         return
-    from kernelprop.plain import from_plain
-    from kernelprop.registry import BY_KIND
+    from kernelprop.core.plain import from_plain
+    from kernelprop.core.registry import BY_KIND
 
     recipe_type = BY_KIND[impl.kind].recipe_type
     if data.get("recipe_type") != recipe_type.__name__:
@@ -131,7 +131,7 @@ def check_replay_recipe(impl, data: dict, inputs: dict) -> None:
 
 def replay(report: str | os.PathLike, impl_overrides: list[str] = (), backend: str | None = None):
     """Rerun one report; returns (verdict, comparison dict or None, impl, data)."""
-    from kernelprop.backend import choose_backend
+    from kernelprop.core.backend import choose_backend
 
     backend = choose_backend(backend)  # before anything imports triton
     from kernelprop.faithful import enter_for_backend
@@ -146,8 +146,8 @@ def replay(report: str | os.PathLike, impl_overrides: list[str] = (), backend: s
     inputs, _ = load_inputs(path, data, device)
     impl = build_impl(data, list(impl_overrides))
 
-    from kernelprop.evidence import resolve
-    from kernelprop.verdict import check_outcome, comparison, derived_truth, exception_verdict
+    from kernelprop.core.evidence import resolve
+    from kernelprop.core.verdict import check_outcome, comparison, derived_truth, exception_verdict
 
     fn_name = (data.get("replay") or {}).get("function")
     if not fn_name:
@@ -191,8 +191,8 @@ def main(argv: list[str]) -> int:
     except ReplayError as err:
         print(f"replay: {err}", file=sys.stderr)
         return EXIT_ERROR
-    from kernelprop.backend import device_name
-    from kernelprop.report import plain
+    from kernelprop.core.backend import device_name
+    from kernelprop.commands.report import plain
 
     code = EXIT_FAIL if verdict.failing else EXIT_PASS
     if args.json:

@@ -1,9 +1,9 @@
 """python -m kernelprop fuzz report [--fleet STORE ...] [--out DIR] [--title TEXT]
 
-Reads the fleet's run records (kernelprop.fleet; STORE is a redis:// URL or a directory, default
+Reads the fleet's run records (kernelprop.commands.fleet; STORE is a redis:// URL or a directory, default
 $KERNELPROP_FLEET) and writes one dashboard (docs/fleet.md):
-  DIR/fleet.md     kernelprop.fleet_report's markdown of the merged view
-  DIR/fleet.html   the same with a trend plot per property (inline SVG, kernelprop.fleet_html)
+  DIR/fleet.md     kernelprop.commands.fleet_report's markdown of the merged view
+  DIR/fleet.html   the same with a trend plot per property (inline SVG, kernelprop.commands.fleet_html)
 Exit 0 when written, 2 when no record was found or a store cannot be read (the cause is printed).
 """
 from __future__ import annotations
@@ -12,10 +12,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from kernelprop import knobs
-from kernelprop.fleet import open_store
-from kernelprop.fleet_html import render
-from kernelprop.fleet_report import markdown, merge
+from kernelprop.core import knobs
+from kernelprop.commands.fleet import open_store
+from kernelprop.commands.fleet_html import render
+from kernelprop.commands.fleet_report import markdown, merge
 
 
 def read_all(targets: list[str]) -> list[dict]:

@@ -20,7 +20,7 @@ Exit status 1 if a mutant that some property should catch survives, or a control
 --zoo runs the bug zoo instead (impls/zoo: public bugs reproduced on our code, their correct bases
 as controls) and adds, per entry, the (property, shape class) pairs whose tests failed on it.
 
-The same module is the pytest plugin of the subprocesses (`-p kernelprop.mutants`): it keeps the
+The same module is the pytest plugin of the subprocesses (`-p kernelprop.commands.mutants`): it keeps the
 tests whose fixtures include the entry's implementation (attn_impl / norm_impl), optionally only
 those of some properties, and writes one JSON line per test (outcome, duration, message, hypothesis
 search statistics, shrunk case) to $KERNELPROP_MUTANT_RESULTS.
@@ -44,10 +44,10 @@ from typing import Optional
 
 import pytest
 
-from kernelprop import knobs
-from kernelprop.registry import BY_KIND, OPS, PROPERTY_IDS as REGISTRY_PROPERTY_IDS, Op
+from kernelprop.core import knobs
+from kernelprop.core.registry import BY_KIND, OPS, PROPERTY_IDS as REGISTRY_PROPERTY_IDS, Op
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 PROPERTY_IDS = REGISTRY_PROPERTY_IDS   # every registered op's spec ids (kill-matrix columns)
 
 
@@ -130,7 +130,7 @@ class RunResult:
 def suite_command(kind: str, target: str, *, profile: str, reports_dir: pathlib.Path,
                   paths=("properties",), extra_args=()) -> list:
     return [sys.executable, "-m", "pytest", *paths, "-p", "no:cacheprovider",
-            "-p", "kernelprop.mutants", f"--hypothesis-profile={profile}",
+            "-p", "kernelprop.commands.mutants", f"--hypothesis-profile={profile}",
             f"--impl={kind}={target}", f"--reports-dir={reports_dir}", "-q", "--no-header",
             "-p", "no:randomly", *extra_args]
 
@@ -147,7 +147,7 @@ def run_entry(entry, *, role: str, profile: str = "ci", workdir: pathlib.Path,
     where, _, attr = target.rpartition(":")
     if where.endswith(".py"):
         target = f"{ROOT / where}:{attr}"
-    # without shrinking: the profile's "-noshrink" twin (kernelprop.profiles), the same examples
+    # without shrinking: the profile's "-noshrink" twin (kernelprop.commands.profiles), the same examples
     env = dict(os.environ, **knobs.env(profile=profile if shrink else f"{profile}-noshrink",
                                        mutant_kind=entry.kind, mutant_results=results))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
@@ -199,9 +199,9 @@ def case_size(case: Optional[dict], kind: str) -> tuple[Optional[int], str]:
 
 
 def shape_class_of(nodeid: str) -> str:
-    """The shape class of a test's parametrization ("plain", a kernelprop.coverage class), or ""
+    """The shape class of a test's parametrization ("plain", a kernelprop.core.coverage class), or ""
     for tests not parametrized over classes."""
-    from kernelprop.coverage import all_classes
+    from kernelprop.core.coverage import all_classes
 
     params = nodeid.rpartition("[")[2].rstrip("]").split("-") if nodeid.endswith("]") else []
     known = ("plain", *all_classes())
@@ -457,7 +457,7 @@ def _indent(text: str) -> str:
     return "\n".join("    " + line for line in text.splitlines())
 
 
-# %% pytest plugin (loaded in the subprocesses with -p kernelprop.mutants)
+# %% pytest plugin (loaded in the subprocesses with -p kernelprop.commands.mutants)
 
 _SESSION_START = time.monotonic()
 _DRAW = re.compile(r"Draw \d+ \((?:case|\w*case\w*)\): (\w+Case)\((.*)\)\s*$", re.M)
@@ -473,7 +473,7 @@ def _spec_ids(item) -> list:
 
 def item_kinds(item) -> set:
     """The op kinds a test exercises: through an op's fixture, or an `Op` among its parameters
-    (tests parametrized over kernelprop.registry.OPS, alone or as the first of a tuple)."""
+    (tests parametrized over kernelprop.core.registry.OPS, alone or as the first of a tuple)."""
     kinds = {o.kind for o in OPS if o.fixture in getattr(item, "fixturenames", ())}
     for value in getattr(getattr(item, "callspec", None), "params", {}).values():
         for v in (value if isinstance(value, tuple) else (value,)):
@@ -558,7 +558,7 @@ def _shrunk_case(item, report) -> tuple[Optional[dict], str]:
     if case:
         return case, "falsifying example"
     try:
-        from kernelprop.evidence import latest
+        from kernelprop.core.evidence import latest
         evidence = latest()
         if evidence is not None and evidence.case is not None:
             return asdict(evidence.case), "evidence"

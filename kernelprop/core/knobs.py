@@ -77,9 +77,9 @@ def env_bool(variable: str, default: bool, doc: str) -> Knob:
 backend = env_str("KERNELPROP_BACKEND", None,
                   "auto, cpu or cuda: the backend asked for (--backend); after the choice, the one chosen")
 sizes = env_str("KERNELPROP_SIZES", None,
-                "small, reference or large: how large examples get (--sizes; kernelprop/sizes.py)")
+                "small, reference or large: how large examples get (--sizes; kernelprop/core/sizes.py)")
 profile = env_str("KERNELPROP_PROFILE", "dev",
-                  "the hypothesis profile when --hypothesis-profile is not given (kernelprop/profiles.py)")
+                  "the hypothesis profile when --hypothesis-profile is not given (kernelprop/commands/profiles.py)")
 profile_active = env_str("KERNELPROP_PROFILE_ACTIVE", None,
                          "the profile this session runs under (written by the pytest plugin)")
 nightly_examples = env_int("KERNELPROP_NIGHTLY_EXAMPLES", 2000,
@@ -92,7 +92,7 @@ reports = env_str("KERNELPROP_REPORTS", "reports",
 run_id = env_str("KERNELPROP_RUN_ID", "",
                  "the run id shared by a session's reports (set once per session, inherited by workers)")
 database = env_str("KERNELPROP_DATABASE", None,
-                   "the example database shared by a fleet (--database; kernelprop/database.py)")
+                   "the example database shared by a fleet (--database; kernelprop/commands/database.py)")
 local_database = env_str("KERNELPROP_LOCAL_DATABASE", None,
                          "this machine's example database (--local-database)")
 database_on_error = env_str("KERNELPROP_DATABASE_ON_ERROR", "stop",

@@ -10,7 +10,7 @@ cubin), and the ptxas bundled with triton reports registers, spills and the stac
 One source of truth: each configuration is a `KernelLaunch` built by the wrappers' own launch
 functions (e.g. kernels.sparse_attention.attention_launch) from meta tensors of the point's shapes
 (`point.launch()`; every registered op's points come from its record's `compile_points`,
-kernelprop/registry.py), and specialized by Triton's own JIT binder exactly as a launch on
+kernelprop/core/registry.py), and specialized by Triton's own JIT binder exactly as a launch on
 the device would be (integer arguments equal to 1 become constants, values and pointers divisible
 by 16 get the divisibility attribute). Without that specialization the numbers differ a lot: the
 bundled attention at the DSV4 config compiles to 248 registers and no spills when specialized, but
@@ -19,7 +19,7 @@ to 255 registers with 3216 B of spill stores when every integer is a plain i32 (
 Columns: registers per thread, spill stores / loads (bytes per thread), stack frame (bytes), shared
 memory (bytes per program, Triton's allocation), static counts of mma.sync / wgmma.mma_async in the
 PTX, compile time (Triton pipeline + our ptxas run, fresh cache), the grid's program count, and the
-PTX audit (kernelprop/ptx_audit.py): every approximate, flushing or rounding instruction and MMA kind,
+PTX audit (kernelprop/core/ptx_audit.py): every approximate, flushing or rounding instruction and MMA kind,
 each of which the CUDA error model must cover (golden.error_model.PTX_FIGURES).
 Gates (exit status 1): a compile error anywhere; shared memory over the sm_90 per-block limit
 (227 KiB) anywhere; a spill or a stack frame at a reference configuration (`reference=True`); an
@@ -48,9 +48,9 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Optional
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-if sys.path and pathlib.Path(sys.path[0] or ".").resolve() == ROOT / "kernelprop":
-    sys.path.pop(0)  # run as a script (the child): kernelprop/*.py must not shadow top-level modules
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+if sys.path and pathlib.Path(sys.path[0] or ".").resolve() == pathlib.Path(__file__).resolve().parent:
+    sys.path.pop(0)  # run as a script (the child): its folder's modules must not shadow top-level modules
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
@@ -63,7 +63,7 @@ TARGET_ARCH = 90               # compute capability of the target (sm_90a with T
 
 def op_points(scope: str) -> list:
     """Every registered op's points of `scope` ("reference", "fast", "sweep"), in registry order."""
-    from kernelprop.registry import OPS, resolve
+    from kernelprop.core.registry import OPS, resolve
 
     return [p for o in OPS if o.compile_points for p in resolve(o.compile_points)(scope)]
 
@@ -182,7 +182,7 @@ def compile_launch(name: str, launch, reference: bool = False) -> CompileRow:
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    from kernelprop.ptx_audit import audit, notable, uncovered
+    from kernelprop.core.ptx_audit import audit, notable, uncovered
 
     config = " ".join(f"{k}={int(v) if isinstance(v, bool) else v}" for k, v in launch.constexprs.items()
                       if k not in ("num_warps", "num_stages"))
@@ -245,9 +245,9 @@ def markdown(rows: list[CompileRow]) -> str:
 def impl_rows(kind: str, target: str) -> list[CompileRow]:
     """Compile every launch one call of `target` (an --impl of `kind`) makes on its op's audit case
     (the registry record's `audit_case`)."""
-    from kernelprop.impl import make_impl
-    from kernelprop.ptx_audit import record_launches
-    from kernelprop.registry import op, resolve
+    from kernelprop.core.impl import make_impl
+    from kernelprop.core.ptx_audit import record_launches
+    from kernelprop.core.registry import op, resolve
 
     impl = make_impl(kind, target)
     record = op(kind)
@@ -267,7 +267,7 @@ def _print_models(kind: str, rows: list[CompileRow]) -> None:
     must allow this kernel."""
     from collections import Counter
 
-    from kernelprop.registry import op, resolve
+    from kernelprop.core.registry import op, resolve
 
     record = op(kind)
     if not record.ptx_model:

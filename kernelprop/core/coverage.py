@@ -30,7 +30,7 @@ def classes_of(label: str) -> tuple:
     """The shape classes of the op labelled `label` (registry `Op.label`): its Inputs type's
     SHAPE_CLASSES (an op declares its own classes there and recognizes them in
     `Inputs.shape_classes(recipe)`, golden/values.py's protocol)."""
-    from kernelprop.registry import OPS
+    from kernelprop.core.registry import OPS
 
     for o in OPS:
         if o.label == label:
@@ -40,7 +40,7 @@ def classes_of(label: str) -> tuple:
 
 def all_classes() -> tuple:
     """Every registered op's shape classes (registry order, each name once)."""
-    from kernelprop.registry import OPS
+    from kernelprop.core.registry import OPS
 
     return tuple(dict.fromkeys(c for o in OPS if o.shape_classes for c in classes_of(o.label)))
 

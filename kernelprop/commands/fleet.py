@@ -8,7 +8,7 @@ A record (schema kernelprop-fleet-run/1) holds who ran (worker name, host, backe
 impl, versions, database), when (started, finished, budget), and per test function the examples,
 seconds, examples per second, worst error/bound, failures with their report paths and where the
 first failing example came from (phase "reuse" = replayed from the database). `python -m
-kernelprop fuzz report` (kernelprop.fleet_report) merges them into the fleet dashboard.
+kernelprop fuzz report` (kernelprop.commands.fleet_report) merges them into the fleet dashboard.
 
 A record that cannot be pushed (the server died mid-run) is kept in <history>/fleet-pending/ and
 pushed before the next record of that worker: a record is never lost, only late.
@@ -21,7 +21,7 @@ import socket
 import sys
 from pathlib import Path
 
-from kernelprop import knobs
+from kernelprop.core import knobs
 
 SCHEMA = "kernelprop-fleet-run/1"
 REDIS_KEY = "kernelprop:fleet:runs"
@@ -29,7 +29,7 @@ REDIS_KEY = "kernelprop:fleet:runs"
 
 class RedisRunStore:
     def __init__(self, url: str) -> None:
-        from kernelprop.database import redis_client, redact
+        from kernelprop.commands.database import redis_client, redact
 
         self.url = redact(url)
         self.client = redis_client(url)
@@ -83,7 +83,7 @@ def _decode(raw: list, where: str) -> list[dict]:
 
 def open_store(target: str):
     """RedisRunStore for a redis:// URL, DirectoryRunStore for a path."""
-    from kernelprop.database import is_shared
+    from kernelprop.commands.database import is_shared
 
     return RedisRunStore(target) if is_shared(target) else DirectoryRunStore(target)
 
@@ -131,6 +131,6 @@ def push(target: str, record: dict, pending_dir: Path) -> tuple[bool, str]:
 
 
 def _describe(target: str) -> str:
-    from kernelprop.database import redact
+    from kernelprop.commands.database import redact
 
     return redact(target)

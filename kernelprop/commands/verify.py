@@ -11,11 +11,11 @@ from importlib import metadata
 
 
 def _plugin_args() -> list[str]:
-    """-p kernelprop.pytest_plugin unless the pytest11 entry point loads it (a clone's conftest.py
+    """-p kernelprop.commands.pytest_plugin unless the pytest11 entry point loads it (a clone's conftest.py
     then skips it: plugins register once per module name)."""
-    installed = any(ep.value.startswith("kernelprop.pytest_plugin")
+    installed = any(ep.value.startswith("kernelprop.commands.pytest_plugin")
                     for ep in metadata.entry_points(group="pytest11"))
-    return [] if installed else ["-p", "kernelprop.pytest_plugin"]
+    return [] if installed else ["-p", "kernelprop.commands.pytest_plugin"]
 
 
 def main(argv: list[str]) -> int:

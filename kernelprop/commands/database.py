@@ -27,7 +27,7 @@ from urllib.parse import urlsplit, urlunsplit
 from hypothesis.database import (DirectoryBasedExampleDatabase, ExampleDatabase,
                                  MultiplexedDatabase)
 
-from kernelprop import knobs
+from kernelprop.core import knobs
 
 DEFAULT_LOCAL = ".hypothesis/examples"
 REDIS_SCHEMES = ("redis", "rediss", "unix")

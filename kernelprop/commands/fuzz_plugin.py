@@ -1,8 +1,8 @@
-"""pytest plugin of `python -m kernelprop fuzz` (loaded with `-p kernelprop.fuzz_plugin`).
+"""pytest plugin of `python -m kernelprop fuzz` (loaded with `-p kernelprop.commands.fuzz_plugin`).
 
 Per test it counts the examples hypothesis ran (through hypothesis' observability callbacks: one
 observation per test case), the failing ones, and every `target()` score (the properties target
-kernelprop.verdict.Verdict.score: the margin ratio, or error/bound where the bound has no flips), and appends JSON lines to $KERNELPROP_FUZZ_STATS/<process>.jsonl:
+kernelprop.core.verdict.Verdict.score: the margin ratio, or error/bound where the bound has no flips), and appends JSON lines to $KERNELPROP_FUZZ_STATS/<process>.jsonl:
 
   {"type": "progress", "nodeid", "examples", "failed", "max": {label: score}}   every few seconds
   {"type": "test", "nodeid", "spec", "outcome", "interrupted", "examples", "failed", "gave_up",
@@ -17,9 +17,9 @@ kernelprop.verdict.Verdict.score: the margin ratio, or error/bound where the bou
 $KERNELPROP_FUZZ_PRIORITY (a JSON file {nodeid: examples run so far}) reorders the collected
 tests, fewest examples first (a stable sort, identical on every xdist worker), so that rounds cut
 short by the deadline still reach every test in turn. --fuzz-shard=I/W then keeps the I-th of
-every W tests in that order (kernelprop.fuzz_worker: W long-lived workers, one shard each).
+every W tests in that order (kernelprop.commands.fuzz_worker: W long-lived workers, one shard each).
 
-Rounds run in-process one after another (kernelprop.fuzz_worker): a hypothesis test decorated
+Rounds run in-process one after another (kernelprop.commands.fuzz_worker): a hypothesis test decorated
 without its own @settings holds the profile object that was current when its module was imported
 (hypothesis copies `settings.default` onto the test), so each session points the tests holding
 an earlier session's profile at this session's (with this round's max_examples); shared database
@@ -37,8 +37,8 @@ import time
 
 import pytest
 
-from kernelprop import knobs
-from kernelprop.verdict import STEERING_LABEL
+from kernelprop.core import knobs
+from kernelprop.core.verdict import STEERING_LABEL
 
 PROGRESS_EVERY_S = 5.0
 MAX_SCORES = 50_000  # per test and label; later scores only update the count and the max
@@ -235,7 +235,7 @@ def pytest_collection_modifyitems(session, config, items):
 
 def pytest_collection_finish(session):
     if session.items and _out_path() is not None:
-        from kernelprop.backend import device_name
+        from kernelprop.core.backend import device_name
 
         backend = knobs.backend.get() or "cpu"
         _write({"type": "collected", "nodeids": [item.nodeid for item in session.items],
@@ -251,7 +251,7 @@ def pytest_collectreport(report):
 def pytest_sessionfinish(session):
     if _out_path() is None:
         return
-    from kernelprop.database import outages
+    from kernelprop.commands.database import outages
 
     new = [o for o in outages() if json.dumps(o, sort_keys=True, default=str) not in _outages_written]
     if new:

@@ -1,6 +1,6 @@
 """The op registry: one frozen record per kernel the suite verifies (docs/ARCHITECTURE.md, "Adding a
 kernel"). Everything that runs per kernel iterates over `OPS`; nothing switches on a name or class:
-kernelprop.impl (KINDS, BUNDLED, recipe and domain checks), the pytest plugin (one fixture per op,
+kernelprop.core.impl (KINDS, BUNDLED, recipe and domain checks), the pytest plugin (one fixture per op,
 --impl help), reports and replay (the Inputs object describes itself and computes its fp64 truth),
 the mutant kill matrix (which fixture selects an op's tests) and P13 (the op's argument table).
 
@@ -43,15 +43,15 @@ class Op:
     by_size     --sizes preset: the target used on CPU above small sizes, or None
     property_ids the spec ids of its properties (kill-matrix columns; P13 = bad input)
     catalogue   module with its planted bugs (MUTANTS, CONTROLS) when not in impls.mutants
-    shape_classes whether its property tests run over kernelprop.coverage's shape classes (label)
-    limits      its plain-class size limits per backend and --sizes (kernelprop.sizes.SizePresets)
+    shape_classes whether its property tests run over kernelprop.core.coverage's shape classes (label)
+    limits      its plain-class size limits per backend and --sizes (kernelprop.core.sizes.SizePresets)
     compile_points  `./kp compile`'s configurations: scope ("reference" | "fast" | "sweep") ->
                 points, each with .name, .reference and .launch(device) -> KernelLaunch
-    explain     its kernelprop.causes.Explain: the root causes a failing example can prove, and the
+    explain     its kernelprop.core.causes.Explain: the root causes a failing example can prove, and the
                 small case of the pre-flight call (None: neither)
     audit_case  () -> the Case one `./kp compile --impl KIND=...` call runs on (launches recorded)
     ptx_model   (instruction counts) -> one line: the CUDA figures P1 on a GPU must allow a kernel
-                whose PTX has them (kernelprop.ptx_audit; docs/bounds.md#ptx-audit)
+                whose PTX has them (kernelprop.core.ptx_audit; docs/bounds.md#ptx-audit)
     exports     "module:attr" names `kernelprop` exports for adapters besides the recipe and
                 domain types (e.g. the op's input check)
     """
@@ -103,7 +103,7 @@ class Op:
 
     @property
     def size_presets(self):
-        """The op's kernelprop.sizes.SizePresets (None: it declares no limits)."""
+        """The op's kernelprop.core.sizes.SizePresets (None: it declares no limits)."""
         return resolve(self.limits) if self.limits else None
 
 

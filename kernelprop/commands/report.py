@@ -1,7 +1,7 @@
 """Counterexample reports: reports/<run-id>/<test-id>/{report.md, report.json, inputs.pt}.
 
 conftest's makereport hook calls `write_failure_report(item, call, report)` when a test's call
-phase fails. The latest `kernelprop.evidence.record()` then holds the shrunk example (hypothesis
+phase fails. The latest `kernelprop.core.evidence.record()` then holds the shrunk example (hypothesis
 replays the minimal failing example last); this module saves it:
 
   report.md    what a kernel engineer reads first: the violated bound, the worst element, the
@@ -18,7 +18,7 @@ exists (two node ids that sanitize alike, a rerun plugin) gets a -2, -3 ... suff
 an atomic mkdir, so xdist workers never collide.
 
 This module only writes: the verdict (Outcome, check_outcome, the fp64 truth of the example) is
-kernelprop.verdict, shared with properties.checks and `python -m kernelprop replay`. No hypothesis
+kernelprop.core.verdict, shared with properties.checks and `python -m kernelprop replay`. No hypothesis
 import here.
 """
 from __future__ import annotations
@@ -39,9 +39,9 @@ from typing import Optional
 
 import torch
 
-from kernelprop import knobs
-from kernelprop.plain import plain
-from kernelprop.verdict import (Verdict, check_outcome, comparison, derived_truth, exception_verdict,
+from kernelprop.core import knobs
+from kernelprop.core.plain import plain
+from kernelprop.core.verdict import (Verdict, check_outcome, comparison, derived_truth, exception_verdict,
                                 kernel_raised, raised_leaves)
 
 SCHEMA = "kernelprop-report/1"
@@ -150,7 +150,7 @@ def describe_inputs(x) -> dict:
 def describe_labels(type_ref) -> dict:
     """{describe() key: label} of the Inputs type named "module:Type" (its DESCRIBE_LABELS; {}
     when it cannot be loaded)."""
-    from kernelprop.evidence import resolve
+    from kernelprop.core.evidence import resolve
 
     try:
         return dict(getattr(resolve(type_ref), "DESCRIBE_LABELS", {})) if type_ref else {}
@@ -171,13 +171,13 @@ def versions() -> dict:
 
 
 def _autotune_ran() -> dict:
-    from kernelprop.causes import autotune_ran
+    from kernelprop.core.causes import autotune_ran
 
     return autotune_ran()
 
 
 def environment() -> dict:
-    from kernelprop.backend import device_name
+    from kernelprop.core.backend import device_name
 
     backend = knobs.backend.get() or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -238,7 +238,7 @@ def _impl_info(ev) -> dict:
     info = {"kind": ev.impl_kind, "spec": ev.impl, "cwd": os.getcwd()}
     if ev.impl_kind and ev.impl:
         try:
-            from kernelprop.impl import BUNDLED, make_impl
+            from kernelprop.core.impl import BUNDLED, make_impl
 
             impl = make_impl(ev.impl_kind, ev.impl)
             info.update(bundled=ev.impl == BUNDLED.get(ev.impl_kind),
@@ -270,7 +270,7 @@ def _spec_ids(item) -> list[str]:
 def write_failure_report(item, call, report) -> Optional[Path]:
     """Write reports/<run-id>/<test-id>/ for a failed call phase; None when the test recorded no
     evidence (not a property, or it failed before its first comparison). Never raises."""
-    from kernelprop import evidence
+    from kernelprop.core import evidence
 
     ev = evidence.latest()
     if ev is None:
@@ -319,7 +319,7 @@ def _write(item, call, report, ev) -> Path:
         except Exception as err:  # noqa: BLE001
             metrics = {"error": f"{type(err).__name__}: {err}"}
 
-    from kernelprop.hints import evidence_hints
+    from kernelprop.commands.hints import evidence_hints
 
     try:
         hints = evidence_hints(ev.property_id, None if stale else outcome,
@@ -328,7 +328,7 @@ def _write(item, call, report, ev) -> Path:
     except Exception as err:  # noqa: BLE001 (a hint must never cost the report)
         hints = [f"(hints unavailable: {type(err).__name__}: {err})"]
     raised = kernel_raised(call.excinfo.value if getattr(call, "excinfo", None) else None)
-    from kernelprop.causes import signature
+    from kernelprop.core.causes import signature
 
     try:
         cause = signature(ev, None if stale else outcome, raised)
@@ -444,7 +444,7 @@ def render_markdown(d: dict) -> str:
     if d.get("stale_evidence"):
         lines.append("- note: the failing example raised before its comparison, so its tensors "
                      "were never recorded and this report cannot replay it: use the hypothesis "
-                     "decorator above (kernelprop.evidence records only completed comparisons)")
+                     "decorator above (kernelprop.core.evidence records only completed comparisons)")
     for t in hyp.get("target_scores", []):
         t = t.replace("1e+300", "inf")
         lines.append(f"- hypothesis: {t} (worst example seen, before shrinking)")

@@ -1,0 +1,1 @@
+"""kernelprop's core: what golden/, kernels/, impls/ and properties/ build on (settings, the op registry, implementations, verdicts, evidence, sizes, coverage, root causes, the PTX audit). Imports no command."""
