@@ -32,7 +32,7 @@ def test_case_and_inputs_satisfy_the_protocol():
 def test_kill_matrix_size_is_t_times_k():
     T, K = 2 * 3, 4 + 6 + 1
     assert case_size(CASE.to_dict(), "sparse_attention") == (T * K, f"T={T} H=2 D=8 K={K}")
-    assert BY_KIND["sparse_attention"].case and case_size(None, "sparse_attention") == (None, "")
+    assert BY_KIND["sparse_attention"].case_type is AttnCase and case_size(None, "sparse_attention") == (None, "")
 
 
 def test_classify_asks_the_inputs_with_the_recipe_tile():
