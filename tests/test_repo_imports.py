@@ -193,3 +193,23 @@ def test_private_import_scan_sees_both_forms(tmp_path):
     assert [h.split(": ", 1)[1] for h in found] == [
         "from golden.rounding import _LOW16", "r._LOW16 (golden.rounding)",
         "kernelprop.golden.metrics._ratio (golden.metrics)"], found
+
+
+def test_pyproject_installs_every_package_folder():
+    """An installed kernelprop has every package of the clone (pyproject lists them one by one)."""
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(config["packages"])
+    dirs = {v: k for k, v in config["package-dir"].items()}
+    found = set()
+    for init in ROOT.glob("*/**/__init__.py"):
+        rel = init.parent.relative_to(ROOT).as_posix()
+        if rel.split("/")[0] not in PACKAGES:
+            continue
+        top = next((d for d in sorted(dirs, key=len, reverse=True) if rel == d or rel.startswith(d + "/")), None)
+        if top is None:
+            continue
+        rest = rel[len(top):].strip("/")
+        found.add(dirs[top] + ("." + rest.replace("/", ".") if rest else ""))
+    assert found <= listed, f"pyproject.toml's packages misses {sorted(found - listed)}"
