@@ -149,6 +149,10 @@ class AttnDomain(DomainValue):
                         send an empty decode row; SGLang and vLLM return NaN there); None: a token
                         may have none. P7 (empty rows) is then skipped with that reason, and every
                         drawn case is fitted so that no property sees a token below it.
+    max_pool_elements:  the largest KV pool (elements) it can take without holding it whole in
+                        memory (e.g. an adapter that copies the pools into one buffer); at or
+                        below 2^31 the large_offsets class (pages past 2^31 elements of a lazily
+                        allocated pool) lies outside the domain. None: any.
     """
 
     sinks: Optional[tuple] = kinds(SINK_KINDS)
@@ -157,6 +161,7 @@ class AttnDomain(DomainValue):
     max_tokens_per_batch: Optional[int] = most()
     max_indices: Optional[int] = most()
     min_valid_keys: Optional[int] = least()
+    max_pool_elements: Optional[int] = most()
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -174,6 +179,7 @@ class AttnDomain(DomainValue):
             "npow2_default_scale": dims is None or any(d & (d - 1) for d in dims),
             "large_logits_sink": self.allows_sink("large"),
             "multi_tile": self.max_indices is None or self.max_indices >= 2,
+            "large_offsets": self.max_pool_elements is None or self.max_pool_elements > LARGE_OFFSET,
             "reference": (dims is None or REFERENCE["head_dim"] in dims)
             and (self.max_heads is None or self.max_heads >= REFERENCE["heads"])
             and (self.max_indices is None
@@ -214,6 +220,9 @@ class AttnDomain(DomainValue):
             topk = min(case.topk, self.max_indices - window)
             changes.update(window=window, topk=topk,
                            extra=min(case.extra, self.max_indices - window - topk))
+        if self.max_pool_elements is not None and case.large_offsets \
+                and self.max_pool_elements <= LARGE_OFFSET:
+            changes["large_offsets"] = False
         if self.min_valid_keys is not None:
             changes.update(self._fit_valid_keys(case.replace(**changes)))
         return case.replace(**changes) if changes else case

@@ -198,3 +198,16 @@ def test_report_and_replay_of_a_shape_dependent_recipe(tmp_path):
     replay = subprocess.run([sys.executable, "-m", "kernelprop", "replay", str(report)], cwd=ROOT,
                             capture_output=True, text=True, timeout=300)
     assert replay.returncode == 1, replay.stdout[-2000:] + replay.stderr[-2000:]
+
+
+def test_max_pool_elements_keeps_large_offsets_out_of_the_domain():
+    """An implementation that holds its pools whole (SGLang's adapter copies them into one buffer)
+    declares max_pool_elements: the large_offsets class (pools past 2^31 elements, lazily
+    allocated) is then skipped with the reason, and a drawn case is fitted out of it."""
+    from kernelprop.golden.attention_inputs import AttnCase, AttnDomain
+
+    small = AttnDomain(max_pool_elements=2 ** 28)
+    assert not small.admits("large_offsets") and small.admits("multi_tile")
+    assert AttnDomain().admits("large_offsets") and AttnDomain(max_pool_elements=2 ** 33).admits("large_offsets")
+    assert small.fit(AttnCase(large_offsets=True)).large_offsets is False
+    assert AttnDomain().fit(AttnCase(large_offsets=True)).large_offsets is True
