@@ -105,8 +105,9 @@ def remove_record(registry: Path, kind: str) -> int:
     source = registry.read_text()
     lines = source.splitlines(keepends=True)
     for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Op" and node.args \
-                and isinstance(node.args[0], ast.Constant) and node.args[0].value == kind:
+        kinds = [k.value for k in node.keywords if k.arg == "kind"] if isinstance(node, ast.Call) else []
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Op" \
+                and any(isinstance(v, ast.Constant) and v.value == kind for v in kinds):
             start, end = node.lineno - 1, node.end_lineno
             registry.write_text("".join(lines[:start] + lines[end:]))
             return end - start
