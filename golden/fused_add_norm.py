@@ -19,8 +19,8 @@ import torch
 
 from kernelprop.golden.domain import DomainValue, flag, kinds, most, sizes
 from kernelprop.golden.sampling import LARGE_OFFSET
-from kernelprop.golden.rmsnorm_inputs import (NormCase, NormRecipe, last_row_start, spread_row_stride,
-                                             spread_row_stride_for, spread_rows)
+from kernelprop.golden.rmsnorm_inputs import (SUBNORMAL_SQUARES, NormCase, NormRecipe, last_row_start,
+                                             spread_row_stride, spread_row_stride_for, spread_rows)
 from kernelprop.golden.rmsnorm import rms_norm_fp64, rms_norm_golden, rms_norm_trace
 from kernelprop.golden.values import CaseValue, TensorArgs
 
@@ -59,8 +59,9 @@ class FusedDomain(DomainValue):
             changes["weight"] = self.weight
         if self.strided is False and (case.strided_x or case.strided_residual):
             changes.update(strided_x=False, strided_residual=False)
-        if self.data is not None and case.data not in self.data:
-            changes["data"] = self.data[FUSED_DATA.index(case.data) % len(self.data)]
+        kind = _domain_kind(case.data)
+        if self.data is not None and kind not in self.data:
+            changes["data"] = self.data[FUSED_DATA.index(kind) % len(self.data)]
         return case.replace(**changes) if changes else case
 
     def admits(self, shape_class: str) -> bool:
@@ -99,8 +100,8 @@ class FusedCase(CaseValue):
                              f"{self.heads}")
         if self.dtype not in ("bf16", "fp32"):
             raise ValueError(f"dtype must be 'bf16' or 'fp32', got {self.dtype!r}")
-        if self.data not in FUSED_DATA:
-            raise ValueError(f"data must be one of {FUSED_DATA}, got {self.data!r}")
+        if self.data not in FUSED_DATA + (SUBNORMAL_SQUARES,):
+            raise ValueError(f"data must be one of {FUSED_DATA + (SUBNORMAL_SQUARES,)}, got {self.data!r}")
         if self.large_offsets and (self.rows < 3 or self.heads or self.strided_x
                                    or self.strided_residual):
             raise ValueError("large_offsets needs rows >= 3, heads 0 and no other strides")
@@ -182,6 +183,12 @@ class FusedInputs(TensorArgs):
         return frozenset(found)
 
 
+def _domain_kind(data: str) -> str:
+    """The declared data kind a case's data counts as: subnormal_squares is the eps0_tiny class's
+    "tiny" under the CUDA model (golden.rmsnorm_inputs.SUBNORMAL_SQUARES)."""
+    return "tiny" if data == SUBNORMAL_SQUARES else data
+
+
 def _dtype(name: str) -> torch.dtype:
     return torch.bfloat16 if name == "bf16" else torch.float32
 
@@ -196,7 +203,8 @@ def _strided(t: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 
 def make_fused_inputs(case: FusedCase) -> FusedInputs:
-    """Tensors from the case's seed. data: normal; tiny (1e-20 scale) / huge (1e15); zero (both
+    """Tensors from the case's seed. data: normal; tiny (1e-20 scale) / subnormal_squares (1e-18:
+    the eps0_tiny class under the CUDA model, whose domain needs v >= 2^-125) / huge (1e15); zero (both
     zero); cancel: residual = -x + a perturbation 2^-6 of |x| (|x + r| << |x|); mixed_scale: the
     residual 2^10 times larger than x in half the rows, 2^-10 in the others."""
     gen = torch.Generator().manual_seed(case.seed)
@@ -206,6 +214,8 @@ def make_fused_inputs(case: FusedCase) -> FusedInputs:
     r = torch.randn(shape, generator=gen)
     if case.data == "tiny":
         x, r = x * 1e-20, r * 1e-20
+    elif case.data == SUBNORMAL_SQUARES:   # z ~ 1.4e-18: mean square >> 2^-125, ~6% subnormal squares
+        x, r = x * 1e-18, r * 1e-18
     elif case.data == "huge":
         x, r = x * 1e15, r * 1e15
     elif case.data == "zero":

@@ -19,8 +19,7 @@ from kernelprop.golden.fused_add_norm import FusedInputs, residual_sum
 from kernelprop.golden.fused_add_norm_bounds import norm_inputs_on_z
 from kernelprop.golden.rmsnorm_inputs import NormRecipe, spread_row_stride, spread_rows
 from kernelprop.golden.output_rounding import output_numerics
-from kernelprop.golden.rmsnorm_bounds import INV_ULPS, SUM_LAMBDA
-from kernelprop.properties.replays_norm import p1 as norm_p1, recipe_of
+from kernelprop.properties.replays_norm import p1 as norm_p1, recipe_of, recipe_params
 
 F1_DOC = "F1: residual_out == RNE_in(x + residual) bitwise (one correctly rounded fp32 add)"
 F2_DOC = ("F2: y within the RMSNorm P1 bound of the golden rms_norm on the golden z "
@@ -33,9 +32,11 @@ F5_DOC = ("F5: in place: x's buffer holds y and residual's holds z, bitwise the 
           "and the weight are bitwise unchanged; out of place: no input element is written")
 
 
-def params_for(recipe: NormRecipe, backend: str, **extra) -> dict:
-    return {"recipe": recipe, "inv_ulps": INV_ULPS[backend], "sum_lambda": SUM_LAMBDA,
-            "ftz": backend == "cuda", **extra}
+def params_for(recipe: NormRecipe, backend: str, impl=None, **extra) -> dict:
+    """The RMSNorm params of `recipe` under this run's error model (replays_norm.recipe_params:
+    `--error-model`, else the backend's): F2 holds y to RMSNorm's P1 bound on z, so both ops
+    charge the same figures (INV per variant, flush, v's division, an impl's declared PTX)."""
+    return recipe_params(recipe, backend, impl=impl, **extra)
 
 
 

@@ -6,7 +6,7 @@ import torch
 from hypothesis import assume, strategies as st
 
 from kernelprop.golden.fused_add_norm import make_fused_inputs
-from kernelprop.core import knobs
+from kernelprop.golden.error_model import error_model_family
 from kernelprop.golden import fused_add_norm_bounds
 from kernelprop.golden.rmsnorm_inputs import NormRecipe
 from kernelprop.properties.checks import run_property
@@ -20,9 +20,10 @@ MAX_CHUNKS_CPU = 16   # the interpreter runs one masked reduction per chunk: cap
 
 
 def z_in_domain(inputs) -> bool:
-    """fused_add_norm_bounds.z_in_domain on this run's backend. The test bodies call it without the
-    backend: hypothesis derives a test's derandomized seed from its source, which stays as it is."""
-    return fused_add_norm_bounds.z_in_domain(inputs, knobs.backend.get() or "cpu")
+    """fused_add_norm_bounds.z_in_domain under this run's error model (golden.error_model
+    .error_model_family: --error-model, else the backend's). The test bodies call it without it:
+    hypothesis derives a test's derandomized seed from its source, which stays as it is."""
+    return fused_add_norm_bounds.z_in_domain(inputs, error_model_family())
 
 
 def _draw(impl, data, device, shape_class, backend):
@@ -36,7 +37,7 @@ def _draw(impl, data, device, shape_class, backend):
 
 def _run(pid, check, replay, case, recipe, impl, backend, inputs, **extra):
     return run_property(pid, check, f"{R}:{replay}", inputs=inputs, impl=impl,
-                        params=params_for(recipe, backend, **extra), recipe=recipe, case=case)
+                        params=params_for(recipe, backend, impl=impl, **extra), recipe=recipe, case=case)
 
 
 @shape_class_property("F1", "fused")

@@ -163,6 +163,10 @@ def test_error_model_knob_selects_cuda_on_the_cpu_backend(monkeypatch):
     assert (params["inv_ulps"], params["v_div_units"], params["error_model"]) == (3.5, 5.0, "cuda")
     bundled = make_impl("rms_norm")       # its PTX: v by div.rn, INV per variant
     assert norm_params(NormRecipe(inv="rsqrt"), "cpu", impl=bundled)["v_div_units"] == 1.0
+    # the fused op's F2 holds y to RMSNorm's P1 bound on z: the same figures, not the backend's
+    from kernelprop.properties.replays_fused import params_for as fused_params
+    assert fused_params(NormRecipe(), "cpu") == params
+    assert fused_params(NormRecipe(inv="rsqrt"), "cpu")["inv_ulps"] == norm_params(NormRecipe(inv="rsqrt"), "cpu")["inv_ulps"]
     monkeypatch.setenv("KERNELPROP_ERROR_MODEL", "gpu")
     with pytest.raises(ValueError, match="KERNELPROP_ERROR_MODEL"):
         error_model_family()
