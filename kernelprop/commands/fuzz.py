@@ -308,34 +308,15 @@ def run_round(args, rnd: int, seed: int, examples: int, paths, extra, work: Path
     env = dict(env, **knob_env)
     cmd = _pytest_command(args, paths, seed, extra, deselect, profile)
     began = time.monotonic()
-    interrupted = False
     with open(log, "w") as out:
         out.write("$ " + " ".join(cmd) + "\n")
         out.flush()
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True)
-        next_progress = began + args.progress
-        try:
-            while proc.poll() is None:
-                time.sleep(0.5)
-                now = time.monotonic()
-                if now >= deadline:
-                    interrupted = True
-                    print(f"[{_clock(now - start)}] deadline: interrupting round {rnd}", flush=True)
-                    _interrupt(proc)
-                    break
-                if now >= next_progress:
-                    next_progress = now + args.progress
-                    print(_progress_line(now - start, deadline - start, rnd, examples,
-                                         read_stats(stats)), flush=True)
-        except KeyboardInterrupt:
-            interrupted = True
-            _interrupt(proc)
-            raise
-    rc = proc.wait()
-    return {"round": rnd, "kind": profile, "seed": seed, "examples_per_test": examples, "rc": rc,
-            "interrupted": interrupted, "seconds": round(time.monotonic() - began, 1),
-            "log": str(log), "records": read_stats(stats)}
+        interrupted = _watch_round(args, rnd, examples, stats, start, deadline,
+                                   busy=lambda: proc.poll() is None,
+                                   wait=time.sleep, interrupt=lambda: _interrupt(proc))
+    return _round_result(rnd, profile, seed, examples, proc.wait(), interrupted, began, log, stats)
 
 
 def _run_pool_round(args, rnd, seed, examples, paths, extra, work, knob_env, start, deadline,
@@ -348,30 +329,41 @@ def _run_pool_round(args, rnd, seed, examples, paths, extra, work, knob_env, sta
                                          shard=f"{i}/{shards}"),
                  "env": knob_env, "log": str(logs[i])} for i in range(shards)]
     began = time.monotonic()
-    interrupted = False
     pool.start_round(commands)
-    next_progress = began + args.progress
+    interrupted = _watch_round(args, rnd, examples, stats, start, deadline, busy=pool.busy,
+                               wait=pool.wait, interrupt=lambda: pool.interrupt(GRACE_S))
+    rc = round_rc([w.rc for w in pool.workers[:shards]])
+    if shards > 1:
+        log.write_text("".join(f"=== shard {i}/{shards}: {p.name}\n"
+                               + (p.read_text() if p.exists() else "") for i, p in enumerate(logs)))
+    return _round_result(rnd, "nightly", seed, examples, rc, interrupted, began, log, stats)
+
+
+def _watch_round(args, rnd, examples, stats: Path, start, deadline, *, busy, wait, interrupt) -> bool:
+    """Wait for a round (`busy()` until it ends, `wait(s)` between looks), printing progress every
+    args.progress seconds; `interrupt()` it at the deadline or on Ctrl-C (re-raised). Returns
+    whether the deadline interrupted it."""
+    next_progress = time.monotonic() + args.progress
     try:
-        while pool.busy():
-            pool.wait(0.5)
+        while busy():
+            wait(0.5)
             now = time.monotonic()
-            if now >= deadline and pool.busy():
-                interrupted = True
+            if now >= deadline and busy():
                 print(f"[{_clock(now - start)}] deadline: interrupting round {rnd}", flush=True)
-                pool.interrupt(GRACE_S)
-                break
+                interrupt()
+                return True
             if now >= next_progress:
                 next_progress = now + args.progress
                 print(_progress_line(now - start, deadline - start, rnd, examples,
                                      read_stats(stats)), flush=True)
     except KeyboardInterrupt:
-        pool.interrupt(GRACE_S)
+        interrupt()
         raise
-    rc = round_rc([w.rc for w in pool.workers[:shards]])
-    if shards > 1:
-        log.write_text("".join(f"=== shard {i}/{shards}: {p.name}\n"
-                               + (p.read_text() if p.exists() else "") for i, p in enumerate(logs)))
-    return {"round": rnd, "kind": "nightly", "seed": seed, "examples_per_test": examples, "rc": rc,
+    return False
+
+
+def _round_result(rnd, kind, seed, examples, rc, interrupted, began, log: Path, stats: Path) -> dict:
+    return {"round": rnd, "kind": kind, "seed": seed, "examples_per_test": examples, "rc": rc,
             "interrupted": interrupted, "seconds": round(time.monotonic() - began, 1),
             "log": str(log), "records": read_stats(stats)}
 
