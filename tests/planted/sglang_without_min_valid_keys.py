@@ -4,7 +4,7 @@ kernel's softmax has nothing to normalize. The issue-19 acceptance case of the r
 section on the real kernel (docs/measurements.md): every report it writes must share one cause."""
 import dataclasses
 
-from impls.third_party import sglang_decode_attention as shipped
+from kernelprop.impls.third_party import sglang_decode_attention as shipped
 
 
 def _without_min_valid_keys(fn):
