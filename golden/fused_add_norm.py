@@ -25,6 +25,7 @@ from kernelprop.golden.rmsnorm import rms_norm_fp64, rms_norm_golden, rms_norm_t
 from kernelprop.golden.values import CaseValue, TensorArgs
 
 FUSED_DATA = ("normal", "tiny", "huge", "zero", "cancel", "mixed_scale")
+CASE_DATA = FUSED_DATA + (SUBNORMAL_SQUARES,)   # + eps0_tiny's data under the CUDA model (not declarable)
 # large_offsets: x and residual rows spread over lazily allocated buffers, a row past 2^31
 # elements (golden.rmsnorm_inputs.spread_rows); drawn by F1 and F2 only (FusedInputs.OPT_IN_CLASSES)
 FUSED_CLASSES = ("eps0_tiny", "eps_dominant", "reference", "cancellation", "large_offsets")
@@ -100,8 +101,8 @@ class FusedCase(CaseValue):
                              f"{self.heads}")
         if self.dtype not in ("bf16", "fp32"):
             raise ValueError(f"dtype must be 'bf16' or 'fp32', got {self.dtype!r}")
-        if self.data not in FUSED_DATA + (SUBNORMAL_SQUARES,):
-            raise ValueError(f"data must be one of {FUSED_DATA + (SUBNORMAL_SQUARES,)}, got {self.data!r}")
+        if self.data not in CASE_DATA:
+            raise ValueError(f"data must be one of {CASE_DATA}, got {self.data!r}")
         if self.large_offsets and (self.rows < 3 or self.heads or self.strided_x
                                    or self.strided_residual):
             raise ValueError("large_offsets needs rows >= 3, heads 0 and no other strides")

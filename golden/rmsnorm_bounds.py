@@ -20,7 +20,7 @@ import torch
 from kernelprop.golden.error_model import (FP32_HALF_SUBNORMAL, FP32_MIN_NORMAL, FP32_ULP_REL,
                                            PTX_FIGURES, U_FP32, gamma)
 from kernelprop.golden.output_margin import Fp32Domain
-from kernelprop.golden.rmsnorm_inputs import NormRecipe
+from kernelprop.golden.rmsnorm_inputs import SUBNORMAL_SQUARES, NormRecipe
 from kernelprop.golden.output_rounding import nan_free, output_numerics
 from kernelprop.golden.rmsnorm import NormTrace
 from kernelprop.golden.rounding import fp32_outward, round_to_bf16
@@ -137,6 +137,14 @@ def _div_units(backend: str, v_div_units: Optional[float]) -> float:
 def domain_v_min(backend: str) -> float:
     """V_MIN: the smallest nonzero exact v the first-order model is sound for on `backend`."""
     return V_MIN_BY_BACKEND[_model(backend)]
+
+
+def eps0_tiny_data(backend: str) -> str:
+    """The data kind the eps0_tiny class draws (RMSNorm and the fused op) under `backend`'s model:
+    "tiny" (randn x 1e-20: v ~ 2^-133) where V_MIN lets such rows in, else SUBNORMAL_SQUARES
+    (randn x 1e-18: v ~ 2^-120, 6-9% of the squares subnormal): under the CUDA model
+    (V_MIN = 2^-125) every tiny row lies outside the domain."""
+    return "tiny" if domain_v_min(backend) < 2.0 ** -130 else SUBNORMAL_SQUARES
 
 
 def in_domain(x: torch.Tensor, eps: float, backend: str) -> bool:

@@ -9,8 +9,7 @@ from hypothesis import strategies as st
 from kernelprop.core import coverage
 from kernelprop.golden.error_model import error_model_family
 from kernelprop.golden.fused_add_norm import FUSED_DATA, FusedCase
-from kernelprop.golden.rmsnorm_bounds import domain_v_min
-from kernelprop.golden.rmsnorm_inputs import SUBNORMAL_SQUARES
+from kernelprop.golden.rmsnorm_bounds import eps0_tiny_data
 from kernelprop.properties.fused_limits import FUSED_SIZES, REFERENCE_DIMS, REFERENCE_ROWS, FusedLimits
 from kernelprop.properties.strategies import awkward_size, skip_outside_domain
 from kernelprop.core.sizes import current_sizes
@@ -37,8 +36,7 @@ def fused_class_cases(shape_class: str, **kw) -> st.SearchStrategy[FusedCase]:
     if shape_class == "plain":
         return base
     if shape_class == "eps0_tiny":
-        # under the CUDA model "tiny" rows (v ~ 2^-131) are all below its domain (v >= 2^-125)
-        tiny = "tiny" if domain_v_min(error_model_family()) < 2.0 ** -130 else SUBNORMAL_SQUARES
+        tiny = eps0_tiny_data(error_model_family())
         return base.map(lambda c: c.replace(data=tiny, eps=0.0, rows=min(c.rows, 4), dim=min(c.dim, 64)))
     if shape_class == "eps_dominant":
         return base.map(lambda c: c.replace(data="tiny", eps=c.eps if c.eps > 0 else 1e-5))

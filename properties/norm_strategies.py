@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 
 from kernelprop.core import coverage
 from kernelprop.golden.error_model import error_model_family
-from kernelprop.golden.rmsnorm_bounds import domain_v_min
+from kernelprop.golden.rmsnorm_bounds import eps0_tiny_data
 from kernelprop.golden.rmsnorm_inputs import (GRID_AXIS_LIMIT, NORM_CLASSES, NORM_DATA_KINDS,
-                                             SUBNORMAL_SQUARES, NormCase, NormRecipe)
+                                             NormCase, NormRecipe)
 from kernelprop.properties.norm_limits import (LARGE_NORM_DIM, NORM_SIZES, REFERENCE_NORM,
                                                REFERENCE_NORM_SMALL_ROWS, NormLimits)
 from kernelprop.properties.strategies import awkward_size, seeds, skip_outside_domain
@@ -54,8 +54,7 @@ def norm_class_cases(shape_class: str, *, limits: NormLimits | None = None, data
     if shape_class == "plain":
         return base
     if shape_class == "eps0_tiny":
-        # under the CUDA model "tiny" rows (v ~ 2^-133) are all below its domain (v >= 2^-125)
-        tiny = "tiny" if domain_v_min(error_model_family()) < 2.0 ** -130 else SUBNORMAL_SQUARES
+        tiny = eps0_tiny_data(error_model_family())
         return base.map(lambda c: c.replace(data=tiny, eps=0.0, rows=min(c.rows, 4),
                                             dim=min(c.dim, 64)))
     if shape_class == "eps_dominant":
