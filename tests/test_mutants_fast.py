@@ -13,6 +13,9 @@ from kernelprop.commands.mutants import run_entry
 MUST_DIE = ("p_rtz", "sink_ignored", "pads_row0", "rsqrt_12bit")
 CONTROLS = ("torch_reference_attention", "torch_reference_rms_norm")
 TIMEOUT_S = 120
+# the ci profile's 50 examples, split evenly over at most 10 shape classes (floor division loses
+# fewer than 10): a P1 that silently stops drawing shows up as a control with too few examples
+CI_EXAMPLES_AT_LEAST = 41
 
 
 def _explain(run) -> str:
@@ -30,6 +33,8 @@ def _problem(run, role) -> str:
         return f"P1 no longer catches: {run.description}"
     if role == "control" and (run.verdict != "passed" or run.cell("P1") != "."):
         return "false alarm on a correct implementation"
+    if role == "control" and (run.fewest_examples() or ("", 0))[1] < CI_EXAMPLES_AT_LEAST:
+        return f"its P1 test ran {run.examples_per_test()} examples, fewer than {CI_EXAMPLES_AT_LEAST}"
     return ""
 
 

@@ -65,6 +65,8 @@ class TestResult:
     search_s: Optional[float] = None         # their run time (shrinking excluded)
     case: Optional[dict] = None     # the shrunk counterexample's case (AttnCase / NormCase fields)
     case_source: str = ""           # report.json / falsifying-example text / evidence
+    examples: Optional[int] = None  # examples the test's hypothesis run ran (every phase but
+    #                                 shrinking); None for a test that is not one (table-driven P13)
 
 
 @dataclass
@@ -118,6 +120,21 @@ class RunResult:
         if self.returncode not in (0, 1) or not self.tests:
             return "no result"
         return "survived"
+
+    def examples_per_test(self) -> dict:
+        """{test function: examples its passing hypothesis parametrizations ran together}: what
+        a profile's max_examples buys per property (split over its shape classes)."""
+        per: dict = {}
+        for t in self.tests:
+            if t.outcome == "passed" and t.examples is not None:
+                function = t.nodeid.partition("[")[0]
+                per[function] = per.get(function, 0) + t.examples
+        return per
+
+    def fewest_examples(self) -> Optional[tuple[str, int]]:
+        """(test function, examples) of the property test that ran the fewest: a control's
+        nightly is only as deep as its shallowest test."""
+        return min(self.examples_per_test().items(), key=lambda kv: kv[1], default=None)
 
     def first_kill(self) -> Optional[TestResult]:
         """The killing test whose first falsifying example took the least search time."""
@@ -229,8 +246,12 @@ def _fmt_s(value: Optional[float]) -> str:
 
 
 def _kill_columns(run: RunResult) -> tuple[str, str, str]:
-    """(first kill 'search time (P ids)', examples to it, shrunk case shape) of a run."""
-    first = run.first_kill() if run.role == "mutant" else None
+    """(first kill 'search time (P ids)', examples to it, shrunk case shape) of a mutant; for a
+    control, the fewest examples one of its property tests ran (summed over its shape classes)."""
+    if run.role == "control":
+        fewest = run.fewest_examples()
+        return "", "" if fewest is None else str(fewest[1]), ""
+    first = run.first_kill()
     if first is None:
         return "", "", ""
     seconds = first.search_s if first.search_s is not None else first.duration_s
@@ -300,10 +321,13 @@ def summarize(mutant_runs: list, control_runs: list) -> dict:
     firsts = [r.first_kill() for r in killed]
     search = [t.search_s if t.search_s is not None else t.duration_s for t in firsts]
     sizes = [s for s in (case_size(t.case, r.kind)[0] for r, t in zip(killed, firsts)) if s is not None]
+    fewest = [f[1] for f in (r.fewest_examples() for r in control_runs) if f is not None]
     return dict(mutants=len(mutant_runs), killed=len(killed), survived=len(survived),
                 survivors=[r.name for r in survived], expected_survivors=[r.name for r in expected],
                 controls=len(control_runs), false_alarms=len(alarms),
                 false_alarm_entries=[r.name for r in alarms],
+                control_examples=dict(fewest=min(fewest, default=None),
+                                      total=sum(t.examples or 0 for r in control_runs for t in r.tests)),
                 first_kill_s=[min(search), max(search)] if search else None,
                 shrunk_size=[min(sizes), max(sizes)] if sizes else None)
 
@@ -312,6 +336,9 @@ def summary_line(s: dict) -> str:
     extra = f" ({len(s['expected_survivors'])} expected: {', '.join(s['expected_survivors'])})" \
         if s["expected_survivors"] else ""
     controls = f"{s['false_alarms']} false alarms" if s["controls"] else "not run"
+    examples = s.get("control_examples") or {}
+    if s["controls"] and examples.get("fewest") is not None:
+        controls += f" in {examples['total']} examples, at least {examples['fewest']} per property test"
     return (f"{s['mutants']} mutants, {s['killed']} killed, {s['survived']} survived{extra}; "
             f"controls: {controls}")
 
@@ -531,6 +558,16 @@ def _search(stats: Optional[dict]) -> tuple[Optional[int], Optional[float]]:
     return None, None
 
 
+def _ran(stats: Optional[dict]) -> Optional[int]:
+    """Examples hypothesis ran to completion (passing or failing) in every phase but shrinking."""
+    if not stats:
+        return None
+    return sum(1 for phase, phase_stats in stats.items()
+               if phase.endswith("-phase") and phase not in ("shrink-phase", "explain-phase")
+               for case in phase_stats.get("test-cases", [])
+               if case.get("status") in ("valid", "interesting"))
+
+
 def _parse_case(text: str) -> Optional[dict]:
     """The fields of the last 'Draw n (case): XCase(a=1, b='x', ...)' line of hypothesis' report."""
     found = _DRAW.findall(text or "")
@@ -584,6 +621,8 @@ def pytest_runtest_makereport(item, call):
     result = TestResult(nodeid=item.nodeid, specs=_spec_ids(item), outcome=status,
                         duration_s=round(report.duration, 3),
                         at_s=round(time.monotonic() - _SESSION_START, 3))
+    if report.when == "call" and getattr(item.obj, "is_hypothesis_test", False):
+        result.examples = _ran(getattr(item, "_kernelprop_stats", None))
     if report.skipped and isinstance(report.longrepr, tuple):
         result.message = str(report.longrepr[2])[:300]
     elif report.failed and call.excinfo is not None:
