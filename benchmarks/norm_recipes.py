@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 
-import torch
 
 from kernelprop.golden.rmsnorm_inputs import NormCase, NormRecipe, make_norm_inputs
 from kernelprop.golden.rmsnorm import rms_norm_trace
@@ -37,7 +36,7 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=4096)
     ap.add_argument("--seeds", type=int, default=3)
     args = ap.parse_args()
-    print(f"| recipe | x | P1 bound / max abs y (cpu / cuda) | undecided % (cpu) | bug | bug outside P1 % |")
+    print("| recipe | x | P1 bound / max abs y (cpu / cuda) | undecided % (cpu) | bug | bug outside P1 % |")
     print("|---|---|---|---|---|---|")
     for name, recipe, dtype, bug in RECIPES:
         sizes, undecided, outside = {1.0: [], 3.0: []}, [], []

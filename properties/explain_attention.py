@@ -12,7 +12,6 @@ bf16 grid while the recipe under test says out_dtype "fp32".
 from __future__ import annotations
 
 import math
-from dataclasses import asdict
 
 import torch
 

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from kernelprop.core import coverage
 from kernelprop.golden.error_model import error_model_family
-from kernelprop.golden.fused_add_norm import FUSED_DATA, FusedCase
+from kernelprop.golden.fused_add_norm import FusedCase
 from kernelprop.golden.rmsnorm_bounds import eps0_tiny_data
 from kernelprop.properties.fused_limits import FUSED_SIZES, REFERENCE_DIMS, REFERENCE_ROWS, FusedLimits
 from kernelprop.properties.strategies import awkward_size, skip_outside_domain

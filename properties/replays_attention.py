@@ -17,8 +17,8 @@ from kernelprop.golden.attention_bounds import (BACKEND_MODELS, MODELS, attentio
                                                cuda_model_for_ptx,
                                                attention_p2_bound)
 from kernelprop.golden.metrics import ratio_rule
-from kernelprop.golden.output_margin import Fp32Domain, sided_bound
-from kernelprop.golden.output_rounding import reachable_bf16, widen_for_rounded, output_numerics
+from kernelprop.golden.output_margin import Fp32Domain
+from kernelprop.golden.output_rounding import output_numerics
 from kernelprop.golden.attention_inputs import AttnRecipe
 from kernelprop.core.evidence import Outcome
 from kernelprop.core.plain import from_plain

@@ -14,16 +14,14 @@ import math
 import torch
 
 from kernelprop.golden.metrics import mismatch_ratio, ulp_distance_fp32
-from kernelprop.golden.output_margin import sided_bound
 from kernelprop.golden.rmsnorm_inputs import NormRecipe
 from kernelprop.golden.output_rounding import nan_free, output_numerics
 from kernelprop.golden.error_model import U_FP32, rounding_interval_gap, error_model_family
 from kernelprop.golden.rmsnorm import rms_norm_fp64, rms_norm_golden, rms_norm_trace
-from kernelprop.golden.rmsnorm_bounds import (  # noqa: F401 (in_domain, v_min: re-exported)
-    FLUSHED, GOLDEN_INV_ULPS, HALF_SUBNORMAL, INV_ULPS, NORM_FTZ, SLACK, SUM_LAMBDA, ULP,
-    V_DIV_UNITS_BY_BACKEND, V_MIN_BY_BACKEND, cuda_figures_for_ptx, error_vs_exact, exact_y,
-    exact_interval, golden_sum_roundings, impl_sum_depth, in_domain, in_recipe_domain, inv_ulps_for,
-    p1_bound, p1_domain, p1_interval, pair_bound, v_min)
+from kernelprop.golden.rmsnorm_bounds import (
+    FLUSHED, GOLDEN_INV_ULPS, HALF_SUBNORMAL, NORM_FTZ, SLACK, SUM_LAMBDA, ULP,
+    V_DIV_UNITS_BY_BACKEND, cuda_figures_for_ptx, exact_interval, golden_sum_roundings,
+    impl_sum_depth, inv_ulps_for, p1_domain, p1_interval, pair_bound)
 from kernelprop.core.evidence import Outcome
 from kernelprop.core.plain import from_plain
 from kernelprop.core.ptx_audit import declared_ptx

@@ -8,7 +8,6 @@ from hypothesis import assume, strategies as st
 from kernelprop.golden.fused_add_norm import make_fused_inputs
 from kernelprop.golden.error_model import error_model_family
 from kernelprop.golden import fused_add_norm_bounds
-from kernelprop.golden.rmsnorm_inputs import NormRecipe
 from kernelprop.properties.checks import run_property
 from kernelprop.properties.fused_strategies import draw_fused_case
 from kernelprop.properties.replays_fused import params_for

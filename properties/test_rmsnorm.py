@@ -15,8 +15,8 @@ from kernelprop.golden.error_model import error_model_family
 from kernelprop.golden import rmsnorm_bounds
 from kernelprop.properties.checks import run_property
 from kernelprop.properties.launch_cost import check_grid_rows
+from kernelprop.golden.rmsnorm_bounds import INV_ULPS
 from kernelprop.properties.replays_norm import (
-    INV_ULPS,
     npu_measurement,
     recipe_params,
     with_declared_ptx,

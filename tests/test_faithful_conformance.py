@@ -308,7 +308,6 @@ def _misc_kernel(x_ptr, h_ptr, i_ptr, ib_ptr, full_ptr, sum_ptr, N: tl.constexpr
 def test_bf16_conversions_constants_and_sum():
     n = 1 << 16
     x = ALL_BF16.clone()
-    finite = torch.where(torch.isfinite(x), x, torch.zeros((), dtype=torch.bfloat16))
     ints = torch.from_numpy(RNG.integers(-(1 << 31), 1 << 31, n, dtype=np.int64).astype(np.int32))
     h, ib, full = torch.empty(n, dtype=torch.float16), torch.empty(n, dtype=torch.bfloat16), torch.empty(n, dtype=torch.bfloat16)
     total = torch.empty(1, dtype=torch.bfloat16)

@@ -317,7 +317,8 @@ def test_norm_p1_on_cuda_rejects_flushed_squares_and_12bit_rsqrt():
     passes; the 12-bit rsqrt is still caught at D = 8192."""
     from kernelprop.golden.rmsnorm_inputs import NormCase, NormRecipe, make_norm_inputs
     from kernelprop.golden.rmsnorm import rms_norm_golden, rms_norm_trace
-    from kernelprop.properties.replays_norm import SUM_LAMBDA, V_MIN_BY_BACKEND, p1_bound, recipe_params
+    from kernelprop.golden.rmsnorm_bounds import SUM_LAMBDA, V_MIN_BY_BACKEND, p1_bound
+    from kernelprop.properties.replays_norm import recipe_params
     recipe = NormRecipe()
     params = recipe_params(recipe, "cuda")
     assert params["inv_ulps"] == 3.5 and params["ftz"] is False

@@ -6,7 +6,6 @@ or value, each naming the argument), reusing the bundled kernels' own helpers.
 """
 from __future__ import annotations
 
-from kernelprop.golden.attention_inputs import AttnRecipe
 from kernelprop.golden.rmsnorm_inputs import NormRecipe
 from kernelprop.kernels.rms_norm import check_norm_args as kernel_norm_args
 

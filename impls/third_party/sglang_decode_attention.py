@@ -29,7 +29,6 @@ What it computes (read off the kernel; SPEC section 2 terms):
 from __future__ import annotations
 
 import importlib.util
-import math
 import sys
 import types
 from pathlib import Path

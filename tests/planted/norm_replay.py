@@ -5,7 +5,6 @@ properties; `python -m kernelprop replay` imports it as tests.planted.norm_repla
 """
 from __future__ import annotations
 
-from kernelprop.golden.rmsnorm_inputs import NormRecipe
 from kernelprop.golden.rmsnorm import rms_norm_trace
 from kernelprop.golden.rmsnorm_bounds import INV_ULPS, p1_bound
 from kernelprop.core.evidence import Outcome
