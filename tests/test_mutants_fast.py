@@ -52,3 +52,24 @@ def test_planted_bugs_die_and_correct_implementations_pass(tmp_path):
     problems = [f"{run.name}: {why}\n{_explain(run)}" for role, run in runs
                 if (why := _problem(run, role))]
     assert not problems, "\n".join(problems)
+
+
+def test_a_controls_examples_are_summed_over_its_shape_classes():
+    from kernelprop.commands.mutants import RunResult, TestResult, _ran, summarize, summary_line
+
+    stats = {"reuse-phase": {"test-cases": [{"status": "valid"}]},
+             "generate-phase": {"test-cases": [{"status": "valid"}] * 5 + [{"status": "invalid"}]},
+             "shrink-phase": {"test-cases": [{"status": "interesting"}] * 9},
+             "stopped-because": "settings.max_examples=6"}
+    assert _ran(stats) == 6 and _ran(None) is None
+    run = RunResult(name="c", role="control", kind="rms_norm", target="t", description="d", returncode=0)
+    p1 = "properties/test_rmsnorm.py::test_p1_norm_matches_golden"
+    run.tests = [TestResult(f"{p1}[plain]", ["P1"], "passed", 1.0, 1.0, examples=750),
+                 TestResult(f"{p1}[eps0_tiny]", ["P1"], "passed", 1.0, 1.0, examples=750),
+                 TestResult("properties/test_rmsnorm.py::test_p9[plain]", ["P9"], "passed", 1.0, 1.0,
+                            examples=1400),
+                 TestResult("properties/test_bad_input.py::test_p13_case[x]", ["P13"], "passed", 1.0, 1.0)]
+    assert run.examples_per_test() == {p1: 1500, "properties/test_rmsnorm.py::test_p9": 1400}
+    assert run.fewest_examples() == ("properties/test_rmsnorm.py::test_p9", 1400)
+    assert summary_line(summarize([], [run])).endswith(
+        "0 false alarms in 2900 examples, at least 1400 per property test")

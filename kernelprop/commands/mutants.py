@@ -3,6 +3,7 @@
     python -m kernelprop mutants [--profile ci] [--only NAME ...] [--workers W]
                                  [--timeout-per-mutant S] [--json PATH] [--markdown PATH]
                                  [--no-controls] [--keep DIR] [--from-json PATH] [--zoo]
+                                 [--sizes small|reference|large]
 
 Runs properties/ (hypothesis profile `--profile`, default ci) once per catalogue entry of
 impls/mutants/ through `--impl KIND=TARGET`, as one pytest subprocess per entry, W at a time, with
@@ -45,10 +46,12 @@ from typing import Optional
 import pytest
 
 from kernelprop.core import knobs
+from kernelprop.core.sizes import SIZES
 from kernelprop.core.registry import BY_KIND, OPS, PROPERTY_IDS as REGISTRY_PROPERTY_IDS, Op
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 PROPERTY_IDS = REGISTRY_PROPERTY_IDS   # every registered op's spec ids (kill-matrix columns)
+CI_TIMEOUT_S = 1800.0                  # per entry, unless the profile is nightly
 
 
 # %% running one catalogue entry
@@ -408,8 +411,13 @@ def main(argv: list) -> int:
     parser.add_argument("--only", nargs="+", action="extend", metavar="NAME",
                         help="mutants / controls to run (names or globs); controls run only if named")
     parser.add_argument("--workers", type=int, default=2, help="pytest subprocesses at a time")
-    parser.add_argument("--timeout-per-mutant", type=float, default=1800.0, metavar="S",
-                        help="seconds before a subprocess is killed (default 1800)")
+    parser.add_argument("--timeout-per-mutant", type=float, default=None, metavar="S",
+                        help=f"seconds before a subprocess is killed (default {CI_TIMEOUT_S:.0f}, "
+                             "none under the nightly profile: the bundled attention's 1500-example "
+                             "nightly alone runs over an hour on a CPU)")
+    parser.add_argument("--sizes", choices=list(SIZES),
+                        help="example sizes of every subprocess (KERNELPROP_SIZES; default: the "
+                             "profile's, which is reference for nightly)")
     parser.add_argument("--json", metavar="PATH", help="write the full results as JSON")
     parser.add_argument("--markdown", metavar="PATH", help="write the kill matrix as markdown")
     parser.add_argument("--no-controls", action="store_true", help="skip the controls")
@@ -426,6 +434,11 @@ def main(argv: list) -> int:
     MUTANTS, CONTROLS = zoo_catalogue()[:2] if args.zoo else catalogue()
     if args.workers < 1:
         parser.error("--workers must be >= 1")
+    if args.sizes:
+        os.environ.update(knobs.env(sizes=args.sizes))
+    timeout = args.timeout_per_mutant
+    if timeout is None and not args.profile.startswith("nightly"):
+        timeout = CI_TIMEOUT_S
     if args.from_json:
         runs, payload = load_runs(args.from_json)
         mutant_runs = [r for r in runs if r.role == "mutant"]
@@ -442,7 +455,7 @@ def main(argv: list) -> int:
         start = time.monotonic()
         with tempfile.TemporaryDirectory(prefix="kernelprop-mutants-") as tmp:
             results = run_catalogue(jobs, profile=profile, workers=workers,
-                                    timeout=args.timeout_per_mutant,
+                                    timeout=timeout,
                                     workdir=pathlib.Path(args.keep or tmp),
                                     shrink=not (args.no_shrink or args.zoo))
         wall = time.monotonic() - start
