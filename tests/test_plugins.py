@@ -284,3 +284,27 @@ def test_bf16_tensor_declared_as_fp32_gets_the_grid_hint(tmp_path):
     outcome = R.p1({"inputs": x}, impl, R.recipe_params(impl.recipe))
     assert outcome.actual.dtype == torch.bfloat16 and check_outcome(outcome).failing
     assert hints.evidence_hints("P1", outcome, None, {"inputs": x}, impl.recipe, kind=impl.kind)[0] == explain_attention.BF16_GRID
+
+
+def test_an_untiled_implementation_skips_the_multi_tile_class():
+    """An implementation declaring tile=None, which the suite may not retile, has no example of
+    the multi-tile class: the class is skipped with the reason (it failed hypothesis' filter
+    health check on impls/flat_slot_reference.py before, in ci and nightly)."""
+    from hypothesis import given, settings, strategies as st
+    from kernelprop.properties.attention_strategies import draw_attn
+
+    ref = make_impl("sparse_attention", "impls/flat_slot_reference.py:sparse_decode_attention")
+    chunked = make_impl("sparse_attention", "impls/chunked_reference.py:sparse_decode_attention")
+    drawn = []
+
+    def draw(impl):
+        @settings(max_examples=1, database=None, deadline=None)
+        @given(st.data())
+        def one(data):
+            drawn.append(draw_attn(data, "multi_tile", impl=impl))
+        one()
+
+    with pytest.raises(pytest.skip.Exception, match="untiled recipe"):
+        draw(ref)
+    draw(chunked)   # tiled, tile free: drawn as before
+    assert [d.shape_class for d in drawn] == ["multi_tile"]
