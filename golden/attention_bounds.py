@@ -288,7 +288,15 @@ def _propagate(trace: TiledTrace, sens: Sensitivity, recipe: AttnRecipe, dp, dl,
     # 1/shrink factor), and its roundings in the subnormal range an absolute floor (`subnormal_floor`).
     may_overflow = trace.L.double() + sens.sigma * (1 + rho_sigma + maxima) >= FP32_MAX * (1 - FP32_ULP_REL)
     overflow_term = mass / den + subnormal_floor(mass)
-    overflow = torch.where(may_overflow[..., None], overflow_term, 0.0)
+    # Gradual underflow short of overflow (a large sink, exp(sink - M) ~ 1e35, over a small v
+    # column: o = 6.1e-43 in the nightly's tc_adversarial data): a product or quotient landing
+    # below 2^-126 loses up to 2^-150 absolute per side, which the relative terms miss; sums on the
+    # 2^-149 grid are exact. Per side K_valid products p_j v_jd and two rescales per tile merge,
+    # through 1/den; o's own operations and a subnormal fold factor are `subnormal_floor`
+    # (docs/bounds.md#sink).
+    ops = trace.valid.sum(-1).double()[:, None] + 2 * trace.tiles_used.double()
+    underflow = (ops * FP32_SUBNORMAL_ULP)[..., None] / den + subnormal_floor(mass)
+    overflow = torch.where(may_overflow[..., None], overflow_term, underflow)
     bound = bound + overflow
     empty = (~torch.isfinite(trace.M.double()) | ~torch.isfinite(Lt))[..., None]
     zero = lambda t: torch.where(empty, 0.0, t)  # noqa: E731
