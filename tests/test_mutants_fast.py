@@ -55,13 +55,13 @@ def test_planted_bugs_die_and_correct_implementations_pass(tmp_path):
 
 
 def test_a_controls_examples_are_summed_over_its_shape_classes():
-    from kernelprop.commands.mutants import RunResult, TestResult, _ran, summarize, summary_line
+    from kernelprop.commands.mutants import RunResult, TestResult, examples_ran, summarize, summary_line
 
     stats = {"reuse-phase": {"test-cases": [{"status": "valid"}]},
              "generate-phase": {"test-cases": [{"status": "valid"}] * 5 + [{"status": "invalid"}]},
              "shrink-phase": {"test-cases": [{"status": "interesting"}] * 9},
              "stopped-because": "settings.max_examples=6"}
-    assert _ran(stats) == 6 and _ran(None) is None
+    assert examples_ran(stats) == 6 and examples_ran(None) is None
     run = RunResult(name="c", role="control", kind="rms_norm", target="t", description="d", returncode=0)
     p1 = "properties/test_rmsnorm.py::test_p1_norm_matches_golden"
     run.tests = [TestResult(f"{p1}[plain]", ["P1"], "passed", 1.0, 1.0, examples=750),

@@ -571,7 +571,7 @@ def _search(stats: Optional[dict]) -> tuple[Optional[int], Optional[float]]:
     return None, None
 
 
-def _ran(stats: Optional[dict]) -> Optional[int]:
+def examples_ran(stats: Optional[dict]) -> Optional[int]:
     """Examples hypothesis ran to completion (passing or failing) in every phase but shrinking."""
     if not stats:
         return None
@@ -635,7 +635,7 @@ def pytest_runtest_makereport(item, call):
                         duration_s=round(report.duration, 3),
                         at_s=round(time.monotonic() - _SESSION_START, 3))
     if report.when == "call" and getattr(item.obj, "is_hypothesis_test", False):
-        result.examples = _ran(getattr(item, "_kernelprop_stats", None))
+        result.examples = examples_ran(getattr(item, "_kernelprop_stats", None))
     if report.skipped and isinstance(report.longrepr, tuple):
         result.message = str(report.longrepr[2])[:300]
     elif report.failed and call.excinfo is not None:
