@@ -68,8 +68,8 @@ class TestResult:
     search_s: Optional[float] = None         # their run time (shrinking excluded)
     case: Optional[dict] = None     # the shrunk counterexample's case (AttnCase / NormCase fields)
     case_source: str = ""           # report.json / falsifying-example text / evidence
-    examples: Optional[int] = None  # examples the test's hypothesis run ran (every phase but
-    #                                 shrinking); None for a test that is not one (table-driven P13)
+    examples: Optional[int] = None  # examples the test's hypothesis run ran (its search phases,
+    #                                 not shrinking); None for a test that is not one (table-driven P13)
 
 
 @dataclass
@@ -557,12 +557,17 @@ def pytest_runtest_call(item):
         yield
 
 
+# hypothesis' statistics phases that run new or saved examples (targeting is inside generate);
+# what follows them, shrink and explain, only replays variants of a failure
+SEARCH_PHASES = ("reuse-phase", "generate-phase")
+
+
 def _search(stats: Optional[dict]) -> tuple[Optional[int], Optional[float]]:
     """(examples, seconds) hypothesis ran up to and including its first failing example."""
     if not stats:
         return None, None
     count, seconds = 0, 0.0
-    for phase in ("reuse-phase", "generate-phase"):
+    for phase in SEARCH_PHASES:
         for case in stats.get(phase, {}).get("test-cases", []):
             count += 1
             seconds += case.get("runtime", 0.0)
@@ -572,12 +577,10 @@ def _search(stats: Optional[dict]) -> tuple[Optional[int], Optional[float]]:
 
 
 def examples_ran(stats: Optional[dict]) -> Optional[int]:
-    """Examples hypothesis ran to completion (passing or failing) in every phase but shrinking."""
+    """Examples hypothesis ran to completion (passing or failing) in its search phases."""
     if not stats:
         return None
-    return sum(1 for phase, phase_stats in stats.items()
-               if phase.endswith("-phase") and phase not in ("shrink-phase", "explain-phase")
-               for case in phase_stats.get("test-cases", [])
+    return sum(1 for phase in SEARCH_PHASES for case in stats.get(phase, {}).get("test-cases", [])
                if case.get("status") in ("valid", "interesting"))
 
 
